@@ -1,0 +1,436 @@
+//! Access to a Kubernetes cluster: an EKS cluster by name (endpoint and CA from
+//! `eks:DescribeCluster`, a bearer token from a presigned STS `GetCallerIdentity` URL, as
+//! `aws eks get-token` makes it), or a plain URL (local stand-ins, non-EKS clusters).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{HeaderValue, Request, header::AUTHORIZATION};
+use kube::client::ClientBuilder;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::sync::Mutex;
+use tracing::{debug, info};
+
+use crate::error::{AwsError, Class, SdkResultExt};
+
+pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
+/// The header aws-iam-authenticator reads the cluster name from; it must be signed.
+const CLUSTER_ID_HEADER: &str = "x-k8s-aws-id";
+/// The presigned URL's own lifetime; EKS accepts the token for 15 minutes from signing anyway.
+const PRESIGN_EXPIRES: Duration = Duration::from_secs(60);
+/// EKS honours a token for 15 minutes; `aws eks get-token` says 14. A token is re-minted once
+/// it is this old, when the next invocation asks for the client, so a token in use is at most
+/// this old plus the function's timeout (keep that under 9 minutes).
+pub const TOKEN_REFRESH_AFTER: Duration = Duration::from_secs(5 * 60);
+
+/// Where a cluster is: `https://...`/`http://...` is a URL, anything else an EKS cluster name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterTarget {
+    Eks { name: String },
+    Url { url: String },
+}
+
+impl FromStr for ClusterTarget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.starts_with("http://") || s.starts_with("https://") {
+            s.parse::<http::Uri>().map_err(|e| format!("{s:?} is not a valid URL: {e}"))?;
+            return Ok(ClusterTarget::Url { url: s.to_owned() });
+        }
+        // EKS: 1-100 characters, starts with a letter or digit, then letters, digits, - and _.
+        let valid = !s.is_empty()
+            && s.len() <= 100
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if valid {
+            Ok(ClusterTarget::Eks { name: s.to_owned() })
+        } else {
+            Err(format!("{s:?} is neither an http(s) URL nor a valid EKS cluster name"))
+        }
+    }
+}
+
+impl fmt::Display for ClusterTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterTarget::Eks { name } => write!(f, "eks:{name}"),
+            ClusterTarget::Url { url } => f.write_str(url),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster {cluster}: {source}")]
+    Describe {
+        cluster: String,
+        #[source]
+        source: AwsError,
+    },
+    #[error("cluster {cluster} cannot be reached: {why}")]
+    Unusable { cluster: String, why: String },
+    #[error("cluster {cluster}: no AWS credentials to sign a token with")]
+    Credentials {
+        cluster: String,
+        #[source]
+        source: aws_credential_types::provider::error::CredentialsError,
+    },
+    #[error("cluster {cluster}: signing the token failed")]
+    Sign {
+        cluster: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cluster {cluster}: {operation} failed")]
+    Api {
+        cluster: String,
+        operation: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ClusterError {
+    pub fn api(cluster: impl fmt::Display, operation: impl Into<String>, source: kube::Error) -> Self {
+        ClusterError::Api {
+            cluster: cluster.to_string(),
+            operation: operation.into(),
+            source,
+        }
+    }
+
+    pub fn class(&self) -> Class {
+        match self {
+            ClusterError::Describe { source, .. } => source.class(),
+            ClusterError::Unusable { .. } | ClusterError::Sign { .. } => Class::NonRetryable,
+            ClusterError::Credentials { .. } => Class::Retryable,
+            ClusterError::Api { source, .. } => classify_kube(source),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        "Cluster"
+    }
+
+    /// The HTTP status the API server answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClusterError::Api {
+                source: kube::Error::Api(s),
+                ..
+            } => Some(s.code),
+            _ => None,
+        }
+    }
+}
+
+/// 401/403 (access), 404, 400/422 (invalid) will not change on retry; 409 (conflict, re-read
+/// first), 429 and 5xx, and connection failures may.
+pub fn classify_kube(err: &kube::Error) -> Class {
+    match err {
+        kube::Error::Api(s) if s.code == 409 || s.code == 429 || s.code >= 500 => Class::Retryable,
+        kube::Error::Api(_) => Class::NonRetryable,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => Class::Retryable,
+        _ => Class::NonRetryable,
+    }
+}
+
+/// A bearer token for EKS: `k8s-aws-v1.` + base64url (no padding) of a presigned STS
+/// `GetCallerIdentity` URL whose signed headers include `x-k8s-aws-id: <cluster>`.
+pub fn eks_token(
+    credentials: &Credentials,
+    region: &str,
+    cluster: &str,
+    time: SystemTime,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let identity = credentials.clone().into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(PRESIGN_EXPIRES);
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("sts")
+        .time(time)
+        .settings(settings)
+        .build()?
+        .into();
+    let url = format!("https://sts.{region}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15");
+    let signable = SignableRequest::new(
+        "GET",
+        &url,
+        std::iter::once((CLUSTER_ID_HEADER, cluster)),
+        SignableBody::Bytes(&[]),
+    )?;
+    let (instructions, _signature) = sign(signable, &params)?.into_parts();
+    let mut request = Request::get(&url).body(())?;
+    instructions.apply_to_request_http1x(&mut request);
+    Ok(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(request.uri().to_string())))
+}
+
+/// The current bearer token, shared between [`ClusterAccess`] (which refreshes it) and the
+/// client's request layer (which reads it for every request).
+type SharedToken = Arc<RwLock<Option<HeaderValue>>>;
+
+#[derive(Clone)]
+struct BearerLayer(SharedToken);
+
+impl<S> tower::Layer<S> for BearerLayer {
+    type Service = BearerService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerService {
+            inner,
+            token: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct BearerService<S> {
+    inner: S,
+    token: SharedToken,
+}
+
+impl<S, B> tower::Service<Request<B>> for BearerService<S>
+where
+    S: tower::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if let Some(token) = self.token.read().expect("token lock").clone() {
+            req.headers_mut().insert(AUTHORIZATION, token);
+        }
+        self.inner.call(req)
+    }
+}
+
+struct Connected {
+    client: kube::Client,
+    token_minted: Option<Instant>,
+}
+
+/// Builds a `kube::Client` for one cluster once, and keeps its token fresh.
+pub struct ClusterAccess {
+    target: ClusterTarget,
+    eks: Option<(aws_sdk_eks::Client, SharedCredentialsProvider, String)>,
+    static_token: Option<String>,
+    token: SharedToken,
+    connected: Mutex<Option<Connected>>,
+}
+
+impl ClusterAccess {
+    /// `sdk` is needed for EKS targets (DescribeCluster, credentials and region to sign with).
+    pub fn new(target: ClusterTarget, sdk: &SdkConfig) -> Self {
+        let eks = match (&target, sdk.credentials_provider()) {
+            (ClusterTarget::Eks { .. }, Some(creds)) => Some((
+                aws_sdk_eks::Client::new(sdk),
+                creds,
+                sdk.region().map(|r| r.to_string()).unwrap_or_default(),
+            )),
+            _ => None,
+        };
+        ClusterAccess {
+            target,
+            eks,
+            static_token: None,
+            token: Arc::new(RwLock::new(None)),
+            connected: Mutex::new(None),
+        }
+    }
+
+    /// A URL target with an optional fixed bearer token (a service-account token, say).
+    pub fn url(url: &str, token: Option<String>) -> Self {
+        let target = ClusterTarget::Url { url: url.to_owned() };
+        let mut access = ClusterAccess::new(target, &SdkConfig::builder().build());
+        access.static_token = token;
+        access
+    }
+
+    pub fn target(&self) -> &ClusterTarget {
+        &self.target
+    }
+
+    /// The client, connecting on first use and re-minting an EKS token once it is
+    /// [`TOKEN_REFRESH_AFTER`] old. Call it at the start of each invocation.
+    pub async fn client(&self) -> Result<kube::Client, ClusterError> {
+        let mut connected = self.connected.lock().await;
+        match connected.as_mut() {
+            Some(c) if c.token_minted.is_none_or(|t| t.elapsed() < TOKEN_REFRESH_AFTER) => {}
+            Some(c) => {
+                self.mint_token().await?;
+                c.token_minted = Some(Instant::now());
+            }
+            None => *connected = Some(self.connect().await?),
+        }
+        Ok(connected.as_ref().expect("connected above").client.clone())
+    }
+
+    /// After a 401: the next [`ClusterAccess::client`] call mints a new token.
+    pub async fn invalidate_token(&self) {
+        if let Some(c) = self.connected.lock().await.as_mut() {
+            c.token_minted = c.token_minted.map(|t| t - TOKEN_REFRESH_AFTER);
+        }
+    }
+
+    async fn connect(&self) -> Result<Connected, ClusterError> {
+        let cluster = self.target.to_string();
+        let unusable = |why: String| ClusterError::Unusable {
+            cluster: cluster.clone(),
+            why,
+        };
+        let (config, token_minted) = match &self.target {
+            ClusterTarget::Url { url } => {
+                let uri = url.parse().map_err(|e| unusable(format!("bad URL: {e}")))?;
+                if let Some(t) = &self.static_token {
+                    *self.token.write().expect("token lock") = Some(bearer(t).map_err(unusable)?);
+                }
+                (kube::Config::new(uri), None)
+            }
+            ClusterTarget::Eks { name } => {
+                let (eks, _, _) = self
+                    .eks
+                    .as_ref()
+                    .ok_or_else(|| unusable("no AWS credentials configured".into()))?;
+                let out = eks
+                    .describe_cluster()
+                    .name(name)
+                    .send()
+                    .await
+                    .context("eks:DescribeCluster")
+                    .map_err(|source| ClusterError::Describe {
+                        cluster: cluster.clone(),
+                        source,
+                    })?;
+                let described = out.cluster.ok_or_else(|| unusable("DescribeCluster returned no cluster".into()))?;
+                let endpoint = described
+                    .endpoint
+                    .ok_or_else(|| unusable("the cluster has no endpoint yet (still creating?)".into()))?;
+                let ca = described
+                    .certificate_authority
+                    .and_then(|c| c.data)
+                    .ok_or_else(|| unusable("the cluster has no certificate authority data".into()))?;
+                let mut config = kube::Config::new(
+                    endpoint
+                        .parse()
+                        .map_err(|e| unusable(format!("endpoint {endpoint:?}: {e}")))?,
+                );
+                config.root_cert = Some(ca_certificates(&ca).map_err(unusable)?);
+                self.mint_token().await?;
+                (config, Some(Instant::now()))
+            }
+        };
+        let builder = ClientBuilder::try_from(config).map_err(|e| ClusterError::api(&cluster, "building the client", e))?;
+        let client = builder.with_layer(&BearerLayer(self.token.clone())).build();
+        info!(cluster = %cluster, "cluster client ready");
+        Ok(Connected { client, token_minted })
+    }
+
+    async fn mint_token(&self) -> Result<(), ClusterError> {
+        let (Some((_, creds, region)), ClusterTarget::Eks { name }) = (&self.eks, &self.target) else {
+            return Ok(());
+        };
+        let credentials = creds
+            .provide_credentials()
+            .await
+            .map_err(|source| ClusterError::Credentials {
+                cluster: name.clone(),
+                source,
+            })?;
+        let sign_err = |source| ClusterError::Sign {
+            cluster: name.clone(),
+            source,
+        };
+        let token = eks_token(&credentials, region, name, SystemTime::now()).map_err(sign_err)?;
+        *self.token.write().expect("token lock") = Some(bearer(&token).map_err(|e| sign_err(e.into()))?);
+        debug!(cluster = %name, "eks token minted");
+        Ok(())
+    }
+}
+
+fn bearer(token: &str) -> Result<HeaderValue, String> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| "the token has characters not allowed in a header".to_owned())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// DescribeCluster's `certificateAuthority.data`: base64 of a PEM bundle; kube wants DER.
+fn ca_certificates(data: &str) -> Result<Vec<Vec<u8>>, String> {
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| format!("certificate authority data is not base64: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate authority data is not a PEM certificate: {e:?}"))?;
+    if certs.is_empty() {
+        return Err("certificate authority data holds no certificate".into());
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_from_url_or_name() {
+        assert_eq!(
+            "http://127.0.0.1:8080".parse::<ClusterTarget>().unwrap(),
+            ClusterTarget::Url {
+                url: "http://127.0.0.1:8080".into()
+            }
+        );
+        assert_eq!(
+            " prod-eks_1 ".parse::<ClusterTarget>().unwrap(),
+            ClusterTarget::Eks { name: "prod-eks_1".into() }
+        );
+        for bad in ["", "-prod", "prod cluster", "eks:prod", &"x".repeat(101)] {
+            assert!(bad.parse::<ClusterTarget>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn api_errors_are_classified_by_status() {
+        let api = |code| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..Default::default()
+            }))
+        };
+        assert_eq!(classify_kube(&api(409)), Class::Retryable);
+        assert_eq!(classify_kube(&api(503)), Class::Retryable);
+        assert_eq!(classify_kube(&api(401)), Class::NonRetryable);
+        assert_eq!(classify_kube(&api(403)), Class::NonRetryable);
+        assert_eq!(classify_kube(&api(422)), Class::NonRetryable);
+    }
+
+    #[test]
+    fn ca_data_that_is_not_a_certificate_is_named() {
+        use base64::engine::general_purpose::STANDARD;
+        let err = ca_certificates(&STANDARD.encode("not a certificate")).unwrap_err();
+        assert!(err.contains("no certificate"), "{err}");
+        assert!(ca_certificates("%%%").unwrap_err().contains("not base64"));
+    }
+}

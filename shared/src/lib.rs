@@ -1,0 +1,18 @@
+//! What two or more Bridgekeeper functions share.
+//!
+//! Every function uses [`telemetry::init`], [`config::Env`], [`Error`] (and its mapping to a
+//! Lambda `Diagnostic`), the [`notify`] SNS notifier, [`metrics`] (CloudWatch EMF) and the typed
+//! [`events`]. [`cluster`] (feature `cluster`) gives dns-sync and image-rollout a `kube::Client`
+//! for an EKS cluster or a plain URL.
+
+pub mod aws;
+#[cfg(feature = "cluster")]
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod metrics;
+pub mod notify;
+pub mod telemetry;
+
+pub use error::{AwsError, Class, Classify, Error};

@@ -1,0 +1,233 @@
+//! Notifications for people: a short subject, a readable body, and message attributes that SNS
+//! subscription filter policies can match (`{"severity": ["error"]}`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use aws_sdk_sns::types::MessageAttributeValue;
+use tracing::info;
+
+use crate::error::{AwsError, SdkResultExt};
+
+/// SNS rejects a subject of more than 100 characters.
+pub const MAX_SUBJECT_CHARS: usize = 100;
+/// SNS rejects a message body over 256 KiB.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// SNS accepts at most 10 message attributes per message.
+pub const MAX_ATTRIBUTES: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Resolved,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Resolved => "resolved",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub subject: String,
+    pub body: String,
+    pub severity: Severity,
+    /// Extra attributes (`cluster`, `group`, ...); `severity`, `function` and `environment` are
+    /// added by the notifier.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Notification {
+    pub fn new(subject: impl AsRef<str>, body: impl Into<String>, severity: Severity) -> Self {
+        Notification {
+            subject: subject_line(subject.as_ref()),
+            body: truncate_bytes(body.into(), MAX_BODY_BYTES),
+            severity,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    pub fn attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let value = value.into();
+        // SNS rejects an empty String attribute value.
+        if !value.is_empty() {
+            self.attributes.insert(name.into(), value);
+        }
+        self
+    }
+}
+
+/// One line, no control characters, at most 100 characters, cut on a character boundary with
+/// an ellipsis so a reader can tell it was cut.
+pub fn subject_line(raw: &str) -> String {
+    let clean: String = raw
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if clean.chars().count() <= MAX_SUBJECT_CHARS {
+        return clean;
+    }
+    let mut cut: String = clean.chars().take(MAX_SUBJECT_CHARS - 1).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push('…');
+    cut
+}
+
+fn truncate_bytes(mut s: String, max: usize) -> String {
+    const MARK: &str = "\n… (truncated)";
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max - MARK.len();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(MARK);
+    s
+}
+
+/// Where notifications go. Handlers are generic over it so unit tests use a plain fake.
+pub trait Notifier: Send + Sync {
+    /// Sends it; returns the message id.
+    fn notify(&self, n: &Notification) -> impl Future<Output = Result<String, AwsError>> + Send;
+}
+
+/// Publishes to an SNS topic.
+#[derive(Debug, Clone)]
+pub struct SnsNotifier {
+    client: aws_sdk_sns::Client,
+    topic_arn: String,
+    function: String,
+    environment: String,
+}
+
+impl SnsNotifier {
+    pub fn new(
+        client: aws_sdk_sns::Client,
+        topic_arn: impl Into<String>,
+        function: impl Into<String>,
+        environment: impl Into<String>,
+    ) -> Self {
+        SnsNotifier {
+            client,
+            topic_arn: topic_arn.into(),
+            function: function.into(),
+            environment: environment.into(),
+        }
+    }
+
+    /// All attributes of a message: the standard three first, then the notification's own, up to
+    /// SNS's limit of ten.
+    pub fn attributes(&self, n: &Notification) -> BTreeMap<String, String> {
+        let mut all = BTreeMap::from([
+            ("severity".to_owned(), n.severity.as_str().to_owned()),
+            ("function".to_owned(), self.function.clone()),
+            ("environment".to_owned(), self.environment.clone()),
+        ]);
+        for (k, v) in &n.attributes {
+            if all.len() == MAX_ATTRIBUTES {
+                break;
+            }
+            all.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        all
+    }
+}
+
+impl Notifier for SnsNotifier {
+    async fn notify(&self, n: &Notification) -> Result<String, AwsError> {
+        let mut req = self
+            .client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(&n.subject)
+            .message(&n.body);
+        for (name, value) in self.attributes(n) {
+            let attr = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .expect("data_type is set");
+            req = req.message_attributes(name, attr);
+        }
+        let out = req.send().await.context("sns:Publish")?;
+        let id = out.message_id.unwrap_or_default();
+        info!(topic = %self.topic_arn, message_id = %id, severity = %n.severity, subject = %n.subject, "notification published");
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_subject_is_kept() {
+        assert_eq!(subject_line("[prod] 2 exports started"), "[prod] 2 exports started");
+    }
+
+    #[test]
+    fn subject_is_cut_to_100_characters_on_a_character_boundary() {
+        // 3-byte and 4-byte characters: a byte-based cut would panic or split one.
+        let long = "é€🚀".repeat(60);
+        let s = subject_line(&long);
+        assert_eq!(s.chars().count(), MAX_SUBJECT_CHARS);
+        assert!(s.ends_with('…'));
+        assert!(long.starts_with(s.trim_end_matches('…')));
+    }
+
+    #[test]
+    fn subject_is_one_line_without_control_characters() {
+        assert_eq!(subject_line("ALARM:\tapi-cpu\nhigh\r\n"), "ALARM: api-cpu high");
+    }
+
+    #[test]
+    fn long_body_is_cut_below_the_sns_limit_on_a_character_boundary() {
+        let n = Notification::new("s", "ü".repeat(MAX_BODY_BYTES), Severity::Info);
+        assert!(n.body.len() <= MAX_BODY_BYTES);
+        assert!(n.body.ends_with("(truncated)"));
+    }
+
+    #[test]
+    fn attributes_carry_severity_function_environment_and_stay_under_ten() {
+        let client = aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::Config::builder()
+                .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
+                .build(),
+        );
+        let notifier = SnsNotifier::new(client, "arn:aws:sns:us-east-1:123456789012:t", "dns-sync", "prod");
+        let mut n = Notification::new("s", "b", Severity::Error)
+            .attribute("cluster", "prod")
+            .attribute("empty", "");
+        for i in 0..12 {
+            n = n.attribute(format!("extra{i:02}"), "x");
+        }
+        let attrs = notifier.attributes(&n);
+        assert_eq!(attrs.len(), MAX_ATTRIBUTES);
+        assert_eq!(attrs["severity"], "error");
+        assert_eq!(attrs["function"], "dns-sync");
+        assert_eq!(attrs["environment"], "prod");
+        assert_eq!(attrs["cluster"], "prod");
+        assert!(!attrs.contains_key("empty"));
+    }
+}
