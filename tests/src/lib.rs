@@ -1,1 +1,133 @@
+//! Integration-test harness: starts the local stand-ins (moto's server for AWS, kmock for
+//! Kubernetes) from the repository's `.venv`, once per test binary, on free loopback ports.
+//!
+//! Each stand-in lives as long as the test process: its standard input is a pipe from us, and it
+//! exits when that closes. Tests isolate themselves with [`unique`] names and their own
+//! [`TestEnv::region`], since moto keeps state per account and region.
 
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_config::{Region, SdkConfig};
+use aws_credential_types::Credentials;
+
+/// The command that installs the stand-ins, named in every "not found" failure.
+pub const INSTALL_HINT: &str = "run `make setup` (or `make test`, which runs it) to install them into .venv";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A running stand-in.
+pub struct StandIn {
+    pub name: &'static str,
+    pub url: String,
+    // Held so the pipe stays open; dropping it (process exit) stops the stand-in.
+    _stdin: Mutex<ChildStdin>,
+    _child: Mutex<Child>,
+}
+
+impl StandIn {
+    fn start(name: &'static str) -> StandIn {
+        let root = repo_root();
+        let python = root.join(".venv/bin/python");
+        let script = root.join("tests/standins/serve.py");
+        assert!(
+            python.exists(),
+            "stand-in {name}: {} not found; {INSTALL_HINT}",
+            python.display()
+        );
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .arg(name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("stand-in {name}: cannot start {}: {e}; {INSTALL_HINT}", python.display()));
+        let stdin = child.stdin.take().expect("piped");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        let Some(url) = line.trim().strip_prefix("READY ").map(str::to_owned) else {
+            let mut err = String::new();
+            let _ = child.stderr.take().expect("piped").read_to_string(&mut err);
+            let _ = child.kill();
+            panic!("stand-in {name} did not start ({INSTALL_HINT}):\n{line}{err}");
+        };
+        wait_until_listening(name, &url);
+        StandIn {
+            name,
+            url,
+            _stdin: Mutex::new(stdin),
+            _child: Mutex::new(child),
+        }
+    }
+}
+
+fn wait_until_listening(name: &str, url: &str) {
+    let addr = url.trim_start_matches("http://");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "stand-in {name} at {url} did not answer within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// moto's server, started on first use.
+pub fn moto() -> &'static StandIn {
+    static MOTO: OnceLock<StandIn> = OnceLock::new();
+    MOTO.get_or_init(|| StandIn::start("moto"))
+}
+
+/// The kmock Kubernetes emulator, started on first use.
+pub fn kmock() -> &'static StandIn {
+    static KMOCK: OnceLock<StandIn> = OnceLock::new();
+    KMOCK.get_or_init(|| StandIn::start("kmock"))
+}
+
+/// `prefix-<pid>-<n>`: unique within this run and across concurrent test binaries.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// moto keeps state per region: regions handed out in turn give concurrent tests in one binary
+/// separate RDS, SNS, SQS, ... state (Route53 and S3 names are global: use [`unique`]).
+const REGIONS: &[&str] = &[
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-west-2", "eu-west-3",
+    "eu-central-1", "eu-north-1", "eu-south-1", "ap-south-1", "ap-northeast-1", "ap-northeast-2",
+    "ap-northeast-3", "ap-southeast-1", "ap-southeast-2", "ca-central-1", "sa-east-1",
+];
+
+/// What one test needs to talk to the stand-ins.
+pub struct TestEnv {
+    pub region: String,
+    pub sdk: SdkConfig,
+}
+
+impl TestEnv {
+    /// An SDK config pointed at moto, with dummy credentials and a region of this test's own.
+    pub async fn aws() -> TestEnv {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let region = REGIONS[NEXT.fetch_add(1, Ordering::Relaxed) % REGIONS.len()].to_owned();
+        let sdk = sdk_config(&region).await;
+        TestEnv { region, sdk }
+    }
+}
+
+pub async fn sdk_config(region: &str) -> SdkConfig {
+    bridgekeeper::aws::loader()
+        .endpoint_url(&moto().url)
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "bridgekeeper-tests"))
+        .load()
+        .await
+}

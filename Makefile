@@ -1,0 +1,38 @@
+# The two commands a newcomer needs:  make demo   and   make test
+# Both install what they need first (pinned Python packages into .venv).
+
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+CARGO_FLAGS := --workspace --locked
+
+.PHONY: setup demo test lint ci clean-venv
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@command -v python3 >/dev/null || { echo "python3 is required (3.11+)"; exit 1; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --requirement requirements.txt
+	touch $@
+
+## Runs every job locally against the stand-ins and prints what each did.
+demo: setup
+	cargo run --locked --quiet -p bridgekeeper-tests --bin demo
+
+## Runs every test: unit tests and the integration tests against moto and kmock.
+test: setup
+	cargo test $(CARGO_FLAGS) --all-targets
+
+## Format, lint and template checks (CI runs these after the tests).
+lint: setup
+	cargo fmt --all --check
+	cargo clippy $(CARGO_FLAGS) --all-targets -- -D warnings
+	cfn-lint template.yaml
+	checkov --quiet --compact --framework cloudformation --file template.yaml
+	if [ -x ../shared/tools/check-layout ]; then ../shared/tools/check-layout; fi
+
+ci: test lint
+
+clean-venv:
+	rm -rf $(VENV)

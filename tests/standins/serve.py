@@ -1,0 +1,58 @@
+"""Runs one local stand-in on a free loopback port until its standard input closes.
+
+    python serve.py moto     # moto's server: RDS, S3, Route53, EKS, ECR, ELBv2, SNS, SQS, STS, ...
+    python serve.py kmock    # kmock's Kubernetes emulator, with the kinds Bridgekeeper uses declared
+
+It prints one line, `READY <url>`, once the server answers. Tying its life to standard input
+means the stand-in goes away with whatever started it (a test binary that panicked included).
+"""
+import asyncio
+import sys
+import threading
+
+# kmock answers 404 for a kind until it is declared.
+KUBE_RESOURCES = {
+    "apps/v1/deployments": ("Deployment", True),
+    "networking.k8s.io/v1/ingresses": ("Ingress", True),
+    "v1/services": ("Service", True),
+    "v1/namespaces": ("Namespace", False),
+}
+VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
+
+
+def wait_for_stdin_eof() -> None:
+    while sys.stdin.buffer.read(4096):
+        pass
+
+
+def serve_moto() -> None:
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    print(f"READY http://{host}:{port}", flush=True)
+    wait_for_stdin_eof()
+    server.stop()
+
+
+async def serve_kmock() -> None:
+    import kmock
+
+    async with kmock.KubernetesEmulator() as emulator:
+        for key, (kind, namespaced) in KUBE_RESOURCES.items():
+            emulator.resources[key] = kmock.ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS)
+        async with kmock.Server(emulator, host="127.0.0.1") as server:
+            print(f"READY http://127.0.0.1:{server.port}", flush=True)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, wait_for_stdin_eof)
+
+
+if __name__ == "__main__":
+    which = sys.argv[1] if len(sys.argv) > 1 else ""
+    if which == "moto":
+        serve_moto()
+    elif which == "kmock":
+        asyncio.run(serve_kmock())
+    else:
+        sys.exit("usage: serve.py moto|kmock")
