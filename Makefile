@@ -29,7 +29,7 @@ lint: setup
 	cargo fmt --all --check
 	cargo clippy $(CARGO_FLAGS) --all-targets -- -D warnings
 	cfn-lint template.yaml
-	checkov --quiet --compact --framework cloudformation --file template.yaml
+	checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
 	if [ -x ../shared/tools/check-layout ]; then ../shared/tools/check-layout; fi
 
 ci: test lint

@@ -131,3 +131,86 @@ pub async fn sdk_config(region: &str) -> SdkConfig {
         .load()
         .await
 }
+
+/// An SNS topic with an SQS queue subscribed to it, to read published messages back (moto's
+/// `/moto-api/data.json` fails once RDS objects exist, so this is the way that always works).
+pub struct Inbox {
+    pub topic_arn: String,
+    pub queue_url: String,
+    sqs: aws_sdk_sqs::Client,
+}
+
+/// One SNS message as the queue received it (raw delivery off: the SNS envelope).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnsMessage {
+    pub id: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl Inbox {
+    pub async fn create(sdk: &SdkConfig) -> anyhow::Result<Inbox> {
+        use anyhow::Context;
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let sns = aws_sdk_sns::Client::new(sdk);
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let topic_arn = sns.create_topic().name(unique("alerts")).send().await?.topic_arn.context("topic arn")?;
+        let queue_url = sqs.create_queue().queue_name(unique("inbox")).send().await?.queue_url.context("queue url")?;
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await?;
+        let queue_arn = attrs
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .context("queue arn")?
+            .clone();
+        sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await?;
+        Ok(Inbox {
+            topic_arn,
+            queue_url,
+            sqs,
+        })
+    }
+
+    /// Everything published so far (and not yet received), oldest first.
+    pub async fn receive(&self) -> anyhow::Result<Vec<SnsMessage>> {
+        use anyhow::Context;
+        let mut all = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await?;
+            if out.messages().is_empty() {
+                return Ok(all);
+            }
+            for m in out.messages() {
+                let v: serde_json::Value = serde_json::from_str(m.body().context("body")?)?;
+                let attributes = v["MessageAttributes"]
+                    .as_object()
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| (k.clone(), v["Value"].as_str().unwrap_or_default().to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                all.push(SnsMessage {
+                    id: v["MessageId"].as_str().unwrap_or_default().to_owned(),
+                    subject: v["Subject"].as_str().map(str::to_owned),
+                    body: v["Message"].as_str().unwrap_or_default().to_owned(),
+                    attributes,
+                });
+                if let Some(h) = m.receipt_handle() {
+                    self.sqs.delete_message().queue_url(&self.queue_url).receipt_handle(h).send().await?;
+                }
+            }
+        }
+    }
+}
