@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
+use aws_sigv4::http_request::{
+    SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
+};
 use aws_sigv4::sign::v4;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -47,18 +49,22 @@ impl FromStr for ClusterTarget {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         if s.starts_with("http://") || s.starts_with("https://") {
-            s.parse::<http::Uri>().map_err(|e| format!("{s:?} is not a valid URL: {e}"))?;
+            s.parse::<http::Uri>()
+                .map_err(|e| format!("{s:?} is not a valid URL: {e}"))?;
             return Ok(ClusterTarget::Url { url: s.to_owned() });
         }
         // EKS: 1-100 characters, starts with a letter or digit, then letters, digits, - and _.
         let valid = !s.is_empty()
             && s.len() <= 100
             && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if valid {
             Ok(ClusterTarget::Eks { name: s.to_owned() })
         } else {
-            Err(format!("{s:?} is neither an http(s) URL nor a valid EKS cluster name"))
+            Err(format!(
+                "{s:?} is neither an http(s) URL nor a valid EKS cluster name"
+            ))
         }
     }
 }
@@ -104,7 +110,11 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
-    pub fn api(cluster: impl fmt::Display, operation: impl Into<String>, source: kube::Error) -> Self {
+    pub fn api(
+        cluster: impl fmt::Display,
+        operation: impl Into<String>,
+        source: kube::Error,
+    ) -> Self {
         ClusterError::Api {
             cluster: cluster.to_string(),
             operation: operation.into(),
@@ -143,7 +153,9 @@ pub fn classify_kube(err: &kube::Error) -> Class {
     match err {
         kube::Error::Api(s) if s.code == 409 || s.code == 429 || s.code >= 500 => Class::Retryable,
         kube::Error::Api(_) => Class::NonRetryable,
-        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => Class::Retryable,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
+            Class::Retryable
+        }
         _ => Class::NonRetryable,
     }
 }
@@ -168,7 +180,8 @@ pub fn eks_token(
         .settings(settings)
         .build()?
         .into();
-    let url = format!("https://sts.{region}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15");
+    let url =
+        format!("https://sts.{region}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15");
     let signable = SignableRequest::new(
         "GET",
         &url,
@@ -178,7 +191,10 @@ pub fn eks_token(
     let (instructions, _signature) = sign(signable, &params)?.into_parts();
     let mut request = Request::get(&url).body(())?;
     instructions.apply_to_request_http1x(&mut request);
-    Ok(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(request.uri().to_string())))
+    Ok(format!(
+        "{TOKEN_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(request.uri().to_string())
+    ))
 }
 
 /// The current bearer token, shared between [`ClusterAccess`] (which refreshes it) and the
@@ -261,7 +277,9 @@ impl ClusterAccess {
 
     /// A URL target with an optional fixed bearer token (a service-account token, say).
     pub fn url(url: &str, token: Option<String>) -> Self {
-        let target = ClusterTarget::Url { url: url.to_owned() };
+        let target = ClusterTarget::Url {
+            url: url.to_owned(),
+        };
         let mut access = ClusterAccess::new(target, &SdkConfig::builder().build());
         access.static_token = token;
         access
@@ -276,7 +294,9 @@ impl ClusterAccess {
     pub async fn client(&self) -> Result<kube::Client, ClusterError> {
         let mut connected = self.connected.lock().await;
         match connected.as_mut() {
-            Some(c) if c.token_minted.is_none_or(|t| t.elapsed() < TOKEN_REFRESH_AFTER) => {}
+            Some(c)
+                if c.token_minted
+                    .is_none_or(|t| t.elapsed() < TOKEN_REFRESH_AFTER) => {}
             Some(c) => {
                 self.mint_token().await?;
                 c.token_minted = Some(Instant::now());
@@ -322,14 +342,18 @@ impl ClusterAccess {
                         cluster: cluster.clone(),
                         source,
                     })?;
-                let described = out.cluster.ok_or_else(|| unusable("DescribeCluster returned no cluster".into()))?;
-                let endpoint = described
-                    .endpoint
-                    .ok_or_else(|| unusable("the cluster has no endpoint yet (still creating?)".into()))?;
+                let described = out
+                    .cluster
+                    .ok_or_else(|| unusable("DescribeCluster returned no cluster".into()))?;
+                let endpoint = described.endpoint.ok_or_else(|| {
+                    unusable("the cluster has no endpoint yet (still creating?)".into())
+                })?;
                 let ca = described
                     .certificate_authority
                     .and_then(|c| c.data)
-                    .ok_or_else(|| unusable("the cluster has no certificate authority data".into()))?;
+                    .ok_or_else(|| {
+                        unusable("the cluster has no certificate authority data".into())
+                    })?;
                 let mut config = kube::Config::new(
                     endpoint
                         .parse()
@@ -340,29 +364,36 @@ impl ClusterAccess {
                 (config, Some(Instant::now()))
             }
         };
-        let builder = ClientBuilder::try_from(config).map_err(|e| ClusterError::api(&cluster, "building the client", e))?;
+        let builder = ClientBuilder::try_from(config)
+            .map_err(|e| ClusterError::api(&cluster, "building the client", e))?;
         let client = builder.with_layer(&BearerLayer(self.token.clone())).build();
         info!(cluster = %cluster, "cluster client ready");
-        Ok(Connected { client, token_minted })
+        Ok(Connected {
+            client,
+            token_minted,
+        })
     }
 
     async fn mint_token(&self) -> Result<(), ClusterError> {
-        let (Some((_, creds, region)), ClusterTarget::Eks { name }) = (&self.eks, &self.target) else {
+        let (Some((_, creds, region)), ClusterTarget::Eks { name }) = (&self.eks, &self.target)
+        else {
             return Ok(());
         };
-        let credentials = creds
-            .provide_credentials()
-            .await
-            .map_err(|source| ClusterError::Credentials {
-                cluster: name.clone(),
-                source,
-            })?;
+        let credentials =
+            creds
+                .provide_credentials()
+                .await
+                .map_err(|source| ClusterError::Credentials {
+                    cluster: name.clone(),
+                    source,
+                })?;
         let sign_err = |source| ClusterError::Sign {
             cluster: name.clone(),
             source,
         };
         let token = eks_token(&credentials, region, name, SystemTime::now()).map_err(sign_err)?;
-        *self.token.write().expect("token lock") = Some(bearer(&token).map_err(|e| sign_err(e.into()))?);
+        *self.token.write().expect("token lock") =
+            Some(bearer(&token).map_err(|e| sign_err(e.into()))?);
         debug!(cluster = %name, "eks token minted");
         Ok(())
     }
@@ -396,7 +427,9 @@ mod tests {
 
     /// Query parameters of the URL inside a token, sorted.
     fn token_params(token: &str) -> Vec<(String, String)> {
-        let url = URL_SAFE_NO_PAD.decode(token.strip_prefix(TOKEN_PREFIX).unwrap()).unwrap();
+        let url = URL_SAFE_NO_PAD
+            .decode(token.strip_prefix(TOKEN_PREFIX).unwrap())
+            .unwrap();
         let url = String::from_utf8(url).unwrap();
         let (base, query) = url.split_once('?').unwrap();
         assert_eq!(base, "https://sts.us-east-1.amazonaws.com/");
@@ -429,7 +462,10 @@ mod tests {
         assert_eq!(get("Action"), Some("GetCallerIdentity"));
         assert_eq!(get("X-Amz-Expires"), Some("60"));
         assert_eq!(get("X-Amz-Date"), Some("20261121T120000Z"));
-        assert_eq!(get("X-Amz-Credential"), Some("AKIDEXAMPLE%2F20261121%2Fus-east-1%2Fsts%2Faws4_request"));
+        assert_eq!(
+            get("X-Amz-Credential"),
+            Some("AKIDEXAMPLE%2F20261121%2Fus-east-1%2Fsts%2Faws4_request")
+        );
         assert_eq!(get("X-Amz-SignedHeaders"), Some("host%3Bx-k8s-aws-id"));
         assert_eq!(
             get("X-Amz-Signature"),
@@ -444,7 +480,11 @@ mod tests {
         let a = eks_token(&creds, "us-east-1", "dev", time).unwrap();
         let b = eks_token(&creds, "us-east-1", "prod", time).unwrap();
         assert_ne!(a, b);
-        assert!(token_params(&a).iter().any(|(k, v)| k == "X-Amz-Security-Token" && v == "SESSION%2FTOKEN"));
+        assert!(
+            token_params(&a)
+                .iter()
+                .any(|(k, v)| k == "X-Amz-Security-Token" && v == "SESSION%2FTOKEN")
+        );
     }
 
     #[test]
@@ -457,7 +497,9 @@ mod tests {
         );
         assert_eq!(
             " prod-eks_1 ".parse::<ClusterTarget>().unwrap(),
-            ClusterTarget::Eks { name: "prod-eks_1".into() }
+            ClusterTarget::Eks {
+                name: "prod-eks_1".into()
+            }
         );
         for bad in ["", "-prod", "prod cluster", "eks:prod", &"x".repeat(101)] {
             assert!(bad.parse::<ClusterTarget>().is_err(), "{bad:?}");

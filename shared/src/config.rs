@@ -75,17 +75,29 @@ impl Env {
             .transpose()
     }
 
-    pub fn parse_or<T: FromStr>(&self, var: &str, expected: &str, default: T) -> Result<T, ConfigError> {
+    pub fn parse_or<T: FromStr>(
+        &self,
+        var: &str,
+        expected: &str,
+        default: T,
+    ) -> Result<T, ConfigError> {
         Ok(self.parse(var, expected)?.unwrap_or(default))
     }
 
     /// `true`/`false` (also `1`/`0`, `yes`/`no`), case-insensitive.
     pub fn flag(&self, var: &str, default: bool) -> Result<bool, ConfigError> {
-        match self.optional(var).map(|v| v.to_ascii_lowercase()).as_deref() {
+        match self
+            .optional(var)
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
             None => Ok(default),
             Some("true" | "1" | "yes") => Ok(true),
             Some("false" | "0" | "no") => Ok(false),
-            Some(other) => Err(ConfigError::new(var, format!("is {other:?}, expected true or false"))),
+            Some(other) => Err(ConfigError::new(
+                var,
+                format!("is {other:?}, expected true or false"),
+            )),
         }
     }
 
@@ -111,7 +123,8 @@ impl Env {
 
     pub fn arn(&self, var: &str) -> Result<Arn, ConfigError> {
         let v = self.required(var)?;
-        v.parse().map_err(|why| ConfigError::new(var, format!("is {v:?}, not an ARN: {why}")))
+        v.parse()
+            .map_err(|why| ConfigError::new(var, format!("is {v:?}, not an ARN: {why}")))
     }
 
     pub fn optional_arn(&self, var: &str) -> Result<Option<Arn>, ConfigError> {
@@ -180,7 +193,8 @@ impl fmt::Display for Arn {
 
 /// The deployment environment, used in notification subjects and attributes.
 pub fn environment(env: &Env) -> String {
-    env.optional("ENVIRONMENT").unwrap_or_else(|| "dev".to_owned())
+    env.optional("ENVIRONMENT")
+        .unwrap_or_else(|| "dev".to_owned())
 }
 
 #[cfg(test)]
@@ -191,7 +205,10 @@ mod tests {
     fn missing_variable_is_named() {
         let err = Env::default().required("ALERTS_TOPIC_ARN").unwrap_err();
         assert_eq!(err.var, "ALERTS_TOPIC_ARN");
-        assert_eq!(err.to_string(), "configuration: ALERTS_TOPIC_ARN is not set");
+        assert_eq!(
+            err.to_string(),
+            "configuration: ALERTS_TOPIC_ARN is not set"
+        );
     }
 
     #[test]
@@ -204,7 +221,9 @@ mod tests {
     #[test]
     fn not_a_number_names_variable_and_value() {
         let env = Env::from_pairs([("MAX_CONCURRENT_EXPORTS", "five")]);
-        let err = env.parse::<u32>("MAX_CONCURRENT_EXPORTS", "a number from 1 to 5").unwrap_err();
+        let err = env
+            .parse::<u32>("MAX_CONCURRENT_EXPORTS", "a number from 1 to 5")
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "configuration: MAX_CONCURRENT_EXPORTS is \"five\", expected a number from 1 to 5"
@@ -218,12 +237,19 @@ mod tests {
         let err = env.arn("ALERTS_TOPIC_ARN").unwrap_err();
         assert_eq!(err.var, "ALERTS_TOPIC_ARN");
         assert!(err.problem.contains("does not start with 'arn:'"), "{err}");
-        assert!(env.arn("ROLE").unwrap_err().problem.contains("expected arn:partition"));
+        assert!(
+            env.arn("ROLE")
+                .unwrap_err()
+                .problem
+                .contains("expected arn:partition")
+        );
     }
 
     #[test]
     fn arn_parts_are_readable() {
-        let arn: Arn = "arn:aws:sns:eu-west-1:123456789012:bridgekeeper-alerts".parse().unwrap();
+        let arn: Arn = "arn:aws:sns:eu-west-1:123456789012:bridgekeeper-alerts"
+            .parse()
+            .unwrap();
         assert_eq!(
             (arn.service(), arn.region(), arn.account(), arn.resource()),
             ("sns", "eu-west-1", "123456789012", "bridgekeeper-alerts")
@@ -245,6 +271,9 @@ mod tests {
         assert!(!env.flag("UNSET", false).unwrap());
         assert_eq!(env.flag("BAD", false).unwrap_err().var, "BAD");
         assert_eq!(env.list("IDS"), ["db-1", "db-2"]);
-        assert_eq!(env.seconds("WAIT", Duration::ZERO).unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            env.seconds("WAIT", Duration::ZERO).unwrap(),
+            Duration::from_secs(90)
+        );
     }
 }

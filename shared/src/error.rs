@@ -179,7 +179,10 @@ pub fn classify_service(code: Option<&str>, status: Option<u16>) -> Class {
             || TRANSIENT_ERRORS.contains(&c)
             || matches!(
                 c,
-                "InternalError" | "InternalFailure" | "ServiceUnavailable" | "ServiceUnavailableException"
+                "InternalError"
+                    | "InternalFailure"
+                    | "ServiceUnavailable"
+                    | "ServiceUnavailableException"
                     | "PriorRequestNotComplete"
             )
     });
@@ -233,7 +236,11 @@ mod tests {
         assert_eq!(e.status, Some(400));
         let d = Error::from(e).diagnostic();
         assert_eq!(d.error_type, "Retryable.Aws");
-        assert!(d.error_message.contains("sns:Publish failed: Throttling"), "{}", d.error_message);
+        assert!(
+            d.error_message.contains("sns:Publish failed: Throttling"),
+            "{}",
+            d.error_message
+        );
         assert!(d.error_message.contains("req-123"), "{}", d.error_message);
     }
 
@@ -241,8 +248,14 @@ mod tests {
     fn server_errors_are_retryable() {
         assert_eq!(service_error("InternalError", 500).class, Class::Retryable);
         assert_eq!(service_error("SomethingNew", 503).class, Class::Retryable);
-        assert_eq!(service_error("TooManyRequestsException", 429).class, Class::Retryable);
-        assert_eq!(service_error("PriorRequestNotComplete", 400).class, Class::Retryable);
+        assert_eq!(
+            service_error("TooManyRequestsException", 429).class,
+            Class::Retryable
+        );
+        assert_eq!(
+            service_error("PriorRequestNotComplete", 400).class,
+            Class::Retryable
+        );
     }
 
     #[test]
@@ -264,14 +277,20 @@ mod tests {
     #[test]
     fn timeouts_and_dispatch_failures_are_retryable() {
         let err: SdkError<PublishError, HttpResponse> = SdkError::timeout_error("took too long");
-        assert_eq!(AwsError::from_sdk("sns:Publish", err).class, Class::Retryable);
+        assert_eq!(
+            AwsError::from_sdk("sns:Publish", err).class,
+            Class::Retryable
+        );
     }
 
     #[test]
     fn bad_event_and_config_are_not_retryable() {
         let d = Error::invalid_event("source 'aws.ec2' is not handled").diagnostic();
         assert_eq!(d.error_type, "NonRetryable.InvalidEvent");
-        assert_eq!(d.error_message, "invalid event: source 'aws.ec2' is not handled");
+        assert_eq!(
+            d.error_message,
+            "invalid event: source 'aws.ec2' is not handled"
+        );
         let d = Error::from(ConfigError::missing("TOPIC_ARN")).diagnostic();
         assert_eq!(d.error_type, "NonRetryable.Config");
         assert!(d.error_message.contains("TOPIC_ARN"));

@@ -129,7 +129,11 @@ impl RdsEventDetail {
 #[serde(rename_all = "PascalCase")]
 pub struct AutoScalingInstanceDetail {
     pub auto_scaling_group_name: String,
-    #[serde(rename = "EC2InstanceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "EC2InstanceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ec2_instance_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity_id: Option<String>,
@@ -158,11 +162,19 @@ pub struct AutoScalingInstanceDetail {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AutoScalingActivityDetails {
-    #[serde(rename = "Availability Zone", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Availability Zone",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone: Option<String>,
     #[serde(rename = "Subnet ID", default, skip_serializing_if = "Option::is_none")]
     pub subnet_id: Option<String>,
-    #[serde(rename = "InvokingAlarms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "InvokingAlarms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub invoking_alarms: Option<Vec<serde_json::Value>>,
 }
 
@@ -187,7 +199,11 @@ pub struct AlarmState {
     #[serde(default)]
     pub reason: String,
     /// A JSON document in a string; see [`AlarmState::reason_data`].
-    #[serde(rename = "reasonData", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "reasonData",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reason_data_json: Option<String>,
     pub timestamp: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -274,8 +290,12 @@ mod tests {
 
     #[test]
     fn ecr_push_round_trips() {
-        let e: EcrImageActionEvent = round_trip(include_str!("../../events/image-rollout/push-latest.json"));
-        assert_eq!((e.source.as_str(), e.detail_type.as_str()), ECR_IMAGE_ACTION);
+        let e: EcrImageActionEvent =
+            round_trip(include_str!("../../events/image-rollout/push-latest.json"));
+        assert_eq!(
+            (e.source.as_str(), e.detail_type.as_str()),
+            ECR_IMAGE_ACTION
+        );
         assert!(e.detail.action_type.is(EcrActionType::Push));
         assert!(e.detail.result.is(EcrResult::Success));
         assert_eq!(e.detail.repository_name, "shop/api");
@@ -284,7 +304,9 @@ mod tests {
 
     #[test]
     fn ecr_untagged_push_has_no_tag() {
-        let e: EcrImageActionEvent = round_trip(include_str!("../../events/image-rollout/push-untagged.json"));
+        let e: EcrImageActionEvent = round_trip(include_str!(
+            "../../events/image-rollout/push-untagged.json"
+        ));
         assert_eq!(e.detail.image_tag, None);
         assert!(e.detail.image_digest.unwrap().starts_with("sha256:"));
     }
@@ -298,8 +320,13 @@ mod tests {
 
     #[test]
     fn rds_instance_export_completed_round_trips() {
-        let e: RdsEvent = round_trip(include_str!("../../events/snapshot-export/export-completed.json"));
-        assert_eq!((e.source.as_str(), e.detail_type.as_str()), RDS_SNAPSHOT_EVENT);
+        let e: RdsEvent = round_trip(include_str!(
+            "../../events/snapshot-export/export-completed.json"
+        ));
+        assert_eq!(
+            (e.source.as_str(), e.detail_type.as_str()),
+            RDS_SNAPSHOT_EVENT
+        );
         assert_eq!(
             e.detail.export_outcome(),
             Some((SnapshotKind::Instance, ExportOutcome::Completed))
@@ -309,14 +336,24 @@ mod tests {
 
     #[test]
     fn rds_cluster_export_failed_round_trips() {
-        let e: RdsEvent = round_trip(include_str!("../../events/snapshot-export/cluster-export-failed.json"));
-        assert_eq!((e.source.as_str(), e.detail_type.as_str()), RDS_CLUSTER_SNAPSHOT_EVENT);
-        assert_eq!(e.detail.export_outcome(), Some((SnapshotKind::Cluster, ExportOutcome::Failed)));
+        let e: RdsEvent = round_trip(include_str!(
+            "../../events/snapshot-export/cluster-export-failed.json"
+        ));
+        assert_eq!(
+            (e.source.as_str(), e.detail_type.as_str()),
+            RDS_CLUSTER_SNAPSHOT_EVENT
+        );
+        assert_eq!(
+            e.detail.export_outcome(),
+            Some((SnapshotKind::Cluster, ExportOutcome::Failed))
+        );
     }
 
     #[test]
     fn rds_snapshot_created_is_not_an_export_event() {
-        let e: RdsEvent = round_trip(include_str!("../../events/snapshot-export/snapshot-created.json"));
+        let e: RdsEvent = round_trip(include_str!(
+            "../../events/snapshot-export/snapshot-created.json"
+        ));
         assert_eq!(e.detail.export_outcome(), None);
     }
 
@@ -333,15 +370,31 @@ mod tests {
             event_id: format!("RDS-EVENT-{id}"),
             tags: None,
         };
-        let outcomes: Vec<_> = ids.iter().map(|id| detail(id).export_outcome().unwrap()).collect();
-        assert_eq!(outcomes.iter().filter(|(k, _)| *k == SnapshotKind::Cluster).count(), 3);
-        assert_eq!(outcomes[2], (SnapshotKind::Instance, ExportOutcome::Completed));
-        assert_eq!(outcomes[4], (SnapshotKind::Cluster, ExportOutcome::Cancelled));
+        let outcomes: Vec<_> = ids
+            .iter()
+            .map(|id| detail(id).export_outcome().unwrap())
+            .collect();
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|(k, _)| *k == SnapshotKind::Cluster)
+                .count(),
+            3
+        );
+        assert_eq!(
+            outcomes[2],
+            (SnapshotKind::Instance, ExportOutcome::Completed)
+        );
+        assert_eq!(
+            outcomes[4],
+            (SnapshotKind::Cluster, ExportOutcome::Cancelled)
+        );
     }
 
     #[test]
     fn scheduled_event_round_trips() {
-        let e: ScheduledEvent = round_trip(include_str!("../../events/snapshot-export/schedule.json"));
+        let e: ScheduledEvent =
+            round_trip(include_str!("../../events/snapshot-export/schedule.json"));
         assert_eq!((e.source.as_str(), e.detail_type.as_str()), SCHEDULED_EVENT);
     }
 
@@ -350,23 +403,47 @@ mod tests {
         let json = include_str!("../../events/scaling-alerts/launch-successful.json");
         let e: AutoScalingInstanceEvent = round_trip(json);
         assert_eq!(e.detail.auto_scaling_group_name, "eks-prod-ng-1-a2c4e6g8");
-        assert_eq!(e.detail.ec2_instance_id.as_deref(), Some("i-0a1b2c3d4e5f60718"));
-        assert_eq!(e.detail.details.unwrap().availability_zone.as_deref(), Some("eu-west-1b"));
+        assert_eq!(
+            e.detail.ec2_instance_id.as_deref(),
+            Some("i-0a1b2c3d4e5f60718")
+        );
+        assert_eq!(
+            e.detail.details.unwrap().availability_zone.as_deref(),
+            Some("eu-west-1b")
+        );
         // The re-exported untyped form reads the same payload.
         let untyped: AutoScalingEvent = serde_json::from_str(json).unwrap();
-        assert_eq!(untyped.detail_type.as_deref(), Some("EC2 Instance Launch Successful"));
+        assert_eq!(
+            untyped.detail_type.as_deref(),
+            Some("EC2 Instance Launch Successful")
+        );
     }
 
     #[test]
     fn alarm_state_change_round_trips_with_cloudwatch_timestamps() {
-        let e: AlarmStateChangeEvent = round_trip(include_str!("../../events/scaling-alerts/alarm-state-change.json"));
-        assert_eq!((e.source.as_str(), e.detail_type.as_str()), ALARM_STATE_CHANGE);
+        let e: AlarmStateChangeEvent = round_trip(include_str!(
+            "../../events/scaling-alerts/alarm-state-change.json"
+        ));
+        assert_eq!(
+            (e.source.as_str(), e.detail_type.as_str()),
+            ALARM_STATE_CHANGE
+        );
         assert!(e.detail.state.value.is(CloudWatchAlarmStateValue::Alarm));
-        assert!(e.detail.previous_state.as_ref().unwrap().value.is(CloudWatchAlarmStateValue::Ok));
+        assert!(
+            e.detail
+                .previous_state
+                .as_ref()
+                .unwrap()
+                .value
+                .is(CloudWatchAlarmStateValue::Ok)
+        );
         let reason = e.detail.state.reason_data().unwrap();
         assert_eq!(reason.threshold, Some(80.0));
         assert_eq!(reason.recent_datapoints, [93.5]);
         let metric = &e.detail.configuration.unwrap().metrics[0];
-        assert_eq!(metric.metric_stat.as_ref().unwrap().metric.name, "CPUUtilization");
+        assert_eq!(
+            metric.metric_stat.as_ref().unwrap().metric.name,
+            "CPUUtilization"
+        );
     }
 }

@@ -104,7 +104,9 @@ mod tests {
     #[test]
     fn emits_one_emf_line_with_namespace_dimension_and_values() {
         let mut m = Metrics::new("snapshot-export");
-        m.count("ExportsStarted", 2).count("ExportsStarted", 1).count("ExportsDeferred", 0);
+        m.count("ExportsStarted", 2)
+            .count("ExportsStarted", 1)
+            .count("ExportsDeferred", 0);
         m.value("Duration", 12.5, Unit::Milliseconds);
         let mut out = Vec::new();
         m.flush_to(&mut out).unwrap();
@@ -125,7 +127,11 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            [("Duration", "Milliseconds"), ("ExportsDeferred", "Count"), ("ExportsStarted", "Count")]
+            [
+                ("Duration", "Milliseconds"),
+                ("ExportsDeferred", "Count"),
+                ("ExportsStarted", "Count")
+            ]
         );
         assert!(doc["_aws"]["Timestamp"].as_i64().unwrap() > 1_700_000_000_000);
     }

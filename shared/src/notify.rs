@@ -183,7 +183,10 @@ mod tests {
 
     #[test]
     fn short_subject_is_kept() {
-        assert_eq!(subject_line("[prod] 2 exports started"), "[prod] 2 exports started");
+        assert_eq!(
+            subject_line("[prod] 2 exports started"),
+            "[prod] 2 exports started"
+        );
     }
 
     #[test]
@@ -198,7 +201,10 @@ mod tests {
 
     #[test]
     fn subject_is_one_line_without_control_characters() {
-        assert_eq!(subject_line("ALARM:\tapi-cpu\nhigh\r\n"), "ALARM: api-cpu high");
+        assert_eq!(
+            subject_line("ALARM:\tapi-cpu\nhigh\r\n"),
+            "ALARM: api-cpu high"
+        );
     }
 
     #[test]
@@ -215,7 +221,12 @@ mod tests {
                 .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
                 .build(),
         );
-        let notifier = SnsNotifier::new(client, "arn:aws:sns:us-east-1:123456789012:t", "dns-sync", "prod");
+        let notifier = SnsNotifier::new(
+            client,
+            "arn:aws:sns:us-east-1:123456789012:t",
+            "dns-sync",
+            "prod",
+        );
         let mut n = Notification::new("s", "b", Severity::Error)
             .attribute("cluster", "prod")
             .attribute("empty", "");

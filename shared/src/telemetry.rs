@@ -18,10 +18,15 @@ impl LogSettings {
             .optional("AWS_LAMBDA_LOG_FORMAT")
             .is_some_and(|f| f.eq_ignore_ascii_case("json"));
         // Lambda's level names (TRACE..FATAL) map onto tracing's; FATAL has no equivalent.
-        let filter = match env.optional("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_ascii_lowercase()) {
+        let filter = match env
+            .optional("AWS_LAMBDA_LOG_LEVEL")
+            .map(|l| l.to_ascii_lowercase())
+        {
             Some(l) if l == "fatal" => "error".to_owned(),
             Some(l) => l,
-            None => env.optional("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
+            None => env
+                .optional("RUST_LOG")
+                .unwrap_or_else(|| "info".to_owned()),
         };
         LogSettings { json, filter }
     }

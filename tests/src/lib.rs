@@ -16,7 +16,8 @@ use aws_config::{Region, SdkConfig};
 use aws_credential_types::Credentials;
 
 /// The command that installs the stand-ins, named in every "not found" failure.
-pub const INSTALL_HINT: &str = "run `make setup` (or `make test`, which runs it) to install them into .venv";
+pub const INSTALL_HINT: &str =
+    "run `make setup` (or `make test`, which runs it) to install them into .venv";
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -51,7 +52,12 @@ impl StandIn {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("stand-in {name}: cannot start {}: {e}; {INSTALL_HINT}", python.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "stand-in {name}: cannot start {}: {e}; {INSTALL_HINT}",
+                    python.display()
+                )
+            });
         let stdin = child.stdin.take().expect("piped");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
         let mut line = String::new();
@@ -76,7 +82,10 @@ fn wait_until_listening(name: &str, url: &str) {
     let addr = url.trim_start_matches("http://");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "stand-in {name} at {url} did not answer within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "stand-in {name} at {url} did not answer within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -96,15 +105,34 @@ pub fn kmock() -> &'static StandIn {
 /// `prefix-<pid>-<n>`: unique within this run and across concurrent test binaries.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// moto keeps state per region: regions handed out in turn give concurrent tests in one binary
 /// separate RDS, SNS, SQS, ... state (Route53 and S3 names are global: use [`unique`]).
 const REGIONS: &[&str] = &[
-    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-west-2", "eu-west-3",
-    "eu-central-1", "eu-north-1", "eu-south-1", "ap-south-1", "ap-northeast-1", "ap-northeast-2",
-    "ap-northeast-3", "ap-southeast-1", "ap-southeast-2", "ca-central-1", "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "eu-south-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ca-central-1",
+    "sa-east-1",
 ];
 
 /// What one test needs to talk to the stand-ins.
@@ -127,7 +155,13 @@ pub async fn sdk_config(region: &str) -> SdkConfig {
     bridgekeeper::aws::loader()
         .endpoint_url(&moto().url)
         .region(Region::new(region.to_owned()))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "bridgekeeper-tests"))
+        .credentials_provider(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "bridgekeeper-tests",
+        ))
         .load()
         .await
 }
@@ -155,8 +189,20 @@ impl Inbox {
         use aws_sdk_sqs::types::QueueAttributeName;
         let sns = aws_sdk_sns::Client::new(sdk);
         let sqs = aws_sdk_sqs::Client::new(sdk);
-        let topic_arn = sns.create_topic().name(unique("alerts")).send().await?.topic_arn.context("topic arn")?;
-        let queue_url = sqs.create_queue().queue_name(unique("inbox")).send().await?.queue_url.context("queue url")?;
+        let topic_arn = sns
+            .create_topic()
+            .name(unique("alerts"))
+            .send()
+            .await?
+            .topic_arn
+            .context("topic arn")?;
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(unique("inbox"))
+            .send()
+            .await?
+            .queue_url
+            .context("queue url")?;
         let attrs = sqs
             .get_queue_attributes()
             .queue_url(&queue_url)
@@ -168,7 +214,12 @@ impl Inbox {
             .and_then(|a| a.get(&QueueAttributeName::QueueArn))
             .context("queue arn")?
             .clone();
-        sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await?;
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .send()
+            .await?;
         Ok(Inbox {
             topic_arn,
             queue_url,
@@ -197,7 +248,12 @@ impl Inbox {
                     .as_object()
                     .map(|a| {
                         a.iter()
-                            .map(|(k, v)| (k.clone(), v["Value"].as_str().unwrap_or_default().to_owned()))
+                            .map(|(k, v)| {
+                                (
+                                    k.clone(),
+                                    v["Value"].as_str().unwrap_or_default().to_owned(),
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -208,7 +264,12 @@ impl Inbox {
                     attributes,
                 });
                 if let Some(h) = m.receipt_handle() {
-                    self.sqs.delete_message().queue_url(&self.queue_url).receipt_handle(h).send().await?;
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(h)
+                        .send()
+                        .await?;
                 }
             }
         }

@@ -33,11 +33,17 @@ async fn client_from_url_lists_and_patches_a_deployment() -> Result<()> {
     let ns = unique("shop");
     let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/api:latest";
-    api.create(&PostParams::default(), &deployment(&ns, "api", image)).await?;
-    api.create(&PostParams::default(), &deployment(&ns, "worker", image)).await?;
+    api.create(&PostParams::default(), &deployment(&ns, "api", image))
+        .await?;
+    api.create(&PostParams::default(), &deployment(&ns, "worker", image))
+        .await?;
 
     let listed = api.list(&ListParams::default()).await?;
-    let mut names: Vec<_> = listed.items.iter().filter_map(|d| d.metadata.name.clone()).collect();
+    let mut names: Vec<_> = listed
+        .items
+        .iter()
+        .filter_map(|d| d.metadata.name.clone())
+        .collect();
     names.sort();
     assert_eq!(names, ["api", "worker"]);
 
@@ -46,11 +52,13 @@ async fn client_from_url_lists_and_patches_a_deployment() -> Result<()> {
         {"op": "test", "path": "/spec/template/spec/containers/0/name", "value": "app"},
         {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": pinned}
     ]))?;
-    api.patch("api", &PatchParams::default(), &Patch::<()>::Json(patch)).await?;
+    api.patch("api", &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await?;
 
     let merge = json!({"spec": {"template": {"metadata": {"annotations": {
         "kubectl.kubernetes.io/restartedAt": "2026-11-21T12:00:00Z"}}}}});
-    api.patch("worker", &PatchParams::default(), &Patch::Merge(&merge)).await?;
+    api.patch("worker", &PatchParams::default(), &Patch::Merge(&merge))
+        .await?;
 
     // A second client from the same access is the same connection, reused.
     let again: Api<Deployment> = Api::namespaced(access.client().await?, &ns);
@@ -58,14 +66,26 @@ async fn client_from_url_lists_and_patches_a_deployment() -> Result<()> {
     let container = &api_dep.spec.unwrap().template.spec.unwrap().containers[0];
     assert_eq!(container.image.as_deref(), Some(pinned));
     let worker = again.get("worker").await?;
-    let annotations = worker.spec.unwrap().template.metadata.unwrap().annotations.unwrap();
-    assert_eq!(annotations["kubectl.kubernetes.io/restartedAt"], "2026-11-21T12:00:00Z");
+    let annotations = worker
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap();
+    assert_eq!(
+        annotations["kubectl.kubernetes.io/restartedAt"],
+        "2026-11-21T12:00:00Z"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn missing_object_is_a_non_retryable_api_error() -> Result<()> {
-    let client = ClusterAccess::url(&kmock().url, Some("static-token".into())).client().await?;
+    let client = ClusterAccess::url(&kmock().url, Some("static-token".into()))
+        .client()
+        .await?;
     let api: Api<Deployment> = Api::namespaced(client, &unique("empty"));
     let err = api.get("nope").await.expect_err("nothing there");
     let err = ClusterError::api("kmock", "get deployment", err);
@@ -77,9 +97,19 @@ async fn missing_object_is_a_non_retryable_api_error() -> Result<()> {
 #[tokio::test]
 async fn unreachable_cluster_is_a_retryable_error() -> Result<()> {
     // A port nothing listens on: bind one, note it, let it go.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let client = ClusterAccess::url(&format!("http://127.0.0.1:{port}"), None).client().await?;
-    let err = Api::<Deployment>::all(client).list(&ListParams::default()).await.expect_err("nothing listens");
-    assert_eq!(ClusterError::api("gone", "list deployments", err).class(), bridgekeeper::Class::Retryable);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let client = ClusterAccess::url(&format!("http://127.0.0.1:{port}"), None)
+        .client()
+        .await?;
+    let err = Api::<Deployment>::all(client)
+        .list(&ListParams::default())
+        .await
+        .expect_err("nothing listens");
+    assert_eq!(
+        ClusterError::api("gone", "list deployments", err).class(),
+        bridgekeeper::Class::Retryable
+    );
     Ok(())
 }

@@ -11,10 +11,19 @@ use bridgekeeper_tests::{Inbox, TestEnv, unique};
 async fn publishes_subject_body_and_filterable_attributes() -> Result<()> {
     let env = TestEnv::aws().await;
     let inbox = Inbox::create(&env.sdk).await?;
-    let notifier = SnsNotifier::new(aws_sdk_sns::Client::new(&env.sdk), &inbox.topic_arn, "snapshot-export", "prod");
+    let notifier = SnsNotifier::new(
+        aws_sdk_sns::Client::new(&env.sdk),
+        &inbox.topic_arn,
+        "snapshot-export",
+        "prod",
+    );
     let subject = format!("[prod] Export failed: {}", "ö".repeat(120));
-    let n = Notification::new(&subject, "shop-db: KMS key disabled\nsecond line", Severity::Error)
-        .attribute("cluster", "prod-eks");
+    let n = Notification::new(
+        &subject,
+        "shop-db: KMS key disabled\nsecond line",
+        Severity::Error,
+    )
+    .attribute("cluster", "prod-eks");
 
     let id = notifier.notify(&n).await?;
 
@@ -32,7 +41,10 @@ async fn publishes_subject_body_and_filterable_attributes() -> Result<()> {
         ("function", "snapshot-export"),
         ("severity", "error"),
     ];
-    let expected: BTreeMap<String, String> = expected.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let expected: BTreeMap<String, String> = expected
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     assert_eq!(m.attributes, expected);
     Ok(())
 }
@@ -41,13 +53,21 @@ async fn publishes_subject_body_and_filterable_attributes() -> Result<()> {
 async fn publishing_to_a_missing_topic_is_a_non_retryable_error_with_its_code() -> Result<()> {
     let env = TestEnv::aws().await;
     let missing = format!("arn:aws:sns:{}:123456789012:{}", env.region, unique("nope"));
-    let notifier = SnsNotifier::new(aws_sdk_sns::Client::new(&env.sdk), missing, "dns-sync", "dev");
+    let notifier = SnsNotifier::new(
+        aws_sdk_sns::Client::new(&env.sdk),
+        missing,
+        "dns-sync",
+        "dev",
+    );
     let err = notifier
         .notify(&Notification::new("s", "b", Severity::Info))
         .await
         .expect_err("the topic does not exist");
     assert_eq!(err.code.as_deref(), Some("NotFound"));
     assert_eq!(err.class, bridgekeeper::Class::NonRetryable);
-    assert!(err.to_string().starts_with("sns:Publish failed: NotFound"), "{err}");
+    assert!(
+        err.to_string().starts_with("sns:Publish failed: NotFound"),
+        "{err}"
+    );
     Ok(())
 }

@@ -14,10 +14,17 @@ async fn main() -> Result<()> {
     println!("  AWS (moto server):          {}", moto().url);
     println!("  Kubernetes (kmock emulator): {}", kmock().url);
 
-    println!("\n== Notifications: the shared SNS notifier, read back through a subscribed SQS queue");
+    println!(
+        "\n== Notifications: the shared SNS notifier, read back through a subscribed SQS queue"
+    );
     let env = TestEnv::aws().await;
     let inbox = Inbox::create(&env.sdk).await?;
-    let notifier = SnsNotifier::new(aws_sdk_sns::Client::new(&env.sdk), &inbox.topic_arn, "demo", "dev");
+    let notifier = SnsNotifier::new(
+        aws_sdk_sns::Client::new(&env.sdk),
+        &inbox.topic_arn,
+        "demo",
+        "dev",
+    );
     let n = Notification::new(
         "[dev] Bridgekeeper demo: the alerts topic answers",
         "If you can read this, SNS publishing works against the local stand-in.",
@@ -41,7 +48,10 @@ async fn main() -> Result<()> {
             "spec": {"containers": [{"name": "api", "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/api:latest"}]}}}
     }))?;
     api.create(&PostParams::default(), &deployment).await?;
-    for d in Api::<Deployment>::all(client).list(&ListParams::default()).await? {
+    for d in Api::<Deployment>::all(client)
+        .list(&ListParams::default())
+        .await?
+    {
         let image = d
             .spec
             .and_then(|s| s.template.spec)
