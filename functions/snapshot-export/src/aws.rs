@@ -1,0 +1,262 @@
+//! The RDS adapter: gathers the facts `domain` decides on and starts the exports it planned.
+
+use std::future::Future;
+
+use aws_sdk_rds::types::{Filter, Tag};
+use bridgekeeper::AwsError;
+use bridgekeeper::error::SdkResultExt;
+use bridgekeeper::events::SnapshotKind;
+use chrono::{DateTime, Utc};
+use tracing::info;
+
+use crate::domain::{Export, ExportTask, Snapshot, Source, SourceInfo, TaskStatus};
+
+/// What starting an export came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    Started {
+        status: TaskStatus,
+    },
+    /// A task with this (deterministic) id exists: a redelivery or a concurrent run got there.
+    AlreadyExists,
+}
+
+/// The RDS calls snapshot-export makes; the handler is generic over it.
+pub trait Rds: Send + Sync {
+    fn list_instances(&self) -> impl Future<Output = Result<Vec<SourceInfo>, AwsError>> + Send;
+    fn list_clusters(&self) -> impl Future<Output = Result<Vec<SourceInfo>, AwsError>> + Send;
+    /// The source's automated snapshots.
+    fn snapshots(
+        &self,
+        source: &Source,
+    ) -> impl Future<Output = Result<Vec<Snapshot>, AwsError>> + Send;
+    /// Export tasks whose source is this snapshot.
+    fn export_tasks(
+        &self,
+        snapshot_arn: &str,
+    ) -> impl Future<Output = Result<Vec<ExportTask>, AwsError>> + Send;
+    /// How many of the account's exports are STARTING or IN_PROGRESS.
+    fn running_exports(&self) -> impl Future<Output = Result<usize, AwsError>> + Send;
+    fn start_export(
+        &self,
+        export: &Export,
+    ) -> impl Future<Output = Result<Started, AwsError>> + Send;
+}
+
+pub struct RdsApi {
+    client: aws_sdk_rds::Client,
+}
+
+impl RdsApi {
+    pub fn new(client: aws_sdk_rds::Client) -> Self {
+        RdsApi { client }
+    }
+}
+
+fn tags(list: &[Tag]) -> std::collections::BTreeMap<String, String> {
+    list.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
+}
+
+fn time(t: Option<&aws_sdk_rds::primitives::DateTime>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+fn task(t: &aws_sdk_rds::types::ExportTask) -> ExportTask {
+    ExportTask {
+        id: t.export_task_identifier().unwrap_or_default().to_owned(),
+        source_arn: t.source_arn().unwrap_or_default().to_owned(),
+        status: TaskStatus::parse(t.status().unwrap_or_default()),
+        s3_bucket: t.s3_bucket().map(str::to_owned),
+        s3_prefix: t.s3_prefix().map(str::to_owned),
+        failure_cause: t.failure_cause().map(str::to_owned),
+        started: time(t.task_start_time()),
+        ended: time(t.task_end_time()),
+        size_gb: t.total_extracted_data_in_gb(),
+    }
+}
+
+impl Rds for RdsApi {
+    async fn list_instances(&self) -> Result<Vec<SourceInfo>, AwsError> {
+        let pages = self
+            .client
+            .describe_db_instances()
+            .into_paginator()
+            .items()
+            .send();
+        let all: Vec<_> = pages
+            .collect::<Result<_, _>>()
+            .await
+            .context("rds:DescribeDBInstances")?;
+        Ok(all
+            .iter()
+            .map(|i| SourceInfo {
+                id: i.db_instance_identifier().unwrap_or_default().to_owned(),
+                kind: SnapshotKind::Instance,
+                engine: i.engine().unwrap_or_default().to_owned(),
+                tags: tags(i.tag_list()),
+                cluster: i.db_cluster_identifier().map(str::to_owned),
+            })
+            .collect())
+    }
+
+    async fn list_clusters(&self) -> Result<Vec<SourceInfo>, AwsError> {
+        let pages = self
+            .client
+            .describe_db_clusters()
+            .into_paginator()
+            .items()
+            .send();
+        let all: Vec<_> = pages
+            .collect::<Result<_, _>>()
+            .await
+            .context("rds:DescribeDBClusters")?;
+        Ok(all
+            .iter()
+            .map(|c| SourceInfo {
+                id: c.db_cluster_identifier().unwrap_or_default().to_owned(),
+                kind: SnapshotKind::Cluster,
+                engine: c.engine().unwrap_or_default().to_owned(),
+                tags: tags(c.tag_list()),
+                cluster: None,
+            })
+            .collect())
+    }
+
+    async fn snapshots(&self, source: &Source) -> Result<Vec<Snapshot>, AwsError> {
+        match source.kind {
+            SnapshotKind::Instance => {
+                let pages = self
+                    .client
+                    .describe_db_snapshots()
+                    .db_instance_identifier(&source.id)
+                    .snapshot_type("automated")
+                    .into_paginator()
+                    .items()
+                    .send();
+                let all: Vec<_> = pages
+                    .collect::<Result<_, _>>()
+                    .await
+                    .context("rds:DescribeDBSnapshots")?;
+                Ok(all
+                    .iter()
+                    .map(|s| Snapshot {
+                        id: s.db_snapshot_identifier().unwrap_or_default().to_owned(),
+                        arn: s.db_snapshot_arn().unwrap_or_default().to_owned(),
+                        created: time(s.snapshot_create_time()),
+                        snapshot_type: s.snapshot_type().unwrap_or_default().to_owned(),
+                        status: s.status().unwrap_or_default().to_owned(),
+                    })
+                    .collect())
+            }
+            SnapshotKind::Cluster => {
+                let pages = self
+                    .client
+                    .describe_db_cluster_snapshots()
+                    .db_cluster_identifier(&source.id)
+                    .snapshot_type("automated")
+                    .into_paginator()
+                    .items()
+                    .send();
+                let all: Vec<_> = pages
+                    .collect::<Result<_, _>>()
+                    .await
+                    .context("rds:DescribeDBClusterSnapshots")?;
+                Ok(all
+                    .iter()
+                    .map(|s| Snapshot {
+                        id: s
+                            .db_cluster_snapshot_identifier()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        arn: s.db_cluster_snapshot_arn().unwrap_or_default().to_owned(),
+                        created: time(s.snapshot_create_time()),
+                        snapshot_type: s.snapshot_type().unwrap_or_default().to_owned(),
+                        status: s.status().unwrap_or_default().to_owned(),
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    async fn export_tasks(&self, snapshot_arn: &str) -> Result<Vec<ExportTask>, AwsError> {
+        let pages = self
+            .client
+            .describe_export_tasks()
+            .source_arn(snapshot_arn)
+            .into_paginator()
+            .items()
+            .send();
+        let all: Vec<_> = pages
+            .collect::<Result<_, _>>()
+            .await
+            .context("rds:DescribeExportTasks")?;
+        // Filtered again here: not every implementation of the API honours SourceArn.
+        Ok(all
+            .iter()
+            .map(task)
+            .filter(|t| t.source_arn == snapshot_arn)
+            .collect())
+    }
+
+    async fn running_exports(&self) -> Result<usize, AwsError> {
+        let running = Filter::builder()
+            .name("status")
+            .values("starting")
+            .values("in_progress")
+            .build();
+        let pages = self
+            .client
+            .describe_export_tasks()
+            .filters(running)
+            .into_paginator()
+            .items()
+            .send();
+        let all: Vec<_> = pages
+            .collect::<Result<_, _>>()
+            .await
+            .context("rds:DescribeExportTasks")?;
+        Ok(all
+            .iter()
+            .map(task)
+            .filter(|t| t.status.is_running())
+            .count())
+    }
+
+    async fn start_export(&self, e: &Export) -> Result<Started, AwsError> {
+        let result = self
+            .client
+            .start_export_task()
+            .export_task_identifier(&e.task_id)
+            .source_arn(&e.snapshot_arn)
+            .s3_bucket_name(&e.bucket)
+            .s3_prefix(&e.prefix)
+            .iam_role_arn(&e.role_arn)
+            .kms_key_id(&e.kms_key_arn)
+            .set_export_only((!e.export_only.is_empty()).then(|| e.export_only.clone()))
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let status = TaskStatus::parse(out.status().unwrap_or("STARTING"));
+                info!(task = %e.task_id, snapshot = %e.snapshot, source = %e.source, location = %e.s3_uri, "export started");
+                Ok(Started::Started { status })
+            }
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|s| s.is_export_task_already_exists_fault()) =>
+            {
+                info!(task = %e.task_id, snapshot = %e.snapshot, "export task already exists");
+                Ok(Started::AlreadyExists)
+            }
+            Err(err) => Err(AwsError::from_sdk("rds:StartExportTask", err)),
+        }
+    }
+}

@@ -1,0 +1,205 @@
+use bridgekeeper::config::{Arn, ConfigError, Env, environment};
+use bridgekeeper::notify::SnsNotifier;
+
+use crate::domain::Selection;
+
+/// RDS runs at most five exports at once per account and region.
+pub const ACCOUNT_EXPORT_LIMIT: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryPolicy {
+    /// Only when something was started, deferred or failed.
+    Changes,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: String,
+    pub topic_arn: Arn,
+    pub bucket: String,
+    pub prefix: String,
+    pub role_arn: Arn,
+    pub kms_key_arn: Arn,
+    pub export_only: Vec<String>,
+    pub selection: Selection,
+    pub max_concurrent: usize,
+    pub max_attempts: u32,
+    pub dry_run: bool,
+    pub summary: SummaryPolicy,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        let prefix = env
+            .optional("EXPORT_PREFIX")
+            .unwrap_or_else(|| "rds-exports".to_owned())
+            .trim_matches('/')
+            .to_owned();
+        if prefix.contains(':') {
+            return Err(ConfigError::new(
+                "EXPORT_PREFIX",
+                "contains ':', which RDS rejects in an S3 prefix",
+            ));
+        }
+        let bucket = env.required("EXPORT_BUCKET")?;
+        if bucket.starts_with("arn:") || bucket.contains('/') {
+            return Err(ConfigError::new(
+                "EXPORT_BUCKET",
+                format!("is {bucket:?}, expected a bucket name"),
+            ));
+        }
+        let instances = env.list("SOURCE_DB_INSTANCES");
+        let clusters = env.list("SOURCE_DB_CLUSTERS");
+        let selection = if instances.is_empty() && clusters.is_empty() {
+            let tag = env
+                .optional("SOURCE_TAG")
+                .unwrap_or_else(|| "bridgekeeper:export=true".to_owned());
+            let (key, value) = tag.split_once('=').ok_or_else(|| {
+                ConfigError::new("SOURCE_TAG", format!("is {tag:?}, expected key=value"))
+            })?;
+            Selection::Tag {
+                key: key.trim().to_owned(),
+                value: value.trim().to_owned(),
+            }
+        } else {
+            Selection::Ids {
+                instances,
+                clusters,
+            }
+        };
+        let max_concurrent = env.parse_or(
+            "MAX_CONCURRENT_EXPORTS",
+            "a number from 1 to 5",
+            ACCOUNT_EXPORT_LIMIT,
+        )?;
+        if !(1..=ACCOUNT_EXPORT_LIMIT).contains(&max_concurrent) {
+            return Err(ConfigError::new(
+                "MAX_CONCURRENT_EXPORTS",
+                format!(
+                    "is {max_concurrent}, expected a number from 1 to 5 (RDS runs at most 5 exports at once)"
+                ),
+            ));
+        }
+        let max_attempts = env.parse_or("MAX_EXPORT_ATTEMPTS", "a number from 1 to 10", 3u32)?;
+        if !(1..=10).contains(&max_attempts) {
+            return Err(ConfigError::new(
+                "MAX_EXPORT_ATTEMPTS",
+                format!("is {max_attempts}, expected 1 to 10"),
+            ));
+        }
+        let summary = match env.optional("SUMMARY_NOTIFICATIONS").as_deref() {
+            None | Some("changes") => SummaryPolicy::Changes,
+            Some("always") => SummaryPolicy::Always,
+            Some("never") => SummaryPolicy::Never,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "SUMMARY_NOTIFICATIONS",
+                    format!("is {other:?}, expected changes, always or never"),
+                ));
+            }
+        };
+        Ok(Config {
+            environment: environment(env),
+            topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
+            bucket,
+            prefix,
+            role_arn: env.arn("EXPORT_ROLE_ARN")?,
+            kms_key_arn: env.arn("EXPORT_KMS_KEY_ARN")?,
+            export_only: env.list("EXPORT_ONLY"),
+            selection,
+            max_concurrent,
+            max_attempts,
+            dry_run: env.flag("DRY_RUN", false)?,
+            summary,
+        })
+    }
+
+    pub fn notifier(&self, sns: aws_sdk_sns::Client) -> SnsNotifier {
+        SnsNotifier::new(
+            sns,
+            self.topic_arn.as_str(),
+            crate::FUNCTION,
+            &self.environment,
+        )
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub const REQUIRED: [(&str, &str); 4] = [
+        (
+            "ALERTS_TOPIC_ARN",
+            "arn:aws:sns:eu-west-1:123456789012:alerts",
+        ),
+        ("EXPORT_BUCKET", "exports-bucket"),
+        ("EXPORT_ROLE_ARN", "arn:aws:iam::123456789012:role/export"),
+        (
+            "EXPORT_KMS_KEY_ARN",
+            "arn:aws:kms:eu-west-1:123456789012:key/1234abcd",
+        ),
+    ];
+
+    fn env_with(extra: &[(&'static str, &'static str)]) -> Env {
+        Env::from_pairs(REQUIRED.iter().chain(extra).copied())
+    }
+
+    #[test]
+    fn defaults_select_by_tag_and_allow_five_exports() {
+        let c = Config::from_env(&env_with(&[])).unwrap();
+        assert_eq!(
+            c.selection,
+            Selection::Tag {
+                key: "bridgekeeper:export".into(),
+                value: "true".into()
+            }
+        );
+        assert_eq!(
+            (c.max_concurrent, c.prefix.as_str(), c.dry_run),
+            (5, "rds-exports", false)
+        );
+        assert_eq!(c.summary, SummaryPolicy::Changes);
+    }
+
+    #[test]
+    fn listed_identifiers_replace_tag_selection() {
+        let c = Config::from_env(&env_with(&[("SOURCE_DB_CLUSTERS", "orders-aurora")])).unwrap();
+        assert_eq!(
+            c.selection,
+            Selection::Ids {
+                instances: vec![],
+                clusters: vec!["orders-aurora".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn missing_bucket_is_named() {
+        let env = Env::from_pairs(
+            REQUIRED
+                .iter()
+                .filter(|(k, _)| *k != "EXPORT_BUCKET")
+                .copied(),
+        );
+        assert_eq!(Config::from_env(&env).unwrap_err().var, "EXPORT_BUCKET");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_variable_name() {
+        for (var, value) in [
+            ("EXPORT_PREFIX", "exports:nightly"),
+            ("MAX_CONCURRENT_EXPORTS", "6"),
+            ("MAX_CONCURRENT_EXPORTS", "0"),
+            ("SOURCE_TAG", "no-equals-sign"),
+            ("SUMMARY_NOTIFICATIONS", "sometimes"),
+            ("DRY_RUN", "perhaps"),
+            ("EXPORT_ROLE_ARN", "export-role"),
+        ] {
+            let err = Config::from_env(&env_with(&[(var, value)])).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! snapshot-export: every night, export the newest automated snapshot of each selected RDS
+//! instance and Aurora cluster to S3 (Parquet, KMS-encrypted); report how the exports end.
+
+pub mod aws;
+pub mod config;
+pub mod domain;
+pub mod handler;
+pub mod report;
+
+pub use config::Config;
+
+pub const FUNCTION: &str = "snapshot-export";

@@ -1,0 +1,332 @@
+//! What people read: the nightly summary and the export-finished notifications.
+
+use std::fmt::Write;
+
+use bridgekeeper::events::{ExportOutcome, RdsEventDetail, SnapshotKind};
+use bridgekeeper::notify::{Notification, Severity};
+use serde::Serialize;
+
+use crate::domain::{AlreadyExported, Export, ExportTask, Skip, source_of_snapshot};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceError {
+    pub source: String,
+    pub error: String,
+}
+
+/// The Lambda's answer to a scheduled run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub dry_run: bool,
+    pub started: Vec<Export>,
+    pub already_exported: Vec<AlreadyExported>,
+    pub deferred: Vec<Export>,
+    pub skipped: Vec<Skip>,
+    pub errors: Vec<SourceError>,
+    pub running_before: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification: Option<String>,
+}
+
+impl RunSummary {
+    pub fn has_news(&self) -> bool {
+        !(self.started.is_empty() && self.deferred.is_empty() && self.errors.is_empty())
+    }
+
+    pub fn notification(&self, environment: &str) -> Notification {
+        let verb = if self.dry_run {
+            "would start"
+        } else {
+            "started"
+        };
+        let mut counts = vec![format!("{} {verb}", self.started.len())];
+        for (n, what) in [
+            (self.deferred.len(), "deferred"),
+            (self.errors.len(), "failed"),
+            (self.already_exported.len(), "already exported"),
+        ] {
+            if n > 0 {
+                counts.push(format!("{n} {what}"));
+            }
+        }
+        let dry = if self.dry_run { " (dry run)" } else { "" };
+        let subject = format!(
+            "[{environment}] RDS snapshot exports{dry}: {}",
+            counts.join(", ")
+        );
+        let mut body = String::new();
+        let section = |body: &mut String, title: &str, lines: Vec<String>| {
+            if !lines.is_empty() {
+                let _ = writeln!(body, "{title}:");
+                for l in lines {
+                    let _ = writeln!(body, "  - {l}");
+                }
+                body.push('\n');
+            }
+        };
+        section(
+            &mut body,
+            if self.dry_run {
+                "Would start"
+            } else {
+                "Started"
+            },
+            self.started
+                .iter()
+                .map(|e| format!("{} ({}) → {}", e.source, e.snapshot, e.s3_uri))
+                .collect(),
+        );
+        section(
+            &mut body,
+            "Failed",
+            self.errors
+                .iter()
+                .map(|e| format!("{}: {}", e.source, e.error))
+                .collect(),
+        );
+        section(
+            &mut body,
+            &format!(
+                "Deferred (RDS runs 5 exports at once; {} were running), next run picks them up",
+                self.running_before
+            ),
+            self.deferred
+                .iter()
+                .map(|e| format!("{} ({})", e.source, e.snapshot))
+                .collect(),
+        );
+        section(
+            &mut body,
+            "Already exported or exporting",
+            self.already_exported
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} ({}): task {} is {:?}",
+                        a.source, a.snapshot, a.task_id, a.status
+                    )
+                })
+                .collect(),
+        );
+        section(
+            &mut body,
+            "Skipped",
+            self.skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.source, s.reason))
+                .collect(),
+        );
+        let severity = if self.errors.is_empty() {
+            Severity::Info
+        } else {
+            Severity::Error
+        };
+        Notification::new(subject, body.trim_end().to_owned(), severity)
+    }
+}
+
+/// The Lambda's answer to an export event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportReport {
+    pub outcome: ExportOutcome,
+    pub kind: SnapshotKind,
+    pub snapshot: String,
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_gb: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_minutes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_cause: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification: Option<String>,
+}
+
+impl ExportReport {
+    pub fn new(
+        kind: SnapshotKind,
+        outcome: ExportOutcome,
+        detail: &RdsEventDetail,
+        task: Option<&ExportTask>,
+    ) -> Self {
+        ExportReport {
+            outcome,
+            kind,
+            snapshot: detail.source_identifier.clone(),
+            source: source_of_snapshot(&detail.source_identifier).to_owned(),
+            task_id: task.map(|t| t.id.clone()),
+            s3_uri: task.and_then(ExportTask::s3_uri),
+            size_gb: task.and_then(|t| t.size_gb),
+            duration_minutes: task.and_then(|t| Some((t.ended? - t.started?).num_minutes())),
+            failure_cause: task.and_then(|t| t.failure_cause.clone()),
+            notification: None,
+        }
+    }
+
+    pub fn notification(&self, environment: &str, message: &str) -> Notification {
+        let (what, severity) = match self.outcome {
+            ExportOutcome::Completed => ("completed", Severity::Info),
+            ExportOutcome::Failed => ("FAILED", Severity::Error),
+            ExportOutcome::Cancelled => ("cancelled", Severity::Warning),
+        };
+        let kind = match self.kind {
+            SnapshotKind::Instance => "DB instance",
+            SnapshotKind::Cluster => "Aurora cluster",
+        };
+        let subject = format!(
+            "[{environment}] RDS export {what}: {} ({})",
+            self.source, self.snapshot
+        );
+        let mut body = format!(
+            "Export of snapshot {} ({kind} {}) {what}.\n",
+            self.snapshot, self.source
+        );
+        let mut line = |label: &str, value: String| {
+            let _ = writeln!(body, "{label:<10}{value}");
+        };
+        if let Some(cause) = &self.failure_cause {
+            line("Cause:", cause.clone());
+        }
+        if let Some(uri) = &self.s3_uri {
+            line("Location:", uri.clone());
+        }
+        if let Some(gb) = self.size_gb {
+            line("Size:", format!("{gb} GB extracted"));
+        }
+        if let Some(min) = self.duration_minutes {
+            line("Duration:", format!("{min} min"));
+        }
+        if let Some(id) = &self.task_id {
+            line("Task:", id.clone());
+        }
+        line("RDS says:", message.to_owned());
+        if self.outcome == ExportOutcome::Failed {
+            body.push_str("\nThe next nightly run retries a failed export (up to MAX_EXPORT_ATTEMPTS times).\n");
+        }
+        Notification::new(subject, body.trim_end().to_owned(), severity)
+            .attribute("source", self.source.clone())
+            .attribute("outcome", format!("{:?}", self.outcome).to_lowercase())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridgekeeper::events::RdsEvent;
+    use chrono::TimeZone;
+
+    use crate::domain::TaskStatus;
+
+    fn completed_task() -> ExportTask {
+        ExportTask {
+            id: "bk-shop-db-2026-11-21-02-10-1a2b3c4d".into(),
+            source_arn: "arn:aws:rds:eu-west-1:123456789012:snapshot:rds:shop-db-2026-11-21-02-10"
+                .into(),
+            status: TaskStatus::Complete,
+            s3_bucket: Some("exports".into()),
+            s3_prefix: Some("rds-exports/shop-db/2026-11-21".into()),
+            failure_cause: None,
+            started: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 21, 3, 0, 0).unwrap()),
+            ended: Some(
+                chrono::Utc
+                    .with_ymd_and_hms(2026, 11, 21, 3, 41, 0)
+                    .unwrap(),
+            ),
+            size_gb: Some(12),
+        }
+    }
+
+    #[test]
+    fn completed_export_says_where_how_big_and_how_long() {
+        let e: RdsEvent = serde_json::from_str(include_str!(
+            "../../../events/snapshot-export/export-completed.json"
+        ))
+        .unwrap();
+        let r = ExportReport::new(
+            SnapshotKind::Instance,
+            ExportOutcome::Completed,
+            &e.detail,
+            Some(&completed_task()),
+        );
+        let n = r.notification("prod", &e.detail.message);
+        assert_eq!(
+            n.subject,
+            "[prod] RDS export completed: shop-db (rds:shop-db-2026-11-21-02-10)"
+        );
+        assert_eq!(n.severity, Severity::Info);
+        assert!(n.body.contains("Location: s3://exports/rds-exports/shop-db/2026-11-21/bk-shop-db-2026-11-21-02-10-1a2b3c4d/"), "{}", n.body);
+        assert!(n.body.contains("Size:     12 GB extracted"), "{}", n.body);
+        assert!(n.body.contains("Duration: 41 min"), "{}", n.body);
+        assert_eq!(n.attributes["outcome"], "completed");
+    }
+
+    #[test]
+    fn failed_export_carries_the_cause_and_is_an_error() {
+        let e: RdsEvent = serde_json::from_str(include_str!(
+            "../../../events/snapshot-export/cluster-export-failed.json"
+        ))
+        .unwrap();
+        let task = ExportTask {
+            status: TaskStatus::Failed,
+            failure_cause: Some("The IAM role does not have s3:PutObject on the bucket".into()),
+            size_gb: None,
+            ..completed_task()
+        };
+        let r = ExportReport::new(
+            SnapshotKind::Cluster,
+            ExportOutcome::Failed,
+            &e.detail,
+            Some(&task),
+        );
+        let n = r.notification("prod", &e.detail.message);
+        assert_eq!(n.severity, Severity::Error);
+        assert!(
+            n.subject
+                .starts_with("[prod] RDS export FAILED: orders-aurora"),
+            "{}",
+            n.subject
+        );
+        assert!(
+            n.body
+                .contains("Cause:    The IAM role does not have s3:PutObject"),
+            "{}",
+            n.body
+        );
+        assert!(n.body.contains("Aurora cluster orders-aurora"));
+    }
+
+    #[test]
+    fn summary_counts_and_lists_what_happened() {
+        let s = RunSummary {
+            errors: vec![SourceError {
+                source: "legacy-db".into(),
+                error: "rds:DescribeDBSnapshots failed: AccessDenied".into(),
+            }],
+            skipped: vec![Skip {
+                source: "new-db".into(),
+                reason: "no available automated snapshot".into(),
+            }],
+            running_before: 5,
+            ..RunSummary::default()
+        };
+        assert!(s.has_news());
+        let n = s.notification("dev");
+        assert_eq!(n.subject, "[dev] RDS snapshot exports: 0 started, 1 failed");
+        assert_eq!(n.severity, Severity::Error);
+        assert!(
+            n.body
+                .contains("Failed:\n  - legacy-db: rds:DescribeDBSnapshots failed: AccessDenied"),
+            "{}",
+            n.body
+        );
+        assert!(
+            n.body
+                .contains("Skipped:\n  - new-db: no available automated snapshot")
+        );
+        assert!(!RunSummary::default().has_news());
+    }
+}
