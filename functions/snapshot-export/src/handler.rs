@@ -260,3 +260,344 @@ async fn export_event<R: Rds, N: Notifier>(
     info!(snapshot = %report.snapshot, outcome = ?outcome, task = ?report.task_id, "export event reported");
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::Mutex;
+
+    use bridgekeeper::AwsError;
+    use bridgekeeper::config::Env;
+    use bridgekeeper::events::SnapshotKind;
+    use bridgekeeper::notify::{Notification, Severity};
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::{Export, ExportTask, Snapshot, Source, SourceInfo};
+
+    const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
+    const COMPLETED: &str = include_str!("../../../events/snapshot-export/export-completed.json");
+    const SNAPSHOT_CREATED: &str = include_str!("../../../events/snapshot-export/snapshot-created.json");
+    const ECR_PUSH: &str = include_str!("../../../events/image-rollout/push-latest.json");
+
+    #[derive(Default)]
+    struct FakeRds {
+        instances: Vec<SourceInfo>,
+        clusters: Vec<SourceInfo>,
+        snapshots: HashMap<String, Vec<Snapshot>>,
+        failing: HashMap<String, (&'static str, u16)>,
+        tasks: Mutex<Vec<ExportTask>>,
+        running: usize,
+        calls: Mutex<Vec<String>>,
+    }
+
+    fn aws_error(op: &'static str, code: &str, status: u16) -> AwsError {
+        AwsError {
+            operation: op,
+            code: Some(code.into()),
+            message: None,
+            request_id: Some("req-1".into()),
+            status: Some(status),
+            class: bridgekeeper::error::classify_service(Some(code), Some(status)),
+            source: code.to_owned().into(),
+        }
+    }
+
+    impl FakeRds {
+        fn with_instances(ids: &[&str]) -> Self {
+            let mut rds = FakeRds::default();
+            for (n, id) in ids.iter().enumerate() {
+                rds.instances.push(SourceInfo {
+                    id: id.to_string(),
+                    kind: SnapshotKind::Instance,
+                    engine: "postgres".into(),
+                    tags: BTreeMap::from([("bridgekeeper:export".into(), "true".into())]),
+                    cluster: None,
+                });
+                let snap_id = format!("rds:{id}-2026-11-2{n}-02-10");
+                rds.snapshots.insert(
+                    id.to_string(),
+                    vec![Snapshot {
+                        arn: format!("arn:aws:rds:eu-west-1:123456789012:snapshot:{snap_id}"),
+                        id: snap_id,
+                        created: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 20 + n as u32, 2, 10, 0).unwrap()),
+                        snapshot_type: "automated".into(),
+                        status: "available".into(),
+                    }],
+                );
+            }
+            rds
+        }
+
+        fn call(&self, what: &str) {
+            self.calls.lock().unwrap().push(what.to_owned());
+        }
+
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+
+        fn count(&self, what: &str) -> usize {
+            self.calls().iter().filter(|c| c.as_str() == what).count()
+        }
+    }
+
+    impl Rds for FakeRds {
+        async fn list_instances(&self) -> Result<Vec<SourceInfo>, AwsError> {
+            self.call("DescribeDBInstances");
+            Ok(self.instances.clone())
+        }
+        async fn list_clusters(&self) -> Result<Vec<SourceInfo>, AwsError> {
+            self.call("DescribeDBClusters");
+            Ok(self.clusters.clone())
+        }
+        async fn snapshots(&self, source: &Source) -> Result<Vec<Snapshot>, AwsError> {
+            self.call("DescribeDBSnapshots");
+            if let Some((code, status)) = self.failing.get(&source.id) {
+                return Err(aws_error("rds:DescribeDBSnapshots", code, *status));
+            }
+            Ok(self.snapshots.get(&source.id).cloned().unwrap_or_default())
+        }
+        async fn export_tasks(&self, arn: &str) -> Result<Vec<ExportTask>, AwsError> {
+            self.call("DescribeExportTasks");
+            Ok(self.tasks.lock().unwrap().iter().filter(|t| t.source_arn == arn).cloned().collect())
+        }
+        async fn running_exports(&self) -> Result<usize, AwsError> {
+            self.call("DescribeExportTasks(running)");
+            Ok(self.running)
+        }
+        async fn start_export(&self, e: &Export) -> Result<Started, AwsError> {
+            self.call("StartExportTask");
+            let mut tasks = self.tasks.lock().unwrap();
+            if tasks.iter().any(|t| t.id == e.task_id) {
+                return Ok(Started::AlreadyExists);
+            }
+            tasks.push(ExportTask {
+                id: e.task_id.clone(),
+                source_arn: e.snapshot_arn.clone(),
+                status: TaskStatus::Starting,
+                s3_bucket: Some(e.bucket.clone()),
+                s3_prefix: Some(e.prefix.clone()),
+                failure_cause: None,
+                started: None,
+                ended: None,
+                size_gb: None,
+            });
+            Ok(Started::Started {
+                status: TaskStatus::Starting,
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeNotifier(Mutex<Vec<Notification>>);
+
+    impl Notifier for FakeNotifier {
+        async fn notify(&self, n: &Notification) -> Result<String, AwsError> {
+            let mut sent = self.0.lock().unwrap();
+            sent.push(n.clone());
+            Ok(format!("msg-{}", sent.len()))
+        }
+    }
+
+    impl FakeNotifier {
+        fn sent(&self) -> Vec<Notification> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    fn config(extra: &[(&'static str, &'static str)]) -> Config {
+        let env = Env::from_pairs(crate::config::tests::REQUIRED.iter().chain(extra).copied());
+        Config::from_env(&env).unwrap()
+    }
+
+    fn json(s: &str) -> serde_json::Value {
+        serde_json::from_str(s).unwrap()
+    }
+
+    async fn run(rds: &FakeRds, n: &FakeNotifier, cfg: &Config) -> RunSummary {
+        match handle(json(SCHEDULE), cfg, rds, n).await.unwrap() {
+            Response::Schedule(s) => s,
+            other => panic!("expected a run summary, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn foreign_or_malformed_events_are_rejected_before_any_call() {
+        use bridgekeeper::Classify;
+        let (rds, n, cfg) = (FakeRds::with_instances(&["db"]), FakeNotifier::default(), config(&[]));
+        for (event, says) in [
+            (json(ECR_PUSH), "source \"aws.ecr\", detail-type \"ECR Image Action\" is not handled"),
+            (json("{}"), "no source or detail-type"),
+            (json("[1, 2]"), "expected an EventBridge event object"),
+            (json(SNAPSHOT_CREATED), "RDS-EVENT-0091 (Automated snapshot created) is not a snapshot export event"),
+            (
+                json(r#"{"source": "aws.rds", "detail-type": "RDS DB Snapshot Event", "detail": {}}"#),
+                "malformed RDS DB Snapshot Event event",
+            ),
+        ] {
+            let err = handle(event, &cfg, &rds, &n).await.unwrap_err();
+            assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        assert_eq!(rds.calls(), Vec::<String>::new());
+        assert!(n.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn schedule_starts_one_export_per_source_and_sends_one_summary() {
+        let (rds, n, cfg) = (FakeRds::with_instances(&["a-db", "b-db"]), FakeNotifier::default(), config(&[]));
+        let s = run(&rds, &n, &cfg).await;
+        let started: Vec<_> = s.started.iter().map(|e| e.source.as_str()).collect();
+        assert_eq!(started, ["a-db", "b-db"]);
+        assert_eq!(rds.count("StartExportTask"), 2);
+        let sent = n.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].subject, "[dev] RDS snapshot exports: 2 started");
+        assert_eq!(s.notification.as_deref(), Some("msg-1"));
+    }
+
+    #[tokio::test]
+    async fn the_same_event_three_times_starts_each_export_once() {
+        let (rds, n, cfg) = (FakeRds::with_instances(&["a-db", "b-db"]), FakeNotifier::default(), config(&[]));
+        for _ in 0..3 {
+            run(&rds, &n, &cfg).await;
+        }
+        assert_eq!(rds.count("StartExportTask"), 2);
+        assert_eq!(rds.tasks.lock().unwrap().len(), 2);
+        // Runs two and three had nothing new to say.
+        assert_eq!(n.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn calls_grow_linearly_and_already_exported_snapshots_start_nothing() {
+        let ids: Vec<String> = (0..8).map(|i| format!("db{i}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (rds, n, cfg) = (FakeRds::with_instances(&ids), FakeNotifier::default(), config(&[]));
+        rds.tasks.lock().unwrap().extend(rds.snapshots.values().flatten().map(|s| ExportTask {
+            id: format!("done-{}", s.id.len()),
+            source_arn: s.arn.clone(),
+            status: TaskStatus::Complete,
+            s3_bucket: None,
+            s3_prefix: None,
+            failure_cause: None,
+            started: None,
+            ended: None,
+            size_gb: None,
+        }));
+        let s = run(&rds, &n, &cfg).await;
+        assert_eq!(s.already_exported.len(), 8);
+        // One listing each, then one snapshot and one task lookup per source; nothing else.
+        assert_eq!(rds.calls().len(), 2 + 2 * 8);
+        assert_eq!(rds.count("StartExportTask"), 0);
+        assert_eq!(rds.count("DescribeExportTasks(running)"), 0);
+    }
+
+    #[tokio::test]
+    async fn one_failing_source_is_reported_and_the_others_still_export() {
+        let mut rds = FakeRds::with_instances(&["a-db", "locked-db", "c-db"]);
+        rds.failing.insert("locked-db".into(), ("AccessDenied", 403));
+        let (n, cfg) = (FakeNotifier::default(), config(&[]));
+        let s = run(&rds, &n, &cfg).await;
+        assert_eq!(s.started.len(), 2);
+        assert_eq!(s.errors.len(), 1);
+        assert_eq!(s.errors[0].source, "locked-db");
+        assert!(s.errors[0].error.contains("AccessDenied"), "{:?}", s.errors);
+        let sent = n.sent();
+        assert_eq!(sent[0].severity, Severity::Error);
+        assert!(sent[0].body.contains("locked-db: rds:DescribeDBSnapshots failed: AccessDenied"));
+    }
+
+    #[tokio::test]
+    async fn throttling_that_outlasts_the_sdk_fails_the_invocation_as_retryable() {
+        use bridgekeeper::Classify;
+        let mut rds = FakeRds::with_instances(&["a-db", "b-db"]);
+        rds.failing.insert("b-db".into(), ("Throttling", 400));
+        let n = FakeNotifier::default();
+        let err = handle(json(SCHEDULE), &config(&[]), &rds, &n).await.unwrap_err();
+        assert_eq!(err.diagnostic().error_type, "Retryable.Aws");
+        assert!(n.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn dry_run_plans_the_same_exports_and_starts_none() {
+        let (rds, n) = (FakeRds::with_instances(&["a-db"]), FakeNotifier::default());
+        let s = run(&rds, &n, &config(&[("DRY_RUN", "true")])).await;
+        assert!(s.dry_run);
+        assert_eq!(s.started.len(), 1);
+        assert_eq!(rds.count("StartExportTask"), 0);
+        assert_eq!(n.sent()[0].subject, "[dev] RDS snapshot exports (dry run): 1 would start");
+    }
+
+    #[tokio::test]
+    async fn quota_defers_what_does_not_fit_and_says_so() {
+        let mut rds = FakeRds::with_instances(&["a", "b", "c"]);
+        rds.running = 4;
+        let n = FakeNotifier::default();
+        let s = run(&rds, &n, &config(&[])).await;
+        assert_eq!((s.started.len(), s.deferred.len(), s.running_before), (1, 2, 4));
+        assert_eq!(s.started[0].source, "a", "oldest snapshot first");
+        assert!(n.sent()[0].subject.ends_with("1 started, 2 deferred"), "{}", n.sent()[0].subject);
+    }
+
+    #[tokio::test]
+    async fn an_existing_task_id_counts_as_already_exporting() {
+        let rds = FakeRds::with_instances(&["a-db"]);
+        let (n, cfg) = (FakeNotifier::default(), config(&[]));
+        // Another run started the same export between our look-up and our start.
+        let plan_id = {
+            let s = run(&FakeRds::with_instances(&["a-db"]), &FakeNotifier::default(), &config(&[("DRY_RUN", "true")])).await;
+            s.started[0].task_id.clone()
+        };
+        rds.tasks.lock().unwrap().push(ExportTask {
+            id: plan_id.clone(),
+            source_arn: "arn:elsewhere".into(),
+            status: TaskStatus::Starting,
+            s3_bucket: None,
+            s3_prefix: None,
+            failure_cause: None,
+            started: None,
+            ended: None,
+            size_gb: None,
+        });
+        let s = run(&rds, &n, &cfg).await;
+        assert!(s.started.is_empty());
+        assert_eq!(s.already_exported[0].task_id, plan_id);
+        assert!(s.errors.is_empty());
+    }
+
+    #[tokio::test]
+    async fn summary_policy_never_stays_quiet_and_always_reports_quiet_nights() {
+        let rds = FakeRds::with_instances(&["a-db"]);
+        let n = FakeNotifier::default();
+        run(&rds, &n, &config(&[("SUMMARY_NOTIFICATIONS", "never")])).await;
+        assert!(n.sent().is_empty());
+        run(&rds, &n, &config(&[("SUMMARY_NOTIFICATIONS", "always")])).await;
+        assert_eq!(n.sent()[0].subject, "[dev] RDS snapshot exports: 0 started, 1 already exported");
+    }
+
+    #[tokio::test]
+    async fn export_completed_event_notifies_with_the_task_details() {
+        let rds = FakeRds::default();
+        let e: bridgekeeper::events::RdsEvent = serde_json::from_str(COMPLETED).unwrap();
+        rds.tasks.lock().unwrap().push(ExportTask {
+            id: "bk-shop-db-2026-11-21-02-10-0badf00d".into(),
+            source_arn: e.detail.source_arn.clone(),
+            status: TaskStatus::Complete,
+            s3_bucket: Some("exports-bucket".into()),
+            s3_prefix: Some("rds-exports/shop-db/2026-11-21".into()),
+            failure_cause: None,
+            started: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 21, 3, 0, 0).unwrap()),
+            ended: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 21, 3, 40, 0).unwrap()),
+            size_gb: Some(3),
+        });
+        let n = FakeNotifier::default();
+        let Response::ExportEvent(r) = handle(json(COMPLETED), &config(&[]), &rds, &n).await.unwrap() else {
+            panic!("expected an export report")
+        };
+        assert_eq!(r.s3_uri.as_deref(), Some("s3://exports-bucket/rds-exports/shop-db/2026-11-21/bk-shop-db-2026-11-21-02-10-0badf00d/"));
+        assert_eq!((r.size_gb, r.duration_minutes), (Some(3), Some(40)));
+        assert_eq!(rds.calls(), ["DescribeExportTasks"]);
+        assert_eq!(n.sent()[0].subject, "[dev] RDS export completed: shop-db (rds:shop-db-2026-11-21-02-10)");
+    }
+}
