@@ -260,3 +260,151 @@ impl Rds for RdsApi {
         }
     }
 }
+
+/// What moto cannot do: exports already running, throttling. The real adapter, on a mocked client.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use aws_sdk_rds::Client;
+    use aws_sdk_rds::config::retry::RetryConfig;
+    use aws_sdk_rds::operation::describe_db_clusters::DescribeDbClustersOutput;
+    use aws_sdk_rds::operation::describe_db_instances::DescribeDbInstancesOutput;
+    use aws_sdk_rds::operation::describe_db_snapshots::DescribeDbSnapshotsOutput;
+    use aws_sdk_rds::operation::describe_export_tasks::DescribeExportTasksOutput;
+    use aws_sdk_rds::operation::start_export_task::StartExportTaskOutput;
+    use aws_sdk_rds::types::{DbInstance, DbSnapshot};
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+    use bridgekeeper::Class;
+    use bridgekeeper::notify::{Notification, Notifier};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::handler::{Response, handle};
+
+    const THROTTLED: &str = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
+        <Message>Rate exceeded</Message></Error><RequestId>req-throttled</RequestId></ErrorResponse>";
+
+    struct Quiet;
+    impl Notifier for Quiet {
+        async fn notify(&self, _: &Notification) -> Result<String, AwsError> {
+            Ok("msg".into())
+        }
+    }
+
+    fn client(rules: &[&Rule]) -> RdsApi {
+        RdsApi::new(mock_client!(aws_sdk_rds, RuleMode::MatchAny, rules, |c| c.retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(1))
+        )))
+    }
+
+    fn config() -> Config {
+        let env = bridgekeeper::config::Env::from_pairs(crate::config::tests::REQUIRED);
+        Config::from_env(&env).unwrap()
+    }
+
+    fn instances(n: usize) -> Rule {
+        mock!(Client::describe_db_instances).then_output(move || {
+            let list = (0..n).map(|i| {
+                DbInstance::builder()
+                    .db_instance_identifier(format!("db{i}"))
+                    .engine("postgres")
+                    .tag_list(Tag::builder().key("bridgekeeper:export").value("true").build())
+                    .build()
+            });
+            DescribeDbInstancesOutput::builder().set_db_instances(Some(list.collect())).build()
+        })
+    }
+
+    fn one_snapshot_each() -> Rule {
+        mock!(Client::describe_db_snapshots).then_compute_output(|req| {
+            let db = req.db_instance_identifier().unwrap_or_default();
+            let n: i64 = db.trim_start_matches("db").parse().unwrap_or(0);
+            let id = format!("rds:{db}-2026-11-21-02-10");
+            DescribeDbSnapshotsOutput::builder()
+                .db_snapshots(
+                    DbSnapshot::builder()
+                        .db_snapshot_arn(format!("arn:aws:rds:us-east-1:123456789012:snapshot:{id}"))
+                        .db_snapshot_identifier(id)
+                        .snapshot_create_time(aws_sdk_rds::primitives::DateTime::from_secs(1_795_000_000 - n * 60))
+                        .snapshot_type("automated")
+                        .status("available")
+                        .build(),
+                )
+                .build()
+        })
+    }
+
+    #[tokio::test]
+    async fn three_running_and_seven_sources_start_two_and_defer_five() {
+        let running = aws_sdk_rds::types::ExportTask::builder().status("IN_PROGRESS").source_arn("arn:other");
+        let running_rule = mock!(Client::describe_export_tasks)
+            .match_requests(|r| r.source_arn().is_none())
+            .then_output(move || {
+                DescribeExportTasksOutput::builder()
+                    .export_tasks(running.clone().export_task_identifier("t1").build())
+                    .export_tasks(running.clone().export_task_identifier("t2").build())
+                    .export_tasks(running.clone().export_task_identifier("t3").build())
+                    .build()
+            });
+        let none_for_snapshot = mock!(Client::describe_export_tasks)
+            .match_requests(|r| r.source_arn().is_some())
+            .then_output(|| DescribeExportTasksOutput::builder().build());
+        let start = mock!(Client::start_export_task).then_output(|| StartExportTaskOutput::builder().status("STARTING").build());
+        let clusters = mock!(Client::describe_db_clusters).then_output(|| DescribeDbClustersOutput::builder().build());
+        let (instances, snapshots) = (instances(7), one_snapshot_each());
+        let rds = client(&[&instances, &clusters, &snapshots, &running_rule, &none_for_snapshot, &start]);
+
+        let Response::Schedule(s) = handle(serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}), &config(), &rds, &Quiet)
+            .await
+            .unwrap()
+        else {
+            panic!("expected a run summary")
+        };
+        assert_eq!((s.running_before, s.started.len(), s.deferred.len()), (3, 2, 5));
+        // db6 has the oldest snapshot (the fake ages them by index), then db5.
+        let started: Vec<_> = s.started.iter().map(|e| e.source.as_str()).collect();
+        assert_eq!(started, ["db6", "db5"]);
+        assert_eq!(start.num_calls(), 2);
+        assert_eq!((running_rule.num_calls(), none_for_snapshot.num_calls(), snapshots.num_calls()), (1, 7, 7));
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_by_the_sdk_then_succeeds() {
+        let rule = mock!(Client::describe_db_instances)
+            .sequence()
+            .http_status(400, Some(THROTTLED.into()))
+            .times(2)
+            .output(|| DescribeDbInstancesOutput::builder().build())
+            .build();
+        let rds = client(&[&rule]);
+        assert_eq!(rds.list_instances().await.unwrap(), vec![]);
+        assert_eq!(rule.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn throttling_until_the_sdk_gives_up_is_a_retryable_error() {
+        let rule = mock!(Client::describe_db_instances)
+            .sequence()
+            .http_status(400, Some(THROTTLED.into()))
+            .repeatedly()
+            .build();
+        let rds = client(&[&rule]);
+        let err = rds.list_instances().await.unwrap_err();
+        assert_eq!(err.class, Class::Retryable);
+        assert_eq!(err.code.as_deref(), Some("Throttling"));
+        assert_eq!(rule.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn server_errors_until_the_sdk_gives_up_fail_the_run_as_retryable() {
+        use bridgekeeper::Classify;
+        let rule = mock!(Client::describe_db_instances).sequence().http_status(503, None).repeatedly().build();
+        let rds = client(&[&rule]);
+        let event = serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+        let err = handle(event, &config(), &rds, &Quiet).await.unwrap_err();
+        assert_eq!(err.diagnostic().error_type, "Retryable.Aws");
+    }
+}
