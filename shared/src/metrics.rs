@@ -91,9 +91,13 @@ impl Metrics {
         Ok(())
     }
 
-    /// Writes to stdout, where Lambda sends it to CloudWatch Logs.
+    /// Writes to stdout, where Lambda sends it to CloudWatch Logs. (`println!`, so that test
+    /// harnesses capture it like any other output.)
     pub fn flush(&mut self) {
-        let _ = self.flush_to(std::io::stdout().lock());
+        if let Some(line) = self.to_emf(chrono::Utc::now().timestamp_millis()) {
+            println!("{line}");
+        }
+        self.values.clear();
     }
 }
 

@@ -293,11 +293,12 @@ mod tests {
     }
 
     fn client(rules: &[&Rule]) -> RdsApi {
-        RdsApi::new(mock_client!(aws_sdk_rds, RuleMode::MatchAny, rules, |c| c.retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(3)
-                .with_initial_backoff(Duration::from_millis(1))
-        )))
+        RdsApi::new(mock_client!(aws_sdk_rds, RuleMode::MatchAny, rules, |c| c
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(1))
+            )))
     }
 
     fn config() -> Config {
@@ -311,10 +312,17 @@ mod tests {
                 DbInstance::builder()
                     .db_instance_identifier(format!("db{i}"))
                     .engine("postgres")
-                    .tag_list(Tag::builder().key("bridgekeeper:export").value("true").build())
+                    .tag_list(
+                        Tag::builder()
+                            .key("bridgekeeper:export")
+                            .value("true")
+                            .build(),
+                    )
                     .build()
             });
-            DescribeDbInstancesOutput::builder().set_db_instances(Some(list.collect())).build()
+            DescribeDbInstancesOutput::builder()
+                .set_db_instances(Some(list.collect()))
+                .build()
         })
     }
 
@@ -326,9 +334,13 @@ mod tests {
             DescribeDbSnapshotsOutput::builder()
                 .db_snapshots(
                     DbSnapshot::builder()
-                        .db_snapshot_arn(format!("arn:aws:rds:us-east-1:123456789012:snapshot:{id}"))
+                        .db_snapshot_arn(format!(
+                            "arn:aws:rds:us-east-1:123456789012:snapshot:{id}"
+                        ))
                         .db_snapshot_identifier(id)
-                        .snapshot_create_time(aws_sdk_rds::primitives::DateTime::from_secs(1_795_000_000 - n * 60))
+                        .snapshot_create_time(aws_sdk_rds::primitives::DateTime::from_secs(
+                            1_795_000_000 - n * 60,
+                        ))
                         .snapshot_type("automated")
                         .status("available")
                         .build(),
@@ -339,7 +351,9 @@ mod tests {
 
     #[tokio::test]
     async fn three_running_and_seven_sources_start_two_and_defer_five() {
-        let running = aws_sdk_rds::types::ExportTask::builder().status("IN_PROGRESS").source_arn("arn:other");
+        let running = aws_sdk_rds::types::ExportTask::builder()
+            .status("IN_PROGRESS")
+            .source_arn("arn:other");
         let running_rule = mock!(Client::describe_export_tasks)
             .match_requests(|r| r.source_arn().is_none())
             .then_output(move || {
@@ -352,10 +366,19 @@ mod tests {
         let none_for_snapshot = mock!(Client::describe_export_tasks)
             .match_requests(|r| r.source_arn().is_some())
             .then_output(|| DescribeExportTasksOutput::builder().build());
-        let start = mock!(Client::start_export_task).then_output(|| StartExportTaskOutput::builder().status("STARTING").build());
-        let clusters = mock!(Client::describe_db_clusters).then_output(|| DescribeDbClustersOutput::builder().build());
+        let start = mock!(Client::start_export_task)
+            .then_output(|| StartExportTaskOutput::builder().status("STARTING").build());
+        let clusters = mock!(Client::describe_db_clusters)
+            .then_output(|| DescribeDbClustersOutput::builder().build());
         let (instances, snapshots) = (instances(7), one_snapshot_each());
-        let rds = client(&[&instances, &clusters, &snapshots, &running_rule, &none_for_snapshot, &start]);
+        let rds = client(&[
+            &instances,
+            &clusters,
+            &snapshots,
+            &running_rule,
+            &none_for_snapshot,
+            &start,
+        ]);
 
         let Response::Schedule(s) = handle(serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}), &config(), &rds, &Quiet)
             .await
@@ -363,12 +386,22 @@ mod tests {
         else {
             panic!("expected a run summary")
         };
-        assert_eq!((s.running_before, s.started.len(), s.deferred.len()), (3, 2, 5));
+        assert_eq!(
+            (s.running_before, s.started.len(), s.deferred.len()),
+            (3, 2, 5)
+        );
         // db6 has the oldest snapshot (the fake ages them by index), then db5.
         let started: Vec<_> = s.started.iter().map(|e| e.source.as_str()).collect();
         assert_eq!(started, ["db6", "db5"]);
         assert_eq!(start.num_calls(), 2);
-        assert_eq!((running_rule.num_calls(), none_for_snapshot.num_calls(), snapshots.num_calls()), (1, 7, 7));
+        assert_eq!(
+            (
+                running_rule.num_calls(),
+                none_for_snapshot.num_calls(),
+                snapshots.num_calls()
+            ),
+            (1, 7, 7)
+        );
     }
 
     #[tokio::test]
@@ -401,7 +434,11 @@ mod tests {
     #[tokio::test]
     async fn server_errors_until_the_sdk_gives_up_fail_the_run_as_retryable() {
         use bridgekeeper::Classify;
-        let rule = mock!(Client::describe_db_instances).sequence().http_status(503, None).repeatedly().build();
+        let rule = mock!(Client::describe_db_instances)
+            .sequence()
+            .http_status(503, None)
+            .repeatedly()
+            .build();
         let rds = client(&[&rule]);
         let event = serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
         let err = handle(event, &config(), &rds, &Quiet).await.unwrap_err();

@@ -277,7 +277,8 @@ mod tests {
 
     const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
     const COMPLETED: &str = include_str!("../../../events/snapshot-export/export-completed.json");
-    const SNAPSHOT_CREATED: &str = include_str!("../../../events/snapshot-export/snapshot-created.json");
+    const SNAPSHOT_CREATED: &str =
+        include_str!("../../../events/snapshot-export/snapshot-created.json");
     const ECR_PUSH: &str = include_str!("../../../events/image-rollout/push-latest.json");
 
     #[derive(Default)]
@@ -320,7 +321,11 @@ mod tests {
                     vec![Snapshot {
                         arn: format!("arn:aws:rds:eu-west-1:123456789012:snapshot:{snap_id}"),
                         id: snap_id,
-                        created: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 20 + n as u32, 2, 10, 0).unwrap()),
+                        created: Some(
+                            chrono::Utc
+                                .with_ymd_and_hms(2026, 11, 20 + n as u32, 2, 10, 0)
+                                .unwrap(),
+                        ),
                         snapshot_type: "automated".into(),
                         status: "available".into(),
                     }],
@@ -360,7 +365,14 @@ mod tests {
         }
         async fn export_tasks(&self, arn: &str) -> Result<Vec<ExportTask>, AwsError> {
             self.call("DescribeExportTasks");
-            Ok(self.tasks.lock().unwrap().iter().filter(|t| t.source_arn == arn).cloned().collect())
+            Ok(self
+                .tasks
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|t| t.source_arn == arn)
+                .cloned()
+                .collect())
         }
         async fn running_exports(&self) -> Result<usize, AwsError> {
             self.call("DescribeExportTasks(running)");
@@ -425,14 +437,26 @@ mod tests {
     #[tokio::test]
     async fn foreign_or_malformed_events_are_rejected_before_any_call() {
         use bridgekeeper::Classify;
-        let (rds, n, cfg) = (FakeRds::with_instances(&["db"]), FakeNotifier::default(), config(&[]));
+        let (rds, n, cfg) = (
+            FakeRds::with_instances(&["db"]),
+            FakeNotifier::default(),
+            config(&[]),
+        );
         for (event, says) in [
-            (json(ECR_PUSH), "source \"aws.ecr\", detail-type \"ECR Image Action\" is not handled"),
+            (
+                json(ECR_PUSH),
+                "source \"aws.ecr\", detail-type \"ECR Image Action\" is not handled",
+            ),
             (json("{}"), "no source or detail-type"),
             (json("[1, 2]"), "expected an EventBridge event object"),
-            (json(SNAPSHOT_CREATED), "RDS-EVENT-0091 (Automated snapshot created) is not a snapshot export event"),
             (
-                json(r#"{"source": "aws.rds", "detail-type": "RDS DB Snapshot Event", "detail": {}}"#),
+                json(SNAPSHOT_CREATED),
+                "RDS-EVENT-0091 (Automated snapshot created) is not a snapshot export event",
+            ),
+            (
+                json(
+                    r#"{"source": "aws.rds", "detail-type": "RDS DB Snapshot Event", "detail": {}}"#,
+                ),
                 "malformed RDS DB Snapshot Event event",
             ),
         ] {
@@ -446,7 +470,11 @@ mod tests {
 
     #[tokio::test]
     async fn schedule_starts_one_export_per_source_and_sends_one_summary() {
-        let (rds, n, cfg) = (FakeRds::with_instances(&["a-db", "b-db"]), FakeNotifier::default(), config(&[]));
+        let (rds, n, cfg) = (
+            FakeRds::with_instances(&["a-db", "b-db"]),
+            FakeNotifier::default(),
+            config(&[]),
+        );
         let s = run(&rds, &n, &cfg).await;
         let started: Vec<_> = s.started.iter().map(|e| e.source.as_str()).collect();
         assert_eq!(started, ["a-db", "b-db"]);
@@ -459,7 +487,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_same_event_three_times_starts_each_export_once() {
-        let (rds, n, cfg) = (FakeRds::with_instances(&["a-db", "b-db"]), FakeNotifier::default(), config(&[]));
+        let (rds, n, cfg) = (
+            FakeRds::with_instances(&["a-db", "b-db"]),
+            FakeNotifier::default(),
+            config(&[]),
+        );
         for _ in 0..3 {
             run(&rds, &n, &cfg).await;
         }
@@ -473,18 +505,25 @@ mod tests {
     async fn calls_grow_linearly_and_already_exported_snapshots_start_nothing() {
         let ids: Vec<String> = (0..8).map(|i| format!("db{i}")).collect();
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let (rds, n, cfg) = (FakeRds::with_instances(&ids), FakeNotifier::default(), config(&[]));
-        rds.tasks.lock().unwrap().extend(rds.snapshots.values().flatten().map(|s| ExportTask {
-            id: format!("done-{}", s.id.len()),
-            source_arn: s.arn.clone(),
-            status: TaskStatus::Complete,
-            s3_bucket: None,
-            s3_prefix: None,
-            failure_cause: None,
-            started: None,
-            ended: None,
-            size_gb: None,
-        }));
+        let (rds, n, cfg) = (
+            FakeRds::with_instances(&ids),
+            FakeNotifier::default(),
+            config(&[]),
+        );
+        rds.tasks
+            .lock()
+            .unwrap()
+            .extend(rds.snapshots.values().flatten().map(|s| ExportTask {
+                id: format!("done-{}", s.id.len()),
+                source_arn: s.arn.clone(),
+                status: TaskStatus::Complete,
+                s3_bucket: None,
+                s3_prefix: None,
+                failure_cause: None,
+                started: None,
+                ended: None,
+                size_gb: None,
+            }));
         let s = run(&rds, &n, &cfg).await;
         assert_eq!(s.already_exported.len(), 8);
         // One listing each, then one snapshot and one task lookup per source; nothing else.
@@ -496,7 +535,8 @@ mod tests {
     #[tokio::test]
     async fn one_failing_source_is_reported_and_the_others_still_export() {
         let mut rds = FakeRds::with_instances(&["a-db", "locked-db", "c-db"]);
-        rds.failing.insert("locked-db".into(), ("AccessDenied", 403));
+        rds.failing
+            .insert("locked-db".into(), ("AccessDenied", 403));
         let (n, cfg) = (FakeNotifier::default(), config(&[]));
         let s = run(&rds, &n, &cfg).await;
         assert_eq!(s.started.len(), 2);
@@ -505,7 +545,11 @@ mod tests {
         assert!(s.errors[0].error.contains("AccessDenied"), "{:?}", s.errors);
         let sent = n.sent();
         assert_eq!(sent[0].severity, Severity::Error);
-        assert!(sent[0].body.contains("locked-db: rds:DescribeDBSnapshots failed: AccessDenied"));
+        assert!(
+            sent[0]
+                .body
+                .contains("locked-db: rds:DescribeDBSnapshots failed: AccessDenied")
+        );
     }
 
     #[tokio::test]
@@ -514,7 +558,9 @@ mod tests {
         let mut rds = FakeRds::with_instances(&["a-db", "b-db"]);
         rds.failing.insert("b-db".into(), ("Throttling", 400));
         let n = FakeNotifier::default();
-        let err = handle(json(SCHEDULE), &config(&[]), &rds, &n).await.unwrap_err();
+        let err = handle(json(SCHEDULE), &config(&[]), &rds, &n)
+            .await
+            .unwrap_err();
         assert_eq!(err.diagnostic().error_type, "Retryable.Aws");
         assert!(n.sent().is_empty());
     }
@@ -526,7 +572,10 @@ mod tests {
         assert!(s.dry_run);
         assert_eq!(s.started.len(), 1);
         assert_eq!(rds.count("StartExportTask"), 0);
-        assert_eq!(n.sent()[0].subject, "[dev] RDS snapshot exports (dry run): 1 would start");
+        assert_eq!(
+            n.sent()[0].subject,
+            "[dev] RDS snapshot exports (dry run): 1 would start"
+        );
     }
 
     #[tokio::test]
@@ -535,9 +584,16 @@ mod tests {
         rds.running = 4;
         let n = FakeNotifier::default();
         let s = run(&rds, &n, &config(&[])).await;
-        assert_eq!((s.started.len(), s.deferred.len(), s.running_before), (1, 2, 4));
+        assert_eq!(
+            (s.started.len(), s.deferred.len(), s.running_before),
+            (1, 2, 4)
+        );
         assert_eq!(s.started[0].source, "a", "oldest snapshot first");
-        assert!(n.sent()[0].subject.ends_with("1 started, 2 deferred"), "{}", n.sent()[0].subject);
+        assert!(
+            n.sent()[0].subject.ends_with("1 started, 2 deferred"),
+            "{}",
+            n.sent()[0].subject
+        );
     }
 
     #[tokio::test]
@@ -546,7 +602,12 @@ mod tests {
         let (n, cfg) = (FakeNotifier::default(), config(&[]));
         // Another run started the same export between our look-up and our start.
         let plan_id = {
-            let s = run(&FakeRds::with_instances(&["a-db"]), &FakeNotifier::default(), &config(&[("DRY_RUN", "true")])).await;
+            let s = run(
+                &FakeRds::with_instances(&["a-db"]),
+                &FakeNotifier::default(),
+                &config(&[("DRY_RUN", "true")]),
+            )
+            .await;
             s.started[0].task_id.clone()
         };
         rds.tasks.lock().unwrap().push(ExportTask {
@@ -573,7 +634,10 @@ mod tests {
         run(&rds, &n, &config(&[("SUMMARY_NOTIFICATIONS", "never")])).await;
         assert!(n.sent().is_empty());
         run(&rds, &n, &config(&[("SUMMARY_NOTIFICATIONS", "always")])).await;
-        assert_eq!(n.sent()[0].subject, "[dev] RDS snapshot exports: 0 started, 1 already exported");
+        assert_eq!(
+            n.sent()[0].subject,
+            "[dev] RDS snapshot exports: 0 started, 1 already exported"
+        );
     }
 
     #[tokio::test]
@@ -588,16 +652,31 @@ mod tests {
             s3_prefix: Some("rds-exports/shop-db/2026-11-21".into()),
             failure_cause: None,
             started: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 21, 3, 0, 0).unwrap()),
-            ended: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 21, 3, 40, 0).unwrap()),
+            ended: Some(
+                chrono::Utc
+                    .with_ymd_and_hms(2026, 11, 21, 3, 40, 0)
+                    .unwrap(),
+            ),
             size_gb: Some(3),
         });
         let n = FakeNotifier::default();
-        let Response::ExportEvent(r) = handle(json(COMPLETED), &config(&[]), &rds, &n).await.unwrap() else {
+        let Response::ExportEvent(r) = handle(json(COMPLETED), &config(&[]), &rds, &n)
+            .await
+            .unwrap()
+        else {
             panic!("expected an export report")
         };
-        assert_eq!(r.s3_uri.as_deref(), Some("s3://exports-bucket/rds-exports/shop-db/2026-11-21/bk-shop-db-2026-11-21-02-10-0badf00d/"));
+        assert_eq!(
+            r.s3_uri.as_deref(),
+            Some(
+                "s3://exports-bucket/rds-exports/shop-db/2026-11-21/bk-shop-db-2026-11-21-02-10-0badf00d/"
+            )
+        );
         assert_eq!((r.size_gb, r.duration_minutes), (Some(3), Some(40)));
         assert_eq!(rds.calls(), ["DescribeExportTasks"]);
-        assert_eq!(n.sent()[0].subject, "[dev] RDS export completed: shop-db (rds:shop-db-2026-11-21-02-10)");
+        assert_eq!(
+            n.sent()[0].subject,
+            "[dev] RDS export completed: shop-db (rds:shop-db-2026-11-21-02-10)"
+        );
     }
 }

@@ -1,0 +1,278 @@
+//! snapshot-export against moto: real RDS instances and Aurora clusters (moto makes their
+//! automated snapshots), real StartExportTask / DescribeExportTasks, SNS read back through SQS.
+
+use anyhow::Result;
+use aws_sdk_rds::types::Tag;
+use bridgekeeper::config::Env;
+use bridgekeeper_tests::{Inbox, TestEnv, repo_root, unique};
+use snapshot_export::Config;
+use snapshot_export::aws::RdsApi;
+use snapshot_export::handler::{Response, handle};
+
+fn event(name: &str) -> serde_json::Value {
+    let path = repo_root().join("events/snapshot-export").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn export_tag() -> Tag {
+    Tag::builder()
+        .key("bridgekeeper:export")
+        .value("true")
+        .build()
+}
+
+struct World {
+    env: TestEnv,
+    rds: aws_sdk_rds::Client,
+    inbox: Inbox,
+    bucket: String,
+}
+
+impl World {
+    async fn new() -> Result<World> {
+        let env = TestEnv::aws().await;
+        let inbox = Inbox::create(&env.sdk).await?;
+        let rds = aws_sdk_rds::Client::new(&env.sdk);
+        Ok(World {
+            env,
+            rds,
+            inbox,
+            bucket: unique("exports"),
+        })
+    }
+
+    async fn instance(&self, id: &str, tagged: bool) -> Result<()> {
+        let mut req = self
+            .rds
+            .create_db_instance()
+            .db_instance_identifier(id)
+            .engine("postgres")
+            .db_instance_class("db.t3.micro")
+            .allocated_storage(20)
+            .master_username("admin")
+            .master_user_password("not-a-real-password");
+        if tagged {
+            req = req.tags(export_tag());
+        }
+        req.send().await?;
+        Ok(())
+    }
+
+    async fn cluster(&self, id: &str) -> Result<()> {
+        self.rds
+            .create_db_cluster()
+            .db_cluster_identifier(id)
+            .engine("aurora-postgresql")
+            .master_username("admin")
+            .master_user_password("not-a-real-password")
+            .tags(export_tag())
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    fn config(&self, extra: &[(&str, &str)]) -> Config {
+        let kms = format!(
+            "arn:aws:kms:{}:123456789012:key/0b1e5e7f-1111-2222-3333-444455556666",
+            self.env.region
+        );
+        let mut vars = vec![
+            ("ALERTS_TOPIC_ARN", self.inbox.topic_arn.as_str()),
+            ("EXPORT_BUCKET", self.bucket.as_str()),
+            (
+                "EXPORT_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/bridgekeeper-export",
+            ),
+            ("EXPORT_KMS_KEY_ARN", kms.as_str()),
+            ("ENVIRONMENT", "staging"),
+        ];
+        vars.extend_from_slice(extra);
+        Config::from_env(&Env::from_pairs(vars)).unwrap()
+    }
+
+    async fn run(&self, config: &Config, event: serde_json::Value) -> Result<Response> {
+        let notifier = config.notifier(aws_sdk_sns::Client::new(&self.env.sdk));
+        Ok(handle(event, config, &RdsApi::new(self.rds.clone()), &notifier).await?)
+    }
+
+    async fn tasks(&self) -> Result<Vec<aws_sdk_rds::types::ExportTask>> {
+        Ok(self
+            .rds
+            .describe_export_tasks()
+            .send()
+            .await?
+            .export_tasks
+            .unwrap_or_default())
+    }
+}
+
+fn summary(r: Response) -> snapshot_export::report::RunSummary {
+    match r {
+        Response::Schedule(s) => s,
+        other => panic!("expected a run summary, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn nightly_run_exports_each_tagged_source_once_even_when_delivered_three_times() -> Result<()>
+{
+    let w = World::new().await?;
+    let (a, b, untagged, aurora) = (
+        unique("shop-db"),
+        unique("billing-db"),
+        unique("scratch-db"),
+        unique("orders"),
+    );
+    w.instance(&a, true).await?;
+    w.instance(&b, true).await?;
+    w.instance(&untagged, false).await?;
+    w.cluster(&aurora).await?;
+    let config = w.config(&[]);
+
+    let first = summary(w.run(&config, event("schedule.json")).await?);
+    let mut started: Vec<_> = first
+        .started
+        .iter()
+        .map(|e| (e.source.clone(), e.kind))
+        .collect();
+    started.sort();
+    let mut expected = vec![
+        (a.clone(), bridgekeeper::events::SnapshotKind::Instance),
+        (b.clone(), bridgekeeper::events::SnapshotKind::Instance),
+        (aurora.clone(), bridgekeeper::events::SnapshotKind::Cluster),
+    ];
+    expected.sort();
+    assert_eq!(started, expected);
+
+    for _ in 0..2 {
+        let again = summary(w.run(&config, event("schedule.json")).await?);
+        assert!(again.started.is_empty(), "{again:?}");
+        assert_eq!(again.already_exported.len(), 3);
+    }
+
+    let tasks = w.tasks().await?;
+    assert_eq!(tasks.len(), 3, "one export task per snapshot: {tasks:?}");
+    for t in &tasks {
+        let arn = t.source_arn().unwrap();
+        let export = first
+            .started
+            .iter()
+            .find(|e| arn.ends_with(&e.snapshot))
+            .unwrap();
+        assert_eq!(t.export_task_identifier(), Some(export.task_id.as_str()));
+        assert_eq!(t.s3_bucket(), Some(w.bucket.as_str()));
+        assert!(
+            t.s3_prefix()
+                .unwrap()
+                .starts_with(&format!("rds-exports/{}/", export.source))
+        );
+        assert_eq!(
+            t.iam_role_arn(),
+            Some("arn:aws:iam::123456789012:role/bridgekeeper-export")
+        );
+        assert_eq!(t.kms_key_id(), Some(config.kms_key_arn.as_str()));
+        let kind = if export.source == aurora {
+            ":cluster-snapshot:"
+        } else {
+            ":snapshot:"
+        };
+        assert!(arn.contains(kind), "{arn}");
+    }
+
+    let messages = w.inbox.receive().await?;
+    assert_eq!(
+        messages.len(),
+        1,
+        "one summary for the run that started something: {messages:?}"
+    );
+    assert_eq!(
+        messages[0].subject.as_deref(),
+        Some("[staging] RDS snapshot exports: 3 started")
+    );
+    assert_eq!(messages[0].attributes["function"], "snapshot-export");
+    Ok(())
+}
+
+#[tokio::test]
+async fn listed_identifiers_select_only_those_sources() -> Result<()> {
+    let w = World::new().await?;
+    let (wanted, other) = (unique("wanted-db"), unique("other-db"));
+    w.instance(&wanted, false).await?;
+    w.instance(&other, true).await?;
+    let config = w.config(&[("SOURCE_DB_INSTANCES", &wanted)]);
+    let s = summary(w.run(&config, event("schedule.json")).await?);
+    let started: Vec<_> = s.started.iter().map(|e| e.source.as_str()).collect();
+    assert_eq!(started, [wanted.as_str()]);
+    assert_eq!(w.tasks().await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn dry_run_plans_but_starts_nothing() -> Result<()> {
+    let w = World::new().await?;
+    w.instance(&unique("shop-db"), true).await?;
+    let s = summary(
+        w.run(&w.config(&[("DRY_RUN", "true")]), event("schedule.json"))
+            .await?,
+    );
+    assert_eq!(s.started.len(), 1);
+    assert!(w.tasks().await?.is_empty());
+    let messages = w.inbox.receive().await?;
+    assert_eq!(
+        messages[0].subject.as_deref(),
+        Some("[staging] RDS snapshot exports (dry run): 1 would start")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn export_completed_event_is_reported_with_its_location() -> Result<()> {
+    let w = World::new().await?;
+    let db = unique("shop-db");
+    w.instance(&db, true).await?;
+    let config = w.config(&[]);
+    let run = summary(w.run(&config, event("schedule.json")).await?);
+    let export = &run.started[0];
+    w.inbox.receive().await?;
+
+    let mut completed = event("export-completed.json");
+    let snapshot_arn = w.tasks().await?[0].source_arn().unwrap().to_owned();
+    completed["detail"]["SourceArn"] = snapshot_arn.into();
+    completed["detail"]["SourceIdentifier"] = export.snapshot.clone().into();
+    let Response::ExportEvent(report) = w.run(&config, completed).await? else {
+        panic!("expected an export report")
+    };
+    assert_eq!(report.source, db);
+    assert_eq!(report.task_id.as_deref(), Some(export.task_id.as_str()));
+    assert_eq!(report.s3_uri.as_deref(), Some(export.s3_uri.as_str()));
+
+    let messages = w.inbox.receive().await?;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].subject.as_deref(),
+        Some(format!("[staging] RDS export completed: {db} ({})", export.snapshot).as_str())
+    );
+    assert!(
+        messages[0].body.contains(&export.s3_uri),
+        "{}",
+        messages[0].body
+    );
+    assert_eq!(messages[0].attributes["outcome"], "completed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_foreign_event_is_rejected_and_touches_nothing() -> Result<()> {
+    use bridgekeeper::Classify;
+    let w = World::new().await?;
+    w.instance(&unique("shop-db"), true).await?;
+    let ecr: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        repo_root().join("events/image-rollout/push-latest.json"),
+    )?)?;
+    let err = w.run(&w.config(&[]), ecr).await.unwrap_err();
+    let err = err.downcast::<bridgekeeper::Error>()?;
+    assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
+    assert!(w.tasks().await?.is_empty());
+    assert!(w.inbox.receive().await?.is_empty());
+    Ok(())
+}
