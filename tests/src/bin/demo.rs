@@ -2,42 +2,159 @@
 //! what each did. Each function adds its job here as it lands.
 
 use anyhow::{Context, Result};
+use aws_sdk_rds::types::Tag;
 use bridgekeeper::cluster::ClusterAccess;
-use bridgekeeper::notify::{Notification, Notifier, Severity, SnsNotifier};
-use bridgekeeper_tests::{Inbox, TestEnv, kmock, moto};
+use bridgekeeper::config::Env;
+use bridgekeeper_tests::{Inbox, TestEnv, kmock, moto, repo_root};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, PostParams};
+use snapshot_export::handler::{Response, handle};
+
+fn event(path: &str) -> Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(repo_root().join("events").join(path)).context(path.to_owned())?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+async fn show_inbox(inbox: &Inbox) -> Result<()> {
+    for m in inbox.receive().await? {
+        println!("  ┌ SNS: {}", m.subject.unwrap_or_default());
+        for line in m.body.lines() {
+            println!("  │ {line}");
+        }
+        println!("  └ attributes: {:?}", m.attributes);
+    }
+    Ok(())
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     println!("Starting the local stand-ins (from .venv) ...");
-    println!("  AWS (moto server):          {}", moto().url);
+    println!("  AWS (moto server):           {}", moto().url);
     println!("  Kubernetes (kmock emulator): {}", kmock().url);
+    snapshot_export_demo().await?;
+    kubernetes_demo().await?;
+    println!("\nDone. Every call above went to the local stand-ins; nothing left this machine.");
+    Ok(())
+}
 
+async fn snapshot_export_demo() -> Result<()> {
     println!(
-        "\n== Notifications: the shared SNS notifier, read back through a subscribed SQS queue"
+        "\n== snapshot-export: two RDS instances and one Aurora cluster, tagged bridgekeeper:export=true"
     );
     let env = TestEnv::aws().await;
+    let rds = aws_sdk_rds::Client::new(&env.sdk);
     let inbox = Inbox::create(&env.sdk).await?;
-    let notifier = SnsNotifier::new(
-        aws_sdk_sns::Client::new(&env.sdk),
-        &inbox.topic_arn,
-        "demo",
-        "dev",
-    );
-    let n = Notification::new(
-        "[dev] Bridgekeeper demo: the alerts topic answers",
-        "If you can read this, SNS publishing works against the local stand-in.",
-        Severity::Info,
-    );
-    notifier.notify(&n).await?;
-    for m in inbox.receive().await? {
-        println!("  subject:    {}", m.subject.unwrap_or_default());
-        println!("  body:       {}", m.body);
-        println!("  attributes: {:?}", m.attributes);
+    let tag = Tag::builder()
+        .key("bridgekeeper:export")
+        .value("true")
+        .build();
+    for db in ["shop-db", "billing-db"] {
+        rds.create_db_instance()
+            .db_instance_identifier(db)
+            .engine("postgres")
+            .db_instance_class("db.t4g.micro")
+            .allocated_storage(20)
+            .master_username("admin")
+            .master_user_password("demo-password")
+            .tags(tag.clone())
+            .send()
+            .await?;
     }
+    rds.create_db_cluster()
+        .db_cluster_identifier("orders-aurora")
+        .engine("aurora-postgresql")
+        .master_username("admin")
+        .master_user_password("demo-password")
+        .tags(tag)
+        .send()
+        .await?;
+    let kms = format!("arn:aws:kms:{}:123456789012:key/0b1e5e7f-demo", env.region);
+    let config = snapshot_export::Config::from_env(&Env::from_pairs([
+        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
+        ("EXPORT_BUCKET", "bridgekeeper-demo-exports"),
+        (
+            "EXPORT_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/bridgekeeper-export",
+        ),
+        ("EXPORT_KMS_KEY_ARN", kms.as_str()),
+        ("ENVIRONMENT", "demo"),
+    ]))?;
+    let api = snapshot_export::aws::RdsApi::new(rds.clone());
+    let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
 
-    println!("\n== Kubernetes: the shared cluster access (URL target), listing Deployments");
+    println!("\n-- nightly run (events/snapshot-export/schedule.json)");
+    let Response::Schedule(first) = handle(
+        event("snapshot-export/schedule.json")?,
+        &config,
+        &api,
+        &notifier,
+    )
+    .await?
+    else {
+        anyhow::bail!("expected a run summary");
+    };
+    for e in &first.started {
+        println!(
+            "  started {:<14} {:?} {:<40} → {}",
+            e.source, e.kind, e.snapshot, e.s3_uri
+        );
+    }
+    show_inbox(&inbox).await?;
+
+    println!("\n-- the same event again (EventBridge delivers at least once)");
+    let Response::Schedule(second) = handle(
+        event("snapshot-export/schedule.json")?,
+        &config,
+        &api,
+        &notifier,
+    )
+    .await?
+    else {
+        anyhow::bail!("expected a run summary");
+    };
+    println!(
+        "  started {}, already exported {}: {}",
+        second.started.len(),
+        second.already_exported.len(),
+        second
+            .already_exported
+            .iter()
+            .map(|a| a.task_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let tasks = rds
+        .describe_export_tasks()
+        .send()
+        .await?
+        .export_tasks
+        .unwrap_or_default();
+    println!(
+        "  export tasks in RDS: {} (one per snapshot); no summary sent for a run with no news",
+        tasks.len()
+    );
+
+    println!("\n-- RDS reports an export finished (events/snapshot-export/export-completed.json)");
+    let shop = first
+        .started
+        .iter()
+        .find(|e| e.source == "shop-db")
+        .context("shop-db started")?;
+    let task = tasks
+        .iter()
+        .find(|t| t.export_task_identifier() == Some(&shop.task_id))
+        .context("task")?;
+    let mut completed = event("snapshot-export/export-completed.json")?;
+    completed["detail"]["SourceArn"] = task.source_arn().unwrap_or_default().into();
+    completed["detail"]["SourceIdentifier"] = shop.snapshot.clone().into();
+    handle(completed, &config, &api, &notifier).await?;
+    show_inbox(&inbox).await?;
+    Ok(())
+}
+
+async fn kubernetes_demo() -> Result<()> {
+    println!("\n== Kubernetes stand-in: the shared cluster access (URL target) lists Deployments");
     let client = ClusterAccess::url(&kmock().url, None).client().await?;
     let api: Api<Deployment> = Api::namespaced(client.clone(), "shop");
     let deployment = serde_json::from_value(serde_json::json!({
@@ -64,7 +181,6 @@ async fn main() -> Result<()> {
             d.metadata.name.unwrap_or_default()
         );
     }
-
-    println!("\nThe stand-ins answer. Functions add their jobs to this demo as they land.");
+    println!("  (dns-sync and image-rollout will run here once they land)");
     Ok(())
 }
