@@ -6,7 +6,7 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CARGO_FLAGS := --workspace --locked
 
-.PHONY: setup demo test lint ci clean-venv
+.PHONY: setup demo test lint ci standins clean-venv
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ demo: setup
 ## Runs every test: unit tests and the integration tests against moto and kmock.
 test: setup
 	cargo test $(CARGO_FLAGS) --all-targets
+
+## Stand-ins on fixed ports for trying functions by hand with cargo lambda (see README).
+standins: setup
+	$(VENV)/bin/python tests/standins/up.py
 
 ## Format, lint and template checks (CI runs these after the tests).
 lint: setup

@@ -1,7 +1,9 @@
 """Runs one local stand-in on a free loopback port until its standard input closes.
 
-    python serve.py moto     # moto's server: RDS, S3, Route53, EKS, ECR, ELBv2, SNS, SQS, STS, ...
-    python serve.py kmock    # kmock's Kubernetes emulator, with the kinds Bridgekeeper uses declared
+    python serve.py moto [PORT]    # moto's server: RDS, S3, Route53, EKS, ECR, ELBv2, SNS, SQS, STS, ...
+    python serve.py kmock [PORT]   # kmock's Kubernetes emulator, with the kinds Bridgekeeper uses declared
+
+PORT defaults to 0: a free port, chosen by the system.
 
 It prints one line, `READY <url>`, once the server answers. Tying its life to standard input
 means the stand-in goes away with whatever started it (a test binary that panicked included).
@@ -25,10 +27,10 @@ def wait_for_stdin_eof() -> None:
         pass
 
 
-def serve_moto() -> None:
+def serve_moto(port: int) -> None:
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     print(f"READY http://{host}:{port}", flush=True)
@@ -36,13 +38,13 @@ def serve_moto() -> None:
     server.stop()
 
 
-async def serve_kmock() -> None:
+async def serve_kmock(port: int) -> None:
     import kmock
 
     async with kmock.KubernetesEmulator() as emulator:
         for key, (kind, namespaced) in KUBE_RESOURCES.items():
             emulator.resources[key] = kmock.ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS)
-        async with kmock.Server(emulator, host="127.0.0.1") as server:
+        async with kmock.Server(emulator, host="127.0.0.1", port=port or None) as server:
             print(f"READY http://127.0.0.1:{server.port}", flush=True)
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, wait_for_stdin_eof)
@@ -50,9 +52,10 @@ async def serve_kmock() -> None:
 
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else ""
+    port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     if which == "moto":
-        serve_moto()
+        serve_moto(port)
     elif which == "kmock":
-        asyncio.run(serve_kmock())
+        asyncio.run(serve_kmock(port))
     else:
-        sys.exit("usage: serve.py moto|kmock")
+        sys.exit("usage: serve.py moto|kmock [PORT]")

@@ -1,0 +1,91 @@
+"""`make standins`: runs moto and kmock on fixed loopback ports for trying functions by hand,
+seeds them with what the sample events refer to, and writes `.local.env` for cargo lambda.
+
+    make standins                                   # terminal 1 (Ctrl-C stops the stand-ins)
+    cargo lambda watch --env-file .local.env        # terminal 2
+    cargo lambda invoke snapshot-export --data-file events/snapshot-export/schedule.json
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+
+ROOT = Path(__file__).resolve().parents[2]
+MOTO_PORT = int(os.environ.get("MOTO_PORT", "5555"))
+KMOCK_PORT = int(os.environ.get("KMOCK_PORT", "5556"))
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+
+
+def start(which: str, port: int) -> subprocess.Popen:
+    # serve.py runs until its standard input closes: when this script ends, however it ends.
+    cmd = [sys.executable, str(ROOT / "tests/standins/serve.py"), which, str(port)]
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_http(port: int) -> None:
+    import socket
+
+    for _ in range(300):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    sys.exit(f"nothing answers on 127.0.0.1:{port}")
+
+
+def seed(endpoint: str) -> dict[str, str]:
+    kw = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    sns, sqs, rds = boto3.client("sns", **kw), boto3.client("sqs", **kw), boto3.client("rds", **kw)
+    topic = sns.create_topic(Name="bridgekeeper-alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="bridgekeeper-alerts-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    tag = [{"Key": "bridgekeeper:export", "Value": "true"}]
+    for db in ("shop-db", "billing-db"):
+        rds.create_db_instance(DBInstanceIdentifier=db, Engine="postgres", DBInstanceClass="db.t4g.micro",
+                               AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="local-password", Tags=tag)
+    rds.create_db_cluster(DBClusterIdentifier="orders-aurora", Engine="aurora-postgresql",
+                          MasterUsername="admin", MasterUserPassword="local-password", Tags=tag)
+    return {"topic": topic, "queue": queue}
+
+
+def main() -> None:
+    children = [start("moto", MOTO_PORT), start("kmock", KMOCK_PORT)]
+    wait_http(MOTO_PORT)
+    wait_http(KMOCK_PORT)
+    endpoint = f"http://127.0.0.1:{MOTO_PORT}"
+    seeded = seed(endpoint)
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "ENVIRONMENT": "local",
+        "ALERTS_TOPIC_ARN": seeded["topic"],
+        "EXPORT_BUCKET": "bridgekeeper-local-exports",
+        "EXPORT_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/bridgekeeper-export",
+        "EXPORT_KMS_KEY_ARN": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0b1e5e7f-local",
+    }
+    (ROOT / ".local.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    print(f"moto (AWS):        {endpoint}")
+    print(f"kmock (Kubernetes): http://127.0.0.1:{KMOCK_PORT}")
+    print(f"seeded: SNS topic {seeded['topic']} (read it via SQS {seeded['queue']}),")
+    print("        RDS instances shop-db, billing-db and Aurora cluster orders-aurora, tagged bridgekeeper:export=true")
+    print("wrote .local.env; now: cargo lambda watch --env-file .local.env   (Ctrl-C here stops the stand-ins)", flush=True)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            child.stdin.close()
+            child.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
