@@ -76,6 +76,9 @@ pub enum Error {
     InvalidEvent(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Something this invocation depends on failed in a way worth retrying.
+    #[error("transient failure: {0}")]
+    Transient(String),
     #[error(transparent)]
     Aws(#[from] AwsError),
     #[cfg(feature = "cluster")]
@@ -93,6 +96,7 @@ impl Classify for Error {
     fn class(&self) -> Class {
         match self {
             Error::InvalidEvent(_) | Error::Config(_) => Class::NonRetryable,
+            Error::Transient(_) => Class::Retryable,
             Error::Aws(e) => e.class(),
             #[cfg(feature = "cluster")]
             Error::Cluster(e) => e.class(),
@@ -103,6 +107,7 @@ impl Classify for Error {
         match self {
             Error::InvalidEvent(_) => "InvalidEvent",
             Error::Config(_) => "Config",
+            Error::Transient(_) => "Transient",
             Error::Aws(e) => e.kind(),
             #[cfg(feature = "cluster")]
             Error::Cluster(e) => e.kind(),

@@ -242,3 +242,51 @@ mod tests {
         assert!(!attrs.contains_key("empty"));
     }
 }
+
+/// A notifier that records what it is asked to send, for the functions' unit tests.
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::error::classify_service;
+
+    #[derive(Debug, Default)]
+    pub struct Recorder {
+        sent: Mutex<Vec<Notification>>,
+        /// When set, every send fails with this (code, HTTP status).
+        pub fail_with: Option<(&'static str, u16)>,
+    }
+
+    impl Recorder {
+        pub fn failing(code: &'static str, status: u16) -> Self {
+            Recorder {
+                fail_with: Some((code, status)),
+                ..Recorder::default()
+            }
+        }
+
+        pub fn sent(&self) -> Vec<Notification> {
+            self.sent.lock().expect("recorder lock").clone()
+        }
+    }
+
+    impl Notifier for Recorder {
+        async fn notify(&self, n: &Notification) -> Result<String, AwsError> {
+            if let Some((code, status)) = self.fail_with {
+                return Err(AwsError {
+                    operation: "sns:Publish",
+                    code: Some(code.into()),
+                    message: None,
+                    request_id: None,
+                    status: Some(status),
+                    class: classify_service(Some(code), Some(status)),
+                    source: code.into(),
+                });
+            }
+            let mut sent = self.sent.lock().expect("recorder lock");
+            sent.push(n.clone());
+            Ok(format!("msg-{}", sent.len()))
+        }
+    }
+}

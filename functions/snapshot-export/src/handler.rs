@@ -269,7 +269,7 @@ mod tests {
     use bridgekeeper::AwsError;
     use bridgekeeper::config::Env;
     use bridgekeeper::events::SnapshotKind;
-    use bridgekeeper::notify::{Notification, Severity};
+    use bridgekeeper::notify::Severity;
     use chrono::TimeZone;
 
     use super::*;
@@ -401,22 +401,7 @@ mod tests {
         }
     }
 
-    #[derive(Default)]
-    struct FakeNotifier(Mutex<Vec<Notification>>);
-
-    impl Notifier for FakeNotifier {
-        async fn notify(&self, n: &Notification) -> Result<String, AwsError> {
-            let mut sent = self.0.lock().unwrap();
-            sent.push(n.clone());
-            Ok(format!("msg-{}", sent.len()))
-        }
-    }
-
-    impl FakeNotifier {
-        fn sent(&self) -> Vec<Notification> {
-            self.0.lock().unwrap().clone()
-        }
-    }
+    type FakeNotifier = bridgekeeper::notify::testing::Recorder;
 
     fn config(extra: &[(&'static str, &'static str)]) -> Config {
         let env = Env::from_pairs(crate::config::tests::REQUIRED.iter().chain(extra).copied());

@@ -1,0 +1,467 @@
+//! Pure decisions: which events become one alert, and what the alert says.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+
+use bridgekeeper::notify::{Notification, Severity};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceAction {
+    Launch,
+    LaunchFailed,
+    Terminate,
+    TerminateFailed,
+}
+
+impl InstanceAction {
+    pub fn from_detail_type(detail_type: &str) -> Option<Self> {
+        Some(match detail_type {
+            "EC2 Instance Launch Successful" => InstanceAction::Launch,
+            "EC2 Instance Launch Unsuccessful" => InstanceAction::LaunchFailed,
+            "EC2 Instance Terminate Successful" => InstanceAction::Terminate,
+            "EC2 Instance Terminate Unsuccessful" => InstanceAction::TerminateFailed,
+            _ => return None,
+        })
+    }
+
+    fn failed(self) -> bool {
+        matches!(
+            self,
+            InstanceAction::LaunchFailed | InstanceAction::TerminateFailed
+        )
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            InstanceAction::Launch => "launched",
+            InstanceAction::LaunchFailed => "failed to launch",
+            InstanceAction::Terminate => "terminated",
+            InstanceAction::TerminateFailed => "failed to terminate",
+        }
+    }
+}
+
+/// One Auto Scaling instance event, as far as an alert needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceEvent {
+    pub action: InstanceAction,
+    pub group: String,
+    pub instance_id: Option<String>,
+    pub zone: Option<String>,
+    pub cause: Option<String>,
+    pub status_message: Option<String>,
+    pub time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmEvent {
+    pub name: String,
+    pub state: String,
+    pub previous: Option<String>,
+    pub reason: String,
+    pub description: Option<String>,
+    /// `namespace name (stat, period s)`.
+    pub metric: Option<String>,
+    pub dimensions: BTreeMap<String, String>,
+    pub threshold: Option<f64>,
+    pub latest: Option<f64>,
+    pub time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodegroupEvent {
+    pub cluster: String,
+    pub nodegroup: String,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    pub desired: Option<i64>,
+    pub who: Option<String>,
+    pub time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fact {
+    Instance(InstanceEvent),
+    Alarm(AlarmEvent),
+    Nodegroup(NodegroupEvent),
+}
+
+impl Fact {
+    /// The Auto Scaling group this fact is about, to look up in one DescribeAutoScalingGroups.
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Fact::Instance(e) => Some(&e.group),
+            Fact::Alarm(a) => a.dimensions.get("AutoScalingGroupName").map(String::as_str),
+            Fact::Nodegroup(_) => None,
+        }
+    }
+}
+
+/// What DescribeAutoScalingGroups says about a group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub cluster: Option<String>,
+    pub nodegroup: Option<String>,
+    pub desired: Option<i32>,
+    pub min: Option<i32>,
+    pub max: Option<i32>,
+    /// Instance id → instance type, for the instances still in the group.
+    pub instance_types: HashMap<String, String>,
+}
+
+/// Facts that become one notification, and the records they came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub facts: Vec<Fact>,
+    pub records: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Instances(InstanceAction, String),
+    Alarm(String, String),
+    Nodegroup(String, String, usize),
+}
+
+/// Same kind of instance event in the same group → one alert; an alarm's events in the same
+/// state → one alert; everything else stays separate. Alerts come in the order of their first
+/// event, and each alert's events in arrival order.
+pub fn coalesce(facts: Vec<(String, Fact)>) -> Vec<Alert> {
+    let mut order: Vec<Key> = Vec::new();
+    let mut alerts: HashMap<Key, Alert> = HashMap::new();
+    for (i, (record, fact)) in facts.into_iter().enumerate() {
+        let key = match &fact {
+            Fact::Instance(e) => Key::Instances(e.action, e.group.clone()),
+            Fact::Alarm(a) => Key::Alarm(a.name.clone(), a.state.clone()),
+            Fact::Nodegroup(n) => Key::Nodegroup(n.cluster.clone(), n.nodegroup.clone(), i),
+        };
+        let alert = alerts.entry(key.clone()).or_insert_with(|| {
+            order.push(key);
+            Alert {
+                facts: Vec::new(),
+                records: Vec::new(),
+            }
+        });
+        alert.facts.push(fact);
+        alert.records.push(record);
+    }
+    order
+        .into_iter()
+        .filter_map(|k| alerts.remove(&k))
+        .collect()
+}
+
+/// `... changing the desired capacity from 4 to 5.` → (4, 5), from an activity's cause.
+pub fn desired_change(cause: &str) -> Option<(i64, i64)> {
+    let rest = &cause[cause.find("desired capacity from ")? + "desired capacity from ".len()..];
+    let (from, rest) = rest.split_once(" to ")?;
+    let to: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((from.trim().parse().ok()?, to.parse().ok()?))
+}
+
+/// The comparison CloudWatch wrote in the state reason: `was greater than the threshold`.
+pub fn comparison(reason: &str) -> Option<&'static str> {
+    [
+        ("greater than or equal to the threshold", ">="),
+        ("less than or equal to the threshold", "<="),
+        ("greater than the threshold", ">"),
+        ("less than the threshold", "<"),
+    ]
+    .iter()
+    .find(|(phrase, _)| reason.contains(phrase))
+    .map(|(_, op)| *op)
+}
+
+fn fmt_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{:.2}", v)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Where a group is, for people: `prod-eks/ng-1` when its EKS tags say so, else its name.
+fn place(group: &str, info: Option<&GroupInfo>) -> String {
+    match info.and_then(|i| Some((i.cluster.as_deref()?, i.nodegroup.as_deref()?))) {
+        Some((cluster, ng)) => format!("{cluster}/{ng}"),
+        None => group.to_owned(),
+    }
+}
+
+/// The text of one alert, with its severity and attributes.
+pub fn render(
+    alert: &Alert,
+    groups: &HashMap<String, GroupInfo>,
+    environment: &str,
+) -> Notification {
+    match &alert.facts[0] {
+        Fact::Instance(first) => render_instances(alert, first, groups, environment),
+        Fact::Alarm(a) => render_alarm(a, alert.facts.len(), groups, environment),
+        Fact::Nodegroup(n) => render_nodegroup(n, environment),
+    }
+}
+
+fn render_instances(
+    alert: &Alert,
+    first: &InstanceEvent,
+    groups: &HashMap<String, GroupInfo>,
+    env: &str,
+) -> Notification {
+    let events: Vec<&InstanceEvent> = alert
+        .facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Instance(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let info = groups.get(&first.group);
+    let ids: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.instance_id.as_deref())
+        .collect();
+    let desired = {
+        let changes: Vec<(i64, i64)> = events
+            .iter()
+            .filter_map(|e| desired_change(e.cause.as_deref()?))
+            .collect();
+        match (changes.first(), changes.last()) {
+            (Some((from, _)), Some((_, to))) if from != to => Some(format!("desired {from}→{to}")),
+            _ => None,
+        }
+    };
+    let what = format!(
+        "{} {}",
+        plural(events.len(), "node", "nodes"),
+        first.action.verb()
+    );
+    let where_ = place(&first.group, info);
+    let subject = match &desired {
+        Some(d) => format!("[{env}] {what} in {where_}, {d}"),
+        None => format!("[{env}] {what} in {where_}"),
+    };
+    let mut body = format!("{what} in {}", first.group);
+    if !ids.is_empty() {
+        let _ = write!(body, " ({})", ids.join(", "));
+    }
+    if let Some(d) = &desired {
+        let _ = write!(body, ", {d}");
+    }
+    body.push_str(".\n\n");
+    let mut line = |label: &str, value: &str| {
+        let _ = writeln!(body, "{label:<11}{value}");
+    };
+    if let Some(i) = info {
+        if let Some(cluster) = &i.cluster {
+            line(
+                "Cluster:",
+                &format!(
+                    "{cluster} (node group {})",
+                    i.nodegroup.as_deref().unwrap_or("?")
+                ),
+            );
+        }
+        if let (Some(d), Some(min), Some(max)) = (i.desired, i.min, i.max) {
+            line("Group now:", &format!("desired {d} (min {min}, max {max})"));
+        }
+    }
+    for (n, e) in events.iter().enumerate() {
+        let id = e.instance_id.as_deref().unwrap_or("(no instance)");
+        let kind = info
+            .and_then(|i| i.instance_types.get(id))
+            .map(String::as_str);
+        let detail = [Some(id), kind, e.zone.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("  ");
+        line(if n == 0 { "Instances:" } else { "" }, &detail);
+    }
+    if first.action.failed() {
+        let messages: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e.status_message.as_deref())
+            .filter(|m| !m.is_empty())
+            .collect();
+        if let Some(m) = messages.first() {
+            line("Error:", m);
+        }
+    }
+    if let Some(cause) = first.cause.as_deref().filter(|c| !c.is_empty()) {
+        line("Cause:", cause);
+    }
+    let times: Vec<DateTime<Utc>> = events.iter().filter_map(|e| e.time).collect();
+    if let (Some(a), Some(b)) = (times.iter().min(), times.iter().max()) {
+        let when = if a == b {
+            a.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+        } else {
+            format!(
+                "{} – {}",
+                a.format("%Y-%m-%d %H:%M:%S"),
+                b.format("%H:%M:%S UTC")
+            )
+        };
+        line("Time:", &when);
+    }
+    let severity = if first.action.failed() {
+        Severity::Error
+    } else {
+        Severity::Info
+    };
+    attributes(
+        Notification::new(subject, body.trim_end().to_owned(), severity),
+        "autoscaling",
+        Some(&first.group),
+        info,
+    )
+}
+
+fn render_alarm(
+    a: &AlarmEvent,
+    repeats: usize,
+    groups: &HashMap<String, GroupInfo>,
+    env: &str,
+) -> Notification {
+    let op = comparison(&a.reason);
+    let metric_name = a
+        .metric
+        .as_deref()
+        .map(|m| m.split(' ').nth(1).unwrap_or(m));
+    let condition = match (metric_name, op, a.threshold) {
+        (Some(m), Some(op), Some(t)) => Some(format!("{m} {op} {}", fmt_number(t))),
+        (Some(m), None, Some(t)) => Some(format!("{m}, threshold {}", fmt_number(t))),
+        _ => None,
+    };
+    let subject = match &condition {
+        Some(c) => format!("[{env}] {}: {} ({c})", a.state, a.name),
+        None => format!("[{env}] {}: {}", a.state, a.name),
+    };
+    let mut body = format!("{} is {}", a.name, a.state);
+    if let Some(p) = &a.previous {
+        let _ = write!(body, " (was {p})");
+    }
+    if repeats > 1 {
+        let _ = write!(body, ", reported {repeats} times in this batch");
+    }
+    body.push_str(".\n\n");
+    let mut line = |label: &str, value: &str| {
+        let _ = writeln!(body, "{label:<13}{value}");
+    };
+    if let Some(m) = &a.metric {
+        let dims: Vec<String> = a
+            .dimensions
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        line(
+            "Metric:",
+            &[m.clone(), dims.join(" ")].join(" ").trim_end().to_owned(),
+        );
+    }
+    if let Some(c) = &condition {
+        let latest = a
+            .latest
+            .map(|v| format!(", latest {}", fmt_number(v)))
+            .unwrap_or_default();
+        line("Condition:", &format!("{c}{latest}"));
+    }
+    line("Reason:", &a.reason);
+    if let Some(d) = a.description.as_deref().filter(|d| !d.is_empty()) {
+        line("Description:", d);
+    }
+    if let Some(t) = a.time {
+        line("Time:", &t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+    }
+    let severity = match (a.state.as_str(), a.previous.as_deref()) {
+        ("ALARM", _) => Severity::Error,
+        ("OK", Some("ALARM")) => Severity::Resolved,
+        _ => Severity::Info,
+    };
+    let group = a.dimensions.get("AutoScalingGroupName").map(String::as_str);
+    let info = group.and_then(|g| groups.get(g));
+    attributes(
+        Notification::new(subject, body.trim_end().to_owned(), severity),
+        "cloudwatch",
+        group,
+        info,
+    )
+    .attribute("alarm", a.name.clone())
+}
+
+fn render_nodegroup(n: &NodegroupEvent, env: &str) -> Notification {
+    let mut sizes = Vec::new();
+    for (label, v) in [("desired", n.desired), ("min", n.min), ("max", n.max)] {
+        if let Some(v) = v {
+            sizes.push(format!("{label} {v}"));
+        }
+    }
+    let sizes = if sizes.is_empty() {
+        "scaling config updated".to_owned()
+    } else {
+        sizes.join(", ")
+    };
+    let subject = format!(
+        "[{env}] Node group {}/{} resized: {sizes}",
+        n.cluster, n.nodegroup
+    );
+    let mut body = format!(
+        "The scaling configuration of node group {} in EKS cluster {} was changed: {sizes}.\n",
+        n.nodegroup, n.cluster
+    );
+    if let Some(who) = &n.who {
+        let _ = writeln!(body, "By:   {who}");
+    }
+    if let Some(t) = n.time {
+        let _ = writeln!(body, "Time: {}", t.format("%Y-%m-%d %H:%M:%S UTC"));
+    }
+    Notification::new(subject, body.trim_end().to_owned(), Severity::Info)
+        .attribute("source", "eks")
+        .attribute("cluster", n.cluster.clone())
+        .attribute("group", n.nodegroup.clone())
+}
+
+fn attributes(
+    n: Notification,
+    source: &str,
+    group: Option<&str>,
+    info: Option<&GroupInfo>,
+) -> Notification {
+    let n = n.attribute("source", source);
+    let n = match group {
+        Some(g) => n.attribute("group", g),
+        None => n,
+    };
+    match info.and_then(|i| i.cluster.clone()) {
+        Some(c) => n.attribute("cluster", c),
+        None => n,
+    }
+}
+
+/// The custom-notification JSON that Amazon Q Developer in chat applications (formerly AWS
+/// Chatbot) renders in Slack, Teams or Chime.
+pub fn chat_message(n: &Notification) -> String {
+    serde_json::json!({
+        "version": "1.0",
+        "source": "custom",
+        "content": {
+            "textType": "client-markdown",
+            "title": n.subject,
+            "description": format!("```\n{}\n```", n.body),
+        },
+        "metadata": {
+            "enableCustomActions": false,
+            "additionalContext": n.attributes,
+        }
+    })
+    .to_string()
+}
