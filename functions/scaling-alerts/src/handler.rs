@@ -325,3 +325,481 @@ pub async fn handle<A: AutoScaling, N: Notifier>(
     );
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use bridgekeeper::config::Env;
+    use bridgekeeper::notify::testing::Recorder;
+
+    use super::*;
+    use crate::domain::GroupInfo;
+
+    macro_rules! sample {
+        ($name:literal) => {
+            include_str!(concat!("../../../events/scaling-alerts/", $name))
+        };
+    }
+
+    #[derive(Default)]
+    struct FakeAsg {
+        groups: HashMap<String, GroupInfo>,
+        calls: Mutex<Vec<Vec<String>>>,
+        fail: bool,
+    }
+
+    impl AutoScaling for FakeAsg {
+        async fn describe_groups(
+            &self,
+            names: &[String],
+        ) -> Result<HashMap<String, GroupInfo>, AwsError> {
+            self.calls.lock().unwrap().push(names.to_vec());
+            if self.fail {
+                return Err(AwsError {
+                    operation: "autoscaling:DescribeAutoScalingGroups",
+                    code: Some("AccessDenied".into()),
+                    message: None,
+                    request_id: None,
+                    status: Some(403),
+                    class: bridgekeeper::Class::NonRetryable,
+                    source: "denied".into(),
+                });
+            }
+            Ok(names
+                .iter()
+                .filter_map(|n| Some((n.clone(), self.groups.get(n)?.clone())))
+                .collect())
+        }
+    }
+
+    fn prod_ng1() -> FakeAsg {
+        let info = GroupInfo {
+            cluster: Some("prod-eks".into()),
+            nodegroup: Some("ng-1".into()),
+            desired: Some(7),
+            min: Some(3),
+            max: Some(10),
+            instance_types: HashMap::from([
+                ("i-0a1b2c3d4e5f60718".into(), "m6i.large".into()),
+                ("i-0b2c3d4e5f6071829".into(), "m6i.large".into()),
+            ]),
+        };
+        FakeAsg {
+            groups: HashMap::from([("eks-prod-ng-1-a2c4e6g8".into(), info)]),
+            ..FakeAsg::default()
+        }
+    }
+
+    fn config(extra: &[(&'static str, &'static str)]) -> Config {
+        let base = [
+            (
+                "ALERTS_TOPIC_ARN",
+                "arn:aws:sns:eu-west-1:123456789012:alerts",
+            ),
+            ("ENVIRONMENT", "prod"),
+        ];
+        Config::from_env(&Env::from_pairs(base.iter().chain(extra).copied())).unwrap()
+    }
+
+    fn notifiers() -> Notifiers<Recorder> {
+        Notifiers {
+            all: Recorder::default(),
+            errors: None,
+        }
+    }
+
+    fn batch(bodies: &[&str]) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        for (i, body) in bodies.iter().enumerate() {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m{i}"));
+            m.body = Some(body.to_string());
+            event.records.push(m);
+        }
+        event
+    }
+
+    /// One sample event, alone in a batch, as a subscriber receives it.
+    async fn one(body: &str) -> Notification {
+        let n = notifiers();
+        let r = handle(batch(&[body]), &config(&[]), &prod_ng1(), &n)
+            .await
+            .unwrap();
+        assert!(r.batch_item_failures.is_empty(), "{r:?}");
+        let sent = n.all.sent();
+        assert_eq!(sent.len(), 1);
+        let m = sent.into_iter().next().unwrap();
+        assert!(
+            m.subject.chars().count() <= 100 && !m.subject.contains('\n'),
+            "{}",
+            m.subject
+        );
+        m
+    }
+
+    #[tokio::test]
+    async fn launch_reads_well() {
+        let n = one(sample!("launch-successful.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] 1 node launched in prod-eks/ng-1, desired 4→5"
+        );
+        assert_eq!(
+            n.body,
+            "1 node launched in eks-prod-ng-1-a2c4e6g8 (i-0a1b2c3d4e5f60718), desired 4→5.\n\n\
+             Cluster:   prod-eks (node group ng-1)\n\
+             Group now: desired 7 (min 3, max 10)\n\
+             Instances: i-0a1b2c3d4e5f60718  m6i.large  eu-west-1b\n\
+             Cause:     At 2026-11-21T09:12:10Z a user request update of AutoScalingGroup constraints to min: 3, max: 10, desired: 5 changing the desired capacity from 4 to 5.  At 2026-11-21T09:12:12Z an instance was started in response to a difference between desired and actual capacity, increasing the capacity from 4 to 5.\n\
+             Time:      2026-11-21 09:12:47 UTC"
+        );
+        assert_eq!(n.severity, Severity::Info);
+        assert_eq!(n.attributes["source"], "autoscaling");
+        assert_eq!(n.attributes["cluster"], "prod-eks");
+        assert_eq!(n.attributes["group"], "eks-prod-ng-1-a2c4e6g8");
+    }
+
+    #[tokio::test]
+    async fn unsuccessful_launch_is_an_error_with_the_reason() {
+        let n = one(sample!("launch-unsuccessful.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] 1 node failed to launch in prod-eks/ng-1, desired 4→5"
+        );
+        assert_eq!(n.severity, Severity::Error);
+        assert!(
+            n.body
+                .contains("Error:     We currently do not have sufficient m6i.large capacity"),
+            "{}",
+            n.body
+        );
+        assert!(
+            n.body.contains("Instances: (no instance)  eu-west-1b"),
+            "{}",
+            n.body
+        );
+    }
+
+    #[tokio::test]
+    async fn terminations_read_well() {
+        let n = one(sample!("terminate-successful.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] 1 node terminated in prod-eks/ng-1, desired 5→4"
+        );
+        assert_eq!(n.severity, Severity::Info);
+        let n = one(sample!("terminate-unsuccessful.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] 1 node failed to terminate in prod-eks/ng-1, desired 5→4"
+        );
+        assert_eq!(n.severity, Severity::Error);
+        assert!(
+            n.body
+                .contains("Error:     Instance i-0a1b2c3d4e5f60718 is protected from scale in"),
+            "{}",
+            n.body
+        );
+    }
+
+    #[tokio::test]
+    async fn alarm_says_metric_threshold_comparison_and_previous_state() {
+        let n = one(sample!("alarm-state-change.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] ALARM: api-cpu-high (CPUUtilization > 80)"
+        );
+        assert_eq!(
+            n.body,
+            "api-cpu-high is ALARM (was OK).\n\n\
+             Metric:      AWS/EC2 CPUUtilization (Average, 300 s) AutoScalingGroupName=eks-prod-ng-1-a2c4e6g8\n\
+             Condition:   CPUUtilization > 80, latest 93.5\n\
+             Reason:      Threshold Crossed: 1 out of the last 1 datapoints [93.5 (21/11/26 16:59:00)] was greater than the threshold (80.0) (minimum 1 datapoint for OK -> ALARM transition).\n\
+             Description: API pods' nodes are running hot\n\
+             Time:        2026-11-21 17:04:40 UTC"
+        );
+        assert_eq!(n.severity, Severity::Error);
+        assert_eq!(n.attributes["alarm"], "api-cpu-high");
+        assert_eq!(n.attributes["cluster"], "prod-eks");
+    }
+
+    #[tokio::test]
+    async fn ok_after_alarm_is_resolved() {
+        let n = one(sample!("alarm-ok.json")).await;
+        assert_eq!(n.subject, "[prod] OK: api-cpu-high (CPUUtilization > 80)");
+        assert!(
+            n.body.starts_with("api-cpu-high is OK (was ALARM)."),
+            "{}",
+            n.body
+        );
+        assert_eq!(n.severity, Severity::Resolved);
+    }
+
+    #[tokio::test]
+    async fn node_group_resize_says_who_and_what() {
+        let n = one(sample!("nodegroup-config-update.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Node group prod-eks/ng-1 resized: desired 8, min 3, max 12"
+        );
+        assert!(
+            n.body
+                .contains("By:   arn:aws:sts::123456789012:assumed-role/PlatformAdmin/jane"),
+            "{}",
+            n.body
+        );
+        assert_eq!(
+            (
+                n.attributes["source"].as_str(),
+                n.attributes["cluster"].as_str()
+            ),
+            ("eks", "prod-eks")
+        );
+    }
+
+    #[tokio::test]
+    async fn long_multibyte_names_stay_valid_and_within_the_subject_limit() {
+        let long =
+            sample!("alarm-state-change.json").replace("api-cpu-high", &"überlast-ñ-🚀".repeat(12));
+        let n = one(&long).await;
+        assert_eq!(n.subject.chars().count(), 100);
+        assert!(n.subject.ends_with('…'));
+    }
+
+    #[tokio::test]
+    async fn ten_launches_in_one_group_become_one_notification_listing_all() {
+        let bodies: Vec<String> = (0..10)
+            .map(|i| {
+                sample!("launch-successful.json")
+                    .replace("i-0a1b2c3d4e5f60718", &format!("i-{i:017}"))
+            })
+            .collect();
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let n = notifiers();
+        let asg = prod_ng1();
+        let r = handle(batch(&refs), &config(&[]), &asg, &n).await.unwrap();
+        assert_eq!((r.events, r.notifications, r.coalesced), (10, 1, 9));
+        let sent = n.all.sent();
+        assert!(
+            sent[0]
+                .subject
+                .starts_with("[prod] 10 nodes launched in prod-eks/ng-1"),
+            "{}",
+            sent[0].subject
+        );
+        for i in 0..10 {
+            assert!(sent[0].body.contains(&format!("i-{i:017}")));
+        }
+        assert_eq!(
+            asg.calls.lock().unwrap().len(),
+            1,
+            "one DescribeAutoScalingGroups per batch"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sample_batch_groups_by_kind_and_group_in_arrival_order() {
+        let event: SqsEvent = serde_json::from_str(sample!("sqs-batch.json")).unwrap();
+        let n = notifiers();
+        let asg = prod_ng1();
+        let r = handle(event, &config(&[]), &asg, &n).await.unwrap();
+        let subjects: Vec<String> = n.all.sent().into_iter().map(|m| m.subject).collect();
+        assert_eq!(
+            subjects,
+            [
+                "[prod] 3 nodes launched in prod-eks/ng-1, desired 4→7",
+                "[prod] ALARM: api-cpu-high (CPUUtilization > 80)",
+                "[prod] OK: api-cpu-high (CPUUtilization > 80)",
+                "[prod] Node group prod-eks/ng-1 resized: desired 8, min 3, max 12",
+            ]
+        );
+        assert_eq!((r.events, r.notifications, r.coalesced), (6, 4, 2));
+        assert_eq!(
+            *asg.calls.lock().unwrap(),
+            [vec!["eks-prod-ng-1-a2c4e6g8".to_owned()]]
+        );
+    }
+
+    #[tokio::test]
+    async fn mixed_groups_and_kinds_stay_separate() {
+        let other = sample!("launch-successful.json")
+            .replace("eks-prod-ng-1-a2c4e6g8", "eks-prod-ng-2-b3d5f7h9");
+        let n = notifiers();
+        let bodies = [
+            sample!("launch-successful.json"),
+            other.as_str(),
+            sample!("terminate-successful.json"),
+            sample!("launch-successful.json"),
+        ];
+        let r = handle(batch(&bodies), &config(&[]), &prod_ng1(), &n)
+            .await
+            .unwrap();
+        let subjects: Vec<String> = n.all.sent().into_iter().map(|m| m.subject).collect();
+        assert_eq!(
+            subjects,
+            [
+                "[prod] 2 nodes launched in prod-eks/ng-1, desired 4→5",
+                "[prod] 1 node launched in eks-prod-ng-2-b3d5f7h9, desired 4→5",
+                "[prod] 1 node terminated in prod-eks/ng-1, desired 5→4",
+            ]
+        );
+        assert_eq!(r.coalesced, 1);
+    }
+
+    #[tokio::test]
+    async fn unparseable_records_are_batch_failures_and_do_not_block_the_rest() {
+        let n = notifiers();
+        let bodies = [
+            "not json at all",
+            sample!("launch-successful.json"),
+            r#"{"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {}}"#,
+            r#"{"source": "aws.autoscaling", "detail-type": "EC2 Instance Launch Successful", "detail": {"no": "group"}}"#,
+        ];
+        let r = handle(batch(&bodies), &config(&[]), &prod_ng1(), &n)
+            .await
+            .unwrap();
+        let failed: Vec<&str> = r
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["m0", "m2", "m3"]);
+        assert!(r.failures.iter().all(|f| !f.retryable));
+        assert!(
+            r.failures[1].error.contains("\"aws.ec2\""),
+            "{:?}",
+            r.failures
+        );
+        assert!(
+            r.failures[2]
+                .error
+                .contains("malformed EC2 Instance Launch Successful event"),
+            "{:?}",
+            r.failures
+        );
+        assert_eq!(n.all.sent().len(), 1);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["batchItemFailures"][0],
+            serde_json::json!({"itemIdentifier": "m0"})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_publish_returns_exactly_its_records_for_retry() {
+        let n = Notifiers {
+            all: Recorder::failing("Throttling", 400),
+            errors: None,
+        };
+        let bodies = [
+            sample!("launch-successful.json"),
+            sample!("launch-successful.json"),
+        ];
+        let r = handle(batch(&bodies), &config(&[]), &prod_ng1(), &n)
+            .await
+            .unwrap();
+        assert_eq!(r.batch_item_failures.len(), 2);
+        assert!(r.failures.iter().all(|f| f.retryable));
+        assert_eq!(r.notifications, 0);
+    }
+
+    #[tokio::test]
+    async fn errors_also_go_to_the_errors_topic_and_others_do_not() {
+        let n = Notifiers {
+            all: Recorder::default(),
+            errors: Some(Recorder::default()),
+        };
+        let bodies = [
+            sample!("launch-successful.json"),
+            sample!("alarm-state-change.json"),
+            sample!("alarm-ok.json"),
+        ];
+        handle(batch(&bodies), &config(&[]), &prod_ng1(), &n)
+            .await
+            .unwrap();
+        assert_eq!(n.all.sent().len(), 3);
+        let errors: Vec<String> = n
+            .errors
+            .as_ref()
+            .unwrap()
+            .sent()
+            .into_iter()
+            .map(|m| m.subject)
+            .collect();
+        assert_eq!(errors, ["[prod] ALARM: api-cpu-high (CPUUtilization > 80)"]);
+    }
+
+    #[tokio::test]
+    async fn enrichment_failure_still_sends_the_alert() {
+        let asg = FakeAsg {
+            fail: true,
+            ..FakeAsg::default()
+        };
+        let n = notifiers();
+        handle(
+            batch(&[sample!("launch-successful.json")]),
+            &config(&[]),
+            &asg,
+            &n,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            n.all.sent()[0].subject,
+            "[prod] 1 node launched in eks-prod-ng-1-a2c4e6g8, desired 4→5"
+        );
+    }
+
+    #[tokio::test]
+    async fn chat_format_is_the_custom_notification_json() {
+        let n = notifiers();
+        let cfg = config(&[("MESSAGE_FORMAT", "chat")]);
+        handle(
+            batch(&[sample!("alarm-state-change.json")]),
+            &cfg,
+            &prod_ng1(),
+            &n,
+        )
+        .await
+        .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&n.all.sent()[0].body).unwrap();
+        assert_eq!(body["version"], "1.0");
+        assert_eq!(body["source"], "custom");
+        assert_eq!(
+            body["content"]["title"],
+            "[prod] ALARM: api-cpu-high (CPUUtilization > 80)"
+        );
+        assert!(
+            body["content"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("latest 93.5")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_direct_invoke_of_one_event_works_and_a_bad_one_fails_non_retryable() {
+        use bridgekeeper::Classify;
+        let n = notifiers();
+        let event: serde_json::Value = serde_json::from_str(sample!("alarm-ok.json")).unwrap();
+        let r = handle_payload(event, &config(&[]), &prod_ng1(), &n)
+            .await
+            .unwrap();
+        assert_eq!(r.notifications, 1);
+        let foreign: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../events/image-rollout/push-latest.json"
+        ))
+        .unwrap();
+        let err = handle_payload(foreign, &config(&[]), &prod_ng1(), &n)
+            .await
+            .unwrap_err();
+        assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
+        let err = handle_payload(serde_json::json!("text"), &config(&[]), &prod_ng1(), &n)
+            .await
+            .unwrap_err();
+        assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
+        assert_eq!(n.all.sent().len(), 1);
+    }
+}
