@@ -465,3 +465,56 @@ pub fn chat_message(n: &Notification) -> String {
     })
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch(group: &str, id: &str) -> (String, Fact) {
+        let e = InstanceEvent {
+            action: InstanceAction::Launch,
+            group: group.into(),
+            instance_id: Some(id.into()),
+            zone: None,
+            cause: None,
+            status_message: None,
+            time: None,
+        };
+        (format!("rec-{id}"), Fact::Instance(e))
+    }
+
+    #[test]
+    fn coalescing_keeps_first_appearance_order_and_records() {
+        let alerts = coalesce(vec![launch("a", "1"), launch("b", "2"), launch("a", "3")]);
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts[0].records, ["rec-1", "rec-3"]);
+        assert_eq!(alerts[1].records, ["rec-2"]);
+    }
+
+    #[test]
+    fn desired_change_is_read_from_the_activity_cause() {
+        let cause = "At 2026-11-21T09:12:10Z a user request update of AutoScalingGroup constraints to min: 3, \
+                     max: 10, desired: 5 changing the desired capacity from 4 to 5.  At ...";
+        assert_eq!(desired_change(cause), Some((4, 5)));
+        assert_eq!(desired_change("an instance was taken out of service"), None);
+    }
+
+    #[test]
+    fn comparison_is_read_from_the_state_reason() {
+        assert_eq!(
+            comparison("[93.5] was greater than the threshold (80.0)"),
+            Some(">")
+        );
+        assert_eq!(
+            comparison("was not greater than or equal to the threshold (5.0)"),
+            Some(">=")
+        );
+        assert_eq!(comparison("was less than the threshold (1.0)"), Some("<"));
+        assert_eq!(
+            comparison("Insufficient Data: 5 datapoints were unknown."),
+            None
+        );
+        assert_eq!(fmt_number(80.0), "80");
+        assert_eq!(fmt_number(0.125), "0.13");
+    }
+}

@@ -1,0 +1,145 @@
+//! scaling-alerts against moto: an Auto Scaling group tagged like an EKS node group, a batch of
+//! events through the handler, the messages read back from SNS through SQS.
+
+use anyhow::{Context, Result};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_autoscaling::types::Tag;
+use bridgekeeper::config::Env;
+use bridgekeeper_tests::{Inbox, TestEnv, repo_root, unique};
+use scaling_alerts::Config;
+use scaling_alerts::aws::AutoScalingApi;
+use scaling_alerts::handler::handle;
+
+fn sample(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join("events/scaling-alerts").join(name)).unwrap()
+}
+
+/// A node-group-like ASG with `desired` instances; returns their ids.
+async fn node_group(
+    env: &TestEnv,
+    asg: &str,
+    cluster: &str,
+    nodegroup: &str,
+    desired: i32,
+) -> Result<Vec<String>> {
+    let client = aws_sdk_autoscaling::Client::new(&env.sdk);
+    let lc = unique("lc");
+    client
+        .create_launch_configuration()
+        .launch_configuration_name(&lc)
+        .image_id("ami-12c6146b")
+        .instance_type("m6i.large")
+        .send()
+        .await?;
+    let tag = |k: &str, v: &str| {
+        Tag::builder()
+            .resource_id(asg)
+            .resource_type("auto-scaling-group")
+            .key(k)
+            .value(v)
+            .propagate_at_launch(true)
+            .build()
+    };
+    client
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(asg)
+        .launch_configuration_name(&lc)
+        .min_size(1)
+        .max_size(10)
+        .desired_capacity(desired)
+        .availability_zones(format!("{}a", env.region))
+        .tags(tag("eks:cluster-name", cluster))
+        .tags(tag("eks:nodegroup-name", nodegroup))
+        .send()
+        .await?;
+    let out = client
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(asg)
+        .send()
+        .await?;
+    let group = out.auto_scaling_groups().first().context("group")?;
+    Ok(group
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_owned))
+        .collect())
+}
+
+fn batch(bodies: &[String]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for (i, body) in bodies.iter().enumerate() {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(format!("msg-{i}"));
+        m.body = Some(body.clone());
+        event.records.push(m);
+    }
+    event
+}
+
+#[tokio::test]
+async fn a_batch_becomes_enriched_grouped_messages_and_a_bad_record_is_returned() -> Result<()> {
+    let env = TestEnv::aws().await;
+    let inbox = Inbox::create(&env.sdk).await?;
+    let asg = unique("eks-prod-ng-1");
+    let ids = node_group(&env, &asg, "prod-eks", "ng-1", 3).await?;
+    assert_eq!(ids.len(), 3);
+
+    let launch = sample("launch-successful.json").replace("eks-prod-ng-1-a2c4e6g8", &asg);
+    let mut bodies: Vec<String> = ids
+        .iter()
+        .map(|id| launch.replace("i-0a1b2c3d4e5f60718", id))
+        .collect();
+    bodies.push("{\"this is\": \"not an event\"}".into());
+    bodies.push(sample("alarm-state-change.json").replace("eks-prod-ng-1-a2c4e6g8", &asg));
+
+    let config = Config::from_env(&Env::from_pairs([
+        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
+        ("ENVIRONMENT", "prod"),
+    ]))?;
+    let notifiers = config.notifiers(aws_sdk_sns::Client::new(&env.sdk));
+    let api = AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&env.sdk));
+    let response = handle(batch(&bodies), &config, &api, &notifiers).await?;
+
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["msg-3"]);
+    assert_eq!((response.notifications, response.coalesced), (2, 2));
+
+    let messages = inbox.receive().await?;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    let launched = &messages[0];
+    assert_eq!(
+        launched.subject.as_deref(),
+        Some("[prod] 3 nodes launched in prod-eks/ng-1, desired 4→5")
+    );
+    for id in &ids {
+        assert!(
+            launched.body.contains(&format!("{id}  m6i.large")),
+            "instance type from the group: {}",
+            launched.body
+        );
+    }
+    assert!(
+        launched
+            .body
+            .contains("Group now: desired 3 (min 1, max 10)"),
+        "{}",
+        launched.body
+    );
+    assert_eq!(launched.attributes["cluster"], "prod-eks");
+    assert_eq!(launched.attributes["group"], asg);
+    assert_eq!(launched.attributes["severity"], "info");
+    assert_eq!(launched.attributes["function"], "scaling-alerts");
+
+    let alarm = &messages[1];
+    assert_eq!(
+        alarm.subject.as_deref(),
+        Some("[prod] ALARM: api-cpu-high (CPUUtilization > 80)")
+    );
+    assert_eq!(alarm.attributes["severity"], "error");
+    assert_eq!(alarm.attributes["cluster"], "prod-eks");
+    Ok(())
+}
