@@ -275,3 +275,60 @@ impl Inbox {
         }
     }
 }
+
+/// A node-group-like ASG with `desired` instances; returns their ids.
+pub async fn node_group(
+    sdk: &SdkConfig,
+    asg: &str,
+    cluster: &str,
+    nodegroup: &str,
+    desired: i32,
+) -> anyhow::Result<Vec<String>> {
+    let client = aws_sdk_autoscaling::Client::new(sdk);
+    let lc = unique("lc");
+    client
+        .create_launch_configuration()
+        .launch_configuration_name(&lc)
+        .image_id("ami-12c6146b")
+        .instance_type("m6i.large")
+        .send()
+        .await?;
+    let tag = |k: &str, v: &str| {
+        aws_sdk_autoscaling::types::Tag::builder()
+            .resource_id(asg)
+            .resource_type("auto-scaling-group")
+            .key(k)
+            .value(v)
+            .propagate_at_launch(true)
+            .build()
+    };
+    client
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(asg)
+        .launch_configuration_name(&lc)
+        .min_size(1)
+        .max_size(10)
+        .desired_capacity(desired)
+        .availability_zones(format!(
+            "{}a",
+            sdk.region().map(|r| r.to_string()).unwrap_or_default()
+        ))
+        .tags(tag("eks:cluster-name", cluster))
+        .tags(tag("eks:nodegroup-name", nodegroup))
+        .send()
+        .await?;
+    let out = client
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(asg)
+        .send()
+        .await?;
+    let group = out
+        .auto_scaling_groups()
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("group {asg} not found"))?;
+    Ok(group
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_owned))
+        .collect())
+}

@@ -1,68 +1,16 @@
 //! scaling-alerts against moto: an Auto Scaling group tagged like an EKS node group, a batch of
 //! events through the handler, the messages read back from SNS through SQS.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_autoscaling::types::Tag;
 use bridgekeeper::config::Env;
-use bridgekeeper_tests::{Inbox, TestEnv, repo_root, unique};
+use bridgekeeper_tests::{Inbox, TestEnv, node_group, repo_root, unique};
 use scaling_alerts::Config;
 use scaling_alerts::aws::AutoScalingApi;
 use scaling_alerts::handler::handle;
 
 fn sample(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("events/scaling-alerts").join(name)).unwrap()
-}
-
-/// A node-group-like ASG with `desired` instances; returns their ids.
-async fn node_group(
-    env: &TestEnv,
-    asg: &str,
-    cluster: &str,
-    nodegroup: &str,
-    desired: i32,
-) -> Result<Vec<String>> {
-    let client = aws_sdk_autoscaling::Client::new(&env.sdk);
-    let lc = unique("lc");
-    client
-        .create_launch_configuration()
-        .launch_configuration_name(&lc)
-        .image_id("ami-12c6146b")
-        .instance_type("m6i.large")
-        .send()
-        .await?;
-    let tag = |k: &str, v: &str| {
-        Tag::builder()
-            .resource_id(asg)
-            .resource_type("auto-scaling-group")
-            .key(k)
-            .value(v)
-            .propagate_at_launch(true)
-            .build()
-    };
-    client
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(asg)
-        .launch_configuration_name(&lc)
-        .min_size(1)
-        .max_size(10)
-        .desired_capacity(desired)
-        .availability_zones(format!("{}a", env.region))
-        .tags(tag("eks:cluster-name", cluster))
-        .tags(tag("eks:nodegroup-name", nodegroup))
-        .send()
-        .await?;
-    let out = client
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(asg)
-        .send()
-        .await?;
-    let group = out.auto_scaling_groups().first().context("group")?;
-    Ok(group
-        .instances()
-        .iter()
-        .filter_map(|i| i.instance_id().map(str::to_owned))
-        .collect())
 }
 
 fn batch(bodies: &[String]) -> SqsEvent {
@@ -81,7 +29,7 @@ async fn a_batch_becomes_enriched_grouped_messages_and_a_bad_record_is_returned(
     let env = TestEnv::aws().await;
     let inbox = Inbox::create(&env.sdk).await?;
     let asg = unique("eks-prod-ng-1");
-    let ids = node_group(&env, &asg, "prod-eks", "ng-1", 3).await?;
+    let ids = node_group(&env.sdk, &asg, "prod-eks", "ng-1", 3).await?;
     assert_eq!(ids.len(), 3);
 
     let launch = sample("launch-successful.json").replace("eks-prod-ng-1-a2c4e6g8", &asg);

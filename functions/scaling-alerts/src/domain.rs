@@ -298,7 +298,18 @@ fn render_instances(
         }
     }
     if let Some(cause) = first.cause.as_deref().filter(|c| !c.is_empty()) {
-        line("Cause:", cause);
+        let distinct = events
+            .iter()
+            .filter_map(|e| e.cause.as_deref())
+            .collect::<std::collections::HashSet<_>>();
+        line(
+            if distinct.len() > 1 {
+                "First cause:"
+            } else {
+                "Cause:"
+            },
+            cause,
+        );
     }
     let times: Vec<DateTime<Utc>> = events.iter().filter_map(|e| e.time).collect();
     if let (Some(a), Some(b)) = (times.iter().min(), times.iter().max()) {
@@ -515,6 +526,7 @@ mod tests {
             None
         );
         assert_eq!(fmt_number(80.0), "80");
-        assert_eq!(fmt_number(0.125), "0.13");
+        assert_eq!(fmt_number(93.456), "93.46");
+        assert_eq!(fmt_number(0.5), "0.5");
     }
 }

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use aws_sdk_rds::types::Tag;
 use bridgekeeper::cluster::ClusterAccess;
 use bridgekeeper::config::Env;
-use bridgekeeper_tests::{Inbox, TestEnv, kmock, moto, repo_root};
+use bridgekeeper_tests::{Inbox, TestEnv, kmock, moto, node_group, repo_root};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, PostParams};
 use snapshot_export::handler::{Response, handle};
@@ -33,6 +33,7 @@ async fn main() -> Result<()> {
     println!("  AWS (moto server):           {}", moto().url);
     println!("  Kubernetes (kmock emulator): {}", kmock().url);
     snapshot_export_demo().await?;
+    scaling_alerts_demo().await?;
     kubernetes_demo().await?;
     println!("\nDone. Every call above went to the local stand-ins; nothing left this machine.");
     Ok(())
@@ -149,6 +150,38 @@ async fn snapshot_export_demo() -> Result<()> {
     completed["detail"]["SourceArn"] = task.source_arn().unwrap_or_default().into();
     completed["detail"]["SourceIdentifier"] = shop.snapshot.clone().into();
     handle(completed, &config, &api, &notifier).await?;
+    show_inbox(&inbox).await?;
+    Ok(())
+}
+
+async fn scaling_alerts_demo() -> Result<()> {
+    println!("\n== scaling-alerts: one SQS batch (events/scaling-alerts/sqs-batch.json)");
+    println!(
+        "   a scale-out of three nodes, an alarm going to ALARM and back to OK, a node group resize"
+    );
+    let env = TestEnv::aws().await;
+    let inbox = Inbox::create(&env.sdk).await?;
+    node_group(&env.sdk, "eks-prod-ng-1-a2c4e6g8", "prod-eks", "ng-1", 7).await?;
+    let config = scaling_alerts::Config::from_env(&Env::from_pairs([
+        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
+        ("ENVIRONMENT", "prod"),
+    ]))?;
+    let notifiers = config.notifiers(aws_sdk_sns::Client::new(&env.sdk));
+    let api = scaling_alerts::aws::AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&env.sdk));
+    let response = scaling_alerts::handler::handle_payload(
+        event("scaling-alerts/sqs-batch.json")?,
+        &config,
+        &api,
+        &notifiers,
+    )
+    .await?;
+    println!(
+        "   {} events → {} notifications ({} coalesced), {} records returned to the queue",
+        response.events,
+        response.notifications,
+        response.coalesced,
+        response.batch_item_failures.len()
+    );
     show_inbox(&inbox).await?;
     Ok(())
 }
