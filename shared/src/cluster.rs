@@ -285,6 +285,17 @@ impl ClusterAccess {
         access
     }
 
+    /// A cluster reached through a client built elsewhere (a mock API server in tests, a
+    /// kubeconfig-built client in tools). Its token is never refreshed.
+    pub fn from_client(name: &str, client: kube::Client) -> Self {
+        let access = ClusterAccess::url(name, None);
+        *access.connected.try_lock().expect("new, so unlocked") = Some(Connected {
+            client,
+            token_minted: None,
+        });
+        access
+    }
+
     pub fn target(&self) -> &ClusterTarget {
         &self.target
     }

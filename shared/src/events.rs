@@ -40,6 +40,19 @@ impl<T: PartialEq> Open<T> {
     }
 }
 
+impl<T: Serialize> Open<T> {
+    /// The value as AWS wrote it: `PUSH`, `ALARM`, ...
+    pub fn text(&self) -> String {
+        match self {
+            Open::Other(s) => s.clone(),
+            Open::Known(k) => serde_json::to_value(k)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EcrActionType {

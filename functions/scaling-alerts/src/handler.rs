@@ -127,17 +127,10 @@ fn parse(record: &SqsMessage) -> Result<Fact, String> {
             .configuration
             .as_ref()
             .and_then(|c| c.metrics.iter().find_map(|m| m.metric_stat.clone()));
-        let state =
-            |v: &bridgekeeper::events::Open<bridgekeeper::events::CloudWatchAlarmStateValue>| {
-                serde_json::to_value(v)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            };
         return Ok(Fact::Alarm(AlarmEvent {
             name: d.alarm_name,
-            state: state(&d.state.value),
-            previous: d.previous_state.as_ref().map(|p| state(&p.value)),
+            state: d.state.value.text(),
+            previous: d.previous_state.as_ref().map(|p| p.value.text()),
             reason: d.state.reason.clone(),
             description: d.configuration.as_ref().and_then(|c| c.description.clone()),
             metric: stat.as_ref().map(|s| {

@@ -1,0 +1,218 @@
+use std::time::Duration;
+
+use bridgekeeper::cluster::ClusterTarget;
+use bridgekeeper::config::{Arn, ConfigError, Env, environment};
+use bridgekeeper::notify::SnsNotifier;
+
+use crate::domain::{Mode, Rule, RuleSpec};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: String,
+    pub topic_arn: Arn,
+    /// Alias → where the cluster is, in the order given.
+    pub clusters: Vec<(String, ClusterTarget)>,
+    pub rules: Vec<Rule>,
+    pub mode: Mode,
+    pub max_concurrent: usize,
+    pub watch: bool,
+    pub watch_timeout: Duration,
+    pub poll_interval: Duration,
+    pub dry_run: bool,
+}
+
+/// `dev=dev-eks,prod=https://prod.example.internal:6443`
+fn clusters(env: &Env) -> Result<Vec<(String, ClusterTarget)>, ConfigError> {
+    let bad = |why: String| ConfigError::new("CLUSTERS", why);
+    let list = env.list("CLUSTERS");
+    if list.is_empty() {
+        return Err(bad(
+            "is not set; expected alias=<EKS cluster name or URL>, comma-separated".into(),
+        ));
+    }
+    let mut out: Vec<(String, ClusterTarget)> = Vec::new();
+    for item in list {
+        let (alias, target) = item.split_once('=').ok_or_else(|| {
+            bad(format!(
+                "entry {item:?} is not alias=<EKS cluster name or URL>"
+            ))
+        })?;
+        let alias = alias.trim().to_owned();
+        if out.iter().any(|(a, _)| *a == alias) {
+            return Err(bad(format!("alias {alias:?} appears twice")));
+        }
+        let target = target
+            .parse()
+            .map_err(|why| bad(format!("entry {alias:?}: {why}")))?;
+        out.push((alias, target));
+    }
+    Ok(out)
+}
+
+fn rules(env: &Env, known: &[String]) -> Result<Vec<Rule>, ConfigError> {
+    let bad = |why: String| ConfigError::new("ROLLOUT_RULES", why);
+    let text = env.required("ROLLOUT_RULES")?;
+    let specs: Vec<serde_json::Value> = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("is not a JSON array of rules: {e}")))?;
+    if specs.is_empty() {
+        return Err(bad("holds no rules".into()));
+    }
+    specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let label = format!(
+                "rule {} ({})",
+                i + 1,
+                v.get("repository")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("no repository")
+            );
+            let spec: RuleSpec =
+                serde_json::from_value(v).map_err(|e| bad(format!("{label}: {e}")))?;
+            Rule::from_spec(spec, known).map_err(|e| bad(format!("{label}: {e}")))
+        })
+        .collect()
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        let clusters = clusters(env)?;
+        let aliases: Vec<String> = clusters.iter().map(|(a, _)| a.clone()).collect();
+        let mode = match env.optional("ROLLOUT_MODE").as_deref() {
+            None | Some("opt-out") => Mode::OptOut,
+            Some("opt-in") => Mode::OptIn,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "ROLLOUT_MODE",
+                    format!("is {other:?}, expected opt-out or opt-in"),
+                ));
+            }
+        };
+        let max_concurrent =
+            env.parse_or("MAX_CONCURRENT_PATCHES", "a number from 1 to 64", 8usize)?;
+        if !(1..=64).contains(&max_concurrent) {
+            return Err(ConfigError::new(
+                "MAX_CONCURRENT_PATCHES",
+                format!("is {max_concurrent}, expected 1 to 64"),
+            ));
+        }
+        Ok(Config {
+            environment: environment(env),
+            topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
+            rules: rules(env, &aliases)?,
+            clusters,
+            mode,
+            max_concurrent,
+            watch: env.flag("WATCH", true)?,
+            watch_timeout: env.seconds("WATCH_TIMEOUT_SECONDS", Duration::from_secs(120))?,
+            poll_interval: env.seconds("WATCH_POLL_SECONDS", Duration::from_secs(5))?,
+            dry_run: env.flag("DRY_RUN", false)?,
+        })
+    }
+
+    pub fn notifier(&self, sns: aws_sdk_sns::Client) -> SnsNotifier {
+        SnsNotifier::new(
+            sns,
+            self.topic_arn.as_str(),
+            crate::FUNCTION,
+            &self.environment,
+        )
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub const RULES: &str = r#"[
+        {"repository": "shop/*", "tag": "latest", "clusters": ["dev"]},
+        {"repository": "shop/*", "tag": "stable", "clusters": ["prod"]},
+        {"repository": "shop/api", "semver": ">=1.0.0, <2", "clusters": ["staging"], "namespaces": ["shop"], "strategy": "restart"}
+    ]"#;
+
+    pub fn env_with(extra: &[(&'static str, &'static str)]) -> Env {
+        let base = [
+            (
+                "ALERTS_TOPIC_ARN",
+                "arn:aws:sns:eu-west-1:123456789012:alerts",
+            ),
+            (
+                "CLUSTERS",
+                "dev=dev-eks, staging=staging-eks, prod=https://prod.example.internal:6443",
+            ),
+            ("ROLLOUT_RULES", RULES),
+        ];
+        Env::from_pairs(base.iter().chain(extra).copied())
+    }
+
+    #[test]
+    fn reads_clusters_rules_and_defaults() {
+        let c = Config::from_env(&env_with(&[])).unwrap();
+        assert_eq!(c.clusters.len(), 3);
+        assert_eq!(
+            c.clusters[0],
+            (
+                "dev".into(),
+                ClusterTarget::Eks {
+                    name: "dev-eks".into()
+                }
+            )
+        );
+        assert!(matches!(c.clusters[2].1, ClusterTarget::Url { .. }));
+        assert_eq!(c.rules.len(), 3);
+        assert_eq!((c.mode, c.max_concurrent, c.watch), (Mode::OptOut, 8, true));
+    }
+
+    #[test]
+    fn a_bad_rule_is_named_by_position_and_repository() {
+        for (rules, says) in [
+            (
+                r#"[{"repository": "a", "clusters": ["dev"]}]"#,
+                "rule 1 (a): give a tag",
+            ),
+            (
+                r#"[{"repository": "a", "tag": "x", "semver": "1", "clusters": ["dev"]}]"#,
+                "either tag or semver",
+            ),
+            (
+                r#"[{"repository": "ok", "tag": "x", "clusters": ["dev"]}, {"repository": "b", "tag": "x", "clusters": ["qa"]}]"#,
+                "rule 2 (b): cluster \"qa\" is not in CLUSTERS",
+            ),
+            (
+                r#"[{"repository": "a", "semver": "not a range", "clusters": ["dev"]}]"#,
+                "semver \"not a range\"",
+            ),
+            (
+                r#"[{"repository": "a", "tag": "x", "clusters": ["dev"], "stratgy": "restart"}]"#,
+                "unknown field `stratgy`",
+            ),
+            (r#"{"repository": "a"}"#, "is not a JSON array"),
+        ] {
+            let rules: &'static str = Box::leak(rules.to_owned().into_boxed_str());
+            let err = Config::from_env(&env_with(&[("ROLLOUT_RULES", rules)])).unwrap_err();
+            assert_eq!(err.var, "ROLLOUT_RULES");
+            assert!(err.problem.contains(says), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_clusters_and_modes_are_named() {
+        for (var, value) in [
+            ("CLUSTERS", "dev"),
+            ("CLUSTERS", "dev=a,dev=b"),
+            ("CLUSTERS", "dev=not a name"),
+            ("ROLLOUT_MODE", "sometimes"),
+            ("MAX_CONCURRENT_PATCHES", "0"),
+            ("WATCH_TIMEOUT_SECONDS", "soon"),
+        ] {
+            assert_eq!(
+                Config::from_env(&env_with(&[(var, value)]))
+                    .unwrap_err()
+                    .var,
+                var,
+                "{var}={value}"
+            );
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! Pure decisions: which rules a push matches, which Deployments run the pushed image, and the
+//! patch that rolls each one. No I/O; `kube.rs` reads the Deployments and applies the patches.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::Deployment;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub const OPT_ANNOTATION: &str = "bridgekeeper.io/rollout";
+pub const DIGEST_ANNOTATION: &str = "bridgekeeper.io/image-digest";
+/// Which tag each pinned container follows: `{"app": "latest"}`. Without it a container pinned
+/// to a digest could not be told apart from one pinned by hand, or following another tag.
+pub const TRACKED_ANNOTATION: &str = "bridgekeeper.io/tracked-tags";
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// `[registry/]repository[:tag][@digest]`, as a container's `image` field holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    pub registry: Option<String>,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    pub fn parse(image: &str) -> Option<ImageRef> {
+        let (rest, digest) = match image.split_once('@') {
+            Some((r, d)) => (r, Some(d.to_owned())),
+            None => (image, None),
+        };
+        // A tag is after the last ':' that comes after the last '/'; an earlier ':' is a port.
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => (
+                &rest[..last_slash + i],
+                Some(rest[last_slash + i + 1..].to_owned()),
+            ),
+            None => (rest, None),
+        };
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, path))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (Some(first.to_owned()), path.to_owned())
+            }
+            _ => (None, name.to_owned()),
+        };
+        if repository.is_empty() || tag.as_deref() == Some("") {
+            return None;
+        }
+        Some(ImageRef {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+}
+
+/// The image that was pushed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Push {
+    /// `<account>.dkr.ecr.<region>.amazonaws.com`
+    pub registry: String,
+    pub repository: String,
+    /// `None` for an untagged push.
+    pub tag: Option<String>,
+    pub digest: String,
+}
+
+impl Push {
+    pub fn ecr_registry(account: &str, region: &str) -> String {
+        format!("{account}.dkr.ecr.{region}.amazonaws.com")
+    }
+
+    pub fn pinned_image(&self) -> String {
+        format!("{}/{}@{}", self.registry, self.repository, self.digest)
+    }
+
+    pub fn short_digest(&self) -> &str {
+        let hex = self.digest.strip_prefix("sha256:").unwrap_or(&self.digest);
+        &hex[..hex.len().min(12)]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Point the container at the pushed digest: a moving tag really pulls the new image.
+    #[default]
+    PinDigest,
+    /// `kubectl rollout restart`: new pods, same image reference.
+    Restart,
+}
+
+#[derive(Debug, Clone)]
+pub enum TagPattern {
+    Exact(String),
+    Glob(glob::Pattern),
+    Semver(semver::VersionReq),
+}
+
+impl TagPattern {
+    pub fn matches(&self, tag: &str) -> bool {
+        match self {
+            TagPattern::Exact(t) => t == tag,
+            TagPattern::Glob(p) => p.matches(tag),
+            TagPattern::Semver(req) => semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag))
+                .is_ok_and(|v| req.matches(&v)),
+        }
+    }
+}
+
+/// One rule as written in `ROLLOUT_RULES`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Repository name or glob: `shop/api`, `shop/*`.
+    pub repository: String,
+    /// Tag or glob: `latest`, `v*`. Exclusive with `semver`.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// A semver range over tags (a leading `v` is ignored): `>=1.4, <2`.
+    #[serde(default)]
+    pub semver: Option<String>,
+    /// Aliases from `CLUSTERS`.
+    pub clusters: Vec<String>,
+    #[serde(default)]
+    pub namespaces: Option<Vec<String>>,
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub repository: glob::Pattern,
+    pub tag: TagPattern,
+    pub clusters: Vec<String>,
+    pub namespaces: Option<Vec<String>>,
+    pub strategy: Strategy,
+}
+
+impl Rule {
+    /// Checks one rule; the error says what is wrong with it (the caller adds which one).
+    pub fn from_spec(spec: RuleSpec, known_clusters: &[String]) -> Result<Rule, String> {
+        let repository = glob::Pattern::new(&spec.repository)
+            .map_err(|e| format!("repository {:?}: {e}", spec.repository))?;
+        let tag = match (spec.tag, spec.semver) {
+            (Some(_), Some(_)) => return Err("give either tag or semver, not both".into()),
+            (None, None) => return Err("give a tag (exact or glob) or a semver range".into()),
+            (Some(t), None) if t.contains(['*', '?', '[']) => {
+                TagPattern::Glob(glob::Pattern::new(&t).map_err(|e| format!("tag {t:?}: {e}"))?)
+            }
+            (Some(t), None) => TagPattern::Exact(t),
+            (None, Some(r)) => TagPattern::Semver(
+                semver::VersionReq::parse(&r).map_err(|e| format!("semver {r:?}: {e}"))?,
+            ),
+        };
+        if spec.clusters.is_empty() {
+            return Err("clusters is empty".into());
+        }
+        if let Some(unknown) = spec.clusters.iter().find(|c| !known_clusters.contains(c)) {
+            return Err(format!(
+                "cluster {unknown:?} is not in CLUSTERS ({})",
+                known_clusters.join(", ")
+            ));
+        }
+        Ok(Rule {
+            repository,
+            tag,
+            clusters: spec.clusters,
+            namespaces: spec.namespaces.filter(|n| !n.is_empty()),
+            strategy: spec.strategy,
+        })
+    }
+
+    pub fn matches(&self, repository: &str, tag: &str) -> bool {
+        self.repository.matches(repository) && self.tag.matches(tag)
+    }
+}
+
+/// Where to look in one cluster, and how to roll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub cluster: String,
+    /// `None`: all namespaces.
+    pub namespaces: Option<Vec<String>>,
+    pub strategy: Strategy,
+}
+
+/// The clusters a push goes to, in rule order; the first rule naming a cluster decides its
+/// strategy, and namespaces of several rules add up.
+pub fn targets(rules: &[Rule], push: &Push) -> Vec<Target> {
+    let tag = push.tag.as_deref().unwrap_or("latest");
+    let mut out: Vec<Target> = Vec::new();
+    for rule in rules.iter().filter(|r| r.matches(&push.repository, tag)) {
+        for cluster in &rule.clusters {
+            match out.iter_mut().find(|t| &t.cluster == cluster) {
+                Some(t) => {
+                    t.namespaces = match (t.namespaces.take(), &rule.namespaces) {
+                        (Some(mut a), Some(b)) => {
+                            a.extend(
+                                b.iter()
+                                    .filter(|n| !a.contains(n))
+                                    .cloned()
+                                    .collect::<Vec<_>>(),
+                            );
+                            Some(a)
+                        }
+                        _ => None,
+                    }
+                }
+                None => out.push(Target {
+                    cluster: cluster.clone(),
+                    namespaces: rule.namespaces.clone(),
+                    strategy: rule.strategy,
+                }),
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every matching Deployment, unless annotated `bridgekeeper.io/rollout: "false"`.
+    OptOut,
+    /// Only Deployments annotated `bridgekeeper.io/rollout: "true"`.
+    OptIn,
+}
+
+/// A container that runs the pushed image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MatchedContainer {
+    pub name: String,
+    pub init: bool,
+    pub index: usize,
+    pub image: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Rollout {
+    PinDigest {
+        containers: Vec<MatchedContainer>,
+        image: String,
+    },
+    Restart {
+        containers: Vec<MatchedContainer>,
+        restarted_at: String,
+    },
+}
+
+/// What to do with one Deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Does not run the pushed image: not reported.
+    Unrelated,
+    Skip(String),
+    Roll(Rollout),
+}
+
+fn annotations(
+    meta: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+) -> BTreeMap<String, String> {
+    meta.and_then(|m| m.annotations.clone()).unwrap_or_default()
+}
+
+fn tracked_tags(template_annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    template_annotations
+        .get(TRACKED_ANNOTATION)
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default()
+}
+
+/// Containers (and init containers) running this repository at this tag, or pinned by us to a
+/// digest while following this tag.
+pub fn matching_containers(d: &Deployment, push: &Push) -> Vec<MatchedContainer> {
+    let Some(pod) = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+        return vec![];
+    };
+    let tracked = tracked_tags(&annotations(
+        d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+    ));
+    let pushed_tag = push.tag.as_deref().unwrap_or("latest");
+    let init = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| (true, i, c));
+    let main = pod
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (false, i, c));
+    init.chain(main)
+        .filter_map(|(is_init, index, c)| {
+            let image = c.image.as_deref()?;
+            let r = ImageRef::parse(image)?;
+            if r.registry.as_deref() != Some(push.registry.as_str())
+                || r.repository != push.repository
+            {
+                return None;
+            }
+            let follows = match (&r.tag, &r.digest) {
+                (Some(tag), _) => tag == pushed_tag,
+                (None, Some(_)) => tracked.get(&c.name).map(String::as_str) == Some(pushed_tag),
+                (None, None) => pushed_tag == "latest",
+            };
+            follows.then(|| MatchedContainer {
+                name: c.name.clone(),
+                init: is_init,
+                index,
+                image: image.to_owned(),
+            })
+        })
+        .collect()
+}
+
+pub fn decide(
+    d: &Deployment,
+    push: &Push,
+    mode: Mode,
+    strategy: Strategy,
+    now: DateTime<Utc>,
+) -> Decision {
+    let containers = matching_containers(d, push);
+    if containers.is_empty() {
+        return Decision::Unrelated;
+    }
+    let opt = annotations(Some(&d.metadata)).get(OPT_ANNOTATION).cloned();
+    match (mode, opt.as_deref()) {
+        (_, Some("false")) => {
+            return Decision::Skip(format!("opted out ({OPT_ANNOTATION}: \"false\")"));
+        }
+        (Mode::OptIn, Some("true")) | (Mode::OptOut, _) => {}
+        (Mode::OptIn, _) => {
+            return Decision::Skip(format!(
+                "not opted in ({OPT_ANNOTATION}: \"true\" is required)"
+            ));
+        }
+    }
+    let template = annotations(d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()));
+    match strategy {
+        Strategy::PinDigest => {
+            let image = push.pinned_image();
+            if containers.iter().all(|c| c.image == image) {
+                return Decision::Skip(format!("already at {}", push.short_digest()));
+            }
+            Decision::Roll(Rollout::PinDigest { containers, image })
+        }
+        Strategy::Restart => {
+            if template.get(DIGEST_ANNOTATION) == Some(&push.digest) {
+                return Decision::Skip(format!("already restarted for {}", push.short_digest()));
+            }
+            Decision::Roll(Rollout::Restart {
+                containers,
+                restarted_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            })
+        }
+    }
+}
+
+fn pointer_escape(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+impl Rollout {
+    /// The JSON patch that carries it out. Every image change is guarded by a `test` of the
+    /// container's name at that index, so a Deployment edited since it was read fails the patch
+    /// instead of getting the wrong container changed.
+    pub fn patch(&self, d: &Deployment, push: &Push) -> Vec<Value> {
+        let mut ops = Vec::new();
+        let template = annotations(d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()));
+        let mut new_annotations: BTreeMap<String, String> = BTreeMap::new();
+        new_annotations.insert(DIGEST_ANNOTATION.into(), push.digest.clone());
+        match self {
+            Rollout::PinDigest { containers, image } => {
+                let mut tracked = tracked_tags(&template);
+                for c in containers {
+                    let list = if c.init {
+                        "initContainers"
+                    } else {
+                        "containers"
+                    };
+                    let base = format!("/spec/template/spec/{list}/{}", c.index);
+                    ops.push(
+                        json!({"op": "test", "path": format!("{base}/name"), "value": c.name}),
+                    );
+                    ops.push(
+                        json!({"op": "replace", "path": format!("{base}/image"), "value": image}),
+                    );
+                    tracked.insert(
+                        c.name.clone(),
+                        push.tag.clone().unwrap_or_else(|| "latest".into()),
+                    );
+                }
+                new_annotations.insert(
+                    TRACKED_ANNOTATION.into(),
+                    serde_json::to_string(&tracked).expect("a map serializes"),
+                );
+            }
+            Rollout::Restart { restarted_at, .. } => {
+                new_annotations.insert(RESTARTED_AT.into(), restarted_at.clone());
+            }
+        }
+        match d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()) {
+            None => ops.push(json!({"op": "add", "path": "/spec/template/metadata", "value": {"annotations": new_annotations}})),
+            Some(m) if m.annotations.is_none() => {
+                ops.push(json!({"op": "add", "path": "/spec/template/metadata/annotations", "value": new_annotations}))
+            }
+            Some(_) => {
+                for (k, v) in new_annotations {
+                    let path = format!("/spec/template/metadata/annotations/{}", pointer_escape(&k));
+                    ops.push(json!({"op": "add", "path": path, "value": v}));
+                }
+            }
+        }
+        ops
+    }
+
+    pub fn containers(&self) -> &[MatchedContainer] {
+        match self {
+            Rollout::PinDigest { containers, .. } | Rollout::Restart { containers, .. } => {
+                containers
+            }
+        }
+    }
+}
+
+/// How a rolled Deployment is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "detail")]
+pub enum Progress {
+    Succeeded,
+    Failed(String),
+    Progressing(String),
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Progress::Succeeded => f.write_str("rolled out"),
+            Progress::Failed(why) => write!(f, "failed: {why}"),
+            Progress::Progressing(what) => write!(f, "still progressing: {what}"),
+        }
+    }
+}
+
+/// `kubectl rollout status`, once: the new generation observed, every replica updated and
+/// available; `ProgressDeadlineExceeded` is a failure.
+pub fn progress(d: &Deployment) -> Progress {
+    let generation = d.metadata.generation.unwrap_or(0);
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(status) = &d.status else {
+        return Progress::Progressing("no status yet".into());
+    };
+    if let Some(c) = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Progressing")
+    {
+        if c.reason.as_deref() == Some("ProgressDeadlineExceeded") {
+            return Progress::Failed(
+                c.message
+                    .clone()
+                    .unwrap_or_else(|| "ProgressDeadlineExceeded".into()),
+            );
+        }
+    }
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Progress::Progressing("the new generation is not observed yet".into());
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    if updated < want {
+        Progress::Progressing(format!("{updated} of {want} replicas updated"))
+    } else if total > updated {
+        Progress::Progressing(format!(
+            "{} old replicas pending termination",
+            total - updated
+        ))
+    } else if available < updated {
+        Progress::Progressing(format!(
+            "{available} of {updated} updated replicas available"
+        ))
+    } else {
+        Progress::Succeeded
+    }
+}

@@ -1,0 +1,10 @@
+//! image-rollout: when an image is pushed to ECR, roll the EKS Deployments that run it.
+
+pub mod config;
+pub mod domain;
+pub mod handler;
+pub mod kube;
+
+pub use config::Config;
+
+pub const FUNCTION: &str = "image-rollout";
