@@ -100,7 +100,7 @@ pub enum ClusterError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("cluster {cluster}: {operation} failed")]
+    #[error("cluster {cluster}: {operation} failed: {}", describe_kube(source))]
     Api {
         cluster: String,
         operation: String,
@@ -144,6 +144,26 @@ impl ClusterError {
             } => Some(s.code),
             _ => None,
         }
+    }
+}
+
+/// `403 Forbidden: deployments.apps is forbidden: ...` for an API answer; the cause chain otherwise.
+pub fn describe_kube(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(s) => {
+            let reason = if s.reason.is_empty() {
+                ""
+            } else {
+                s.reason.as_str()
+            };
+            match (reason, s.message.as_str()) {
+                ("", "") => format!("HTTP {}", s.code),
+                (r, "") => format!("HTTP {} {r}", s.code),
+                (r, m) if m.contains(r) => format!("HTTP {}: {m}", s.code),
+                (r, m) => format!("HTTP {} {r}: {m}", s.code),
+            }
+        }
+        other => crate::error::chain(other),
     }
 }
 

@@ -494,3 +494,310 @@ pub fn progress(d: &Deployment) -> Progress {
         Progress::Succeeded
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    const REGISTRY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+    const DIGEST: &str = "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd";
+
+    fn push(tag: Option<&str>) -> Push {
+        Push {
+            registry: REGISTRY.into(),
+            repository: "shop/api".into(),
+            tag: tag.map(str::to_owned),
+            digest: DIGEST.into(),
+        }
+    }
+
+    fn deployment(
+        containers: Value,
+        init: Value,
+        template_annotations: Option<Value>,
+        annotations: Value,
+    ) -> Deployment {
+        let mut template = json!({"spec": {"containers": containers, "initContainers": init}});
+        if let Some(a) = template_annotations {
+            template["metadata"] = json!({"annotations": a});
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": "api", "namespace": "shop", "annotations": annotations},
+            "spec": {"selector": {}, "template": template}
+        }))
+        .unwrap()
+    }
+
+    fn simple(image: &str) -> Deployment {
+        deployment(
+            json!([{"name": "app", "image": image}]),
+            json!([]),
+            None,
+            json!({}),
+        )
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()
+    }
+
+    fn rule(json: Value) -> Rule {
+        let spec: RuleSpec = serde_json::from_value(json).unwrap();
+        Rule::from_spec(spec, &["dev".into(), "prod".into(), "staging".into()]).unwrap()
+    }
+
+    #[test]
+    fn image_references_parse_with_and_without_tag_digest_and_port() {
+        let r = ImageRef::parse(&format!("{REGISTRY}/shop/api:latest")).unwrap();
+        assert_eq!(
+            (
+                r.registry.as_deref(),
+                r.repository.as_str(),
+                r.tag.as_deref()
+            ),
+            (Some(REGISTRY), "shop/api", Some("latest"))
+        );
+        let r = ImageRef::parse(&format!("{REGISTRY}/shop/api@{DIGEST}")).unwrap();
+        assert_eq!((r.tag, r.digest.as_deref()), (None, Some(DIGEST)));
+        let r = ImageRef::parse(&format!("{REGISTRY}/shop/api:stable@{DIGEST}")).unwrap();
+        assert_eq!(
+            (r.tag.as_deref(), r.digest.as_deref()),
+            (Some("stable"), Some(DIGEST))
+        );
+        let r = ImageRef::parse("registry.local:5000/team/app:1.2").unwrap();
+        assert_eq!(
+            (
+                r.registry.as_deref(),
+                r.repository.as_str(),
+                r.tag.as_deref()
+            ),
+            (Some("registry.local:5000"), "team/app", Some("1.2"))
+        );
+        let r = ImageRef::parse("registry.local:5000/app").unwrap();
+        assert_eq!(
+            (r.registry.as_deref(), r.tag),
+            (Some("registry.local:5000"), None)
+        );
+        let r = ImageRef::parse("nginx:1.27").unwrap();
+        assert_eq!((r.registry, r.repository.as_str()), (None, "nginx"));
+        let r = ImageRef::parse("library/nginx").unwrap();
+        assert_eq!((r.registry, r.repository.as_str()), (None, "library/nginx"));
+        assert_eq!(ImageRef::parse("app:"), None);
+    }
+
+    #[test]
+    fn rules_match_exact_glob_and_semver_tags() {
+        let latest = rule(json!({"repository": "shop/*", "tag": "latest", "clusters": ["dev"]}));
+        assert!(latest.matches("shop/api", "latest"));
+        assert!(!latest.matches("shop/api", "stable"));
+        assert!(!latest.matches("other/api", "latest"));
+        let v = rule(json!({"repository": "shop/api", "tag": "v*", "clusters": ["staging"]}));
+        assert!(v.matches("shop/api", "v1.4.2") && !v.matches("shop/api", "latest"));
+        let range =
+            rule(json!({"repository": "shop/api", "semver": ">=1.4, <2", "clusters": ["prod"]}));
+        assert!(range.matches("shop/api", "v1.4.2"));
+        assert!(range.matches("shop/api", "1.9.0"));
+        assert!(!range.matches("shop/api", "2.0.0"));
+        assert!(!range.matches("shop/api", "latest"));
+    }
+
+    #[test]
+    fn targets_merge_rules_per_cluster_and_an_untagged_push_means_latest() {
+        let rules = [
+            rule(
+                json!({"repository": "shop/*", "tag": "latest", "clusters": ["dev"], "namespaces": ["shop"]}),
+            ),
+            rule(
+                json!({"repository": "shop/api", "tag": "lat*", "clusters": ["dev", "staging"], "namespaces": ["api"], "strategy": "restart"}),
+            ),
+            rule(json!({"repository": "shop/*", "tag": "stable", "clusters": ["prod"]})),
+        ];
+        let t = targets(&rules, &push(None));
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t[0],
+            Target {
+                cluster: "dev".into(),
+                namespaces: Some(vec!["shop".into(), "api".into()]),
+                strategy: Strategy::PinDigest
+            }
+        );
+        assert_eq!(t[1].strategy, Strategy::Restart);
+        assert!(targets(&rules, &push(Some("v1"))).is_empty());
+    }
+
+    #[test]
+    fn only_this_registry_and_repository_match() {
+        for image in [
+            format!("{REGISTRY}/shop/api:latest"),
+            format!("{REGISTRY}/shop/api"),
+        ] {
+            assert_eq!(
+                matching_containers(&simple(&image), &push(Some("latest"))).len(),
+                1,
+                "{image}"
+            );
+        }
+        for image in [
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/shop/api:latest".to_owned(),
+            "999999999999.dkr.ecr.eu-west-1.amazonaws.com/shop/api:latest".to_owned(),
+            format!("{REGISTRY}/shop/api-worker:latest"),
+            format!("{REGISTRY}/shop/api:stable"),
+            "shop/api:latest".to_owned(),
+            format!("{REGISTRY}/shop/api@{DIGEST}"),
+        ] {
+            assert!(
+                matching_containers(&simple(&image), &push(Some("latest"))).is_empty(),
+                "{image}"
+            );
+        }
+    }
+
+    #[test]
+    fn init_containers_match_and_a_digest_pinned_by_us_follows_its_tag() {
+        let d = deployment(
+            json!([{"name": "app", "image": format!("{REGISTRY}/shop/api@sha256:old")}, {"name": "side", "image": "envoy:1"}]),
+            json!([{"name": "migrate", "image": format!("{REGISTRY}/shop/api:latest")}]),
+            Some(json!({TRACKED_ANNOTATION: "{\"app\":\"latest\"}"})),
+            json!({}),
+        );
+        let m = matching_containers(&d, &push(Some("latest")));
+        let names: Vec<_> = m
+            .iter()
+            .map(|c| (c.name.as_str(), c.init, c.index))
+            .collect();
+        assert_eq!(names, [("migrate", true, 0), ("app", false, 0)]);
+        let stable: Vec<_> = matching_containers(&d, &push(Some("stable")))
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert!(stable.is_empty(), "{stable:?}");
+    }
+
+    #[test]
+    fn pin_digest_plan_tests_the_container_name_and_records_digest_and_tag() {
+        let d = simple(&format!("{REGISTRY}/shop/api:latest"));
+        let p = push(Some("latest"));
+        let Decision::Roll(r) = decide(&d, &p, Mode::OptOut, Strategy::PinDigest, now()) else {
+            panic!()
+        };
+        assert_eq!(
+            r.patch(&d, &p),
+            vec![
+                json!({"op": "test", "path": "/spec/template/spec/containers/0/name", "value": "app"}),
+                json!({"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": format!("{REGISTRY}/shop/api@{DIGEST}")}),
+                json!({"op": "add", "path": "/spec/template/metadata", "value": {"annotations": {
+                    DIGEST_ANNOTATION: DIGEST, TRACKED_ANNOTATION: "{\"app\":\"latest\"}"}}}),
+            ]
+        );
+    }
+
+    #[test]
+    fn restart_plan_sets_restarted_at_and_the_digest_next_to_existing_annotations() {
+        let d = deployment(
+            json!([{"name": "app", "image": format!("{REGISTRY}/shop/api:latest")}]),
+            json!([]),
+            Some(json!({"team": "shop"})),
+            json!({}),
+        );
+        let p = push(Some("latest"));
+        let Decision::Roll(r) = decide(&d, &p, Mode::OptOut, Strategy::Restart, now()) else {
+            panic!()
+        };
+        assert_eq!(
+            r.patch(&d, &p),
+            vec![
+                json!({"op": "add", "path": "/spec/template/metadata/annotations/bridgekeeper.io~1image-digest", "value": DIGEST}),
+                json!({"op": "add", "path": "/spec/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt", "value": "2026-11-21T12:00:00Z"}),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deployment_already_at_the_digest_is_skipped_for_either_strategy() {
+        let pinned = deployment(
+            json!([{"name": "app", "image": format!("{REGISTRY}/shop/api@{DIGEST}")}]),
+            json!([]),
+            Some(json!({TRACKED_ANNOTATION: "{\"app\":\"latest\"}", DIGEST_ANNOTATION: DIGEST})),
+            json!({}),
+        );
+        let p = push(Some("latest"));
+        assert!(
+            matches!(decide(&pinned, &p, Mode::OptOut, Strategy::PinDigest, now()), Decision::Skip(r) if r.starts_with("already at 7f5b2640fe6f"))
+        );
+        let restarted = deployment(
+            json!([{"name": "app", "image": format!("{REGISTRY}/shop/api:latest")}]),
+            json!([]),
+            Some(json!({DIGEST_ANNOTATION: DIGEST})),
+            json!({}),
+        );
+        assert!(matches!(
+            decide(&restarted, &p, Mode::OptOut, Strategy::Restart, now()),
+            Decision::Skip(_)
+        ));
+    }
+
+    #[test]
+    fn opt_out_and_opt_in_annotations_are_honoured() {
+        let image = json!([{"name": "app", "image": format!("{REGISTRY}/shop/api:latest")}]);
+        let p = push(Some("latest"));
+        let out = deployment(
+            image.clone(),
+            json!([]),
+            None,
+            json!({OPT_ANNOTATION: "false"}),
+        );
+        assert!(
+            matches!(decide(&out, &p, Mode::OptOut, Strategy::PinDigest, now()), Decision::Skip(r) if r.contains("opted out"))
+        );
+        let plain = deployment(image.clone(), json!([]), None, json!({}));
+        assert!(
+            matches!(decide(&plain, &p, Mode::OptIn, Strategy::PinDigest, now()), Decision::Skip(r) if r.contains("not opted in"))
+        );
+        let opted_in = deployment(image, json!([]), None, json!({OPT_ANNOTATION: "true"}));
+        assert!(matches!(
+            decide(&opted_in, &p, Mode::OptIn, Strategy::PinDigest, now()),
+            Decision::Roll(_)
+        ));
+        assert_eq!(
+            decide(
+                &simple("nginx:1"),
+                &p,
+                Mode::OptOut,
+                Strategy::PinDigest,
+                now()
+            ),
+            Decision::Unrelated
+        );
+    }
+
+    #[test]
+    fn progress_reads_like_kubectl_rollout_status() {
+        let with = |status: Value| -> Deployment {
+            serde_json::from_value(json!({"metadata": {"generation": 3}, "spec": {"replicas": 2, "selector": {}, "template": {}}, "status": status})).unwrap()
+        };
+        assert_eq!(
+            progress(&with(
+                json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2})
+            )),
+            Progress::Succeeded
+        );
+        assert!(matches!(
+            progress(&with(json!({"observedGeneration": 2}))),
+            Progress::Progressing(_)
+        ));
+        assert!(
+            matches!(progress(&with(json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2}))), Progress::Progressing(w) if w.contains("old replicas"))
+        );
+        let stuck = with(
+            json!({"observedGeneration": 3, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"api-7d\" has timed out progressing."}]}),
+        );
+        assert_eq!(
+            progress(&stuck),
+            Progress::Failed("ReplicaSet \"api-7d\" has timed out progressing.".into())
+        );
+    }
+}

@@ -234,7 +234,7 @@ async fn roll_cluster<K: Kube>(
         Err(e) => {
             warn!(cluster = %target.cluster, error = %e, "cluster failed");
             report.retryable = e.class() == Class::Retryable;
-            report.error = Some(bridgekeeper::error::chain(&e));
+            report.error = Some(e.to_string());
             return report;
         }
     };
@@ -332,7 +332,7 @@ async fn roll_one<K: Kube>(
                 attempt += 1;
                 d = match kube.get(&target.cluster, &namespace, &name).await {
                     Ok(fresh) => fresh,
-                    Err(e) => return failed(bridgekeeper::error::chain(&e)),
+                    Err(e) => return failed(e.to_string()),
                 };
                 match domain::decide(&d, push, config.mode, target.strategy, chrono::Utc::now()) {
                     Decision::Roll(r) => rollout = r,
@@ -353,7 +353,7 @@ async fn roll_one<K: Kube>(
                     }
                 }
             }
-            Err(e) => return failed(bridgekeeper::error::chain(&e)),
+            Err(e) => return failed(e.to_string()),
         }
     };
     info!(cluster = %target.cluster, namespace = %namespace, deployment = %name, strategy = ?target.strategy, digest = %push.digest, "deployment rolled");
@@ -477,4 +477,467 @@ pub fn notification(r: &Response, environment: &str) -> Option<Notification> {
             .attribute("tag", tag.to_owned())
             .attribute("cluster", clusters.join(",")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bridgekeeper::Classify;
+    use bridgekeeper::config::Env;
+    use bridgekeeper::notify::testing::Recorder;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const PUSH_LATEST: &str = include_str!("../../../events/image-rollout/push-latest.json");
+    const PUSH_STABLE: &str = include_str!("../../../events/image-rollout/push-stable.json");
+    const PUSH_FAILED: &str = include_str!("../../../events/image-rollout/push-failed.json");
+    const REGISTRY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+
+    /// Deployments per cluster as JSON; patches applied with the json-patch crate, as the API
+    /// server would.
+    #[derive(Default)]
+    struct FakeKube {
+        objects: Mutex<HashMap<(String, String, String), Value>>,
+        failing: HashMap<String, u16>,
+        conflicts: AtomicUsize,
+        patches: AtomicUsize,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+        calls: AtomicUsize,
+        status: Option<Value>,
+    }
+
+    fn api_error(cluster: &str, code: u16) -> ClusterError {
+        ClusterError::api(
+            cluster,
+            "call",
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..Default::default()
+            })),
+        )
+    }
+
+    impl FakeKube {
+        fn add(&self, cluster: &str, ns: &str, name: &str, image: &str, annotations: Value) {
+            let d = json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": ns, "annotations": annotations, "generation": 1},
+                "spec": {"replicas": 2, "selector": {}, "template": {"spec": {"containers": [{"name": "app", "image": image}]}}}
+            });
+            self.objects
+                .lock()
+                .unwrap()
+                .insert((cluster.into(), ns.into(), name.into()), d);
+        }
+
+        fn image(&self, cluster: &str, ns: &str, name: &str) -> String {
+            let objects = self.objects.lock().unwrap();
+            objects[&(cluster.into(), ns.into(), name.into())]["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    }
+
+    impl Kube for FakeKube {
+        async fn list(
+            &self,
+            cluster: &str,
+            namespace: Option<&str>,
+        ) -> Result<Vec<Deployment>, ClusterError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if let Some(code) = self.failing.get(cluster) {
+                return Err(api_error(cluster, *code));
+            }
+            let objects = self.objects.lock().unwrap();
+            Ok(objects
+                .iter()
+                .filter(|((c, ns, _), _)| c == cluster && namespace.is_none_or(|n| n == ns))
+                .map(|(_, v)| serde_json::from_value(v.clone()).unwrap())
+                .collect())
+        }
+
+        async fn get(
+            &self,
+            cluster: &str,
+            namespace: &str,
+            name: &str,
+        ) -> Result<Deployment, ClusterError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut v = self.objects.lock().unwrap()
+                [&(cluster.into(), namespace.into(), name.into())]
+                .clone();
+            if let Some(s) = &self.status {
+                v["status"] = s.clone();
+            }
+            Ok(serde_json::from_value(v).unwrap())
+        }
+
+        async fn patch(
+            &self,
+            cluster: &str,
+            namespace: &str,
+            name: &str,
+            ops: &[Value],
+        ) -> Result<Deployment, ClusterError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.conflicts.load(Ordering::SeqCst) > 0 {
+                self.conflicts.fetch_sub(1, Ordering::SeqCst);
+                return Err(api_error(cluster, 409));
+            }
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.patches.fetch_add(1, Ordering::SeqCst);
+            let patch: json_patch::Patch =
+                serde_json::from_value(Value::Array(ops.to_vec())).unwrap();
+            let mut objects = self.objects.lock().unwrap();
+            let v = objects
+                .get_mut(&(cluster.into(), namespace.into(), name.into()))
+                .unwrap();
+            json_patch::patch(v, &patch).map_err(|_| api_error(cluster, 422))?;
+            v["metadata"]["generation"] =
+                json!(v["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
+            Ok(serde_json::from_value(v.clone()).unwrap())
+        }
+    }
+
+    fn config(extra: &[(&'static str, &'static str)]) -> Config {
+        let base = [
+            (
+                "ALERTS_TOPIC_ARN",
+                "arn:aws:sns:eu-west-1:123456789012:alerts",
+            ),
+            ("CLUSTERS", "dev=dev-eks,prod=prod-eks"),
+            (
+                "ROLLOUT_RULES",
+                r#"[{"repository": "shop/*", "tag": "latest", "clusters": ["dev"]},
+                    {"repository": "shop/*", "tag": "stable", "clusters": ["prod"]}]"#,
+            ),
+            ("WATCH", "false"),
+        ];
+        Config::from_env(&Env::from_pairs(base.iter().chain(extra).copied())).unwrap()
+    }
+
+    fn event(s: &str) -> Value {
+        serde_json::from_str(s).unwrap()
+    }
+
+    fn world() -> FakeKube {
+        let kube = FakeKube::default();
+        let latest = format!("{REGISTRY}/shop/api:latest");
+        kube.add("dev", "shop", "api", &latest, json!({}));
+        kube.add("dev", "shop", "worker", &latest, json!({}));
+        kube.add("dev", "other", "api", &latest, json!({}));
+        kube.add(
+            "dev",
+            "shop",
+            "frozen",
+            &latest,
+            json!({"bridgekeeper.io/rollout": "false"}),
+        );
+        kube.add(
+            "dev",
+            "shop",
+            "web",
+            &format!("{REGISTRY}/shop/web:latest"),
+            json!({}),
+        );
+        kube.add(
+            "prod",
+            "shop",
+            "api",
+            &format!("{REGISTRY}/shop/api:stable"),
+            json!({}),
+        );
+        kube
+    }
+
+    #[tokio::test]
+    async fn a_push_of_latest_pins_the_digest_in_the_dev_cluster_only() {
+        let (kube, n) = (world(), Recorder::default());
+        let r = handle(event(PUSH_LATEST), &config(&[]), &kube, &n)
+            .await
+            .unwrap();
+        assert_eq!(r.clusters.len(), 1);
+        let dev = &r.clusters[0];
+        let rolled: Vec<_> = dev
+            .rolled
+            .iter()
+            .map(|x| format!("{}/{}", x.namespace, x.name))
+            .collect();
+        assert_eq!(rolled, ["other/api", "shop/api", "shop/worker"]);
+        assert_eq!(dev.skipped.len(), 1);
+        assert!(dev.skipped[0].reason.contains("opted out"));
+        let pinned = format!(
+            "{REGISTRY}/shop/api@sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd"
+        );
+        assert_eq!(kube.image("dev", "shop", "api"), pinned);
+        assert_eq!(
+            kube.image("dev", "shop", "frozen"),
+            format!("{REGISTRY}/shop/api:latest")
+        );
+        assert_eq!(
+            kube.image("prod", "shop", "api"),
+            format!("{REGISTRY}/shop/api:stable")
+        );
+        let sent = n.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            sent[0].subject,
+            "[dev] shop/api:latest (7f5b2640fe6f) rolled to 3 Deployments in dev"
+        );
+        assert_eq!(sent[0].attributes["cluster"], "dev");
+    }
+
+    #[tokio::test]
+    async fn the_same_push_three_times_rolls_each_deployment_once() {
+        let (kube, n) = (world(), Recorder::default());
+        for _ in 0..3 {
+            handle(event(PUSH_LATEST), &config(&[]), &kube, &n)
+                .await
+                .unwrap();
+        }
+        assert_eq!(kube.patches.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            n.sent().len(),
+            1,
+            "later deliveries change nothing and say nothing"
+        );
+        let r = handle(event(PUSH_LATEST), &config(&[]), &kube, &n)
+            .await
+            .unwrap();
+        assert!(
+            r.clusters[0]
+                .skipped
+                .iter()
+                .filter(|s| s.reason.starts_with("already at"))
+                .count()
+                == 3
+        );
+    }
+
+    #[tokio::test]
+    async fn a_later_push_of_the_same_tag_moves_the_pin() {
+        let (kube, n) = (world(), Recorder::default());
+        handle(event(PUSH_LATEST), &config(&[]), &kube, &n)
+            .await
+            .unwrap();
+        let newer = PUSH_LATEST.replace(
+            "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd",
+            "sha256:aaaa",
+        );
+        let r = handle(event(&newer), &config(&[]), &kube, &n)
+            .await
+            .unwrap();
+        assert_eq!(r.clusters[0].rolled.len(), 3);
+        assert_eq!(
+            kube.image("dev", "shop", "api"),
+            format!("{REGISTRY}/shop/api@sha256:aaaa")
+        );
+        // A stable push does not touch containers that follow latest, pinned or not.
+        let r = handle(event(PUSH_STABLE), &config(&[]), &kube, &n)
+            .await
+            .unwrap();
+        assert_eq!(r.clusters[0].cluster, "prod");
+        assert_eq!(
+            kube.image("dev", "shop", "api"),
+            format!("{REGISTRY}/shop/api@sha256:aaaa")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_push_or_an_unmatched_tag_is_ignored_without_a_call() {
+        let (kube, n) = (world(), Recorder::default());
+        let r = handle(event(PUSH_FAILED), &config(&[]), &kube, &n)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.ignored.as_deref(),
+            Some("the push did not succeed (result FAILURE)")
+        );
+        let v1 = PUSH_LATEST.replace("\"image-tag\": \"latest\"", "\"image-tag\": \"v9\"");
+        let r = handle(event(&v1), &config(&[]), &kube, &n).await.unwrap();
+        assert_eq!(r.ignored.as_deref(), Some("no rule matches shop/api:v9"));
+        assert_eq!(kube.calls.load(Ordering::SeqCst), 0);
+        assert!(n.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn foreign_or_malformed_events_are_rejected_before_any_call() {
+        let (kube, n) = (world(), Recorder::default());
+        for (e, says) in [
+            (
+                event(include_str!(
+                    "../../../events/snapshot-export/schedule.json"
+                )),
+                "is not handled: expected an ECR Image Action event",
+            ),
+            (
+                json!({"source": "aws.ecr", "detail-type": "ECR Image Action", "account": "1", "region": "r", "detail": {}}),
+                "malformed ECR Image Action event",
+            ),
+            (json!(42), "expected an EventBridge event object"),
+        ] {
+            let err = handle(e, &config(&[]), &kube, &n).await.unwrap_err();
+            assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        assert_eq!(kube.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn dry_run_reports_the_plan_and_patches_nothing() {
+        let (kube, n) = (world(), Recorder::default());
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[("DRY_RUN", "true")]),
+            &kube,
+            &n,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.clusters[0].rolled.len(), 3);
+        assert_eq!(kube.patches.load(Ordering::SeqCst), 0);
+        assert!(n.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_cluster_is_reported_the_others_roll_and_the_invocation_is_retried() {
+        let mut kube = world();
+        kube.add(
+            "prod",
+            "shop",
+            "api2",
+            &format!("{REGISTRY}/shop/api:latest"),
+            json!({}),
+        );
+        kube.failing.insert("prod".into(), 503);
+        let cfg = config(&[(
+            "ROLLOUT_RULES",
+            r#"[{"repository": "shop/*", "tag": "latest", "clusters": ["prod", "dev"]}]"#,
+        )]);
+        let n = Recorder::default();
+        let err = handle(event(PUSH_LATEST), &cfg, &kube, &n)
+            .await
+            .unwrap_err();
+        assert_eq!(err.diagnostic().error_type, "Retryable.Transient");
+        assert_eq!(kube.patches.load(Ordering::SeqCst), 3, "dev still rolled");
+        let sent = n.sent();
+        assert_eq!(sent[0].severity, Severity::Error);
+        assert!(
+            sent[0]
+                .body
+                .contains("Cluster prod:\n  could not be reached"),
+            "{}",
+            sent[0].body
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forbidden_cluster_is_reported_and_not_retried() {
+        let mut kube = world();
+        kube.failing.insert("dev".into(), 403);
+        let n = Recorder::default();
+        let r = handle(event(PUSH_LATEST), &config(&[]), &kube, &n)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.clusters[0].error.as_deref(),
+            Some("cluster dev: call failed: HTTP 403")
+        );
+        assert_eq!(n.sent()[0].severity, Severity::Error);
+    }
+
+    #[tokio::test]
+    async fn a_conflict_is_retried_after_reading_the_deployment_again() {
+        let kube = world();
+        kube.conflicts.store(1, Ordering::SeqCst);
+        let n = Recorder::default();
+        let r = handle(event(PUSH_LATEST), &config(&[]), &kube, &n)
+            .await
+            .unwrap();
+        assert_eq!(r.clusters[0].rolled.len(), 3);
+        assert!(r.clusters[0].failed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn patches_fan_out_no_wider_than_configured() {
+        let kube = FakeKube::default();
+        for i in 0..20 {
+            kube.add(
+                "dev",
+                "shop",
+                &format!("d{i:02}"),
+                &format!("{REGISTRY}/shop/api:latest"),
+                json!({}),
+            );
+        }
+        let n = Recorder::default();
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[("MAX_CONCURRENT_PATCHES", "3")]),
+            &kube,
+            &n,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.clusters[0].rolled.len(), 20);
+        let widest = kube.max_in_flight.load(Ordering::SeqCst);
+        assert!((2..=3).contains(&widest), "{widest} patches at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watching_reports_success_a_stuck_rollout_and_one_still_progressing() {
+        let cfg = config(&[
+            ("WATCH", "true"),
+            ("WATCH_TIMEOUT_SECONDS", "30"),
+            ("WATCH_POLL_SECONDS", "5"),
+        ]);
+        for (status, expect) in [
+            (
+                json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+                "succeeded",
+            ),
+            (
+                json!({"observedGeneration": 2, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"}]}),
+                "failed",
+            ),
+            (json!({"observedGeneration": 1}), "progressing"),
+        ] {
+            let mut kube = FakeKube::default();
+            kube.add(
+                "dev",
+                "shop",
+                "api",
+                &format!("{REGISTRY}/shop/api:latest"),
+                json!({}),
+            );
+            kube.status = Some(status);
+            let n = Recorder::default();
+            let started = tokio::time::Instant::now();
+            let r = handle(event(PUSH_LATEST), &cfg, &kube, &n).await.unwrap();
+            let progress =
+                serde_json::to_value(r.clusters[0].rolled[0].progress.clone().unwrap()).unwrap();
+            assert_eq!(progress["state"], expect);
+            assert!(
+                started.elapsed() <= std::time::Duration::from_secs(30),
+                "watch stays inside its timeout"
+            );
+            if expect == "failed" {
+                assert_eq!(n.sent()[0].severity, Severity::Error);
+                assert!(
+                    n.sent()[0].subject.ends_with(", 1 failed"),
+                    "{}",
+                    n.sent()[0].subject
+                );
+            }
+        }
+    }
 }
