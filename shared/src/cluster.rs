@@ -84,7 +84,7 @@ pub enum ClusterError {
     Describe {
         cluster: String,
         #[source]
-        source: AwsError,
+        source: Box<AwsError>,
     },
     #[error("cluster {cluster} cannot be reached: {why}")]
     Unusable { cluster: String, why: String },
@@ -371,7 +371,7 @@ impl ClusterAccess {
                     .context("eks:DescribeCluster")
                     .map_err(|source| ClusterError::Describe {
                         cluster: cluster.clone(),
-                        source,
+                        source: Box::new(source),
                     })?;
                 let described = out
                     .cluster

@@ -79,11 +79,25 @@ pub enum Error {
     /// Something this invocation depends on failed in a way worth retrying.
     #[error("transient failure: {0}")]
     Transient(String),
+    // Boxed: these are large, and every Result in the handlers carries this type.
     #[error(transparent)]
-    Aws(#[from] AwsError),
+    Aws(Box<AwsError>),
     #[cfg(feature = "cluster")]
     #[error(transparent)]
-    Cluster(#[from] crate::cluster::ClusterError),
+    Cluster(Box<crate::cluster::ClusterError>),
+}
+
+impl From<AwsError> for Error {
+    fn from(e: AwsError) -> Self {
+        Error::Aws(Box::new(e))
+    }
+}
+
+#[cfg(feature = "cluster")]
+impl From<crate::cluster::ClusterError> for Error {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        Error::Cluster(Box::new(e))
+    }
 }
 
 impl Error {

@@ -459,19 +459,15 @@ pub fn progress(d: &Deployment) -> Progress {
     let Some(status) = &d.status else {
         return Progress::Progressing("no status yet".into());
     };
-    if let Some(c) = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Progressing")
-    {
-        if c.reason.as_deref() == Some("ProgressDeadlineExceeded") {
-            return Progress::Failed(
-                c.message
-                    .clone()
-                    .unwrap_or_else(|| "ProgressDeadlineExceeded".into()),
-            );
-        }
+    let deadline = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    if let Some(c) = deadline {
+        return Progress::Failed(
+            c.message
+                .clone()
+                .unwrap_or_else(|| "ProgressDeadlineExceeded".into()),
+        );
     }
     if status.observed_generation.unwrap_or(0) < generation {
         return Progress::Progressing("the new generation is not observed yet".into());

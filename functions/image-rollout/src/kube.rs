@@ -188,10 +188,8 @@ mod tests {
         )
     }
 
-    fn respond(
-        handle: &mut Handle,
-    ) -> impl Future<Output = (Request<Body>, mock::SendResponse<Response<Body>>)> + '_ {
-        async move { handle.next_request().await.expect("a request") }
+    async fn respond(handle: &mut Handle) -> (Request<Body>, mock::SendResponse<Response<Body>>) {
+        handle.next_request().await.expect("a request")
     }
 
     fn json_response(status: u16, body: Value) -> Response<Body> {

@@ -374,10 +374,7 @@ fn render_alarm(
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        line(
-            "Metric:",
-            &[m.clone(), dims.join(" ")].join(" ").trim_end().to_owned(),
-        );
+        line("Metric:", [m.clone(), dims.join(" ")].join(" ").trim_end());
     }
     if let Some(c) = &condition {
         let latest = a
