@@ -1,0 +1,284 @@
+//! image-rollout against kmock (Deployments in several namespaces) and moto (EKS DescribeCluster,
+//! SNS read back through SQS).
+
+use anyhow::Result;
+use bridgekeeper::config::Env;
+use bridgekeeper_tests::{Inbox, TestEnv, kmock, repo_root, unique};
+use image_rollout::handler::{Response, handle};
+use image_rollout::kube::KubeClusters;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+const REGISTRY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+const DIGEST: &str = "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd";
+
+fn push(name: &str) -> serde_json::Value {
+    let path = repo_root().join("events/image-rollout").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+async fn deployments() -> Result<Api<Deployment>> {
+    let client = bridgekeeper::cluster::ClusterAccess::url(&kmock().url, None)
+        .client()
+        .await?;
+    Ok(Api::all(client))
+}
+
+async fn create(ns: &str, name: &str, image: &str, annotations: serde_json::Value) -> Result<()> {
+    let client = bridgekeeper::cluster::ClusterAccess::url(&kmock().url, None)
+        .client()
+        .await?;
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "annotations": annotations},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "app", "image": image}]}}}
+    }))?;
+    Api::<Deployment>::namespaced(client, ns)
+        .create(&PostParams::default(), &d)
+        .await?;
+    Ok(())
+}
+
+async fn image(ns: &str, name: &str) -> Result<String> {
+    let client = bridgekeeper::cluster::ClusterAccess::url(&kmock().url, None)
+        .client()
+        .await?;
+    let d = Api::<Deployment>::namespaced(client, ns).get(name).await?;
+    Ok(d.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap())
+}
+
+struct World {
+    env: TestEnv,
+    inbox: Inbox,
+    shop: String,
+    api: String,
+}
+
+impl World {
+    /// Two namespaces of this test's own: matching Deployments, one on `stable`, one of another
+    /// repository, one opted out.
+    async fn new() -> Result<World> {
+        let env = TestEnv::aws().await;
+        let inbox = Inbox::create(&env.sdk).await?;
+        let (shop, api) = (unique("shop"), unique("api"));
+        let latest = format!("{REGISTRY}/shop/api:latest");
+        create(&shop, "api", &latest, json!({})).await?;
+        create(&shop, "worker", &format!("{REGISTRY}/shop/api"), json!({})).await?;
+        create(
+            &shop,
+            "frozen",
+            &latest,
+            json!({"bridgekeeper.io/rollout": "false"}),
+        )
+        .await?;
+        create(
+            &shop,
+            "web",
+            &format!("{REGISTRY}/shop/web:latest"),
+            json!({}),
+        )
+        .await?;
+        create(&api, "api", &latest, json!({})).await?;
+        create(
+            &api,
+            "api-stable",
+            &format!("{REGISTRY}/shop/api:stable"),
+            json!({}),
+        )
+        .await?;
+        deployments().await?;
+        Ok(World {
+            env,
+            inbox,
+            shop,
+            api,
+        })
+    }
+
+    fn config(&self, clusters: &str, extra: &[(&str, &str)]) -> image_rollout::Config {
+        let rules = json!([
+            {"repository": "shop/*", "tag": "latest", "clusters": ["dev"], "namespaces": [self.shop, self.api]},
+            {"repository": "shop/*", "tag": "stable", "clusters": ["prod"], "namespaces": [self.api]},
+        ])
+        .to_string();
+        let mut vars = vec![
+            ("ALERTS_TOPIC_ARN", self.inbox.topic_arn.as_str()),
+            ("CLUSTERS", clusters),
+            ("ROLLOUT_RULES", rules.as_str()),
+            ("WATCH_TIMEOUT_SECONDS", "0"),
+        ];
+        vars.extend_from_slice(extra);
+        image_rollout::Config::from_env(&Env::from_pairs(vars)).unwrap()
+    }
+
+    async fn run(
+        &self,
+        config: &image_rollout::Config,
+        event: serde_json::Value,
+    ) -> Result<Response> {
+        let clusters = KubeClusters::new(&config.clusters, &self.env.sdk);
+        let notifier = config.notifier(aws_sdk_sns::Client::new(&self.env.sdk));
+        Ok(handle(event, config, &clusters, &notifier).await?)
+    }
+}
+
+#[tokio::test]
+async fn a_push_rolls_exactly_the_matching_deployments_once_even_when_delivered_three_times()
+-> Result<()> {
+    let w = World::new().await?;
+    let dev = format!("dev={0},prod={0}", kmock().url);
+    let config = w.config(&dev, &[]);
+
+    let first = w.run(&config, push("push-latest.json")).await?;
+    let rolled: Vec<_> = first.clusters[0]
+        .rolled
+        .iter()
+        .map(|r| format!("{}/{}", r.namespace, r.name))
+        .collect();
+    let mut expected = vec![
+        format!("{}/api", w.api),
+        format!("{}/api", w.shop),
+        format!("{}/worker", w.shop),
+    ];
+    expected.sort();
+    assert_eq!(rolled, expected);
+    let pinned = format!("{REGISTRY}/shop/api@{DIGEST}");
+    assert_eq!(image(&w.shop, "api").await?, pinned);
+    assert_eq!(image(&w.shop, "worker").await?, pinned);
+    assert_eq!(image(&w.api, "api").await?, pinned);
+    assert_eq!(
+        image(&w.shop, "frozen").await?,
+        format!("{REGISTRY}/shop/api:latest")
+    );
+    assert_eq!(
+        image(&w.shop, "web").await?,
+        format!("{REGISTRY}/shop/web:latest")
+    );
+    assert_eq!(
+        image(&w.api, "api-stable").await?,
+        format!("{REGISTRY}/shop/api:stable")
+    );
+
+    let client = bridgekeeper::cluster::ClusterAccess::url(&kmock().url, None)
+        .client()
+        .await?;
+    let d = Api::<Deployment>::namespaced(client, &w.shop)
+        .get("api")
+        .await?;
+    let annotations = d
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap();
+    assert_eq!(annotations["bridgekeeper.io/image-digest"], DIGEST);
+    assert_eq!(
+        annotations["bridgekeeper.io/tracked-tags"],
+        r#"{"app":"latest"}"#
+    );
+
+    for _ in 0..2 {
+        let again = w.run(&config, push("push-latest.json")).await?;
+        assert!(again.clusters[0].rolled.is_empty(), "{again:?}");
+        let already = again.clusters[0]
+            .skipped
+            .iter()
+            .filter(|s| s.reason.starts_with("already at"))
+            .count();
+        assert_eq!(already, 3);
+    }
+
+    let messages = w.inbox.receive().await?;
+    assert_eq!(
+        messages.len(),
+        1,
+        "one notification: the later deliveries changed nothing"
+    );
+    assert_eq!(
+        messages[0].subject.as_deref(),
+        Some("[dev] shop/api:latest (7f5b2640fe6f) rolled to 3 Deployments in dev")
+    );
+    assert!(
+        messages[0].body.contains("opted out"),
+        "{}",
+        messages[0].body
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn another_tag_a_failed_push_and_a_dry_run_touch_nothing() -> Result<()> {
+    let w = World::new().await?;
+    let dev = format!("dev={0},prod={0}", kmock().url);
+    let latest = format!("{REGISTRY}/shop/api:latest");
+
+    let dry = w
+        .run(
+            &w.config(&dev, &[("DRY_RUN", "true")]),
+            push("push-latest.json"),
+        )
+        .await?;
+    assert_eq!(dry.clusters[0].rolled.len(), 3);
+    let version = w
+        .run(&w.config(&dev, &[]), push("push-version.json"))
+        .await?;
+    assert_eq!(
+        version.ignored.as_deref(),
+        Some("no rule matches shop/api:v1.4.2")
+    );
+    let failed = w
+        .run(&w.config(&dev, &[]), push("push-failed.json"))
+        .await?;
+    assert!(failed.ignored.unwrap().contains("FAILURE"));
+
+    assert_eq!(image(&w.shop, "api").await?, latest);
+    assert_eq!(image(&w.api, "api").await?, latest);
+    assert!(w.inbox.receive().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_eks_cluster_that_cannot_be_used_is_reported_and_the_other_still_rolls() -> Result<()> {
+    let w = World::new().await?;
+    let eks = aws_sdk_eks::Client::new(&w.env.sdk);
+    let name = unique("prod-eks");
+    eks.create_cluster()
+        .name(&name)
+        .role_arn("arn:aws:iam::123456789012:role/eks")
+        .resources_vpc_config(
+            aws_sdk_eks::types::VpcConfigRequest::builder()
+                .subnet_ids("subnet-1")
+                .build(),
+        )
+        .send()
+        .await?;
+    // moto answers DescribeCluster, but with a CA that is not a certificate.
+    let clusters = format!("dev={},prod={name}", kmock().url);
+    let rules = json!([
+        {"repository": "shop/*", "tag": "latest", "clusters": ["prod", "dev"], "namespaces": [w.shop]},
+    ])
+    .to_string();
+    let config = w.config(&clusters, &[("ROLLOUT_RULES", rules.as_str())]);
+    let r = w.run(&config, push("push-latest.json")).await?;
+    let prod = r.clusters.iter().find(|c| c.cluster == "prod").unwrap();
+    let error = prod.error.as_deref().unwrap();
+    assert!(
+        error.contains(&format!(
+            "cluster eks:{name} cannot be reached: certificate authority data"
+        )),
+        "{error}"
+    );
+    let dev = r.clusters.iter().find(|c| c.cluster == "dev").unwrap();
+    assert_eq!(dev.rolled.len(), 2);
+    let messages = w.inbox.receive().await?;
+    assert_eq!(messages[0].attributes["severity"], "error");
+    Ok(())
+}
