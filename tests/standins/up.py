@@ -54,12 +54,32 @@ def seed(endpoint: str) -> dict[str, str]:
     return {"topic": topic, "queue": queue}
 
 
+def seed_kube(url: str) -> None:
+    import json
+    import urllib.request
+
+    image = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/shop/api"
+    for ns, name, tag in (("shop-dev", "api", "latest"), ("shop-dev", "worker", "latest"), ("shop-prod", "api", "stable")):
+        body = {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": f"{image}:{tag}"}]}}},
+        }
+        req = urllib.request.Request(f"{url}/apis/apps/v1/namespaces/{ns}/deployments", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"}, method="POST")
+        urllib.request.urlopen(req).read()
+
+
 def main() -> None:
     children = [start("moto", MOTO_PORT), start("kmock", KMOCK_PORT)]
     wait_http(MOTO_PORT)
     wait_http(KMOCK_PORT)
     endpoint = f"http://127.0.0.1:{MOTO_PORT}"
     seeded = seed(endpoint)
+    kube_url = f"http://127.0.0.1:{KMOCK_PORT}"
+    seed_kube(kube_url)
     env = {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_REGION": REGION,
@@ -70,12 +90,17 @@ def main() -> None:
         "EXPORT_BUCKET": "bridgekeeper-local-exports",
         "EXPORT_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/bridgekeeper-export",
         "EXPORT_KMS_KEY_ARN": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0b1e5e7f-local",
+        "CLUSTERS": f"dev={kube_url},prod={kube_url}",
+        "ROLLOUT_RULES": '[{"repository":"shop/*","tag":"latest","clusters":["dev"],"namespaces":["shop-dev"]},'
+                         '{"repository":"shop/*","tag":"stable","clusters":["prod"],"namespaces":["shop-prod"]}]',
+        "WATCH_TIMEOUT_SECONDS": "0",
     }
     (ROOT / ".local.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     print(f"moto (AWS):        {endpoint}")
     print(f"kmock (Kubernetes): http://127.0.0.1:{KMOCK_PORT}")
     print(f"seeded: SNS topic {seeded['topic']} (read it via SQS {seeded['queue']}),")
     print("        RDS instances shop-db, billing-db and Aurora cluster orders-aurora, tagged bridgekeeper:export=true")
+    print("        Deployments shop-dev/api, shop-dev/worker (shop/api:latest) and shop-prod/api (shop/api:stable)")
     print("wrote .local.env; now: cargo lambda watch --env-file .local.env   (Ctrl-C here stops the stand-ins)", flush=True)
     try:
         signal.pause()

@@ -34,7 +34,7 @@ async fn main() -> Result<()> {
     println!("  Kubernetes (kmock emulator): {}", kmock().url);
     snapshot_export_demo().await?;
     scaling_alerts_demo().await?;
-    kubernetes_demo().await?;
+    image_rollout_demo().await?;
     println!("\nDone. Every call above went to the local stand-ins; nothing left this machine.");
     Ok(())
 }
@@ -186,34 +186,101 @@ async fn scaling_alerts_demo() -> Result<()> {
     Ok(())
 }
 
-async fn kubernetes_demo() -> Result<()> {
-    println!("\n== Kubernetes stand-in: the shared cluster access (URL target) lists Deployments");
+async fn image_rollout_demo() -> Result<()> {
+    println!(
+        "\n== image-rollout: Deployments in kmock on shop/api:latest (dev) and shop/api:stable (prod)"
+    );
+    let env = TestEnv::aws().await;
+    let inbox = Inbox::create(&env.sdk).await?;
     let client = ClusterAccess::url(&kmock().url, None).client().await?;
-    let api: Api<Deployment> = Api::namespaced(client.clone(), "shop");
-    let deployment = serde_json::from_value(serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "api", "namespace": "shop"},
-        "spec": {"selector": {"matchLabels": {"app": "api"}}, "template": {
-            "metadata": {"labels": {"app": "api"}},
-            "spec": {"containers": [{"name": "api", "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/api:latest"}]}}}
-    }))?;
-    api.create(&PostParams::default(), &deployment).await?;
-    for d in Api::<Deployment>::all(client)
-        .list(&ListParams::default())
-        .await?
-    {
-        let image = d
-            .spec
-            .and_then(|s| s.template.spec)
-            .and_then(|s| s.containers.into_iter().next())
-            .and_then(|c| c.image)
-            .context("image")?;
-        println!(
-            "  {}/{}: {image}",
-            d.metadata.namespace.unwrap_or_default(),
-            d.metadata.name.unwrap_or_default()
-        );
+    let registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+    for (ns, name, tag) in [
+        ("shop-dev", "api", "latest"),
+        ("shop-dev", "worker", "latest"),
+        ("shop-prod", "api", "stable"),
+    ] {
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": {"matchLabels": {"app": name}}, "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": format!("{registry}/shop/api:{tag}")}]}}}
+        }))?;
+        Api::<Deployment>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &d)
+            .await?;
     }
-    println!("  (dns-sync and image-rollout will run here once they land)");
+    let show = |title: &'static str| {
+        let client = client.clone();
+        async move {
+            println!("  {title}");
+            for d in Api::<Deployment>::all(client)
+                .list(&ListParams::default())
+                .await?
+            {
+                let image = d
+                    .spec
+                    .and_then(|s| s.template.spec)
+                    .and_then(|s| s.containers.into_iter().next())
+                    .and_then(|c| c.image)
+                    .context("image")?;
+                let ns = d.metadata.namespace.unwrap_or_default();
+                println!(
+                    "    {:<20} {}",
+                    format!("{ns}/{}", d.metadata.name.unwrap_or_default()),
+                    image.replace(registry, "…")
+                );
+            }
+            anyhow::Ok(())
+        }
+    };
+    show("before:").await?;
+    let url = &kmock().url;
+    let clusters = format!("dev={url},prod={url}");
+    let config = image_rollout::Config::from_env(&Env::from_pairs([
+        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
+        ("ENVIRONMENT", "dev"),
+        ("CLUSTERS", clusters.as_str()),
+        (
+            "ROLLOUT_RULES",
+            r#"[{"repository": "shop/*", "tag": "latest", "clusters": ["dev"], "namespaces": ["shop-dev"]},
+                {"repository": "shop/*", "tag": "stable", "clusters": ["prod"], "namespaces": ["shop-prod"]}]"#,
+        ),
+        ("WATCH_TIMEOUT_SECONDS", "0"),
+    ]))?;
+    let kube = image_rollout::kube::KubeClusters::new(&config.clusters, &env.sdk);
+    let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
+
+    println!("\n-- ECR push of shop/api:latest (events/image-rollout/push-latest.json)");
+    image_rollout::handler::handle(
+        event("image-rollout/push-latest.json")?,
+        &config,
+        &kube,
+        &notifier,
+    )
+    .await?;
+    show("after (only dev pinned to the pushed digest; kmock runs no controller, so rollouts stay \"progressing\"):").await?;
+    show_inbox(&inbox).await?;
+
+    println!("\n-- the same push again");
+    let again = image_rollout::handler::handle(
+        event("image-rollout/push-latest.json")?,
+        &config,
+        &kube,
+        &notifier,
+    )
+    .await?;
+    for c in &again.clusters {
+        println!(
+            "  {}: rolled {}, skipped {}",
+            c.cluster,
+            c.rolled.len(),
+            c.skipped.len()
+        );
+        for s in &c.skipped {
+            println!("    {}/{}: {}", s.namespace, s.name, s.reason);
+        }
+    }
+    println!("  notifications sent: {}", inbox.receive().await?.len());
     Ok(())
 }
