@@ -95,7 +95,7 @@ def main() -> None:
                          '{"repository":"shop/*","tag":"stable","clusters":["prod"],"namespaces":["shop-prod"]}]',
         "WATCH_TIMEOUT_SECONDS": "0",
     }
-    (ROOT / ".local.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    (ROOT / ".local.env").write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
     print(f"moto (AWS):        {endpoint}")
     print(f"kmock (Kubernetes): http://127.0.0.1:{KMOCK_PORT}")
     print(f"seeded: SNS topic {seeded['topic']} (read it via SQS {seeded['queue']}),")
