@@ -78,6 +78,29 @@ impl fmt::Display for ClusterTarget {
     }
 }
 
+/// `alias=<EKS cluster name or URL>`, comma-separated (`dev=dev-eks,prod=https://10.0.0.1:6443`),
+/// from the variable `var`; aliases are what rules and reports call the clusters.
+pub fn targets_from_env(env: &crate::config::Env, var: &str) -> Result<Vec<(String, ClusterTarget)>, crate::config::ConfigError> {
+    let bad = |why: String| crate::config::ConfigError::new(var, why);
+    let list = env.list(var);
+    if list.is_empty() {
+        return Err(bad("is not set; expected alias=<EKS cluster name or URL>, comma-separated".into()));
+    }
+    let mut out: Vec<(String, ClusterTarget)> = Vec::new();
+    for item in list {
+        let (alias, target) = item
+            .split_once('=')
+            .ok_or_else(|| bad(format!("entry {item:?} is not alias=<EKS cluster name or URL>")))?;
+        let alias = alias.trim().to_owned();
+        if out.iter().any(|(a, _)| *a == alias) {
+            return Err(bad(format!("alias {alias:?} appears twice")));
+        }
+        let target = target.parse().map_err(|why| bad(format!("entry {alias:?}: {why}")))?;
+        out.push((alias, target));
+    }
+    Ok(out)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cluster {cluster}: {source}")]
@@ -516,6 +539,19 @@ mod tests {
                 .iter()
                 .any(|(k, v)| k == "X-Amz-Security-Token" && v == "SESSION%2FTOKEN")
         );
+    }
+
+    #[test]
+    fn cluster_lists_parse_and_bad_entries_are_named() {
+        use crate::config::Env;
+        let env = Env::from_pairs([("CLUSTERS", "dev=dev-eks, local=http://127.0.0.1:5556")]);
+        let t = targets_from_env(&env, "CLUSTERS").unwrap();
+        assert_eq!(t[0], ("dev".into(), ClusterTarget::Eks { name: "dev-eks".into() }));
+        assert_eq!(t[1].0, "local");
+        for bad in ["dev", "dev=a,dev=b", "dev=not a name", ""] {
+            let env = Env::from_pairs([("CLUSTERS", bad)]);
+            assert_eq!(targets_from_env(&env, "CLUSTERS").unwrap_err().var, "CLUSTERS", "{bad:?}");
+        }
     }
 
     #[test]

@@ -21,34 +21,6 @@ pub struct Config {
     pub dry_run: bool,
 }
 
-/// `dev=dev-eks,prod=https://prod.example.internal:6443`
-fn clusters(env: &Env) -> Result<Vec<(String, ClusterTarget)>, ConfigError> {
-    let bad = |why: String| ConfigError::new("CLUSTERS", why);
-    let list = env.list("CLUSTERS");
-    if list.is_empty() {
-        return Err(bad(
-            "is not set; expected alias=<EKS cluster name or URL>, comma-separated".into(),
-        ));
-    }
-    let mut out: Vec<(String, ClusterTarget)> = Vec::new();
-    for item in list {
-        let (alias, target) = item.split_once('=').ok_or_else(|| {
-            bad(format!(
-                "entry {item:?} is not alias=<EKS cluster name or URL>"
-            ))
-        })?;
-        let alias = alias.trim().to_owned();
-        if out.iter().any(|(a, _)| *a == alias) {
-            return Err(bad(format!("alias {alias:?} appears twice")));
-        }
-        let target = target
-            .parse()
-            .map_err(|why| bad(format!("entry {alias:?}: {why}")))?;
-        out.push((alias, target));
-    }
-    Ok(out)
-}
-
 fn rules(env: &Env, known: &[String]) -> Result<Vec<Rule>, ConfigError> {
     let bad = |why: String| ConfigError::new("ROLLOUT_RULES", why);
     let text = env.required("ROLLOUT_RULES")?;
@@ -77,7 +49,7 @@ fn rules(env: &Env, known: &[String]) -> Result<Vec<Rule>, ConfigError> {
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
-        let clusters = clusters(env)?;
+        let clusters = bridgekeeper::cluster::targets_from_env(env, "CLUSTERS")?;
         let aliases: Vec<String> = clusters.iter().map(|(a, _)| a.clone()).collect();
         let mode = match env.optional("ROLLOUT_MODE").as_deref() {
             None | Some("opt-out") => Mode::OptOut,
