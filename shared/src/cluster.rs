@@ -80,22 +80,31 @@ impl fmt::Display for ClusterTarget {
 
 /// `alias=<EKS cluster name or URL>`, comma-separated (`dev=dev-eks,prod=https://10.0.0.1:6443`),
 /// from the variable `var`; aliases are what rules and reports call the clusters.
-pub fn targets_from_env(env: &crate::config::Env, var: &str) -> Result<Vec<(String, ClusterTarget)>, crate::config::ConfigError> {
+pub fn targets_from_env(
+    env: &crate::config::Env,
+    var: &str,
+) -> Result<Vec<(String, ClusterTarget)>, crate::config::ConfigError> {
     let bad = |why: String| crate::config::ConfigError::new(var, why);
     let list = env.list(var);
     if list.is_empty() {
-        return Err(bad("is not set; expected alias=<EKS cluster name or URL>, comma-separated".into()));
+        return Err(bad(
+            "is not set; expected alias=<EKS cluster name or URL>, comma-separated".into(),
+        ));
     }
     let mut out: Vec<(String, ClusterTarget)> = Vec::new();
     for item in list {
-        let (alias, target) = item
-            .split_once('=')
-            .ok_or_else(|| bad(format!("entry {item:?} is not alias=<EKS cluster name or URL>")))?;
+        let (alias, target) = item.split_once('=').ok_or_else(|| {
+            bad(format!(
+                "entry {item:?} is not alias=<EKS cluster name or URL>"
+            ))
+        })?;
         let alias = alias.trim().to_owned();
         if out.iter().any(|(a, _)| *a == alias) {
             return Err(bad(format!("alias {alias:?} appears twice")));
         }
-        let target = target.parse().map_err(|why| bad(format!("entry {alias:?}: {why}")))?;
+        let target = target
+            .parse()
+            .map_err(|why| bad(format!("entry {alias:?}: {why}")))?;
         out.push((alias, target));
     }
     Ok(out)
@@ -453,6 +462,73 @@ impl ClusterAccess {
     }
 }
 
+/// Every object `api` lists, page by page (500 a page), following continue tokens.
+pub async fn list_all<K>(api: &kube::Api<K>) -> Result<Vec<K>, kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut all = Vec::new();
+    let mut params = kube::api::ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await?;
+        all.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// The configured clusters by alias, each reached through its [`ClusterAccess`].
+pub struct Clusters {
+    by_alias: std::collections::HashMap<String, ClusterAccess>,
+}
+
+impl Clusters {
+    pub fn new(targets: &[(String, ClusterTarget)], sdk: &SdkConfig) -> Self {
+        let by_alias = targets
+            .iter()
+            .map(|(alias, target)| (alias.clone(), ClusterAccess::new(target.clone(), sdk)))
+            .collect();
+        Clusters { by_alias }
+    }
+
+    /// Clusters reached through ready-made accesses (tests, tools).
+    pub fn from_accesses(by_alias: std::collections::HashMap<String, ClusterAccess>) -> Self {
+        Clusters { by_alias }
+    }
+
+    /// Runs `op` with the cluster's client; an expired token (401) is re-minted once and `op`
+    /// run again. `what` names the operation in errors (`list ingresses in all namespaces`).
+    pub async fn call<T, F, Fut>(&self, cluster: &str, what: &str, op: F) -> Result<T, ClusterError>
+    where
+        F: Fn(kube::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        let access = self
+            .by_alias
+            .get(cluster)
+            .ok_or_else(|| ClusterError::Unusable {
+                cluster: cluster.to_owned(),
+                why: "not in CLUSTERS".into(),
+            })?;
+        let mut refreshed = false;
+        loop {
+            match op(access.client().await?).await {
+                Err(kube::Error::Api(s)) if s.code == 401 && !refreshed => {
+                    tracing::warn!(
+                        cluster,
+                        "401 from the API server; minting a new token and trying once more"
+                    );
+                    access.invalidate_token().await;
+                    refreshed = true;
+                }
+                result => return result.map_err(|e| ClusterError::api(cluster, what, e)),
+            }
+        }
+    }
+}
+
 fn bearer(token: &str) -> Result<HeaderValue, String> {
     let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| "the token has characters not allowed in a header".to_owned())?;
@@ -546,11 +622,23 @@ mod tests {
         use crate::config::Env;
         let env = Env::from_pairs([("CLUSTERS", "dev=dev-eks, local=http://127.0.0.1:5556")]);
         let t = targets_from_env(&env, "CLUSTERS").unwrap();
-        assert_eq!(t[0], ("dev".into(), ClusterTarget::Eks { name: "dev-eks".into() }));
+        assert_eq!(
+            t[0],
+            (
+                "dev".into(),
+                ClusterTarget::Eks {
+                    name: "dev-eks".into()
+                }
+            )
+        );
         assert_eq!(t[1].0, "local");
         for bad in ["dev", "dev=a,dev=b", "dev=not a name", ""] {
             let env = Env::from_pairs([("CLUSTERS", bad)]);
-            assert_eq!(targets_from_env(&env, "CLUSTERS").unwrap_err().var, "CLUSTERS", "{bad:?}");
+            assert_eq!(
+                targets_from_env(&env, "CLUSTERS").unwrap_err().var,
+                "CLUSTERS",
+                "{bad:?}"
+            );
         }
     }
 

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use aws_config::SdkConfig;
-use bridgekeeper::cluster::{ClusterAccess, ClusterError, ClusterTarget};
+use bridgekeeper::cluster::{ClusterAccess, ClusterError, ClusterTarget, Clusters, list_all};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::info;
 
 /// The Deployment calls image-rollout makes; the handler is generic over it.
 pub trait Kube: Send + Sync {
@@ -33,54 +33,21 @@ pub trait Kube: Send + Sync {
     ) -> impl Future<Output = Result<Deployment, ClusterError>> + Send;
 }
 
-/// Page size for listing: large clusters come back in pieces instead of one huge response.
-const PAGE: u32 = 500;
-
 pub struct KubeClusters {
-    clusters: HashMap<String, ClusterAccess>,
+    clusters: Clusters,
 }
 
 impl KubeClusters {
     pub fn new(targets: &[(String, ClusterTarget)], sdk: &SdkConfig) -> Self {
         KubeClusters {
-            clusters: targets
-                .iter()
-                .map(|(alias, target)| (alias.clone(), ClusterAccess::new(target.clone(), sdk)))
-                .collect(),
+            clusters: Clusters::new(targets, sdk),
         }
     }
 
     /// For tests: clusters reached through ready-made accesses.
-    pub fn from_accesses(clusters: HashMap<String, ClusterAccess>) -> Self {
-        KubeClusters { clusters }
-    }
-
-    /// Runs `op` with the cluster's client; an expired token (401) is re-minted once.
-    async fn call<T, F, Fut>(&self, cluster: &str, what: &str, op: F) -> Result<T, ClusterError>
-    where
-        F: Fn(kube::Client) -> Fut,
-        Fut: Future<Output = Result<T, kube::Error>>,
-    {
-        let access = self
-            .clusters
-            .get(cluster)
-            .ok_or_else(|| ClusterError::Unusable {
-                cluster: cluster.to_owned(),
-                why: "not in CLUSTERS".into(),
-            })?;
-        let mut refreshed = false;
-        loop {
-            match op(access.client().await?).await {
-                Err(kube::Error::Api(s)) if s.code == 401 && !refreshed => {
-                    warn!(
-                        cluster,
-                        "401 from the API server; minting a new token and trying once more"
-                    );
-                    access.invalidate_token().await;
-                    refreshed = true;
-                }
-                result => return result.map_err(|e| ClusterError::api(cluster, what, e)),
-            }
+    pub fn from_accesses(accesses: HashMap<String, ClusterAccess>) -> Self {
+        KubeClusters {
+            clusters: Clusters::from_accesses(accesses),
         }
     }
 }
@@ -95,23 +62,15 @@ impl Kube for KubeClusters {
             "list deployments in {}",
             namespace.unwrap_or("all namespaces")
         );
-        self.call(cluster, &what, |client| async move {
-            let api: Api<Deployment> = match namespace {
-                Some(ns) => Api::namespaced(client, ns),
-                None => Api::all(client),
-            };
-            let mut all = Vec::new();
-            let mut params = ListParams::default().limit(PAGE);
-            loop {
-                let page = api.list(&params).await?;
-                all.extend(page.items);
-                match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                    Some(token) => params = params.continue_token(&token),
-                    None => return Ok(all),
-                }
-            }
-        })
-        .await
+        self.clusters
+            .call(cluster, &what, |client| async move {
+                let api: Api<Deployment> = match namespace {
+                    Some(ns) => Api::namespaced(client, ns),
+                    None => Api::all(client),
+                };
+                list_all(&api).await
+            })
+            .await
     }
 
     async fn get(
@@ -120,16 +79,17 @@ impl Kube for KubeClusters {
         namespace: &str,
         name: &str,
     ) -> Result<Deployment, ClusterError> {
-        self.call(
-            cluster,
-            &format!("get deployment {namespace}/{name}"),
-            |client| async move {
-                Api::<Deployment>::namespaced(client, namespace)
-                    .get(name)
-                    .await
-            },
-        )
-        .await
+        self.clusters
+            .call(
+                cluster,
+                &format!("get deployment {namespace}/{name}"),
+                |client| async move {
+                    Api::<Deployment>::namespaced(client, namespace)
+                        .get(name)
+                        .await
+                },
+            )
+            .await
     }
 
     async fn patch(
@@ -147,6 +107,7 @@ impl Kube for KubeClusters {
                 }
             })?;
         let result = self
+            .clusters
             .call(
                 cluster,
                 &format!("patch deployment {namespace}/{name}"),

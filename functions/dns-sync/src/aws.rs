@@ -1,0 +1,332 @@
+//! The AWS adapter: hosted zones and records (Route53), load balancers (ELBv2), and carrying out
+//! a zone's planned batches.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use aws_sdk_route53::types::{
+    AliasTarget as R53Alias, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet,
+    RrType,
+};
+use bridgekeeper::AwsError;
+use bridgekeeper::error::SdkResultExt;
+use tracing::info;
+
+use crate::domain::{AliasTarget, DnsChange, LoadBalancer, RecordSet, Zone, normalize};
+
+/// What dns-sync asks of AWS; the handler is generic over it.
+pub trait Dns: Send + Sync {
+    fn zones(&self) -> impl Future<Output = Result<Vec<Zone>, AwsError>> + Send;
+    fn records(
+        &self,
+        zone_id: &str,
+    ) -> impl Future<Output = Result<Vec<RecordSet>, AwsError>> + Send;
+    /// Load balancers by normalized DNS name.
+    fn load_balancers(
+        &self,
+    ) -> impl Future<Output = Result<HashMap<String, LoadBalancer>, AwsError>> + Send;
+    /// One ChangeResourceRecordSets call; returns the change id.
+    fn apply(
+        &self,
+        zone_id: &str,
+        batch: &[DnsChange],
+        comment: &str,
+    ) -> impl Future<Output = Result<String, AwsError>> + Send;
+}
+
+pub struct AwsDns {
+    route53: aws_sdk_route53::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+}
+
+impl AwsDns {
+    pub fn new(
+        route53: aws_sdk_route53::Client,
+        elb: aws_sdk_elasticloadbalancingv2::Client,
+    ) -> Self {
+        AwsDns { route53, elb }
+    }
+}
+
+fn zone_id(id: &str) -> String {
+    id.trim_start_matches("/hostedzone/").to_owned()
+}
+
+fn from_route53(r: &ResourceRecordSet) -> Option<RecordSet> {
+    Some(RecordSet {
+        name: normalize(r.name())?,
+        rtype: r.r#type().as_str().to_owned(),
+        ttl: r.ttl(),
+        values: r
+            .resource_records()
+            .iter()
+            .map(|v| v.value().to_owned())
+            .collect(),
+        alias: r.alias_target().map(|a| AliasTarget {
+            zone_id: a.hosted_zone_id().to_owned(),
+            dns_name: normalize(a.dns_name()).unwrap_or_default(),
+            evaluate_health: a.evaluate_target_health(),
+        }),
+        set_identifier: r.set_identifier().map(str::to_owned),
+    })
+}
+
+fn to_route53(r: &RecordSet) -> Result<ResourceRecordSet, aws_sdk_route53::error::BuildError> {
+    let mut b = ResourceRecordSet::builder()
+        .name(format!("{}.", r.name))
+        .r#type(RrType::from(r.rtype.as_str()))
+        .set_ttl(r.ttl)
+        .set_set_identifier(r.set_identifier.clone());
+    for v in &r.values {
+        b = b.resource_records(ResourceRecord::builder().value(v).build()?);
+    }
+    if let Some(a) = &r.alias {
+        b = b.alias_target(
+            R53Alias::builder()
+                .hosted_zone_id(&a.zone_id)
+                .dns_name(format!("{}.", a.dns_name))
+                .evaluate_target_health(a.evaluate_health)
+                .build()?,
+        );
+    }
+    b.build()
+}
+
+impl Dns for AwsDns {
+    async fn zones(&self) -> Result<Vec<Zone>, AwsError> {
+        let pages = self
+            .route53
+            .list_hosted_zones()
+            .into_paginator()
+            .items()
+            .send();
+        let all: Vec<_> = pages
+            .collect::<Result<_, _>>()
+            .await
+            .context("route53:ListHostedZones")?;
+        Ok(all
+            .iter()
+            .filter_map(|z| {
+                Some(Zone {
+                    id: zone_id(z.id()),
+                    name: normalize(z.name())?,
+                    private: z.config().is_some_and(|c| c.private_zone()),
+                })
+            })
+            .collect())
+    }
+
+    async fn records(&self, zone: &str) -> Result<Vec<RecordSet>, AwsError> {
+        // ListResourceRecordSets pages by (name, type, identifier) rather than a token.
+        let mut out = Vec::new();
+        let mut next: Option<(String, RrType, Option<String>)> = None;
+        loop {
+            let mut req = self
+                .route53
+                .list_resource_record_sets()
+                .hosted_zone_id(zone);
+            if let Some((name, rtype, id)) = next.take() {
+                req = req
+                    .start_record_name(name)
+                    .start_record_type(rtype)
+                    .set_start_record_identifier(id);
+            }
+            let page = req.send().await.context("route53:ListResourceRecordSets")?;
+            out.extend(page.resource_record_sets().iter().filter_map(from_route53));
+            match (
+                page.is_truncated(),
+                page.next_record_name(),
+                page.next_record_type(),
+            ) {
+                (true, Some(name), Some(rtype)) => {
+                    next = Some((
+                        name.to_owned(),
+                        rtype.clone(),
+                        page.next_record_identifier().map(str::to_owned),
+                    ))
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn load_balancers(&self) -> Result<HashMap<String, LoadBalancer>, AwsError> {
+        let pages = self
+            .elb
+            .describe_load_balancers()
+            .into_paginator()
+            .items()
+            .send();
+        let all: Vec<_> = pages
+            .collect::<Result<_, _>>()
+            .await
+            .context("elasticloadbalancing:DescribeLoadBalancers")?;
+        Ok(all
+            .iter()
+            .filter_map(|lb| {
+                let dualstack = lb
+                    .ip_address_type()
+                    .is_some_and(|t| t.as_str().starts_with("dualstack"));
+                Some((
+                    normalize(lb.dns_name()?)?,
+                    LoadBalancer {
+                        canonical_zone_id: lb.canonical_hosted_zone_id()?.to_owned(),
+                        dualstack,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    async fn apply(
+        &self,
+        zone: &str,
+        batch: &[DnsChange],
+        comment: &str,
+    ) -> Result<String, AwsError> {
+        let invalid = |e: aws_sdk_route53::error::BuildError| AwsError {
+            operation: "route53:ChangeResourceRecordSets",
+            code: Some("InvalidChangeBatch".into()),
+            message: Some(e.to_string()),
+            request_id: None,
+            status: None,
+            class: bridgekeeper::Class::NonRetryable,
+            source: Box::new(e),
+        };
+        let mut changes = Vec::with_capacity(batch.len());
+        for c in batch {
+            let action = match c {
+                DnsChange::Create(_) => ChangeAction::Create,
+                DnsChange::Upsert(_) => ChangeAction::Upsert,
+                DnsChange::Delete(_) => ChangeAction::Delete,
+            };
+            let set = to_route53(c.record()).map_err(invalid)?;
+            changes.push(
+                Change::builder()
+                    .action(action)
+                    .resource_record_set(set)
+                    .build()
+                    .map_err(invalid)?,
+            );
+        }
+        let batch_len = changes.len();
+        let change_batch = ChangeBatch::builder()
+            .comment(comment)
+            .set_changes(Some(changes))
+            .build()
+            .map_err(invalid)?;
+        // PriorRequestNotComplete and throttling are retried by the SDK, with backoff and jitter.
+        let out = self
+            .route53
+            .change_resource_record_sets()
+            .hosted_zone_id(zone)
+            .change_batch(change_batch)
+            .send()
+            .await
+            .context("route53:ChangeResourceRecordSets")?;
+        let id = out
+            .change_info()
+            .map(|c| c.id().to_owned())
+            .unwrap_or_default();
+        info!(zone, changes = batch_len, change = %id, "route53 batch applied");
+        Ok(id)
+    }
+}
+
+/// What moto cannot do: a change pending in the zone (PriorRequestNotComplete), throttling.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use aws_sdk_route53::Client;
+    use aws_sdk_route53::config::retry::RetryConfig;
+    use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsOutput;
+    use aws_sdk_route53::types::{ChangeInfo, ChangeStatus};
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+    use bridgekeeper::Class;
+
+    use super::*;
+
+    const PENDING: &str = r#"<?xml version="1.0"?>
+<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Error><Type>Sender</Type>
+<Code>PriorRequestNotComplete</Code><Message>The request was rejected because Route 53 was still processing a prior request.</Message>
+</Error><RequestId>req-pending</RequestId></ErrorResponse>"#;
+
+    fn dns(rule: &Rule) -> AwsDns {
+        let route53 = mock_client!(aws_sdk_route53, RuleMode::Sequential, [rule], |c| c
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(4)
+                    .with_initial_backoff(Duration::from_millis(1))
+            ));
+        let elb = aws_sdk_elasticloadbalancingv2::Client::from_conf(
+            aws_sdk_elasticloadbalancingv2::Config::builder()
+                .behavior_version(aws_sdk_elasticloadbalancingv2::config::BehaviorVersion::latest())
+                .build(),
+        );
+        AwsDns::new(route53, elb)
+    }
+
+    fn batch() -> Vec<DnsChange> {
+        vec![DnsChange::Create(RecordSet {
+            name: "api.example.com".into(),
+            rtype: "CNAME".into(),
+            ttl: Some(300),
+            values: vec!["lb.example.net".into()],
+            alias: None,
+            set_identifier: None,
+        })]
+    }
+
+    fn applied() -> ChangeResourceRecordSetsOutput {
+        let info = ChangeInfo::builder()
+            .id("/change/C1")
+            .status(ChangeStatus::Pending)
+            .submitted_at(aws_sdk_route53::primitives::DateTime::from_secs(0))
+            .build()
+            .unwrap();
+        ChangeResourceRecordSetsOutput::builder()
+            .change_info(info)
+            .build()
+    }
+
+    #[tokio::test]
+    async fn a_pending_prior_change_is_waited_out_then_applied() {
+        let rule = mock!(Client::change_resource_record_sets)
+            .sequence()
+            .http_status(400, Some(PENDING.into()))
+            .times(2)
+            .output(applied)
+            .build();
+        let id = dns(&rule).apply("Z1", &batch(), "test").await.unwrap();
+        assert_eq!(id, "/change/C1");
+        assert_eq!(rule.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_change_still_pending_after_the_retries_is_a_retryable_error() {
+        let rule = mock!(Client::change_resource_record_sets)
+            .sequence()
+            .http_status(400, Some(PENDING.into()))
+            .repeatedly()
+            .build();
+        let err = dns(&rule).apply("Z1", &batch(), "test").await.unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("PriorRequestNotComplete"));
+        assert_eq!(err.class, Class::Retryable);
+        assert_eq!(rule.num_calls(), 4);
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried() {
+        let rule = mock!(Client::change_resource_record_sets)
+            .sequence()
+            .http_status(
+                400,
+                Some(PENDING.replace("PriorRequestNotComplete", "Throttling")),
+            )
+            .output(applied)
+            .build();
+        assert!(dns(&rule).apply("Z1", &batch(), "test").await.is_ok());
+        assert_eq!(rule.num_calls(), 2);
+    }
+}

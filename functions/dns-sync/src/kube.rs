@@ -1,0 +1,79 @@
+//! The Kubernetes adapter: lists Ingresses and LoadBalancer Services.
+
+use std::future::Future;
+
+use aws_config::SdkConfig;
+use bridgekeeper::cluster::{ClusterError, ClusterTarget, Clusters, list_all};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::Api;
+use serde::de::DeserializeOwned;
+
+/// What dns-sync reads from a cluster; the handler is generic over it.
+pub trait Sources: Send + Sync {
+    fn ingresses(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Ingress>, ClusterError>> + Send;
+    fn services(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Service>, ClusterError>> + Send;
+}
+
+pub struct KubeSources {
+    clusters: Clusters,
+}
+
+impl KubeSources {
+    pub fn new(targets: &[(String, ClusterTarget)], sdk: &SdkConfig) -> Self {
+        KubeSources {
+            clusters: Clusters::new(targets, sdk),
+        }
+    }
+
+    async fn list<K>(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        kind: &str,
+    ) -> Result<Vec<K>, ClusterError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let what = format!("list {kind} in {}", namespace.unwrap_or("all namespaces"));
+        self.clusters
+            .call(cluster, &what, |client| async move {
+                let api: Api<K> = match namespace {
+                    Some(ns) => Api::namespaced(client, ns),
+                    None => Api::all(client),
+                };
+                list_all(&api).await
+            })
+            .await
+    }
+}
+
+impl Sources for KubeSources {
+    async fn ingresses(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Ingress>, ClusterError> {
+        self.list(cluster, namespace, "ingresses").await
+    }
+
+    async fn services(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Service>, ClusterError> {
+        self.list(cluster, namespace, "services").await
+    }
+}

@@ -1,0 +1,12 @@
+//! dns-sync: keep the Route53 records of each Ingress's (and LoadBalancer Service's) hosts
+//! pointing at its load balancer, touching only records it owns.
+
+pub mod aws;
+pub mod config;
+pub mod domain;
+pub mod handler;
+pub mod kube;
+
+pub use config::Config;
+
+pub const FUNCTION: &str = "dns-sync";
