@@ -136,24 +136,30 @@ fn endpoints(
         let reason = "no load balancer hostname in its status yet".into();
         return (vec![], vec![Skip { source, reason }]);
     };
-    let mut out = Vec::new();
     let mut skipped = Vec::new();
+    let mut valid = BTreeSet::new();
     for h in hosts {
         match normalize(&h) {
-            Some(host) => out.push(Endpoint {
-                host,
-                target: target.clone(),
-                source: source.clone(),
-                cluster: cluster.to_owned(),
-                kind,
-                ttl,
-            }),
+            Some(host) => {
+                valid.insert(host);
+            }
             None => skipped.push(Skip {
                 source: source.clone(),
                 reason: format!("{h:?} is not a valid DNS name"),
             }),
         }
     }
+    let out = valid
+        .into_iter()
+        .map(|host| Endpoint {
+            host,
+            target: target.clone(),
+            source: source.clone(),
+            cluster: cluster.to_owned(),
+            kind,
+            ttl,
+        })
+        .collect();
     (out, skipped)
 }
 
@@ -657,4 +663,472 @@ pub fn batches(groups: Vec<Vec<DnsChange>>) -> Vec<Vec<DnsChange>> {
         chars += c;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const LB: &str = "k8s-shop-api-1854330541.eu-west-1.elb.amazonaws.com";
+    const LB2: &str = "k8s-shop-api-2222222222.eu-west-1.elb.amazonaws.com";
+
+    fn ep(host: &str, target: &str, kind: RecordKind) -> Endpoint {
+        Endpoint {
+            host: host.into(),
+            target: target.into(),
+            source: "prod/ingress/shop/api".into(),
+            cluster: "prod".into(),
+            kind,
+            ttl: 300,
+        }
+    }
+
+    fn lbs() -> HashMap<String, LoadBalancer> {
+        let lb = |d| LoadBalancer {
+            canonical_zone_id: "Z32O12XQLNTSW2".into(),
+            dualstack: d,
+        };
+        HashMap::from([(LB.to_owned(), lb(false)), (LB2.to_owned(), lb(true))])
+    }
+
+    fn alias(host: &str, rtype: &str, target: &str) -> RecordSet {
+        RecordSet {
+            name: host.into(),
+            rtype: rtype.into(),
+            ttl: None,
+            values: vec![],
+            alias: Some(AliasTarget {
+                zone_id: "Z32O12XQLNTSW2".into(),
+                dns_name: target.into(),
+                evaluate_health: false,
+            }),
+            set_identifier: None,
+        }
+    }
+
+    fn plain(host: &str, rtype: &str, value: &str) -> RecordSet {
+        RecordSet {
+            name: host.into(),
+            rtype: rtype.into(),
+            ttl: Some(300),
+            values: vec![value.into()],
+            alias: None,
+            set_identifier: None,
+        }
+    }
+
+    fn ours(host: &str) -> RecordSet {
+        plain(
+            &owner_name(host),
+            "TXT",
+            &owner_value("bk", &ep(host, LB, RecordKind::Alias)),
+        )
+    }
+
+    fn plan(endpoints: &[Endpoint], existing: &[RecordSet], policy: Policy) -> ZonePlan {
+        let lbs = lbs();
+        let complete = BTreeSet::from(["prod".to_owned()]);
+        plan_zone(&PlanInput {
+            endpoints,
+            existing,
+            load_balancers: &lbs,
+            owner: "bk",
+            policy,
+            complete_clusters: &complete,
+            ttl: 300,
+        })
+    }
+
+    fn actions(p: &ZonePlan) -> Vec<String> {
+        p.batches
+            .iter()
+            .flatten()
+            .map(|c| {
+                let (a, r) = match c {
+                    DnsChange::Create(r) => ("CREATE", r),
+                    DnsChange::Upsert(r) => ("UPSERT", r),
+                    DnsChange::Delete(r) => ("DELETE", r),
+                };
+                format!("{a} {} {}", r.rtype, r.name)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_host_gets_an_alias_record_and_its_ownership_txt_together() {
+        let p = plan(
+            &[ep("api.example.com", LB, RecordKind::Alias)],
+            &[],
+            Policy::UpsertOnly,
+        );
+        assert_eq!(p.created, ["api.example.com"]);
+        assert_eq!(p.batches.len(), 1);
+        assert_eq!(
+            actions(&p),
+            [
+                "CREATE A api.example.com",
+                "CREATE TXT _bridgekeeper.api.example.com"
+            ]
+        );
+        let txt = p.batches[0][1].record();
+        assert_eq!(
+            txt.values,
+            ["\"heritage=bridgekeeper,owner=bk,cluster=prod,source=ingress/shop/api\""]
+        );
+    }
+
+    #[test]
+    fn a_dualstack_load_balancer_also_gets_aaaa_and_a_non_elb_target_a_cname() {
+        let p = plan(
+            &[ep("v6.example.com", LB2, RecordKind::Alias)],
+            &[],
+            Policy::UpsertOnly,
+        );
+        assert_eq!(
+            actions(&p)[..2],
+            ["CREATE A v6.example.com", "CREATE AAAA v6.example.com"]
+        );
+        let p = plan(
+            &[ep(
+                "ext.example.com",
+                "edge.cdn.example.net",
+                RecordKind::Alias,
+            )],
+            &[],
+            Policy::UpsertOnly,
+        );
+        assert_eq!(actions(&p)[0], "CREATE CNAME ext.example.com");
+        assert_eq!(p.batches[0][0].record().ttl, Some(300));
+    }
+
+    #[test]
+    fn nothing_to_change_makes_no_batch() {
+        let existing = [alias("api.example.com", "A", LB), ours("api.example.com")];
+        let p = plan(
+            &[ep("api.example.com", LB, RecordKind::Alias)],
+            &existing,
+            Policy::Sync,
+        );
+        assert_eq!(p.unchanged, ["api.example.com"]);
+        assert!(p.batches.is_empty());
+    }
+
+    #[test]
+    fn a_moved_load_balancer_upserts_the_owned_record() {
+        let existing = [alias("api.example.com", "A", LB), ours("api.example.com")];
+        let p = plan(
+            &[ep("api.example.com", LB2, RecordKind::Alias)],
+            &existing,
+            Policy::UpsertOnly,
+        );
+        assert_eq!(p.updated, ["api.example.com"]);
+        assert_eq!(
+            actions(&p),
+            ["UPSERT A api.example.com", "CREATE AAAA api.example.com"]
+        );
+    }
+
+    #[test]
+    fn a_type_change_deletes_the_old_and_creates_the_new_in_one_batch() {
+        let existing = [
+            plain("api.example.com", "CNAME", LB),
+            ours("api.example.com"),
+        ];
+        let p = plan(
+            &[ep("api.example.com", LB, RecordKind::Alias)],
+            &existing,
+            Policy::UpsertOnly,
+        );
+        assert_eq!(p.batches.len(), 1);
+        assert_eq!(
+            actions(&p),
+            ["DELETE CNAME api.example.com", "CREATE A api.example.com"]
+        );
+        let existing = [alias("api.example.com", "A", LB), ours("api.example.com")];
+        let p = plan(
+            &[ep("api.example.com", LB, RecordKind::Cname)],
+            &existing,
+            Policy::UpsertOnly,
+        );
+        assert_eq!(
+            actions(&p),
+            ["DELETE A api.example.com", "CREATE CNAME api.example.com"]
+        );
+    }
+
+    #[test]
+    fn a_foreign_record_is_never_touched_and_is_reported() {
+        let p = plan(
+            &[ep("www.example.com", LB, RecordKind::Alias)],
+            &[plain("www.example.com", "CNAME", "old.example.net")],
+            Policy::Sync,
+        );
+        assert!(p.batches.is_empty());
+        assert_eq!(p.conflicts[0].host, "www.example.com");
+        assert!(
+            p.conflicts[0]
+                .reason
+                .contains("existing CNAME record with no ownership record"),
+            "{:?}",
+            p.conflicts
+        );
+        let theirs = plain(
+            &owner_name("api.example.com"),
+            "TXT",
+            "\"heritage=bridgekeeper,owner=other-stack,cluster=x,source=y\"",
+        );
+        let p = plan(
+            &[ep("api.example.com", LB, RecordKind::Alias)],
+            &[alias("api.example.com", "A", LB2), theirs.clone()],
+            Policy::Sync,
+        );
+        assert!(p.batches.is_empty());
+        assert!(p.conflicts[0].reason.contains("owned by \"other-stack\""));
+        let p = plan(
+            &[ep("api.example.com", LB, RecordKind::Alias)],
+            &[theirs],
+            Policy::Sync,
+        );
+        assert!(
+            p.batches.is_empty(),
+            "another owner's TXT alone still marks the name as taken"
+        );
+        let weighted = RecordSet {
+            set_identifier: Some("blue".into()),
+            ..alias("w.example.com", "A", LB)
+        };
+        let p = plan(
+            &[ep("w.example.com", LB, RecordKind::Alias)],
+            &[weighted, ours("w.example.com")],
+            Policy::Sync,
+        );
+        assert_eq!(p.conflicts.len(), 1);
+    }
+
+    #[test]
+    fn two_sources_for_one_host_are_a_conflict_and_the_first_wins() {
+        let mut other = ep("api.example.com", LB2, RecordKind::Alias);
+        other.source = "prod/ingress/shop/api-v2".into();
+        let p = plan(
+            &[ep("api.example.com", LB, RecordKind::Alias), other],
+            &[],
+            Policy::Sync,
+        );
+        assert_eq!(p.created, ["api.example.com"]);
+        assert_eq!(
+            p.batches[0][0].record().alias.as_ref().unwrap().dns_name,
+            LB
+        );
+        assert!(p.conflicts[0].reason.contains("prod/ingress/shop/api-v2"));
+    }
+
+    #[test]
+    fn policies_decide_about_updates_and_deletions() {
+        let existing = [
+            alias("api.example.com", "A", LB),
+            ours("api.example.com"),
+            alias("gone.example.com", "A", LB),
+            ours("gone.example.com"),
+            alias("foreign.example.com", "A", LB),
+        ];
+        let want = [ep("api.example.com", LB2, RecordKind::Alias)];
+        let sync = plan(&want, &existing, Policy::Sync);
+        assert_eq!(
+            (sync.updated.len(), sync.deleted.as_slice()),
+            (1, ["gone.example.com".to_owned()].as_slice())
+        );
+        assert!(actions(&sync).contains(&"DELETE TXT _bridgekeeper.gone.example.com".to_owned()));
+        assert!(!actions(&sync).iter().any(|a| a.contains("foreign")));
+        let upsert = plan(&want, &existing, Policy::UpsertOnly);
+        assert_eq!((upsert.updated.len(), upsert.deleted.len()), (1, 0));
+        let create = plan(&want, &existing, Policy::CreateOnly);
+        assert_eq!((create.updated.len(), create.held.len()), (0, 1));
+        assert!(create.batches.is_empty());
+    }
+
+    #[test]
+    fn sync_never_deletes_hosts_of_a_cluster_that_could_not_be_read() {
+        let lbs = lbs();
+        let existing = [alias("gone.example.com", "A", LB), ours("gone.example.com")];
+        let p = plan_zone(&PlanInput {
+            endpoints: &[],
+            existing: &existing,
+            load_balancers: &lbs,
+            owner: "bk",
+            policy: Policy::Sync,
+            complete_clusters: &BTreeSet::new(),
+            ttl: 300,
+        });
+        assert!(p.deleted.is_empty() && p.batches.is_empty());
+    }
+
+    #[test]
+    fn batches_split_at_the_value_limit_without_splitting_a_host() {
+        // Two one-character values per host: 1,000 values is 500 hosts a batch.
+        let groups: Vec<Vec<DnsChange>> = (0..700)
+            .map(|i| {
+                vec![
+                    DnsChange::Create(plain(&format!("h{i}"), "CNAME", "t")),
+                    DnsChange::Create(plain(&format!("_bridgekeeper.h{i}"), "TXT", "o")),
+                ]
+            })
+            .collect();
+        let b = batches(groups);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [1_000, 400]);
+    }
+
+    #[test]
+    fn every_record_travels_with_its_ownership_txt() {
+        let want: Vec<Endpoint> = (0..2_500)
+            .map(|i| {
+                ep(
+                    &format!("h{i}.example.com"),
+                    "t.example.net",
+                    RecordKind::Cname,
+                )
+            })
+            .collect();
+        let p = plan(&want, &[], Policy::Sync);
+        let total: usize = p.batches.iter().flatten().map(|c| c.weight().1).sum();
+        assert_eq!(
+            p.batches.len(),
+            total.div_ceil(MAX_BATCH_CHARS),
+            "as few batches as the character limit allows"
+        );
+        for batch in &p.batches {
+            let names: BTreeSet<&str> = batch
+                .iter()
+                .map(|c| c.record().name.trim_start_matches(OWNER_PREFIX))
+                .collect();
+            assert_eq!(
+                names.len() * 2,
+                batch.len(),
+                "every record travels with its TXT"
+            );
+        }
+    }
+
+    #[test]
+    fn batches_split_at_the_character_limit_with_upserts_counted_twice() {
+        let long = format!("{}.example.net", "x".repeat(200));
+        let created: Vec<Vec<DnsChange>> = (0..100)
+            .map(|i| vec![DnsChange::Create(plain(&format!("h{i}"), "CNAME", &long))])
+            .collect();
+        let per = long.len();
+        assert_eq!(
+            batches(created).len(),
+            (100 * per).div_ceil(MAX_BATCH_CHARS)
+        );
+        let upserts: Vec<Vec<DnsChange>> = (0..100)
+            .map(|i| vec![DnsChange::Upsert(plain(&format!("h{i}"), "CNAME", &long))])
+            .collect();
+        assert_eq!(
+            batches(upserts).len(),
+            (100 * 2 * per).div_ceil(MAX_BATCH_CHARS)
+        );
+    }
+
+    #[test]
+    fn the_zone_is_the_longest_matching_suffix_within_the_filters() {
+        let z = |id: &str, name: &str, private| Zone {
+            id: id.into(),
+            name: name.into(),
+            private,
+        };
+        let zones = [
+            z("Z1", "example.com", false),
+            z("Z2", "eu.example.com", false),
+            z("Z3", "example.com", true),
+        ];
+        let filter = ZoneFilter {
+            domains: vec!["example.com".into()],
+            zone_type: ZoneType::Public,
+            zone_ids: vec![],
+        };
+        let allowed: Vec<Zone> = zones.iter().filter(|x| filter.allows(x)).cloned().collect();
+        assert_eq!(zone_for("api.eu.example.com", &allowed).unwrap().id, "Z2");
+        assert_eq!(zone_for("example.com", &allowed).unwrap().id, "Z1");
+        assert_eq!(zone_for("api.notexample.com", &allowed), None);
+        assert!(!filter.allows_host("api.other.org"));
+        let private = ZoneFilter {
+            zone_type: ZoneType::Private,
+            ..filter.clone()
+        };
+        assert!(private.allows(&zones[2]) && !private.allows(&zones[0]));
+        let by_id = ZoneFilter {
+            zone_ids: vec!["Z2".into()],
+            ..filter
+        };
+        assert!(by_id.allows(&zones[1]) && !by_id.allows(&zones[0]));
+    }
+
+    #[test]
+    fn ingress_annotations_choose_type_ttl_or_opt_out() {
+        let ing = |annotations: serde_json::Value| -> Ingress {
+            serde_json::from_value(json!({
+                "metadata": {"name": "api", "namespace": "shop", "annotations": annotations},
+                "spec": {"rules": [{"host": "API.Example.com"}, {"host": "example.com"}, {"host": "api.example.com"}]},
+                "status": {"loadBalancer": {"ingress": [{"hostname": LB}]}}
+            }))
+            .unwrap()
+        };
+        let defaults = Defaults {
+            kind: RecordKind::Alias,
+            ttl: 300,
+        };
+        let (eps, skips) = from_ingress("prod", &ing(json!({})), &defaults);
+        let hosts: Vec<_> = eps.iter().map(|e| e.host.as_str()).collect();
+        assert_eq!(hosts, ["api.example.com", "example.com"]);
+        assert!(skips.is_empty());
+        assert_eq!(eps[0].source, "prod/ingress/shop/api");
+        let (eps, _) = from_ingress(
+            "prod",
+            &ing(json!({TYPE_ANNOTATION: "cname", TTL_ANNOTATION: "60"})),
+            &defaults,
+        );
+        assert_eq!((eps[0].kind, eps[0].ttl), (RecordKind::Cname, 60));
+        assert!(
+            from_ingress("prod", &ing(json!({OPT_ANNOTATION: "false"})), &defaults)
+                .0
+                .is_empty()
+        );
+        let (eps, skips) = from_ingress("prod", &ing(json!({TTL_ANNOTATION: "soon"})), &defaults);
+        assert!(eps.is_empty() && skips[0].reason.contains("bridgekeeper.io/ttl"));
+    }
+
+    #[test]
+    fn a_load_balancer_service_with_a_hostname_annotation_is_a_source() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "mqtt", "namespace": "iot", "annotations": {HOSTNAME_ANNOTATION: "mqtt.example.com, broker.example.com"}},
+            "spec": {"type": "LoadBalancer"},
+            "status": {"loadBalancer": {"ingress": [{"hostname": LB}]}}
+        }))
+        .unwrap();
+        let (eps, _) = from_service(
+            "prod",
+            &svc,
+            &Defaults {
+                kind: RecordKind::Alias,
+                ttl: 300,
+            },
+        );
+        assert_eq!(eps.len(), 2);
+        assert_eq!(eps[0].source, "prod/service/iot/mqtt");
+        let pending: Ingress = serde_json::from_value(
+            json!({"metadata": {"name": "new"}, "spec": {"rules": [{"host": "new.example.com"}]}}),
+        )
+        .unwrap();
+        let (eps, skips) = from_ingress(
+            "prod",
+            &pending,
+            &Defaults {
+                kind: RecordKind::Alias,
+                ttl: 300,
+            },
+        );
+        assert!(eps.is_empty());
+        assert!(skips[0].reason.contains("no load balancer hostname"));
+    }
 }
