@@ -5,7 +5,7 @@
 //! exits when that closes. Tests isolate themselves with [`unique`] names and their own
 //! [`TestEnv::region`], since moto keeps state per account and region.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,12 +45,16 @@ impl StandIn {
             "stand-in {name}: {} not found; {INSTALL_HINT}",
             python.display()
         );
+        // Its log goes to a file: a pipe nobody reads fills up and stalls the server.
+        let log_path =
+            std::env::temp_dir().join(format!("bridgekeeper-{name}-{}.log", std::process::id()));
+        let log = std::fs::File::create(&log_path).expect("a log file in the temp dir");
         let mut child = Command::new(&python)
             .arg(&script)
             .arg(name)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -63,9 +67,8 @@ impl StandIn {
         let mut line = String::new();
         let _ = stdout.read_line(&mut line);
         let Some(url) = line.trim().strip_prefix("READY ").map(str::to_owned) else {
-            let mut err = String::new();
-            let _ = child.stderr.take().expect("piped").read_to_string(&mut err);
             let _ = child.kill();
+            let err = std::fs::read_to_string(&log_path).unwrap_or_default();
             panic!("stand-in {name} did not start ({INSTALL_HINT}):\n{line}{err}");
         };
         wait_until_listening(name, &url);
@@ -331,4 +334,37 @@ pub async fn node_group(
         .iter()
         .filter_map(|i| i.instance_id().map(str::to_owned))
         .collect())
+}
+
+/// An ELBv2 load balancer in moto (created through `tests/standins/aws_seed.py`, since it needs
+/// EC2 subnets); returns (DNS name, canonical hosted zone id).
+pub fn load_balancer(
+    region: &str,
+    name: &str,
+    dualstack: bool,
+) -> anyhow::Result<(String, String)> {
+    let root = repo_root();
+    let out = Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/standins/aws_seed.py"))
+        .args([
+            "load-balancer",
+            &moto().url,
+            region,
+            name,
+            if dualstack { "dualstack" } else { "ipv4" },
+        ])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "aws_seed.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok((
+        v["dns_name"].as_str().unwrap_or_default().to_owned(),
+        v["canonical_zone_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    ))
 }

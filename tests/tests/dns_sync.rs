@@ -1,0 +1,399 @@
+//! dns-sync against moto (Route53, ELBv2) and kmock (Ingresses, Services).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result};
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+};
+use bridgekeeper::AwsError;
+use bridgekeeper::config::Env;
+use bridgekeeper_tests::{Inbox, TestEnv, kmock, load_balancer, repo_root, unique};
+use dns_sync::aws::{AwsDns, Dns};
+use dns_sync::domain::{DnsChange, LoadBalancer, RecordSet, Zone};
+use dns_sync::handler::{Response, State, handle};
+use dns_sync::kube::KubeSources;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+/// The real adapter, counting the calls that matter.
+struct Counting {
+    inner: AwsDns,
+    applies: AtomicUsize,
+    lb_listings: AtomicUsize,
+}
+
+impl Dns for Counting {
+    async fn zones(&self) -> Result<Vec<Zone>, AwsError> {
+        self.inner.zones().await
+    }
+    async fn records(&self, zone_id: &str) -> Result<Vec<RecordSet>, AwsError> {
+        self.inner.records(zone_id).await
+    }
+    async fn load_balancers(&self) -> Result<HashMap<String, LoadBalancer>, AwsError> {
+        self.lb_listings.fetch_add(1, Ordering::SeqCst);
+        self.inner.load_balancers().await
+    }
+    async fn apply(
+        &self,
+        zone_id: &str,
+        batch: &[DnsChange],
+        comment: &str,
+    ) -> Result<String, AwsError> {
+        self.applies.fetch_add(1, Ordering::SeqCst);
+        self.inner.apply(zone_id, batch, comment).await
+    }
+}
+
+struct World {
+    env: TestEnv,
+    inbox: Inbox,
+    route53: aws_sdk_route53::Client,
+    dns: Counting,
+    zone: String,
+    zone_id: String,
+    ns: String,
+    lb: (String, String),
+    state: State,
+}
+
+impl World {
+    async fn new() -> Result<World> {
+        let env = TestEnv::aws().await;
+        let inbox = Inbox::create(&env.sdk).await?;
+        let route53 = aws_sdk_route53::Client::new(&env.sdk);
+        let zone = format!("{}.example.com", unique("shop"));
+        let created = route53
+            .create_hosted_zone()
+            .name(&zone)
+            .caller_reference(unique("ref"))
+            .send()
+            .await?;
+        let zone_id = created
+            .hosted_zone()
+            .context("zone")?
+            .id()
+            .trim_start_matches("/hostedzone/")
+            .to_owned();
+        let lb = load_balancer(&env.region, &unique("k8s-shop"), false)?;
+        let dns = Counting {
+            inner: AwsDns::new(
+                route53.clone(),
+                aws_sdk_elasticloadbalancingv2::Client::new(&env.sdk),
+            ),
+            applies: AtomicUsize::new(0),
+            lb_listings: AtomicUsize::new(0),
+        };
+        Ok(World {
+            env,
+            inbox,
+            route53,
+            dns,
+            zone,
+            zone_id,
+            ns: unique("shop"),
+            lb,
+            state: State::default(),
+        })
+    }
+
+    fn config(&self, extra: &[(&str, &str)]) -> dns_sync::Config {
+        let clusters = format!("prod={}", kmock().url);
+        let mut vars = vec![
+            ("ALERTS_TOPIC_ARN", self.inbox.topic_arn.as_str()),
+            ("CLUSTERS", clusters.as_str()),
+            ("NAMESPACES", self.ns.as_str()),
+            ("ZONE_IDS", self.zone_id.as_str()),
+            ("OWNER_ID", "bk-test"),
+            ("ENVIRONMENT", "prod"),
+        ];
+        vars.extend_from_slice(extra);
+        dns_sync::Config::from_env(&Env::from_pairs(vars)).unwrap()
+    }
+
+    async fn run(&self, config: &dns_sync::Config) -> Result<Response> {
+        let sources = KubeSources::new(&config.clusters, &self.env.sdk);
+        let notifier = config.notifier(aws_sdk_sns::Client::new(&self.env.sdk));
+        let event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            repo_root().join("events/dns-sync/schedule.json"),
+        )?)?;
+        Ok(handle(event, config, &sources, &self.dns, &notifier, &self.state).await?)
+    }
+
+    async fn ingresses(&self) -> Result<Api<Ingress>> {
+        let client = bridgekeeper::cluster::ClusterAccess::url(&kmock().url, None)
+            .client()
+            .await?;
+        Ok(Api::namespaced(client, &self.ns))
+    }
+
+    async fn ingress(&self, name: &str, hosts: &[String], lb: &str) -> Result<()> {
+        let rules: Vec<_> = hosts.iter().map(|h| json!({"host": h})).collect();
+        let ing: Ingress = serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {"rules": rules},
+            "status": {"loadBalancer": {"ingress": [{"hostname": lb}]}}
+        }))?;
+        self.ingresses()
+            .await?
+            .create(&PostParams::default(), &ing)
+            .await?;
+        Ok(())
+    }
+
+    /// (type, alias target or value) of every record at `name`.
+    async fn records(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let out = self
+            .route53
+            .list_resource_record_sets()
+            .hosted_zone_id(&self.zone_id)
+            .send()
+            .await?;
+        let mut found: Vec<(String, String)> = out
+            .resource_record_sets()
+            .iter()
+            .filter(|r| r.name().trim_end_matches('.') == name)
+            .map(|r| {
+                let value = match r.alias_target() {
+                    Some(a) => a.dns_name().trim_end_matches('.').to_owned(),
+                    None => r
+                        .resource_records()
+                        .iter()
+                        .map(|v| v.value().to_owned())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                };
+                (r.r#type().as_str().to_owned(), value)
+            })
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
+    fn applies(&self) -> usize {
+        self.dns.applies.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_sync_creates_alias_and_txt_then_reruns_write_nothing() -> Result<()> {
+    let w = World::new().await?;
+    let (api, apex) = (format!("api.{}", w.zone), w.zone.clone());
+    w.ingress("shop", &[api.clone(), apex.clone()], &w.lb.0)
+        .await?;
+    let config = w.config(&[]);
+
+    let first = w.run(&config).await?;
+    assert_eq!(first.zones.len(), 1, "{first:?}");
+    let mut created = first.zones[0].created.clone();
+    created.sort();
+    let mut expected = vec![api.clone(), apex.clone()];
+    expected.sort();
+    assert_eq!(created, expected);
+    assert_eq!(w.applies(), 1);
+    assert_eq!(
+        w.records(&api).await?,
+        [("A".to_owned(), w.lb.0.to_lowercase())]
+    );
+    assert_eq!(
+        w.records(&apex)
+            .await?
+            .iter()
+            .filter(|(t, _)| t == "A")
+            .count(),
+        1
+    );
+    let txt = w.records(&format!("_bridgekeeper.{api}")).await?;
+    assert_eq!(txt[0].0, "TXT");
+    assert!(
+        txt[0]
+            .1
+            .contains("owner=bk-test,cluster=prod,source=ingress/"),
+        "{txt:?}"
+    );
+
+    // The same event twice more: zero ChangeResourceRecordSets calls, one LB listing each.
+    for _ in 0..2 {
+        let again = w.run(&config).await?;
+        assert_eq!(again.zones[0].unchanged, 2);
+        assert!(again.zones[0].created.is_empty() && again.zones[0].updated.is_empty());
+    }
+    assert_eq!(w.applies(), 1);
+    assert_eq!(w.dns.lb_listings.load(Ordering::SeqCst), 3);
+
+    let messages = w.inbox.receive().await?;
+    assert_eq!(
+        messages.len(),
+        1,
+        "only the run that changed records notifies"
+    );
+    assert!(
+        messages[0]
+            .subject
+            .as_deref()
+            .unwrap()
+            .starts_with("[prod] DNS sync: 2 records changed in"),
+        "{messages:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_load_balancer_updates_the_record() -> Result<()> {
+    let w = World::new().await?;
+    let api = format!("api.{}", w.zone);
+    w.ingress("shop", std::slice::from_ref(&api), &w.lb.0)
+        .await?;
+    let config = w.config(&[]);
+    w.run(&config).await?;
+    let lb2 = load_balancer(&w.env.region, &unique("k8s-shop-v2"), true)?;
+    let status = json!({"status": {"loadBalancer": {"ingress": [{"hostname": lb2.0}]}}});
+    w.ingresses()
+        .await?
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+
+    let r = w.run(&config).await?;
+    assert_eq!(r.zones[0].updated, [api.clone()]);
+    let records = w.records(&api).await?;
+    assert_eq!(
+        records,
+        [
+            ("A".to_owned(), lb2.0.to_lowercase()),
+            ("AAAA".to_owned(), lb2.0.to_lowercase())
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_foreign_record_is_left_untouched_and_reported() -> Result<()> {
+    let w = World::new().await?;
+    let www = format!("www.{}", w.zone);
+    let theirs = ResourceRecordSet::builder()
+        .name(&www)
+        .r#type(RrType::Cname)
+        .ttl(60)
+        .resource_records(
+            ResourceRecord::builder()
+                .value("legacy.example.net")
+                .build()?,
+        )
+        .build()?;
+    w.route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&w.zone_id)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(
+                    Change::builder()
+                        .action(ChangeAction::Create)
+                        .resource_record_set(theirs)
+                        .build()?,
+                )
+                .build()?,
+        )
+        .send()
+        .await?;
+    w.ingress("shop", std::slice::from_ref(&www), &w.lb.0)
+        .await?;
+
+    let r = w.run(&w.config(&[("POLICY", "sync")])).await?;
+    assert_eq!(r.zones[0].conflicts.len(), 1);
+    assert_eq!(r.zones[0].conflicts[0].host, www);
+    assert_eq!(w.applies(), 0);
+    assert_eq!(
+        w.records(&www).await?,
+        [("CNAME".to_owned(), "legacy.example.net".to_owned())]
+    );
+    let messages = w.inbox.receive().await?;
+    assert!(
+        messages[0].body.contains("CONFLICT"),
+        "{}",
+        messages[0].body
+    );
+    // The same conflict on the next run is not mailed again.
+    w.run(&w.config(&[("POLICY", "sync")])).await?;
+    assert!(w.inbox.receive().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn sync_deletes_only_the_owned_records_of_a_removed_ingress() -> Result<()> {
+    let w = World::new().await?;
+    let (api, old) = (format!("api.{}", w.zone), format!("old.{}", w.zone));
+    w.ingress("shop", std::slice::from_ref(&api), &w.lb.0)
+        .await?;
+    w.ingress("legacy", std::slice::from_ref(&old), &w.lb.0)
+        .await?;
+    let config = w.config(&[("POLICY", "sync")]);
+    w.run(&config).await?;
+    w.ingresses()
+        .await?
+        .delete("legacy", &DeleteParams::default())
+        .await?;
+
+    let upsert_only = w.run(&w.config(&[])).await?;
+    assert!(
+        upsert_only.zones[0].deleted.is_empty(),
+        "upsert-only never deletes"
+    );
+    let r = w.run(&config).await?;
+    assert_eq!(r.zones[0].deleted, [old.clone()]);
+    assert!(w.records(&old).await?.is_empty());
+    assert!(w.records(&format!("_bridgekeeper.{old}")).await?.is_empty());
+    assert_eq!(w.records(&api).await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn twenty_five_hundred_hosts_sync_in_the_fewest_batches() -> Result<()> {
+    let w = World::new().await?;
+    let hosts: Vec<String> = (0..2_500).map(|i| format!("h{i:04}.{}", w.zone)).collect();
+    w.ingress("many", &hosts, &w.lb.0).await?;
+    let config = w.config(&[("DRY_RUN", "true")]);
+    let plan = w.run(&config).await?;
+    let batches = plan.zones[0].batches;
+    // Each host is an alias A plus its TXT; the 32,000-character limit decides the batch count.
+    let chars: usize = plan.zones[0]
+        .changes
+        .iter()
+        .map(|c| {
+            let r = c.record();
+            r.alias.as_ref().map_or_else(
+                || r.values.iter().map(String::len).sum(),
+                |a| a.dns_name.len(),
+            )
+        })
+        .sum();
+    assert_eq!(batches, chars.div_ceil(32_000));
+    assert_eq!(w.applies(), 0, "a dry run writes nothing");
+
+    let r = w.run(&w.config(&[])).await?;
+    assert_eq!(r.zones[0].created.len(), 2_500);
+    assert_eq!(w.applies(), batches);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_input_is_rejected_before_any_call() -> Result<()> {
+    use bridgekeeper::Classify;
+    let w = World::new().await?;
+    let sources = KubeSources::new(&w.config(&[]).clusters, &w.env.sdk);
+    let notifier = w.config(&[]).notifier(aws_sdk_sns::Client::new(&w.env.sdk));
+    let push: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        repo_root().join("events/image-rollout/push-latest.json"),
+    )?)?;
+    let err = handle(push, &w.config(&[]), &sources, &w.dns, &notifier, &w.state)
+        .await
+        .unwrap_err();
+    assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
+    assert_eq!(
+        (w.applies(), w.dns.lb_listings.load(Ordering::SeqCst)),
+        (0, 0)
+    );
+    Ok(())
+}
