@@ -51,10 +51,15 @@ def seed(endpoint: str) -> dict[str, str]:
                                AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="local-password", Tags=tag)
     rds.create_db_cluster(DBClusterIdentifier="orders-aurora", Engine="aurora-postgresql",
                           MasterUsername="admin", MasterUserPassword="local-password", Tags=tag)
-    return {"topic": topic, "queue": queue}
+    r53 = boto3.client("route53", **kw)
+    zone = r53.create_hosted_zone(Name="shop.local.example.com", CallerReference="bridgekeeper-local")["HostedZone"]["Id"]
+    ec2, elb = boto3.client("ec2", **kw), boto3.client("elbv2", **kw)
+    subnets = [x["SubnetId"] for x in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]]
+    lb = elb.create_load_balancer(Name="k8s-shop-web", Subnets=subnets[:2], Type="application")["LoadBalancers"][0]["DNSName"]
+    return {"topic": topic, "queue": queue, "zone": zone.split("/")[-1], "lb": lb}
 
 
-def seed_kube(url: str) -> None:
+def seed_kube(url: str, lb: str) -> None:
     import json
     import urllib.request
 
@@ -70,6 +75,15 @@ def seed_kube(url: str) -> None:
         req = urllib.request.Request(f"{url}/apis/apps/v1/namespaces/{ns}/deployments", data=json.dumps(body).encode(),
                                      headers={"content-type": "application/json"}, method="POST")
         urllib.request.urlopen(req).read()
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "shop", "namespace": "shop-web"},
+        "spec": {"rules": [{"host": "api.shop.local.example.com"}, {"host": "shop.local.example.com"}]},
+        "status": {"loadBalancer": {"ingress": [{"hostname": lb}]}},
+    }
+    req = urllib.request.Request(f"{url}/apis/networking.k8s.io/v1/namespaces/shop-web/ingresses", data=json.dumps(ingress).encode(),
+                                 headers={"content-type": "application/json"}, method="POST")
+    urllib.request.urlopen(req).read()
 
 
 def main() -> None:
@@ -79,7 +93,7 @@ def main() -> None:
     endpoint = f"http://127.0.0.1:{MOTO_PORT}"
     seeded = seed(endpoint)
     kube_url = f"http://127.0.0.1:{KMOCK_PORT}"
-    seed_kube(kube_url)
+    seed_kube(kube_url, seeded["lb"])
     env = {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_REGION": REGION,
@@ -94,6 +108,8 @@ def main() -> None:
         "ROLLOUT_RULES": '[{"repository":"shop/*","tag":"latest","clusters":["dev"],"namespaces":["shop-dev"]},'
                          '{"repository":"shop/*","tag":"stable","clusters":["prod"],"namespaces":["shop-prod"]}]',
         "WATCH_TIMEOUT_SECONDS": "0",
+        "ZONE_IDS": seeded["zone"],
+        "OWNER_ID": "bridgekeeper-local",
     }
     (ROOT / ".local.env").write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
     print(f"moto (AWS):        {endpoint}")
@@ -101,6 +117,8 @@ def main() -> None:
     print(f"seeded: SNS topic {seeded['topic']} (read it via SQS {seeded['queue']}),")
     print("        RDS instances shop-db, billing-db and Aurora cluster orders-aurora, tagged bridgekeeper:export=true")
     print("        Deployments shop-dev/api, shop-dev/worker (shop/api:latest) and shop-prod/api (shop/api:stable)")
+    print(f"        hosted zone shop.local.example.com ({seeded['zone']}), load balancer {seeded['lb']},")
+    print("        Ingress shop-web/shop for api.shop.local.example.com and the apex")
     print("wrote .local.env; now: cargo lambda watch --env-file .local.env   (Ctrl-C here stops the stand-ins)", flush=True)
     try:
         signal.pause()

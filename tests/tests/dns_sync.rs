@@ -257,7 +257,7 @@ async fn a_new_load_balancer_updates_the_record() -> Result<()> {
         .await?;
 
     let r = w.run(&config).await?;
-    assert_eq!(r.zones[0].updated, [api.clone()]);
+    assert_eq!(r.zones[0].updated, std::slice::from_ref(&api));
     let records = w.records(&api).await?;
     assert_eq!(
         records,
@@ -342,7 +342,7 @@ async fn sync_deletes_only_the_owned_records_of_a_removed_ingress() -> Result<()
         "upsert-only never deletes"
     );
     let r = w.run(&config).await?;
-    assert_eq!(r.zones[0].deleted, [old.clone()]);
+    assert_eq!(r.zones[0].deleted, std::slice::from_ref(&old));
     assert!(w.records(&old).await?.is_empty());
     assert!(w.records(&format!("_bridgekeeper.{old}")).await?.is_empty());
     assert_eq!(w.records(&api).await?.len(), 1);

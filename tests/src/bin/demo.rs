@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use aws_sdk_rds::types::Tag;
 use bridgekeeper::cluster::ClusterAccess;
 use bridgekeeper::config::Env;
-use bridgekeeper_tests::{Inbox, TestEnv, kmock, moto, node_group, repo_root};
+use bridgekeeper_tests::{Inbox, TestEnv, kmock, load_balancer, moto, node_group, repo_root};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, PostParams};
 use snapshot_export::handler::{Response, handle};
@@ -35,6 +35,7 @@ async fn main() -> Result<()> {
     snapshot_export_demo().await?;
     scaling_alerts_demo().await?;
     image_rollout_demo().await?;
+    dns_sync_demo().await?;
     println!("\nDone. Every call above went to the local stand-ins; nothing left this machine.");
     Ok(())
 }
@@ -282,5 +283,128 @@ async fn image_rollout_demo() -> Result<()> {
         }
     }
     println!("  notifications sent: {}", inbox.receive().await?.len());
+    Ok(())
+}
+
+async fn dns_sync_demo() -> Result<()> {
+    use k8s_openapi::api::networking::v1::Ingress;
+    use kube::api::{Patch, PatchParams};
+
+    println!(
+        "\n== dns-sync: a hosted zone and a load balancer in moto, an Ingress for api.<zone> and the apex in kmock"
+    );
+    let env = TestEnv::aws().await;
+    let inbox = Inbox::create(&env.sdk).await?;
+    let route53 = aws_sdk_route53::Client::new(&env.sdk);
+    let zone = "shop-demo.example.com";
+    let created = route53
+        .create_hosted_zone()
+        .name(zone)
+        .caller_reference("bridgekeeper-demo")
+        .send()
+        .await?;
+    let zone_id = created
+        .hosted_zone()
+        .context("zone")?
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_owned();
+    let (lb, _) = load_balancer(&env.region, "k8s-shop-api", false)?;
+    let client = ClusterAccess::url(&kmock().url, None).client().await?;
+    let ingresses: Api<Ingress> = Api::namespaced(client, "shop-web");
+    let ing: Ingress = serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "shop", "namespace": "shop-web"},
+        "spec": {"rules": [{"host": format!("api.{zone}")}, {"host": zone}]},
+        "status": {"loadBalancer": {"ingress": [{"hostname": lb}]}}
+    }))?;
+    ingresses.create(&PostParams::default(), &ing).await?;
+    println!("  zone {zone} ({zone_id}); Ingress shop-web/shop → {lb}");
+
+    let clusters = format!("prod={}", kmock().url);
+    let config = dns_sync::Config::from_env(&Env::from_pairs([
+        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
+        ("ENVIRONMENT", "prod"),
+        ("CLUSTERS", clusters.as_str()),
+        ("NAMESPACES", "shop-web"),
+        ("ZONE_IDS", zone_id.as_str()),
+        ("OWNER_ID", "bridgekeeper-demo"),
+    ]))?;
+    let sources = dns_sync::kube::KubeSources::new(&config.clusters, &env.sdk);
+    let dns = dns_sync::aws::AwsDns::new(
+        route53.clone(),
+        aws_sdk_elasticloadbalancingv2::Client::new(&env.sdk),
+    );
+    let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
+    let state = dns_sync::handler::State::default();
+    let show_records = || async {
+        let out = route53
+            .list_resource_record_sets()
+            .hosted_zone_id(&zone_id)
+            .send()
+            .await?;
+        for r in out.resource_record_sets() {
+            let t = r.r#type().as_str();
+            if t == "SOA" || t == "NS" {
+                continue;
+            }
+            let value = match r.alias_target() {
+                Some(a) => format!("ALIAS {}", a.dns_name()),
+                None => r
+                    .resource_records()
+                    .iter()
+                    .map(|v| v.value())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            };
+            println!("    {:<48} {:<5} {value}", r.name(), t);
+        }
+        anyhow::Ok(())
+    };
+
+    let run = |n: String| {
+        let (config, sources, dns, notifier, state) = (&config, &sources, &dns, &notifier, &state);
+        async move {
+            println!("\n-- {n} (events/dns-sync/schedule.json)");
+            let r = dns_sync::handler::handle(
+                event("dns-sync/schedule.json")?,
+                config,
+                sources,
+                dns,
+                notifier,
+                state,
+            )
+            .await?;
+            for z in &r.zones {
+                println!(
+                    "  {}: created {:?}, updated {:?}, deleted {:?}, unchanged {}, conflicts {}, change batches {}",
+                    z.zone,
+                    z.created,
+                    z.updated,
+                    z.deleted,
+                    z.unchanged,
+                    z.conflicts.len(),
+                    z.batches
+                );
+            }
+            anyhow::Ok(())
+        }
+    };
+    run("first sync".into()).await?;
+    println!("  records now:");
+    show_records().await?;
+    show_inbox(&inbox).await?;
+    run("the same event again: nothing to change, no write call, no message".into()).await?;
+    println!("  messages: {}", inbox.receive().await?.len());
+
+    let (lb2, _) = load_balancer(&env.region, "k8s-shop-api-v2", false)?;
+    let status = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"hostname": lb2}]}}});
+    ingresses
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    run(format!("the Ingress moved to {lb2}")).await?;
+    println!("  records now:");
+    show_records().await?;
+    show_inbox(&inbox).await?;
     Ok(())
 }
