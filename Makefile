@@ -6,7 +6,7 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CARGO_FLAGS := --workspace --locked
 
-.PHONY: setup demo test lint ci standins clean-venv
+.PHONY: setup demo test lint ci standins bench scale clean-venv
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,14 @@ test: setup
 ## Stand-ins on fixed ports for trying functions by hand with cargo lambda (see README).
 standins: setup
 	$(VENV)/bin/python tests/standins/up.py
+
+## Release builds (x86_64 and arm64) and the benchmark: init, warm latency, memory, size, API calls.
+bench: setup
+	$(VENV)/bin/python bench/bench.py $(BENCH_ARGS)
+
+## The planners at scale (time and peak memory), in a release build.
+scale:
+	cargo run --release --locked -p bridgekeeper-tests --bin scale
 
 ## Format, lint and template checks (CI runs these after the tests).
 lint: setup

@@ -86,16 +86,10 @@ def seed_kube(url: str, lb: str) -> None:
     urllib.request.urlopen(req).read()
 
 
-def main() -> None:
-    children = [start("moto", MOTO_PORT), start("kmock", KMOCK_PORT)]
-    wait_http(MOTO_PORT)
-    wait_http(KMOCK_PORT)
-    endpoint = f"http://127.0.0.1:{MOTO_PORT}"
-    seeded = seed(endpoint)
-    kube_url = f"http://127.0.0.1:{KMOCK_PORT}"
-    seed_kube(kube_url, seeded["lb"])
-    env = {
-        "AWS_ENDPOINT_URL": endpoint,
+def function_env(seeded: dict, aws_url: str, kube_url: str) -> dict[str, str]:
+    """Every function's variables, pointed at the stand-ins (or proxies in front of them)."""
+    return {
+        "AWS_ENDPOINT_URL": aws_url,
         "AWS_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -111,6 +105,17 @@ def main() -> None:
         "ZONE_IDS": seeded["zone"],
         "OWNER_ID": "bridgekeeper-local",
     }
+
+
+def main() -> None:
+    children = [start("moto", MOTO_PORT), start("kmock", KMOCK_PORT)]
+    wait_http(MOTO_PORT)
+    wait_http(KMOCK_PORT)
+    endpoint = f"http://127.0.0.1:{MOTO_PORT}"
+    seeded = seed(endpoint)
+    kube_url = f"http://127.0.0.1:{KMOCK_PORT}"
+    seed_kube(kube_url, seeded["lb"])
+    env = function_env(seeded, endpoint, kube_url)
     (ROOT / ".local.env").write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
     print(f"moto (AWS):        {endpoint}")
     print(f"kmock (Kubernetes): http://127.0.0.1:{KMOCK_PORT}")

@@ -1,0 +1,335 @@
+"""`make bench`: what users pay for, per function, next to a hello-world Lambda built the same way.
+
+- init: spawn the release `bootstrap` with AWS_LAMBDA_RUNTIME_API pointing at a minimal Lambda
+  Runtime API served here, and time until its first `GET .../invocation/next` (N runs, interleaved
+  with hello-world so both see the same machine);
+- warm: the function's events/ samples sent through that Runtime API against the stand-ins;
+- memory: the process's peak RSS (VmHWM) over the warm invocations;
+- size: the bootstrap and its zip, per architecture;
+- API calls: AWS and Kubernetes requests per invocation, counted by proxies in front of the
+  stand-ins.
+
+Prints a table and writes it, with the machine and commit, to bench-results/.
+"""
+import argparse
+import http.client
+import http.server
+import json
+import os
+import platform
+import queue
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests/standins"))
+import up  # noqa: E402  (the stand-in seeding `make standins` uses)
+
+FUNCTIONS = ["snapshot-export", "dns-sync", "image-rollout", "scaling-alerts"]
+BASELINE = "hello-lambda"
+SAMPLES = {
+    "snapshot-export": ["schedule.json", "export-completed.json"],
+    "dns-sync": ["schedule.json"],
+    "image-rollout": ["push-latest.json"],
+    "scaling-alerts": ["sqs-batch.json"],
+}
+BUDGET_INIT_RATIO = 1.5
+BUDGET_RSS_MB = 25
+BUDGET_ZIP_MB = 5
+
+
+class RuntimeApi(http.server.ThreadingHTTPServer):
+    """The part of the Lambda Runtime API a function uses: next, response, error."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), RuntimeHandler)
+        self.events: "queue.Queue[tuple[str, bytes]]" = queue.Queue()
+        self.results: dict[str, "queue.Queue[tuple[str, bytes]]"] = {}
+        self.first_next = threading.Event()
+        self.first_next_at = 0.0
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+    def invoke(self, payload: bytes, timeout: float = 60) -> tuple[str, bytes, float]:
+        request_id = str(uuid.uuid4())
+        self.results[request_id] = queue.Queue()
+        started = time.perf_counter()
+        self.events.put((request_id, payload))
+        kind, body = self.results[request_id].get(timeout=timeout)
+        return kind, body, time.perf_counter() - started
+
+
+class RuntimeHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: RuntimeApi
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if not self.path.endswith("/invocation/next"):
+            return self.reply(404, b"{}")
+        if not self.server.first_next.is_set():
+            self.server.first_next_at = time.perf_counter()
+            self.server.first_next.set()
+        request_id, payload = self.server.events.get()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Lambda-Runtime-Aws-Request-Id", request_id)
+        self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 300_000))
+        self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:123456789012:function:bench")
+        self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        parts = self.path.split("/")
+        if "invocation" in parts and parts[-1] in ("response", "error"):
+            request_id = parts[parts.index("invocation") + 1]
+            self.server.results[request_id].put((parts[-1], body))
+        self.reply(202, b"{}")
+
+    def reply(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class CountingProxy(http.server.ThreadingHTTPServer):
+    """Forwards every request to a stand-in and counts them."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str):
+        super().__init__(("127.0.0.1", 0), ProxyHandler)
+        self.upstream = upstream.removeprefix("http://")
+        self.count = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def take(self) -> int:
+        with self.lock:
+            n, self.count = self.count, 0
+            return n
+
+
+class ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: CountingProxy
+
+    def log_message(self, *args):
+        pass
+
+    def forward(self):
+        with self.server.lock:
+            self.server.count += 1
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "transfer-encoding")}
+        conn.request(self.command, self.path, body=body or None, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        conn.close()
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = forward
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def spawn(binary: Path, api: RuntimeApi, env: dict) -> subprocess.Popen:
+    full = {"PATH": os.environ.get("PATH", ""), "AWS_LAMBDA_RUNTIME_API": api.address,
+            "AWS_LAMBDA_FUNCTION_NAME": binary.parent.name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN", **env}
+    return subprocess.Popen([str(binary)], env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def init_time(binary: Path, env: dict) -> float:
+    api = RuntimeApi()
+    started = time.perf_counter()
+    proc = spawn(binary, api, env)
+    if not api.first_next.wait(30):
+        proc.kill()
+        raise RuntimeError(f"{binary} never asked for an event")
+    elapsed = api.first_next_at - started
+    proc.kill()
+    proc.wait()
+    api.shutdown()
+    return elapsed
+
+
+def peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def build(skip: bool) -> None:
+    if skip:
+        return
+    for arch, flags in (("x86_64", []), ("arm64", ["--arm64"])):
+        print(f"building release binaries ({arch}) ...", flush=True)
+        subprocess.run(["cargo", "lambda", "build", "--release", "--locked", *flags, "--lambda-dir", f"target/lambda-{arch}",
+                        *sum((["--bin", b] for b in FUNCTIONS + [BASELINE]), [])], cwd=ROOT, check=True)
+
+
+def sizes(name: str) -> dict:
+    out = {}
+    for arch in ("x86_64", "arm64"):
+        binary = ROOT / f"target/lambda-{arch}/{name}/bootstrap"
+        archive = ROOT / f"target/lambda-{arch}/{name}/bootstrap.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+            z.write(binary, "bootstrap")
+        out[arch] = (binary.stat().st_size, archive.stat().st_size)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--skip-build", action="store_true", help="use the binaries already in target/lambda-*")
+    ap.add_argument("--init-runs", type=int, default=20)
+    ap.add_argument("--invocations", type=int, default=50)
+    args = ap.parse_args()
+    build(args.skip_build)
+
+    # The stand-ins on free ports, seeded like `make standins`, each behind a counting proxy.
+    up.MOTO_PORT, up.KMOCK_PORT = free_port(), free_port()
+    children = [up.start("moto", up.MOTO_PORT), up.start("kmock", up.KMOCK_PORT)]
+    try:
+        up.wait_http(up.MOTO_PORT)
+        up.wait_http(up.KMOCK_PORT)
+        seeded = up.seed(f"http://127.0.0.1:{up.MOTO_PORT}")
+        up.seed_kube(f"http://127.0.0.1:{up.KMOCK_PORT}", seeded["lb"])
+        aws = CountingProxy(f"http://127.0.0.1:{up.MOTO_PORT}")
+        kube = CountingProxy(f"http://127.0.0.1:{up.KMOCK_PORT}")
+        env = up.function_env(seeded, aws.url, kube.url)
+        run(args, env, aws, kube)
+    finally:
+        for c in children:
+            c.stdin.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(args, env: dict, aws: CountingProxy, kube: CountingProxy) -> None:
+    binary = lambda name: ROOT / f"target/lambda-x86_64/{name}/bootstrap"  # noqa: E731
+    print(f"init: {args.init_runs} runs each, interleaved with {BASELINE} ...", flush=True)
+    inits = {name: [] for name in FUNCTIONS + [BASELINE]}
+    for _ in range(args.init_runs):
+        for name in FUNCTIONS:
+            inits[BASELINE].append(init_time(binary(BASELINE), env))
+            inits[name].append(init_time(binary(name), env))
+    hello = statistics.median(inits[BASELINE])
+
+    rows = []
+    for name in FUNCTIONS + [BASELINE]:
+        samples = [(ROOT / "events" / name / s).read_bytes() for s in SAMPLES.get(name, [])] or [b'{"bench": true}']
+        api = RuntimeApi()
+        proc = spawn(binary(name), api, env)
+        latencies, calls, errors = [], {}, 0
+        aws.take(), kube.take()
+        for i in range(args.invocations + len(samples)):
+            sample = samples[i % len(samples)]
+            kind, body, elapsed = api.invoke(sample)
+            n_aws, n_kube = aws.take(), kube.take()
+            if i >= len(samples):  # the first pass over the samples is the warm-up
+                latencies.append(elapsed)
+                calls.setdefault(SAMPLES.get(name, ["(payload)"])[i % len(samples)], (n_aws, n_kube))
+            errors += kind == "error"
+        rss = peak_rss_kb(proc.pid)
+        proc.kill()
+        proc.wait()
+        api.shutdown()
+        size = sizes(name)
+        med = statistics.median(inits[name])
+        rows.append({
+            "function": name,
+            "init_median_ms": med * 1000,
+            "init_p90_ms": pct(inits[name], 90) * 1000,
+            "init_ratio": med / hello,
+            "warm_median_ms": statistics.median(latencies) * 1000,
+            "warm_p90_ms": pct(latencies, 90) * 1000,
+            "peak_rss_mb": rss / 1024,
+            "bootstrap_x86_64_mb": size["x86_64"][0] / 1e6,
+            "bootstrap_arm64_mb": size["arm64"][0] / 1e6,
+            "zip_x86_64_mb": size["x86_64"][1] / 1e6,
+            "zip_arm64_mb": size["arm64"][1] / 1e6,
+            "api_calls": calls,
+            "errors": errors,
+        })
+    report(rows, args)
+
+
+def verdict(ok: bool) -> str:
+    return "pass" if ok else "FAIL"
+
+
+def report(rows: list, args) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    lines = [
+        f"Bridgekeeper bench — commit {commit}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}",
+        f"init: {args.init_runs} runs, interleaved with {BASELINE}; warm: {args.invocations} invocations of the events/ samples "
+        "against the stand-ins (x86_64 release binaries; arm64 built for size)",
+        "",
+        "| function | init median (p90) ms | vs hello ≤1.5× | warm median (p90) ms | peak RSS MB ≤25 | bootstrap x86_64 / arm64 MB | zip x86_64 / arm64 MB ≤5 | API calls per invocation (AWS, k8s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        calls = "; ".join(f"{k}: {a}, {k8s}" for k, (a, k8s) in r["api_calls"].items())
+        lines.append(
+            f"| {r['function']} | {r['init_median_ms']:.1f} ({r['init_p90_ms']:.1f}) "
+            f"| {r['init_ratio']:.2f}× {verdict(r['init_ratio'] <= BUDGET_INIT_RATIO)} "
+            f"| {r['warm_median_ms']:.1f} ({r['warm_p90_ms']:.1f}) "
+            f"| {r['peak_rss_mb']:.1f} {verdict(r['peak_rss_mb'] <= BUDGET_RSS_MB)} "
+            f"| {r['bootstrap_x86_64_mb']:.2f} / {r['bootstrap_arm64_mb']:.2f} "
+            f"| {r['zip_x86_64_mb']:.2f} / {r['zip_arm64_mb']:.2f} {verdict(r['zip_arm64_mb'] <= BUDGET_ZIP_MB)} "
+            f"| {calls}{' (errors: %d)' % r['errors'] if r['errors'] else ''} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{commit}.md"
+    path.write_text(text)
+    (out / "latest.json").write_text(json.dumps(rows, indent=2))
+    print(f"written to {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
