@@ -101,6 +101,29 @@ impl Env {
         }
     }
 
+    /// One of a fixed set of words; the error lists them.
+    pub fn choice<T: Copy>(
+        &self,
+        var: &str,
+        options: &[(&str, T)],
+        default: T,
+    ) -> Result<T, ConfigError> {
+        let Some(value) = self.optional(var) else {
+            return Ok(default);
+        };
+        options
+            .iter()
+            .find(|(word, _)| *word == value)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                let words: Vec<&str> = options.iter().map(|(w, _)| *w).collect();
+                ConfigError::new(
+                    var,
+                    format!("is {value:?}, expected one of {}", words.join(", ")),
+                )
+            })
+    }
+
     pub fn seconds(&self, var: &str, default: Duration) -> Result<Duration, ConfigError> {
         Ok(self
             .parse::<u64>(var, "a whole number of seconds")?

@@ -22,6 +22,36 @@ pub const RDS_SNAPSHOT_EVENT: (&str, &str) = ("aws.rds", "RDS DB Snapshot Event"
 pub const RDS_CLUSTER_SNAPSHOT_EVENT: (&str, &str) = ("aws.rds", "RDS DB Cluster Snapshot Event");
 pub const ALARM_STATE_CHANGE: (&str, &str) = ("aws.cloudwatch", "CloudWatch Alarm State Change");
 
+/// The two fields that say which event this is, read before the typed parse.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Envelope {
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(rename = "detail-type", default)]
+    detail_type: Option<String>,
+}
+
+impl Envelope {
+    /// Not an object at all is an invalid event, named as such.
+    pub fn of(event: &serde_json::Value) -> Result<Envelope, crate::Error> {
+        serde_json::from_value(event.clone()).map_err(|e| {
+            crate::Error::invalid_event(format!("expected an EventBridge event object: {e}"))
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        self.source.as_deref().unwrap_or_default()
+    }
+
+    pub fn detail_type(&self) -> &str {
+        self.detail_type.as_deref().unwrap_or_default()
+    }
+
+    pub fn kind(&self) -> (&str, &str) {
+        (self.source(), self.detail_type())
+    }
+}
+
 /// The `detail` of a scheduled event: `{}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Empty {}

@@ -21,38 +21,29 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
-        let policy = match env.optional("POLICY").as_deref() {
-            None | Some("upsert-only") => Policy::UpsertOnly,
-            Some("sync") => Policy::Sync,
-            Some("create-only") => Policy::CreateOnly,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "POLICY",
-                    format!("is {other:?}, expected sync, upsert-only or create-only"),
-                ));
-            }
-        };
-        let zone_type = match env.optional("ZONE_TYPE").as_deref() {
-            None | Some("public") => ZoneType::Public,
-            Some("private") => ZoneType::Private,
-            Some("any") => ZoneType::Any,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "ZONE_TYPE",
-                    format!("is {other:?}, expected public, private or any"),
-                ));
-            }
-        };
-        let kind = match env.optional("RECORD_TYPE").as_deref() {
-            None | Some("alias") => RecordKind::Alias,
-            Some("cname") => RecordKind::Cname,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "RECORD_TYPE",
-                    format!("is {other:?}, expected alias or cname"),
-                ));
-            }
-        };
+        let policy = env.choice(
+            "POLICY",
+            &[
+                ("sync", Policy::Sync),
+                ("upsert-only", Policy::UpsertOnly),
+                ("create-only", Policy::CreateOnly),
+            ],
+            Policy::UpsertOnly,
+        )?;
+        let zone_type = env.choice(
+            "ZONE_TYPE",
+            &[
+                ("public", ZoneType::Public),
+                ("private", ZoneType::Private),
+                ("any", ZoneType::Any),
+            ],
+            ZoneType::Public,
+        )?;
+        let kind = env.choice(
+            "RECORD_TYPE",
+            &[("alias", RecordKind::Alias), ("cname", RecordKind::Cname)],
+            RecordKind::Alias,
+        )?;
         let owner = env
             .optional("OWNER_ID")
             .unwrap_or_else(|| "bridgekeeper".to_owned());

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use bridgekeeper::events::{EventBridgeEvent, SCHEDULED_EVENT};
+use bridgekeeper::events::{Envelope, EventBridgeEvent, SCHEDULED_EVENT};
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::{Notification, Notifier, Severity};
 use bridgekeeper::{Class, Error};
@@ -62,14 +62,6 @@ pub struct Response {
     pub notification: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    source: Option<String>,
-    #[serde(rename = "detail-type", default)]
-    detail_type: Option<String>,
-}
-
 #[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct CloudTrailCall {
@@ -78,11 +70,8 @@ struct CloudTrailCall {
 
 /// A schedule, a manual run (`source: bridgekeeper`, same shape), or a new load balancer.
 fn check_trigger(event: &serde_json::Value) -> Result<(), Error> {
-    let envelope: Envelope = serde_json::from_value(event.clone())
-        .map_err(|e| Error::invalid_event(format!("expected an EventBridge event object: {e}")))?;
-    let source = envelope.source.unwrap_or_default();
-    let detail_type = envelope.detail_type.unwrap_or_default();
-    match (source.as_str(), detail_type.as_str()) {
+    let envelope = Envelope::of(event)?;
+    match envelope.kind() {
         (s, d) if d == SCHEDULED_EVENT.1 && (s == SCHEDULED_EVENT.0 || s == "bridgekeeper") => {
             Ok(())
         }

@@ -51,16 +51,11 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
         let clusters = bridgekeeper::cluster::targets_from_env(env, "CLUSTERS")?;
         let aliases: Vec<String> = clusters.iter().map(|(a, _)| a.clone()).collect();
-        let mode = match env.optional("ROLLOUT_MODE").as_deref() {
-            None | Some("opt-out") => Mode::OptOut,
-            Some("opt-in") => Mode::OptIn,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "ROLLOUT_MODE",
-                    format!("is {other:?}, expected opt-out or opt-in"),
-                ));
-            }
-        };
+        let mode = env.choice(
+            "ROLLOUT_MODE",
+            &[("opt-out", Mode::OptOut), ("opt-in", Mode::OptIn)],
+            Mode::OptOut,
+        )?;
         let max_concurrent =
             env.parse_or("MAX_CONCURRENT_PATCHES", "a number from 1 to 64", 8usize)?;
         if !(1..=64).contains(&max_concurrent) {

@@ -4,13 +4,15 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use bridgekeeper::cluster::ClusterError;
-use bridgekeeper::events::{ECR_IMAGE_ACTION, EcrActionType, EcrImageActionEvent, EcrResult};
+use bridgekeeper::events::{
+    ECR_IMAGE_ACTION, EcrActionType, EcrImageActionEvent, EcrResult, Envelope,
+};
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::{Notification, Notifier, Severity};
 use bridgekeeper::{Class, Error};
 use futures::stream::{self, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -80,23 +82,11 @@ pub struct Response {
     pub notification: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    source: Option<String>,
-    #[serde(rename = "detail-type", default)]
-    detail_type: Option<String>,
-}
-
 /// The push, or why there is nothing to roll.
 fn read_event(event: serde_json::Value) -> Result<(Push, Option<String>), Error> {
-    let envelope: Envelope = serde_json::from_value(event.clone())
-        .map_err(|e| Error::invalid_event(format!("expected an EventBridge event object: {e}")))?;
-    let kind = (
-        envelope.source.unwrap_or_default(),
-        envelope.detail_type.unwrap_or_default(),
-    );
-    if (kind.0.as_str(), kind.1.as_str()) != ECR_IMAGE_ACTION {
+    let envelope = Envelope::of(&event)?;
+    let kind = envelope.kind();
+    if kind != ECR_IMAGE_ACTION {
         return Err(Error::invalid_event(format!(
             "source {:?}, detail-type {:?} is not handled: expected an ECR Image Action event",
             kind.0, kind.1

@@ -21,16 +21,11 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
-        let format = match env.optional("MESSAGE_FORMAT").as_deref() {
-            None | Some("text") => MessageFormat::Text,
-            Some("chat") => MessageFormat::Chat,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "MESSAGE_FORMAT",
-                    format!("is {other:?}, expected text or chat"),
-                ));
-            }
-        };
+        let format = env.choice(
+            "MESSAGE_FORMAT",
+            &[("text", MessageFormat::Text), ("chat", MessageFormat::Chat)],
+            MessageFormat::Text,
+        )?;
         Ok(Config {
             environment: environment(env),
             topic_arn: env.arn("ALERTS_TOPIC_ARN")?,

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use bridgekeeper::events::{
-    ALARM_STATE_CHANGE, AlarmStateChangeEvent, AutoScalingInstanceEvent, EventBridgeEvent,
+    ALARM_STATE_CHANGE, AlarmStateChangeEvent, AutoScalingInstanceEvent, Envelope, EventBridgeEvent,
 };
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::{Notification, Notifier, Severity};
@@ -51,14 +51,6 @@ pub struct Response {
     pub failures: Vec<RecordError>,
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    source: Option<String>,
-    #[serde(rename = "detail-type", default)]
-    detail_type: Option<String>,
-}
-
 /// `detail` of an `AWS API Call via CloudTrail` event for EKS `UpdateNodegroupConfig`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -100,8 +92,10 @@ fn parse(record: &SqsMessage) -> Result<Fact, String> {
     let body = record.body.as_deref().ok_or("the record has no body")?;
     let envelope: Envelope = serde_json::from_str(body)
         .map_err(|e| format!("the body is not an EventBridge event: {e}"))?;
-    let source = envelope.source.unwrap_or_default();
-    let detail_type = envelope.detail_type.unwrap_or_default();
+    let (source, detail_type) = (
+        envelope.source().to_owned(),
+        envelope.detail_type().to_owned(),
+    );
     let malformed = |e: serde_json::Error| format!("malformed {detail_type} event: {e}");
     if let (true, Some(action)) = (
         source == "aws.autoscaling",

@@ -89,17 +89,15 @@ impl Config {
                 format!("is {max_attempts}, expected 1 to 10"),
             ));
         }
-        let summary = match env.optional("SUMMARY_NOTIFICATIONS").as_deref() {
-            None | Some("changes") => SummaryPolicy::Changes,
-            Some("always") => SummaryPolicy::Always,
-            Some("never") => SummaryPolicy::Never,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "SUMMARY_NOTIFICATIONS",
-                    format!("is {other:?}, expected changes, always or never"),
-                ));
-            }
-        };
+        let summary = env.choice(
+            "SUMMARY_NOTIFICATIONS",
+            &[
+                ("changes", SummaryPolicy::Changes),
+                ("always", SummaryPolicy::Always),
+                ("never", SummaryPolicy::Never),
+            ],
+            SummaryPolicy::Changes,
+        )?;
         Ok(Config {
             environment: environment(env),
             topic_arn: env.arn("ALERTS_TOPIC_ARN")?,

@@ -1,12 +1,13 @@
 //! Event in, plan, act, report. The only place that knows the event shapes.
 
 use bridgekeeper::events::{
-    RDS_CLUSTER_SNAPSHOT_EVENT, RDS_SNAPSHOT_EVENT, RdsEvent, SCHEDULED_EVENT, ScheduledEvent,
+    Envelope, RDS_CLUSTER_SNAPSHOT_EVENT, RDS_SNAPSHOT_EVENT, RdsEvent, SCHEDULED_EVENT,
+    ScheduledEvent,
 };
 use bridgekeeper::metrics::{Metrics, Unit};
 use bridgekeeper::notify::Notifier;
 use bridgekeeper::{Class, Error};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::aws::{Rds, Started};
@@ -22,26 +23,14 @@ pub enum Response {
     ExportEvent(ExportReport),
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    source: Option<String>,
-    #[serde(rename = "detail-type", default)]
-    detail_type: Option<String>,
-}
-
 pub async fn handle<R: Rds, N: Notifier>(
     event: serde_json::Value,
     config: &Config,
     rds: &R,
     notifier: &N,
 ) -> Result<Response, Error> {
-    let envelope: Envelope = serde_json::from_value(event.clone())
-        .map_err(|e| Error::invalid_event(format!("expected an EventBridge event object: {e}")))?;
-    let kind = (
-        envelope.source.as_deref().unwrap_or(""),
-        envelope.detail_type.as_deref().unwrap_or(""),
-    );
+    let envelope = Envelope::of(&event)?;
+    let kind = envelope.kind();
     let malformed =
         |e: serde_json::Error| Error::invalid_event(format!("malformed {} event: {e}", kind.1));
     match kind {
