@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 pub const OPT_ANNOTATION: &str = "bridgekeeper.io/dns";
@@ -116,13 +117,21 @@ fn overrides(
     Ok(Some((kind, ttl)))
 }
 
+/// `resource` is `ingress` or `service`; the source reads `<cluster>/<resource>/<namespace>/<name>`.
 fn endpoints(
+    cluster: &str,
+    resource: &str,
+    meta: &ObjectMeta,
     hosts: Vec<String>,
     targets: Vec<String>,
-    source: String,
-    cluster: &str,
-    settings: Result<Option<(RecordKind, i64)>, Skip>,
+    defaults: &Defaults,
 ) -> (Vec<Endpoint>, Vec<Skip>) {
+    let source = format!(
+        "{cluster}/{resource}/{}/{}",
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or("")
+    );
+    let settings = overrides(meta.annotations.as_ref(), defaults, &source);
     let (kind, ttl) = match settings {
         Ok(Some(s)) => s,
         Ok(None) => return (vec![], vec![]),
@@ -168,12 +177,6 @@ pub fn from_ingress(
     ing: &Ingress,
     defaults: &Defaults,
 ) -> (Vec<Endpoint>, Vec<Skip>) {
-    let meta = &ing.metadata;
-    let source = format!(
-        "{cluster}/ingress/{}/{}",
-        meta.namespace.as_deref().unwrap_or("default"),
-        meta.name.as_deref().unwrap_or("")
-    );
     let hosts: BTreeSet<String> = ing
         .spec
         .iter()
@@ -189,13 +192,13 @@ pub fn from_ingress(
         .into_iter()
         .filter_map(|i| i.hostname)
         .collect();
-    let settings = overrides(meta.annotations.as_ref(), defaults, &source);
     endpoints(
+        cluster,
+        "ingress",
+        &ing.metadata,
         hosts.into_iter().collect(),
         targets,
-        source,
-        cluster,
-        settings,
+        defaults,
     )
 }
 
@@ -215,11 +218,6 @@ pub fn from_service(
     else {
         return (vec![], vec![]);
     };
-    let source = format!(
-        "{cluster}/service/{}/{}",
-        meta.namespace.as_deref().unwrap_or("default"),
-        meta.name.as_deref().unwrap_or("")
-    );
     let hosts = hosts
         .split(',')
         .map(str::trim)
@@ -235,8 +233,7 @@ pub fn from_service(
         .into_iter()
         .filter_map(|i| i.hostname)
         .collect();
-    let settings = overrides(meta.annotations.as_ref(), defaults, &source);
-    endpoints(hosts, targets, source, cluster, settings)
+    endpoints(cluster, "service", meta, hosts, targets, defaults)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
