@@ -34,7 +34,7 @@ pub struct Envelope {
 impl Envelope {
     /// Not an object at all is an invalid event, named as such.
     pub fn of(event: &serde_json::Value) -> Result<Envelope, crate::Error> {
-        serde_json::from_value(event.clone()).map_err(|e| {
+        Envelope::deserialize(event).map_err(|e| {
             crate::Error::invalid_event(format!("expected an EventBridge event object: {e}"))
         })
     }

@@ -76,8 +76,10 @@ fn check_trigger(event: &serde_json::Value) -> Result<(), Error> {
             Ok(())
         }
         ("aws.elasticloadbalancing", "AWS API Call via CloudTrail") => {
-            let call: EventBridgeEvent<CloudTrailCall> = serde_json::from_value(event.clone())
-                .map_err(|e| Error::invalid_event(format!("malformed CloudTrail event: {e}")))?;
+            let call: EventBridgeEvent<CloudTrailCall> =
+                EventBridgeEvent::<CloudTrailCall>::deserialize(event).map_err(|e| {
+                    Error::invalid_event(format!("malformed CloudTrail event: {e}"))
+                })?;
             match call.detail.event_name.as_str() {
                 "CreateLoadBalancer" => Ok(()),
                 other => Err(Error::invalid_event(format!(

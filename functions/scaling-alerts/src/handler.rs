@@ -192,7 +192,7 @@ pub async fn handle_payload<A: AutoScaling, N: Notifier>(
     asg: &A,
     notifiers: &Notifiers<N>,
 ) -> Result<Response, Error> {
-    let probe: Probe = serde_json::from_value(payload.clone()).map_err(|e| {
+    let probe: Probe = Probe::deserialize(&payload).map_err(|e| {
         Error::invalid_event(format!(
             "expected an SQS batch or an EventBridge event object: {e}"
         ))

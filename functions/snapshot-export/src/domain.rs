@@ -343,11 +343,25 @@ pub fn plan(
     max_concurrent: usize,
     max_attempts: u32,
 ) -> Plan {
-    let mut plan = Plan {
-        running_before: running,
-        slots: max_concurrent.saturating_sub(running),
-        ..Plan::default()
-    };
+    decide(facts, dest, max_attempts).fill_slots(running, max_concurrent)
+}
+
+impl Plan {
+    /// Keeps as many of `start` (oldest snapshot first) as the free slots allow; the rest are
+    /// deferred to the next run.
+    pub fn fill_slots(mut self, running: usize, max_concurrent: usize) -> Plan {
+        self.running_before = running;
+        self.slots = max_concurrent.saturating_sub(running);
+        let take = self.slots.min(self.start.len());
+        self.deferred = self.start.split_off(take);
+        self
+    }
+}
+
+/// Per source: skip, already exported, or a candidate export. Every candidate is in `start`,
+/// oldest snapshot first, until [`Plan::fill_slots`] applies the quota.
+pub fn decide(facts: &[SourceFacts], dest: &Destination, max_attempts: u32) -> Plan {
+    let mut plan = Plan::default();
     let mut candidates = Vec::new();
     for f in facts {
         let Some(snap) = &f.snapshot else {
@@ -408,8 +422,6 @@ pub fn plan(
     }
     candidates
         .sort_by(|a, b| (a.snapshot_created, &a.source).cmp(&(b.snapshot_created, &b.source)));
-    let take = plan.slots.min(candidates.len());
-    plan.deferred = candidates.split_off(take);
     plan.start = candidates;
     plan
 }

@@ -132,18 +132,14 @@ async fn scheduled<R: Rds, N: Notifier>(
         kms_key_arn: config.kms_key_arn.to_string(),
         export_only: config.export_only.clone(),
     };
-    let mut plan = domain::plan(&facts, &dest, 0, config.max_concurrent, config.max_attempts);
+    let decided = domain::decide(&facts, &dest, config.max_attempts);
     // Only ask for the account's running exports when there is something to start.
-    if !plan.start.is_empty() {
-        let running = rds.running_exports().await?;
-        plan = domain::plan(
-            &facts,
-            &dest,
-            running,
-            config.max_concurrent,
-            config.max_attempts,
-        );
-    }
+    let running = if decided.start.is_empty() {
+        0
+    } else {
+        rds.running_exports().await?
+    };
+    let plan = decided.fill_slots(running, config.max_concurrent);
 
     let mut summary = RunSummary {
         dry_run: config.dry_run,
