@@ -6,7 +6,7 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CARGO_FLAGS := --workspace --locked
 
-.PHONY: setup demo test lint ci standins bench scale clean-venv
+.PHONY: setup demo test lint ci standins bench scale clean-venv template-check package
 
 setup: $(VENV)/.installed
 
@@ -36,12 +36,29 @@ bench: setup
 scale:
 	cargo run --release --locked -p bridgekeeper-tests --bin scale
 
+## The template as CloudFormation receives it: SAM-expanded for each parameter set in
+## tests/template/params.json, then cfn-lint, checkov (skips must be needed) and the Rules.
+template-check: setup
+	cfn-lint template.yaml
+	$(VENV)/bin/python tests/template/check.py
+
+## sam build from a fresh clone: the arm64 target, cargo-lambda (+ zig) and the SAM CLI, then every
+## function's bootstrap in .aws-sam/build/<LogicalId>/ (what sam deploy ships).
+SAM_VENV := $(VENV)/sam
+$(SAM_VENV)/.installed: requirements-package.txt
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check --requirement requirements-package.txt
+	touch $@
+
+package: setup $(SAM_VENV)/.installed
+	rustup target add aarch64-unknown-linux-gnu
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --beta-features --no-cached
+	@for f in .aws-sam/build/*/bootstrap; do printf '%-45s %s\n' "$$f" "$$(du -h "$$f" | cut -f1)"; file "$$f" | grep -q aarch64 || { echo "$$f is not arm64"; exit 1; }; done
+
 ## Format, lint and template checks (CI runs these after the tests).
-lint: setup
+lint: setup template-check
 	cargo fmt --all --check
 	cargo clippy $(CARGO_FLAGS) --all-targets -- -D warnings
-	cfn-lint template.yaml
-	checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
 	if [ -x ../shared/tools/check-layout ]; then ../shared/tools/check-layout; fi
 
 ci: test lint

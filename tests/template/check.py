@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""The template as CloudFormation receives it: expanded by the SAM translator, then linted.
+
+cfn-lint on the SAM source checks it against SAM's schema without running the transform, so
+errors that only exist after it (a function as Fn::Join's delimiter, conditions that no longer
+line up, policies with no statement) pass there and fail at deploy. For every parameter set in
+params.json this expands each CloudFormation template of the repository, runs cfn-lint and
+checkov on the result, and checks:
+
+- every parameter value is one the template allows (AllowedValues, MinValue, MaxValue);
+- the template's Rules accept every "accept" set and refuse every "reject" set, by the rule named;
+- cfn-lint reports no error and no warning;
+- checkov fails no check, and every checkov skip names a check that exists, carries a reason,
+  and is needed: the check fails on that resource when the skips are removed.
+
+Usage: check.py [--out DIR]   (exit 1 on any finding; run by `make template-check`)
+"""
+
+import argparse
+import copy
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(sys.executable).parent
+PARAMS = json.loads((ROOT / "tests/template/params.json").read_text())
+
+
+class NoManagedPolicies:
+    """The translator only asks for this when a policy is named by AWS managed-policy name."""
+
+    def load(self):
+        return {}
+
+
+def templates():
+    """The root template, and any other CloudFormation template under deploy/."""
+    found = [ROOT / "template.yaml"]
+    for path in sorted((ROOT / "deploy").rglob("*.yaml")):
+        if "AWSTemplateFormatVersion" in path.read_text():
+            found.append(path)
+    return found
+
+
+def with_values(template, params):
+    """Parameter defaults replaced by the set's values: the linters read defaults."""
+    t = copy.deepcopy(template)
+    for name, value in params.items():
+        if name not in t.get("Parameters", {}):
+            raise SystemExit(f"params.json names unknown parameter {name}")
+        t["Parameters"][name]["Default"] = value
+    return t
+
+
+def parameter_findings(template):
+    out = []
+    for name, p in template.get("Parameters", {}).items():
+        v = p.get("Default")
+        if v is None:
+            out.append(f"{name}: no value")
+            continue
+        if "AllowedValues" in p and str(v) not in [str(a) for a in p["AllowedValues"]]:
+            out.append(f"{name}={v!r} is not one of {p['AllowedValues']}")
+        if p.get("Type") == "Number":
+            n = float(v)
+            if "MinValue" in p and n < float(p["MinValue"]):
+                out.append(f"{name}={v} is below MinValue {p['MinValue']}")
+            if "MaxValue" in p and n > float(p["MaxValue"]):
+                out.append(f"{name}={v} is above MaxValue {p['MaxValue']}")
+    return out
+
+
+def value(template, name):
+    p = template["Parameters"][name]
+    v = str(p.get("Default", ""))
+    if p["Type"].startswith("CommaDelimitedList") or p["Type"].startswith("List<"):
+        return [x.strip() for x in v.split(",")]
+    return v
+
+
+def evaluate(template, expr):
+    """The intrinsic functions CloudFormation allows in Rules, for the ones this repo uses."""
+    if isinstance(expr, (str, int, float, bool)):
+        return expr
+    if isinstance(expr, list):
+        return [evaluate(template, e) for e in expr]
+    (fn, arg), = expr.items()
+    ev = lambda e: evaluate(template, e)  # noqa: E731
+    if fn == "Ref":
+        return value(template, arg)
+    if fn == "Fn::Not":
+        return not ev(arg[0])
+    if fn == "Fn::And":
+        return all(ev(a) for a in arg)
+    if fn == "Fn::Or":
+        return any(ev(a) for a in arg)
+    if fn == "Fn::Equals":
+        return ev(arg[0]) == ev(arg[1])
+    if fn == "Fn::Contains":
+        return ev(arg[1]) in ev(arg[0])
+    if fn == "Fn::EachMemberEquals":
+        return all(m == ev(arg[1]) for m in ev(arg[0]))
+    if fn == "Fn::EachMemberIn":
+        return all(m in ev(arg[1]) for m in ev(arg[0]))
+    raise SystemExit(f"Rules: {fn} is not evaluated by check.py; add it")
+
+
+def refusing_rules(template):
+    refused = []
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not evaluate(template, rule["RuleCondition"]):
+            continue
+        if not all(evaluate(template, a["Assert"]) for a in rule["Assertions"]):
+            refused.append(name)
+    return refused
+
+
+def expand(template):
+    if "AWS::Serverless-2016-10-31" not in str(template.get("Transform", "")):
+        return template
+    t = copy.deepcopy(template)
+    for res in t["Resources"].values():
+        if res.get("Type") == "AWS::Serverless::Function":
+            # What `sam package` puts there: the translator accepts only an S3 location.
+            res["Properties"]["CodeUri"] = "s3://bridgekeeper-artifacts/function.zip"
+    values = {k: p.get("Default") for k, p in t.get("Parameters", {}).items()}
+    os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
+    return transform(t, values, NoManagedPolicies())
+
+
+def checkov(path):
+    run = subprocess.run(
+        [BIN / "checkov", "--compact", "--skip-download", "--framework",
+         "cloudformation", "--output", "json", "--file", str(path)],
+        capture_output=True, text=True)
+    try:
+        report = json.loads(run.stdout)
+    except json.JSONDecodeError:
+        return None, f"checkov did not report: {run.stderr.strip()[-400:]}"
+    report = report[0] if isinstance(report, list) else report
+    if report.get("summary", {}).get("parsing_errors"):
+        return None, "checkov could not parse the template"
+    return report, None
+
+
+def skips_of(template):
+    for name, res in template["Resources"].items():
+        for skip in res.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            yield name, skip.get("id"), (skip.get("comment") or "").strip()
+
+
+def known_checks():
+    out = subprocess.run([BIN / "checkov", "--list", "--framework", "cloudformation"],
+                         capture_output=True, text=True).stdout
+    return {w.strip("|").strip() for w in out.split() if w.strip("|").startswith("CKV")}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(ROOT / "target/template-check"))
+    args = ap.parse_args()
+    out_dir = pathlib.Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    known = known_checks()
+    failures = []
+    rows = []
+
+    for path in templates():
+        source = yaml_parse(path.read_text())
+        rel = path.relative_to(ROOT)
+        sets = PARAMS["accept"] if path.name == "template.yaml" and path.parent == ROOT else {"defaults": {}}
+        for name, rid, comment in skips_of(source):
+            if rid not in known:
+                failures.append(f"{rel}: {name} skips {rid}, which checkov does not have")
+            if len(comment) < 20:
+                failures.append(f"{rel}: {name} skips {rid} without a reason")
+
+        if sets is PARAMS["accept"]:
+            for case, spec in PARAMS["reject"].items():
+                refused = refusing_rules(with_values(source, spec["params"]))
+                if spec["rule"] not in refused:
+                    failures.append(f"{rel} [{case}]: rule {spec['rule']} does not refuse it (refused: {refused})")
+
+        for case, params in sets.items():
+            t = with_values(source, params)
+            found = [f"{rel} [{case}]: {p}" for p in parameter_findings(t)]
+            found += [f"{rel} [{case}]: rule {r} refuses an accepted set" for r in refusing_rules(t)]
+            try:
+                expanded = expand(t)
+            except Exception as e:  # the translator's own validation errors
+                failures.append(f"{rel} [{case}]: SAM transform failed: {e}")
+                continue
+            target = out_dir / f"{rel.as_posix().replace('/', '_')}.{case}.json"
+            target.write_text(json.dumps(expanded, indent=1))
+
+            lint = subprocess.run([BIN / "cfn-lint", "--format", "parseable", str(target)],
+                                  capture_output=True, text=True)
+            # cfn-lint's exit code is a bit mask: 2 errors, 4 warnings, 8 informational.
+            if lint.returncode & 6 or lint.returncode == 1:
+                found += [f"{rel} [{case}]: cfn-lint {line}" for line in lint.stdout.splitlines()]
+                found += [f"{rel} [{case}]: cfn-lint {lint.stderr.strip()}"] if lint.stderr.strip() else []
+
+            report, err = checkov(target)
+            if err:
+                found.append(f"{rel} [{case}]: {err}")
+            else:
+                for c in report["results"]["failed_checks"]:
+                    found.append(f"{rel} [{case}]: checkov {c['check_id']} fails on {c['resource']}: {c['check_name']}")
+                # The same template without its skips: each skip must hide a real failure.
+                bare = copy.deepcopy(expanded)
+                for res in bare["Resources"].values():
+                    res.get("Metadata", {}).pop("checkov", None)
+                bare_path = target.with_suffix(".noskips.json")
+                bare_path.write_text(json.dumps(bare, indent=1))
+                bare_report, err = checkov(bare_path)
+                failing = {(c["resource"].split(".", 1)[1], c["check_id"])
+                           for c in (bare_report or {"results": {"failed_checks": []}})["results"]["failed_checks"]}
+                for c in report["results"]["skipped_checks"]:
+                    res = c["resource"].split(".", 1)[1]
+                    if (res, c["check_id"]) not in failing:
+                        found.append(f"{rel} [{case}]: {res} skips {c['check_id']}, which passes without the skip")
+            rows.append((str(rel), case, len(expanded["Resources"]), "ok" if not found else f"{len(found)} finding(s)"))
+            failures += found
+
+    print(f"{'template':<28} {'parameter set':<30} {'resources':>9}  result")
+    for r in rows:
+        print(f"{r[0]:<28} {r[1]:<30} {r[2]:>9}  {r[3]}")
+    print(f"rules: {len(PARAMS['reject'])} refused sets checked")
+    if failures:
+        print("\n".join(["", "template-check: FAILED"] + failures))
+        return 1
+    print("template-check: ok (expanded templates in " + str(out_dir.relative_to(ROOT)) + ")")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
