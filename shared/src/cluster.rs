@@ -107,8 +107,27 @@ pub fn targets_from_env(
             .map_err(|why| bad(format!("entry {alias:?}: {why}")))?;
         out.push((alias, target));
     }
+    // The template grants DescribeCluster and an access entry for EKS_CLUSTERS only: a name
+    // missing there would fail every run with AccessDenied, so it fails at init instead.
+    let granted = env.list(GRANTED_VAR);
+    if !granted.is_empty() {
+        for (alias, target) in &out {
+            if let ClusterTarget::Eks { name } = target
+                && !granted.iter().any(|g| g == name)
+            {
+                return Err(bad(format!(
+                    "entry {alias:?} names EKS cluster {name:?}, which is not in {GRANTED_VAR} \
+                     ({}); add it to the stack's EksClusters parameter",
+                    granted.join(",")
+                )));
+            }
+        }
+    }
     Ok(out)
 }
+
+/// The EKS cluster names the stack granted the function (DescribeCluster, access entry).
+pub const GRANTED_VAR: &str = "EKS_CLUSTERS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -640,6 +659,26 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_eks_target_the_stack_did_not_grant_fails_at_init() {
+        use crate::config::Env;
+        let env = Env::from_pairs([
+            (
+                "CLUSTERS",
+                "dev=dev-eks,prod=prod-eks,local=http://127.0.0.1:1",
+            ),
+            ("EKS_CLUSTERS", "dev-eks"),
+        ]);
+        let err = targets_from_env(&env, "CLUSTERS").unwrap_err();
+        assert!(err.problem.contains("\"prod-eks\""), "{err}");
+        assert!(err.problem.contains("EKS_CLUSTERS"), "{err}");
+        let env = Env::from_pairs([
+            ("CLUSTERS", "dev=dev-eks,local=http://127.0.0.1:1"),
+            ("EKS_CLUSTERS", "dev-eks,prod-eks"),
+        ]);
+        assert_eq!(targets_from_env(&env, "CLUSTERS").unwrap().len(), 2);
     }
 
     #[test]

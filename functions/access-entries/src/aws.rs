@@ -121,7 +121,9 @@ mod tests {
         let create = mock!(aws_sdk_eks::Client::create_access_entry).then_error(|| {
             CreateAccessEntryError::ResourceInUseException(
                 ResourceInUseException::builder()
-                    .message("The specified access entry resource is already in use on this cluster.")
+                    .message(
+                        "The specified access entry resource is already in use on this cluster.",
+                    )
                     .build(),
             )
         });
@@ -177,6 +179,9 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.class, Class::NonRetryable);
-        assert!(err.to_string().contains("No cluster found for name: typo"), "{err}");
+        assert!(
+            err.to_string().contains("No cluster found for name: typo"),
+            "{err}"
+        );
     }
 }

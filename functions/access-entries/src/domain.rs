@@ -212,7 +212,10 @@ mod tests {
             Some("x"),
         );
         assert!(p.remove.is_empty());
-        assert_eq!(p.physical_id, "access-entries:arn:aws:iam::111122223333:role/other");
+        assert_eq!(
+            p.physical_id,
+            "access-entries:arn:aws:iam::111122223333:role/other"
+        );
     }
 
     #[test]

@@ -54,15 +54,18 @@ pub async fn handle<A: AccessEntries, R: Respond>(
     entries: &A,
     responder: &R,
 ) -> Result<Summary, Error> {
-    let request: CloudFormationCustomResourceRequest = serde_json::from_value(event)
-        .map_err(|e| Error::invalid_event(format!("not a CloudFormation custom resource request: {e}")))?;
+    let request: CloudFormationCustomResourceRequest =
+        serde_json::from_value(event).map_err(|e| {
+            Error::invalid_event(format!("not a CloudFormation custom resource request: {e}"))
+        })?;
     let (envelope, request) = split(request);
     let (plan, results, reason) = match request {
         Err(why) => (
             Plan {
-                physical_id: envelope.physical_resource_id.clone().unwrap_or_else(|| {
-                    format!("access-entries:invalid:{}", envelope.request_id)
-                }),
+                physical_id: envelope
+                    .physical_resource_id
+                    .clone()
+                    .unwrap_or_else(|| format!("access-entries:invalid:{}", envelope.request_id)),
                 ..Plan::default()
             },
             Vec::new(),
@@ -106,7 +109,11 @@ pub async fn handle<A: AccessEntries, R: Respond>(
     };
     match &reason {
         Some(why) => error!(request = envelope.kind, reason = %why, "custom resource failed"),
-        None => info!(request = envelope.kind, clusters = results.len(), "custom resource done"),
+        None => info!(
+            request = envelope.kind,
+            clusters = results.len(),
+            "custom resource done"
+        ),
     }
     // Not answered means CloudFormation waits an hour: let Lambda retry (every step is idempotent).
     responder
@@ -186,7 +193,9 @@ async fn apply<A: AccessEntries>(plan: &Plan, entries: &A) -> Vec<ClusterResult>
     let mut results: Vec<ClusterResult> = futures::stream::iter(ensure.chain(remove))
         .map(|(cluster, add)| async move {
             let done = if add {
-                entries.ensure(cluster, &plan.principal_arn, &plan.groups).await
+                entries
+                    .ensure(cluster, &plan.principal_arn, &plan.groups)
+                    .await
             } else {
                 entries.remove(cluster, &plan.principal_arn).await
             };
@@ -224,7 +233,10 @@ mod tests {
             if self.hang {
                 std::future::pending::<()>().await;
             }
-            self.calls.lock().unwrap().push(format!("ensure {c} {}", g.join("+")));
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("ensure {c} {}", g.join("+")));
             if self.fail_on == Some(c) {
                 return Err(AwsError {
                     operation: "eks:CreateAccessEntry",
@@ -261,7 +273,10 @@ mod tests {
     }
 
     fn sample(name: &str) -> Value {
-        let path = format!("{}/../../events/access-entries/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../events/access-entries/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
@@ -270,7 +285,9 @@ mod tests {
     #[tokio::test]
     async fn create_grants_every_listed_cluster_and_answers_success() {
         let (eks, answers) = (FakeEks::default(), Answers::default());
-        let s = handle(sample("create.json"), BUDGET, &eks, &answers).await.unwrap();
+        let s = handle(sample("create.json"), BUDGET, &eks, &answers)
+            .await
+            .unwrap();
         assert_eq!(s.status, Status::Success);
         let mut calls = eks.calls.lock().unwrap().clone();
         calls.sort();
@@ -285,19 +302,34 @@ mod tests {
         );
         let sent = answers.sent.lock().unwrap();
         assert_eq!(sent.len(), 1);
-        assert!(sent[0].0.starts_with("https://cloudformation-custom-resource-response-"));
-        assert_eq!(sent[0].1.physical_resource_id, format!("access-entries:{ROLE}"));
+        assert!(
+            sent[0]
+                .0
+                .starts_with("https://cloudformation-custom-resource-response-")
+        );
+        assert_eq!(
+            sent[0].1.physical_resource_id,
+            format!("access-entries:{ROLE}")
+        );
         assert_eq!(sent[0].1.logical_resource_id, "DnsSyncAccess");
     }
 
     #[tokio::test]
     async fn update_removes_dropped_clusters_and_keeps_the_rest() {
         let (eks, answers) = (FakeEks::default(), Answers::default());
-        let s = handle(sample("update.json"), BUDGET, &eks, &answers).await.unwrap();
+        let s = handle(sample("update.json"), BUDGET, &eks, &answers)
+            .await
+            .unwrap();
         assert_eq!(s.status, Status::Success);
         let calls = eks.calls.lock().unwrap();
-        assert!(calls.contains(&"remove staging-eks".to_owned()), "{calls:?}");
-        assert!(!calls.iter().any(|c| c.contains("remove dev-eks")), "{calls:?}");
+        assert!(
+            calls.contains(&"remove staging-eks".to_owned()),
+            "{calls:?}"
+        );
+        assert!(
+            !calls.iter().any(|c| c.contains("remove dev-eks")),
+            "{calls:?}"
+        );
     }
 
     #[tokio::test]
@@ -307,11 +339,19 @@ mod tests {
             ..FakeEks::default()
         };
         let answers = Answers::default();
-        let s = handle(sample("create.json"), BUDGET, &eks, &answers).await.unwrap();
+        let s = handle(sample("create.json"), BUDGET, &eks, &answers)
+            .await
+            .unwrap();
         assert_eq!(s.status, Status::Failed);
         let reason = answers.sent.lock().unwrap()[0].1.reason.clone().unwrap();
-        assert!(reason.starts_with("staging-eks: eks:CreateAccessEntry failed"), "{reason}");
-        assert!(reason.contains("No cluster found for name: staging-eks"), "{reason}");
+        assert!(
+            reason.starts_with("staging-eks: eks:CreateAccessEntry failed"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("No cluster found for name: staging-eks"),
+            "{reason}"
+        );
     }
 
     #[tokio::test]
@@ -342,9 +382,14 @@ mod tests {
             ..FakeEks::default()
         };
         let answers = Answers::default();
-        let s = handle(sample("create.json"), Duration::from_millis(20), &eks, &answers)
-            .await
-            .unwrap();
+        let s = handle(
+            sample("create.json"),
+            Duration::from_millis(20),
+            &eks,
+            &answers,
+        )
+        .await
+        .unwrap();
         assert_eq!(s.status, Status::Failed);
         assert!(s.reason.unwrap().contains("timed out"));
         assert_eq!(answers.sent.lock().unwrap().len(), 1);

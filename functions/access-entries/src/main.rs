@@ -13,10 +13,20 @@ async fn main() -> Result<(), Error> {
     let eks = Eks::new(aws_sdk_eks::Client::new(&sdk));
     let https = Https::new()?;
     let (eks, https) = (&eks, &https);
-    run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let left = Duration::from_millis(event.context.deadline).saturating_sub(now);
-        handler::handle(event.payload, left.saturating_sub(ANSWER_MARGIN), eks, https).await
-    }))
+    run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let left = Duration::from_millis(event.context.deadline).saturating_sub(now);
+            handler::handle(
+                event.payload,
+                left.saturating_sub(ANSWER_MARGIN),
+                eks,
+                https,
+            )
+            .await
+        },
+    ))
     .await
 }

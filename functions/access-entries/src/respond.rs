@@ -98,7 +98,10 @@ impl Respond for Https {
             .await
             .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
             .unwrap_or_default();
-        Err(RespondError(format!("HTTP {status}: {}", cap_reason(&text))))
+        Err(RespondError(format!(
+            "HTTP {status}: {}",
+            cap_reason(&text)
+        )))
     }
 }
 
@@ -135,10 +138,16 @@ mod tests {
                 if let Some((head, body)) = text.split_once("\r\n\r\n") {
                     let len: usize = head
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
                         .unwrap();
                     if body.len() >= len {
-                        sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+                        sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .await
+                            .unwrap();
                         return text;
                     }
                 }
@@ -153,11 +162,21 @@ mod tests {
             logical_resource_id: "DnsSyncAccess".into(),
             data: BTreeMap::new(),
         };
-        Https::new().unwrap().respond(&url, &response).await.unwrap();
+        Https::new()
+            .unwrap()
+            .respond(&url, &response)
+            .await
+            .unwrap();
         let seen = server.await.unwrap();
         let (head, body) = seen.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("PUT /arn%3Aaws%3Acloudformation/x?X-Amz-Signature=abc HTTP/1.1"), "{head}");
-        assert!(!head.to_ascii_lowercase().contains("content-type"), "{head}");
+        assert!(
+            head.starts_with("PUT /arn%3Aaws%3Acloudformation/x?X-Amz-Signature=abc HTTP/1.1"),
+            "{head}"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("content-type"),
+            "{head}"
+        );
         let sent: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(sent["Status"], "SUCCESS");
         assert_eq!(sent["LogicalResourceId"], "DnsSyncAccess");
