@@ -169,6 +169,25 @@ def known_checks():
     return {w.strip("|").strip() for w in out.split() if w.strip("|").startswith("CKV")}
 
 
+def dashboard_findings(expanded):
+    """A dashboard body is a JSON string CloudFormation only checks at deploy time."""
+    from patterns import Resolver
+    out = []
+    r = Resolver(expanded)
+    sub = lambda text: re.sub(r"\$\{[^}]+\}", "x", text)  # noqa: E731
+    for name, res in expanded["Resources"].items():
+        if res.get("Type") != "AWS::CloudWatch::Dashboard":
+            continue
+        parts = r.resolve(res["Properties"]["DashboardBody"]["Fn::Join"][1]) \
+            if "Fn::Join" in res["Properties"]["DashboardBody"] else [res["Properties"]["DashboardBody"]]
+        text = "".join(sub(p["Fn::Sub"]) if isinstance(p, dict) else p for p in parts)
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as e:
+            out.append(f"{name}: DashboardBody is not JSON: {e}")
+    return out
+
+
 def main():
     logging.getLogger("samtranslator").setLevel(logging.ERROR)
     ap = argparse.ArgumentParser()
@@ -217,6 +236,8 @@ def main():
             if lint.returncode & 6 or lint.returncode == 1:
                 found += [f"{rel} [{case}]: cfn-lint {line}" for line in lint.stdout.splitlines()]
                 found += [f"{rel} [{case}]: cfn-lint {lint.stderr.strip()}"] if lint.stderr.strip() else []
+
+            found += [f"{rel} [{case}]: {p}" for p in dashboard_findings(expanded)]
 
             report, err = checkov(target)
             if err:
