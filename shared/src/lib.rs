@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod failures;
 pub mod metrics;
 pub mod notify;
 pub mod telemetry;

@@ -10,10 +10,11 @@ use tracing::info;
 
 use crate::error::{AwsError, SdkResultExt};
 
-/// SNS rejects a subject of more than 100 characters.
-pub const MAX_SUBJECT_CHARS: usize = 100;
-/// SNS rejects a message body over 256 KiB.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// SNS Publish: the subject "must be fewer than 100 characters" (SNS API reference), so 99.
+pub const MAX_SUBJECT_CHARS: usize = 99;
+/// SNS rejects a message over 256 KiB, counted in UTF-8 bytes; the message attributes count
+/// toward the same limit, so the body keeps 4 KiB for them.
+pub const MAX_BODY_BYTES: usize = 256 * 1024 - 4 * 1024;
 /// SNS accepts at most 10 message attributes per message.
 pub const MAX_ATTRIBUTES: usize = 10;
 
@@ -64,16 +65,32 @@ impl Notification {
     }
 
     pub fn attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        let value = value.into();
-        // SNS rejects an empty String attribute value.
-        if !value.is_empty() {
-            self.attributes.insert(name.into(), value);
+        let (name, value) = (name.into(), value.into());
+        // SNS rejects an empty String value, and names outside its rules (valid_attribute_name).
+        if !value.is_empty() && valid_attribute_name(&name) {
+            self.attributes.insert(name, value);
         }
         self
     }
 }
 
-/// One line, no control characters, at most 100 characters, cut on a character boundary with
+/// SNS message attribute names: up to 256 of A-Z a-z 0-9 _ - ., no leading or trailing `.`, no
+/// `..`, not starting with `AWS.` or `Amazon.` (SNS "Amazon SNS message attributes").
+pub fn valid_attribute_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !name.is_empty()
+        && name.len() <= 256
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && !lower.starts_with("aws.")
+        && !lower.starts_with("amazon.")
+}
+
+/// One line, no control characters, at most 99 characters, cut on a character boundary with
 /// an ellipsis so a reader can tell it was cut.
 pub fn subject_line(raw: &str) -> String {
     let clean: String = raw
@@ -92,17 +109,22 @@ pub fn subject_line(raw: &str) -> String {
     cut
 }
 
+/// Cuts to `max` UTF-8 bytes on a character boundary and says what was dropped.
 fn truncate_bytes(mut s: String, max: usize) -> String {
-    const MARK: &str = "\n… (truncated)";
     if s.len() <= max {
         return s;
     }
-    let mut end = max - MARK.len();
+    let total = s.len();
+    let mut end = max - 120;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
+    let dropped_lines = s[end..].lines().count();
     s.truncate(end);
-    s.push_str(MARK);
+    s.push_str(&format!(
+        "\n… (truncated: the last {} bytes, {dropped_lines} line(s), did not fit SNS's 256 KiB; the function's log has them)",
+        total - end
+    ));
     s
 }
 
@@ -190,7 +212,34 @@ mod tests {
     }
 
     #[test]
-    fn subject_is_cut_to_100_characters_on_a_character_boundary() {
+    fn subject_is_fewer_than_100_characters_at_every_length_around_the_limit() {
+        for len in [98, 99, 100, 101] {
+            for unit in ["a", "é", "€", "🚀"] {
+                let s = subject_line(&unit.repeat(len));
+                let n = s.chars().count();
+                assert!(n <= 99, "{len} x {unit}: {n}");
+                if len <= 99 {
+                    assert_eq!(s, unit.repeat(len), "kept whole");
+                } else {
+                    assert!(s.ends_with('…'), "cut is visible");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn attribute_names_sns_would_refuse_are_dropped() {
+        let n = Notification::new("s", "b", Severity::Info)
+            .attribute("cluster", "prod")
+            .attribute("AWS.reserved", "x")
+            .attribute("has space", "x")
+            .attribute("a..b", "x")
+            .attribute(".lead", "x");
+        assert_eq!(n.attributes.keys().collect::<Vec<_>>(), ["cluster"]);
+    }
+
+    #[test]
+    fn subject_is_cut_to_99_characters_on_a_character_boundary() {
         // 3-byte and 4-byte characters: a byte-based cut would panic or split one.
         let long = "é€🚀".repeat(60);
         let s = subject_line(&long);
@@ -208,10 +257,18 @@ mod tests {
     }
 
     #[test]
-    fn long_body_is_cut_below_the_sns_limit_on_a_character_boundary() {
-        let n = Notification::new("s", "ü".repeat(MAX_BODY_BYTES), Severity::Info);
-        assert!(n.body.len() <= MAX_BODY_BYTES);
-        assert!(n.body.ends_with("(truncated)"));
+    fn long_body_is_cut_below_the_sns_limit_in_bytes_and_says_what_was_dropped() {
+        // 2-byte characters: 256 Ki characters are 512 KiB, twice SNS's limit.
+        let n = Notification::new("s", "ü\n".repeat(256 * 1024 / 2), Severity::Info);
+        assert!(n.body.len() <= MAX_BODY_BYTES, "{}", n.body.len());
+        assert!(
+            n.body.contains("(truncated: the last "),
+            "{}",
+            &n.body[n.body.len() - 200..]
+        );
+        assert!(n.body.contains("line(s)"));
+        let small = Notification::new("s", "ü".repeat(1000), Severity::Info);
+        assert_eq!(small.body, "ü".repeat(1000));
     }
 
     #[test]

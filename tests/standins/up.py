@@ -45,6 +45,7 @@ def seed(endpoint: str) -> dict[str, str]:
     queue = sqs.create_queue(QueueName="bridgekeeper-alerts-inbox")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    failed = sqs.create_queue(QueueName="bridgekeeper-failed-invocations")["QueueUrl"]
     tag = [{"Key": "bridgekeeper:export", "Value": "true"}]
     for db in ("shop-db", "billing-db"):
         rds.create_db_instance(DBInstanceIdentifier=db, Engine="postgres", DBInstanceClass="db.t4g.micro",
@@ -56,7 +57,7 @@ def seed(endpoint: str) -> dict[str, str]:
     ec2, elb = boto3.client("ec2", **kw), boto3.client("elbv2", **kw)
     subnets = [x["SubnetId"] for x in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]]
     lb = elb.create_load_balancer(Name="k8s-shop-web", Subnets=subnets[:2], Type="application")["LoadBalancers"][0]["DNSName"]
-    return {"topic": topic, "queue": queue, "zone": zone.split("/")[-1], "lb": lb}
+    return {"topic": topic, "queue": queue, "failed": failed, "zone": zone.split("/")[-1], "lb": lb}
 
 
 def seed_kube(url: str, lb: str) -> None:
@@ -95,6 +96,7 @@ def function_env(seeded: dict, aws_url: str, kube_url: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "ENVIRONMENT": "local",
         "ALERTS_TOPIC_ARN": seeded["topic"],
+        "FAILED_QUEUE_URL": seeded["failed"],
         "EXPORT_BUCKET": "bridgekeeper-local-exports",
         "EXPORT_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/bridgekeeper-export",
         "EXPORT_KMS_KEY_ARN": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0b1e5e7f-local",
@@ -120,6 +122,7 @@ def main() -> None:
     print(f"moto (AWS):        {endpoint}")
     print(f"kmock (Kubernetes): http://127.0.0.1:{KMOCK_PORT}")
     print(f"seeded: SNS topic {seeded['topic']} (read it via SQS {seeded['queue']}),")
+    print(f"        failed-invocations queue {seeded['failed']}")
     print("        RDS instances shop-db, billing-db and Aurora cluster orders-aurora, tagged bridgekeeper:export=true")
     print("        Deployments shop-dev/api, shop-dev/worker (shop/api:latest) and shop-prod/api (shop/api:stable)")
     print(f"        hosted zone shop.local.example.com ({seeded['zone']}), load balancer {seeded['lb']},")

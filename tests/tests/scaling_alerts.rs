@@ -4,10 +4,11 @@
 use anyhow::Result;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use bridgekeeper::config::Env;
+use bridgekeeper::failures::SqsFailureSink;
 use bridgekeeper_tests::{Inbox, TestEnv, node_group, repo_root, unique};
 use scaling_alerts::Config;
 use scaling_alerts::aws::AutoScalingApi;
-use scaling_alerts::handler::handle;
+use scaling_alerts::handler::{handle, record_rejected};
 
 fn sample(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("events/scaling-alerts").join(name)).unwrap()
@@ -25,7 +26,7 @@ fn batch(bodies: &[String]) -> SqsEvent {
 }
 
 #[tokio::test]
-async fn a_batch_becomes_enriched_grouped_messages_and_a_bad_record_is_returned() -> Result<()> {
+async fn a_batch_becomes_enriched_grouped_messages_and_a_bad_record_is_kept_once() -> Result<()> {
     let env = TestEnv::aws().await;
     let inbox = Inbox::create(&env.sdk).await?;
     let asg = unique("eks-prod-ng-1");
@@ -47,14 +48,33 @@ async fn a_batch_becomes_enriched_grouped_messages_and_a_bad_record_is_returned(
     let notifiers = config.notifiers(aws_sdk_sns::Client::new(&env.sdk));
     let api = AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&env.sdk));
     let response = handle(batch(&bodies), &config, &api, &notifiers).await?;
+    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
+    let failed_queue = sqs
+        .create_queue()
+        .queue_name(unique("failed-invocations"))
+        .send()
+        .await?
+        .queue_url
+        .unwrap();
+    let sink = SqsFailureSink::new(sqs.clone(), &failed_queue);
+    let response = record_rejected(response, &sink).await;
 
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
-    assert_eq!(failed, ["msg-3"]);
+    // The bad record is kept once in the failed-invocations queue, not handed back to SQS.
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!((response.notifications, response.coalesced), (2, 2));
+    let kept = sqs
+        .receive_message()
+        .queue_url(&failed_queue)
+        .max_number_of_messages(10)
+        .send()
+        .await?
+        .messages
+        .unwrap_or_default();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let record: serde_json::Value = serde_json::from_str(kept[0].body().unwrap())?;
+    assert_eq!(record["function"], "scaling-alerts");
+    assert_eq!(record["error_type"], "NonRetryable.InvalidEvent");
+    assert_eq!(record["event"]["this is"], "not an event");
 
     let messages = inbox.receive().await?;
     assert_eq!(messages.len(), 2, "{messages:?}");

@@ -1,6 +1,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use access_entries::{aws::Eks, handler, respond::Https};
+use access_entries::{FUNCTION, aws::Eks, handler, respond::Https};
+use bridgekeeper::failures::{SqsFailureSink, settle};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 /// Kept back from the invocation's deadline to answer CloudFormation in.
@@ -10,22 +11,19 @@ const ANSWER_MARGIN: Duration = Duration::from_secs(5);
 async fn main() -> Result<(), Error> {
     bridgekeeper::telemetry::init();
     let sdk = bridgekeeper::aws::sdk_config().await;
+    let failed = SqsFailureSink::from_env(&bridgekeeper::config::Env::from_process(), &sdk)?;
     let eks = Eks::new(aws_sdk_eks::Client::new(&sdk));
     let https = Https::new()?;
-    let (eks, https) = (&eks, &https);
+    let (eks, https, failed) = (&eks, &https, &failed);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
             let left = Duration::from_millis(event.context.deadline).saturating_sub(now);
-            handler::handle(
-                event.payload,
-                left.saturating_sub(ANSWER_MARGIN),
-                eks,
-                https,
-            )
-            .await
+            let budget = left.saturating_sub(ANSWER_MARGIN);
+            let outcome = handler::handle(event.payload.clone(), budget, eks, https).await;
+            settle(FUNCTION, outcome, &event.payload, failed).await
         },
     ))
     .await

@@ -1,25 +1,36 @@
 // kube nests deeply in the handler future's type.
 #![recursion_limit = "256"]
 
-use dns_sync::{Config, aws::AwsDns, handler, kube::KubeSources};
+use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
+use dns_sync::{Config, FUNCTION, aws::AwsDns, handler, kube::KubeSources};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     bridgekeeper::telemetry::init();
-    let config = Config::from_env(&bridgekeeper::config::Env::from_process())?;
+    let env = bridgekeeper::config::Env::from_process();
+    let config = Config::from_env(&env)?;
     let sdk = bridgekeeper::aws::sdk_config().await;
+    let failed = SqsFailureSink::from_env(&env, &sdk)?;
     let sources = KubeSources::new(&config.clusters, &sdk);
     let dns = AwsDns::new(
         aws_sdk_route53::Client::new(&sdk),
         aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
     );
-    let notifier = config.notifier(aws_sdk_sns::Client::new(&sdk));
+    let inner = config.notifier(aws_sdk_sns::Client::new(&sdk));
+    let notifier = Queued {
+        inner,
+        sink: &failed,
+        function: FUNCTION,
+    };
     let state = handler::State::default();
-    let (config, sources, dns, notifier, state) = (&config, &sources, &dns, &notifier, &state);
+    let (config, sources, dns, notifier, state, failed) =
+        (&config, &sources, &dns, &notifier, &state, &failed);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            handler::handle(event.payload, config, sources, dns, notifier, state).await
+            let outcome =
+                handler::handle(event.payload.clone(), config, sources, dns, notifier, state).await;
+            settle(FUNCTION, outcome, &event.payload, failed).await
         },
     ))
     .await

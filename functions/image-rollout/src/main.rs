@@ -1,20 +1,29 @@
 // kube and futures nest deeply in the handler future's type.
 #![recursion_limit = "256"]
 
-use image_rollout::{Config, handler, kube::KubeClusters};
+use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
+use image_rollout::{Config, FUNCTION, handler, kube::KubeClusters};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     bridgekeeper::telemetry::init();
-    let config = Config::from_env(&bridgekeeper::config::Env::from_process())?;
+    let env = bridgekeeper::config::Env::from_process();
+    let config = Config::from_env(&env)?;
     let sdk = bridgekeeper::aws::sdk_config().await;
+    let failed = SqsFailureSink::from_env(&env, &sdk)?;
     let clusters = KubeClusters::new(&config.clusters, &sdk);
-    let notifier = config.notifier(aws_sdk_sns::Client::new(&sdk));
-    let (config, clusters, notifier) = (&config, &clusters, &notifier);
+    let inner = config.notifier(aws_sdk_sns::Client::new(&sdk));
+    let notifier = Queued {
+        inner,
+        sink: &failed,
+        function: FUNCTION,
+    };
+    let (config, clusters, notifier, failed) = (&config, &clusters, &notifier, &failed);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            handler::handle(event.payload, config, clusters, notifier).await
+            let outcome = handler::handle(event.payload.clone(), config, clusters, notifier).await;
+            settle(FUNCTION, outcome, &event.payload, failed).await
         },
     ))
     .await

@@ -7,6 +7,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use bridgekeeper::events::{
     ALARM_STATE_CHANGE, AlarmStateChangeEvent, AutoScalingInstanceEvent, Envelope, EventBridgeEvent,
 };
+use bridgekeeper::failures::{FailureRecord, FailureSink};
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::{Notification, Notifier, Severity};
 use bridgekeeper::{AwsError, Error};
@@ -49,6 +50,32 @@ pub struct Response {
     pub notifications: usize,
     pub coalesced: usize,
     pub failures: Vec<RecordError>,
+    /// Records that can never be used: kept in the failed-invocations queue by
+    /// [`record_rejected`] instead of being received five times on their way to the DLQ.
+    #[serde(skip)]
+    pub rejected: Vec<(String, String)>,
+}
+
+/// Records each unusable record once in the failed-invocations queue; one the queue could not
+/// take goes back to SQS as a batch item failure, so it is still kept (in the DLQ) in the end.
+pub async fn record_rejected<S: FailureSink>(mut response: Response, sink: &S) -> Response {
+    for (id, body) in std::mem::take(&mut response.rejected) {
+        let why = response
+            .failures
+            .iter()
+            .find(|f| f.message_id == id)
+            .map(|f| f.error.clone())
+            .unwrap_or_default();
+        let event = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+        let record = FailureRecord::rejected(crate::FUNCTION, &Error::invalid_event(why), &event);
+        if let Err(e) = sink.record(&record).await {
+            warn!(message_id = %id, error = %e, "failed-invocations queue unreachable; record returned to SQS");
+            response.batch_item_failures.push(ItemFailure {
+                item_identifier: id,
+            });
+        }
+    }
+    response
 }
 
 /// `detail` of an `AWS API Call via CloudTrail` event for EKS `UpdateNodegroupConfig`.
@@ -237,9 +264,9 @@ pub async fn handle<A: AutoScaling, N: Notifier>(
                     error: why,
                     retryable: false,
                 });
-                response.batch_item_failures.push(ItemFailure {
-                    item_identifier: id,
-                });
+                response
+                    .rejected
+                    .push((id, record.body.clone().unwrap_or_default()));
             }
         }
     }
@@ -323,6 +350,7 @@ mod tests {
 
     use super::*;
     use crate::domain::GroupInfo;
+    use bridgekeeper::failures::testing::Kept;
 
     macro_rules! sample {
         ($name:literal) => {
@@ -551,7 +579,7 @@ mod tests {
         let long =
             sample!("alarm-state-change.json").replace("api-cpu-high", &"überlast-ñ-🚀".repeat(12));
         let n = one(&long).await;
-        assert_eq!(n.subject.chars().count(), 100);
+        assert_eq!(n.subject.chars().count(), 99);
         assert!(n.subject.ends_with('…'));
     }
 
@@ -636,7 +664,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unparseable_records_are_batch_failures_and_do_not_block_the_rest() {
+    async fn unparseable_records_are_kept_once_not_redelivered_and_do_not_block_the_rest() {
         let n = notifiers();
         let bodies = [
             "not json at all",
@@ -647,12 +675,6 @@ mod tests {
         let r = handle(batch(&bodies), &config(&[]), &prod_ng1(), &n)
             .await
             .unwrap();
-        let failed: Vec<&str> = r
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.as_str())
-            .collect();
-        assert_eq!(failed, ["m0", "m2", "m3"]);
         assert!(r.failures.iter().all(|f| !f.retryable));
         assert!(
             r.failures[1].error.contains("\"aws.ec2\""),
@@ -667,6 +689,32 @@ mod tests {
             r.failures
         );
         assert_eq!(n.all.sent().len(), 1);
+        // Kept in the failed-invocations queue, so SQS need not bring them back five times.
+        let kept = Kept::default();
+        let r = record_rejected(r, &kept).await;
+        assert!(r.batch_item_failures.is_empty(), "{r:?}");
+        let records = kept.records.lock().unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].event, "not json at all");
+        assert_eq!(records[1].event["source"], "aws.ec2");
+        assert!(
+            records
+                .iter()
+                .all(|r| r.error_type == "NonRetryable.InvalidEvent")
+        );
+    }
+
+    #[tokio::test]
+    async fn unparseable_records_go_back_to_sqs_when_the_queue_is_unreachable() {
+        let n = notifiers();
+        let r = handle(batch(&["not json at all"]), &config(&[]), &prod_ng1(), &n)
+            .await
+            .unwrap();
+        let broken = Kept {
+            broken: true,
+            ..Kept::default()
+        };
+        let r = record_rejected(r, &broken).await;
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(
             json["batchItemFailures"][0],

@@ -1,17 +1,32 @@
+use bridgekeeper::failures::{SqsFailureSink, settle};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use scaling_alerts::{Config, aws::AutoScalingApi, handler};
+use scaling_alerts::{Config, FUNCTION, aws::AutoScalingApi, handler};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     bridgekeeper::telemetry::init();
-    let config = Config::from_env(&bridgekeeper::config::Env::from_process())?;
+    let env = bridgekeeper::config::Env::from_process();
+    let config = Config::from_env(&env)?;
     let sdk = bridgekeeper::aws::sdk_config().await;
+    // Unpublished alerts go back to SQS (batch item failures), whose redelivery is the retry.
+    let failed = SqsFailureSink::from_env(&env, &sdk)?;
     let asg = AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&sdk));
     let notifiers = config.notifiers(aws_sdk_sns::Client::new(&sdk));
-    let (config, asg, notifiers) = (&config, &asg, &notifiers);
+    let (config, asg, notifiers, failed) = (&config, &asg, &notifiers, &failed);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            handler::handle_payload(event.payload, config, asg, notifiers).await
+            let outcome = match handler::handle_payload(
+                event.payload.clone(),
+                config,
+                asg,
+                notifiers,
+            )
+            .await
+            {
+                Ok(response) => Ok(handler::record_rejected(response, failed).await),
+                Err(e) => Err(e),
+            };
+            settle(FUNCTION, outcome, &event.payload, failed).await
         },
     ))
     .await

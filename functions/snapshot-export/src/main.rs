@@ -1,17 +1,26 @@
+use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use snapshot_export::{Config, aws::RdsApi, handler};
+use snapshot_export::{Config, FUNCTION, aws::RdsApi, handler};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     bridgekeeper::telemetry::init();
-    let config = Config::from_env(&bridgekeeper::config::Env::from_process())?;
+    let env = bridgekeeper::config::Env::from_process();
+    let config = Config::from_env(&env)?;
     let sdk = bridgekeeper::aws::sdk_config().await;
+    let failed = SqsFailureSink::from_env(&env, &sdk)?;
     let rds = RdsApi::new(aws_sdk_rds::Client::new(&sdk));
-    let notifier = config.notifier(aws_sdk_sns::Client::new(&sdk));
-    let (config, rds, notifier) = (&config, &rds, &notifier);
+    let inner = config.notifier(aws_sdk_sns::Client::new(&sdk));
+    let notifier = Queued {
+        inner,
+        sink: &failed,
+        function: FUNCTION,
+    };
+    let (config, rds, notifier, failed) = (&config, &rds, &notifier, &failed);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            handler::handle(event.payload, config, rds, notifier).await
+            let outcome = handler::handle(event.payload.clone(), config, rds, notifier).await;
+            settle(FUNCTION, outcome, &event.payload, failed).await
         },
     ))
     .await
