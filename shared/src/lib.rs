@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod failures;
+pub mod idempotency;
 pub mod metrics;
 pub mod notify;
 pub mod telemetry;

@@ -46,6 +46,10 @@ def seed(endpoint: str) -> dict[str, str]:
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     failed = sqs.create_queue(QueueName="bridgekeeper-failed-invocations")["QueueUrl"]
+    boto3.client("dynamodb", **kw).create_table(
+        TableName="bridgekeeper-idempotency", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
     tag = [{"Key": "bridgekeeper:export", "Value": "true"}]
     for db in ("shop-db", "billing-db"):
         rds.create_db_instance(DBInstanceIdentifier=db, Engine="postgres", DBInstanceClass="db.t4g.micro",
@@ -97,6 +101,7 @@ def function_env(seeded: dict, aws_url: str, kube_url: str) -> dict[str, str]:
         "ENVIRONMENT": "local",
         "ALERTS_TOPIC_ARN": seeded["topic"],
         "FAILED_QUEUE_URL": seeded["failed"],
+        "IDEMPOTENCY_TABLE": "bridgekeeper-idempotency",
         "EXPORT_BUCKET": "bridgekeeper-local-exports",
         "EXPORT_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/bridgekeeper-export",
         "EXPORT_KMS_KEY_ARN": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0b1e5e7f-local",
@@ -122,7 +127,7 @@ def main() -> None:
     print(f"moto (AWS):        {endpoint}")
     print(f"kmock (Kubernetes): http://127.0.0.1:{KMOCK_PORT}")
     print(f"seeded: SNS topic {seeded['topic']} (read it via SQS {seeded['queue']}),")
-    print(f"        failed-invocations queue {seeded['failed']}")
+    print(f"        failed-invocations queue {seeded['failed']}, idempotency table bridgekeeper-idempotency")
     print("        RDS instances shop-db, billing-db and Aurora cluster orders-aurora, tagged bridgekeeper:export=true")
     print("        Deployments shop-dev/api, shop-dev/worker (shop/api:latest) and shop-prod/api (shop/api:stable)")
     print(f"        hosted zone shop.local.example.com ({seeded['zone']}), load balancer {seeded['lb']},")

@@ -1,7 +1,10 @@
 // kube nests deeply in the handler future's type.
 #![recursion_limit = "256"]
 
+use std::time::Duration;
+
 use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
+use bridgekeeper::idempotency::{DynamoStore, once};
 use dns_sync::{Config, FUNCTION, aws::AwsDns, handler, kube::KubeSources};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
@@ -12,6 +15,8 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&env)?;
     let sdk = bridgekeeper::aws::sdk_config().await;
     let failed = SqsFailureSink::from_env(&env, &sdk)?;
+    // The lease: an invocation that dies holds its event no longer than the function's timeout.
+    let store = DynamoStore::from_env(&env, &sdk, FUNCTION, Duration::from_secs(120))?;
     let sources = KubeSources::new(&config.clusters, &sdk);
     let dns = AwsDns::new(
         aws_sdk_route53::Client::new(&sdk),
@@ -24,12 +29,14 @@ async fn main() -> Result<(), Error> {
         function: FUNCTION,
     };
     let state = handler::State::default();
-    let (config, sources, dns, notifier, state, failed) =
-        (&config, &sources, &dns, &notifier, &state, &failed);
+    let (config, sources, dns, notifier, state, failed, store) =
+        (&config, &sources, &dns, &notifier, &state, &failed, &store);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let outcome =
-                handler::handle(event.payload.clone(), config, sources, dns, notifier, state).await;
+            let outcome = once(store, &event.payload, || {
+                handler::handle(event.payload.clone(), config, sources, dns, notifier, state)
+            })
+            .await;
             settle(FUNCTION, outcome, &event.payload, failed).await
         },
     ))

@@ -1,7 +1,10 @@
 // kube and futures nest deeply in the handler future's type.
 #![recursion_limit = "256"]
 
+use std::time::Duration;
+
 use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
+use bridgekeeper::idempotency::{DynamoStore, once};
 use image_rollout::{Config, FUNCTION, handler, kube::KubeClusters};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
@@ -12,6 +15,8 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&env)?;
     let sdk = bridgekeeper::aws::sdk_config().await;
     let failed = SqsFailureSink::from_env(&env, &sdk)?;
+    // The lease: an invocation that dies holds its event no longer than the function's timeout.
+    let store = DynamoStore::from_env(&env, &sdk, FUNCTION, Duration::from_secs(300))?;
     let clusters = KubeClusters::new(&config.clusters, &sdk);
     let inner = config.notifier(aws_sdk_sns::Client::new(&sdk));
     let notifier = Queued {
@@ -19,10 +24,14 @@ async fn main() -> Result<(), Error> {
         sink: &failed,
         function: FUNCTION,
     };
-    let (config, clusters, notifier, failed) = (&config, &clusters, &notifier, &failed);
+    let (config, clusters, notifier, failed, store) =
+        (&config, &clusters, &notifier, &failed, &store);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let outcome = handler::handle(event.payload.clone(), config, clusters, notifier).await;
+            let outcome = once(store, &event.payload, || {
+                handler::handle(event.payload.clone(), config, clusters, notifier)
+            })
+            .await;
             settle(FUNCTION, outcome, &event.payload, failed).await
         },
     ))

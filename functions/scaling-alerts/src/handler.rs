@@ -8,6 +8,7 @@ use bridgekeeper::events::{
     ALARM_STATE_CHANGE, AlarmStateChangeEvent, AutoScalingInstanceEvent, Envelope, EventBridgeEvent,
 };
 use bridgekeeper::failures::{FailureRecord, FailureSink};
+use bridgekeeper::idempotency::{Claim, Store, event_id};
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::{Notification, Notifier, Severity};
 use bridgekeeper::{AwsError, Error};
@@ -49,11 +50,78 @@ pub struct Response {
     pub events: usize,
     pub notifications: usize,
     pub coalesced: usize,
+    /// Records whose EventBridge event was already reported (an earlier batch, or twice here).
+    pub duplicates: usize,
     pub failures: Vec<RecordError>,
     /// Records that can never be used: kept in the failed-invocations queue by
     /// [`record_rejected`] instead of being received five times on their way to the DLQ.
     #[serde(skip)]
     pub rejected: Vec<(String, String)>,
+}
+
+/// [`handle_payload`], reporting each EventBridge event once: a record whose event id was handled
+/// in an earlier batch, or appears twice in this one, is dropped before anything is sent. An id
+/// is completed once its alert went out and released when its record goes back to SQS.
+pub async fn handle_once<A: AutoScaling, N: Notifier, S: Store>(
+    payload: serde_json::Value,
+    config: &Config,
+    asg: &A,
+    notifiers: &Notifiers<N>,
+    store: &S,
+) -> Result<Response, Error> {
+    if payload.get("Records").is_none() {
+        return handle_payload(payload, config, asg, notifiers).await;
+    }
+    let batch: SqsEvent = serde_json::from_value(payload)
+        .map_err(|e| Error::invalid_event(format!("malformed SQS batch: {e}")))?;
+    let total = batch.records.len();
+    let mut seen = BTreeSet::new();
+    let mut claimed: Vec<(String, String)> = Vec::new();
+    let mut kept = SqsEvent::default();
+    for record in batch.records {
+        let id = record
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+            .as_ref()
+            .and_then(event_id);
+        let Some(id) = id else {
+            kept.records.push(record);
+            continue;
+        };
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        match store.begin(&id).await {
+            Ok(Claim::New) => {
+                claimed.push((id, record.message_id.clone().unwrap_or_default()));
+                kept.records.push(record);
+            }
+            Ok(Claim::Completed | Claim::InProgress) => {}
+            Err(e) => {
+                warn!(event_id = %id, error = %e, "idempotency check skipped: the store is unavailable");
+                kept.records.push(record);
+            }
+        }
+    }
+    let mut response = handle(kept, config, asg, notifiers).await?;
+    response.duplicates = total - response.events;
+    response.events = total;
+    for (id, message_id) in claimed {
+        let returned = response
+            .batch_item_failures
+            .iter()
+            .any(|f| f.item_identifier == message_id);
+        let done = if returned {
+            store.release(&id).await
+        } else {
+            store.complete(&id).await
+        };
+        if let Err(e) = done {
+            warn!(event_id = %id, error = %e, "idempotency record not updated");
+        }
+    }
+    Ok(response)
 }
 
 /// Records each unusable record once in the failed-invocations queue; one the queue could not
@@ -351,6 +419,7 @@ mod tests {
     use super::*;
     use crate::domain::GroupInfo;
     use bridgekeeper::failures::testing::Kept;
+    use bridgekeeper::idempotency::testing::Memory;
 
     macro_rules! sample {
         ($name:literal) => {
@@ -702,6 +771,42 @@ mod tests {
                 .iter()
                 .all(|r| r.error_type == "NonRetryable.InvalidEvent")
         );
+    }
+
+    #[tokio::test]
+    async fn the_same_event_in_one_batch_or_across_batches_is_reported_once() {
+        let n = notifiers();
+        let store = Memory::default();
+        let alarm = sample!("alarm-state-change.json");
+        let payload = serde_json::to_value(batch(&[alarm, alarm])).unwrap();
+        let r = handle_once(payload.clone(), &config(&[]), &prod_ng1(), &n, &store)
+            .await
+            .unwrap();
+        assert_eq!((r.events, r.duplicates, r.notifications), (2, 1, 1));
+        let again = handle_once(payload, &config(&[]), &prod_ng1(), &n, &store)
+            .await
+            .unwrap();
+        assert_eq!((again.duplicates, again.notifications), (2, 0));
+        assert_eq!(n.all.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_alert_that_could_not_be_sent_is_sent_on_redelivery() {
+        let store = Memory::default();
+        let failing = Notifiers {
+            all: Recorder::failing("Throttling", 400),
+            errors: None,
+        };
+        let payload = serde_json::to_value(batch(&[sample!("alarm-ok.json")])).unwrap();
+        let r = handle_once(payload.clone(), &config(&[]), &prod_ng1(), &failing, &store)
+            .await
+            .unwrap();
+        assert_eq!(r.batch_item_failures.len(), 1);
+        let n = notifiers();
+        let r = handle_once(payload, &config(&[]), &prod_ng1(), &n, &store)
+            .await
+            .unwrap();
+        assert_eq!((r.duplicates, r.notifications), (0, 1));
     }
 
     #[tokio::test]
