@@ -6,7 +6,7 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CARGO_FLAGS := --workspace --locked
 
-.PHONY: setup demo test lint ci standins bench scale clean-venv template-check package
+.PHONY: setup demo test lint ci standins bench scale clean-venv template-check package fuzz
 
 setup: $(VENV)/.installed
 
@@ -54,6 +54,12 @@ package: setup $(SAM_VENV)/.installed
 	rustup target add aarch64-unknown-linux-gnu
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --beta-features --no-cached
 	@for f in .aws-sam/build/*/bootstrap; do printf '%-45s %s\n' "$$f" "$$(du -h "$$f" | cut -f1)"; file "$$f" | grep -q aarch64 || { echo "$$f is not arm64"; exit 1; }; done
+
+## Every entry point fed generated bad input for FUZZ_MINUTES (default 10), random seed; prints
+## cases and failures. `make test` runs the same harness briefly with a fixed seed.
+FUZZ_MINUTES ?= 10
+fuzz: setup
+	FUZZ_SECONDS=$$(( $(FUZZ_MINUTES) * 60 )) cargo test $(CARGO_FLAGS) -p bridgekeeper-tests --test fuzz -- --nocapture bad_input
 
 ## Format, lint and template checks (CI runs these after the tests).
 lint: setup template-check

@@ -346,6 +346,24 @@ impl ClusterAccess {
         }
     }
 
+    /// An EKS target through a ready client and credentials (tests: a mocked DescribeCluster).
+    pub fn with_eks(
+        name: &str,
+        eks: aws_sdk_eks::Client,
+        credentials: SharedCredentialsProvider,
+        region: &str,
+    ) -> Self {
+        ClusterAccess {
+            target: ClusterTarget::Eks {
+                name: name.to_owned(),
+            },
+            eks: Some((eks, credentials, region.to_owned())),
+            static_token: None,
+            token: Arc::new(RwLock::new(None)),
+            connected: Mutex::new(None),
+        }
+    }
+
     /// A URL target with an optional fixed bearer token (a service-account token, say).
     pub fn url(url: &str, token: Option<String>) -> Self {
         let target = ClusterTarget::Url {
@@ -658,6 +676,124 @@ mod tests {
                 "CLUSTERS",
                 "{bad:?}"
             );
+        }
+    }
+
+    /// The token path end to end (DescribeCluster, credentials, presign, client, a request that
+    /// carries the token) with every log line captured at TRACE: neither the bearer token nor the
+    /// credentials it is signed with may appear in any of them.
+    #[tokio::test(flavor = "current_thread")]
+    async fn no_log_line_carries_the_bearer_token_or_the_credentials() {
+        use aws_smithy_mocks::{mock, mock_client};
+        use base64::engine::general_purpose::STANDARD;
+        use std::io::Write;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        #[derive(Clone, Default)]
+        struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logs = Sink::default();
+        let writer = logs.clone();
+        // The functions' own filter, asked for everything (RUST_LOG=trace).
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(crate::telemetry::filter("trace"))
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        // A real API server stand-in: one TCP connection, the request captured.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let n = sock.read(&mut buf).await.unwrap();
+            let body = r#"{"kind":"NamespaceList","apiVersion":"v1","metadata":{},"items":[]}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        let pem = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap();
+        let first = pem
+            .split_inclusive("-----END CERTIFICATE-----\n")
+            .next()
+            .unwrap()
+            .to_owned();
+        let describe = mock!(aws_sdk_eks::Client::describe_cluster).then_output(move || {
+            aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput::builder()
+                .cluster(
+                    aws_sdk_eks::types::Cluster::builder()
+                        .name("prod")
+                        .endpoint(endpoint.clone())
+                        .certificate_authority(
+                            aws_sdk_eks::types::Certificate::builder()
+                                .data(STANDARD.encode(&first))
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        });
+        let (key, secret, session) = (
+            "AKIAFUZZEXAMPLE00001",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY",
+            "SESSIONTOKEN/FwoGZXIvYXdzEXAMPLE",
+        );
+        let creds = SharedCredentialsProvider::new(Credentials::new(
+            key,
+            secret,
+            Some(session.into()),
+            None,
+            "test",
+        ));
+        let access = ClusterAccess::with_eks(
+            "prod",
+            mock_client!(aws_sdk_eks, [&describe]),
+            creds,
+            "eu-west-1",
+        );
+
+        let client = access.client().await.unwrap();
+        let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+            .list(&Default::default())
+            .await;
+        let request = server.await.unwrap();
+        let token = request
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: Bearer "))
+            .expect("the request carried the token")
+            .trim()
+            .to_owned();
+        assert!(token.starts_with(TOKEN_PREFIX));
+
+        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            logs.contains("eks token minted"),
+            "the token path ran: {logs}"
+        );
+        for (what, secret) in [
+            ("token", token.as_str()),
+            ("token body", &token[TOKEN_PREFIX.len()..]),
+            ("access key", key),
+            ("secret key", secret),
+            ("session token", session),
+        ] {
+            let line = logs
+                .lines()
+                .find(|l| l.contains(secret))
+                .unwrap_or_default();
+            assert!(!logs.contains(secret), "the {what} is in the logs: {line}");
         }
     }
 

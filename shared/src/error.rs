@@ -101,8 +101,12 @@ impl From<crate::cluster::ClusterError> for Error {
 }
 
 impl Error {
+    /// The message is capped: parse errors quote their input, which may be megabytes.
     pub fn invalid_event(what: impl fmt::Display) -> Self {
-        Error::InvalidEvent(what.to_string())
+        Error::InvalidEvent(crate::failures::cap(
+            &what.to_string(),
+            crate::failures::MAX_MESSAGE_BYTES,
+        ))
     }
 }
 

@@ -34,6 +34,7 @@ pub struct Envelope {
 impl Envelope {
     /// Not an object at all is an invalid event, named as such.
     pub fn of(event: &serde_json::Value) -> Result<Envelope, crate::Error> {
+        crate::runtime::readable(event)?;
         Envelope::deserialize(event).map_err(|e| {
             crate::Error::invalid_event(format!("expected an EventBridge event object: {e}"))
         })
@@ -52,9 +53,17 @@ impl Envelope {
     }
 }
 
-/// The `detail` of a scheduled event: `{}`.
+/// The `detail` of a scheduled event: `{}`. Read through a map, because serde would otherwise
+/// accept any sequence (`[]`) for a struct without fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "serde_json::Map<String, serde_json::Value>")]
 pub struct Empty {}
+
+impl From<serde_json::Map<String, serde_json::Value>> for Empty {
+    fn from(_: serde_json::Map<String, serde_json::Value>) -> Self {
+        Empty {}
+    }
+}
 
 /// Values AWS may extend: a known one, or the text as received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ pub mod failures;
 pub mod idempotency;
 pub mod metrics;
 pub mod notify;
+pub mod runtime;
 pub mod telemetry;
 
 pub use error::{AwsError, Class, Classify, Error};

@@ -37,7 +37,13 @@ async fn table(client: &aws_sdk_dynamodb::Client) -> Result<String> {
 }
 
 fn store(client: &aws_sdk_dynamodb::Client, table: &str, lease: Duration) -> DynamoStore {
-    DynamoStore::new(client.clone(), table, "image-rollout", Duration::from_secs(3600), lease)
+    DynamoStore::new(
+        client.clone(),
+        table,
+        "image-rollout",
+        Duration::from_secs(3600),
+        lease,
+    )
 }
 
 #[tokio::test]
@@ -47,12 +53,24 @@ async fn claims_follow_powertools_semantics_on_real_conditional_writes() -> Resu
     let s = store(&client, &table(&client).await?, Duration::from_secs(300));
 
     assert_eq!(s.begin("evt-1").await?, Claim::New);
-    assert_eq!(s.begin("evt-1").await?, Claim::InProgress, "a concurrent duplicate");
+    assert_eq!(
+        s.begin("evt-1").await?,
+        Claim::InProgress,
+        "a concurrent duplicate"
+    );
     s.complete("evt-1").await?;
-    assert_eq!(s.begin("evt-1").await?, Claim::Completed, "a late duplicate");
+    assert_eq!(
+        s.begin("evt-1").await?,
+        Claim::Completed,
+        "a late duplicate"
+    );
     assert_eq!(s.begin("evt-2").await?, Claim::New, "another event");
     s.release("evt-2").await?;
-    assert_eq!(s.begin("evt-2").await?, Claim::New, "released for the retry");
+    assert_eq!(
+        s.begin("evt-2").await?,
+        Claim::New,
+        "released for the retry"
+    );
     Ok(())
 }
 

@@ -54,6 +54,7 @@ pub async fn handle<A: AccessEntries, R: Respond>(
     entries: &A,
     responder: &R,
 ) -> Result<Summary, Error> {
+    bridgekeeper::runtime::readable(&event)?;
     let request: CloudFormationCustomResourceRequest =
         serde_json::from_value(event).map_err(|e| {
             Error::invalid_event(format!("not a CloudFormation custom resource request: {e}"))

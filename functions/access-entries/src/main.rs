@@ -2,7 +2,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use access_entries::{FUNCTION, aws::Eks, handler, respond::Https};
 use bridgekeeper::failures::{SqsFailureSink, settle};
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 /// Kept back from the invocation's deadline to answer CloudFormation in.
 const ANSWER_MARGIN: Duration = Duration::from_secs(5);
@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let eks = Eks::new(aws_sdk_eks::Client::new(&sdk));
     let https = Https::new()?;
     let (eks, https, failed) = (&eks, &https, &failed);
-    run(service_fn(
+    bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

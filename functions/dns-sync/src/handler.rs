@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use bridgekeeper::events::{Envelope, EventBridgeEvent, SCHEDULED_EVENT};
+use bridgekeeper::events::{Envelope, EventBridgeEvent, SCHEDULED_EVENT, ScheduledEvent};
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::{Notification, Notifier, Severity};
 use bridgekeeper::{Class, Error};
@@ -72,8 +72,11 @@ struct CloudTrailCall {
 fn check_trigger(event: &serde_json::Value) -> Result<(), Error> {
     let envelope = Envelope::of(event)?;
     match envelope.kind() {
+        // Read whole and typed: a trigger whose fields have the wrong types is not a trigger.
         (s, d) if d == SCHEDULED_EVENT.1 && (s == SCHEDULED_EVENT.0 || s == "bridgekeeper") => {
-            Ok(())
+            ScheduledEvent::deserialize(event)
+                .map(|_| ())
+                .map_err(|e| Error::invalid_event(format!("malformed Scheduled Event: {e}")))
         }
         ("aws.elasticloadbalancing", "AWS API Call via CloudTrail") => {
             let call: EventBridgeEvent<CloudTrailCall> =

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
 use bridgekeeper::idempotency::{DynamoStore, once};
 use dns_sync::{Config, FUNCTION, aws::AwsDns, handler, kube::KubeSources};
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -31,7 +31,7 @@ async fn main() -> Result<(), Error> {
     let state = handler::State::default();
     let (config, sources, dns, notifier, state, failed, store) =
         (&config, &sources, &dns, &notifier, &state, &failed, &store);
-    run(service_fn(
+    bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let outcome = once(store, &event.payload, || {
                 handler::handle(event.payload.clone(), config, sources, dns, notifier, state)

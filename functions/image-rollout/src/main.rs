@@ -6,7 +6,7 @@ use std::time::Duration;
 use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
 use bridgekeeper::idempotency::{DynamoStore, once};
 use image_rollout::{Config, FUNCTION, handler, kube::KubeClusters};
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -26,7 +26,7 @@ async fn main() -> Result<(), Error> {
     };
     let (config, clusters, notifier, failed, store) =
         (&config, &clusters, &notifier, &failed, &store);
-    run(service_fn(
+    bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let outcome = once(store, &event.payload, || {
                 handler::handle(event.payload.clone(), config, clusters, notifier)

@@ -69,6 +69,7 @@ pub async fn handle_once<A: AutoScaling, N: Notifier, S: Store>(
     notifiers: &Notifiers<N>,
     store: &S,
 ) -> Result<Response, Error> {
+    bridgekeeper::runtime::readable(&payload)?;
     if payload.get("Records").is_none() {
         return handle_payload(payload, config, asg, notifiers).await;
     }
@@ -287,6 +288,7 @@ pub async fn handle_payload<A: AutoScaling, N: Notifier>(
     asg: &A,
     notifiers: &Notifiers<N>,
 ) -> Result<Response, Error> {
+    bridgekeeper::runtime::readable(&payload)?;
     let probe: Probe = Probe::deserialize(&payload).map_err(|e| {
         Error::invalid_event(format!(
             "expected an SQS batch or an EventBridge event object: {e}"

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use bridgekeeper::failures::{SqsFailureSink, settle};
 use bridgekeeper::idempotency::DynamoStore;
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 use scaling_alerts::{Config, FUNCTION, aws::AutoScalingApi, handler};
 
 #[tokio::main(flavor = "current_thread")]
@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let asg = AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&sdk));
     let notifiers = config.notifiers(aws_sdk_sns::Client::new(&sdk));
     let (config, asg, notifiers, failed, store) = (&config, &asg, &notifiers, &failed, &store);
-    run(service_fn(
+    bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let payload = event.payload.clone();
             let outcome = match handler::handle_once(payload, config, asg, notifiers, store).await {

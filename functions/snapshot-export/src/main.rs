@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
 use bridgekeeper::idempotency::{DynamoStore, once};
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 use snapshot_export::{Config, FUNCTION, aws::RdsApi, handler};
 
 #[tokio::main(flavor = "current_thread")]
@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
         function: FUNCTION,
     };
     let (config, rds, notifier, failed, store) = (&config, &rds, &notifier, &failed, &store);
-    run(service_fn(
+    bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let outcome = once(store, &event.payload, || {
                 handler::handle(event.payload.clone(), config, rds, notifier)
