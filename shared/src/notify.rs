@@ -52,6 +52,9 @@ pub struct Notification {
     /// Extra attributes (`cluster`, `group`, ...); `severity`, `function` and `environment` are
     /// added by the notifier.
     pub attributes: BTreeMap<String, String>,
+    /// When set, [`crate::idempotency::OncePerKey`] sends it once per key within the store's TTL
+    /// (a report of a lasting situation, not of an event).
+    pub dedup_key: Option<String>,
 }
 
 impl Notification {
@@ -61,6 +64,7 @@ impl Notification {
             body: truncate_bytes(body.into(), MAX_BODY_BYTES),
             severity,
             attributes: BTreeMap::new(),
+            dedup_key: None,
         }
     }
 

@@ -9,6 +9,8 @@ use aws_sdk_route53::types::{
 };
 use bridgekeeper::AwsError;
 use bridgekeeper::config::Env;
+use bridgekeeper::idempotency::OncePerKey;
+use bridgekeeper::idempotency::testing::Memory;
 use bridgekeeper_tests::{Inbox, TestEnv, kmock, load_balancer, repo_root, unique};
 use dns_sync::aws::{AwsDns, Dns};
 use dns_sync::domain::{DnsChange, LoadBalancer, RecordSet, Zone};
@@ -57,6 +59,8 @@ struct World {
     ns: String,
     lb: (String, String),
     state: State,
+    /// The idempotency store (in memory here; moto's DynamoDB is tested in idempotency.rs).
+    store: Memory,
 }
 
 impl World {
@@ -96,6 +100,7 @@ impl World {
             ns: unique("shop"),
             lb,
             state: State::default(),
+            store: Memory::default(),
         })
     }
 
@@ -114,12 +119,24 @@ impl World {
     }
 
     async fn run(&self, config: &dns_sync::Config) -> Result<Response> {
+        self.run_with(config, &self.state).await
+    }
+
+    /// A run in a new execution environment: nothing in memory, only the store remembers.
+    async fn run_after_cold_start(&self, config: &dns_sync::Config) -> Result<Response> {
+        self.run_with(config, &State::default()).await
+    }
+
+    async fn run_with(&self, config: &dns_sync::Config, state: &State) -> Result<Response> {
         let sources = KubeSources::new(&config.clusters, &self.env.sdk);
-        let notifier = config.notifier(aws_sdk_sns::Client::new(&self.env.sdk));
+        let notifier = OncePerKey {
+            inner: config.notifier(aws_sdk_sns::Client::new(&self.env.sdk)),
+            store: &self.store,
+        };
         let event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
             repo_root().join("events/dns-sync/schedule.json"),
         )?)?;
-        Ok(handle(event, config, &sources, &self.dns, &notifier, &self.state).await?)
+        Ok(handle(event, config, &sources, &self.dns, &notifier, state).await?)
     }
 
     async fn ingresses(&self) -> Result<Api<Ingress>> {
@@ -315,8 +332,13 @@ async fn a_foreign_record_is_left_untouched_and_reported() -> Result<()> {
         "{}",
         messages[0].body
     );
-    // The same conflict on the next run is not mailed again.
+    // The same conflict on the next run is not mailed again, nor after a cold start.
     w.run(&w.config(&[("POLICY", "sync")])).await?;
+    assert!(w.inbox.receive().await?.is_empty());
+    let r = w
+        .run_after_cold_start(&w.config(&[("POLICY", "sync")]))
+        .await?;
+    assert_eq!(r.zones[0].conflicts.len(), 1);
     assert!(w.inbox.receive().await?.is_empty());
     Ok(())
 }

@@ -418,8 +418,27 @@ fn notification(r: &Response, environment: &str, state: &State) -> Option<Notifi
     } else {
         Severity::Info
     };
-    Some(
-        Notification::new(subject, body.trim_end().to_owned(), severity)
-            .attribute("zone", zones.join(",")),
-    )
+    let mut n = Notification::new(subject, body.trim_end().to_owned(), severity)
+        .attribute("zone", zones.join(","));
+    // Nothing changed: a report of a lasting situation (conflicts, errors). Keyed by its content,
+    // it goes out once per store TTL, not after every cold start or every five minutes.
+    if changed == 0 {
+        n.dedup_key = Some(format!("report#{:016x}", content_hash(&n.body)));
+    }
+    Some(n)
+}
+
+/// The report's content without what differs between runs of the same situation (request ids).
+/// DefaultHasher's keys are fixed, so equal reports hash alike in every process of one build.
+fn content_hash(body: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for line in body.lines() {
+        let stable = match line.find(" [request id ") {
+            Some(i) => &line[..i],
+            None => line,
+        };
+        stable.hash(&mut h);
+    }
+    h.finish()
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
-use bridgekeeper::idempotency::{DynamoStore, once};
+use bridgekeeper::idempotency::{DynamoStore, OncePerKey, once};
 use dns_sync::{Config, FUNCTION, aws::AwsDns, handler, kube::KubeSources};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -23,10 +23,14 @@ async fn main() -> Result<(), Error> {
         aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
     );
     let inner = config.notifier(aws_sdk_sns::Client::new(&sdk));
-    let notifier = Queued {
+    let queued = Queued {
         inner,
         sink: &failed,
         function: FUNCTION,
+    };
+    let notifier = OncePerKey {
+        inner: queued,
+        store: &store,
     };
     let state = handler::State::default();
     let (config, sources, dns, notifier, state, failed, store) =
