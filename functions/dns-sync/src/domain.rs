@@ -428,6 +428,18 @@ pub fn parse_owner(value: &str) -> Option<(String, String)> {
 
 const MANAGED_TYPES: [&str; 3] = ["A", "AAAA", "CNAME"];
 
+/// What an alias to `target` needs: ELBv2's answer when the account could read it (it knows
+/// whether the load balancer is dualstack), else the published table for the hostname's form
+/// (Classic Load Balancers, other accounts' load balancers).
+fn load_balancer(target: &str, from_api: &HashMap<String, LoadBalancer>) -> Option<LoadBalancer> {
+    from_api.get(target).cloned().or_else(|| {
+        crate::elb::canonical(target).map(|c| LoadBalancer {
+            canonical_zone_id: c.zone_id.to_owned(),
+            dualstack: c.dualstack,
+        })
+    })
+}
+
 fn desired_records(ep: &Endpoint, lb: Option<&LoadBalancer>) -> Vec<RecordSet> {
     match (ep.kind, lb) {
         (RecordKind::Alias, Some(lb)) => {
@@ -462,6 +474,8 @@ fn desired_records(ep: &Endpoint, lb: Option<&LoadBalancer>) -> Vec<RecordSet> {
 }
 
 pub struct PlanInput<'a> {
+    /// The zone's name (its apex), lower case, without the final dot.
+    pub zone: &'a str,
     pub endpoints: &'a [Endpoint],
     pub existing: &'a [RecordSet],
     pub load_balancers: &'a HashMap<String, LoadBalancer>,
@@ -547,7 +561,23 @@ pub fn plan_zone(input: &PlanInput) -> ZonePlan {
             });
             continue;
         }
-        let desired = desired_records(ep, input.load_balancers.get(&ep.target));
+        let lb = load_balancer(&ep.target, input.load_balancers);
+        // RFC 1034: a CNAME cannot share its name with other records, and the apex always has SOA
+        // and NS; Route53 rejects the whole batch. The apex gets an alias or nothing.
+        if host.trim_end_matches('.') == input.zone
+            && (ep.kind == RecordKind::Cname || lb.is_none())
+        {
+            plan.conflicts.push(Conflict {
+                host: host.to_owned(),
+                reason: format!(
+                    "the zone apex can only be an alias (A/AAAA), never a CNAME, and {} is not a \
+                     load balancer it can alias; nothing submitted",
+                    ep.target
+                ),
+            });
+            continue;
+        }
+        let desired = desired_records(ep, lb.as_ref());
         let txt = RecordSet {
             name: owner_name(host),
             rtype: "TXT".into(),
@@ -728,6 +758,7 @@ mod tests {
         let lbs = lbs();
         let complete = BTreeSet::from(["prod".to_owned()]);
         plan_zone(&PlanInput {
+            zone: "example.com",
             endpoints,
             existing,
             load_balancers: &lbs,
@@ -751,6 +782,111 @@ mod tests {
                 format!("{a} {} {}", r.rtype, r.name)
             })
             .collect()
+    }
+
+    fn plan_in(zone: &str, endpoints: &[Endpoint]) -> ZonePlan {
+        let (none, complete) = (HashMap::new(), BTreeSet::from(["prod".to_owned()]));
+        plan_zone(&PlanInput {
+            zone,
+            endpoints,
+            existing: &[],
+            load_balancers: &none,
+            owner: "bk",
+            policy: Policy::Sync,
+            complete_clusters: &complete,
+            ttl: 300,
+        })
+    }
+
+    /// The seed's scenario: a Classic Load Balancer (ELBv2 cannot see it) for the apex and a
+    /// subdomain. It used to become two CNAMEs, one at the apex, so Route53 refused the batch.
+    #[test]
+    fn a_classic_load_balancer_gives_apex_and_subdomain_alias_records_in_one_batch() {
+        let classic = "default-1854330541.ap-northeast-1.elb.amazonaws.com";
+        let p = plan_in(
+            "domain.com",
+            &[
+                ep("domain.com", classic, RecordKind::Alias),
+                ep("api.domain.com", classic, RecordKind::Alias),
+            ],
+        );
+        assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+        assert_eq!(p.batches.len(), 1);
+        let records: Vec<&RecordSet> = p.batches[0].iter().map(DnsChange::record).collect();
+        let aliases: Vec<(&str, &str)> = records
+            .iter()
+            .filter(|r| r.rtype == "A")
+            .map(|r| (r.name.as_str(), r.alias.as_ref().unwrap().zone_id.as_str()))
+            .collect();
+        assert_eq!(
+            aliases,
+            [
+                ("api.domain.com", "Z14GRHDCWA56QT"),
+                ("domain.com", "Z14GRHDCWA56QT")
+            ]
+        );
+        assert!(records.iter().all(|r| r.rtype != "CNAME"), "{records:?}");
+    }
+
+    #[test]
+    fn an_nlb_in_another_region_and_account_is_aliased_from_the_table() {
+        for (lb, zone) in [
+            ("k8s-a-1.elb.us-east-1.amazonaws.com", "Z26RNL4JYFTOTI"),
+            ("k8s-a-1.elb.eu-central-1.amazonaws.com", "Z3F0SRJ5LGBH90"),
+            ("k8s-a-1.elb.ap-southeast-2.amazonaws.com", "ZCT6FZBF4DROD"),
+            ("k8s-web-1.us-west-2.elb.amazonaws.com", "Z1H1FL5HABSF5"),
+        ] {
+            let p = plan_in(
+                "example.com",
+                &[ep("api.example.com", lb, RecordKind::Alias)],
+            );
+            let a = p.batches[0]
+                .iter()
+                .map(DnsChange::record)
+                .find(|r| r.rtype == "A")
+                .unwrap();
+            assert_eq!(a.alias.as_ref().unwrap().zone_id, zone, "{lb}");
+        }
+    }
+
+    #[test]
+    fn the_apex_never_gets_a_cname_and_the_rest_of_the_zone_still_goes_through() {
+        let p = plan_in(
+            "domain.com",
+            &[
+                ep(
+                    "domain.com",
+                    "ingress.other-cloud.example.net",
+                    RecordKind::Alias,
+                ),
+                ep(
+                    "www.domain.com",
+                    "ingress.other-cloud.example.net",
+                    RecordKind::Alias,
+                ),
+                ep("shop.domain.com", LB, RecordKind::Cname),
+            ],
+        );
+        assert_eq!(p.conflicts.len(), 1);
+        assert_eq!(p.conflicts[0].host, "domain.com");
+        assert!(
+            p.conflicts[0].reason.contains("apex"),
+            "{}",
+            p.conflicts[0].reason
+        );
+        let names: Vec<String> = actions(&p);
+        assert!(
+            !names.iter().any(|a| a.ends_with(" domain.com")),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"CREATE CNAME www.domain.com".to_owned()),
+            "{names:?}"
+        );
+        // Asked for a CNAME at the apex: refused too, even for a load balancer.
+        let p = plan_in("domain.com", &[ep("domain.com", LB, RecordKind::Cname)]);
+        assert_eq!(p.conflicts.len(), 1);
+        assert!(p.batches.is_empty());
     }
 
     #[test]
@@ -950,6 +1086,7 @@ mod tests {
         let lbs = lbs();
         let existing = [alias("gone.example.com", "A", LB), ours("gone.example.com")];
         let p = plan_zone(&PlanInput {
+            zone: "example.com",
             endpoints: &[],
             existing: &existing,
             load_balancers: &lbs,

@@ -295,6 +295,7 @@ async fn sync_zone<D: Dns>(
         }
     };
     let plan = domain::plan_zone(&PlanInput {
+        zone: &zone.name,
         endpoints: wanted,
         existing: &existing,
         load_balancers,

@@ -108,6 +108,7 @@ fn dns_sync() -> String {
     let complete = BTreeSet::from(["prod".to_owned()]);
     let (t, peak, plan) = measure(5, || {
         plan_zone(&PlanInput {
+            zone: "example.com",
             endpoints: &endpoints,
             existing: &existing,
             load_balancers: &lbs,
