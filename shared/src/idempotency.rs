@@ -173,6 +173,14 @@ pub fn event_id(event: &Value) -> Option<String> {
     (event.get("detail-type").is_some() && !id.is_empty()).then(|| id.to_owned())
 }
 
+/// The store could not be asked: say so and count it (`DedupSkipped`); the caller acts anyway.
+pub fn skipped(key: &str, err: &AwsError) {
+    warn!(key, error = %err, "idempotency check skipped: the store is unavailable");
+    crate::metrics::Metrics::new("idempotency")
+        .count("DedupSkipped", 1)
+        .flush();
+}
+
 /// What a duplicate delivery returns instead of running the handler again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Duplicate {
@@ -197,10 +205,7 @@ where
     let claim = match store.begin(&id).await {
         Ok(c) => Some(c),
         Err(e) => {
-            warn!(event_id = %id, error = %e, "idempotency check skipped: the store is unavailable");
-            crate::metrics::Metrics::new("idempotency")
-                .count("DedupSkipped", 1)
-                .flush();
+            skipped(&id, &e);
             None
         }
     };
@@ -258,7 +263,7 @@ impl<N: crate::notify::Notifier, S: Store> crate::notify::Notifier for OncePerKe
             }
             claim => {
                 if let Err(e) = &claim {
-                    warn!(key, error = %e, "idempotency check skipped: the store is unavailable");
+                    skipped(key, e);
                 }
                 let sent = self.inner.notify(n).await;
                 if claim.is_ok() {

@@ -100,7 +100,7 @@ pub async fn handle_once<A: AutoScaling, N: Notifier, S: Store>(
             }
             Ok(Claim::Completed | Claim::InProgress) => {}
             Err(e) => {
-                warn!(event_id = %id, error = %e, "idempotency check skipped: the store is unavailable");
+                bridgekeeper::idempotency::skipped(&id, &e);
                 kept.records.push(record);
             }
         }
