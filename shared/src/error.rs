@@ -103,7 +103,7 @@ impl From<crate::cluster::ClusterError> for Error {
 impl Error {
     /// The message is capped: parse errors quote their input, which may be megabytes.
     pub fn invalid_event(what: impl fmt::Display) -> Self {
-        Error::InvalidEvent(crate::failures::cap(
+        Error::InvalidEvent(crate::text::cap(
             &what.to_string(),
             crate::failures::MAX_MESSAGE_BYTES,
         ))
@@ -191,6 +191,22 @@ impl AwsError {
 
     pub fn class(&self) -> Class {
         self.class
+    }
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl AwsError {
+    /// A service's error answer as the SDK reports it, classified the same way: for test fakes.
+    pub fn fake(operation: &'static str, code: &str, status: u16, message: &str) -> Self {
+        AwsError {
+            operation,
+            code: Some(code.to_owned()),
+            message: (!message.is_empty()).then(|| message.to_owned()),
+            request_id: None,
+            status: Some(status),
+            class: classify_service(Some(code), Some(status)),
+            source: code.to_owned().into(),
+        }
     }
 }
 

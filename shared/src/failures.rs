@@ -16,6 +16,7 @@ use tracing::{error, warn};
 
 use crate::error::{AwsError, Class, Classify, Error, SdkResultExt, chain};
 use crate::notify::{Notification, Notifier};
+use crate::text::cap;
 
 /// SQS takes 256 KiB per message; the event is cut well below so the rest always fits.
 pub const MAX_EVENT_BYTES: usize = 192 * 1024;
@@ -63,18 +64,6 @@ impl FailureRecord {
             recorded_at: chrono::Utc::now().to_rfc3339(),
         }
     }
-}
-
-/// Cuts on a character boundary and says how much was dropped.
-pub fn cap(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max.saturating_sub(64);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} more bytes)", &text[..end], text.len() - end)
 }
 
 fn cap_event(event: &Value) -> Value {
@@ -212,15 +201,12 @@ pub mod testing {
     impl FailureSink for Kept {
         async fn record(&self, r: &FailureRecord) -> Result<(), AwsError> {
             if self.broken {
-                return Err(AwsError {
-                    operation: "sqs:SendMessage",
-                    code: Some("AWS.SimpleQueueService.NonExistentQueue".into()),
-                    message: None,
-                    request_id: None,
-                    status: Some(400),
-                    class: Class::NonRetryable,
-                    source: "no queue".into(),
-                });
+                return Err(AwsError::fake(
+                    "sqs:SendMessage",
+                    "AWS.SimpleQueueService.NonExistentQueue",
+                    400,
+                    "",
+                ));
             }
             self.records.lock().expect("lock").push(r.clone());
             Ok(())

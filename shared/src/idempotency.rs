@@ -31,7 +31,13 @@ pub enum Claim {
 }
 
 pub trait Store: Send + Sync {
-    fn begin(&self, key: &str) -> impl Future<Output = Result<Claim, AwsError>> + Send;
+    /// Claims `key` until `lease_until` (the invocation's deadline: a run that dies holds it no
+    /// longer than Lambda would have let it run).
+    fn begin(
+        &self,
+        key: &str,
+        lease_until: SystemTime,
+    ) -> impl Future<Output = Result<Claim, AwsError>> + Send;
     fn complete(&self, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
     fn release(&self, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
@@ -43,26 +49,22 @@ pub struct DynamoStore {
     table: String,
     function: String,
     ttl: Duration,
-    lease: Duration,
 }
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl DynamoStore {
-    /// `lease`: how long an `IN_PROGRESS` claim holds; use the function's timeout.
     pub fn new(
         client: aws_sdk_dynamodb::Client,
         table: impl Into<String>,
         function: impl Into<String>,
         ttl: Duration,
-        lease: Duration,
     ) -> Self {
         DynamoStore {
             client,
             table: table.into(),
             function: function.into(),
             ttl,
-            lease,
         }
     }
 
@@ -71,14 +73,12 @@ impl DynamoStore {
         env: &crate::config::Env,
         sdk: &aws_config::SdkConfig,
         function: &str,
-        lease: Duration,
     ) -> Result<Self, crate::config::ConfigError> {
         Ok(Self::new(
             aws_sdk_dynamodb::Client::new(sdk),
             env.required("IDEMPOTENCY_TABLE")?,
             function,
             env.seconds("IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL)?,
-            lease,
         ))
     }
 
@@ -87,9 +87,8 @@ impl DynamoStore {
     }
 }
 
-fn epoch(after: Duration) -> i64 {
-    (SystemTime::now() + after)
-        .duration_since(UNIX_EPOCH)
+fn epoch(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
 }
@@ -99,22 +98,22 @@ fn n(v: i64) -> AttributeValue {
 }
 
 impl Store for DynamoStore {
-    async fn begin(&self, key: &str) -> Result<Claim, AwsError> {
-        let now = epoch(Duration::ZERO);
+    async fn begin(&self, key: &str, lease_until: SystemTime) -> Result<Claim, AwsError> {
+        let now = SystemTime::now();
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("id", self.id(key))
             .item("status", AttributeValue::S("IN_PROGRESS".into()))
-            .item("expires_at", n(epoch(self.ttl)))
-            .item("lease_until", n(epoch(self.lease)))
+            .item("expires_at", n(epoch(now + self.ttl)))
+            .item("lease_until", n(epoch(lease_until)))
             .condition_expression(
                 "attribute_not_exists(id) OR expires_at < :now \
                  OR (#status = :in_progress AND lease_until < :now)",
             )
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":now", n(epoch(now)))
             .expression_attribute_values(":in_progress", AttributeValue::S("IN_PROGRESS".into()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -147,7 +146,7 @@ impl Store for DynamoStore {
             .update_expression("SET #status = :completed, expires_at = :expires")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":completed", AttributeValue::S("COMPLETED".into()))
-            .expression_attribute_values(":expires", n(epoch(self.ttl)))
+            .expression_attribute_values(":expires", n(epoch(SystemTime::now() + self.ttl)))
             .send()
             .await
             .context("dynamodb:UpdateItem")?;
@@ -189,9 +188,15 @@ pub struct Duplicate {
     pub claim: Claim,
 }
 
-/// Runs `handler` once per event id (see the module docs). A concurrent duplicate is a
-/// Retryable error: Lambda tries it again later, when the first has finished or given up.
-pub async fn once<S, F, Fut, T>(store: &S, event: &Value, handler: F) -> Result<Value, Error>
+/// Runs `handler` once per event id (see the module docs), holding the claim until
+/// `lease_until`. A concurrent duplicate is a Retryable error: Lambda tries it again later, when
+/// the first has finished or given up.
+pub async fn once<S, F, Fut, T>(
+    store: &S,
+    event: &Value,
+    lease_until: SystemTime,
+    handler: F,
+) -> Result<Value, Error>
 where
     S: Store,
     F: FnOnce() -> Fut,
@@ -202,7 +207,7 @@ where
     let Some(id) = event_id(event) else {
         return handler().await.map(to_value);
     };
-    let claim = match store.begin(&id).await {
+    let claim = match store.begin(&id, lease_until).await {
         Ok(c) => Some(c),
         Err(e) => {
             skipped(&id, &e);
@@ -212,7 +217,12 @@ where
     match claim {
         Some(Claim::Completed) => {
             info!(event_id = %id, "duplicate delivery: handled before, nothing done");
-            return Ok(to_value_dup(id, Claim::Completed));
+            let duplicate = Duplicate {
+                duplicate: true,
+                event_id: id,
+                claim: Claim::Completed,
+            };
+            return Ok(serde_json::to_value(duplicate).unwrap_or(Value::Null));
         }
         Some(Claim::InProgress) => {
             return Err(Error::Transient(format!(
@@ -234,14 +244,8 @@ where
     outcome.map(to_value)
 }
 
-fn to_value_dup(event_id: String, claim: Claim) -> Value {
-    serde_json::to_value(Duplicate {
-        duplicate: true,
-        event_id,
-        claim,
-    })
-    .unwrap_or(Value::Null)
-}
+/// How long a notification's claim holds while it is being published.
+const NOTIFY_LEASE: Duration = Duration::from_secs(60);
 
 /// A notifier that sends a notification carrying a `dedup_key` once per key within the store's
 /// TTL, across invocations and cold starts; others pass straight through. Like [`once`], an
@@ -256,7 +260,11 @@ impl<N: crate::notify::Notifier, S: Store> crate::notify::Notifier for OncePerKe
         let Some(key) = n.dedup_key.as_deref() else {
             return self.inner.notify(n).await;
         };
-        match self.store.begin(key).await {
+        match self
+            .store
+            .begin(key, SystemTime::now() + NOTIFY_LEASE)
+            .await
+        {
             Ok(Claim::Completed | Claim::InProgress) => {
                 info!(key, subject = %n.subject, "already reported; not sent again");
                 Ok("already-reported".to_owned())
@@ -285,7 +293,6 @@ pub mod testing {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::error::Class;
 
     #[derive(Debug, Default)]
     pub struct Memory {
@@ -296,22 +303,19 @@ pub mod testing {
     impl Memory {
         fn fail(&self) -> Result<(), AwsError> {
             if self.broken {
-                return Err(AwsError {
-                    operation: "dynamodb:PutItem",
-                    code: Some("ResourceNotFoundException".into()),
-                    message: Some("Requested resource not found".into()),
-                    request_id: None,
-                    status: Some(400),
-                    class: Class::NonRetryable,
-                    source: "no table".into(),
-                });
+                return Err(AwsError::fake(
+                    "dynamodb:PutItem",
+                    "ResourceNotFoundException",
+                    400,
+                    "Requested resource not found",
+                ));
             }
             Ok(())
         }
     }
 
     impl Store for Memory {
-        async fn begin(&self, key: &str) -> Result<Claim, AwsError> {
+        async fn begin(&self, key: &str, _: SystemTime) -> Result<Claim, AwsError> {
             self.fail()?;
             let mut keys = self.keys.lock().expect("lock");
             Ok(match keys.get(key) {
@@ -344,6 +348,10 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    fn lease() -> SystemTime {
+        SystemTime::now() + Duration::from_secs(60)
+    }
+
     fn event(id: &str) -> Value {
         serde_json::json!({"id": id, "detail-type": "ECR Image Action", "detail": {}})
     }
@@ -355,8 +363,11 @@ mod tests {
             runs.fetch_add(1, Ordering::SeqCst);
             Ok::<_, Error>("rolled")
         };
-        assert_eq!(once(&store, &event("e1"), run).await.unwrap(), "rolled");
-        let again = once(&store, &event("e1"), run).await.unwrap();
+        assert_eq!(
+            once(&store, &event("e1"), lease(), run).await.unwrap(),
+            "rolled"
+        );
+        let again = once(&store, &event("e1"), lease(), run).await.unwrap();
         assert_eq!(again["duplicate"], true);
         assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
@@ -364,22 +375,27 @@ mod tests {
     #[tokio::test]
     async fn a_failed_run_is_released_so_the_retry_runs() {
         let store = Memory::default();
-        let err = once(&store, &event("e2"), || async {
+        let err = once(&store, &event("e2"), lease(), || async {
             Err::<(), _>(Error::Transient("503".into()))
         })
         .await;
         assert!(err.is_err());
-        let ok = once(&store, &event("e2"), || async { Ok::<_, Error>(1) }).await;
+        let ok = once(&store, &event("e2"), lease(), || async {
+            Ok::<_, Error>(1)
+        })
+        .await;
         assert_eq!(ok.unwrap(), 1);
     }
 
     #[tokio::test]
     async fn a_concurrent_duplicate_is_retried_later() {
         let store = Memory::default();
-        store.begin("e3").await.unwrap();
-        let err = once(&store, &event("e3"), || async { Ok::<_, Error>(1) })
-            .await
-            .unwrap_err();
+        store.begin("e3", SystemTime::now()).await.unwrap();
+        let err = once(&store, &event("e3"), lease(), || async {
+            Ok::<_, Error>(1)
+        })
+        .await
+        .unwrap_err();
         assert_eq!(crate::Classify::class(&err), crate::Class::Retryable);
     }
 
@@ -389,7 +405,10 @@ mod tests {
             broken: true,
             ..Memory::default()
         };
-        let ok = once(&store, &event("e4"), || async { Ok::<_, Error>("acted") }).await;
+        let ok = once(&store, &event("e4"), lease(), || async {
+            Ok::<_, Error>("acted")
+        })
+        .await;
         assert_eq!(ok.unwrap(), "acted");
     }
 

@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod notify;
 pub mod runtime;
 pub mod telemetry;
+pub mod text;
 
 pub use error::{AwsError, Class, Classify, Error};

@@ -119,10 +119,7 @@ fn truncate_bytes(mut s: String, max: usize) -> String {
         return s;
     }
     let total = s.len();
-    let mut end = max - 120;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = crate::text::prefix(&s, max - 120).len();
     let dropped_lines = s[end..].lines().count();
     s.truncate(end);
     s.push_str(&format!(
@@ -310,7 +307,6 @@ pub mod testing {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::error::classify_service;
 
     #[derive(Debug, Default)]
     pub struct Recorder {
@@ -335,15 +331,7 @@ pub mod testing {
     impl Notifier for Recorder {
         async fn notify(&self, n: &Notification) -> Result<String, AwsError> {
             if let Some((code, status)) = self.fail_with {
-                return Err(AwsError {
-                    operation: "sns:Publish",
-                    code: Some(code.into()),
-                    message: None,
-                    request_id: None,
-                    status: Some(status),
-                    class: classify_service(Some(code), Some(status)),
-                    source: code.into(),
-                });
+                return Err(AwsError::fake("sns:Publish", code, status, ""));
             }
             let mut sent = self.sent.lock().expect("recorder lock");
             sent.push(n.clone());

@@ -35,6 +35,11 @@ pub fn unreadable(body: &[u8]) -> Option<String> {
         .map(|e| format!("the payload is not JSON ({} bytes): {e}", body.len()))
 }
 
+/// When Lambda stops this invocation (the context's deadline, epoch milliseconds).
+pub fn deadline(context: &lambda_runtime::Context) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(context.deadline)
+}
+
 /// The entry points' first check: refuses the guard's marker, naming what was wrong.
 pub fn readable(payload: &Value) -> Result<(), Error> {
     match payload.get(UNREADABLE).and_then(Value::as_str) {

@@ -29,6 +29,9 @@ import sys
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from intrinsics import Resolver  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
 PARAMS = json.loads((ROOT / "tests/template/params.json").read_text())
@@ -84,47 +87,13 @@ def parameter_findings(template):
     return out
 
 
-def value(template, name):
-    p = template["Parameters"][name]
-    v = str(p.get("Default", ""))
-    if p["Type"].startswith("CommaDelimitedList") or p["Type"].startswith("List<"):
-        return [x.strip() for x in v.split(",")]
-    return v
-
-
-def evaluate(template, expr):
-    """The intrinsic functions CloudFormation allows in Rules, for the ones this repo uses."""
-    if isinstance(expr, (str, int, float, bool)):
-        return expr
-    if isinstance(expr, list):
-        return [evaluate(template, e) for e in expr]
-    (fn, arg), = expr.items()
-    ev = lambda e: evaluate(template, e)  # noqa: E731
-    if fn == "Ref":
-        return value(template, arg)
-    if fn == "Fn::Not":
-        return not ev(arg[0])
-    if fn == "Fn::And":
-        return all(ev(a) for a in arg)
-    if fn == "Fn::Or":
-        return any(ev(a) for a in arg)
-    if fn == "Fn::Equals":
-        return ev(arg[0]) == ev(arg[1])
-    if fn == "Fn::Contains":
-        return ev(arg[1]) in ev(arg[0])
-    if fn == "Fn::EachMemberEquals":
-        return all(m == ev(arg[1]) for m in ev(arg[0]))
-    if fn == "Fn::EachMemberIn":
-        return all(m in ev(arg[1]) for m in ev(arg[0]))
-    raise SystemExit(f"Rules: {fn} is not evaluated by check.py; add it")
-
-
 def refusing_rules(template):
+    r = Resolver(template)
     refused = []
     for name, rule in template.get("Rules", {}).items():
-        if "RuleCondition" in rule and not evaluate(template, rule["RuleCondition"]):
+        if "RuleCondition" in rule and not r.resolve(rule["RuleCondition"]):
             continue
-        if not all(evaluate(template, a["Assert"]) for a in rule["Assertions"]):
+        if not all(r.resolve(a["Assert"]) for a in rule["Assertions"]):
             refused.append(name)
     return refused
 
@@ -171,7 +140,6 @@ def known_checks():
 
 def dashboard_findings(expanded):
     """A dashboard body is a JSON string CloudFormation only checks at deploy time."""
-    from patterns import Resolver
     out = []
     r = Resolver(expanded)
     sub = lambda text: re.sub(r"\$\{[^}]+\}", "x", text)  # noqa: E731

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bridgekeeper::Classify;
 use bridgekeeper::cluster::ClusterError;
@@ -31,15 +31,7 @@ fn call() {
 }
 
 fn refused() -> AwsError {
-    AwsError {
-        operation: "fake",
-        code: Some("AccessDenied".into()),
-        message: Some("the fuzz fakes refuse writes".into()),
-        request_id: None,
-        status: Some(403),
-        class: Class::NonRetryable,
-        source: "fake".into(),
-    }
+    AwsError::fake("fake", "AccessDenied", 403, "the fuzz fakes refuse writes")
 }
 
 struct Fakes;
@@ -243,6 +235,11 @@ async fn run(
     };
     let recorder = Recorder::default();
     let store = Memory::default();
+    // scaling-alerts sends through its own pair of notifiers; every other function through `recorder`.
+    let alerts = scaling_alerts::handler::Notifiers {
+        all: Recorder::default(),
+        errors: None,
+    };
     let err: Option<Error> = match function {
         "snapshot-export" => {
             snapshot_export::handler::handle(payload, &c.snapshot, &Fakes, &recorder)
@@ -258,20 +255,16 @@ async fn run(
         "image-rollout" => image_rollout::handler::handle(payload, &c.rollout, &Fakes, &recorder)
             .await
             .err(),
-        "scaling-alerts" => {
-            let notifiers = scaling_alerts::handler::Notifiers {
-                all: Recorder::default(),
-                errors: None,
-            };
-            let out = scaling_alerts::handler::handle_once(
-                payload, &c.scaling, &Fakes, &notifiers, &store,
-            )
-            .await;
-            if notifiers.all.sent().len() + recorder.sent().len() > 0 && out.is_err() {
-                return Err("scaling-alerts sent an alert and then failed".into());
-            }
-            out.err()
-        }
+        "scaling-alerts" => scaling_alerts::handler::handle_once(
+            payload,
+            SystemTime::now(),
+            &c.scaling,
+            &Fakes,
+            &alerts,
+            &store,
+        )
+        .await
+        .err(),
         "access-entries" => {
             access_entries::handler::handle(payload, Duration::from_secs(5), &Fakes, &Fakes)
                 .await
@@ -279,6 +272,7 @@ async fn run(
         }
         other => unreachable!("{other}"),
     };
+    let sent = recorder.sent().len() + alerts.all.sent().len();
     let Some(err) = err else { return Ok(None) };
     let d = err.diagnostic();
     if err.class() != Class::NonRetryable {
@@ -293,7 +287,7 @@ async fn run(
             d.error_message.len()
         ));
     }
-    if !recorder.sent().is_empty() {
+    if sent > 0 {
         return Err(format!("{function}: refused input but notified"));
     }
     Ok(Some((d.error_type, d.error_message)))

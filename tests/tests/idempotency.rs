@@ -2,7 +2,7 @@
 //! is not handled twice, a failed one is, and a missing table never blocks the action.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 use aws_sdk_dynamodb::types::{
@@ -36,38 +36,46 @@ async fn table(client: &aws_sdk_dynamodb::Client) -> Result<String> {
     Ok(name)
 }
 
-fn store(client: &aws_sdk_dynamodb::Client, table: &str, lease: Duration) -> DynamoStore {
+fn store(client: &aws_sdk_dynamodb::Client, table: &str) -> DynamoStore {
     DynamoStore::new(
         client.clone(),
         table,
         "image-rollout",
         Duration::from_secs(3600),
-        lease,
     )
+}
+
+/// An invocation's deadline, five minutes away.
+fn deadline() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(300)
 }
 
 #[tokio::test]
 async fn claims_follow_powertools_semantics_on_real_conditional_writes() -> Result<()> {
     let env = TestEnv::aws().await;
     let client = aws_sdk_dynamodb::Client::new(&env.sdk);
-    let s = store(&client, &table(&client).await?, Duration::from_secs(300));
+    let s = store(&client, &table(&client).await?);
 
-    assert_eq!(s.begin("evt-1").await?, Claim::New);
+    assert_eq!(s.begin("evt-1", deadline()).await?, Claim::New);
     assert_eq!(
-        s.begin("evt-1").await?,
+        s.begin("evt-1", deadline()).await?,
         Claim::InProgress,
         "a concurrent duplicate"
     );
     s.complete("evt-1").await?;
     assert_eq!(
-        s.begin("evt-1").await?,
+        s.begin("evt-1", deadline()).await?,
         Claim::Completed,
         "a late duplicate"
     );
-    assert_eq!(s.begin("evt-2").await?, Claim::New, "another event");
+    assert_eq!(
+        s.begin("evt-2", deadline()).await?,
+        Claim::New,
+        "another event"
+    );
     s.release("evt-2").await?;
     assert_eq!(
-        s.begin("evt-2").await?,
+        s.begin("evt-2", deadline()).await?,
         Claim::New,
         "released for the retry"
     );
@@ -78,10 +86,11 @@ async fn claims_follow_powertools_semantics_on_real_conditional_writes() -> Resu
 async fn an_expired_lease_lets_the_retry_take_the_event_over() -> Result<()> {
     let env = TestEnv::aws().await;
     let client = aws_sdk_dynamodb::Client::new(&env.sdk);
-    let s = store(&client, &table(&client).await?, Duration::ZERO);
-    assert_eq!(s.begin("evt-crashed").await?, Claim::New);
+    let s = store(&client, &table(&client).await?);
+    // The crashed invocation's deadline has passed.
+    assert_eq!(s.begin("evt-crashed", SystemTime::now()).await?, Claim::New);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(s.begin("evt-crashed").await?, Claim::New);
+    assert_eq!(s.begin("evt-crashed", deadline()).await?, Claim::New);
     Ok(())
 }
 
@@ -89,11 +98,11 @@ async fn an_expired_lease_lets_the_retry_take_the_event_over() -> Result<()> {
 async fn three_deliveries_of_one_push_run_the_handler_once() -> Result<()> {
     let env = TestEnv::aws().await;
     let client = aws_sdk_dynamodb::Client::new(&env.sdk);
-    let s = store(&client, &table(&client).await?, Duration::from_secs(300));
+    let s = store(&client, &table(&client).await?);
     let push = json!({"id": "7bf73129-1428-4cd3-a780-95db273d1602", "detail-type": "ECR Image Action", "detail": {}});
     let runs = AtomicUsize::new(0);
     for _ in 0..3 {
-        once(&s, &push, || async {
+        once(&s, &push, deadline(), || async {
             runs.fetch_add(1, Ordering::SeqCst);
             Ok::<_, Error>("rolled")
         })
@@ -107,9 +116,9 @@ async fn three_deliveries_of_one_push_run_the_handler_once() -> Result<()> {
 async fn a_missing_table_is_skipped_and_the_action_still_happens() -> Result<()> {
     let env = TestEnv::aws().await;
     let client = aws_sdk_dynamodb::Client::new(&env.sdk);
-    let s = store(&client, &unique("no-such-table"), Duration::from_secs(300));
+    let s = store(&client, &unique("no-such-table"));
     let push = json!({"id": "e", "detail-type": "ECR Image Action", "detail": {}});
-    let out = once(&s, &push, || async { Ok::<_, Error>("acted") }).await?;
+    let out = once(&s, &push, deadline(), || async { Ok::<_, Error>("acted") }).await?;
     assert_eq!(out, "acted");
     Ok(())
 }

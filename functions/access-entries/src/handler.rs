@@ -59,7 +59,7 @@ pub async fn handle<A: AccessEntries, R: Respond>(
         serde_json::from_value(event).map_err(|e| {
             Error::invalid_event(format!("not a CloudFormation custom resource request: {e}"))
         })?;
-    let (envelope, request) = split(request);
+    let (envelope, request) = split(request)?;
     let (plan, results, reason) = match request {
         Err(why) => (
             Plan {
@@ -130,62 +130,51 @@ pub async fn handle<A: AccessEntries, R: Respond>(
     })
 }
 
-fn split(request: CloudFormationCustomResourceRequest) -> (Envelope, Result<Request, String>) {
+/// The three request types carry the same envelope fields; only the physical id differs.
+macro_rules! envelope {
+    ($r:ident, $kind:literal, $physical:expr) => {
+        Envelope {
+            kind: $kind,
+            response_url: $r.response_url,
+            stack_id: $r.stack_id,
+            request_id: $r.request_id,
+            logical_resource_id: $r.logical_resource_id,
+            physical_resource_id: $physical,
+        }
+    };
+}
+
+type Split = (Envelope, Result<Request, String>);
+
+fn split(request: CloudFormationCustomResourceRequest) -> Result<Split, Error> {
     fn props(v: Value) -> Result<Grant, String> {
         serde_json::from_value::<Properties>(v)
             .map_err(|e| format!("properties: {e}"))?
             .validate()
     }
-    match request {
-        CloudFormationCustomResourceRequest::Create(r) => (
-            Envelope {
-                kind: "Create",
-                response_url: r.response_url,
-                stack_id: r.stack_id,
-                request_id: r.request_id,
-                logical_resource_id: r.logical_resource_id,
-                physical_resource_id: None,
-            },
-            props(r.resource_properties).map(Request::Create),
-        ),
-        CloudFormationCustomResourceRequest::Update(r) => (
-            Envelope {
-                kind: "Update",
-                response_url: r.response_url,
-                stack_id: r.stack_id,
-                request_id: r.request_id,
-                logical_resource_id: r.logical_resource_id,
-                physical_resource_id: Some(r.physical_resource_id),
-            },
-            props(r.resource_properties).map(|new| Request::Update {
+    Ok(match request {
+        CloudFormationCustomResourceRequest::Create(r) => {
+            let grant = props(r.resource_properties).map(Request::Create);
+            (envelope!(r, "Create", None), grant)
+        }
+        CloudFormationCustomResourceRequest::Update(r) => {
+            let update = props(r.resource_properties).map(|new| Request::Update {
                 old: props(r.old_resource_properties).ok(),
                 new,
-            }),
-        ),
-        CloudFormationCustomResourceRequest::Delete(r) => (
-            Envelope {
-                kind: "Delete",
-                response_url: r.response_url,
-                stack_id: r.stack_id,
-                request_id: r.request_id,
-                logical_resource_id: r.logical_resource_id,
-                physical_resource_id: Some(r.physical_resource_id),
-            },
-            Ok(Request::Delete(props(r.resource_properties).ok())),
-        ),
+            });
+            (envelope!(r, "Update", Some(r.physical_resource_id)), update)
+        }
+        CloudFormationCustomResourceRequest::Delete(r) => {
+            let grant = props(r.resource_properties).ok();
+            (
+                envelope!(r, "Delete", Some(r.physical_resource_id)),
+                Ok(Request::Delete(grant)),
+            )
+        }
+        // The enum is non_exhaustive; a RequestType serde did not know never gets this far.
         #[allow(unreachable_patterns)]
-        _ => (
-            Envelope {
-                kind: "Unknown",
-                response_url: String::new(),
-                stack_id: String::new(),
-                request_id: String::new(),
-                logical_resource_id: String::new(),
-                physical_resource_id: None,
-            },
-            Err("unknown RequestType".into()),
-        ),
-    }
+        _ => return Err(Error::invalid_event("unknown CloudFormation RequestType")),
+    })
 }
 
 async fn apply<A: AccessEntries>(plan: &Plan, entries: &A) -> Vec<ClusterResult> {
@@ -239,15 +228,12 @@ mod tests {
                 .unwrap()
                 .push(format!("ensure {c} {}", g.join("+")));
             if self.fail_on == Some(c) {
-                return Err(AwsError {
-                    operation: "eks:CreateAccessEntry",
-                    code: Some("ResourceNotFoundException".into()),
-                    message: Some(format!("No cluster found for name: {c}.")),
-                    request_id: None,
-                    status: Some(404),
-                    class: Class::NonRetryable,
-                    source: "not found".into(),
-                });
+                return Err(AwsError::fake(
+                    "eks:CreateAccessEntry",
+                    "ResourceNotFoundException",
+                    404,
+                    &format!("No cluster found for name: {c}."),
+                ));
             }
             Ok(Outcome::Created)
         }

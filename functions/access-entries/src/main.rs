@@ -1,4 +1,4 @@
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use access_entries::{FUNCTION, aws::Eks, handler, respond::Https};
 use bridgekeeper::failures::{SqsFailureSink, settle};
@@ -17,10 +17,9 @@ async fn main() -> Result<(), Error> {
     let (eks, https, failed) = (&eks, &https, &failed);
     bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
+            let left = bridgekeeper::runtime::deadline(&event.context)
+                .duration_since(SystemTime::now())
                 .unwrap_or_default();
-            let left = Duration::from_millis(event.context.deadline).saturating_sub(now);
             let budget = left.saturating_sub(ANSWER_MARGIN);
             let outcome = handler::handle(event.payload.clone(), budget, eks, https).await;
             settle(FUNCTION, outcome, &event.payload, failed).await

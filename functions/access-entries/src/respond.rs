@@ -33,14 +33,7 @@ pub enum Status {
 pub const MAX_REASON: usize = 2_000;
 
 pub fn cap_reason(reason: &str) -> String {
-    if reason.len() <= MAX_REASON {
-        return reason.to_owned();
-    }
-    let mut end = MAX_REASON - 20;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... (see the logs)", &reason[..end])
+    bridgekeeper::text::cap(reason, MAX_REASON)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +107,7 @@ mod tests {
         let long = "é".repeat(3_000);
         let cut = cap_reason(&long);
         assert!(cut.len() <= MAX_REASON);
-        assert!(cut.ends_with("(see the logs)"));
+        assert!(cut.ends_with("more bytes)"), "{cut}");
         assert_eq!(cap_reason("short"), "short");
     }
 

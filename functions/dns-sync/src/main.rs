@@ -1,8 +1,6 @@
 // kube nests deeply in the handler future's type.
 #![recursion_limit = "256"]
 
-use std::time::Duration;
-
 use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
 use bridgekeeper::idempotency::{DynamoStore, OncePerKey, once};
 use dns_sync::{Config, FUNCTION, aws::AwsDns, handler, kube::KubeSources};
@@ -15,8 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&env)?;
     let sdk = bridgekeeper::aws::sdk_config().await;
     let failed = SqsFailureSink::from_env(&env, &sdk)?;
-    // The lease: an invocation that dies holds its event no longer than the function's timeout.
-    let store = DynamoStore::from_env(&env, &sdk, FUNCTION, Duration::from_secs(120))?;
+    let store = DynamoStore::from_env(&env, &sdk, FUNCTION)?;
     let sources = KubeSources::new(&config.clusters, &sdk);
     let dns = AwsDns::new(
         aws_sdk_route53::Client::new(&sdk),
@@ -37,7 +34,8 @@ async fn main() -> Result<(), Error> {
         (&config, &sources, &dns, &notifier, &state, &failed, &store);
     bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let outcome = once(store, &event.payload, || {
+            let deadline = bridgekeeper::runtime::deadline(&event.context);
+            let outcome = once(store, &event.payload, deadline, || {
                 handler::handle(event.payload.clone(), config, sources, dns, notifier, state)
             })
             .await;

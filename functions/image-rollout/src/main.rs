@@ -1,8 +1,6 @@
 // kube and futures nest deeply in the handler future's type.
 #![recursion_limit = "256"]
 
-use std::time::Duration;
-
 use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
 use bridgekeeper::idempotency::{DynamoStore, once};
 use image_rollout::{Config, FUNCTION, handler, kube::KubeClusters};
@@ -15,8 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&env)?;
     let sdk = bridgekeeper::aws::sdk_config().await;
     let failed = SqsFailureSink::from_env(&env, &sdk)?;
-    // The lease: an invocation that dies holds its event no longer than the function's timeout.
-    let store = DynamoStore::from_env(&env, &sdk, FUNCTION, Duration::from_secs(300))?;
+    let store = DynamoStore::from_env(&env, &sdk, FUNCTION)?;
     let clusters = KubeClusters::new(&config.clusters, &sdk);
     let inner = config.notifier(aws_sdk_sns::Client::new(&sdk));
     let notifier = Queued {
@@ -28,7 +25,8 @@ async fn main() -> Result<(), Error> {
         (&config, &clusters, &notifier, &failed, &store);
     bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let outcome = once(store, &event.payload, || {
+            let deadline = bridgekeeper::runtime::deadline(&event.context);
+            let outcome = once(store, &event.payload, deadline, || {
                 handler::handle(event.payload.clone(), config, clusters, notifier)
             })
             .await;

@@ -2,6 +2,7 @@
 //! The only place that knows the event shapes.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use bridgekeeper::events::{
@@ -64,12 +65,12 @@ pub struct Response {
 /// is completed once its alert went out and released when its record goes back to SQS.
 pub async fn handle_once<A: AutoScaling, N: Notifier, S: Store>(
     payload: serde_json::Value,
+    lease_until: SystemTime,
     config: &Config,
     asg: &A,
     notifiers: &Notifiers<N>,
     store: &S,
 ) -> Result<Response, Error> {
-    bridgekeeper::runtime::readable(&payload)?;
     if payload.get("Records").is_none() {
         return handle_payload(payload, config, asg, notifiers).await;
     }
@@ -93,7 +94,7 @@ pub async fn handle_once<A: AutoScaling, N: Notifier, S: Store>(
         if !seen.insert(id.clone()) {
             continue;
         }
-        match store.begin(&id).await {
+        match store.begin(&id, lease_until).await {
             Ok(Claim::New) => {
                 claimed.push((id, record.message_id.clone().unwrap_or_default()));
                 kept.records.push(record);
@@ -781,13 +782,27 @@ mod tests {
         let store = Memory::default();
         let alarm = sample!("alarm-state-change.json");
         let payload = serde_json::to_value(batch(&[alarm, alarm])).unwrap();
-        let r = handle_once(payload.clone(), &config(&[]), &prod_ng1(), &n, &store)
-            .await
-            .unwrap();
+        let r = handle_once(
+            payload.clone(),
+            SystemTime::now(),
+            &config(&[]),
+            &prod_ng1(),
+            &n,
+            &store,
+        )
+        .await
+        .unwrap();
         assert_eq!((r.events, r.duplicates, r.notifications), (2, 1, 1));
-        let again = handle_once(payload, &config(&[]), &prod_ng1(), &n, &store)
-            .await
-            .unwrap();
+        let again = handle_once(
+            payload,
+            SystemTime::now(),
+            &config(&[]),
+            &prod_ng1(),
+            &n,
+            &store,
+        )
+        .await
+        .unwrap();
         assert_eq!((again.duplicates, again.notifications), (2, 0));
         assert_eq!(n.all.sent().len(), 1);
     }
@@ -800,14 +815,28 @@ mod tests {
             errors: None,
         };
         let payload = serde_json::to_value(batch(&[sample!("alarm-ok.json")])).unwrap();
-        let r = handle_once(payload.clone(), &config(&[]), &prod_ng1(), &failing, &store)
-            .await
-            .unwrap();
+        let r = handle_once(
+            payload.clone(),
+            SystemTime::now(),
+            &config(&[]),
+            &prod_ng1(),
+            &failing,
+            &store,
+        )
+        .await
+        .unwrap();
         assert_eq!(r.batch_item_failures.len(), 1);
         let n = notifiers();
-        let r = handle_once(payload, &config(&[]), &prod_ng1(), &n, &store)
-            .await
-            .unwrap();
+        let r = handle_once(
+            payload,
+            SystemTime::now(),
+            &config(&[]),
+            &prod_ng1(),
+            &n,
+            &store,
+        )
+        .await
+        .unwrap();
         assert_eq!((r.duplicates, r.notifications), (0, 1));
     }
 

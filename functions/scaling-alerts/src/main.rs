@@ -1,7 +1,6 @@
-use std::time::Duration;
-
 use bridgekeeper::failures::{SqsFailureSink, settle};
 use bridgekeeper::idempotency::DynamoStore;
+use bridgekeeper::runtime;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use scaling_alerts::{Config, FUNCTION, aws::AutoScalingApi, handler};
 
@@ -13,14 +12,18 @@ async fn main() -> Result<(), Error> {
     let sdk = bridgekeeper::aws::sdk_config().await;
     // Unpublished alerts go back to SQS (batch item failures), whose redelivery is the retry.
     let failed = SqsFailureSink::from_env(&env, &sdk)?;
-    let store = DynamoStore::from_env(&env, &sdk, FUNCTION, Duration::from_secs(30))?;
+    let store = DynamoStore::from_env(&env, &sdk, FUNCTION)?;
     let asg = AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&sdk));
     let notifiers = config.notifiers(aws_sdk_sns::Client::new(&sdk));
     let (config, asg, notifiers, failed, store) = (&config, &asg, &notifiers, &failed, &store);
     bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let payload = event.payload.clone();
-            let outcome = match handler::handle_once(payload, config, asg, notifiers, store).await {
+            let (payload, deadline) = (event.payload.clone(), runtime::deadline(&event.context));
+            let outcome = match handler::handle_once(
+                payload, deadline, config, asg, notifiers, store,
+            )
+            .await
+            {
                 Ok(response) => Ok(handler::record_rejected(response, failed).await),
                 Err(e) => Err(e),
             };

@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
 use bridgekeeper::idempotency::{DynamoStore, once};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -12,8 +10,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&env)?;
     let sdk = bridgekeeper::aws::sdk_config().await;
     let failed = SqsFailureSink::from_env(&env, &sdk)?;
-    // The lease: an invocation that dies holds its event no longer than the function's timeout.
-    let store = DynamoStore::from_env(&env, &sdk, FUNCTION, Duration::from_secs(120))?;
+    let store = DynamoStore::from_env(&env, &sdk, FUNCTION)?;
     let rds = RdsApi::new(aws_sdk_rds::Client::new(&sdk));
     let inner = config.notifier(aws_sdk_sns::Client::new(&sdk));
     let notifier = Queued {
@@ -24,7 +21,8 @@ async fn main() -> Result<(), Error> {
     let (config, rds, notifier, failed, store) = (&config, &rds, &notifier, &failed, &store);
     bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let outcome = once(store, &event.payload, || {
+            let deadline = bridgekeeper::runtime::deadline(&event.context);
+            let outcome = once(store, &event.payload, deadline, || {
                 handler::handle(event.payload.clone(), config, rds, notifier)
             })
             .await;
