@@ -368,3 +368,44 @@ pub fn load_balancer(
             .to_owned(),
     ))
 }
+
+/// A failed-invocations queue on moto, as the stack's: what functions record there, read back.
+pub struct FailedQueue {
+    pub sqs: aws_sdk_sqs::Client,
+    pub url: String,
+}
+
+impl FailedQueue {
+    pub async fn create(sdk: &SdkConfig) -> anyhow::Result<FailedQueue> {
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let url = sqs
+            .create_queue()
+            .queue_name(unique("failed-invocations"))
+            .send()
+            .await?
+            .queue_url
+            .ok_or_else(|| anyhow::anyhow!("no queue url"))?;
+        Ok(FailedQueue { sqs, url })
+    }
+
+    /// The sink a function would write to.
+    pub fn sink(&self) -> bridgekeeper::failures::SqsFailureSink {
+        bridgekeeper::failures::SqsFailureSink::new(self.sqs.clone(), &self.url)
+    }
+
+    /// Every record now in the queue (moto returns them at once), parsed.
+    pub async fn records(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let got = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(10)
+            .send()
+            .await?;
+        got.messages
+            .unwrap_or_default()
+            .iter()
+            .map(|m| Ok(serde_json::from_str(m.body().unwrap_or_default())?))
+            .collect()
+    }
+}

@@ -2,43 +2,17 @@
 //! transient failure is left to Lambda's retries, an unpublishable report is kept with its body.
 
 use anyhow::Result;
-use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
+use bridgekeeper::failures::{Queued, settle};
 use bridgekeeper::notify::{Notification, Notifier, Severity, SnsNotifier};
 use bridgekeeper::{Class, Classify, Error};
-use bridgekeeper_tests::{TestEnv, unique};
-use serde_json::{Value, json};
-
-async fn queue(sqs: &aws_sdk_sqs::Client) -> Result<String> {
-    Ok(sqs
-        .create_queue()
-        .queue_name(unique("failed-invocations"))
-        .send()
-        .await?
-        .queue_url
-        .unwrap())
-}
-
-async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<Vec<Value>> {
-    let got = sqs
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(10)
-        .send()
-        .await?;
-    Ok(got
-        .messages
-        .unwrap_or_default()
-        .iter()
-        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
-        .collect())
-}
+use bridgekeeper_tests::{FailedQueue, TestEnv, unique};
+use serde_json::json;
 
 #[tokio::test]
 async fn a_non_retryable_failure_is_kept_exactly_once_and_the_invocation_succeeds() -> Result<()> {
     let env = TestEnv::aws().await;
-    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
-    let url = queue(&sqs).await?;
-    let sink = SqsFailureSink::new(sqs.clone(), &url);
+    let queue = FailedQueue::create(&env.sdk).await?;
+    let sink = queue.sink();
     let event = json!({"source": "aws.ec2", "detail-type": "EC2 Spot Instance Interruption Warning", "detail": {}});
 
     let out = settle::<(), _>(
@@ -51,7 +25,7 @@ async fn a_non_retryable_failure_is_kept_exactly_once_and_the_invocation_succeed
     .expect("a refused event ends the invocation without an error, so Lambda does not retry it");
     assert_eq!(out["rejected"], true);
 
-    let kept = drain(&sqs, &url).await?;
+    let kept = queue.records().await?;
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0]["function"], "image-rollout");
     assert_eq!(kept[0]["error_type"], "NonRetryable.InvalidEvent");
@@ -68,9 +42,8 @@ async fn a_non_retryable_failure_is_kept_exactly_once_and_the_invocation_succeed
 #[tokio::test]
 async fn a_retryable_failure_is_returned_for_lambdas_retries_and_not_queued_yet() -> Result<()> {
     let env = TestEnv::aws().await;
-    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
-    let url = queue(&sqs).await?;
-    let sink = SqsFailureSink::new(sqs.clone(), &url);
+    let queue = FailedQueue::create(&env.sdk).await?;
+    let sink = queue.sink();
 
     let err = settle::<(), _>(
         "dns-sync",
@@ -83,16 +56,15 @@ async fn a_retryable_failure_is_returned_for_lambdas_retries_and_not_queued_yet(
     assert_eq!(err.class(), Class::Retryable);
     assert_eq!(err.diagnostic().error_type, "Retryable.Transient");
     // Lambda's OnFailure destination (the same queue) records it after the last retry.
-    assert!(drain(&sqs, &url).await?.is_empty());
+    assert!(queue.records().await?.is_empty());
     Ok(())
 }
 
 #[tokio::test]
 async fn a_report_sns_refuses_after_acting_is_kept_with_its_body() -> Result<()> {
     let env = TestEnv::aws().await;
-    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
-    let url = queue(&sqs).await?;
-    let sink = SqsFailureSink::new(sqs.clone(), &url);
+    let queue = FailedQueue::create(&env.sdk).await?;
+    let sink = queue.sink();
     let missing = format!(
         "arn:aws:sns:{}:123456789012:{}",
         env.region,
@@ -116,7 +88,7 @@ async fn a_report_sns_refuses_after_acting_is_kept_with_its_body() -> Result<()>
 
     let id = notifier.notify(&report).await?;
     assert_eq!(id, "queued-in-failed-invocations");
-    let kept = drain(&sqs, &url).await?;
+    let kept = queue.records().await?;
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0]["kind"], "undelivered-notification");
     assert_eq!(kept[0]["event"]["subject"], report.subject);

@@ -4,8 +4,7 @@
 use anyhow::Result;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use bridgekeeper::config::Env;
-use bridgekeeper::failures::SqsFailureSink;
-use bridgekeeper_tests::{Inbox, TestEnv, node_group, repo_root, unique};
+use bridgekeeper_tests::{FailedQueue, Inbox, TestEnv, node_group, repo_root, unique};
 use scaling_alerts::Config;
 use scaling_alerts::aws::AutoScalingApi;
 use scaling_alerts::handler::{handle, record_rejected};
@@ -48,30 +47,16 @@ async fn a_batch_becomes_enriched_grouped_messages_and_a_bad_record_is_kept_once
     let notifiers = config.notifiers(aws_sdk_sns::Client::new(&env.sdk));
     let api = AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&env.sdk));
     let response = handle(batch(&bodies), &config, &api, &notifiers).await?;
-    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
-    let failed_queue = sqs
-        .create_queue()
-        .queue_name(unique("failed-invocations"))
-        .send()
-        .await?
-        .queue_url
-        .unwrap();
-    let sink = SqsFailureSink::new(sqs.clone(), &failed_queue);
+    let queue = FailedQueue::create(&env.sdk).await?;
+    let sink = queue.sink();
     let response = record_rejected(response, &sink).await;
 
     // The bad record is kept once in the failed-invocations queue, not handed back to SQS.
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!((response.notifications, response.coalesced), (2, 2));
-    let kept = sqs
-        .receive_message()
-        .queue_url(&failed_queue)
-        .max_number_of_messages(10)
-        .send()
-        .await?
-        .messages
-        .unwrap_or_default();
+    let kept = queue.records().await?;
     assert_eq!(kept.len(), 1, "{kept:?}");
-    let record: serde_json::Value = serde_json::from_str(kept[0].body().unwrap())?;
+    let record = &kept[0];
     assert_eq!(record["function"], "scaling-alerts");
     assert_eq!(record["error_type"], "NonRetryable.InvalidEvent");
     assert_eq!(record["event"]["this is"], "not an event");

@@ -776,33 +776,33 @@ mod tests {
         );
     }
 
+    /// One delivery of a batch to the deployed entry point, with the given store.
+    async fn deliver<N: Notifier>(
+        payload: serde_json::Value,
+        n: &Notifiers<N>,
+        store: &Memory,
+    ) -> Response {
+        handle_once(
+            payload,
+            SystemTime::now(),
+            &config(&[]),
+            &prod_ng1(),
+            n,
+            store,
+        )
+        .await
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn the_same_event_in_one_batch_or_across_batches_is_reported_once() {
         let n = notifiers();
         let store = Memory::default();
         let alarm = sample!("alarm-state-change.json");
         let payload = serde_json::to_value(batch(&[alarm, alarm])).unwrap();
-        let r = handle_once(
-            payload.clone(),
-            SystemTime::now(),
-            &config(&[]),
-            &prod_ng1(),
-            &n,
-            &store,
-        )
-        .await
-        .unwrap();
+        let r = deliver(payload.clone(), &n, &store).await;
         assert_eq!((r.events, r.duplicates, r.notifications), (2, 1, 1));
-        let again = handle_once(
-            payload,
-            SystemTime::now(),
-            &config(&[]),
-            &prod_ng1(),
-            &n,
-            &store,
-        )
-        .await
-        .unwrap();
+        let again = deliver(payload, &n, &store).await;
         assert_eq!((again.duplicates, again.notifications), (2, 0));
         assert_eq!(n.all.sent().len(), 1);
     }
@@ -815,28 +815,10 @@ mod tests {
             errors: None,
         };
         let payload = serde_json::to_value(batch(&[sample!("alarm-ok.json")])).unwrap();
-        let r = handle_once(
-            payload.clone(),
-            SystemTime::now(),
-            &config(&[]),
-            &prod_ng1(),
-            &failing,
-            &store,
-        )
-        .await
-        .unwrap();
+        let r = deliver(payload.clone(), &failing, &store).await;
         assert_eq!(r.batch_item_failures.len(), 1);
         let n = notifiers();
-        let r = handle_once(
-            payload,
-            SystemTime::now(),
-            &config(&[]),
-            &prod_ng1(),
-            &n,
-            &store,
-        )
-        .await
-        .unwrap();
+        let r = deliver(payload, &n, &store).await;
         assert_eq!((r.duplicates, r.notifications), (0, 1));
     }
 
