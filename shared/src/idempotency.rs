@@ -42,6 +42,17 @@ pub trait Store: Send + Sync {
     fn release(&self, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
+/// A small value kept across invocations and cold starts (what a function reported last), in
+/// the same table and under the same key prefix as its claims.
+pub trait Remember: Send + Sync {
+    fn recall(&self, key: &str) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    fn remember(&self, key: &str, value: &str)
+    -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// DynamoDB's item limit is 400 KB; a remembered value stays far below it.
+pub const MAX_REMEMBERED: usize = 100_000;
+
 /// The stack's table: partition key `id` (S), TTL attribute `expires_at` (epoch seconds).
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
@@ -161,6 +172,46 @@ impl Store for DynamoStore {
             .send()
             .await
             .context("dynamodb:DeleteItem")?;
+        Ok(())
+    }
+}
+
+impl Remember for DynamoStore {
+    async fn recall(&self, key: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", self.id(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .context("dynamodb:GetItem")?;
+        let now = epoch(SystemTime::now());
+        let item = out.item().filter(|i| {
+            // TTL deletion lags by up to days; an expired item is as good as gone.
+            i.get("expires_at")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<i64>().ok())
+                .is_none_or(|at| at >= now)
+        });
+        Ok(item
+            .and_then(|i| i.get("value"))
+            .and_then(|v| v.as_s().ok())
+            .cloned())
+    }
+
+    async fn remember(&self, key: &str, value: &str) -> Result<(), AwsError> {
+        let value = crate::text::prefix(value, MAX_REMEMBERED);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("id", self.id(key))
+            .item("value", AttributeValue::S(value.to_owned()))
+            .item("expires_at", n(epoch(SystemTime::now() + self.ttl)))
+            .send()
+            .await
+            .context("dynamodb:PutItem")?;
         Ok(())
     }
 }
@@ -297,7 +348,23 @@ pub mod testing {
     #[derive(Debug, Default)]
     pub struct Memory {
         pub keys: Mutex<HashMap<String, Claim>>,
+        pub values: Mutex<HashMap<String, String>>,
         pub broken: bool,
+    }
+
+    impl Remember for Memory {
+        async fn recall(&self, key: &str) -> Result<Option<String>, AwsError> {
+            self.fail()?;
+            Ok(self.values.lock().expect("lock").get(key).cloned())
+        }
+        async fn remember(&self, key: &str, value: &str) -> Result<(), AwsError> {
+            self.fail()?;
+            self.values
+                .lock()
+                .expect("lock")
+                .insert(key.to_owned(), value.to_owned());
+            Ok(())
+        }
     }
 
     impl Memory {

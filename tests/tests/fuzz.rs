@@ -247,8 +247,9 @@ async fn run(
                 .err()
         }
         "dns-sync" => {
-            let state = dns_sync::handler::State::default();
-            dns_sync::handler::handle(payload, &c.dns, &Fakes, &Fakes, &recorder, &state)
+            let state = dns_sync::report::State::new(&store);
+            let deadline = SystemTime::now() + Duration::from_secs(60);
+            dns_sync::handler::handle(payload, deadline, &c.dns, &Fakes, &Fakes, &recorder, &state)
                 .await
                 .err()
         }

@@ -5,14 +5,17 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use aws_sdk_route53::types::{
-    AliasTarget as R53Alias, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet,
-    RrType,
+    AliasTarget as R53Alias, Change, ChangeAction, ChangeBatch, CidrRoutingConfig, Coordinates,
+    GeoLocation, GeoProximityLocation, ResourceRecord, ResourceRecordSet,
+    ResourceRecordSetFailover, ResourceRecordSetRegion, RrType,
 };
 use bridgekeeper::AwsError;
 use bridgekeeper::error::SdkResultExt;
 use tracing::info;
 
-use crate::domain::{AliasTarget, DnsChange, LoadBalancer, RecordSet, Zone, normalize};
+use crate::domain::{
+    AliasTarget, DnsChange, GeoProximity, LoadBalancer, RecordSet, Routing, Zone, normalize,
+};
 
 /// What dns-sync asks of AWS; the handler is generic over it.
 pub trait Dns: Send + Sync {
@@ -67,16 +70,48 @@ fn from_route53(r: &ResourceRecordSet) -> Option<RecordSet> {
             dns_name: normalize(a.dns_name()).unwrap_or_default(),
             evaluate_health: a.evaluate_target_health(),
         }),
-        set_identifier: r.set_identifier().map(str::to_owned),
+        routing: routing_of(r),
     })
+}
+
+/// Every routing field Route53 lists, so a DELETE of the record names it exactly.
+fn routing_of(r: &ResourceRecordSet) -> Option<Routing> {
+    let owned = |s: Option<&str>| s.map(str::to_owned);
+    let routing = Routing {
+        set_identifier: owned(r.set_identifier()),
+        weight: r.weight(),
+        region: r.region().map(|v| v.as_str().to_owned()),
+        failover: r.failover().map(|v| v.as_str().to_owned()),
+        geo_location: r.geo_location().map(|g| {
+            (
+                owned(g.continent_code()),
+                owned(g.country_code()),
+                owned(g.subdivision_code()),
+            )
+        }),
+        geo_proximity: r.geo_proximity_location().map(|g| GeoProximity {
+            aws_region: owned(g.aws_region()),
+            local_zone_group: owned(g.local_zone_group()),
+            coordinates: g
+                .coordinates()
+                .map(|c| (c.latitude().to_owned(), c.longitude().to_owned())),
+            bias: g.bias(),
+        }),
+        multi_value_answer: r.multi_value_answer(),
+        cidr: r
+            .cidr_routing_config()
+            .map(|c| (c.collection_id().to_owned(), c.location_name().to_owned())),
+        health_check_id: owned(r.health_check_id()),
+        traffic_policy_instance_id: owned(r.traffic_policy_instance_id()),
+    };
+    (routing != Routing::default()).then_some(routing)
 }
 
 fn to_route53(r: &RecordSet) -> Result<ResourceRecordSet, aws_sdk_route53::error::BuildError> {
     let mut b = ResourceRecordSet::builder()
         .name(format!("{}.", r.name))
         .r#type(RrType::from(r.rtype.as_str()))
-        .set_ttl(r.ttl)
-        .set_set_identifier(r.set_identifier.clone());
+        .set_ttl(r.ttl);
     for v in &r.values {
         b = b.resource_records(ResourceRecord::builder().value(v).build()?);
     }
@@ -88,6 +123,52 @@ fn to_route53(r: &RecordSet) -> Result<ResourceRecordSet, aws_sdk_route53::error
                 .evaluate_target_health(a.evaluate_health)
                 .build()?,
         );
+    }
+    if let Some(x) = &r.routing {
+        b = b
+            .set_set_identifier(x.set_identifier.clone())
+            .set_weight(x.weight)
+            .set_region(x.region.as_deref().map(ResourceRecordSetRegion::from))
+            .set_failover(x.failover.as_deref().map(ResourceRecordSetFailover::from))
+            .set_multi_value_answer(x.multi_value_answer)
+            .set_health_check_id(x.health_check_id.clone())
+            .set_traffic_policy_instance_id(x.traffic_policy_instance_id.clone());
+        if let Some((continent, country, subdivision)) = &x.geo_location {
+            b = b.geo_location(
+                GeoLocation::builder()
+                    .set_continent_code(continent.clone())
+                    .set_country_code(country.clone())
+                    .set_subdivision_code(subdivision.clone())
+                    .build(),
+            );
+        }
+        if let Some(g) = &x.geo_proximity {
+            let coordinates = match &g.coordinates {
+                Some((lat, lon)) => Some(
+                    Coordinates::builder()
+                        .latitude(lat)
+                        .longitude(lon)
+                        .build()?,
+                ),
+                None => None,
+            };
+            b = b.geo_proximity_location(
+                GeoProximityLocation::builder()
+                    .set_aws_region(g.aws_region.clone())
+                    .set_local_zone_group(g.local_zone_group.clone())
+                    .set_coordinates(coordinates)
+                    .set_bias(g.bias)
+                    .build(),
+            );
+        }
+        if let Some((collection, location)) = &x.cidr {
+            b = b.cidr_routing_config(
+                CidrRoutingConfig::builder()
+                    .collection_id(collection)
+                    .location_name(location)
+                    .build()?,
+            );
+        }
     }
     b.build()
 }
@@ -273,8 +354,7 @@ mod tests {
             rtype: "CNAME".into(),
             ttl: Some(300),
             values: vec!["lb.example.net".into()],
-            alias: None,
-            set_identifier: None,
+            ..RecordSet::default()
         })]
     }
 
@@ -328,5 +408,43 @@ mod tests {
             .build();
         assert!(dns(&rule).apply("Z1", &batch(), "test").await.is_ok());
         assert_eq!(rule.num_calls(), 2);
+    }
+
+    /// A DELETE must repeat every field of the record set, or Route53 answers "values provided do
+    /// not match the current values": whatever is listed is written back the same.
+    #[test]
+    fn a_routing_policy_record_is_read_and_written_whole() {
+        let record = RecordSet {
+            name: "api.example.com".into(),
+            rtype: "A".into(),
+            ttl: Some(60),
+            values: vec!["192.0.2.1".into()],
+            alias: None,
+            routing: Some(Routing {
+                set_identifier: Some("eu".into()),
+                weight: Some(10),
+                region: Some("eu-west-1".into()),
+                failover: Some("PRIMARY".into()),
+                geo_location: Some((Some("EU".into()), None, None)),
+                geo_proximity: Some(GeoProximity {
+                    aws_region: None,
+                    local_zone_group: None,
+                    coordinates: Some(("51.50".into(), "-0.12".into())),
+                    bias: Some(10),
+                }),
+                multi_value_answer: Some(false),
+                cidr: Some(("c-1".into(), "office".into())),
+                health_check_id: Some("hc-1".into()),
+                traffic_policy_instance_id: None,
+            }),
+        };
+        let sdk = to_route53(&record).unwrap();
+        assert_eq!(sdk.weight(), Some(10));
+        assert_eq!(from_route53(&sdk).unwrap(), record);
+        let simple = RecordSet {
+            routing: None,
+            ..record
+        };
+        assert_eq!(from_route53(&to_route53(&simple).unwrap()).unwrap(), simple);
     }
 }

@@ -1,8 +1,10 @@
+use std::time::Duration;
+
 use bridgekeeper::cluster::{ClusterTarget, targets_from_env};
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
 use bridgekeeper::notify::SnsNotifier;
 
-use crate::domain::{Defaults, Policy, RecordKind, ZoneFilter, ZoneType};
+use crate::domain::{Defaults, DeletionLimit, Policy, RecordKind, ZoneFilter, ZoneType};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -13,7 +15,14 @@ pub struct Config {
     pub namespaces: Vec<String>,
     /// Names this deployment in ownership records; two stacks writing one zone need two ids.
     pub owner: String,
+    /// Owner ids this deployment used before: their records are taken over when still wanted.
+    pub adopt: Vec<String>,
     pub zones: ZoneFilter,
+    pub max_deletions: DeletionLimit,
+    /// Clusters read at once.
+    pub cluster_concurrency: usize,
+    /// How long one cluster may take to list its sources.
+    pub cluster_timeout: Duration,
     pub policy: Policy,
     pub defaults: Defaults,
     pub dry_run: bool,
@@ -47,13 +56,27 @@ impl Config {
         let owner = env
             .optional("OWNER_ID")
             .unwrap_or_else(|| "bridgekeeper".to_owned());
-        if !owner
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        let adopt = env.list("ADOPT_OWNER_IDS");
+        for (var, id) in std::iter::once(("OWNER_ID", &owner))
+            .chain(adopt.iter().map(|a| ("ADOPT_OWNER_IDS", a)))
         {
+            // The id travels inside a TXT value whose fields are `,`- and `=`-separated.
+            if !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(ConfigError::new(
+                    var,
+                    format!("has {id:?}; use letters, digits, - _ and ."),
+                ));
+            }
+        }
+        let max_deletions = max_deletions(env)?;
+        let cluster_concurrency = env.parse_or("CLUSTER_CONCURRENCY", "a number from 1", 4usize)?;
+        if cluster_concurrency == 0 {
             return Err(ConfigError::new(
-                "OWNER_ID",
-                format!("is {owner:?}; use letters, digits, - _ and ."),
+                "CLUSTER_CONCURRENCY",
+                "is 0; use 1 or more",
             ));
         }
         let ttl = env.parse_or("DEFAULT_TTL", "a number of seconds", 300i64)?;
@@ -73,6 +96,10 @@ impl Config {
             clusters: targets_from_env(env, "CLUSTERS")?,
             namespaces: env.list("NAMESPACES"),
             owner,
+            adopt,
+            max_deletions,
+            cluster_concurrency,
+            cluster_timeout: env.seconds("CLUSTER_TIMEOUT_SECONDS", Duration::from_secs(20))?,
             zones: ZoneFilter {
                 domains,
                 zone_type,
@@ -84,6 +111,12 @@ impl Config {
         })
     }
 
+    /// Records whose source is gone, or whose cluster was read but is empty, come out of one run
+    /// at most this many; past it a person decides.
+    pub fn default_max_deletions() -> DeletionLimit {
+        DeletionLimit::Hosts(10)
+    }
+
     pub fn notifier(&self, sns: aws_sdk_sns::Client) -> SnsNotifier {
         SnsNotifier::new(
             sns,
@@ -91,6 +124,26 @@ impl Config {
             crate::FUNCTION,
             &self.environment,
         )
+    }
+}
+
+/// `MAX_DELETIONS`: a number of hosts (`10`) or a share of the owned hosts (`20%`).
+fn max_deletions(env: &Env) -> Result<DeletionLimit, ConfigError> {
+    let Some(v) = env.optional("MAX_DELETIONS") else {
+        return Ok(Config::default_max_deletions());
+    };
+    let bad = || {
+        ConfigError::new(
+            "MAX_DELETIONS",
+            format!("is {v:?}, expected a number of hosts (10) or a percentage (20%)"),
+        )
+    };
+    match v.strip_suffix('%') {
+        Some(p) => match p.trim().parse::<u8>() {
+            Ok(p) if p <= 100 => Ok(DeletionLimit::Percent(p)),
+            _ => Err(bad()),
+        },
+        None => v.parse().map(DeletionLimit::Hosts).map_err(|_| bad()),
     }
 }
 
@@ -124,6 +177,23 @@ mod tests {
             (c.defaults.kind, c.defaults.ttl, c.owner.as_str()),
             (RecordKind::Alias, 300, "bridgekeeper")
         );
+        assert_eq!(c.max_deletions, DeletionLimit::Hosts(10));
+        assert_eq!(
+            (c.cluster_concurrency, c.cluster_timeout),
+            (4, Duration::from_secs(20))
+        );
+    }
+
+    #[test]
+    fn the_deletion_limit_is_a_count_or_a_share() {
+        for (v, want) in [
+            ("0", DeletionLimit::Hosts(0)),
+            ("25", DeletionLimit::Hosts(25)),
+            ("20%", DeletionLimit::Percent(20)),
+        ] {
+            let c = Config::from_env(&env_with(&[("MAX_DELETIONS", v)])).unwrap();
+            assert_eq!(c.max_deletions, want, "{v}");
+        }
     }
 
     #[test]
@@ -135,6 +205,11 @@ mod tests {
             ("OWNER_ID", "has space"),
             ("DEFAULT_TTL", "5m"),
             ("CLUSTERS", "prod"),
+            ("ADOPT_OWNER_IDS", "old,o=ld"),
+            ("MAX_DELETIONS", "ten"),
+            ("MAX_DELETIONS", "120%"),
+            ("CLUSTER_CONCURRENCY", "0"),
+            ("CLUSTER_TIMEOUT_SECONDS", "20s"),
         ] {
             assert_eq!(
                 Config::from_env(&env_with(&[(var, value)]))

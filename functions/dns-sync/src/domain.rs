@@ -1,17 +1,15 @@
-//! Pure decisions: which hosts should point where, which zone holds each, and the smallest set
-//! of Route53 changes that gets there without touching a record Bridgekeeper does not own.
+//! Pure decisions: which zone holds each host, and the smallest set of Route53 changes that
+//! gets there without touching a record Bridgekeeper does not own or sending one Route53 refuses.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-pub const OPT_ANNOTATION: &str = "bridgekeeper.io/dns";
-pub const TYPE_ANNOTATION: &str = "bridgekeeper.io/record-type";
-pub const TTL_ANNOTATION: &str = "bridgekeeper.io/ttl";
-pub const HOSTNAME_ANNOTATION: &str = "bridgekeeper.io/hostname";
+pub use crate::sources::{
+    Defaults, Endpoint, HOSTNAME_ANNOTATION, OPT_ANNOTATION, Skip, TTL_ANNOTATION, TYPE_ANNOTATION,
+    from_ingress, from_service,
+};
+
 /// The ownership TXT record of `api.example.com` is `_bridgekeeper.api.example.com`: a TXT
 /// record cannot share its name with a CNAME, so it lives one label down.
 pub const OWNER_PREFIX: &str = "_bridgekeeper.";
@@ -39,31 +37,6 @@ pub enum Policy {
     CreateOnly,
 }
 
-/// Defaults for records; annotations override them per Ingress or Service.
-#[derive(Debug, Clone)]
-pub struct Defaults {
-    pub kind: RecordKind,
-    pub ttl: i64,
-}
-
-/// One host that should point at one load balancer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Endpoint {
-    pub host: String,
-    pub target: String,
-    /// `<cluster>/ingress/<namespace>/<name>` or `<cluster>/service/...`.
-    pub source: String,
-    pub cluster: String,
-    pub kind: RecordKind,
-    pub ttl: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Skip {
-    pub source: String,
-    pub reason: String,
-}
-
 /// `API.Example.com.` → `api.example.com`; Route53's `\052` back to `*`. `None` if not a name.
 pub fn normalize(name: &str) -> Option<String> {
     let n = name
@@ -74,166 +47,6 @@ pub fn normalize(name: &str) -> Option<String> {
     let ok =
         !n.is_empty() && n.len() <= 253 && n.split('.').all(|l| !l.is_empty() && l.len() <= 63);
     ok.then_some(n)
-}
-
-fn overrides(
-    annotations: Option<&BTreeMap<String, String>>,
-    defaults: &Defaults,
-    source: &str,
-) -> Result<Option<(RecordKind, i64)>, Skip> {
-    let get = |k: &str| {
-        annotations
-            .and_then(|a| a.get(k))
-            .map(|v| v.trim().to_ascii_lowercase())
-    };
-    let skip = |reason: String| Skip {
-        source: source.to_owned(),
-        reason,
-    };
-    if get(OPT_ANNOTATION).as_deref() == Some("false") {
-        return Ok(None);
-    }
-    let kind = match get(TYPE_ANNOTATION).as_deref() {
-        None => defaults.kind,
-        Some("alias") | Some("a") => RecordKind::Alias,
-        Some("cname") => RecordKind::Cname,
-        Some(other) => {
-            return Err(skip(format!(
-                "{TYPE_ANNOTATION}: {other:?} is not alias or cname"
-            )));
-        }
-    };
-    let ttl = match get(TTL_ANNOTATION) {
-        None => defaults.ttl,
-        Some(v) => match v.parse::<i64>() {
-            Ok(t) if (0..=2_147_483_647).contains(&t) => t,
-            _ => {
-                return Err(skip(format!(
-                    "{TTL_ANNOTATION}: {v:?} is not a number of seconds"
-                )));
-            }
-        },
-    };
-    Ok(Some((kind, ttl)))
-}
-
-/// `resource` is `ingress` or `service`; the source reads `<cluster>/<resource>/<namespace>/<name>`.
-fn endpoints(
-    cluster: &str,
-    resource: &str,
-    meta: &ObjectMeta,
-    hosts: Vec<String>,
-    targets: Vec<String>,
-    defaults: &Defaults,
-) -> (Vec<Endpoint>, Vec<Skip>) {
-    let source = format!(
-        "{cluster}/{resource}/{}/{}",
-        meta.namespace.as_deref().unwrap_or("default"),
-        meta.name.as_deref().unwrap_or("")
-    );
-    let settings = overrides(meta.annotations.as_ref(), defaults, &source);
-    let (kind, ttl) = match settings {
-        Ok(Some(s)) => s,
-        Ok(None) => return (vec![], vec![]),
-        Err(skip) => return (vec![], vec![skip]),
-    };
-    if hosts.is_empty() {
-        return (vec![], vec![]);
-    }
-    // A CNAME takes one target; the first in sorted order keeps the choice stable between runs.
-    let Some(target) = targets.into_iter().filter_map(|t| normalize(&t)).min() else {
-        let reason = "no load balancer hostname in its status yet".into();
-        return (vec![], vec![Skip { source, reason }]);
-    };
-    let mut skipped = Vec::new();
-    let mut valid = BTreeSet::new();
-    for h in hosts {
-        match normalize(&h) {
-            Some(host) => {
-                valid.insert(host);
-            }
-            None => skipped.push(Skip {
-                source: source.clone(),
-                reason: format!("{h:?} is not a valid DNS name"),
-            }),
-        }
-    }
-    let out = valid
-        .into_iter()
-        .map(|host| Endpoint {
-            host,
-            target: target.clone(),
-            source: source.clone(),
-            cluster: cluster.to_owned(),
-            kind,
-            ttl,
-        })
-        .collect();
-    (out, skipped)
-}
-
-pub fn from_ingress(
-    cluster: &str,
-    ing: &Ingress,
-    defaults: &Defaults,
-) -> (Vec<Endpoint>, Vec<Skip>) {
-    let hosts: BTreeSet<String> = ing
-        .spec
-        .iter()
-        .flat_map(|s| s.rules.iter().flatten())
-        .filter_map(|r| r.host.clone())
-        .collect();
-    let targets = ing
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|i| i.hostname)
-        .collect();
-    endpoints(
-        cluster,
-        "ingress",
-        &ing.metadata,
-        hosts.into_iter().collect(),
-        targets,
-        defaults,
-    )
-}
-
-/// A Service of type LoadBalancer names its hosts in `bridgekeeper.io/hostname` (comma-separated).
-pub fn from_service(
-    cluster: &str,
-    svc: &Service,
-    defaults: &Defaults,
-) -> (Vec<Endpoint>, Vec<Skip>) {
-    let meta = &svc.metadata;
-    let is_lb = svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
-    let Some(hosts) = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(HOSTNAME_ANNOTATION))
-        .filter(|_| is_lb)
-    else {
-        return (vec![], vec![]);
-    };
-    let hosts = hosts
-        .split(',')
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let targets = svc
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|i| i.hostname)
-        .collect();
-    endpoints(cluster, "service", meta, hosts, targets, defaults)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -285,12 +98,16 @@ impl ZoneFilter {
     }
 }
 
-/// The zone that holds `host`: the allowed zone with the longest matching name.
-pub fn zone_for<'a>(host: &str, zones: &'a [Zone]) -> Option<&'a Zone> {
-    zones
-        .iter()
-        .filter(|z| under(host, &z.name))
-        .max_by_key(|z| z.name.len())
+/// The zones that hold `host`: every allowed zone with the longest matching name. Two zones of
+/// one name are a split horizon (a public and a private `example.com`): `ZONE_TYPE=any` writes
+/// the host to both, `public` or `private` (or `ZONE_IDS`) keeps one of them.
+pub fn zones_for<'a>(host: &str, zones: &'a [Zone]) -> Vec<&'a Zone> {
+    let matching: Vec<&Zone> = zones.iter().filter(|z| under(host, &z.name)).collect();
+    let longest = matching.iter().map(|z| z.name.len()).max();
+    matching
+        .into_iter()
+        .filter(|z| Some(z.name.len()) == longest)
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -301,8 +118,55 @@ pub struct AliasTarget {
     pub evaluate_health: bool,
 }
 
+/// Everything that makes a record set one of several of the same name and type, or ties it to a
+/// health check or traffic policy. Read whole so a DELETE names the record exactly (Route53
+/// refuses a DELETE whose values differ in any field).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Routing {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_identifier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<String>,
+    /// (continent, country, subdivision)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geo_location: Option<(Option<String>, Option<String>, Option<String>)>,
+    /// (AWS region, local zone group, latitude, longitude, bias)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geo_proximity: Option<GeoProximity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_value_answer: Option<bool>,
+    /// (collection id, location name)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<(String, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check_id: Option<String>,
+    /// Records a traffic policy created: only the policy may change them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic_policy_instance_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GeoProximity {
+    pub aws_region: Option<String>,
+    pub local_zone_group: Option<String>,
+    pub coordinates: Option<(String, String)>,
+    pub bias: Option<i32>,
+}
+
+impl Routing {
+    /// Weighted, latency, failover, geolocation, geoproximity, multivalue, IP-based, or made by
+    /// a traffic policy: a record dns-sync never writes.
+    pub fn is_policy(&self) -> bool {
+        self.set_identifier.is_some() || self.traffic_policy_instance_id.is_some()
+    }
+}
+
 /// A record set, as Route53 lists it or as dns-sync wants it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RecordSet {
     /// Normalized.
     pub name: String,
@@ -313,17 +177,20 @@ pub struct RecordSet {
     pub values: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<AliasTarget>,
-    /// Weighted, latency, ... records: never ours.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub set_identifier: Option<String>,
+    pub routing: Option<Routing>,
 }
 
 impl RecordSet {
     fn same_as(&self, other: &RecordSet) -> bool {
         self.rtype == other.rtype
             && self.alias == other.alias
-            && self.set_identifier == other.set_identifier
+            && self.routing == other.routing
             && (self.alias.is_some() || (self.ttl == other.ttl && self.values == other.values))
+    }
+
+    fn has_policy(&self) -> bool {
+        self.routing.as_ref().is_some_and(Routing::is_policy)
     }
 
     /// (values, characters) toward the batch limits.
@@ -375,23 +242,57 @@ pub struct Conflict {
     pub reason: String,
 }
 
-/// One zone's plan: what happens to each host, and the changes in Route53-sized batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// One host's changes: its records and their ownership TXT, which Route53 applies together or
+/// not at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostChanges {
+    pub host: String,
+    pub outcome: Outcome,
+    pub changes: Vec<DnsChange>,
+}
+
+/// One zone's plan: what happens to each host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ZonePlan {
-    pub created: Vec<String>,
-    pub updated: Vec<String>,
-    pub deleted: Vec<String>,
     pub unchanged: Vec<String>,
     pub conflicts: Vec<Conflict>,
-    /// Owned records that differ but the policy forbids changing.
+    /// Owned records that differ or whose source is gone, but which this run must not change.
     pub held: Vec<Conflict>,
-    #[serde(skip)]
-    pub batches: Vec<Vec<DnsChange>>,
+    pub hosts: Vec<HostChanges>,
 }
 
 impl ZonePlan {
+    pub fn hosts_with(&self, outcome: Outcome) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter(|h| h.outcome == outcome)
+            .map(|h| h.host.clone())
+            .collect()
+    }
+
     pub fn changes(&self) -> usize {
-        self.batches.iter().map(Vec::len).sum()
+        self.hosts.iter().map(|h| h.changes.len()).sum()
+    }
+
+    /// Keeps every owned record whose deletion was planned; each becomes a held host.
+    pub fn hold_deletions(&mut self, reason: &str) {
+        let (deleted, kept) = std::mem::take(&mut self.hosts)
+            .into_iter()
+            .partition(|h| h.outcome == Outcome::Deleted);
+        self.hosts = kept;
+        self.held
+            .extend(deleted.into_iter().map(|h: HostChanges| Conflict {
+                host: h.host,
+                reason: reason.to_owned(),
+            }));
     }
 }
 
@@ -399,77 +300,137 @@ pub fn owner_name(host: &str) -> String {
     format!("{OWNER_PREFIX}{host}")
 }
 
-/// `"heritage=bridgekeeper,owner=<owner>,cluster=<c>,source=<s>"` (TXT values are quoted).
+/// Route53 (and RFC 1035) cap each character-string of a TXT value at 255 characters; a longer
+/// value is written as several quoted strings, which readers concatenate.
+pub const MAX_TXT_STRING: usize = 255;
+
+/// `"heritage=bridgekeeper,owner=<owner>,cluster=<c>,source=<s>"`, in strings of at most 255.
 pub fn owner_value(owner: &str, ep: &Endpoint) -> String {
     let source = ep
         .source
         .strip_prefix(&format!("{}/", ep.cluster))
         .unwrap_or(&ep.source);
-    format!(
-        "\"heritage=bridgekeeper,owner={owner},cluster={},source={source}\"",
+    let text = format!(
+        "heritage=bridgekeeper,owner={owner},cluster={},source={source}",
         ep.cluster
-    )
+    );
+    // The text is ASCII (owner ids, cluster aliases and Kubernetes names), so bytes are characters.
+    text.as_bytes()
+        .chunks(MAX_TXT_STRING)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-/// The owner and cluster a TXT value names, if it is one of ours.
-pub fn parse_owner(value: &str) -> Option<(String, String)> {
-    let fields: HashMap<&str, &str> = value
-        .trim_matches('"')
+/// Who an ownership TXT value names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub owner: String,
+    pub cluster: String,
+    /// `<kind>/<namespace>/<name>`, without the cluster.
+    pub source: String,
+}
+
+/// The owner a TXT value names, if it is one of ours (its strings joined, as a resolver would).
+pub fn parse_owner(value: &str) -> Option<Owner> {
+    let joined: String = value
+        .split('"')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s)
+        .collect();
+    let text = if value.contains('"') {
+        joined.as_str()
+    } else {
+        value
+    };
+    let fields: HashMap<&str, &str> = text
         .split(',')
         .filter_map(|kv| kv.split_once('='))
         .collect();
-    (fields.get("heritage") == Some(&"bridgekeeper")).then(|| {
-        (
-            fields.get("owner").unwrap_or(&"").to_string(),
-            fields.get("cluster").unwrap_or(&"").to_string(),
-        )
+    let get = |k: &str| fields.get(k).copied().unwrap_or("").to_owned();
+    (fields.get("heritage") == Some(&"bridgekeeper")).then(|| Owner {
+        owner: get("owner"),
+        cluster: get("cluster"),
+        source: get("source"),
     })
 }
 
 const MANAGED_TYPES: [&str; 3] = ["A", "AAAA", "CNAME"];
 
-/// What an alias to `target` needs: ELBv2's answer when the account could read it (it knows
-/// whether the load balancer is dualstack), else the published table for the hostname's form
-/// (Classic Load Balancers, other accounts' load balancers).
-fn load_balancer(target: &str, from_api: &HashMap<String, LoadBalancer>) -> Option<LoadBalancer> {
-    from_api.get(target).cloned().or_else(|| {
-        crate::elb::canonical(target).map(|c| LoadBalancer {
+/// What an alias to `target` needs: the published table for the hostname's form (any account,
+/// Classic Load Balancers too), else ELBv2's answer when the account could read it.
+pub fn load_balancer(
+    ep: &Endpoint,
+    from_api: &HashMap<String, LoadBalancer>,
+) -> Option<LoadBalancer> {
+    let api_dualstack = from_api.get(&ep.target).is_some_and(|lb| lb.dualstack);
+    match crate::elb::canonical(&ep.target) {
+        Some(c) => Some(LoadBalancer {
             canonical_zone_id: c.zone_id.to_owned(),
-            dualstack: c.dualstack,
-        })
-    })
+            dualstack: c.dualstack || ep.dualstack || api_dualstack,
+        }),
+        None => from_api.get(&ep.target).map(|lb| LoadBalancer {
+            canonical_zone_id: lb.canonical_zone_id.clone(),
+            dualstack: lb.dualstack || ep.dualstack,
+        }),
+    }
 }
 
-fn desired_records(ep: &Endpoint, lb: Option<&LoadBalancer>) -> Vec<RecordSet> {
-    match (ep.kind, lb) {
-        (RecordKind::Alias, Some(lb)) => {
-            let alias = |rtype: &str| RecordSet {
-                name: ep.host.clone(),
-                rtype: rtype.into(),
-                ttl: None,
-                values: vec![],
-                alias: Some(AliasTarget {
-                    zone_id: lb.canonical_zone_id.clone(),
-                    dns_name: ep.target.clone(),
-                    evaluate_health: false,
-                }),
-                set_identifier: None,
-            };
-            let mut out = vec![alias("A")];
-            if lb.dualstack {
-                out.push(alias("AAAA"));
+/// Whether planning `ep` needs the DescribeLoadBalancers listing: an alias is wanted and the
+/// hostname's form is not in the table.
+pub fn needs_lookup(ep: &Endpoint) -> bool {
+    ep.kind == RecordKind::Alias && crate::elb::canonical(&ep.target).is_none()
+}
+
+fn alias_records(ep: &Endpoint, lb: &LoadBalancer) -> Vec<RecordSet> {
+    let alias = |rtype: &str| RecordSet {
+        name: ep.host.clone(),
+        rtype: rtype.into(),
+        alias: Some(AliasTarget {
+            zone_id: lb.canonical_zone_id.clone(),
+            dns_name: ep.target.clone(),
+            evaluate_health: false,
+        }),
+        ..RecordSet::default()
+    };
+    let mut out = vec![alias("A")];
+    if lb.dualstack {
+        out.push(alias("AAAA"));
+    }
+    out
+}
+
+/// What the ownership name `_bridgekeeper.<host>` holds.
+enum Registry<'a> {
+    Free,
+    Ours(&'a RecordSet),
+    /// Written by an earlier owner id of this deployment: taken over when the host is wanted.
+    Adoptable(&'a RecordSet, String),
+    OtherOwner(String),
+    /// Anything Bridgekeeper did not write there.
+    Foreign(String),
+}
+
+/// Sources skipped this run: nothing they may own is deleted.
+#[derive(Debug, Clone, Default)]
+pub struct Holds {
+    /// Full source (`<cluster>/<kind>/<ns>/<name>`) → why it was skipped.
+    pub sources: BTreeMap<String, String>,
+    /// Host → the skipped source that names it.
+    pub hosts: BTreeMap<String, String>,
+}
+
+impl Holds {
+    pub fn from_skips(skips: &[crate::sources::Skip]) -> Holds {
+        let mut h = Holds::default();
+        for s in skips {
+            h.sources.insert(s.source.clone(), s.reason.clone());
+            for host in &s.hosts {
+                h.hosts.insert(host.clone(), s.source.clone());
             }
-            out
         }
-        // Not an ELB this account knows (or CNAME asked for): a CNAME works for any hostname.
-        _ => vec![RecordSet {
-            name: ep.host.clone(),
-            rtype: "CNAME".into(),
-            ttl: Some(ep.ttl),
-            values: vec![ep.target.clone()],
-            alias: None,
-            set_identifier: None,
-        }],
+        h
     }
 }
 
@@ -480,43 +441,86 @@ pub struct PlanInput<'a> {
     pub existing: &'a [RecordSet],
     pub load_balancers: &'a HashMap<String, LoadBalancer>,
     pub owner: &'a str,
+    /// Earlier owner ids of this deployment (see `ADOPT_OWNER_IDS`).
+    pub adopt: &'a [String],
     pub policy: Policy,
     /// Clusters whose sources were all read: only their vanished hosts may be deleted.
     pub complete_clusters: &'a BTreeSet<String>,
+    pub holds: &'a Holds,
     pub ttl: i64,
 }
 
-/// The minimal changes for one zone. Each host's changes (records and their ownership TXT) stay
-/// together in one batch, so Route53 applies them or none.
+struct Existing<'a> {
+    by_name: HashMap<&'a str, Vec<&'a RecordSet>>,
+}
+
+impl<'a> Existing<'a> {
+    fn new(records: &'a [RecordSet]) -> Self {
+        let mut by_name: HashMap<&str, Vec<&RecordSet>> = HashMap::new();
+        for r in records {
+            by_name.entry(r.name.as_str()).or_default().push(r);
+        }
+        Existing { by_name }
+    }
+
+    fn at(&self, name: &str) -> &[&'a RecordSet] {
+        self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    fn registry(&self, host: &str, owner: &str, adopt: &[String]) -> Registry<'a> {
+        let name = owner_name(host);
+        let records = self.at(&name);
+        let Some(first) = records.first() else {
+            return Registry::Free;
+        };
+        let foreign = |what: String| Registry::Foreign(format!("{name} holds {what}"));
+        if records.len() > 1 || first.rtype != "TXT" || first.has_policy() {
+            let types: BTreeSet<&str> = records.iter().map(|r| r.rtype.as_str()).collect();
+            return foreign(format!(
+                "{} records Bridgekeeper did not write",
+                types.into_iter().collect::<Vec<_>>().join("/")
+            ));
+        }
+        let parsed: Vec<Option<Owner>> = first.values.iter().map(|v| parse_owner(v)).collect();
+        match parsed.as_slice() {
+            [Some(o)] if o.owner == owner => Registry::Ours(first),
+            [Some(o)] if adopt.contains(&o.owner) => Registry::Adoptable(first, o.owner.clone()),
+            [Some(o)] => Registry::OtherOwner(o.owner.clone()),
+            _ => foreign("a TXT record Bridgekeeper did not write".into()),
+        }
+    }
+}
+
+fn conflict(plan: &mut ZonePlan, host: &str, reason: String) {
+    plan.conflicts.push(Conflict {
+        host: host.to_owned(),
+        reason,
+    });
+}
+
+fn types(records: &[&RecordSet]) -> String {
+    let t: BTreeSet<&str> = records.iter().map(|r| r.rtype.as_str()).collect();
+    t.into_iter().collect::<Vec<_>>().join("/")
+}
+
+/// The minimal changes for one zone, after Route53's rules are applied to what the zone already
+/// holds, so a batch carries nothing Route53 is known to refuse.
 pub fn plan_zone(input: &PlanInput) -> ZonePlan {
     let mut plan = ZonePlan::default();
-    let mut by_name: HashMap<&str, Vec<&RecordSet>> = HashMap::new();
-    for r in input.existing {
-        by_name.entry(r.name.as_str()).or_default().push(r);
-    }
-    let owner_of = |host: &str| -> Option<(String, String, &RecordSet)> {
-        let txt = by_name
-            .get(owner_name(host).as_str())?
-            .iter()
-            .find(|r| r.rtype == "TXT")?;
-        txt.values
-            .iter()
-            .find_map(|v| parse_owner(v))
-            .map(|(o, c)| (o, c, *txt))
-    };
-    let mut groups: Vec<Vec<DnsChange>> = Vec::new();
+    let existing = Existing::new(input.existing);
 
     // Two sources claiming one host: the first (in source order) wins, the rest are conflicts.
     let mut wanted: BTreeMap<&str, &Endpoint> = BTreeMap::new();
     for ep in input.endpoints {
         match wanted.get(ep.host.as_str()) {
-            Some(first) if first.target != ep.target => plan.conflicts.push(Conflict {
-                host: ep.host.clone(),
-                reason: format!(
+            Some(first) if first.target != ep.target => conflict(
+                &mut plan,
+                &ep.host,
+                format!(
                     "claimed by {} and {}; {} is used",
                     first.source, ep.source, first.source
                 ),
-            }),
+            ),
             Some(_) => {}
             None => {
                 wanted.insert(&ep.host, ep);
@@ -524,165 +528,280 @@ pub fn plan_zone(input: &PlanInput) -> ZonePlan {
         }
     }
 
-    for (host, ep) in &wanted {
-        let host = *host;
-        let current: Vec<&RecordSet> = by_name
-            .get(host)
-            .map(|v| {
-                v.iter()
-                    .copied()
-                    .filter(|r| MANAGED_TYPES.contains(&r.rtype.as_str()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let ownership = owner_of(host);
-        let ours = ownership.as_ref().is_some_and(|(o, _, _)| o == input.owner);
-        if (!current.is_empty() && !ours) || current.iter().any(|r| r.set_identifier.is_some()) {
-            let types: BTreeSet<&str> = current.iter().map(|r| r.rtype.as_str()).collect();
-            let whose = match &ownership {
-                Some((o, _, _)) => format!("owned by {o:?}"),
-                None => "with no ownership record".into(),
-            };
-            plan.conflicts.push(Conflict {
-                host: host.to_owned(),
-                reason: format!(
-                    "existing {} record {whose}; left untouched",
-                    types.into_iter().collect::<Vec<_>>().join("/")
-                ),
-            });
-            continue;
-        }
-        if let Some((o, _, _)) = &ownership
-            && o != input.owner
-        {
-            plan.conflicts.push(Conflict {
-                host: host.to_owned(),
-                reason: format!("ownership record names owner {o:?}; left untouched"),
-            });
-            continue;
-        }
-        let lb = load_balancer(&ep.target, input.load_balancers);
-        // RFC 1034: a CNAME cannot share its name with other records, and the apex always has SOA
-        // and NS; Route53 rejects the whole batch. The apex gets an alias or nothing.
-        if host.trim_end_matches('.') == input.zone
-            && (ep.kind == RecordKind::Cname || lb.is_none())
-        {
-            plan.conflicts.push(Conflict {
-                host: host.to_owned(),
-                reason: format!(
-                    "the zone apex can only be an alias (A/AAAA), never a CNAME, and {} is not a \
-                     load balancer it can alias; nothing submitted",
-                    ep.target
-                ),
-            });
-            continue;
-        }
-        let desired = desired_records(ep, lb.as_ref());
-        let txt = RecordSet {
-            name: owner_name(host),
-            rtype: "TXT".into(),
-            ttl: Some(input.ttl),
-            values: vec![owner_value(input.owner, ep)],
-            alias: None,
-            set_identifier: None,
-        };
-        let mut changes = Vec::new();
-        if current.is_empty() {
-            changes.extend(desired.into_iter().map(DnsChange::Create));
-            match &ownership {
-                None => changes.push(DnsChange::Create(txt)),
-                Some((_, _, old)) if !old.same_as(&txt) => changes.push(DnsChange::Upsert(txt)),
-                Some(_) => {}
-            }
-            plan.created.push(host.to_owned());
-            groups.push(changes);
-            continue;
-        }
-        // Owned and present: the smallest change from what is there to what should be.
-        for d in &desired {
-            match current.iter().find(|c| c.rtype == d.rtype) {
-                Some(c) if c.same_as(d) => {}
-                Some(_) => changes.push(DnsChange::Upsert(d.clone())),
-                None => changes.push(DnsChange::Create(d.clone())),
+    for (&host, ep) in &wanted {
+        if let Some(h) = plan_host(input, &existing, host, ep) {
+            match h {
+                Ok(Some(changes)) => plan.hosts.push(changes),
+                Ok(None) => plan.unchanged.push(host.to_owned()),
+                Err(Refusal::Conflict(reason)) => conflict(&mut plan, host, reason),
+                Err(Refusal::Held(reason)) => plan.held.push(Conflict {
+                    host: host.to_owned(),
+                    reason,
+                }),
             }
         }
-        // A type change (CNAME ↔ alias A) or a dropped AAAA: delete what should no longer be,
-        // first, in the same batch (a CNAME cannot coexist with an A of the same name).
-        let stale: Vec<DnsChange> = current
-            .iter()
-            .filter(|c| !desired.iter().any(|d| d.rtype == c.rtype))
-            .map(|c| DnsChange::Delete((*c).clone()))
-            .collect();
-        if let Some((_, _, old)) = &ownership
-            && !old.same_as(&txt)
-        {
-            changes.push(DnsChange::Upsert(txt));
-        }
-        if changes.is_empty() && stale.is_empty() {
-            plan.unchanged.push(host.to_owned());
-            continue;
-        }
-        if input.policy == Policy::CreateOnly {
-            plan.held.push(Conflict {
-                host: host.to_owned(),
-                reason: "differs from the Ingress, but the create-only policy does not update"
-                    .into(),
-            });
-            continue;
-        }
-        plan.updated.push(host.to_owned());
-        groups.push(stale.into_iter().chain(changes).collect());
     }
 
     if input.policy == Policy::Sync {
-        for txt in input
-            .existing
-            .iter()
-            .filter(|r| r.rtype == "TXT" && r.name.starts_with(OWNER_PREFIX))
-        {
-            let host = &txt.name[OWNER_PREFIX.len()..];
-            let Some((owner, cluster)) = txt.values.iter().find_map(|v| parse_owner(v)) else {
-                continue;
-            };
-            if owner != input.owner
-                || wanted.contains_key(host)
-                || !input.complete_clusters.contains(&cluster)
-            {
-                continue;
-            }
-            let mut changes: Vec<DnsChange> = by_name
-                .get(host)
-                .map(|v| {
-                    v.iter()
-                        .filter(|r| MANAGED_TYPES.contains(&r.rtype.as_str()))
-                        .map(|r| DnsChange::Delete((*r).clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            changes.push(DnsChange::Delete(txt.clone()));
-            plan.deleted.push(host.to_owned());
-            groups.push(changes);
-        }
+        plan_deletions(input, &existing, &wanted, &mut plan);
     }
-    plan.batches = batches(groups);
     plan
 }
 
-/// Packs each host's group of changes into as few batches as Route53's limits allow, never
-/// splitting a group.
-pub fn batches(groups: Vec<Vec<DnsChange>>) -> Vec<Vec<DnsChange>> {
-    let mut out: Vec<Vec<DnsChange>> = Vec::new();
+enum Refusal {
+    Conflict(String),
+    Held(String),
+}
+
+/// One wanted host: its changes (`Some`), nothing to do (`None`), or why it is left alone.
+#[allow(clippy::type_complexity)]
+fn plan_host(
+    input: &PlanInput,
+    existing: &Existing,
+    host: &str,
+    ep: &Endpoint,
+) -> Option<Result<Option<HostChanges>, Refusal>> {
+    let at_host = existing.at(host);
+    let current: Vec<&RecordSet> = at_host
+        .iter()
+        .copied()
+        .filter(|r| MANAGED_TYPES.contains(&r.rtype.as_str()))
+        .collect();
+    let others: Vec<&RecordSet> = at_host
+        .iter()
+        .copied()
+        .filter(|r| !MANAGED_TYPES.contains(&r.rtype.as_str()))
+        .collect();
+    let refuse = |reason: String| Some(Err(Refusal::Conflict(reason)));
+    // Weighted, latency, failover... records are read whole and never half-changed: a simple
+    // record cannot join them (Route53 refuses mixing routing policies on one name and type).
+    if current.iter().any(|r| r.has_policy()) {
+        return refuse(format!(
+            "existing {} records with a routing policy (set identifier or traffic policy); left untouched",
+            types(&current)
+        ));
+    }
+    let registry = existing.registry(host, input.owner, input.adopt);
+    let (txt_now, adopted) = match registry {
+        Registry::Foreign(what) => return refuse(format!("{what}; left untouched")),
+        Registry::OtherOwner(o) => {
+            return refuse(format!(
+                "ownership record names owner {o:?}; left untouched"
+            ));
+        }
+        Registry::Free if !current.is_empty() => {
+            return refuse(format!(
+                "existing {} record with no ownership record; left untouched",
+                types(&current)
+            ));
+        }
+        Registry::Free => (None, None),
+        Registry::Ours(t) => (Some(t), None),
+        Registry::Adoptable(t, from) => (Some(t), Some(from)),
+    };
+    let lb = load_balancer(ep, input.load_balancers);
+    let apex = host == input.zone;
+    // RFC 1034 §3.6.2, Route53's "CNAME ... can't be created at the zone apex / conflicts with
+    // other records": a CNAME shares its name with nothing, and the apex always has SOA and NS.
+    let no_cname = apex || !others.is_empty();
+    let desired = match (&lb, ep.kind) {
+        (Some(lb), RecordKind::Alias) => alias_records(ep, lb),
+        (Some(lb), RecordKind::Cname) if no_cname => alias_records(ep, lb),
+        (None, _) if no_cname => {
+            let why = if apex {
+                "the zone apex can only be an alias (A/AAAA), never a CNAME".to_owned()
+            } else {
+                format!(
+                    "a CNAME cannot share its name with the existing {} record",
+                    types(&others)
+                )
+            };
+            return refuse(format!(
+                "{why}, and {} is not a load balancer it can alias; nothing submitted",
+                ep.target
+            ));
+        }
+        _ => vec![RecordSet {
+            name: host.to_owned(),
+            rtype: "CNAME".into(),
+            ttl: Some(ep.ttl),
+            values: vec![ep.target.clone()],
+            ..RecordSet::default()
+        }],
+    };
+    let txt = RecordSet {
+        name: owner_name(host),
+        rtype: "TXT".into(),
+        ttl: Some(input.ttl),
+        values: vec![owner_value(input.owner, ep)],
+        ..RecordSet::default()
+    };
+    let txt_change = match txt_now {
+        None => Some(DnsChange::Create(txt)),
+        Some(old) if !old.same_as(&txt) => Some(DnsChange::Upsert(txt)),
+        Some(_) => None,
+    };
+    if current.is_empty() {
+        let changes = desired.into_iter().map(DnsChange::Create).chain(txt_change);
+        return Some(Ok(Some(HostChanges {
+            host: host.to_owned(),
+            outcome: Outcome::Created,
+            changes: changes.collect(),
+        })));
+    }
+    // Owned and present: the smallest change from what is there to what should be. A type change
+    // (CNAME ↔ alias A) or a dropped AAAA deletes first, in the same batch (a CNAME cannot
+    // coexist with an A of the same name).
+    let mut changes: Vec<DnsChange> = current
+        .iter()
+        .filter(|c| !desired.iter().any(|d| d.rtype == c.rtype))
+        .map(|c| DnsChange::Delete((*c).clone()))
+        .collect();
+    for d in desired {
+        match current.iter().find(|c| c.rtype == d.rtype) {
+            Some(c) if c.same_as(&d) => {}
+            Some(_) => changes.push(DnsChange::Upsert(d)),
+            None => changes.push(DnsChange::Create(d)),
+        }
+    }
+    changes.extend(txt_change);
+    if changes.is_empty() {
+        return Some(Ok(None));
+    }
+    if input.policy == Policy::CreateOnly {
+        return Some(Err(Refusal::Held(
+            "differs from the Ingress, but the create-only policy does not update".into(),
+        )));
+    }
+    if let Some(from) = adopted {
+        tracing::info!(host, from = %from, "taking over a record of an earlier owner id");
+    }
+    Some(Ok(Some(HostChanges {
+        host: host.to_owned(),
+        outcome: Outcome::Updated,
+        changes,
+    })))
+}
+
+/// `sync`: owned hosts whose source is gone. Held when the source's cluster could not be read or
+/// the source was skipped (it still exists; its absence from the plan proves nothing).
+fn plan_deletions(
+    input: &PlanInput,
+    existing: &Existing,
+    wanted: &BTreeMap<&str, &Endpoint>,
+    plan: &mut ZonePlan,
+) {
+    for txt in input
+        .existing
+        .iter()
+        .filter(|r| r.rtype == "TXT" && r.name.starts_with(OWNER_PREFIX))
+    {
+        let host = &txt.name[OWNER_PREFIX.len()..];
+        let [value] = txt.values.as_slice() else {
+            continue;
+        };
+        let Some(o) = parse_owner(value) else {
+            continue;
+        };
+        if o.owner != input.owner || wanted.contains_key(host) || txt.has_policy() {
+            continue;
+        }
+        let source = format!("{}/{}", o.cluster, o.source);
+        let hold = if !input.complete_clusters.contains(&o.cluster) {
+            Some(format!(
+                "source gone, but cluster {} could not be read; deletion held",
+                o.cluster
+            ))
+        } else if let Some(why) = input.holds.sources.get(&source) {
+            Some(format!(
+                "its source {source} was skipped ({why}); deletion held"
+            ))
+        } else {
+            input
+                .holds
+                .hosts
+                .get(host)
+                .map(|s| format!("skipped source {s} names this host; deletion held"))
+        };
+        if let Some(reason) = hold {
+            plan.held.push(Conflict {
+                host: host.to_owned(),
+                reason,
+            });
+            continue;
+        }
+        // Only the records dns-sync writes: a routing-policy record someone added stays.
+        let changes = existing
+            .at(host)
+            .iter()
+            .filter(|r| MANAGED_TYPES.contains(&r.rtype.as_str()) && !r.has_policy())
+            .map(|r| DnsChange::Delete((*r).clone()))
+            .chain([DnsChange::Delete(txt.clone())])
+            .collect();
+        plan.hosts.push(HostChanges {
+            host: host.to_owned(),
+            outcome: Outcome::Deleted,
+            changes,
+        });
+    }
+}
+
+/// How many owned records one run may delete before it deletes none and asks a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletionLimit {
+    Hosts(usize),
+    /// Of the hosts this deployment owns in the zones read.
+    Percent(u8),
+}
+
+impl DeletionLimit {
+    /// `Some(reason)` when `deleting` of `owned` hosts is over the limit.
+    pub fn exceeded(self, deleting: usize, owned: usize) -> Option<String> {
+        let (over, limit) = match self {
+            DeletionLimit::Hosts(n) => (deleting > n, n.to_string()),
+            DeletionLimit::Percent(p) => (
+                deleting * 100 > owned * usize::from(p),
+                format!("{p}% of {owned} owned"),
+            ),
+        };
+        over.then(|| {
+            format!(
+                "this run would delete {deleting} hosts, over MAX_DELETIONS ({limit}); none deleted. \
+                 If the deletions are right, raise MAX_DELETIONS for one run or delete the records by hand"
+            )
+        })
+    }
+}
+
+/// Hosts this deployment owns in a zone (for a percentage limit).
+pub fn owned_hosts(existing: &[RecordSet], owner: &str) -> usize {
+    existing
+        .iter()
+        .filter(|r| r.rtype == "TXT" && r.name.starts_with(OWNER_PREFIX))
+        .filter(|r| {
+            r.values
+                .iter()
+                .filter_map(|v| parse_owner(v))
+                .any(|o| o.owner == owner)
+        })
+        .count()
+}
+
+/// Packs hosts into as few batches as Route53's limits allow, never splitting a host.
+pub fn batches(hosts: Vec<HostChanges>) -> Vec<Vec<HostChanges>> {
+    let mut out: Vec<Vec<HostChanges>> = Vec::new();
     let (mut values, mut chars) = (0, 0);
-    for group in groups.into_iter().filter(|g| !g.is_empty()) {
-        let (v, c) = group
+    for host in hosts.into_iter().filter(|h| !h.changes.is_empty()) {
+        let (v, c) = host
+            .changes
             .iter()
             .map(DnsChange::weight)
             .fold((0, 0), |a, w| (a.0 + w.0, a.1 + w.1));
         let fits = values + v <= MAX_BATCH_VALUES && chars + c <= MAX_BATCH_CHARS;
         match out.last_mut() {
-            Some(batch) if fits => batch.extend(group),
+            Some(batch) if fits => batch.push(host),
             _ => {
-                out.push(group);
+                out.push(vec![host]);
                 (values, chars) = (0, 0);
             }
         }
@@ -694,8 +813,6 @@ pub fn batches(groups: Vec<Vec<DnsChange>>) -> Vec<Vec<DnsChange>> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     const LB: &str = "k8s-shop-api-1854330541.eu-west-1.elb.amazonaws.com";
@@ -709,6 +826,7 @@ mod tests {
             cluster: "prod".into(),
             kind,
             ttl: 300,
+            dualstack: false,
         }
     }
 
@@ -731,7 +849,7 @@ mod tests {
                 dns_name: target.into(),
                 evaluate_health: false,
             }),
-            set_identifier: None,
+            routing: None,
         }
     }
 
@@ -742,7 +860,7 @@ mod tests {
             ttl: Some(300),
             values: vec![value.into()],
             alias: None,
-            set_identifier: None,
+            routing: None,
         }
     }
 
@@ -764,13 +882,31 @@ mod tests {
             load_balancers: &lbs,
             owner: "bk",
             policy,
+            adopt: &[],
             complete_clusters: &complete,
+            holds: &Holds::default(),
             ttl: 300,
         })
     }
 
+    fn created(changes: Vec<DnsChange>) -> HostChanges {
+        HostChanges {
+            host: changes[0].record().name.clone(),
+            outcome: Outcome::Created,
+            changes,
+        }
+    }
+
+    /// The plan's changes as Route53 batches, each a flat list.
+    fn batched(p: &ZonePlan) -> Vec<Vec<DnsChange>> {
+        batches(p.hosts.clone())
+            .into_iter()
+            .map(|b| b.into_iter().flat_map(|h| h.changes).collect())
+            .collect()
+    }
+
     fn actions(p: &ZonePlan) -> Vec<String> {
-        p.batches
+        batched(p)
             .iter()
             .flatten()
             .map(|c| {
@@ -793,7 +929,9 @@ mod tests {
             load_balancers: &none,
             owner: "bk",
             policy: Policy::Sync,
+            adopt: &[],
             complete_clusters: &complete,
+            holds: &Holds::default(),
             ttl: 300,
         })
     }
@@ -811,8 +949,9 @@ mod tests {
             ],
         );
         assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
-        assert_eq!(p.batches.len(), 1);
-        let records: Vec<&RecordSet> = p.batches[0].iter().map(DnsChange::record).collect();
+        assert_eq!(batched(&p).len(), 1);
+        let batch = &batched(&p)[0];
+        let records: Vec<&RecordSet> = batch.iter().map(DnsChange::record).collect();
         let aliases: Vec<(&str, &str)> = records
             .iter()
             .filter(|r| r.rtype == "A")
@@ -840,9 +979,9 @@ mod tests {
                 "example.com",
                 &[ep("api.example.com", lb, RecordKind::Alias)],
             );
-            let a = p.batches[0]
+            let a = batched(&p)[0]
                 .iter()
-                .map(DnsChange::record)
+                .map(|c| c.record().clone())
                 .find(|r| r.rtype == "A")
                 .unwrap();
             assert_eq!(a.alias.as_ref().unwrap().zone_id, zone, "{lb}");
@@ -883,10 +1022,13 @@ mod tests {
             names.contains(&"CREATE CNAME www.domain.com".to_owned()),
             "{names:?}"
         );
-        // Asked for a CNAME at the apex: refused too, even for a load balancer.
+        // A CNAME asked for at the apex, to a load balancer: it gets the alias instead.
         let p = plan_in("domain.com", &[ep("domain.com", LB, RecordKind::Cname)]);
-        assert_eq!(p.conflicts.len(), 1);
-        assert!(p.batches.is_empty());
+        assert!(p.conflicts.is_empty());
+        assert_eq!(
+            actions(&p),
+            ["CREATE A domain.com", "CREATE TXT _bridgekeeper.domain.com"]
+        );
     }
 
     #[test]
@@ -896,8 +1038,8 @@ mod tests {
             &[],
             Policy::UpsertOnly,
         );
-        assert_eq!(p.created, ["api.example.com"]);
-        assert_eq!(p.batches.len(), 1);
+        assert_eq!(p.hosts_with(Outcome::Created), ["api.example.com"]);
+        assert_eq!(batched(&p).len(), 1);
         assert_eq!(
             actions(&p),
             [
@@ -905,7 +1047,8 @@ mod tests {
                 "CREATE TXT _bridgekeeper.api.example.com"
             ]
         );
-        let txt = p.batches[0][1].record();
+        let batch = &batched(&p)[0];
+        let txt = batch[1].record();
         assert_eq!(
             txt.values,
             ["\"heritage=bridgekeeper,owner=bk,cluster=prod,source=ingress/shop/api\""]
@@ -933,7 +1076,7 @@ mod tests {
             Policy::UpsertOnly,
         );
         assert_eq!(actions(&p)[0], "CREATE CNAME ext.example.com");
-        assert_eq!(p.batches[0][0].record().ttl, Some(300));
+        assert_eq!(batched(&p)[0][0].record().ttl, Some(300));
     }
 
     #[test]
@@ -945,7 +1088,7 @@ mod tests {
             Policy::Sync,
         );
         assert_eq!(p.unchanged, ["api.example.com"]);
-        assert!(p.batches.is_empty());
+        assert!(batched(&p).is_empty());
     }
 
     #[test]
@@ -956,7 +1099,7 @@ mod tests {
             &existing,
             Policy::UpsertOnly,
         );
-        assert_eq!(p.updated, ["api.example.com"]);
+        assert_eq!(p.hosts_with(Outcome::Updated), ["api.example.com"]);
         assert_eq!(
             actions(&p),
             ["UPSERT A api.example.com", "CREATE AAAA api.example.com"]
@@ -974,7 +1117,7 @@ mod tests {
             &existing,
             Policy::UpsertOnly,
         );
-        assert_eq!(p.batches.len(), 1);
+        assert_eq!(batched(&p).len(), 1);
         assert_eq!(
             actions(&p),
             ["DELETE CNAME api.example.com", "CREATE A api.example.com"]
@@ -998,7 +1141,7 @@ mod tests {
             &[plain("www.example.com", "CNAME", "old.example.net")],
             Policy::Sync,
         );
-        assert!(p.batches.is_empty());
+        assert!(batched(&p).is_empty());
         assert_eq!(p.conflicts[0].host, "www.example.com");
         assert!(
             p.conflicts[0]
@@ -1017,19 +1160,23 @@ mod tests {
             &[alias("api.example.com", "A", LB2), theirs.clone()],
             Policy::Sync,
         );
-        assert!(p.batches.is_empty());
-        assert!(p.conflicts[0].reason.contains("owned by \"other-stack\""));
+        assert!(batched(&p).is_empty());
+        assert!(p.conflicts[0].reason.contains("owner \"other-stack\""));
         let p = plan(
             &[ep("api.example.com", LB, RecordKind::Alias)],
             &[theirs],
             Policy::Sync,
         );
         assert!(
-            p.batches.is_empty(),
+            batched(&p).is_empty(),
             "another owner's TXT alone still marks the name as taken"
         );
         let weighted = RecordSet {
-            set_identifier: Some("blue".into()),
+            routing: Some(Routing {
+                set_identifier: Some("blue".into()),
+                weight: Some(10),
+                ..Routing::default()
+            }),
             ..alias("w.example.com", "A", LB)
         };
         let p = plan(
@@ -1049,9 +1196,9 @@ mod tests {
             &[],
             Policy::Sync,
         );
-        assert_eq!(p.created, ["api.example.com"]);
+        assert_eq!(p.hosts_with(Outcome::Created), ["api.example.com"]);
         assert_eq!(
-            p.batches[0][0].record().alias.as_ref().unwrap().dns_name,
+            batched(&p)[0][0].record().alias.as_ref().unwrap().dns_name,
             LB
         );
         assert!(p.conflicts[0].reason.contains("prod/ingress/shop/api-v2"));
@@ -1069,16 +1216,28 @@ mod tests {
         let want = [ep("api.example.com", LB2, RecordKind::Alias)];
         let sync = plan(&want, &existing, Policy::Sync);
         assert_eq!(
-            (sync.updated.len(), sync.deleted.as_slice()),
+            (
+                sync.hosts_with(Outcome::Updated).len(),
+                sync.hosts_with(Outcome::Deleted).as_slice()
+            ),
             (1, ["gone.example.com".to_owned()].as_slice())
         );
         assert!(actions(&sync).contains(&"DELETE TXT _bridgekeeper.gone.example.com".to_owned()));
         assert!(!actions(&sync).iter().any(|a| a.contains("foreign")));
         let upsert = plan(&want, &existing, Policy::UpsertOnly);
-        assert_eq!((upsert.updated.len(), upsert.deleted.len()), (1, 0));
+        assert_eq!(
+            (
+                upsert.hosts_with(Outcome::Updated).len(),
+                upsert.hosts_with(Outcome::Deleted).len()
+            ),
+            (1, 0)
+        );
         let create = plan(&want, &existing, Policy::CreateOnly);
-        assert_eq!((create.updated.len(), create.held.len()), (0, 1));
-        assert!(create.batches.is_empty());
+        assert_eq!(
+            (create.hosts_with(Outcome::Updated).len(), create.held.len()),
+            (0, 1)
+        );
+        assert!(batched(&create).is_empty());
     }
 
     #[test]
@@ -1091,26 +1250,28 @@ mod tests {
             existing: &existing,
             load_balancers: &lbs,
             owner: "bk",
+            adopt: &[],
             policy: Policy::Sync,
             complete_clusters: &BTreeSet::new(),
+            holds: &Holds::default(),
             ttl: 300,
         });
-        assert!(p.deleted.is_empty() && p.batches.is_empty());
+        assert!(p.hosts_with(Outcome::Deleted).is_empty() && batched(&p).is_empty());
     }
 
     #[test]
     fn batches_split_at_the_value_limit_without_splitting_a_host() {
         // Two one-character values per host: 1,000 values is 500 hosts a batch.
-        let groups: Vec<Vec<DnsChange>> = (0..700)
+        let groups: Vec<HostChanges> = (0..700)
             .map(|i| {
-                vec![
+                created(vec![
                     DnsChange::Create(plain(&format!("h{i}"), "CNAME", "t")),
                     DnsChange::Create(plain(&format!("_bridgekeeper.h{i}"), "TXT", "o")),
-                ]
+                ])
             })
             .collect();
         let b = batches(groups);
-        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [1_000, 400]);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [500, 200]);
     }
 
     #[test]
@@ -1125,13 +1286,13 @@ mod tests {
             })
             .collect();
         let p = plan(&want, &[], Policy::Sync);
-        let total: usize = p.batches.iter().flatten().map(|c| c.weight().1).sum();
+        let total: usize = batched(&p).iter().flatten().map(|c| c.weight().1).sum();
         assert_eq!(
-            p.batches.len(),
+            batched(&p).len(),
             total.div_ceil(MAX_BATCH_CHARS),
             "as few batches as the character limit allows"
         );
-        for batch in &p.batches {
+        for batch in &batched(&p) {
             let names: BTreeSet<&str> = batch
                 .iter()
                 .map(|c| c.record().name.trim_start_matches(OWNER_PREFIX))
@@ -1147,16 +1308,28 @@ mod tests {
     #[test]
     fn batches_split_at_the_character_limit_with_upserts_counted_twice() {
         let long = format!("{}.example.net", "x".repeat(200));
-        let created: Vec<Vec<DnsChange>> = (0..100)
-            .map(|i| vec![DnsChange::Create(plain(&format!("h{i}"), "CNAME", &long))])
+        let creates: Vec<HostChanges> = (0..100)
+            .map(|i| {
+                created(vec![DnsChange::Create(plain(
+                    &format!("h{i}"),
+                    "CNAME",
+                    &long,
+                ))])
+            })
             .collect();
         let per = long.len();
         assert_eq!(
-            batches(created).len(),
+            batches(creates).len(),
             (100 * per).div_ceil(MAX_BATCH_CHARS)
         );
-        let upserts: Vec<Vec<DnsChange>> = (0..100)
-            .map(|i| vec![DnsChange::Upsert(plain(&format!("h{i}"), "CNAME", &long))])
+        let upserts: Vec<HostChanges> = (0..100)
+            .map(|i| {
+                created(vec![DnsChange::Upsert(plain(
+                    &format!("h{i}"),
+                    "CNAME",
+                    &long,
+                ))])
+            })
             .collect();
         assert_eq!(
             batches(upserts).len(),
@@ -1182,9 +1355,15 @@ mod tests {
             zone_ids: vec![],
         };
         let allowed: Vec<Zone> = zones.iter().filter(|x| filter.allows(x)).cloned().collect();
-        assert_eq!(zone_for("api.eu.example.com", &allowed).unwrap().id, "Z2");
-        assert_eq!(zone_for("example.com", &allowed).unwrap().id, "Z1");
-        assert_eq!(zone_for("api.notexample.com", &allowed), None);
+        let ids = |host: &str| -> Vec<String> {
+            zones_for(host, &allowed)
+                .iter()
+                .map(|z| z.id.clone())
+                .collect()
+        };
+        assert_eq!(ids("api.eu.example.com"), ["Z2"]);
+        assert_eq!(ids("example.com"), ["Z1"]);
+        assert!(ids("api.notexample.com").is_empty());
         assert!(!filter.allows_host("api.other.org"));
         let private = ZoneFilter {
             zone_type: ZoneType::Private,
@@ -1199,70 +1378,260 @@ mod tests {
     }
 
     #[test]
-    fn ingress_annotations_choose_type_ttl_or_opt_out() {
-        let ing = |annotations: serde_json::Value| -> Ingress {
-            serde_json::from_value(json!({
-                "metadata": {"name": "api", "namespace": "shop", "annotations": annotations},
-                "spec": {"rules": [{"host": "API.Example.com"}, {"host": "example.com"}, {"host": "api.example.com"}]},
-                "status": {"loadBalancer": {"ingress": [{"hostname": LB}]}}
-            }))
-            .unwrap()
-        };
-        let defaults = Defaults {
-            kind: RecordKind::Alias,
-            ttl: 300,
-        };
-        let (eps, skips) = from_ingress("prod", &ing(json!({})), &defaults);
-        let hosts: Vec<_> = eps.iter().map(|e| e.host.as_str()).collect();
-        assert_eq!(hosts, ["api.example.com", "example.com"]);
-        assert!(skips.is_empty());
-        assert_eq!(eps[0].source, "prod/ingress/shop/api");
-        let (eps, _) = from_ingress(
-            "prod",
-            &ing(json!({TYPE_ANNOTATION: "cname", TTL_ANNOTATION: "60"})),
-            &defaults,
+    fn a_cname_never_shares_its_name_an_alias_or_a_conflict_instead() {
+        let txt = plain("api.example.com", "TXT", "\"google-site-verification=abc\"");
+        let mx = plain("api.example.com", "MX", "10 mail.example.net");
+        // To a load balancer: the alias A can share the name, so it is used.
+        let p = plan(
+            &[ep("api.example.com", LB, RecordKind::Cname)],
+            std::slice::from_ref(&txt),
+            Policy::Sync,
         );
-        assert_eq!((eps[0].kind, eps[0].ttl), (RecordKind::Cname, 60));
+        assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+        assert_eq!(
+            actions(&p),
+            [
+                "CREATE A api.example.com",
+                "CREATE TXT _bridgekeeper.api.example.com"
+            ]
+        );
+        // To anything else: nothing is submitted, and the reason names what is there.
+        let p = plan(
+            &[ep(
+                "api.example.com",
+                "web.other.example.net",
+                RecordKind::Alias,
+            )],
+            &[txt, mx],
+            Policy::Sync,
+        );
+        assert!(batched(&p).is_empty());
         assert!(
-            from_ingress("prod", &ing(json!({OPT_ANNOTATION: "false"})), &defaults)
-                .0
-                .is_empty()
+            p.conflicts[0].reason.contains("MX/TXT"),
+            "{:?}",
+            p.conflicts
         );
-        let (eps, skips) = from_ingress("prod", &ing(json!({TTL_ANNOTATION: "soon"})), &defaults);
-        assert!(eps.is_empty() && skips[0].reason.contains("bridgekeeper.io/ttl"));
     }
 
     #[test]
-    fn a_load_balancer_service_with_a_hostname_annotation_is_a_source() {
-        let svc: Service = serde_json::from_value(json!({
-            "metadata": {"name": "mqtt", "namespace": "iot", "annotations": {HOSTNAME_ANNOTATION: "mqtt.example.com, broker.example.com"}},
-            "spec": {"type": "LoadBalancer"},
-            "status": {"loadBalancer": {"ingress": [{"hostname": LB}]}}
-        }))
-        .unwrap();
-        let (eps, _) = from_service(
-            "prod",
-            &svc,
-            &Defaults {
-                kind: RecordKind::Alias,
-                ttl: 300,
-            },
+    fn a_foreign_record_at_the_registry_name_is_a_conflict_not_a_create() {
+        for theirs in [
+            plain("_bridgekeeper.api.example.com", "TXT", "\"v=spf1 -all\""),
+            plain("_bridgekeeper.api.example.com", "CNAME", "x.example.net"),
+        ] {
+            let p = plan(
+                &[ep("api.example.com", LB, RecordKind::Alias)],
+                std::slice::from_ref(&theirs),
+                Policy::Sync,
+            );
+            assert!(batched(&p).is_empty(), "{theirs:?}");
+            assert!(
+                p.conflicts[0].reason.contains("did not write"),
+                "{:?}",
+                p.conflicts
+            );
+        }
+    }
+
+    #[test]
+    fn ownership_values_keep_each_txt_string_within_255_characters() {
+        let mut e = ep("api.example.com", LB, RecordKind::Alias);
+        e.source = format!("prod/ingress/{}/{}", "n".repeat(63), "a".repeat(253));
+        let value = owner_value("bk", &e);
+        let strings: Vec<&str> = value.split('"').skip(1).step_by(2).collect();
+        assert!(strings.len() > 1, "{value}");
+        assert!(strings.iter().all(|s| s.len() <= MAX_TXT_STRING), "{value}");
+        let o = parse_owner(&value).unwrap();
+        assert_eq!(
+            (o.owner.as_str(), o.cluster.as_str(), o.source.len()),
+            ("bk", "prod", e.source.len() - "prod/".len())
         );
-        assert_eq!(eps.len(), 2);
-        assert_eq!(eps[0].source, "prod/service/iot/mqtt");
-        let pending: Ingress = serde_json::from_value(
-            json!({"metadata": {"name": "new"}, "spec": {"rules": [{"host": "new.example.com"}]}}),
-        )
-        .unwrap();
-        let (eps, skips) = from_ingress(
-            "prod",
-            &pending,
-            &Defaults {
-                kind: RecordKind::Alias,
-                ttl: 300,
-            },
+        // Owned by that value: recognised as ours on the next run.
+        let existing = [
+            alias("api.example.com", "A", LB),
+            plain(&owner_name("api.example.com"), "TXT", &value),
+        ];
+        assert!(batched(&plan(&[e], &existing, Policy::Sync)).is_empty());
+    }
+
+    #[test]
+    fn records_with_a_routing_policy_are_left_whole() {
+        let weighted = |id: &str, target: &str| RecordSet {
+            routing: Some(Routing {
+                set_identifier: Some(id.into()),
+                weight: Some(50),
+                health_check_id: Some("hc-1".into()),
+                ..Routing::default()
+            }),
+            ..alias("api.example.com", "A", target)
+        };
+        // Someone's blue/green pair at a host an Ingress asks for: untouched, reported.
+        let pair = [weighted("blue", LB), weighted("green", LB2)];
+        let p = plan(
+            &[ep("api.example.com", LB, RecordKind::Alias)],
+            &pair,
+            Policy::Sync,
         );
-        assert!(eps.is_empty());
-        assert!(skips[0].reason.contains("no load balancer hostname"));
+        assert!(batched(&p).is_empty());
+        assert!(p.conflicts[0].reason.contains("routing policy"));
+        // A host of ours whose source is gone: only what dns-sync wrote is deleted.
+        let mut existing = pair.to_vec();
+        existing.push(ours("api.example.com"));
+        let p = plan(&[], &existing, Policy::Sync);
+        assert_eq!(actions(&p), ["DELETE TXT _bridgekeeper.api.example.com"]);
+    }
+
+    #[test]
+    fn a_skipped_source_holds_the_deletion_of_every_host_it_may_own() {
+        let lbs = lbs();
+        let complete = BTreeSet::from(["prod".to_owned()]);
+        let existing = [
+            alias("api.example.com", "A", LB),
+            ours("api.example.com"),
+            alias("old.example.com", "A", LB),
+            ours("old.example.com"),
+        ];
+        let input = |holds| PlanInput {
+            zone: "example.com",
+            endpoints: &[],
+            existing: &existing,
+            load_balancers: &lbs,
+            owner: "bk",
+            adopt: &[],
+            policy: Policy::Sync,
+            complete_clusters: &complete,
+            holds,
+            ttl: 300,
+        };
+        // Its annotation broke: the source still exists, its records stay.
+        let by_source = Holds::from_skips(&[Skip {
+            source: "prod/ingress/shop/api".into(),
+            reason: "bridgekeeper.io/ttl: \"soon\" is not a number of seconds".into(),
+            hosts: vec![],
+        }]);
+        let p = plan_zone(&input(&by_source));
+        assert!(p.hosts.is_empty(), "{:?}", p.hosts);
+        assert_eq!(p.held.len(), 2);
+        assert!(p.held[0].reason.contains("was skipped"));
+        // A new source waiting for its load balancer names a host another source owned.
+        let by_host = Holds::from_skips(&[Skip {
+            source: "prod/ingress/shop/api-v2".into(),
+            reason: "no load balancer hostname in its status yet".into(),
+            hosts: vec!["old.example.com".into()],
+        }]);
+        let mut existing_other = existing.to_vec();
+        existing_other[1] = plain(
+            &owner_name("api.example.com"),
+            "TXT",
+            "\"heritage=bridgekeeper,owner=bk,cluster=prod,source=ingress/shop/gone\"",
+        );
+        let p = plan_zone(&PlanInput {
+            existing: &existing_other,
+            ..input(&by_host)
+        });
+        assert_eq!(p.hosts_with(Outcome::Deleted), ["api.example.com"]);
+        assert_eq!(p.held[0].host, "old.example.com");
+    }
+
+    #[test]
+    fn the_safety_valve_trips_over_the_limit_and_holds_every_deletion() {
+        let mut existing = Vec::new();
+        for i in 0..12 {
+            let host = format!("h{i}.example.com");
+            existing.push(alias(&host, "A", LB));
+            existing.push(ours(&host));
+        }
+        let mut p = plan(&[], &existing, Policy::Sync);
+        assert_eq!(p.hosts_with(Outcome::Deleted).len(), 12);
+        assert_eq!(owned_hosts(&existing, "bk"), 12);
+        assert_eq!(DeletionLimit::Hosts(12).exceeded(12, 12), None);
+        let reason = DeletionLimit::Hosts(10).exceeded(12, 12).unwrap();
+        assert!(reason.contains("MAX_DELETIONS"), "{reason}");
+        assert!(DeletionLimit::Percent(50).exceeded(7, 12).is_some());
+        assert!(DeletionLimit::Percent(50).exceeded(6, 12).is_none());
+        p.hold_deletions(&reason);
+        assert!(p.hosts.is_empty() && batched(&p).is_empty());
+        assert_eq!(p.held.len(), 12);
+    }
+
+    #[test]
+    fn an_earlier_owner_id_is_taken_over_for_wanted_hosts_and_never_deleted() {
+        let lbs = lbs();
+        let complete = BTreeSet::from(["prod".to_owned()]);
+        let old = |host: &str| {
+            plain(
+                &owner_name(host),
+                "TXT",
+                &owner_value("stack", &ep(host, LB, RecordKind::Alias)),
+            )
+        };
+        let existing = [
+            alias("api.example.com", "A", LB),
+            old("api.example.com"),
+            alias("gone.example.com", "A", LB),
+            old("gone.example.com"),
+        ];
+        let p = plan_zone(&PlanInput {
+            zone: "example.com",
+            endpoints: &[ep("api.example.com", LB, RecordKind::Alias)],
+            existing: &existing,
+            load_balancers: &lbs,
+            owner: "stack-eu-west-1",
+            adopt: &["stack".to_owned()],
+            policy: Policy::Sync,
+            complete_clusters: &complete,
+            holds: &Holds::default(),
+            ttl: 300,
+        });
+        assert_eq!(actions(&p), ["UPSERT TXT _bridgekeeper.api.example.com"]);
+        assert!(p.conflicts.is_empty() && p.hosts_with(Outcome::Deleted).is_empty());
+    }
+
+    #[test]
+    fn a_dualstack_annotation_adds_aaaa_without_asking_elbv2() {
+        let mut e = ep(
+            "v6.example.com",
+            "k8s-a-1.elb.us-east-1.amazonaws.com",
+            RecordKind::Alias,
+        );
+        assert!(!needs_lookup(&e));
+        e.dualstack = true;
+        let p = plan_in("example.com", &[e]);
+        assert_eq!(
+            actions(&p)[..2],
+            ["CREATE A v6.example.com", "CREATE AAAA v6.example.com"]
+        );
+        assert!(needs_lookup(&ep(
+            "x.example.com",
+            "lb.example.net",
+            RecordKind::Alias
+        )));
+        assert!(!needs_lookup(&ep(
+            "x.example.com",
+            "lb.example.net",
+            RecordKind::Cname
+        )));
+    }
+
+    #[test]
+    fn same_name_public_and_private_zones_both_hold_the_host() {
+        let z = |id: &str, private| Zone {
+            id: id.into(),
+            name: "example.com".into(),
+            private,
+        };
+        let zones = [z("ZPUB", false), z("ZPRIV", true)];
+        let ids: Vec<&str> = zones_for("api.example.com", &zones)
+            .iter()
+            .map(|z| z.id.as_str())
+            .collect();
+        assert_eq!(ids, ["ZPUB", "ZPRIV"]);
+        let public = ZoneFilter {
+            domains: vec![],
+            zone_type: ZoneType::Public,
+            zone_ids: vec![],
+        };
+        let allowed: Vec<Zone> = zones.iter().filter(|x| public.allows(x)).cloned().collect();
+        assert_eq!(zones_for("api.example.com", &allowed).len(), 1);
     }
 }

@@ -7,6 +7,8 @@ pub mod domain;
 pub mod elb;
 pub mod handler;
 pub mod kube;
+pub mod report;
+pub mod sources;
 
 pub use config::Config;
 

@@ -2,7 +2,7 @@
 #![recursion_limit = "256"]
 
 use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
-use bridgekeeper::idempotency::{DynamoStore, OncePerKey, once};
+use bridgekeeper::idempotency::{DynamoStore, once};
 use dns_sync::{Config, FUNCTION, aws::AwsDns, handler, kube::KubeSources};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -19,24 +19,27 @@ async fn main() -> Result<(), Error> {
         aws_sdk_route53::Client::new(&sdk),
         aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
     );
-    let inner = config.notifier(aws_sdk_sns::Client::new(&sdk));
-    let queued = Queued {
-        inner,
+    let notifier = Queued {
+        inner: config.notifier(aws_sdk_sns::Client::new(&sdk)),
         sink: &failed,
         function: FUNCTION,
     };
-    let notifier = OncePerKey {
-        inner: queued,
-        store: &store,
-    };
-    let state = handler::State::default();
+    let state = dns_sync::report::State::new(&store);
     let (config, sources, dns, notifier, state, failed, store) =
         (&config, &sources, &dns, &notifier, &state, &failed, &store);
     bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = bridgekeeper::runtime::deadline(&event.context);
             let outcome = once(store, &event.payload, deadline, || {
-                handler::handle(event.payload.clone(), config, sources, dns, notifier, state)
+                handler::handle(
+                    event.payload.clone(),
+                    deadline,
+                    config,
+                    sources,
+                    dns,
+                    notifier,
+                    state,
+                )
             })
             .await;
             settle(FUNCTION, outcome, &event.payload, failed).await

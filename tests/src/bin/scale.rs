@@ -62,6 +62,7 @@ fn dns_sync() -> String {
         cluster: "prod".into(),
         kind: RecordKind::Alias,
         ttl: 300,
+        dualstack: false,
     };
     let endpoints: Vec<Endpoint> = (0..5_000).map(endpoint).collect();
     // 10,000 existing records: half the hosts already right (A + TXT), and 5,000 records of others.
@@ -77,7 +78,7 @@ fn dns_sync() -> String {
                 dns_name: lb.into(),
                 evaluate_health: false,
             }),
-            set_identifier: None,
+            routing: None,
         });
         existing.push(RecordSet {
             name: owner_name(&ep.host),
@@ -85,7 +86,7 @@ fn dns_sync() -> String {
             ttl: Some(300),
             values: vec![owner_value("bk", ep)],
             alias: None,
-            set_identifier: None,
+            routing: None,
         });
     }
     for i in 0..5_000 {
@@ -95,7 +96,7 @@ fn dns_sync() -> String {
             ttl: Some(60),
             values: vec!["old.example.net".into()],
             alias: None,
-            set_identifier: None,
+            routing: None,
         });
     }
     let lbs = HashMap::from([(
@@ -113,17 +114,25 @@ fn dns_sync() -> String {
             existing: &existing,
             load_balancers: &lbs,
             owner: "bk",
+            adopt: &[],
             policy: Policy::Sync,
             complete_clusters: &complete,
+            holds: &Holds::default(),
             ttl: 300,
         })
     });
-    assert_eq!((plan.created.len(), plan.unchanged.len()), (2_500, 2_500));
+    assert_eq!(
+        (
+            plan.hosts_with(Outcome::Created).len(),
+            plan.unchanged.len()
+        ),
+        (2_500, 2_500)
+    );
     row(
         "dns-sync: plan 5,000 hosts against 10,000 records",
         t,
         peak,
-        &format!("{} batches", plan.batches.len()),
+        &format!("{} batches", batches(plan.hosts).len()),
     )
 }
 

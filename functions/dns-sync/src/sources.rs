@@ -1,0 +1,304 @@
+//! Pure: what each Ingress and LoadBalancer Service asks for — its hosts, its load balancer, the
+//! record kind and TTL its annotations choose — or why it was skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
+
+use crate::domain::{RecordKind, normalize};
+
+pub const OPT_ANNOTATION: &str = "bridgekeeper.io/dns";
+pub const TYPE_ANNOTATION: &str = "bridgekeeper.io/record-type";
+pub const TTL_ANNOTATION: &str = "bridgekeeper.io/ttl";
+pub const HOSTNAME_ANNOTATION: &str = "bridgekeeper.io/hostname";
+/// The AWS Load Balancer Controller's own settings: a dualstack load balancer also answers AAAA,
+/// which its hostname does not show, so these spare a DescribeLoadBalancers call.
+pub const ALB_IP_TYPE_ANNOTATION: &str = "alb.ingress.kubernetes.io/ip-address-type";
+pub const NLB_IP_TYPE_ANNOTATION: &str =
+    "service.beta.kubernetes.io/aws-load-balancer-ip-address-type";
+
+/// Defaults for records; annotations override them per Ingress or Service.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub kind: RecordKind,
+    pub ttl: i64,
+}
+
+/// One host that should point at one load balancer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub host: String,
+    pub target: String,
+    /// `<cluster>/ingress/<namespace>/<name>` or `<cluster>/service/...`.
+    pub source: String,
+    pub cluster: String,
+    pub kind: RecordKind,
+    pub ttl: i64,
+    /// The source says its load balancer is dualstack (IPv4 and IPv6).
+    pub dualstack: bool,
+}
+
+/// A source that asked for records this run could not plan. Its hosts keep what they have: in
+/// `sync` mode nothing it may own is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skip {
+    pub source: String,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+}
+
+struct Settings {
+    kind: RecordKind,
+    ttl: i64,
+    dualstack: bool,
+}
+
+fn settings(
+    annotations: Option<&BTreeMap<String, String>>,
+    defaults: &Defaults,
+) -> Result<Option<Settings>, String> {
+    let get = |k: &str| {
+        annotations
+            .and_then(|a| a.get(k))
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    if get(OPT_ANNOTATION).as_deref() == Some("false") {
+        return Ok(None);
+    }
+    let kind = match get(TYPE_ANNOTATION).as_deref() {
+        None => defaults.kind,
+        Some("alias") | Some("a") => RecordKind::Alias,
+        Some("cname") => RecordKind::Cname,
+        Some(other) => {
+            return Err(format!(
+                "{TYPE_ANNOTATION}: {other:?} is not alias or cname"
+            ));
+        }
+    };
+    let ttl = match get(TTL_ANNOTATION) {
+        None => defaults.ttl,
+        Some(v) => match v.parse::<i64>() {
+            // Route53's TTL range (ResourceRecordSet.TTL, 0 to 2147483647).
+            Ok(t) if (0..=2_147_483_647).contains(&t) => t,
+            _ => {
+                return Err(format!(
+                    "{TTL_ANNOTATION}: {v:?} is not a number of seconds"
+                ));
+            }
+        },
+    };
+    let dualstack = [ALB_IP_TYPE_ANNOTATION, NLB_IP_TYPE_ANNOTATION]
+        .iter()
+        .any(|k| get(k).is_some_and(|v| v.starts_with("dualstack")));
+    Ok(Some(Settings {
+        kind,
+        ttl,
+        dualstack,
+    }))
+}
+
+/// `resource` is `ingress` or `service`; the source reads `<cluster>/<resource>/<namespace>/<name>`.
+fn endpoints(
+    cluster: &str,
+    resource: &str,
+    meta: &ObjectMeta,
+    hosts: Vec<String>,
+    targets: Vec<String>,
+    defaults: &Defaults,
+) -> (Vec<Endpoint>, Vec<Skip>) {
+    let source = format!(
+        "{cluster}/{resource}/{}/{}",
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or("")
+    );
+    let mut skipped = Vec::new();
+    let mut valid = BTreeSet::new();
+    for h in hosts {
+        match normalize(&h) {
+            Some(host) => {
+                valid.insert(host);
+            }
+            None => skipped.push(Skip {
+                source: source.clone(),
+                reason: format!("{h:?} is not a valid DNS name"),
+                hosts: vec![],
+            }),
+        }
+    }
+    let skip = |reason: String| Skip {
+        source: source.clone(),
+        reason,
+        hosts: valid.iter().cloned().collect(),
+    };
+    let s = match settings(meta.annotations.as_ref(), defaults) {
+        Ok(Some(s)) => s,
+        Ok(None) => return (vec![], vec![]),
+        Err(reason) => return (vec![], vec![skip(reason)]),
+    };
+    if valid.is_empty() {
+        return (vec![], skipped);
+    }
+    // A CNAME takes one target; the first in sorted order keeps the choice stable between runs.
+    let Some(target) = targets.into_iter().filter_map(|t| normalize(&t)).min() else {
+        skipped.push(skip("no load balancer hostname in its status yet".into()));
+        return (vec![], skipped);
+    };
+    let out = valid
+        .into_iter()
+        .map(|host| Endpoint {
+            host,
+            target: target.clone(),
+            source: source.clone(),
+            cluster: cluster.to_owned(),
+            kind: s.kind,
+            ttl: s.ttl,
+            dualstack: s.dualstack,
+        })
+        .collect();
+    (out, skipped)
+}
+
+pub fn from_ingress(
+    cluster: &str,
+    ing: &Ingress,
+    defaults: &Defaults,
+) -> (Vec<Endpoint>, Vec<Skip>) {
+    let hosts: BTreeSet<String> = ing
+        .spec
+        .iter()
+        .flat_map(|s| s.rules.iter().flatten())
+        .filter_map(|r| r.host.clone())
+        .collect();
+    let targets = ing
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.hostname.clone())
+        .collect();
+    endpoints(
+        cluster,
+        "ingress",
+        &ing.metadata,
+        hosts.into_iter().collect(),
+        targets,
+        defaults,
+    )
+}
+
+/// A Service of type LoadBalancer names its hosts in `bridgekeeper.io/hostname` (comma-separated).
+pub fn from_service(
+    cluster: &str,
+    svc: &Service,
+    defaults: &Defaults,
+) -> (Vec<Endpoint>, Vec<Skip>) {
+    let meta = &svc.metadata;
+    let is_lb = svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+    let Some(hosts) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(HOSTNAME_ANNOTATION))
+        .filter(|_| is_lb)
+    else {
+        return (vec![], vec![]);
+    };
+    let hosts = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let targets = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.hostname.clone())
+        .collect();
+    endpoints(cluster, "service", meta, hosts, targets, defaults)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const LB: &str = "k8s-shop-api-1854330541.eu-west-1.elb.amazonaws.com";
+
+    #[test]
+    fn ingress_annotations_choose_type_ttl_or_opt_out() {
+        let ing = |annotations: serde_json::Value| -> Ingress {
+            serde_json::from_value(json!({
+                "metadata": {"name": "api", "namespace": "shop", "annotations": annotations},
+                "spec": {"rules": [{"host": "API.Example.com"}, {"host": "example.com"}, {"host": "api.example.com"}]},
+                "status": {"loadBalancer": {"ingress": [{"hostname": LB}]}}
+            }))
+            .unwrap()
+        };
+        let defaults = Defaults {
+            kind: RecordKind::Alias,
+            ttl: 300,
+        };
+        let (eps, skips) = from_ingress("prod", &ing(json!({})), &defaults);
+        let hosts: Vec<_> = eps.iter().map(|e| e.host.as_str()).collect();
+        assert_eq!(hosts, ["api.example.com", "example.com"]);
+        assert!(skips.is_empty());
+        assert_eq!(eps[0].source, "prod/ingress/shop/api");
+        let (eps, _) = from_ingress(
+            "prod",
+            &ing(json!({TYPE_ANNOTATION: "cname", TTL_ANNOTATION: "60"})),
+            &defaults,
+        );
+        assert_eq!((eps[0].kind, eps[0].ttl), (RecordKind::Cname, 60));
+        assert!(
+            from_ingress("prod", &ing(json!({OPT_ANNOTATION: "false"})), &defaults)
+                .0
+                .is_empty()
+        );
+        let (eps, skips) = from_ingress("prod", &ing(json!({TTL_ANNOTATION: "soon"})), &defaults);
+        assert!(eps.is_empty() && skips[0].reason.contains("bridgekeeper.io/ttl"));
+    }
+
+    #[test]
+    fn a_load_balancer_service_with_a_hostname_annotation_is_a_source() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "mqtt", "namespace": "iot", "annotations": {HOSTNAME_ANNOTATION: "mqtt.example.com, broker.example.com"}},
+            "spec": {"type": "LoadBalancer"},
+            "status": {"loadBalancer": {"ingress": [{"hostname": LB}]}}
+        }))
+        .unwrap();
+        let (eps, _) = from_service(
+            "prod",
+            &svc,
+            &Defaults {
+                kind: RecordKind::Alias,
+                ttl: 300,
+            },
+        );
+        assert_eq!(eps.len(), 2);
+        assert_eq!(eps[0].source, "prod/service/iot/mqtt");
+        let pending: Ingress = serde_json::from_value(
+            json!({"metadata": {"name": "new"}, "spec": {"rules": [{"host": "new.example.com"}]}}),
+        )
+        .unwrap();
+        let (eps, skips) = from_ingress(
+            "prod",
+            &pending,
+            &Defaults {
+                kind: RecordKind::Alias,
+                ttl: 300,
+            },
+        );
+        assert!(eps.is_empty());
+        assert!(skips[0].reason.contains("no load balancer hostname"));
+    }
+}
