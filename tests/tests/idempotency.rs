@@ -5,35 +5,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use bridgekeeper::Error;
-use bridgekeeper::idempotency::{Claim, DynamoStore, Store, once};
+use bridgekeeper::idempotency::{Claim, DynamoStore, Remember, Store, once};
 use bridgekeeper_tests::{TestEnv, unique};
 use serde_json::json;
 
 async fn table(client: &aws_sdk_dynamodb::Client) -> Result<String> {
-    let name = unique("bridgekeeper-idempotency");
-    client
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()?,
-        )
-        .send()
-        .await?;
-    Ok(name)
+    bridgekeeper_tests::idempotency_table(client).await
 }
 
 fn store(client: &aws_sdk_dynamodb::Client, table: &str) -> DynamoStore {
@@ -120,5 +98,27 @@ async fn a_missing_table_is_skipped_and_the_action_still_happens() -> Result<()>
     let push = json!({"id": "e", "detail-type": "ECR Image Action", "detail": {}});
     let out = once(&s, &push, deadline(), || async { Ok::<_, Error>("acted") }).await?;
     assert_eq!(out, "acted");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_remembered_value_survives_a_new_store_and_expires_with_the_ttl() -> Result<()> {
+    let env = TestEnv::aws().await;
+    let client = aws_sdk_dynamodb::Client::new(&env.sdk);
+    let name = table(&client).await?;
+    let s = store(&client, &name);
+    assert_eq!(s.recall("report#problems").await?, None);
+    s.remember("report#problems", "conflict a\nheld b").await?;
+    // A cold start: a new client and store read what the last process wrote.
+    let fresh = store(&aws_sdk_dynamodb::Client::new(&env.sdk), &name);
+    assert_eq!(
+        fresh.recall("report#problems").await?.as_deref(),
+        Some("conflict a\nheld b")
+    );
+    // Past its TTL (DynamoDB deletes expired items days late) it reads as gone.
+    let expired = DynamoStore::new(client.clone(), &name, "image-rollout", Duration::ZERO);
+    expired.remember("report#problems", "old").await?;
+    std::thread::sleep(Duration::from_millis(1_100));
+    assert_eq!(expired.recall("report#problems").await?, None);
     Ok(())
 }

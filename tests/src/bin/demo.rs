@@ -338,7 +338,13 @@ async fn dns_sync_demo() -> Result<()> {
         aws_sdk_elasticloadbalancingv2::Client::new(&env.sdk),
     );
     let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
-    let memory = bridgekeeper::idempotency::testing::Memory::default();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&env.sdk);
+    let memory = bridgekeeper::idempotency::DynamoStore::new(
+        dynamodb.clone(),
+        bridgekeeper_tests::idempotency_table(&dynamodb).await?,
+        "dns-sync",
+        bridgekeeper::idempotency::DEFAULT_TTL,
+    );
     let state = dns_sync::report::State::new(&memory);
     let show_records = || async {
         let out = route53
@@ -352,7 +358,7 @@ async fn dns_sync_demo() -> Result<()> {
                 continue;
             }
             let value = match r.alias_target() {
-                Some(a) => format!("ALIAS {}", a.dns_name()),
+                Some(a) => format!("ALIAS {} (zone {})", a.dns_name(), a.hosted_zone_id()),
                 None => r
                     .resource_records()
                     .iter()
