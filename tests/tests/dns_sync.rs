@@ -193,6 +193,27 @@ impl World {
         Ok(found)
     }
 
+    /// A record written by someone else (or by an earlier run), straight into moto.
+    async fn put_record(&self, name: &str, rtype: RrType, value: &str) -> Result<()> {
+        let set = ResourceRecordSet::builder()
+            .name(name)
+            .r#type(rtype)
+            .ttl(60)
+            .resource_records(ResourceRecord::builder().value(value).build()?)
+            .build()?;
+        let change = Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(set)
+            .build()?;
+        self.route53
+            .change_resource_record_sets()
+            .hosted_zone_id(&self.zone_id)
+            .change_batch(ChangeBatch::builder().changes(change).build()?)
+            .send()
+            .await?;
+        Ok(())
+    }
+
     fn applies(&self) -> usize {
         self.dns.applies.load(Ordering::SeqCst)
     }
@@ -298,30 +319,7 @@ async fn a_new_load_balancer_updates_the_record() -> Result<()> {
 async fn a_foreign_record_is_left_untouched_and_reported() -> Result<()> {
     let w = World::new().await?;
     let www = format!("www.{}", w.zone);
-    let theirs = ResourceRecordSet::builder()
-        .name(&www)
-        .r#type(RrType::Cname)
-        .ttl(60)
-        .resource_records(
-            ResourceRecord::builder()
-                .value("legacy.example.net")
-                .build()?,
-        )
-        .build()?;
-    w.route53
-        .change_resource_record_sets()
-        .hosted_zone_id(&w.zone_id)
-        .change_batch(
-            ChangeBatch::builder()
-                .changes(
-                    Change::builder()
-                        .action(ChangeAction::Create)
-                        .resource_record_set(theirs)
-                        .build()?,
-                )
-                .build()?,
-        )
-        .send()
+    w.put_record(&www, RrType::Cname, "legacy.example.net")
         .await?;
     w.ingress("shop", std::slice::from_ref(&www), &w.lb.0)
         .await?;
@@ -508,32 +506,9 @@ async fn an_unreachable_cluster_holds_its_deletions_and_the_reachable_one_is_app
         ("CLUSTER_TIMEOUT_SECONDS", "2"),
     ]);
     let txt = "\"heritage=bridgekeeper,owner=bk-test,cluster=dr,source=ingress/shop/dr\"";
-    for (name, rtype, value) in [
-        (dr_host.as_str(), RrType::Cname, w.lb.0.as_str()),
-        (&format!("_bridgekeeper.{dr_host}"), RrType::Txt, txt),
-    ] {
-        let set = ResourceRecordSet::builder()
-            .name(name)
-            .r#type(rtype)
-            .ttl(300)
-            .resource_records(ResourceRecord::builder().value(value).build()?)
-            .build()?;
-        w.route53
-            .change_resource_record_sets()
-            .hosted_zone_id(&w.zone_id)
-            .change_batch(
-                ChangeBatch::builder()
-                    .changes(
-                        Change::builder()
-                            .action(ChangeAction::Create)
-                            .resource_record_set(set)
-                            .build()?,
-                    )
-                    .build()?,
-            )
-            .send()
-            .await?;
-    }
+    w.put_record(&dr_host, RrType::Cname, &w.lb.0).await?;
+    w.put_record(&format!("_bridgekeeper.{dr_host}"), RrType::Txt, txt)
+        .await?;
 
     let r = w.run(&both).await?;
     assert_eq!(r.cluster_errors.len(), 1, "{r:?}");

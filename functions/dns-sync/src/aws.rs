@@ -316,7 +316,7 @@ impl Dns for AwsDns {
 
 /// What moto cannot do: a change pending in the zone (PriorRequestNotComplete), throttling.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use aws_sdk_route53::Client;
@@ -358,7 +358,8 @@ mod tests {
         })]
     }
 
-    fn applied() -> ChangeResourceRecordSetsOutput {
+    /// Route53's answer to an accepted batch.
+    pub(crate) fn applied() -> ChangeResourceRecordSetsOutput {
         let info = ChangeInfo::builder()
             .id("/change/C1")
             .status(ChangeStatus::Pending)

@@ -553,12 +553,10 @@ mod tests {
     use std::sync::Mutex;
 
     use aws_sdk_route53::Client;
-    use aws_sdk_route53::operation::change_resource_record_sets::{
-        ChangeResourceRecordSetsInput, ChangeResourceRecordSetsOutput,
-    };
+    use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsInput;
     use aws_sdk_route53::operation::list_hosted_zones::ListHostedZonesOutput;
     use aws_sdk_route53::operation::list_resource_record_sets::ListResourceRecordSetsOutput;
-    use aws_sdk_route53::types::{ChangeInfo, ChangeStatus, HostedZone};
+    use aws_sdk_route53::types::HostedZone;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
     use bridgekeeper::AwsError;
     use bridgekeeper::cluster::ClusterError as KubeError;
@@ -907,17 +905,7 @@ mod tests {
             .build();
         let applied = mock!(Client::change_resource_record_sets)
             .sequence()
-            .output(|| {
-                let info = ChangeInfo::builder()
-                    .id("/change/C1")
-                    .status(ChangeStatus::Pending)
-                    .submitted_at(aws_sdk_route53::primitives::DateTime::from_secs(0))
-                    .build()
-                    .unwrap();
-                ChangeResourceRecordSetsOutput::builder()
-                    .change_info(info)
-                    .build()
-            })
+            .output(crate::aws::tests::applied)
             .repeatedly()
             .build();
         let route53 = mock_client!(

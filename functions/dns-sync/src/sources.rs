@@ -162,6 +162,15 @@ fn endpoints(
     (out, skipped)
 }
 
+/// The hostnames in a load balancer status (Ingress and Service statuses are different types).
+fn hostnames<T>(ingress: Option<&Vec<T>>, hostname: fn(&T) -> &Option<String>) -> Vec<String> {
+    ingress
+        .into_iter()
+        .flatten()
+        .filter_map(|i| hostname(i).clone())
+        .collect()
+}
+
 pub fn from_ingress(
     cluster: &str,
     ing: &Ingress,
@@ -173,15 +182,8 @@ pub fn from_ingress(
         .flat_map(|s| s.rules.iter().flatten())
         .filter_map(|r| r.host.clone())
         .collect();
-    let targets = ing
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.hostname.clone())
-        .collect();
+    let status = ing.status.as_ref().and_then(|s| s.load_balancer.as_ref());
+    let targets = hostnames(status.and_then(|lb| lb.ingress.as_ref()), |i| &i.hostname);
     endpoints(
         cluster,
         "ingress",
@@ -214,15 +216,8 @@ pub fn from_service(
         .filter(|h| !h.is_empty())
         .map(str::to_owned)
         .collect();
-    let targets = svc
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.hostname.clone())
-        .collect();
+    let status = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref());
+    let targets = hostnames(status.and_then(|lb| lb.ingress.as_ref()), |i| &i.hostname);
     endpoints(cluster, "service", meta, hosts, targets, defaults)
 }
 
