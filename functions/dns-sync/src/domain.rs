@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
+pub use crate::records::*;
 pub use crate::sources::{
     Defaults, Endpoint, HOSTNAME_ANNOTATION, OPT_ANNOTATION, Skip, TTL_ANNOTATION, TYPE_ANNOTATION,
     from_ingress, from_service,
@@ -13,10 +14,6 @@ pub use crate::sources::{
 /// The ownership TXT record of `api.example.com` is `_bridgekeeper.api.example.com`: a TXT
 /// record cannot share its name with a CNAME, so it lives one label down.
 pub const OWNER_PREFIX: &str = "_bridgekeeper.";
-
-/// Route53's limits on one ChangeResourceRecordSets call (an UPSERT counts twice).
-pub const MAX_BATCH_VALUES: usize = 1_000;
-pub const MAX_BATCH_CHARS: usize = 32_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,132 +108,6 @@ pub fn zones_for<'a>(host: &str, zones: &'a [Zone]) -> Vec<&'a Zone> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AliasTarget {
-    pub zone_id: String,
-    /// Normalized.
-    pub dns_name: String,
-    pub evaluate_health: bool,
-}
-
-/// Everything that makes a record set one of several of the same name and type, or ties it to a
-/// health check or traffic policy. Read whole so a DELETE names the record exactly (Route53
-/// refuses a DELETE whose values differ in any field).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Routing {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub set_identifier: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub weight: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failover: Option<String>,
-    /// (continent, country, subdivision)
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub geo_location: Option<(Option<String>, Option<String>, Option<String>)>,
-    /// (AWS region, local zone group, latitude, longitude, bias)
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub geo_proximity: Option<GeoProximity>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub multi_value_answer: Option<bool>,
-    /// (collection id, location name)
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cidr: Option<(String, String)>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub health_check_id: Option<String>,
-    /// Records a traffic policy created: only the policy may change them.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub traffic_policy_instance_id: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct GeoProximity {
-    pub aws_region: Option<String>,
-    pub local_zone_group: Option<String>,
-    pub coordinates: Option<(String, String)>,
-    pub bias: Option<i32>,
-}
-
-impl Routing {
-    /// Weighted, latency, failover, geolocation, geoproximity, multivalue, IP-based, or made by
-    /// a traffic policy: a record dns-sync never writes.
-    pub fn is_policy(&self) -> bool {
-        self.set_identifier.is_some() || self.traffic_policy_instance_id.is_some()
-    }
-}
-
-/// A record set, as Route53 lists it or as dns-sync wants it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RecordSet {
-    /// Normalized.
-    pub name: String,
-    pub rtype: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<i64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub values: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub alias: Option<AliasTarget>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub routing: Option<Routing>,
-}
-
-impl RecordSet {
-    fn same_as(&self, other: &RecordSet) -> bool {
-        self.rtype == other.rtype
-            && self.alias == other.alias
-            && self.routing == other.routing
-            && (self.alias.is_some() || (self.ttl == other.ttl && self.values == other.values))
-    }
-
-    fn has_policy(&self) -> bool {
-        self.routing.as_ref().is_some_and(Routing::is_policy)
-    }
-
-    /// (values, characters) toward the batch limits.
-    fn weight(&self) -> (usize, usize) {
-        match &self.alias {
-            Some(a) => (1, a.dns_name.len()),
-            None => (
-                self.values.len().max(1),
-                self.values.iter().map(String::len).sum(),
-            ),
-        }
-    }
-}
-
-/// What a load balancer's DNS name resolves to in ELBv2.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadBalancer {
-    pub canonical_zone_id: String,
-    pub dualstack: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "action", content = "record", rename_all = "UPPERCASE")]
-pub enum DnsChange {
-    Create(RecordSet),
-    Upsert(RecordSet),
-    Delete(RecordSet),
-}
-
-impl DnsChange {
-    pub fn record(&self) -> &RecordSet {
-        match self {
-            DnsChange::Create(r) | DnsChange::Upsert(r) | DnsChange::Delete(r) => r,
-        }
-    }
-
-    fn weight(&self) -> (usize, usize) {
-        let (v, c) = self.record().weight();
-        match self {
-            DnsChange::Upsert(_) => (2 * v, 2 * c),
-            _ => (v, c),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conflict {
     pub host: String,
     pub reason: String,
@@ -294,66 +165,6 @@ impl ZonePlan {
                 reason: reason.to_owned(),
             }));
     }
-}
-
-pub fn owner_name(host: &str) -> String {
-    format!("{OWNER_PREFIX}{host}")
-}
-
-/// Route53 (and RFC 1035) cap each character-string of a TXT value at 255 characters; a longer
-/// value is written as several quoted strings, which readers concatenate.
-pub const MAX_TXT_STRING: usize = 255;
-
-/// `"heritage=bridgekeeper,owner=<owner>,cluster=<c>,source=<s>"`, in strings of at most 255.
-pub fn owner_value(owner: &str, ep: &Endpoint) -> String {
-    let source = ep
-        .source
-        .strip_prefix(&format!("{}/", ep.cluster))
-        .unwrap_or(&ep.source);
-    let text = format!(
-        "heritage=bridgekeeper,owner={owner},cluster={},source={source}",
-        ep.cluster
-    );
-    // The text is ASCII (owner ids, cluster aliases and Kubernetes names), so bytes are characters.
-    text.as_bytes()
-        .chunks(MAX_TXT_STRING)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Who an ownership TXT value names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    pub owner: String,
-    pub cluster: String,
-    /// `<kind>/<namespace>/<name>`, without the cluster.
-    pub source: String,
-}
-
-/// The owner a TXT value names, if it is one of ours (its strings joined, as a resolver would).
-pub fn parse_owner(value: &str) -> Option<Owner> {
-    let joined: String = value
-        .split('"')
-        .enumerate()
-        .filter(|(i, _)| i % 2 == 1)
-        .map(|(_, s)| s)
-        .collect();
-    let text = if value.contains('"') {
-        joined.as_str()
-    } else {
-        value
-    };
-    let fields: HashMap<&str, &str> = text
-        .split(',')
-        .filter_map(|kv| kv.split_once('='))
-        .collect();
-    let get = |k: &str| fields.get(k).copied().unwrap_or("").to_owned();
-    (fields.get("heritage") == Some(&"bridgekeeper")).then(|| Owner {
-        owner: get("owner"),
-        cluster: get("cluster"),
-        source: get("source"),
-    })
 }
 
 const MANAGED_TYPES: [&str; 3] = ["A", "AAAA", "CNAME"];
@@ -785,30 +596,6 @@ pub fn owned_hosts(existing: &[RecordSet], owner: &str) -> usize {
                 .any(|o| o.owner == owner)
         })
         .count()
-}
-
-/// Packs hosts into as few batches as Route53's limits allow, never splitting a host.
-pub fn batches(hosts: Vec<HostChanges>) -> Vec<Vec<HostChanges>> {
-    let mut out: Vec<Vec<HostChanges>> = Vec::new();
-    let (mut values, mut chars) = (0, 0);
-    for host in hosts.into_iter().filter(|h| !h.changes.is_empty()) {
-        let (v, c) = host
-            .changes
-            .iter()
-            .map(DnsChange::weight)
-            .fold((0, 0), |a, w| (a.0 + w.0, a.1 + w.1));
-        let fits = values + v <= MAX_BATCH_VALUES && chars + c <= MAX_BATCH_CHARS;
-        match out.last_mut() {
-            Some(batch) if fits => batch.push(host),
-            _ => {
-                out.push(vec![host]);
-                (values, chars) = (0, 0);
-            }
-        }
-        values += v;
-        chars += c;
-    }
-    out
 }
 
 #[cfg(test)]
