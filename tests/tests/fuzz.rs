@@ -117,6 +117,19 @@ impl dns_sync::kube::Sources for Fakes {
     }
 }
 
+impl image_rollout::registry::Registry for Fakes {
+    async fn current_digest(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<String>, AwsError> {
+        call();
+        Err(refused())
+    }
+}
+
 impl image_rollout::kube::Kube for Fakes {
     async fn list(
         &self,
@@ -253,9 +266,11 @@ async fn run(
                 .await
                 .err()
         }
-        "image-rollout" => image_rollout::handler::handle(payload, &c.rollout, &Fakes, &recorder)
-            .await
-            .err(),
+        "image-rollout" => {
+            image_rollout::handler::handle(payload, &c.rollout, &Fakes, &Fakes, &recorder)
+                .await
+                .err()
+        }
         "scaling-alerts" => scaling_alerts::handler::handle_once(
             payload,
             SystemTime::now(),

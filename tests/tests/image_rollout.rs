@@ -1,19 +1,20 @@
-//! image-rollout against kmock (Deployments in several namespaces) and moto (EKS DescribeCluster,
-//! SNS read back through SQS).
+//! image-rollout against kmock (Deployments in several namespaces) and moto (ECR PutImage and
+//! DescribeImages, EKS DescribeCluster, SNS read back through SQS). Each test pushes to its own
+//! ECR repository, so tests running at once never move each other's tags.
 
 use anyhow::Result;
 use bridgekeeper::config::Env;
-use bridgekeeper_tests::{Inbox, TestEnv, kmock, repo_root, unique};
+use bridgekeeper_tests::{Inbox, TestEnv, ecr_push, kmock, repo_root, unique};
 use image_rollout::handler::{Response, handle};
 use image_rollout::kube::KubeClusters;
+use image_rollout::registry::Ecr;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
 const REGISTRY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
-const DIGEST: &str = "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd";
 
-fn push(name: &str) -> serde_json::Value {
+fn event_file(name: &str) -> serde_json::Value {
     let path = repo_root().join("events/image-rollout").join(name);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -58,6 +59,8 @@ struct World {
     inbox: Inbox,
     shop: String,
     api: String,
+    /// This test's repository, `shop/api-<n>`.
+    repo: String,
 }
 
 impl World {
@@ -67,9 +70,10 @@ impl World {
         let env = TestEnv::aws().await;
         let inbox = Inbox::create(&env.sdk).await?;
         let (shop, api) = (unique("shop"), unique("api"));
-        let latest = format!("{REGISTRY}/shop/api:latest");
+        let repo = format!("shop/{}", unique("api"));
+        let latest = format!("{REGISTRY}/{repo}:latest");
         create(&shop, "api", &latest, json!({})).await?;
-        create(&shop, "worker", &format!("{REGISTRY}/shop/api"), json!({})).await?;
+        create(&shop, "worker", &format!("{REGISTRY}/{repo}"), json!({})).await?;
         create(
             &shop,
             "frozen",
@@ -88,7 +92,7 @@ impl World {
         create(
             &api,
             "api-stable",
-            &format!("{REGISTRY}/shop/api:stable"),
+            &format!("{REGISTRY}/{repo}:stable"),
             json!({}),
         )
         .await?;
@@ -98,7 +102,23 @@ impl World {
             inbox,
             shop,
             api,
+            repo,
         })
+    }
+
+    /// Pushes an image to ECR and returns its push event (and digest), as ECR would send it.
+    async fn push(&self, tag: &str, layer: u8) -> Result<(serde_json::Value, String)> {
+        let digest = ecr_push(&self.env.sdk, &self.repo, tag, layer).await?;
+        Ok((self.event("push-latest.json", tag, &digest), digest))
+    }
+
+    /// An event file for this test's repository.
+    fn event(&self, file: &str, tag: &str, digest: &str) -> serde_json::Value {
+        let mut e = event_file(file);
+        e["detail"]["repository-name"] = json!(self.repo);
+        e["detail"]["image-tag"] = json!(tag);
+        e["detail"]["image-digest"] = json!(digest);
+        e
     }
 
     fn config(&self, clusters: &str, extra: &[(&str, &str)]) -> image_rollout::Config {
@@ -124,7 +144,8 @@ impl World {
     ) -> Result<Response> {
         let clusters = KubeClusters::new(&config.clusters, &self.env.sdk);
         let notifier = config.notifier(aws_sdk_sns::Client::new(&self.env.sdk));
-        Ok(handle(event, config, &clusters, &notifier).await?)
+        let ecr = Ecr::new(&self.env.sdk);
+        Ok(handle(event, config, &clusters, &ecr, &notifier).await?)
     }
 }
 
@@ -135,7 +156,8 @@ async fn a_push_rolls_exactly_the_matching_deployments_once_even_when_delivered_
     let dev = format!("dev={0},prod={0}", kmock().url);
     let config = w.config(&dev, &[]);
 
-    let first = w.run(&config, push("push-latest.json")).await?;
+    let (pushed, digest) = w.push("latest", 1).await?;
+    let first = w.run(&config, pushed.clone()).await?;
     let rolled: Vec<_> = first.clusters[0]
         .rolled
         .iter()
@@ -148,13 +170,13 @@ async fn a_push_rolls_exactly_the_matching_deployments_once_even_when_delivered_
     ];
     expected.sort();
     assert_eq!(rolled, expected);
-    let pinned = format!("{REGISTRY}/shop/api@{DIGEST}");
+    let pinned = format!("{REGISTRY}/{}@{digest}", w.repo);
     assert_eq!(image(&w.shop, "api").await?, pinned);
     assert_eq!(image(&w.shop, "worker").await?, pinned);
     assert_eq!(image(&w.api, "api").await?, pinned);
     assert_eq!(
         image(&w.shop, "frozen").await?,
-        format!("{REGISTRY}/shop/api:latest")
+        format!("{REGISTRY}/{}:latest", w.repo)
     );
     assert_eq!(
         image(&w.shop, "web").await?,
@@ -162,7 +184,7 @@ async fn a_push_rolls_exactly_the_matching_deployments_once_even_when_delivered_
     );
     assert_eq!(
         image(&w.api, "api-stable").await?,
-        format!("{REGISTRY}/shop/api:stable")
+        format!("{REGISTRY}/{}:stable", w.repo)
     );
 
     let client = bridgekeeper::cluster::ClusterAccess::url(&kmock().url, None)
@@ -179,14 +201,18 @@ async fn a_push_rolls_exactly_the_matching_deployments_once_even_when_delivered_
         .unwrap()
         .annotations
         .unwrap();
-    assert_eq!(annotations["bridgekeeper.io/image-digest"], DIGEST);
+    assert_eq!(annotations["bridgekeeper.io/image-digest"], digest);
+    assert_eq!(
+        annotations["bridgekeeper.io/pushed-at"],
+        "2026-11-20T01:54:34Z"
+    );
     assert_eq!(
         annotations["bridgekeeper.io/tracked-tags"],
         r#"{"app":"latest"}"#
     );
 
     for _ in 0..2 {
-        let again = w.run(&config, push("push-latest.json")).await?;
+        let again = w.run(&config, pushed.clone()).await?;
         assert!(again.clusters[0].rolled.is_empty(), "{again:?}");
         let already = again.clusters[0]
             .skipped
@@ -202,9 +228,13 @@ async fn a_push_rolls_exactly_the_matching_deployments_once_even_when_delivered_
         1,
         "one notification: the later deliveries changed nothing"
     );
+    let short = &digest["sha256:".len()..][..12];
     assert_eq!(
-        messages[0].subject.as_deref(),
-        Some("[dev] shop/api:latest (7f5b2640fe6f) rolled to 3 Deployments in dev")
+        messages[0].subject.clone().unwrap(),
+        format!(
+            "[dev] {}:latest ({short}) rolled to 3 Deployments in dev",
+            w.repo
+        )
     );
     assert!(
         messages[0].body.contains("opted out"),
@@ -218,25 +248,26 @@ async fn a_push_rolls_exactly_the_matching_deployments_once_even_when_delivered_
 async fn another_tag_a_failed_push_and_a_dry_run_touch_nothing() -> Result<()> {
     let w = World::new().await?;
     let dev = format!("dev={0},prod={0}", kmock().url);
-    let latest = format!("{REGISTRY}/shop/api:latest");
+    let latest = format!("{REGISTRY}/{}:latest", w.repo);
+    let (pushed, _) = w.push("latest", 2).await?;
 
     let dry = w
-        .run(
-            &w.config(&dev, &[("DRY_RUN", "true")]),
-            push("push-latest.json"),
-        )
+        .run(&w.config(&dev, &[("DRY_RUN", "true")]), pushed)
         .await?;
     assert_eq!(dry.clusters[0].rolled.len(), 3);
-    let version = w
-        .run(&w.config(&dev, &[]), push("push-version.json"))
-        .await?;
+    let (version, _) = w.push("v1.4.2", 3).await?;
+    let version = w.run(&w.config(&dev, &[]), version).await?;
     assert_eq!(
-        version.ignored.as_deref(),
-        Some("no rule matches shop/api:v1.4.2")
+        version.ignored.clone().unwrap(),
+        format!("no rule matches {}:v1.4.2", w.repo)
     );
-    let failed = w
-        .run(&w.config(&dev, &[]), push("push-failed.json"))
+    let mut failed = event_file("push-failed.json");
+    failed["detail"]["repository-name"] = json!(w.repo);
+    let failed = w.run(&w.config(&dev, &[]), failed).await?;
+    let untagged = w
+        .run(&w.config(&dev, &[]), event_file("push-untagged.json"))
         .await?;
+    assert!(untagged.ignored.unwrap().starts_with("untagged push"));
     assert!(failed.ignored.unwrap().contains("FAILURE"));
 
     assert_eq!(image(&w.shop, "api").await?, latest);
@@ -267,7 +298,8 @@ async fn an_eks_cluster_that_cannot_be_used_is_reported_and_the_other_still_roll
     ])
     .to_string();
     let config = w.config(&clusters, &[("ROLLOUT_RULES", rules.as_str())]);
-    let r = w.run(&config, push("push-latest.json")).await?;
+    let (pushed, _) = w.push("latest", 4).await?;
+    let r = w.run(&config, pushed).await?;
     let prod = r.clusters.iter().find(|c| c.cluster == "prod").unwrap();
     let error = prod.error.as_deref().unwrap();
     assert!(
@@ -280,5 +312,74 @@ async fn an_eks_cluster_that_cannot_be_used_is_reported_and_the_other_still_roll
     assert_eq!(dev.rolled.len(), 2);
     let messages = w.inbox.receive().await?;
     assert_eq!(messages[0].attributes["severity"], "error");
+    Ok(())
+}
+
+/// A late delivery of an older push: ECR says the tag has moved on, so nothing moves back.
+#[tokio::test]
+async fn a_late_event_of_an_older_push_never_moves_a_workload_back() -> Result<()> {
+    let w = World::new().await?;
+    let dev = format!("dev={0},prod={0}", kmock().url);
+    let config = w.config(&dev, &[]);
+    let (older, _) = w.push("latest", 5).await?;
+    let (newer, newest) = w.push("latest", 6).await?;
+    w.run(&config, newer).await?;
+    let late = w.run(&config, older).await?;
+    assert_eq!(late.superseded_by.as_deref(), Some(newest.as_str()));
+    assert!(late.clusters.is_empty());
+    assert_eq!(
+        image(&w.shop, "api").await?,
+        format!("{REGISTRY}/{}@{newest}", w.repo)
+    );
+    Ok(())
+}
+
+/// ECR's events are best effort: a push whose event never came is caught up by the scheduled
+/// reconcile, and a second reconcile changes nothing.
+#[tokio::test]
+async fn the_reconcile_catches_up_a_missed_push_and_then_makes_zero_patches() -> Result<()> {
+    let w = World::new().await?;
+    let dev = format!("dev={0},prod={0}", kmock().url);
+    let config = w.config(&dev, &[]);
+    let latest = ecr_push(&w.env.sdk, &w.repo, "latest", 7).await?;
+    let stable = ecr_push(&w.env.sdk, &w.repo, "stable", 8).await?;
+
+    let r = w.run(&config, event_file("reconcile.json")).await?;
+    let mine = |c: &image_rollout::handler::ClusterReport| -> Vec<String> {
+        c.rolled
+            .iter()
+            .filter(|x| x.namespace == w.shop || x.namespace == w.api)
+            .map(|x| format!("{}:{}/{}", c.cluster, x.namespace, x.name))
+            .collect()
+    };
+    let mut rolled: Vec<String> = r.clusters.iter().flat_map(mine).collect();
+    rolled.sort();
+    let mut expected = vec![
+        format!("dev:{}/api", w.api),
+        format!("dev:{}/api", w.shop),
+        format!("dev:{}/worker", w.shop),
+        format!("prod:{}/api-stable", w.api),
+    ];
+    expected.sort();
+    assert_eq!(rolled, expected);
+    assert_eq!(
+        image(&w.shop, "worker").await?,
+        format!("{REGISTRY}/{}@{latest}", w.repo)
+    );
+    assert_eq!(
+        image(&w.api, "api-stable").await?,
+        format!("{REGISTRY}/{}@{stable}", w.repo)
+    );
+    assert!(
+        r.images
+            .iter()
+            .any(|i| i.repository == w.repo && i.digest.as_deref() == Some(latest.as_str()))
+    );
+
+    let again = w.run(&config, event_file("reconcile.json")).await?;
+    assert!(
+        again.clusters.iter().all(|c| mine(c).is_empty()),
+        "{again:?}"
+    );
     Ok(())
 }

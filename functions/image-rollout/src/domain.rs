@@ -15,6 +15,9 @@ pub const DIGEST_ANNOTATION: &str = "bridgekeeper.io/image-digest";
 /// to a digest could not be told apart from one pinned by hand, or following another tag.
 pub const TRACKED_ANNOTATION: &str = "bridgekeeper.io/tracked-tags";
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+/// When the image a workload was rolled to was pushed: a second guard against a late, older
+/// event when ECR cannot be asked which digest the tag has now.
+pub const PUSHED_AT_ANNOTATION: &str = "bridgekeeper.io/pushed-at";
 
 /// `[registry/]repository[:tag][@digest]`, as a container's `image` field holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,20 +63,39 @@ impl ImageRef {
     }
 }
 
-/// The image that was pushed.
+/// The image that was pushed (or, for the scheduled reconcile, that a tag points at now).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Push {
     /// `<account>.dkr.ecr.<region>.amazonaws.com`
     pub registry: String,
     pub repository: String,
-    /// `None` for an untagged push.
-    pub tag: Option<String>,
+    pub tag: String,
     pub digest: String,
+    /// The push event's time; `None` in a reconcile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed_at: Option<DateTime<Utc>>,
+    /// ECR could not confirm the tag still points at `digest`: a workload rolled by a later push
+    /// (`bridgekeeper.io/pushed-at`) is then left alone.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
 }
 
 impl Push {
     pub fn ecr_registry(account: &str, region: &str) -> String {
         format!("{account}.dkr.ecr.{region}.amazonaws.com")
+    }
+
+    /// `(account, region)` of an ECR registry host, `None` for any other registry.
+    pub fn ecr_parts(registry: &str) -> Option<(&str, &str)> {
+        let rest = registry.strip_suffix(".amazonaws.com")?;
+        let (account, region) = rest.split_once(".dkr.ecr.")?;
+        let ok = account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && !region.is_empty()
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        ok.then_some((account, region))
     }
 
     pub fn pinned_image(&self) -> String {
@@ -83,6 +105,47 @@ impl Push {
     pub fn short_digest(&self) -> &str {
         let hex = self.digest.strip_prefix("sha256:").unwrap_or(&self.digest);
         &hex[..hex.len().min(12)]
+    }
+}
+
+/// An OCI/Docker content digest as ECR issues it: `sha256:` and 64 lowercase hex characters.
+/// Anything else (AWS's own sample event carries 60) must never be written into a workload.
+pub fn valid_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Manifests a container runtime can run: an image manifest or a multi-arch index (whose digest
+/// is the one to pin, so each node pulls its own platform).
+const IMAGE_MANIFESTS: [&str; 5] = [
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+];
+/// An image manifest's config type; an attestation, signature, SBOM or Helm chart has another.
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.docker.container.image.v1+json",
+    "application/vnd.oci.image.config.v1+json",
+];
+
+/// Why a push is not a runnable image (an attestation, a signature, another OCI artifact), from
+/// the event's media types; `None` when it is one, or when the event does not say.
+pub fn not_an_image(manifest: Option<&str>, artifact: Option<&str>) -> Option<String> {
+    if let Some(m) = manifest
+        && !IMAGE_MANIFESTS.contains(&m)
+    {
+        return Some(format!("manifest media type {m} is not a container image"));
+    }
+    match artifact {
+        Some(a) if !IMAGE_CONFIGS.contains(&a) => Some(format!(
+            "artifact media type {a} is an attestation, signature or other artifact, not a container image"
+        )),
+        _ => None,
     }
 }
 
@@ -194,9 +257,18 @@ pub struct Target {
 /// The clusters a push goes to, in rule order; the first rule naming a cluster decides its
 /// strategy, and namespaces of several rules add up.
 pub fn targets(rules: &[Rule], push: &Push) -> Vec<Target> {
-    let tag = push.tag.as_deref().unwrap_or("latest");
+    let matching: Vec<Rule> = rules
+        .iter()
+        .filter(|r| r.matches(&push.repository, &push.tag))
+        .cloned()
+        .collect();
+    all_targets(&matching)
+}
+
+/// The clusters (and namespaces) any rule rolls to: where the reconcile looks.
+pub fn all_targets(rules: &[Rule]) -> Vec<Target> {
     let mut out: Vec<Target> = Vec::new();
-    for rule in rules.iter().filter(|r| r.matches(&push.repository, tag)) {
+    for rule in rules {
         for cluster in &rule.clusters {
             match out.iter_mut().find(|t| &t.cluster == cluster) {
                 Some(t) => {
@@ -221,6 +293,50 @@ pub fn targets(rules: &[Rule], push: &Push) -> Vec<Target> {
             }
         }
     }
+    out
+}
+
+/// An ECR image a workload follows: `(registry, repository, tag)`.
+pub type Followed = (String, String, String);
+
+/// The ECR tags the containers of these Deployments follow and some rule rolls in `cluster`:
+/// a container's tag, the tag it was pinned for (`bridgekeeper.io/tracked-tags`), or `latest`
+/// for an image named without either.
+pub fn followed_tags(rules: &[Rule], cluster: &str, deployments: &[Deployment]) -> Vec<Followed> {
+    let mut out: Vec<Followed> = Vec::new();
+    for d in deployments {
+        let Some(pod) = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+            continue;
+        };
+        let tracked = tracked_tags(&annotations(
+            d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+        ));
+        let containers = pod.init_containers.iter().flatten().chain(&pod.containers);
+        for c in containers {
+            let Some(r) = c.image.as_deref().and_then(ImageRef::parse) else {
+                continue;
+            };
+            let Some(registry) = r.registry.filter(|h| Push::ecr_parts(h).is_some()) else {
+                continue;
+            };
+            let tag = match (r.tag, r.digest) {
+                (Some(t), _) => t,
+                (None, Some(_)) => match tracked.get(&c.name) {
+                    Some(t) => t.clone(),
+                    None => continue,
+                },
+                (None, None) => "latest".to_owned(),
+            };
+            let rolled_here = rules.iter().any(|rule| {
+                rule.clusters.iter().any(|c| c == cluster) && rule.matches(&r.repository, &tag)
+            });
+            let key = (registry, r.repository, tag);
+            if rolled_here && !out.contains(&key) {
+                out.push(key);
+            }
+        }
+    }
+    out.sort();
     out
 }
 
@@ -285,7 +401,7 @@ pub fn matching_containers(d: &Deployment, push: &Push) -> Vec<MatchedContainer>
     let tracked = tracked_tags(&annotations(
         d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
     ));
-    let pushed_tag = push.tag.as_deref().unwrap_or("latest");
+    let pushed_tag = push.tag.as_str();
     let init = pod
         .init_containers
         .iter()
@@ -345,6 +461,18 @@ pub fn decide(
         }
     }
     let template = annotations(d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()));
+    if push.unverified
+        && let Some(event_at) = push.pushed_at
+        && let Some(rolled_at) = template
+            .get(PUSHED_AT_ANNOTATION)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        && rolled_at > event_at
+    {
+        return Decision::Skip(format!(
+            "already rolled to an image pushed later ({rolled_at}); this push event is older and ECR \
+             could not confirm it is still the tag's image"
+        ));
+    }
     match strategy {
         Strategy::PinDigest => {
             let image = push.pinned_image();
@@ -359,10 +487,14 @@ pub fn decide(
             }
             Decision::Roll(Rollout::Restart {
                 containers,
-                restarted_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                restarted_at: rfc3339(now),
             })
         }
     }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn pointer_escape(s: &str) -> String {
@@ -378,6 +510,9 @@ impl Rollout {
         let template = annotations(d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()));
         let mut new_annotations: BTreeMap<String, String> = BTreeMap::new();
         new_annotations.insert(DIGEST_ANNOTATION.into(), push.digest.clone());
+        if let Some(at) = push.pushed_at {
+            new_annotations.insert(PUSHED_AT_ANNOTATION.into(), rfc3339(at));
+        }
         match self {
             Rollout::PinDigest { containers, image } => {
                 let mut tracked = tracked_tags(&template);
@@ -394,10 +529,7 @@ impl Rollout {
                     ops.push(
                         json!({"op": "replace", "path": format!("{base}/image"), "value": image}),
                     );
-                    tracked.insert(
-                        c.name.clone(),
-                        push.tag.clone().unwrap_or_else(|| "latest".into()),
-                    );
+                    tracked.insert(c.name.clone(), push.tag.clone());
                 }
                 new_annotations.insert(
                     TRACKED_ANNOTATION.into(),
@@ -501,12 +633,14 @@ mod tests {
     const REGISTRY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
     const DIGEST: &str = "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd";
 
-    fn push(tag: Option<&str>) -> Push {
+    fn push(tag: &str) -> Push {
         Push {
             registry: REGISTRY.into(),
             repository: "shop/api".into(),
-            tag: tag.map(str::to_owned),
+            tag: tag.to_owned(),
             digest: DIGEST.into(),
+            pushed_at: None,
+            unverified: false,
         }
     }
 
@@ -601,7 +735,7 @@ mod tests {
     }
 
     #[test]
-    fn targets_merge_rules_per_cluster_and_an_untagged_push_means_latest() {
+    fn targets_merge_rules_per_cluster() {
         let rules = [
             rule(
                 json!({"repository": "shop/*", "tag": "latest", "clusters": ["dev"], "namespaces": ["shop"]}),
@@ -611,7 +745,7 @@ mod tests {
             ),
             rule(json!({"repository": "shop/*", "tag": "stable", "clusters": ["prod"]})),
         ];
-        let t = targets(&rules, &push(None));
+        let t = targets(&rules, &push("latest"));
         assert_eq!(t.len(), 2);
         assert_eq!(
             t[0],
@@ -622,7 +756,7 @@ mod tests {
             }
         );
         assert_eq!(t[1].strategy, Strategy::Restart);
-        assert!(targets(&rules, &push(Some("v1"))).is_empty());
+        assert!(targets(&rules, &push("v1")).is_empty());
     }
 
     #[test]
@@ -632,7 +766,7 @@ mod tests {
             format!("{REGISTRY}/shop/api"),
         ] {
             assert_eq!(
-                matching_containers(&simple(&image), &push(Some("latest"))).len(),
+                matching_containers(&simple(&image), &push("latest")).len(),
                 1,
                 "{image}"
             );
@@ -646,7 +780,7 @@ mod tests {
             format!("{REGISTRY}/shop/api@{DIGEST}"),
         ] {
             assert!(
-                matching_containers(&simple(&image), &push(Some("latest"))).is_empty(),
+                matching_containers(&simple(&image), &push("latest")).is_empty(),
                 "{image}"
             );
         }
@@ -660,13 +794,13 @@ mod tests {
             Some(json!({TRACKED_ANNOTATION: "{\"app\":\"latest\"}"})),
             json!({}),
         );
-        let m = matching_containers(&d, &push(Some("latest")));
+        let m = matching_containers(&d, &push("latest"));
         let names: Vec<_> = m
             .iter()
             .map(|c| (c.name.as_str(), c.init, c.index))
             .collect();
         assert_eq!(names, [("migrate", true, 0), ("app", false, 0)]);
-        let stable: Vec<_> = matching_containers(&d, &push(Some("stable")))
+        let stable: Vec<_> = matching_containers(&d, &push("stable"))
             .into_iter()
             .map(|c| c.name)
             .collect();
@@ -676,7 +810,7 @@ mod tests {
     #[test]
     fn pin_digest_plan_tests_the_container_name_and_records_digest_and_tag() {
         let d = simple(&format!("{REGISTRY}/shop/api:latest"));
-        let p = push(Some("latest"));
+        let p = push("latest");
         let Decision::Roll(r) = decide(&d, &p, Mode::OptOut, Strategy::PinDigest, now()) else {
             panic!()
         };
@@ -699,7 +833,7 @@ mod tests {
             Some(json!({"team": "shop"})),
             json!({}),
         );
-        let p = push(Some("latest"));
+        let p = push("latest");
         let Decision::Roll(r) = decide(&d, &p, Mode::OptOut, Strategy::Restart, now()) else {
             panic!()
         };
@@ -720,7 +854,7 @@ mod tests {
             Some(json!({TRACKED_ANNOTATION: "{\"app\":\"latest\"}", DIGEST_ANNOTATION: DIGEST})),
             json!({}),
         );
-        let p = push(Some("latest"));
+        let p = push("latest");
         assert!(
             matches!(decide(&pinned, &p, Mode::OptOut, Strategy::PinDigest, now()), Decision::Skip(r) if r.starts_with("already at 7f5b2640fe6f"))
         );
@@ -739,7 +873,7 @@ mod tests {
     #[test]
     fn opt_out_and_opt_in_annotations_are_honoured() {
         let image = json!([{"name": "app", "image": format!("{REGISTRY}/shop/api:latest")}]);
-        let p = push(Some("latest"));
+        let p = push("latest");
         let out = deployment(
             image.clone(),
             json!([]),
@@ -794,6 +928,139 @@ mod tests {
         assert_eq!(
             progress(&stuck),
             Progress::Failed("ReplicaSet \"api-7d\" has timed out progressing.".into())
+        );
+    }
+
+    #[test]
+    fn only_a_well_formed_sha256_digest_is_ever_pinned() {
+        assert!(valid_digest(DIGEST));
+        // AWS's sample ECR push event carries a 60-character digest.
+        for bad in [
+            "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234",
+            "sha256:7F5B2640FE6FB4F46592DFD3410C4A79DAC4F89E4782432E0378ABCD1234ABCD",
+            "sha512:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd",
+            "7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd",
+            "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcg",
+            "",
+        ] {
+            assert!(!valid_digest(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn attestations_signatures_and_artifacts_are_not_images() {
+        let oci = Some("application/vnd.oci.image.manifest.v1+json");
+        let index = Some("application/vnd.oci.image.index.v1+json");
+        assert_eq!(
+            not_an_image(oci, Some("application/vnd.oci.image.config.v1+json")),
+            None
+        );
+        assert_eq!(
+            not_an_image(index, None),
+            None,
+            "a multi-arch index is pinned whole"
+        );
+        assert_eq!(
+            not_an_image(
+                Some("application/vnd.docker.distribution.manifest.v2+json"),
+                None
+            ),
+            None
+        );
+        assert_eq!(
+            not_an_image(None, None),
+            None,
+            "an event without media types"
+        );
+        for artifact in [
+            "application/vnd.in-toto+json",
+            "application/vnd.dev.cosign.artifact.sig.v1+json",
+            "application/vnd.cncf.notary.signature",
+            "application/vnd.cncf.helm.config.v1+json",
+        ] {
+            assert!(not_an_image(oci, Some(artifact)).is_some(), "{artifact}");
+        }
+        assert!(
+            not_an_image(Some("application/vnd.oci.artifact.manifest.v1+json"), None).is_some()
+        );
+    }
+
+    #[test]
+    fn ecr_registry_hosts_give_account_and_region() {
+        assert_eq!(
+            Push::ecr_parts(REGISTRY),
+            Some(("123456789012", "eu-west-1"))
+        );
+        for other in [
+            "ghcr.io",
+            "registry.example.com:5000",
+            "12345.dkr.ecr.eu-west-1.amazonaws.com",
+            "123456789012.dkr.ecr..amazonaws.com",
+        ] {
+            assert_eq!(Push::ecr_parts(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn without_ecr_an_older_push_never_moves_a_workload_back() {
+        let at = |h| Utc.with_ymd_and_hms(2026, 11, 21, h, 0, 0).unwrap();
+        let rolled_later = deployment(
+            json!([{"name": "app", "image": format!("{REGISTRY}/shop/api:latest")}]),
+            json!([]),
+            Some(json!({PUSHED_AT_ANNOTATION: "2026-11-21T11:00:00Z"})),
+            json!({}),
+        );
+        let late = Push {
+            pushed_at: Some(at(10)),
+            unverified: true,
+            ..push("latest")
+        };
+        let d = decide(
+            &rolled_later,
+            &late,
+            Mode::OptOut,
+            Strategy::PinDigest,
+            now(),
+        );
+        assert!(
+            matches!(&d, Decision::Skip(r) if r.contains("pushed later")),
+            "{d:?}"
+        );
+        // ECR confirmed the digest is the tag's now: the tag really moved back; roll.
+        let confirmed = Push {
+            unverified: false,
+            ..late.clone()
+        };
+        assert!(matches!(
+            decide(
+                &rolled_later,
+                &confirmed,
+                Mode::OptOut,
+                Strategy::PinDigest,
+                now()
+            ),
+            Decision::Roll(_)
+        ));
+        // A newer event rolls, and records its push time.
+        let newer = Push {
+            pushed_at: Some(at(12)),
+            ..late
+        };
+        let Decision::Roll(r) = decide(
+            &rolled_later,
+            &newer,
+            Mode::OptOut,
+            Strategy::PinDigest,
+            now(),
+        ) else {
+            panic!("a newer push rolls");
+        };
+        let ops = r.patch(&rolled_later, &newer);
+        assert!(
+            ops.iter().any(|o| o["path"]
+                == "/spec/template/metadata/annotations/bridgekeeper.io~1pushed-at"
+                && o["value"] == "2026-11-21T12:00:00Z"),
+            "{ops:?}"
         );
     }
 }

@@ -5,24 +5,28 @@ use std::time::Duration;
 
 use bridgekeeper::cluster::ClusterError;
 use bridgekeeper::events::{
-    ECR_IMAGE_ACTION, EcrActionType, EcrImageActionEvent, EcrResult, Envelope,
+    ECR_IMAGE_ACTION, EcrActionType, EcrImageActionEvent, EcrResult, Envelope, SCHEDULED_EVENT,
+    ScheduledEvent,
 };
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::{Notification, Notifier, Severity};
 use bridgekeeper::{Class, Error};
 use futures::stream::{self, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::domain::{self, Decision, Progress, Push, Rollout, Strategy, Target};
 use crate::kube::Kube;
+use crate::registry::Registry;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rolled {
     pub namespace: String,
     pub name: String,
+    /// The image it was rolled to (pinned), or restarted for.
+    pub image: String,
     pub strategy: Strategy,
     pub containers: Vec<String>,
     /// `None` in a dry run or when watching is off.
@@ -58,7 +62,7 @@ pub struct ClusterReport {
 }
 
 impl ClusterReport {
-    fn new(cluster: &str) -> Self {
+    pub(crate) fn new(cluster: &str) -> Self {
         ClusterReport {
             cluster: cluster.to_owned(),
             rolled: vec![],
@@ -72,23 +76,43 @@ impl ClusterReport {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Response {
-    pub push: Push,
+    /// `None` when the event was not a push of a runnable, tagged image.
+    pub push: Option<Push>,
     pub dry_run: bool,
     /// Why nothing was done, when nothing was to be done.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored: Option<String>,
+    /// The tag has moved on since this push: the digest ECR has for it now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     pub clusters: Vec<ClusterReport>,
+    /// The scheduled reconcile: every followed tag and the digest ECR has for it now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<crate::reconcile::ImageCheck>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notification: Option<String>,
 }
 
+/// A schedule (or a manual run, `source: bridgekeeper`, same shape): the reconcile.
+fn is_schedule(event: &serde_json::Value) -> Result<bool, Error> {
+    let envelope = Envelope::of(event)?;
+    let (s, d) = envelope.kind();
+    if d != SCHEDULED_EVENT.1 || (s != SCHEDULED_EVENT.0 && s != "bridgekeeper") {
+        return Ok(false);
+    }
+    ScheduledEvent::deserialize(event)
+        .map(|_| true)
+        .map_err(|e| Error::invalid_event(format!("malformed Scheduled Event: {e}")))
+}
+
 /// The push, or why there is nothing to roll.
-fn read_event(event: serde_json::Value) -> Result<(Push, Option<String>), Error> {
+fn read_event(event: serde_json::Value) -> Result<Result<Push, String>, Error> {
     let envelope = Envelope::of(&event)?;
     let kind = envelope.kind();
     if kind != ECR_IMAGE_ACTION {
         return Err(Error::invalid_event(format!(
-            "source {:?}, detail-type {:?} is not handled: expected an ECR Image Action event",
+            "source {:?}, detail-type {:?} is not handled: expected an ECR Image Action event, or a \
+             Scheduled Event for the reconcile",
             kind.0, kind.1
         )));
     }
@@ -103,62 +127,128 @@ fn read_event(event: serde_json::Value) -> Result<(Push, Option<String>), Error>
         }
     };
     let d = e.detail;
-    let push = Push {
-        registry: Push::ecr_registry(account, region),
-        repository: d.repository_name.clone(),
-        tag: d.image_tag.clone().filter(|t| !t.is_empty()),
-        digest: d.image_digest.clone().unwrap_or_default(),
-    };
-    let ignored = if !d.action_type.is(EcrActionType::Push) {
-        Some(format!(
+    if !d.action_type.is(EcrActionType::Push) {
+        return Ok(Err(format!(
             "action-type {} is not a push",
             d.action_type.text()
-        ))
-    } else if !d.result.is(EcrResult::Success) {
-        Some(format!(
+        )));
+    }
+    if !d.result.is(EcrResult::Success) {
+        return Ok(Err(format!(
             "the push did not succeed (result {})",
             d.result.text()
-        ))
-    } else if push.digest.is_empty() {
-        return Err(Error::invalid_event("ECR push event without image-digest"));
-    } else {
-        None
+        )));
+    }
+    let digest = d.image_digest.clone().unwrap_or_default();
+    if !domain::valid_digest(&digest) {
+        return Err(Error::invalid_event(format!(
+            "ECR push event with image-digest {digest:?}: expected sha256: and 64 hex characters"
+        )));
+    }
+    // buildx platform manifests, provenance/SBOM attestations and cosign/Notation signatures are
+    // pushed without a tag; pinning a workload to one breaks it (exec format error, no image).
+    let Some(tag) = d.image_tag.clone().filter(|t| !t.is_empty()) else {
+        return Ok(Err(
+            "untagged push (a platform manifest, attestation or signature): only tagged pushes roll"
+                .into(),
+        ));
     };
-    Ok((push, ignored))
+    if let Some(why) = domain::not_an_image(
+        d.manifest_media_type.as_deref(),
+        d.artifact_media_type.as_deref(),
+    ) {
+        return Ok(Err(why));
+    }
+    Ok(Ok(Push {
+        registry: Push::ecr_registry(account, region),
+        repository: d.repository_name,
+        tag,
+        digest,
+        pushed_at: e.time,
+        unverified: false,
+    }))
 }
 
-pub async fn handle<K: Kube, N: Notifier>(
+pub async fn handle<K: Kube, R: Registry, N: Notifier>(
     event: serde_json::Value,
     config: &Config,
     kube: &K,
+    registry: &R,
     notifier: &N,
 ) -> Result<Response, Error> {
-    let (push, ignored) = read_event(event)?;
-    let mut response = Response {
-        push,
-        dry_run: config.dry_run,
-        ignored,
-        clusters: vec![],
-        notification: None,
-    };
-    if response.ignored.is_some() {
-        info!(reason = ?response.ignored, "event ignored");
+    if is_schedule(&event)? {
+        let (images, clusters) = crate::reconcile::reconcile(config, kube, registry).await;
+        let mut response = Response {
+            push: None,
+            dry_run: config.dry_run,
+            ignored: None,
+            superseded_by: None,
+            clusters,
+            images,
+            notification: None,
+        };
+        let n =
+            crate::reconcile::notification(&response.clusters, &config.environment, config.dry_run);
+        if let Some(n) = n {
+            response.notification = Some(notifier.notify(&n).await?);
+        }
         return Ok(response);
     }
-    let targets = domain::targets(&config.rules, &response.push);
+    let read = read_event(event)?;
+    let mut response = Response {
+        push: read.as_ref().ok().cloned(),
+        dry_run: config.dry_run,
+        ignored: read.err(),
+        superseded_by: None,
+        clusters: vec![],
+        images: vec![],
+        notification: None,
+    };
+    let Some(mut push) = response.push.clone() else {
+        info!(reason = ?response.ignored, "event ignored");
+        return Ok(response);
+    };
+    let targets = domain::targets(&config.rules, &push);
     if targets.is_empty() {
-        let tag = response.push.tag.as_deref().unwrap_or("latest");
-        response.ignored = Some(format!(
-            "no rule matches {}:{tag}",
-            response.push.repository
-        ));
+        response.ignored = Some(format!("no rule matches {}:{}", push.repository, push.tag));
         info!(reason = ?response.ignored, "nothing to roll");
         return Ok(response);
+    }
+    // Roll only to what the tag is now: a late or out-of-order event must not move anything back.
+    let (account, region) = Push::ecr_parts(&push.registry).unwrap_or_default();
+    match registry
+        .current_digest(account, region, &push.repository, &push.tag)
+        .await
+    {
+        Ok(Some(now)) if now == push.digest => {}
+        Ok(now) => {
+            let what = now.as_deref().unwrap_or("nothing (the tag was deleted)");
+            info!(tag = %push.tag, event_digest = %push.digest, now = what, "push superseded");
+            response.ignored = Some(format!(
+                "superseded: {}:{} now points at {what}, not at this event's {}",
+                push.repository,
+                push.tag,
+                push.short_digest()
+            ));
+            response.superseded_by = now;
+            Metrics::new(crate::FUNCTION)
+                .count("PushesSuperseded", 1)
+                .flush();
+            return Ok(response);
+        }
+        Err(e) => {
+            warn!(error = %e, "ECR could not say what the tag is now; rolling with the push-time guard");
+            Metrics::new(crate::FUNCTION)
+                .count("RegistryUnreadable", 1)
+                .flush();
+            push.unverified = true;
+            response.push = Some(push.clone());
+        }
     }
     for target in &targets {
         response
             .clusters
-            .push(roll_cluster(target, &response.push, config, kube).await);
+            .push(roll_cluster(target, &push, config, kube).await);
     }
 
     let mut metrics = Metrics::new(crate::FUNCTION);
@@ -178,7 +268,7 @@ pub async fn handle<K: Kube, N: Notifier>(
         .count("ClustersFailed", count(|c| usize::from(c.error.is_some())));
     metrics.flush();
 
-    if let Some(n) = notification(&response, &config.environment) {
+    if let Some(n) = notification(&response, &push, &config.environment) {
         response.notification = Some(notifier.notify(&n).await?);
     }
     // An unreachable cluster is worth another try: the redelivery skips what is already rolled.
@@ -192,14 +282,17 @@ pub async fn handle<K: Kube, N: Notifier>(
     Ok(response)
 }
 
-fn key(d: &Deployment) -> (String, String) {
+pub(crate) fn key(d: &Deployment) -> (String, String) {
     (
         d.metadata.namespace.clone().unwrap_or_default(),
         d.metadata.name.clone().unwrap_or_default(),
     )
 }
 
-async fn list<K: Kube>(kube: &K, target: &Target) -> Result<Vec<Deployment>, ClusterError> {
+pub(crate) async fn list<K: Kube>(
+    kube: &K,
+    target: &Target,
+) -> Result<Vec<Deployment>, ClusterError> {
     match &target.namespaces {
         None => kube.list(&target.cluster, None).await,
         Some(namespaces) => {
@@ -218,16 +311,27 @@ async fn roll_cluster<K: Kube>(
     config: &Config,
     kube: &K,
 ) -> ClusterReport {
-    let mut report = ClusterReport::new(&target.cluster);
-    let deployments = match list(kube, target).await {
-        Ok(d) => d,
+    match list(kube, target).await {
+        Ok(deployments) => roll_listed(target, push, config, kube, deployments).await,
         Err(e) => {
             warn!(cluster = %target.cluster, error = %e, "cluster failed");
+            let mut report = ClusterReport::new(&target.cluster);
             report.retryable = e.class() == Class::Retryable;
             report.error = Some(e.to_string());
-            return report;
+            report
         }
-    };
+    }
+}
+
+/// Rolls the Deployments of one cluster, already listed, that run the pushed image.
+pub(crate) async fn roll_listed<K: Kube>(
+    target: &Target,
+    push: &Push,
+    config: &Config,
+    kube: &K,
+    deployments: Vec<Deployment>,
+) -> ClusterReport {
+    let mut report = ClusterReport::new(&target.cluster);
     let now = chrono::Utc::now();
     let mut to_roll = Vec::new();
     for d in deployments {
@@ -245,7 +349,7 @@ async fn roll_cluster<K: Kube>(
     if config.dry_run {
         report.rolled = to_roll
             .into_iter()
-            .map(|(d, r)| rolled(&d, &r, target.strategy, None))
+            .map(|(d, r)| rolled(&d, &r, push, target.strategy, None))
             .collect();
         return report;
     }
@@ -275,11 +379,18 @@ async fn roll_cluster<K: Kube>(
     report
 }
 
-fn rolled(d: &Deployment, r: &Rollout, strategy: Strategy, progress: Option<Progress>) -> Rolled {
+fn rolled(
+    d: &Deployment,
+    r: &Rollout,
+    push: &Push,
+    strategy: Strategy,
+    progress: Option<Progress>,
+) -> Rolled {
     let (namespace, name) = key(d);
     Rolled {
         namespace,
         name,
+        image: push.pinned_image(),
         strategy,
         containers: r.containers().iter().map(|c| c.name.clone()).collect(),
         progress,
@@ -292,8 +403,25 @@ enum Outcome {
     Failed(Failed),
 }
 
-/// How often a conflicting write (409) is re-read and re-planned before giving up.
+/// How often a conflicting write is re-read and re-planned before giving up.
 const CONFLICT_ATTEMPTS: usize = 3;
+/// How often a patch that met throttling, a server error or a timeout is sent again.
+const TRANSIENT_ATTEMPTS: u32 = 3;
+const BACKOFF: Duration = Duration::from_millis(500);
+
+/// The API server changed under us: a 409 (resourceVersion) or a 422 from a failed JSON-patch
+/// `test` op (what a real API server answers; kmock says 500). Re-read and re-plan.
+fn is_conflict(e: &ClusterError) -> bool {
+    matches!(e.status(), Some(409 | 422))
+}
+
+/// Worth the same patch again after a pause: throttled (429), a server error, or no answer.
+fn is_transient(e: &ClusterError) -> bool {
+    match e.status() {
+        Some(s) => s == 429 || (500..600).contains(&s),
+        None => e.class() == Class::Retryable,
+    }
+}
 
 async fn roll_one<K: Kube>(
     kube: &K,
@@ -311,15 +439,15 @@ async fn roll_one<K: Kube>(
             error,
         })
     };
-    let mut attempt = 1;
+    let (mut conflicts, mut transients) = (1, 0);
     let patched = loop {
         match kube
             .patch(&target.cluster, &namespace, &name, &rollout.patch(&d, push))
             .await
         {
             Ok(p) => break p,
-            Err(e) if e.status() == Some(409) && attempt < CONFLICT_ATTEMPTS => {
-                attempt += 1;
+            Err(e) if is_conflict(&e) && conflicts < CONFLICT_ATTEMPTS => {
+                conflicts += 1;
                 d = match kube.get(&target.cluster, &namespace, &name).await {
                     Ok(fresh) => fresh,
                     Err(e) => return failed(e.to_string()),
@@ -343,6 +471,11 @@ async fn roll_one<K: Kube>(
                     }
                 }
             }
+            Err(e) if is_transient(&e) && transients < TRANSIENT_ATTEMPTS => {
+                warn!(cluster = %target.cluster, namespace = %namespace, deployment = %name, error = %e, "patch not taken; trying again");
+                tokio::time::sleep(BACKOFF * 2u32.pow(transients)).await;
+                transients += 1;
+            }
             Err(e) => return failed(e.to_string()),
         }
     };
@@ -361,7 +494,7 @@ async fn roll_one<K: Kube>(
     } else {
         None
     };
-    Outcome::Rolled(rolled(&d, &rollout, target.strategy, progress))
+    Outcome::Rolled(rolled(&d, &rollout, push, target.strategy, progress))
 }
 
 /// Polls until the rollout finishes, fails, or the timeout passes.
@@ -390,7 +523,7 @@ async fn watch<K: Kube>(
 }
 
 /// One message per push that changed something or failed.
-pub fn notification(r: &Response, environment: &str) -> Option<Notification> {
+pub fn notification(r: &Response, push: &Push, environment: &str) -> Option<Notification> {
     if r.dry_run {
         return None;
     }
@@ -409,7 +542,7 @@ pub fn notification(r: &Response, environment: &str) -> Option<Notification> {
     if rolled == 0 && failed == 0 {
         return None;
     }
-    let tag = r.push.tag.as_deref().unwrap_or("latest");
+    let tag = push.tag.as_str();
     let clusters: Vec<&str> = r
         .clusters
         .iter()
@@ -418,8 +551,8 @@ pub fn notification(r: &Response, environment: &str) -> Option<Notification> {
         .collect();
     let mut subject = format!(
         "[{environment}] {}:{tag} ({}) rolled to {rolled} Deployment{} in {}",
-        r.push.repository,
-        r.push.short_digest(),
+        push.repository,
+        push.short_digest(),
         if rolled == 1 { "" } else { "s" },
         clusters.join(", ")
     );
@@ -428,7 +561,7 @@ pub fn notification(r: &Response, environment: &str) -> Option<Notification> {
     }
     let mut body = format!(
         "{}/{}:{tag} was pushed as {}.\n",
-        r.push.registry, r.push.repository, r.push.digest
+        push.registry, push.repository, push.digest
     );
     for c in &r.clusters {
         let _ = writeln!(body, "\nCluster {}:", c.cluster);
@@ -463,7 +596,7 @@ pub fn notification(r: &Response, environment: &str) -> Option<Notification> {
     };
     Some(
         Notification::new(subject, body.trim_end().to_owned(), severity)
-            .attribute("repository", r.push.repository.clone())
+            .attribute("repository", push.repository.clone())
             .attribute("tag", tag.to_owned())
             .attribute("cluster", clusters.join(",")),
     )
@@ -481,6 +614,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::registry::Registry;
 
     const PUSH_LATEST: &str = include_str!("../../../events/image-rollout/push-latest.json");
     const PUSH_STABLE: &str = include_str!("../../../events/image-rollout/push-stable.json");
@@ -493,7 +627,8 @@ mod tests {
     struct FakeKube {
         objects: Mutex<HashMap<(String, String, String), Value>>,
         failing: HashMap<String, u16>,
-        conflicts: AtomicUsize,
+        /// Statuses the next patches answer with, in order, before patches go through.
+        patch_errors: Mutex<std::collections::VecDeque<u16>>,
         patches: AtomicUsize,
         in_flight: AtomicUsize,
         max_in_flight: AtomicUsize,
@@ -576,9 +711,8 @@ mod tests {
             ops: &[Value],
         ) -> Result<Deployment, ClusterError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            if self.conflicts.load(Ordering::SeqCst) > 0 {
-                self.conflicts.fetch_sub(1, Ordering::SeqCst);
-                return Err(api_error(cluster, 409));
+            if let Some(code) = self.patch_errors.lock().unwrap().pop_front() {
+                return Err(api_error(cluster, code));
             }
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -595,6 +729,61 @@ mod tests {
             v["metadata"]["generation"] =
                 json!(v["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
             Ok(serde_json::from_value(v.clone()).unwrap())
+        }
+    }
+
+    const LATEST: &str = "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd";
+    const STABLE: &str = "sha256:3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b";
+    const NEWER: &str = "sha256:aaaa5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091aaa";
+
+    /// ECR as the event files describe it (latest and stable at their events' digests), with
+    /// tags moved by a test; `broken` answers AccessDenied.
+    #[derive(Default)]
+    struct FakeEcr {
+        moved: Mutex<HashMap<String, Option<String>>>,
+        broken: bool,
+        calls: AtomicUsize,
+    }
+
+    impl FakeEcr {
+        fn moved(tag: &str, digest: Option<&str>) -> Self {
+            let ecr = FakeEcr::default();
+            ecr.moved
+                .lock()
+                .unwrap()
+                .insert(tag.into(), digest.map(str::to_owned));
+            ecr
+        }
+    }
+
+    impl Registry for FakeEcr {
+        async fn current_digest(
+            &self,
+            account: &str,
+            region: &str,
+            repository: &str,
+            tag: &str,
+        ) -> Result<Option<String>, bridgekeeper::AwsError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            assert_eq!((account, region), ("123456789012", "eu-west-1"));
+            if self.broken {
+                return Err(bridgekeeper::AwsError::fake(
+                    "ecr:DescribeImages",
+                    "AccessDeniedException",
+                    400,
+                    "not authorized to perform ecr:DescribeImages",
+                ));
+            }
+            if let Some(d) = self.moved.lock().unwrap().get(tag)
+                && repository == "shop/api"
+            {
+                return Ok(d.clone());
+            }
+            Ok(match (repository, tag) {
+                ("shop/api", "latest") => Some(LATEST.into()),
+                ("shop/api", "stable") => Some(STABLE.into()),
+                _ => None,
+            })
         }
     }
 
@@ -652,9 +841,15 @@ mod tests {
     #[tokio::test]
     async fn a_push_of_latest_pins_the_digest_in_the_dev_cluster_only() {
         let (kube, n) = (world(), Recorder::default());
-        let r = handle(event(PUSH_LATEST), &config(&[]), &kube, &n)
-            .await
-            .unwrap();
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
         assert_eq!(r.clusters.len(), 1);
         let dev = &r.clusters[0];
         let rolled: Vec<_> = dev
@@ -690,9 +885,15 @@ mod tests {
     async fn the_same_push_three_times_rolls_each_deployment_once() {
         let (kube, n) = (world(), Recorder::default());
         for _ in 0..3 {
-            handle(event(PUSH_LATEST), &config(&[]), &kube, &n)
-                .await
-                .unwrap();
+            handle(
+                event(PUSH_LATEST),
+                &config(&[]),
+                &kube,
+                &FakeEcr::default(),
+                &n,
+            )
+            .await
+            .unwrap();
         }
         assert_eq!(kube.patches.load(Ordering::SeqCst), 3);
         assert_eq!(
@@ -700,9 +901,15 @@ mod tests {
             1,
             "later deliveries change nothing and say nothing"
         );
-        let r = handle(event(PUSH_LATEST), &config(&[]), &kube, &n)
-            .await
-            .unwrap();
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
         assert!(
             r.clusters[0]
                 .skipped
@@ -716,44 +923,62 @@ mod tests {
     #[tokio::test]
     async fn a_later_push_of_the_same_tag_moves_the_pin() {
         let (kube, n) = (world(), Recorder::default());
-        handle(event(PUSH_LATEST), &config(&[]), &kube, &n)
-            .await
-            .unwrap();
-        let newer = PUSH_LATEST.replace(
-            "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd",
-            "sha256:aaaa",
-        );
-        let r = handle(event(&newer), &config(&[]), &kube, &n)
+        handle(
+            event(PUSH_LATEST),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
+        let newer = PUSH_LATEST.replace(LATEST, NEWER);
+        let ecr = FakeEcr::moved("latest", Some(NEWER));
+        let r = handle(event(&newer), &config(&[]), &kube, &ecr, &n)
             .await
             .unwrap();
         assert_eq!(r.clusters[0].rolled.len(), 3);
         assert_eq!(
             kube.image("dev", "shop", "api"),
-            format!("{REGISTRY}/shop/api@sha256:aaaa")
+            format!("{REGISTRY}/shop/api@{NEWER}")
         );
         // A stable push does not touch containers that follow latest, pinned or not.
-        let r = handle(event(PUSH_STABLE), &config(&[]), &kube, &n)
-            .await
-            .unwrap();
+        let r = handle(
+            event(PUSH_STABLE),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
         assert_eq!(r.clusters[0].cluster, "prod");
         assert_eq!(
             kube.image("dev", "shop", "api"),
-            format!("{REGISTRY}/shop/api@sha256:aaaa")
+            format!("{REGISTRY}/shop/api@{NEWER}")
         );
     }
 
     #[tokio::test]
     async fn a_failed_push_or_an_unmatched_tag_is_ignored_without_a_call() {
         let (kube, n) = (world(), Recorder::default());
-        let r = handle(event(PUSH_FAILED), &config(&[]), &kube, &n)
-            .await
-            .unwrap();
+        let r = handle(
+            event(PUSH_FAILED),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
         assert_eq!(
             r.ignored.as_deref(),
             Some("the push did not succeed (result FAILURE)")
         );
         let v1 = PUSH_LATEST.replace("\"image-tag\": \"latest\"", "\"image-tag\": \"v9\"");
-        let r = handle(event(&v1), &config(&[]), &kube, &n).await.unwrap();
+        let r = handle(event(&v1), &config(&[]), &kube, &FakeEcr::default(), &n)
+            .await
+            .unwrap();
         assert_eq!(r.ignored.as_deref(), Some("no rule matches shop/api:v9"));
         assert_eq!(kube.calls.load(Ordering::SeqCst), 0);
         assert!(n.sent().is_empty());
@@ -765,7 +990,7 @@ mod tests {
         for (e, says) in [
             (
                 event(include_str!(
-                    "../../../events/snapshot-export/schedule.json"
+                    "../../../events/dns-sync/load-balancer-created.json"
                 )),
                 "is not handled: expected an ECR Image Action event",
             ),
@@ -775,7 +1000,9 @@ mod tests {
             ),
             (json!(42), "expected an EventBridge event object"),
         ] {
-            let err = handle(e, &config(&[]), &kube, &n).await.unwrap_err();
+            let err = handle(e, &config(&[]), &kube, &FakeEcr::default(), &n)
+                .await
+                .unwrap_err();
             assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
             assert!(err.to_string().contains(says), "{err}");
         }
@@ -789,6 +1016,7 @@ mod tests {
             event(PUSH_LATEST),
             &config(&[("DRY_RUN", "true")]),
             &kube,
+            &FakeEcr::default(),
             &n,
         )
         .await
@@ -814,7 +1042,7 @@ mod tests {
             r#"[{"repository": "shop/*", "tag": "latest", "clusters": ["prod", "dev"]}]"#,
         )]);
         let n = Recorder::default();
-        let err = handle(event(PUSH_LATEST), &cfg, &kube, &n)
+        let err = handle(event(PUSH_LATEST), &cfg, &kube, &FakeEcr::default(), &n)
             .await
             .unwrap_err();
         assert_eq!(err.diagnostic().error_type, "Retryable.Transient");
@@ -835,9 +1063,15 @@ mod tests {
         let mut kube = world();
         kube.failing.insert("dev".into(), 403);
         let n = Recorder::default();
-        let r = handle(event(PUSH_LATEST), &config(&[]), &kube, &n)
-            .await
-            .unwrap();
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
         assert_eq!(
             r.clusters[0].error.as_deref(),
             Some("cluster dev: call failed: HTTP 403")
@@ -848,11 +1082,17 @@ mod tests {
     #[tokio::test]
     async fn a_conflict_is_retried_after_reading_the_deployment_again() {
         let kube = world();
-        kube.conflicts.store(1, Ordering::SeqCst);
+        kube.patch_errors.lock().unwrap().push_back(409);
         let n = Recorder::default();
-        let r = handle(event(PUSH_LATEST), &config(&[]), &kube, &n)
-            .await
-            .unwrap();
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
         assert_eq!(r.clusters[0].rolled.len(), 3);
         assert!(r.clusters[0].failed.is_empty());
     }
@@ -874,6 +1114,7 @@ mod tests {
             event(PUSH_LATEST),
             &config(&[("MAX_CONCURRENT_PATCHES", "3")]),
             &kube,
+            &FakeEcr::default(),
             &n,
         )
         .await
@@ -912,7 +1153,9 @@ mod tests {
             kube.status = Some(status);
             let n = Recorder::default();
             let started = tokio::time::Instant::now();
-            let r = handle(event(PUSH_LATEST), &cfg, &kube, &n).await.unwrap();
+            let r = handle(event(PUSH_LATEST), &cfg, &kube, &FakeEcr::default(), &n)
+                .await
+                .unwrap();
             let progress =
                 serde_json::to_value(r.clusters[0].rolled[0].progress.clone().unwrap()).unwrap();
             assert_eq!(progress["state"], expect);
@@ -929,5 +1172,301 @@ mod tests {
                 );
             }
         }
+    }
+
+    const PUSH_UNTAGGED: &str = include_str!("../../../events/image-rollout/push-untagged.json");
+    const PUSH_ATTESTATION: &str =
+        include_str!("../../../events/image-rollout/push-attestation.json");
+
+    #[tokio::test]
+    async fn untagged_push_rolls_nothing() {
+        let (kube, n, ecr) = (world(), Recorder::default(), FakeEcr::default());
+        let r = handle(event(PUSH_UNTAGGED), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert!(
+            r.ignored.as_deref().unwrap().starts_with("untagged push"),
+            "{r:?}"
+        );
+        assert_eq!(r.push, None);
+        assert_eq!(
+            (
+                kube.calls.load(Ordering::SeqCst),
+                ecr.calls.load(Ordering::SeqCst)
+            ),
+            (0, 0)
+        );
+        assert!(n.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_attestation_pushed_with_a_tag_rolls_nothing() {
+        let (kube, n) = (world(), Recorder::default());
+        let r = handle(
+            event(PUSH_ATTESTATION),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
+        assert!(
+            r.ignored
+                .as_deref()
+                .unwrap()
+                .contains("application/vnd.in-toto+json"),
+            "{r:?}"
+        );
+        assert_eq!(kube.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_digest_is_invalid_input_and_never_written() {
+        let (kube, n) = (world(), Recorder::default());
+        // AWS's own sample ECR push event has a 60-character digest.
+        let sample = PUSH_LATEST.replace(LATEST, &LATEST[..67]);
+        let err = handle(event(&sample), &config(&[]), &kube, &FakeEcr::default(), &n)
+            .await
+            .unwrap_err();
+        assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
+        assert!(err.to_string().contains("64 hex characters"), "{err}");
+        assert_eq!(kube.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_stale_digest_rolls_nothing_when_ecr_says_the_tag_moved() {
+        let (kube, n) = (world(), Recorder::default());
+        let ecr = FakeEcr::moved("latest", Some(NEWER));
+        let r = handle(event(PUSH_LATEST), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(r.superseded_by.as_deref(), Some(NEWER));
+        assert!(
+            r.ignored.as_deref().unwrap().starts_with("superseded"),
+            "{r:?}"
+        );
+        assert_eq!(
+            (
+                kube.calls.load(Ordering::SeqCst),
+                kube.patches.load(Ordering::SeqCst)
+            ),
+            (0, 0)
+        );
+        assert!(n.sent().is_empty());
+        // A deleted tag: nothing to roll either.
+        let gone = FakeEcr::moved("latest", None);
+        let r = handle(event(PUSH_LATEST), &config(&[]), &kube, &gone, &n)
+            .await
+            .unwrap();
+        assert!(
+            r.ignored
+                .as_deref()
+                .unwrap()
+                .contains("the tag was deleted"),
+            "{r:?}"
+        );
+    }
+
+    fn pushed(digest: &str, time: &str) -> Value {
+        let mut e = event(&PUSH_LATEST.replace(LATEST, digest));
+        e["time"] = json!(time);
+        e
+    }
+
+    #[tokio::test]
+    async fn three_pushes_delivered_out_of_order_end_on_the_newest() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let (d1, d2, d3) = (d('1'), d('2'), d('3'));
+        let events = [
+            pushed(&d3, "2026-11-21T12:03:00Z"),
+            pushed(&d1, "2026-11-21T12:01:00Z"),
+            pushed(&d2, "2026-11-21T12:02:00Z"),
+        ];
+        // ECR knows the tag's digest now: the late ones are superseded.
+        let (kube, n) = (world(), Recorder::default());
+        let ecr = FakeEcr::moved("latest", Some(&d3));
+        for e in &events {
+            handle(e.clone(), &config(&[]), &kube, &ecr, &n)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            kube.image("dev", "shop", "api"),
+            format!("{REGISTRY}/shop/api@{d3}")
+        );
+        assert_eq!(
+            kube.patches.load(Ordering::SeqCst),
+            3,
+            "one patch per Deployment"
+        );
+        // ECR cannot be read: the push time recorded on each workload is the guard.
+        let (kube, n) = (world(), Recorder::default());
+        let blind = FakeEcr {
+            broken: true,
+            ..FakeEcr::default()
+        };
+        let mut last = None;
+        for e in &events {
+            last = Some(
+                handle(e.clone(), &config(&[]), &kube, &blind, &n)
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(
+            kube.image("dev", "shop", "api"),
+            format!("{REGISTRY}/shop/api@{d3}")
+        );
+        assert_eq!(kube.patches.load(Ordering::SeqCst), 3);
+        let last = last.unwrap();
+        assert!(
+            last.clusters[0]
+                .skipped
+                .iter()
+                .any(|s| s.reason.contains("pushed later"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_422_on_the_guard_is_re_read_re_planned_and_applied() {
+        let kube = world();
+        // What a real API server answers when a JSON-patch test op fails (kmock says 500).
+        kube.patch_errors.lock().unwrap().push_back(422);
+        let n = Recorder::default();
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.clusters[0].rolled.len(), 3);
+        assert!(r.clusters[0].failed.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_and_server_errors_are_retried_with_backoff_then_reported() {
+        let kube = world();
+        kube.patch_errors.lock().unwrap().extend([429, 503]);
+        let n = Recorder::default();
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.clusters[0].rolled.len(), 3, "{r:?}");
+        // One Deployment whose patches keep failing: reported failed, after its retries.
+        let kube = FakeKube::default();
+        kube.add(
+            "dev",
+            "shop",
+            "api",
+            &format!("{REGISTRY}/shop/api:latest"),
+            json!({}),
+        );
+        kube.patch_errors.lock().unwrap().extend([500; 4]);
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.clusters[0].failed.len(), 1);
+        assert!(r.clusters[0].failed[0].error.contains("500"), "{r:?}");
+        assert!(
+            kube.patch_errors.lock().unwrap().is_empty(),
+            "1 try + 3 retries"
+        );
+    }
+
+    const RECONCILE: &str = include_str!("../../../events/image-rollout/reconcile.json");
+
+    #[tokio::test]
+    async fn the_reconcile_catches_up_missed_pushes_then_makes_zero_patches() {
+        let (kube, n, ecr) = (world(), Recorder::default(), FakeEcr::default());
+        let r = handle(event(RECONCILE), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        let rolled: Vec<String> = r
+            .clusters
+            .iter()
+            .flat_map(|c| {
+                c.rolled
+                    .iter()
+                    .map(move |x| format!("{}:{}/{}", c.cluster, x.namespace, x.name))
+            })
+            .collect();
+        assert_eq!(
+            rolled,
+            [
+                "dev:other/api",
+                "dev:shop/api",
+                "dev:shop/worker",
+                "prod:shop/api"
+            ]
+        );
+        assert_eq!(
+            kube.image("prod", "shop", "api"),
+            format!("{REGISTRY}/shop/api@{STABLE}")
+        );
+        // shop/web:latest is followed too, but ECR has no such tag: checked, nothing rolled.
+        let tags: Vec<(&str, &str, bool)> = r
+            .images
+            .iter()
+            .map(|i| (i.repository.as_str(), i.tag.as_str(), i.digest.is_some()))
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                ("shop/api", "latest", true),
+                ("shop/api", "stable", true),
+                ("shop/web", "latest", false)
+            ]
+        );
+        assert_eq!(
+            ecr.calls.load(Ordering::SeqCst),
+            3,
+            "each followed tag resolved once"
+        );
+        let sent = n.sent();
+        assert_eq!(sent.len(), 1);
+        assert!(
+            sent[0]
+                .subject
+                .contains("image reconcile: 4 Deployments caught up"),
+            "{}",
+            sent[0].subject
+        );
+
+        let patches = kube.patches.load(Ordering::SeqCst);
+        let again = handle(event(RECONCILE), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(
+            kube.patches.load(Ordering::SeqCst),
+            patches,
+            "zero patches when current"
+        );
+        assert!(again.clusters.iter().all(|c| c.rolled.is_empty()));
+        assert_eq!(n.sent().len(), 1, "nothing to say");
+        // A pin made by a push is followed through its tracked tag: a newer digest catches up.
+        let moved = FakeEcr::moved("latest", Some(NEWER));
+        handle(event(RECONCILE), &config(&[]), &kube, &moved, &n)
+            .await
+            .unwrap();
+        assert_eq!(
+            kube.image("dev", "shop", "api"),
+            format!("{REGISTRY}/shop/api@{NEWER}")
+        );
     }
 }

@@ -4,6 +4,8 @@ pub mod config;
 pub mod domain;
 pub mod handler;
 pub mod kube;
+pub mod reconcile;
+pub mod registry;
 
 pub use config::Config;
 

@@ -3,7 +3,7 @@
 
 use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
 use bridgekeeper::idempotency::{DynamoStore, once};
-use image_rollout::{Config, FUNCTION, handler, kube::KubeClusters};
+use image_rollout::{Config, FUNCTION, handler, kube::KubeClusters, registry::Ecr};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
@@ -15,19 +15,20 @@ async fn main() -> Result<(), Error> {
     let failed = SqsFailureSink::from_env(&env, &sdk)?;
     let store = DynamoStore::from_env(&env, &sdk, FUNCTION)?;
     let clusters = KubeClusters::new(&config.clusters, &sdk);
+    let registry = Ecr::new(&sdk);
     let inner = config.notifier(aws_sdk_sns::Client::new(&sdk));
     let notifier = Queued {
         inner,
         sink: &failed,
         function: FUNCTION,
     };
-    let (config, clusters, notifier, failed, store) =
-        (&config, &clusters, &notifier, &failed, &store);
+    let (config, clusters, registry, notifier, failed, store) =
+        (&config, &clusters, &registry, &notifier, &failed, &store);
     bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = bridgekeeper::runtime::deadline(&event.context);
             let outcome = once(store, &event.payload, deadline, || {
-                handler::handle(event.payload.clone(), config, clusters, notifier)
+                handler::handle(event.payload.clone(), config, clusters, registry, notifier)
             })
             .await;
             settle(FUNCTION, outcome, &event.payload, failed).await

@@ -250,27 +250,24 @@ async fn image_rollout_demo() -> Result<()> {
         ("WATCH_TIMEOUT_SECONDS", "0"),
     ]))?;
     let kube = image_rollout::kube::KubeClusters::new(&config.clusters, &env.sdk);
+    let ecr = image_rollout::registry::Ecr::new(&env.sdk);
     let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
+    let run =
+        |e: serde_json::Value| image_rollout::handler::handle(e, &config, &kube, &ecr, &notifier);
 
-    println!("\n-- ECR push of shop/api:latest (events/image-rollout/push-latest.json)");
-    image_rollout::handler::handle(
-        event("image-rollout/push-latest.json")?,
-        &config,
-        &kube,
-        &notifier,
-    )
-    .await?;
+    // ECR (moto) holds the pushed image; the event names its digest, as ECR's would.
+    let digest = bridgekeeper_tests::ecr_push(&env.sdk, "shop/api", "latest", 1).await?;
+    let mut pushed = event("image-rollout/push-latest.json")?;
+    pushed["detail"]["image-digest"] = serde_json::json!(digest);
+    println!(
+        "\n-- ECR push of shop/api:latest (events/image-rollout/push-latest.json, digest from moto's ECR)"
+    );
+    run(pushed.clone()).await?;
     show("after (only dev pinned to the pushed digest; kmock runs no controller, so rollouts stay \"progressing\"):").await?;
     show_inbox(&inbox).await?;
 
     println!("\n-- the same push again");
-    let again = image_rollout::handler::handle(
-        event("image-rollout/push-latest.json")?,
-        &config,
-        &kube,
-        &notifier,
-    )
-    .await?;
+    let again = run(pushed).await?;
     for c in &again.clusters {
         println!(
             "  {}: rolled {}, skipped {}",
@@ -283,6 +280,34 @@ async fn image_rollout_demo() -> Result<()> {
         }
     }
     println!("  notifications sent: {}", inbox.receive().await?.len());
+
+    println!(
+        "\n-- an untagged push (a buildx platform manifest or attestation; events/image-rollout/push-untagged.json)"
+    );
+    let r = run(event("image-rollout/push-untagged.json")?).await?;
+    println!("  ignored: {}", r.ignored.unwrap_or_default());
+
+    println!(
+        "\n-- shop/api:stable pushed, its event never delivered; the scheduled reconcile (events/image-rollout/reconcile.json)"
+    );
+    bridgekeeper_tests::ecr_push(&env.sdk, "shop/api", "stable", 2).await?;
+    let r = run(event("image-rollout/reconcile.json")?).await?;
+    for i in &r.images {
+        println!(
+            "  ECR {}:{} is {}",
+            i.repository,
+            i.tag,
+            i.digest.as_deref().unwrap_or("absent")
+        );
+    }
+    show("after the reconcile:").await?;
+    show_inbox(&inbox).await?;
+    let r = run(event("image-rollout/reconcile.json")?).await?;
+    let rolled: usize = r.clusters.iter().map(|c| c.rolled.len()).sum();
+    println!(
+        "\n-- the reconcile again: {rolled} rolled, {} notifications",
+        inbox.receive().await?.len()
+    );
     Ok(())
 }
 

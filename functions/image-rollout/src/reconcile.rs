@@ -1,0 +1,226 @@
+//! The scheduled reconcile. ECR documents its events as best effort: a push whose event never
+//! came leaves workloads on an old image. Every `ImageRolloutReconcileSchedule` (15 minutes) the
+//! workloads the rules cover are read, each ECR tag they follow is resolved once, and those still
+//! on another digest are rolled by the same code as a push. Everything current: zero patches.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use bridgekeeper::metrics::Metrics;
+use bridgekeeper::notify::{Notification, Severity};
+use futures::stream::{self, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::domain::{self, Followed, Push, Target};
+use crate::handler::{ClusterReport, list, roll_listed};
+use crate::kube::Kube;
+use crate::registry::Registry;
+
+/// One followed tag, as ECR answered for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageCheck {
+    pub registry: String,
+    pub repository: String,
+    pub tag: String,
+    /// What the tag points at now; `None` when it no longer exists or could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Clusters read at once.
+const CLUSTER_CONCURRENCY: usize = 4;
+
+pub async fn reconcile<K: Kube, R: Registry>(
+    config: &Config,
+    kube: &K,
+    registry: &R,
+) -> (Vec<ImageCheck>, Vec<ClusterReport>) {
+    let targets = domain::all_targets(&config.rules);
+    let listed: Vec<(Target, Result<Vec<Deployment>, String>)> =
+        stream::iter(targets.into_iter().map(|t| async move {
+            let r = list(kube, &t).await.map_err(|e| e.to_string());
+            (t, r)
+        }))
+        .buffered(CLUSTER_CONCURRENCY)
+        .collect()
+        .await;
+
+    // Each followed tag resolved once, however many clusters and workloads follow it.
+    let mut followed: Vec<Followed> = listed
+        .iter()
+        .filter_map(|(t, r)| {
+            Some(domain::followed_tags(
+                &config.rules,
+                &t.cluster,
+                r.as_ref().ok()?,
+            ))
+        })
+        .flatten()
+        .collect();
+    followed.sort();
+    followed.dedup();
+    let mut checks = Vec::new();
+    let mut current: HashMap<Followed, String> = HashMap::new();
+    for key in followed {
+        let (registry_host, repository, tag) = key.clone();
+        let (account, region) = Push::ecr_parts(&registry_host).unwrap_or_default();
+        let (digest, error) = match registry
+            .current_digest(account, region, &repository, &tag)
+            .await
+        {
+            Ok(Some(d)) if domain::valid_digest(&d) => (Some(d), None),
+            Ok(Some(d)) => (None, Some(format!("ECR answered digest {d:?}"))),
+            Ok(None) => (None, None),
+            Err(e) => {
+                warn!(repository = %repository, tag = %tag, error = %e, "tag not resolved");
+                (None, Some(e.to_string()))
+            }
+        };
+        if let Some(d) = &digest {
+            current.insert(key, d.clone());
+        }
+        checks.push(ImageCheck {
+            registry: registry_host,
+            repository,
+            tag,
+            digest,
+            error,
+        });
+    }
+
+    let current = &current;
+    let reports: Vec<ClusterReport> =
+        stream::iter(listed.into_iter().map(|(target, listed)| async move {
+            let deployments = match listed {
+                Ok(d) => d,
+                Err(e) => {
+                    let mut report = ClusterReport::new(&target.cluster);
+                    report.error = Some(e);
+                    return report;
+                }
+            };
+            let mut report = ClusterReport::new(&target.cluster);
+            let mut pushes: Vec<Push> =
+                domain::followed_tags(&config.rules, &target.cluster, &deployments)
+                    .into_iter()
+                    .filter_map(|key| {
+                        let digest = current.get(&key)?.clone();
+                        let (registry, repository, tag) = key;
+                        Some(Push {
+                            registry,
+                            repository,
+                            tag,
+                            digest,
+                            pushed_at: None,
+                            unverified: false,
+                        })
+                    })
+                    .collect();
+            pushes.sort_by(|a, b| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)));
+            // One tag after another in a cluster: two tags of one workload never patch it at once.
+            for push in &pushes {
+                for t in domain::targets(&config.rules, push)
+                    .into_iter()
+                    .filter(|t| t.cluster == target.cluster)
+                {
+                    let mine: Vec<Deployment> = deployments
+                        .iter()
+                        .filter(|d| {
+                            let ns = d.metadata.namespace.as_deref().unwrap_or_default();
+                            t.namespaces
+                                .as_ref()
+                                .is_none_or(|n| n.iter().any(|x| x == ns))
+                        })
+                        .cloned()
+                        .collect();
+                    let r = roll_listed(&t, push, config, kube, mine).await;
+                    report.rolled.extend(r.rolled);
+                    report.failed.extend(r.failed);
+                    // "already at" for every current workload is the normal case, not news.
+                    report.skipped.extend(
+                        r.skipped
+                            .into_iter()
+                            .filter(|s| !s.reason.starts_with("already")),
+                    );
+                }
+            }
+            report
+        }))
+        .buffered(CLUSTER_CONCURRENCY)
+        .collect()
+        .await;
+
+    let rolled: usize = reports.iter().map(|r| r.rolled.len()).sum();
+    Metrics::new(crate::FUNCTION)
+        .count(
+            "ReconcileRolled",
+            if config.dry_run { 0 } else { rolled as u64 },
+        )
+        .count("ReconcileTagsChecked", checks.len() as u64)
+        .count(
+            "ReconcileTagsUnread",
+            checks.iter().filter(|c| c.error.is_some()).count() as u64,
+        )
+        .flush();
+    info!(tags = checks.len(), rolled, "reconcile done");
+    (checks, reports)
+}
+
+/// A message only when the reconcile caught something up or failed to.
+pub fn notification(
+    clusters: &[ClusterReport],
+    environment: &str,
+    dry_run: bool,
+) -> Option<Notification> {
+    let rolled: usize = clusters.iter().map(|c| c.rolled.len()).sum();
+    let failed: usize = clusters.iter().map(|c| c.failed.len()).sum();
+    if dry_run || rolled + failed == 0 {
+        return None;
+    }
+    let names: Vec<&str> = clusters
+        .iter()
+        .filter(|c| !c.rolled.is_empty() || !c.failed.is_empty())
+        .map(|c| c.cluster.as_str())
+        .collect();
+    let mut subject = format!(
+        "[{environment}] image reconcile: {rolled} Deployment{} caught up in {}",
+        if rolled == 1 { "" } else { "s" },
+        names.join(", ")
+    );
+    if failed > 0 {
+        let _ = write!(subject, ", {failed} failed");
+    }
+    let mut body = String::from(
+        "These workloads were not on their tag's current image (a push event was missed or failed):\n",
+    );
+    for c in clusters {
+        for x in &c.rolled {
+            let _ = writeln!(
+                body,
+                "  {}: rolled {}/{} to {}",
+                c.cluster, x.namespace, x.name, x.image
+            );
+        }
+        for x in &c.failed {
+            let _ = writeln!(
+                body,
+                "  {}: FAILED {}/{}: {}",
+                c.cluster, x.namespace, x.name, x.error
+            );
+        }
+    }
+    let severity = if failed > 0 {
+        Severity::Error
+    } else {
+        Severity::Warning
+    };
+    Some(
+        Notification::new(subject, body.trim_end().to_owned(), severity)
+            .attribute("cluster", names.join(",")),
+    )
+}

@@ -1,0 +1,91 @@
+//! The ECR adapter: which digest a tag points at now. EventBridge delivers late and out of order
+//! and ECR's events are best effort; the registry, not the event, says what to roll.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+
+use aws_config::SdkConfig;
+use aws_sdk_ecr::operation::describe_images::DescribeImagesError;
+use aws_sdk_ecr::types::ImageIdentifier;
+use bridgekeeper::AwsError;
+
+/// What image-rollout asks of a registry; the handler is generic over it.
+pub trait Registry: Send + Sync {
+    /// The digest `repository:tag` has now in the registry of `account` in `region`; `None` when
+    /// the tag (or the repository) no longer exists.
+    fn current_digest(
+        &self,
+        account: &str,
+        region: &str,
+        repository: &str,
+        tag: &str,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+}
+
+/// ECR in any region: the push event's `account` and `region` name the registry, which may be
+/// another account's (its repository policy must allow `ecr:DescribeImages`) or another region.
+pub struct Ecr {
+    sdk: SdkConfig,
+    clients: Mutex<HashMap<String, aws_sdk_ecr::Client>>,
+}
+
+impl Ecr {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Ecr {
+            sdk: sdk.clone(),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, region: &str) -> aws_sdk_ecr::Client {
+        let mut clients = self.clients.lock().expect("ecr clients lock");
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let conf = aws_sdk_ecr::config::Builder::from(&self.sdk)
+                    .region(aws_config::Region::new(region.to_owned()))
+                    .build();
+                aws_sdk_ecr::Client::from_conf(conf)
+            })
+            .clone()
+    }
+}
+
+impl Registry for Ecr {
+    async fn current_digest(
+        &self,
+        account: &str,
+        region: &str,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client(region)
+            .describe_images()
+            .registry_id(account)
+            .repository_name(repository)
+            .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+            .send()
+            .await;
+        match out {
+            Ok(o) => Ok(o
+                .image_details()
+                .first()
+                .and_then(|d| d.image_digest())
+                .map(str::to_owned)),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(
+                        DescribeImagesError::ImageNotFoundException(_)
+                            | DescribeImagesError::RepositoryNotFoundException(_)
+                    )
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(AwsError::from_sdk("ecr:DescribeImages", e)),
+        }
+    }
+}
