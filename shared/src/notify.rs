@@ -55,6 +55,9 @@ pub struct Notification {
     /// When set, [`crate::idempotency::OncePerKey`] sends it once per key within the store's TTL
     /// (a report of a lasting situation, not of an event).
     pub dedup_key: Option<String>,
+    /// Attributes whose value is a JSON array, sent as SNS `String.Array`: a subscription filter
+    /// `{"cluster": ["prod"]}` matches a message for `["dev", "prod"]`.
+    pub arrays: std::collections::BTreeSet<String>,
 }
 
 impl Notification {
@@ -65,7 +68,28 @@ impl Notification {
             severity,
             attributes: BTreeMap::new(),
             dedup_key: None,
+            arrays: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// A `String.Array` attribute (SNS filter policies match any of its values).
+    pub fn array_attribute<I, S>(mut self, name: impl Into<String>, values: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let name = name.into();
+        let values: Vec<String> = values
+            .into_iter()
+            .map(Into::into)
+            .filter(|v| !v.is_empty())
+            .collect();
+        if !values.is_empty() && valid_attribute_name(&name) {
+            let json = serde_json::to_string(&values).expect("strings serialize");
+            self.attributes.insert(name.clone(), json);
+            self.arrays.insert(name);
+        }
+        self
     }
 
     pub fn attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -186,8 +210,13 @@ impl Notifier for SnsNotifier {
             .subject(&n.subject)
             .message(&n.body);
         for (name, value) in self.attributes(n) {
+            let data_type = if n.arrays.contains(&name) {
+                "String.Array"
+            } else {
+                "String"
+            };
             let attr = MessageAttributeValue::builder()
-                .data_type("String")
+                .data_type(data_type)
                 .string_value(value)
                 .build()
                 .expect("data_type is set");

@@ -188,6 +188,11 @@ pub struct SnsMessage {
 
 impl Inbox {
     pub async fn create(sdk: &SdkConfig) -> anyhow::Result<Inbox> {
+        Inbox::filtered(sdk, None).await
+    }
+
+    /// An inbox whose subscription has an SNS filter policy (on message attributes).
+    pub async fn filtered(sdk: &SdkConfig, filter_policy: Option<&str>) -> anyhow::Result<Inbox> {
         use anyhow::Context;
         use aws_sdk_sqs::types::QueueAttributeName;
         let sns = aws_sdk_sns::Client::new(sdk);
@@ -221,6 +226,9 @@ impl Inbox {
             .topic_arn(&topic_arn)
             .protocol("sqs")
             .endpoint(queue_arn)
+            .set_attributes(filter_policy.map(|p| {
+                std::collections::HashMap::from([("FilterPolicy".to_owned(), p.to_owned())])
+            }))
             .send()
             .await?;
         Ok(Inbox {

@@ -71,3 +71,28 @@ async fn publishing_to_a_missing_topic_is_a_non_retryable_error_with_its_code() 
     );
     Ok(())
 }
+
+/// A push rolled to several clusters is one message; its `cluster` attribute is a String.Array,
+/// so a team's subscription filtered on one cluster still gets it (a "dev,prod" String would not
+/// match `["prod"]`).
+#[tokio::test]
+async fn a_filter_on_one_cluster_matches_a_message_for_several() -> Result<()> {
+    let env = TestEnv::aws().await;
+    let prod_only = Inbox::filtered(&env.sdk, Some(r#"{"cluster": ["prod"]}"#)).await?;
+    let notifier = SnsNotifier::new(
+        aws_sdk_sns::Client::new(&env.sdk),
+        prod_only.topic_arn.as_str(),
+        "image-rollout",
+        "prod",
+    );
+    let both = Notification::new("rolled in dev, prod", "body", Severity::Info)
+        .array_attribute("cluster", ["dev", "prod"]);
+    let dev = Notification::new("rolled in dev", "body", Severity::Info)
+        .array_attribute("cluster", ["dev"]);
+    notifier.notify(&both).await?;
+    notifier.notify(&dev).await?;
+    let got = prod_only.receive().await?;
+    let subjects: Vec<_> = got.iter().filter_map(|m| m.subject.as_deref()).collect();
+    assert_eq!(subjects, ["rolled in dev, prod"]);
+    Ok(())
+}

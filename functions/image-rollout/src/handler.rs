@@ -598,7 +598,7 @@ pub fn notification(r: &Response, push: &Push, environment: &str) -> Option<Noti
         Notification::new(subject, body.trim_end().to_owned(), severity)
             .attribute("repository", push.repository.clone())
             .attribute("tag", tag.to_owned())
-            .attribute("cluster", clusters.join(",")),
+            .array_attribute("cluster", clusters),
     )
 }
 
@@ -878,7 +878,8 @@ mod tests {
             sent[0].subject,
             "[dev] shop/api:latest (7f5b2640fe6f) rolled to 3 Deployments in dev"
         );
-        assert_eq!(sent[0].attributes["cluster"], "dev");
+        assert_eq!(sent[0].attributes["cluster"], r#"["dev"]"#);
+        assert!(sent[0].arrays.contains("cluster"));
     }
 
     #[tokio::test]

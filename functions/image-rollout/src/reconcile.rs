@@ -221,6 +221,6 @@ pub fn notification(
     };
     Some(
         Notification::new(subject, body.trim_end().to_owned(), severity)
-            .attribute("cluster", names.join(",")),
+            .array_attribute("cluster", names),
     )
 }
