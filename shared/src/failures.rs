@@ -179,6 +179,9 @@ impl<N: Notifier, S: FailureSink> Notifier for Queued<'_, N, S> {
                 let record = FailureRecord::undelivered(self.function, &e, n);
                 self.sink.record(&record).await.map_err(|_| e)?;
                 warn!(subject = %n.subject, "notification undeliverable; kept in the failed-invocations queue");
+                crate::metrics::Metrics::new(self.function)
+                    .count("NotificationsQueued", 1)
+                    .flush();
                 Ok("queued-in-failed-invocations".to_owned())
             }
         }

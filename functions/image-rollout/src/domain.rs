@@ -2,12 +2,13 @@
 //! patch that rolls each one. No I/O; `kube.rs` reads the Deployments and applies the patches.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+pub use crate::health::{Progress, progress};
 
 pub const OPT_ANNOTATION: &str = "bridgekeeper.io/rollout";
 pub const DIGEST_ANNOTATION: &str = "bridgekeeper.io/image-digest";
@@ -18,6 +19,11 @@ pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// When the image a workload was rolled to was pushed: a second guard against a late, older
 /// event when ECR cannot be asked which digest the tag has now.
 pub const PUSHED_AT_ANNOTATION: &str = "bridgekeeper.io/pushed-at";
+/// The images containers ran before a pin, `{"app": "<image>"}`: what a rollback restores.
+pub const PREVIOUS_ANNOTATION: &str = "bridgekeeper.io/previous-images";
+/// A digest this workload was rolled back from: neither a redelivery nor the reconcile rolls it
+/// again; the next push of the tag does.
+pub const ROLLED_BACK_ANNOTATION: &str = "bridgekeeper.io/rolled-back-from";
 
 /// `[registry/]repository[:tag][@digest]`, as a container's `image` field holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -379,7 +385,7 @@ pub enum Decision {
     Roll(Rollout),
 }
 
-fn annotations(
+pub fn annotations(
     meta: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
 ) -> BTreeMap<String, String> {
     meta.and_then(|m| m.annotations.clone()).unwrap_or_default()
@@ -461,6 +467,12 @@ pub fn decide(
         }
     }
     let template = annotations(d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()));
+    if template.get(ROLLED_BACK_ANNOTATION) == Some(&push.digest) {
+        return Decision::Skip(format!(
+            "rolled back from {} after it failed; a new push of the tag rolls again",
+            push.short_digest()
+        ));
+    }
     if push.unverified
         && let Some(event_at) = push.pushed_at
         && let Some(rolled_at) = template
@@ -497,7 +509,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn pointer_escape(s: &str) -> String {
+pub(crate) fn pointer_escape(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 
@@ -516,7 +528,9 @@ impl Rollout {
         match self {
             Rollout::PinDigest { containers, image } => {
                 let mut tracked = tracked_tags(&template);
+                let mut previous: BTreeMap<String, String> = BTreeMap::new();
                 for c in containers {
+                    previous.insert(c.name.clone(), c.image.clone());
                     let list = if c.init {
                         "initContainers"
                     } else {
@@ -534,6 +548,10 @@ impl Rollout {
                 new_annotations.insert(
                     TRACKED_ANNOTATION.into(),
                     serde_json::to_string(&tracked).expect("a map serializes"),
+                );
+                new_annotations.insert(
+                    PREVIOUS_ANNOTATION.into(),
+                    serde_json::to_string(&previous).expect("a map serializes"),
                 );
             }
             Rollout::Restart { restarted_at, .. } => {
@@ -561,65 +579,6 @@ impl Rollout {
                 containers
             }
         }
-    }
-}
-
-/// How a rolled Deployment is doing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "state", content = "detail")]
-pub enum Progress {
-    Succeeded,
-    Failed(String),
-    Progressing(String),
-}
-
-impl fmt::Display for Progress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Progress::Succeeded => f.write_str("rolled out"),
-            Progress::Failed(why) => write!(f, "failed: {why}"),
-            Progress::Progressing(what) => write!(f, "still progressing: {what}"),
-        }
-    }
-}
-
-/// `kubectl rollout status`, once: the new generation observed, every replica updated and
-/// available; `ProgressDeadlineExceeded` is a failure.
-pub fn progress(d: &Deployment) -> Progress {
-    let generation = d.metadata.generation.unwrap_or(0);
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let Some(status) = &d.status else {
-        return Progress::Progressing("no status yet".into());
-    };
-    let deadline = status.conditions.iter().flatten().find(|c| {
-        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-    });
-    if let Some(c) = deadline {
-        return Progress::Failed(
-            c.message
-                .clone()
-                .unwrap_or_else(|| "ProgressDeadlineExceeded".into()),
-        );
-    }
-    if status.observed_generation.unwrap_or(0) < generation {
-        return Progress::Progressing("the new generation is not observed yet".into());
-    }
-    let updated = status.updated_replicas.unwrap_or(0);
-    let available = status.available_replicas.unwrap_or(0);
-    let total = status.replicas.unwrap_or(0);
-    if updated < want {
-        Progress::Progressing(format!("{updated} of {want} replicas updated"))
-    } else if total > updated {
-        Progress::Progressing(format!(
-            "{} old replicas pending termination",
-            total - updated
-        ))
-    } else if available < updated {
-        Progress::Progressing(format!(
-            "{available} of {updated} updated replicas available"
-        ))
-    } else {
-        Progress::Succeeded
     }
 }
 
@@ -820,7 +779,8 @@ mod tests {
                 json!({"op": "test", "path": "/spec/template/spec/containers/0/name", "value": "app"}),
                 json!({"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": format!("{REGISTRY}/shop/api@{DIGEST}")}),
                 json!({"op": "add", "path": "/spec/template/metadata", "value": {"annotations": {
-                    DIGEST_ANNOTATION: DIGEST, TRACKED_ANNOTATION: "{\"app\":\"latest\"}"}}}),
+                    DIGEST_ANNOTATION: DIGEST, TRACKED_ANNOTATION: "{\"app\":\"latest\"}",
+                    PREVIOUS_ANNOTATION: format!("{{\"app\":\"{REGISTRY}/shop/api:latest\"}}")}}}),
             ]
         );
     }
@@ -901,33 +861,6 @@ mod tests {
                 now()
             ),
             Decision::Unrelated
-        );
-    }
-
-    #[test]
-    fn progress_reads_like_kubectl_rollout_status() {
-        let with = |status: Value| -> Deployment {
-            serde_json::from_value(json!({"metadata": {"generation": 3}, "spec": {"replicas": 2, "selector": {}, "template": {}}, "status": status})).unwrap()
-        };
-        assert_eq!(
-            progress(&with(
-                json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2})
-            )),
-            Progress::Succeeded
-        );
-        assert!(matches!(
-            progress(&with(json!({"observedGeneration": 2}))),
-            Progress::Progressing(_)
-        ));
-        assert!(
-            matches!(progress(&with(json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2}))), Progress::Progressing(w) if w.contains("old replicas"))
-        );
-        let stuck = with(
-            json!({"observedGeneration": 3, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"api-7d\" has timed out progressing."}]}),
-        );
-        assert_eq!(
-            progress(&stuck),
-            Progress::Failed("ReplicaSet \"api-7d\" has timed out progressing.".into())
         );
     }
 

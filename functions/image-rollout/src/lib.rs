@@ -3,6 +3,7 @@
 pub mod config;
 pub mod domain;
 pub mod handler;
+pub mod health;
 pub mod kube;
 pub mod reconcile;
 pub mod registry;
