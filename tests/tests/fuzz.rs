@@ -131,6 +131,15 @@ impl image_rollout::registry::Registry for Fakes {
 }
 
 impl image_rollout::kube::Kube for Fakes {
+    async fn pods(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<Vec<k8s_openapi::api::core::v1::Pod>, ClusterError> {
+        call();
+        Ok(vec![])
+    }
     async fn list(
         &self,
         _: &str,
@@ -266,11 +275,16 @@ async fn run(
                 .await
                 .err()
         }
-        "image-rollout" => {
-            image_rollout::handler::handle(payload, &c.rollout, &Fakes, &Fakes, &recorder)
-                .await
-                .err()
-        }
+        "image-rollout" => image_rollout::handler::handle(
+            payload,
+            SystemTime::now() + Duration::from_secs(60),
+            &c.rollout,
+            &Fakes,
+            &Fakes,
+            &recorder,
+        )
+        .await
+        .err(),
         "scaling-alerts" => scaling_alerts::handler::handle_once(
             payload,
             SystemTime::now(),

@@ -145,7 +145,8 @@ impl World {
         let clusters = KubeClusters::new(&config.clusters, &self.env.sdk);
         let notifier = config.notifier(aws_sdk_sns::Client::new(&self.env.sdk));
         let ecr = Ecr::new(&self.env.sdk);
-        Ok(handle(event, config, &clusters, &ecr, &notifier).await?)
+        let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(300);
+        Ok(handle(event, deadline, config, &clusters, &ecr, &notifier).await?)
     }
 }
 

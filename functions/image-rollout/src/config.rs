@@ -18,6 +18,8 @@ pub struct Config {
     pub watch: bool,
     pub watch_timeout: Duration,
     pub poll_interval: Duration,
+    /// After a failed rollout, re-pin the images it replaced.
+    pub rollback_on_failure: bool,
     pub dry_run: bool,
 }
 
@@ -74,6 +76,7 @@ impl Config {
             watch: env.flag("WATCH", true)?,
             watch_timeout: env.seconds("WATCH_TIMEOUT_SECONDS", Duration::from_secs(120))?,
             poll_interval: env.seconds("WATCH_POLL_SECONDS", Duration::from_secs(5))?,
+            rollback_on_failure: env.flag("ROLLBACK_ON_FAILURE", false)?,
             dry_run: env.flag("DRY_RUN", false)?,
         })
     }

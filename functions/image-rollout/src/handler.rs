@@ -32,6 +32,9 @@ pub struct Rolled {
     /// `None` in a dry run or when watching is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// What `ROLLBACK_ON_FAILURE` did after a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -169,15 +172,20 @@ fn read_event(event: serde_json::Value) -> Result<Result<Push, String>, Error> {
     }))
 }
 
+/// Clusters handled at once.
+const CLUSTER_CONCURRENCY: usize = 4;
+
 pub async fn handle<K: Kube, R: Registry, N: Notifier>(
     event: serde_json::Value,
+    deadline: std::time::SystemTime,
     config: &Config,
     kube: &K,
     registry: &R,
     notifier: &N,
 ) -> Result<Response, Error> {
+    let until = crate::watch::watch_until(config, deadline);
     if is_schedule(&event)? {
-        let (images, clusters) = crate::reconcile::reconcile(config, kube, registry).await;
+        let (images, clusters) = crate::reconcile::reconcile(config, kube, registry, until).await;
         let mut response = Response {
             push: None,
             dry_run: config.dry_run,
@@ -245,11 +253,11 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
             response.push = Some(push.clone());
         }
     }
-    for target in &targets {
-        response
-            .clusters
-            .push(roll_cluster(target, &push, config, kube).await);
-    }
+    response.clusters = stream::iter(&targets)
+        .map(|t| roll_cluster(t, &push, config, kube, until))
+        .buffered(CLUSTER_CONCURRENCY)
+        .collect()
+        .await;
 
     let mut metrics = Metrics::new(crate::FUNCTION);
     let count =
@@ -310,9 +318,10 @@ async fn roll_cluster<K: Kube>(
     push: &Push,
     config: &Config,
     kube: &K,
+    until: Option<tokio::time::Instant>,
 ) -> ClusterReport {
     match list(kube, target).await {
-        Ok(deployments) => roll_listed(target, push, config, kube, deployments).await,
+        Ok(deployments) => roll_listed(target, push, config, kube, deployments, until).await,
         Err(e) => {
             warn!(cluster = %target.cluster, error = %e, "cluster failed");
             let mut report = ClusterReport::new(&target.cluster);
@@ -330,6 +339,7 @@ pub(crate) async fn roll_listed<K: Kube>(
     config: &Config,
     kube: &K,
     deployments: Vec<Deployment>,
+    until: Option<tokio::time::Instant>,
 ) -> ClusterReport {
     let mut report = ClusterReport::new(&target.cluster);
     let now = chrono::Utc::now();
@@ -353,19 +363,30 @@ pub(crate) async fn roll_listed<K: Kube>(
             .collect();
         return report;
     }
-    // Bounded fan-out: at most `max_concurrent` patches (and watches) in flight.
+    // Bounded fan-out: at most `max_concurrent` patches in flight; the watches come after, so
+    // a slow rollout never holds a patch slot.
     let results: Vec<_> = stream::iter(to_roll)
         .map(|(d, rollout)| roll_one(kube, target, push, config, d, rollout))
         .buffer_unordered(config.max_concurrent)
         .collect()
         .await;
+    let mut patched = Vec::new();
     for r in results {
         match r {
-            Outcome::Rolled(r) => report.rolled.push(r),
+            Outcome::Rolled(r, d) => patched.push((r, d)),
             Outcome::Skipped(s) => report.skipped.push(s),
             Outcome::Failed(f) => report.failed.push(f),
         }
     }
+    report.rolled = stream::iter(patched)
+        .map(|(mut r, d)| async move {
+            (r.progress, r.rolled_back) =
+                crate::watch::follow(kube, &target.cluster, push, config, *d, until).await;
+            r
+        })
+        .buffer_unordered(crate::watch::WATCH_CONCURRENCY)
+        .collect()
+        .await;
     let order = |a: &String, b: &String, c: &String, d: &String| (a, b).cmp(&(c, d));
     report
         .rolled
@@ -394,11 +415,13 @@ fn rolled(
         strategy,
         containers: r.containers().iter().map(|c| c.name.clone()).collect(),
         progress,
+        rolled_back: None,
     }
 }
 
 enum Outcome {
-    Rolled(Rolled),
+    /// Patched; the Deployment as the API server returned it, to watch.
+    Rolled(Rolled, Box<Deployment>),
     Skipped(Skipped),
     Failed(Failed),
 }
@@ -480,46 +503,10 @@ async fn roll_one<K: Kube>(
         }
     };
     info!(cluster = %target.cluster, namespace = %namespace, deployment = %name, strategy = ?target.strategy, digest = %push.digest, "deployment rolled");
-    let progress = if config.watch {
-        Some(
-            watch(
-                kube,
-                &target.cluster,
-                patched,
-                config.watch_timeout,
-                config.poll_interval,
-            )
-            .await,
-        )
-    } else {
-        None
-    };
-    Outcome::Rolled(rolled(&d, &rollout, push, target.strategy, progress))
-}
-
-/// Polls until the rollout finishes, fails, or the timeout passes.
-async fn watch<K: Kube>(
-    kube: &K,
-    cluster: &str,
-    mut d: Deployment,
-    timeout: Duration,
-    interval: Duration,
-) -> Progress {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let (namespace, name) = key(&d);
-    loop {
-        let p = domain::progress(&d);
-        if !matches!(p, Progress::Progressing(_))
-            || tokio::time::Instant::now() + interval > deadline
-        {
-            return p;
-        }
-        tokio::time::sleep(interval).await;
-        match kube.get(cluster, &namespace, &name).await {
-            Ok(fresh) => d = fresh,
-            Err(e) => return Progress::Progressing(format!("could not read it back: {e}")),
-        }
-    }
+    Outcome::Rolled(
+        rolled(&d, &rollout, push, target.strategy, None),
+        Box::new(patched),
+    )
 }
 
 /// One message per push that changed something or failed.
@@ -582,6 +569,10 @@ pub fn notification(r: &Response, push: &Push, environment: &str) -> Option<Noti
                 x.containers.join(", ")
             );
         }
+        for x in c.rolled.iter().filter(|x| x.rolled_back.is_some()) {
+            let what = x.rolled_back.as_deref().unwrap_or_default();
+            let _ = writeln!(body, "  ROLLBACK {}/{}: {what}", x.namespace, x.name);
+        }
         for x in &c.failed {
             let _ = writeln!(body, "  FAILED  {}/{}: {}", x.namespace, x.name, x.error);
         }
@@ -616,6 +607,18 @@ mod tests {
     use super::*;
     use crate::registry::Registry;
 
+    /// The handler with five minutes left in the invocation.
+    async fn handle<K: Kube, R: Registry, N: Notifier>(
+        event: Value,
+        config: &Config,
+        kube: &K,
+        registry: &R,
+        notifier: &N,
+    ) -> Result<Response, Error> {
+        let deadline = std::time::SystemTime::now() + Duration::from_secs(300);
+        super::handle(event, deadline, config, kube, registry, notifier).await
+    }
+
     const PUSH_LATEST: &str = include_str!("../../../events/image-rollout/push-latest.json");
     const PUSH_STABLE: &str = include_str!("../../../events/image-rollout/push-stable.json");
     const PUSH_FAILED: &str = include_str!("../../../events/image-rollout/push-failed.json");
@@ -634,6 +637,8 @@ mod tests {
         max_in_flight: AtomicUsize,
         calls: AtomicUsize,
         status: Option<Value>,
+        /// Pods every `pods` call returns.
+        pods: Vec<Value>,
     }
 
     fn api_error(cluster: &str, code: u16) -> ClusterError {
@@ -652,7 +657,7 @@ mod tests {
             let d = json!({
                 "apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": name, "namespace": ns, "annotations": annotations, "generation": 1},
-                "spec": {"replicas": 2, "selector": {}, "template": {"spec": {"containers": [{"name": "app", "image": image}]}}}
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": {"spec": {"containers": [{"name": "app", "image": image}]}}}
             });
             self.objects
                 .lock()
@@ -729,6 +734,19 @@ mod tests {
             v["metadata"]["generation"] =
                 json!(v["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
             Ok(serde_json::from_value(v.clone()).unwrap())
+        }
+
+        async fn pods(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<k8s_openapi::api::core::v1::Pod>, ClusterError> {
+            Ok(self
+                .pods
+                .iter()
+                .map(|p| serde_json::from_value(p.clone()).unwrap())
+                .collect())
         }
     }
 
@@ -1126,7 +1144,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn watching_reports_success_a_stuck_rollout_and_one_still_progressing() {
+    async fn watching_reports_success_a_stuck_rollout_and_one_not_ready_in_time() {
         let cfg = config(&[
             ("WATCH", "true"),
             ("WATCH_TIMEOUT_SECONDS", "30"),
@@ -1141,7 +1159,8 @@ mod tests {
                 json!({"observedGeneration": 2, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"}]}),
                 "failed",
             ),
-            (json!({"observedGeneration": 1}), "progressing"),
+            // Never ready within the watch: a failure, with what it was waiting for.
+            (json!({"observedGeneration": 1}), "failed"),
         ] {
             let mut kube = FakeKube::default();
             kube.add(
@@ -1469,5 +1488,179 @@ mod tests {
             kube.image("dev", "shop", "api"),
             format!("{REGISTRY}/shop/api@{NEWER}")
         );
+    }
+
+    fn stuck_pod(reason: &str, message: &str, digest: &str) -> Value {
+        json!({
+            "metadata": {"name": "api-7d9f-x1", "annotations": {"bridgekeeper.io/image-digest": digest}},
+            "status": {"containerStatuses": [{"name": "app", "image": "", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}}}]}
+        })
+    }
+
+    fn one_deployment() -> FakeKube {
+        let kube = FakeKube::default();
+        kube.add(
+            "dev",
+            "shop",
+            "api",
+            &format!("{REGISTRY}/shop/api:latest"),
+            json!({}),
+        );
+        kube
+    }
+
+    fn watching(extra: &[(&'static str, &'static str)]) -> Config {
+        let mut vars = vec![
+            ("WATCH", "true"),
+            ("WATCH_TIMEOUT_SECONDS", "120"),
+            ("WATCH_POLL_SECONDS", "5"),
+        ];
+        vars.extend_from_slice(extra);
+        config(&vars)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_pod_in_image_pull_back_off_is_a_failed_rollout_named_with_its_reason() {
+        let mut kube = one_deployment();
+        kube.status = Some(json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1}));
+        kube.pods = vec![stuck_pod(
+            "ImagePullBackOff",
+            "Back-off pulling image",
+            LATEST,
+        )];
+        let n = Recorder::default();
+        let started = tokio::time::Instant::now();
+        let r = handle(
+            event(PUSH_LATEST),
+            &watching(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            r.clusters[0].rolled[0].progress,
+            Some(Progress::Failed(
+                "pod api-7d9f-x1 container app: ImagePullBackOff: Back-off pulling image".into()
+            ))
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "known at the first look, not at the timeout"
+        );
+        let sent = n.sent();
+        assert_eq!(sent[0].severity, Severity::Error);
+        assert!(
+            sent[0].body.contains("ImagePullBackOff"),
+            "{}",
+            sent[0].body
+        );
+        // Without rollback (the default) the failed pin stays.
+        assert_eq!(
+            kube.image("dev", "shop", "api"),
+            format!("{REGISTRY}/shop/api@{LATEST}")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rollback_re_pins_the_previous_image_and_reports_both() {
+        let mut kube = one_deployment();
+        kube.status = Some(json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1}));
+        kube.pods = vec![stuck_pod(
+            "CrashLoopBackOff",
+            "back-off 40s restarting failed container",
+            LATEST,
+        )];
+        let (n, ecr) = (Recorder::default(), FakeEcr::default());
+        let cfg = watching(&[("ROLLBACK_ON_FAILURE", "true")]);
+        let r = handle(event(PUSH_LATEST), &cfg, &kube, &ecr, &n)
+            .await
+            .unwrap();
+        let rolled = &r.clusters[0].rolled[0];
+        assert!(
+            matches!(&rolled.progress, Some(Progress::Failed(why)) if why.contains("CrashLoopBackOff"))
+        );
+        assert_eq!(
+            rolled.rolled_back.clone().unwrap(),
+            format!("rolled back: app back to {REGISTRY}/shop/api:latest")
+        );
+        assert_eq!(
+            kube.image("dev", "shop", "api"),
+            format!("{REGISTRY}/shop/api:latest")
+        );
+        let body = &n.sent()[0].body;
+        assert!(
+            body.contains("CrashLoopBackOff") && body.contains("ROLLBACK shop/api: rolled back"),
+            "{body}"
+        );
+        // A redelivery, or the reconcile, does not roll the failed digest again.
+        let patches = kube.patches.load(Ordering::SeqCst);
+        let again = handle(event(PUSH_LATEST), &cfg, &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert!(
+            again.clusters[0].skipped[0]
+                .reason
+                .starts_with("rolled back from"),
+            "{again:?}"
+        );
+        handle(event(RECONCILE), &cfg, &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(kube.patches.load(Ordering::SeqCst), patches);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_clusters_with_stuck_rollouts_are_watched_together_and_reported_inside_the_deadline()
+     {
+        let mut kube = FakeKube::default();
+        for cluster in ["dev", "prod"] {
+            kube.add(
+                cluster,
+                "shop",
+                "api",
+                &format!("{REGISTRY}/shop/api:latest"),
+                json!({}),
+            );
+        }
+        kube.status = Some(json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1}));
+        let cfg = config(&[
+            ("WATCH", "true"),
+            ("WATCH_TIMEOUT_SECONDS", "600"),
+            ("WATCH_POLL_SECONDS", "5"),
+            (
+                "ROLLOUT_RULES",
+                r#"[{"repository": "shop/*", "tag": "latest", "clusters": ["dev", "prod"]}]"#,
+            ),
+        ]);
+        let n = Recorder::default();
+        // A minute left in the invocation: the watches end 20 s before it, whatever the timeout.
+        let deadline = std::time::SystemTime::now() + Duration::from_secs(60);
+        let started = tokio::time::Instant::now();
+        let r = super::handle(
+            event(PUSH_LATEST),
+            deadline,
+            &cfg,
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
+        let took = started.elapsed();
+        assert!(
+            took <= Duration::from_secs(40),
+            "{took:?}: watched one after the other?"
+        );
+        assert!(took >= Duration::from_secs(30), "{took:?}");
+        for c in &r.clusters {
+            assert!(
+                matches!(&c.rolled[0].progress, Some(Progress::Failed(why)) if why.starts_with("not ready within the watch")),
+                "{c:?}"
+            );
+        }
+        assert_eq!(n.sent().len(), 1, "reported before the deadline");
     }
 }

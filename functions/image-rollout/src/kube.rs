@@ -6,7 +6,8 @@ use std::future::Future;
 use aws_config::SdkConfig;
 use bridgekeeper::cluster::{ClusterAccess, ClusterError, ClusterTarget, Clusters, list_all};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::Value;
 use tracing::info;
 
@@ -31,6 +32,13 @@ pub trait Kube: Send + Sync {
         name: &str,
         ops: &[Value],
     ) -> impl Future<Output = Result<Deployment, ClusterError>> + Send;
+    /// Pods in a namespace matching a label selector (`app=api`): what a rollout's pods say.
+    fn pods(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        selector: &str,
+    ) -> impl Future<Output = Result<Vec<Pod>, ClusterError>> + Send;
 }
 
 pub struct KubeClusters {
@@ -123,6 +131,26 @@ impl Kube for KubeClusters {
             .await?;
         info!(cluster, namespace, deployment = name, "deployment patched");
         Ok(result)
+    }
+
+    async fn pods(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        selector: &str,
+    ) -> Result<Vec<Pod>, ClusterError> {
+        self.clusters
+            .call(
+                cluster,
+                &format!("list pods {selector} in {namespace}"),
+                |client| async move {
+                    let api = Api::<Pod>::namespaced(client, namespace);
+                    api.list(&ListParams::default().labels(selector))
+                        .await
+                        .map(|l| l.items)
+                },
+            )
+            .await
     }
 }
 

@@ -7,6 +7,7 @@ pub mod health;
 pub mod kube;
 pub mod reconcile;
 pub mod registry;
+pub mod watch;
 
 pub use config::Config;
 

@@ -28,7 +28,14 @@ async fn main() -> Result<(), Error> {
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = bridgekeeper::runtime::deadline(&event.context);
             let outcome = once(store, &event.payload, deadline, || {
-                handler::handle(event.payload.clone(), config, clusters, registry, notifier)
+                handler::handle(
+                    event.payload.clone(),
+                    deadline,
+                    config,
+                    clusters,
+                    registry,
+                    notifier,
+                )
             })
             .await;
             settle(FUNCTION, outcome, &event.payload, failed).await

@@ -39,6 +39,7 @@ pub async fn reconcile<K: Kube, R: Registry>(
     config: &Config,
     kube: &K,
     registry: &R,
+    until: Option<tokio::time::Instant>,
 ) -> (Vec<ImageCheck>, Vec<ClusterReport>) {
     let targets = domain::all_targets(&config.rules);
     let listed: Vec<(Target, Result<Vec<Deployment>, String>)> =
@@ -138,7 +139,7 @@ pub async fn reconcile<K: Kube, R: Registry>(
                         })
                         .cloned()
                         .collect();
-                    let r = roll_listed(&t, push, config, kube, mine).await;
+                    let r = roll_listed(&t, push, config, kube, mine, until).await;
                     report.rolled.extend(r.rolled);
                     report.failed.extend(r.failed);
                     // "already at" for every current workload is the normal case, not news.

@@ -252,8 +252,10 @@ async fn image_rollout_demo() -> Result<()> {
     let kube = image_rollout::kube::KubeClusters::new(&config.clusters, &env.sdk);
     let ecr = image_rollout::registry::Ecr::new(&env.sdk);
     let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
-    let run =
-        |e: serde_json::Value| image_rollout::handler::handle(e, &config, &kube, &ecr, &notifier);
+    let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(300);
+    let run = |e: serde_json::Value| {
+        image_rollout::handler::handle(e, deadline, &config, &kube, &ecr, &notifier)
+    };
 
     // ECR (moto) holds the pushed image; the event names its digest, as ECR's would.
     let digest = bridgekeeper_tests::ecr_push(&env.sdk, "shop/api", "latest", 1).await?;
@@ -263,7 +265,7 @@ async fn image_rollout_demo() -> Result<()> {
         "\n-- ECR push of shop/api:latest (events/image-rollout/push-latest.json, digest from moto's ECR)"
     );
     run(pushed.clone()).await?;
-    show("after (only dev pinned to the pushed digest; kmock runs no controller, so rollouts stay \"progressing\"):").await?;
+    show("after (only dev pinned to the pushed digest; kmock runs no controller, so the demo does not watch):").await?;
     show_inbox(&inbox).await?;
 
     println!("\n-- the same push again");
