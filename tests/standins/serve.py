@@ -15,6 +15,10 @@ import threading
 # kmock answers 404 for a kind until it is declared.
 KUBE_RESOURCES = {
     "apps/v1/deployments": ("Deployment", True),
+    "apps/v1/statefulsets": ("StatefulSet", True),
+    "apps/v1/daemonsets": ("DaemonSet", True),
+    "batch/v1/cronjobs": ("CronJob", True),
+    "v1/pods": ("Pod", True),
     "networking.k8s.io/v1/ingresses": ("Ingress", True),
     "v1/services": ("Service", True),
     "v1/namespaces": ("Namespace", False),

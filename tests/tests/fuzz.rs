@@ -144,16 +144,17 @@ impl image_rollout::kube::Kube for Fakes {
         &self,
         _: &str,
         _: Option<&str>,
-    ) -> Result<Vec<k8s_openapi::api::apps::v1::Deployment>, ClusterError> {
+    ) -> Result<Vec<image_rollout::domain::Workload>, ClusterError> {
         call();
         Ok(vec![])
     }
     async fn get(
         &self,
         c: &str,
+        _: image_rollout::domain::Kind,
         _: &str,
         _: &str,
-    ) -> Result<k8s_openapi::api::apps::v1::Deployment, ClusterError> {
+    ) -> Result<image_rollout::domain::Workload, ClusterError> {
         call();
         Err(ClusterError::Unusable {
             cluster: c.into(),
@@ -163,10 +164,11 @@ impl image_rollout::kube::Kube for Fakes {
     async fn patch(
         &self,
         c: &str,
+        _: image_rollout::domain::Kind,
         _: &str,
         _: &str,
         _: &[Value],
-    ) -> Result<k8s_openapi::api::apps::v1::Deployment, ClusterError> {
+    ) -> Result<image_rollout::domain::Workload, ClusterError> {
         call();
         Err(ClusterError::Unusable {
             cluster: c.into(),

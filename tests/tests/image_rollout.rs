@@ -170,7 +170,7 @@ async fn a_push_rolls_exactly_the_matching_deployments_once_even_when_delivered_
         format!("{}/worker", w.shop),
     ];
     expected.sort();
-    assert_eq!(rolled, expected);
+    assert_eq!(rolled, expected, "{first:?}");
     let pinned = format!("{REGISTRY}/{}@{digest}", w.repo);
     assert_eq!(image(&w.shop, "api").await?, pinned);
     assert_eq!(image(&w.shop, "worker").await?, pinned);
@@ -381,6 +381,107 @@ async fn the_reconcile_catches_up_a_missed_push_and_then_makes_zero_patches() ->
     assert!(
         again.clusters.iter().all(|c| mine(c).is_empty()),
         "{again:?}"
+    );
+    Ok(())
+}
+
+/// Every workload kind a team runs, in kmock: a StatefulSet, a DaemonSet (the image in an init
+/// container) and a CronJob (the template under `spec.jobTemplate`) roll on one push.
+#[tokio::test]
+async fn a_statefulset_a_daemonset_and_a_cronjob_are_rolled() -> Result<()> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
+    use k8s_openapi::api::batch::v1::CronJob;
+    let w = World::new().await?;
+    let client = bridgekeeper::cluster::ClusterAccess::url(&kmock().url, None)
+        .client()
+        .await?;
+    let ns = w.shop.as_str();
+    let latest = format!("{REGISTRY}/{}:latest", w.repo);
+    let pod = |labels: &str| {
+        json!({"metadata": {"labels": {"app": labels}},
+               "spec": {"containers": [{"name": "app", "image": latest}]}})
+    };
+    let sts: StatefulSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": ns},
+        "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": pod("db")}
+    }))?;
+    Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &sts)
+        .await?;
+    let ds: DaemonSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "agent", "namespace": ns},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {
+            "metadata": {"labels": {"app": "agent"}},
+            "spec": {"initContainers": [{"name": "setup", "image": latest}],
+                     "containers": [{"name": "agent", "image": "busybox"}]}}}
+    }))?;
+    Api::<DaemonSet>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &ds)
+        .await?;
+    let cron: CronJob = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "report", "namespace": ns},
+        "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "app", "image": latest}]}}}}}
+    }))?;
+    Api::<CronJob>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &cron)
+        .await?;
+
+    let dev = format!("dev={0},prod={0}", kmock().url);
+    let (pushed, digest) = w.push("latest", 9).await?;
+    let r = w.run(&w.config(&dev, &[]), pushed).await?;
+    let mut kinds: Vec<String> = r.clusters[0]
+        .rolled
+        .iter()
+        .filter(|x| x.namespace == ns)
+        .map(|x| format!("{} {}", x.kind, x.name))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "CronJob report",
+            "DaemonSet agent",
+            "Deployment api",
+            "Deployment worker",
+            "StatefulSet db"
+        ]
+    );
+    let pinned = format!("{REGISTRY}/{}@{digest}", w.repo);
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get("db")
+        .await?;
+    assert_eq!(
+        sts.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some(pinned.as_str())
+    );
+    let ds = Api::<DaemonSet>::namespaced(client.clone(), ns)
+        .get("agent")
+        .await?;
+    let ds_pod = ds.spec.unwrap().template.spec.unwrap();
+    assert_eq!(
+        ds_pod.init_containers.unwrap()[0].image.as_deref(),
+        Some(pinned.as_str())
+    );
+    assert_eq!(ds_pod.containers[0].image.as_deref(), Some("busybox"));
+    let cron = Api::<CronJob>::namespaced(client, ns).get("report").await?;
+    let job_pod = cron
+        .spec
+        .unwrap()
+        .job_template
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    assert_eq!(
+        job_pod.containers[0].image.as_deref(),
+        Some(pinned.as_str())
     );
     Ok(())
 }

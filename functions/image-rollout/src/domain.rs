@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::Deployment;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+pub use crate::workload::{Kind, Workload};
 
 pub use crate::health::{Progress, progress};
 
@@ -308,15 +309,13 @@ pub type Followed = (String, String, String);
 /// The ECR tags the containers of these Deployments follow and some rule rolls in `cluster`:
 /// a container's tag, the tag it was pinned for (`bridgekeeper.io/tracked-tags`), or `latest`
 /// for an image named without either.
-pub fn followed_tags(rules: &[Rule], cluster: &str, deployments: &[Deployment]) -> Vec<Followed> {
+pub fn followed_tags(rules: &[Rule], cluster: &str, workloads: &[Workload]) -> Vec<Followed> {
     let mut out: Vec<Followed> = Vec::new();
-    for d in deployments {
-        let Some(pod) = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+    for d in workloads {
+        let Some(pod) = d.template.spec.as_ref() else {
             continue;
         };
-        let tracked = tracked_tags(&annotations(
-            d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
-        ));
+        let tracked = tracked_tags(&annotations(d.template.metadata.as_ref()));
         let containers = pod.init_containers.iter().flatten().chain(&pod.containers);
         for c in containers {
             let Some(r) = c.image.as_deref().and_then(ImageRef::parse) else {
@@ -400,13 +399,11 @@ fn tracked_tags(template_annotations: &BTreeMap<String, String>) -> BTreeMap<Str
 
 /// Containers (and init containers) running this repository at this tag, or pinned by us to a
 /// digest while following this tag.
-pub fn matching_containers(d: &Deployment, push: &Push) -> Vec<MatchedContainer> {
-    let Some(pod) = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+pub fn matching_containers(d: &Workload, push: &Push) -> Vec<MatchedContainer> {
+    let Some(pod) = d.template.spec.as_ref() else {
         return vec![];
     };
-    let tracked = tracked_tags(&annotations(
-        d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
-    ));
+    let tracked = tracked_tags(&annotations(d.template.metadata.as_ref()));
     let pushed_tag = push.tag.as_str();
     let init = pod
         .init_containers
@@ -444,7 +441,7 @@ pub fn matching_containers(d: &Deployment, push: &Push) -> Vec<MatchedContainer>
 }
 
 pub fn decide(
-    d: &Deployment,
+    d: &Workload,
     push: &Push,
     mode: Mode,
     strategy: Strategy,
@@ -466,7 +463,13 @@ pub fn decide(
             ));
         }
     }
-    let template = annotations(d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()));
+    let template = annotations(d.template.metadata.as_ref());
+    if d.kind == Kind::CronJob && strategy == Strategy::Restart {
+        return Decision::Skip(
+            "a CronJob has nothing to restart: its next run starts new pods (use pin-digest)"
+                .into(),
+        );
+    }
     if template.get(ROLLED_BACK_ANNOTATION) == Some(&push.digest) {
         return Decision::Skip(format!(
             "rolled back from {} after it failed; a new push of the tag rolls again",
@@ -517,9 +520,10 @@ impl Rollout {
     /// The JSON patch that carries it out. Every image change is guarded by a `test` of the
     /// container's name at that index, so a Deployment edited since it was read fails the patch
     /// instead of getting the wrong container changed.
-    pub fn patch(&self, d: &Deployment, push: &Push) -> Vec<Value> {
+    pub fn patch(&self, d: &Workload, push: &Push) -> Vec<Value> {
+        let root = d.template_path();
         let mut ops = Vec::new();
-        let template = annotations(d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()));
+        let template = annotations(d.template.metadata.as_ref());
         let mut new_annotations: BTreeMap<String, String> = BTreeMap::new();
         new_annotations.insert(DIGEST_ANNOTATION.into(), push.digest.clone());
         if let Some(at) = push.pushed_at {
@@ -536,7 +540,7 @@ impl Rollout {
                     } else {
                         "containers"
                     };
-                    let base = format!("/spec/template/spec/{list}/{}", c.index);
+                    let base = format!("{root}/spec/{list}/{}", c.index);
                     ops.push(
                         json!({"op": "test", "path": format!("{base}/name"), "value": c.name}),
                     );
@@ -558,14 +562,14 @@ impl Rollout {
                 new_annotations.insert(RESTARTED_AT.into(), restarted_at.clone());
             }
         }
-        match d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()) {
-            None => ops.push(json!({"op": "add", "path": "/spec/template/metadata", "value": {"annotations": new_annotations}})),
+        match d.template.metadata.as_ref() {
+            None => ops.push(json!({"op": "add", "path": format!("{root}/metadata"), "value": {"annotations": new_annotations}})),
             Some(m) if m.annotations.is_none() => {
-                ops.push(json!({"op": "add", "path": "/spec/template/metadata/annotations", "value": new_annotations}))
+                ops.push(json!({"op": "add", "path": format!("{root}/metadata/annotations"), "value": new_annotations}))
             }
             Some(_) => {
                 for (k, v) in new_annotations {
-                    let path = format!("/spec/template/metadata/annotations/{}", pointer_escape(&k));
+                    let path = format!("{root}/metadata/annotations/{}", pointer_escape(&k));
                     ops.push(json!({"op": "add", "path": path, "value": v}));
                 }
             }
@@ -608,19 +612,20 @@ mod tests {
         init: Value,
         template_annotations: Option<Value>,
         annotations: Value,
-    ) -> Deployment {
+    ) -> Workload {
         let mut template = json!({"spec": {"containers": containers, "initContainers": init}});
         if let Some(a) = template_annotations {
             template["metadata"] = json!({"annotations": a});
         }
-        serde_json::from_value(json!({
+        Workload::from_json(json!({
+            "kind": "Deployment",
             "metadata": {"name": "api", "namespace": "shop", "annotations": annotations},
             "spec": {"selector": {}, "template": template}
         }))
         .unwrap()
     }
 
-    fn simple(image: &str) -> Deployment {
+    fn simple(image: &str) -> Workload {
         deployment(
             json!([{"name": "app", "image": image}]),
             json!([]),

@@ -1,4 +1,4 @@
-//! Push event in, Deployments rolled, report out. The only place that knows the event shape.
+//! Push event in, workloads rolled, report out. The only place that knows the event shape.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -12,17 +12,17 @@ use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::{Notification, Notifier, Severity};
 use bridgekeeper::{Class, Error};
 use futures::stream::{self, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::domain::{self, Decision, Progress, Push, Rollout, Strategy, Target};
+use crate::domain::{self, Decision, Kind, Progress, Push, Rollout, Strategy, Target, Workload};
 use crate::kube::Kube;
 use crate::registry::Registry;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rolled {
+    pub kind: Kind,
     pub namespace: String,
     pub name: String,
     /// The image it was rolled to (pinned), or restarted for.
@@ -39,6 +39,7 @@ pub struct Rolled {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
+    pub kind: Kind,
     pub namespace: String,
     pub name: String,
     pub reason: String,
@@ -46,6 +47,7 @@ pub struct Skipped {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failed {
+    pub kind: Kind,
     pub namespace: String,
     pub name: String,
     pub error: String,
@@ -264,15 +266,15 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
         |f: fn(&ClusterReport) -> usize| response.clusters.iter().map(f).sum::<usize>() as u64;
     metrics
         .count(
-            "DeploymentsRolled",
+            "WorkloadsRolled",
             if config.dry_run {
                 0
             } else {
                 count(|c| c.rolled.len())
             },
         )
-        .count("DeploymentsSkipped", count(|c| c.skipped.len()))
-        .count("DeploymentsFailed", count(|c| c.failed.len()))
+        .count("WorkloadsSkipped", count(|c| c.skipped.len()))
+        .count("WorkloadsFailed", count(|c| c.failed.len()))
         .count("ClustersFailed", count(|c| usize::from(c.error.is_some())));
     metrics.flush();
 
@@ -290,7 +292,7 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
     Ok(response)
 }
 
-pub(crate) fn key(d: &Deployment) -> (String, String) {
+pub(crate) fn key(d: &Workload) -> (String, String) {
     (
         d.metadata.namespace.clone().unwrap_or_default(),
         d.metadata.name.clone().unwrap_or_default(),
@@ -300,7 +302,7 @@ pub(crate) fn key(d: &Deployment) -> (String, String) {
 pub(crate) async fn list<K: Kube>(
     kube: &K,
     target: &Target,
-) -> Result<Vec<Deployment>, ClusterError> {
+) -> Result<Vec<Workload>, ClusterError> {
     match &target.namespaces {
         None => kube.list(&target.cluster, None).await,
         Some(namespaces) => {
@@ -332,13 +334,13 @@ async fn roll_cluster<K: Kube>(
     }
 }
 
-/// Rolls the Deployments of one cluster, already listed, that run the pushed image.
+/// Rolls the workloads of one cluster, already listed, that run the pushed image.
 pub(crate) async fn roll_listed<K: Kube>(
     target: &Target,
     push: &Push,
     config: &Config,
     kube: &K,
-    deployments: Vec<Deployment>,
+    deployments: Vec<Workload>,
     until: Option<tokio::time::Instant>,
 ) -> ClusterReport {
     let mut report = ClusterReport::new(&target.cluster);
@@ -349,6 +351,7 @@ pub(crate) async fn roll_listed<K: Kube>(
         match domain::decide(&d, push, config.mode, target.strategy, now) {
             Decision::Unrelated => {}
             Decision::Skip(reason) => report.skipped.push(Skipped {
+                kind: d.kind,
                 namespace,
                 name,
                 reason,
@@ -401,7 +404,7 @@ pub(crate) async fn roll_listed<K: Kube>(
 }
 
 fn rolled(
-    d: &Deployment,
+    d: &Workload,
     r: &Rollout,
     push: &Push,
     strategy: Strategy,
@@ -409,6 +412,7 @@ fn rolled(
 ) -> Rolled {
     let (namespace, name) = key(d);
     Rolled {
+        kind: d.kind,
         namespace,
         name,
         image: push.pinned_image(),
@@ -420,8 +424,8 @@ fn rolled(
 }
 
 enum Outcome {
-    /// Patched; the Deployment as the API server returned it, to watch.
-    Rolled(Rolled, Box<Deployment>),
+    /// Patched; the workload as the API server returned it, to watch.
+    Rolled(Rolled, Box<Workload>),
     Skipped(Skipped),
     Failed(Failed),
 }
@@ -451,12 +455,14 @@ async fn roll_one<K: Kube>(
     target: &Target,
     push: &Push,
     config: &Config,
-    mut d: Deployment,
+    mut d: Workload,
     mut rollout: Rollout,
 ) -> Outcome {
     let (namespace, name) = key(&d);
+    let kind = d.kind;
     let failed = |error: String| {
         Outcome::Failed(Failed {
+            kind,
             namespace: namespace.clone(),
             name: name.clone(),
             error,
@@ -465,13 +471,19 @@ async fn roll_one<K: Kube>(
     let (mut conflicts, mut transients) = (1, 0);
     let patched = loop {
         match kube
-            .patch(&target.cluster, &namespace, &name, &rollout.patch(&d, push))
+            .patch(
+                &target.cluster,
+                kind,
+                &namespace,
+                &name,
+                &rollout.patch(&d, push),
+            )
             .await
         {
             Ok(p) => break p,
             Err(e) if is_conflict(&e) && conflicts < CONFLICT_ATTEMPTS => {
                 conflicts += 1;
-                d = match kube.get(&target.cluster, &namespace, &name).await {
+                d = match kube.get(&target.cluster, kind, &namespace, &name).await {
                     Ok(fresh) => fresh,
                     Err(e) => return failed(e.to_string()),
                 };
@@ -479,6 +491,7 @@ async fn roll_one<K: Kube>(
                     Decision::Roll(r) => rollout = r,
                     Decision::Skip(reason) => {
                         return Outcome::Skipped(Skipped {
+                            kind,
                             namespace,
                             name,
                             reason,
@@ -487,6 +500,7 @@ async fn roll_one<K: Kube>(
                     Decision::Unrelated => {
                         let reason = "no longer runs the image".to_owned();
                         return Outcome::Skipped(Skipped {
+                            kind,
                             namespace,
                             name,
                             reason,
@@ -507,6 +521,25 @@ async fn roll_one<K: Kube>(
         rolled(&d, &rollout, push, target.strategy, None),
         Box::new(patched),
     )
+}
+
+/// `shop/api` for a Deployment (the common case reads as before), `StatefulSet shop/db` otherwise.
+pub(crate) fn label(kind: Kind, namespace: &str, name: &str) -> String {
+    match kind {
+        Kind::Deployment => format!("{namespace}/{name}"),
+        other => format!("{other} {namespace}/{name}"),
+    }
+}
+
+/// "3 Deployments" when they all are, "3 workloads" when the kinds mix.
+pub(crate) fn counted(kinds: impl Iterator<Item = Kind>) -> String {
+    let kinds: Vec<Kind> = kinds.collect();
+    let n = kinds.len();
+    let noun = match kinds.first() {
+        Some(k) if kinds.iter().all(|x| x == k) => k.as_str().to_owned(),
+        _ => "workload".to_owned(),
+    };
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// One message per push that changed something or failed.
@@ -537,10 +570,10 @@ pub fn notification(r: &Response, push: &Push, environment: &str) -> Option<Noti
         .map(|c| c.cluster.as_str())
         .collect();
     let mut subject = format!(
-        "[{environment}] {}:{tag} ({}) rolled to {rolled} Deployment{} in {}",
+        "[{environment}] {}:{tag} ({}) rolled to {} in {}",
         push.repository,
         push.short_digest(),
-        if rolled == 1 { "" } else { "s" },
+        counted(r.clusters.iter().flat_map(|c| &c.rolled).map(|x| x.kind)),
         clusters.join(", ")
     );
     if failed + not_done > 0 {
@@ -563,21 +596,34 @@ pub fn notification(r: &Response, push: &Push, environment: &str) -> Option<Noti
                 .unwrap_or_default();
             let _ = writeln!(
                 body,
-                "  rolled  {}/{} [{}]{state}",
-                x.namespace,
-                x.name,
+                "  rolled  {} [{}]{state}",
+                label(x.kind, &x.namespace, &x.name),
                 x.containers.join(", ")
             );
         }
         for x in c.rolled.iter().filter(|x| x.rolled_back.is_some()) {
             let what = x.rolled_back.as_deref().unwrap_or_default();
-            let _ = writeln!(body, "  ROLLBACK {}/{}: {what}", x.namespace, x.name);
+            let _ = writeln!(
+                body,
+                "  ROLLBACK {}: {what}",
+                label(x.kind, &x.namespace, &x.name)
+            );
         }
         for x in &c.failed {
-            let _ = writeln!(body, "  FAILED  {}/{}: {}", x.namespace, x.name, x.error);
+            let _ = writeln!(
+                body,
+                "  FAILED  {}: {}",
+                label(x.kind, &x.namespace, &x.name),
+                x.error
+            );
         }
         for x in &c.skipped {
-            let _ = writeln!(body, "  skipped {}/{}: {}", x.namespace, x.name, x.reason);
+            let _ = writeln!(
+                body,
+                "  skipped {}: {}",
+                label(x.kind, &x.namespace, &x.name),
+                x.reason
+            );
         }
     }
     let severity = if failed + not_done > 0 {
@@ -665,10 +711,22 @@ mod tests {
                 .insert((cluster.into(), ns.into(), name.into()), d);
         }
 
+        /// Any workload kind, as JSON (names are unique per namespace across kinds here).
+        fn add_object(&self, cluster: &str, v: Value) {
+            let key = (
+                cluster.to_owned(),
+                v["metadata"]["namespace"].as_str().unwrap().to_owned(),
+                v["metadata"]["name"].as_str().unwrap().to_owned(),
+            );
+            self.objects.lock().unwrap().insert(key, v);
+        }
+
         fn image(&self, cluster: &str, ns: &str, name: &str) -> String {
             let objects = self.objects.lock().unwrap();
-            objects[&(cluster.into(), ns.into(), name.into())]["spec"]["template"]["spec"]["containers"][0]["image"]
-                .as_str()
+            let v = &objects[&(cluster.into(), ns.into(), name.into())];
+            let kind = Workload::from_json(v.clone()).unwrap().kind;
+            v.pointer(&format!("{}/spec/containers/0/image", kind.template_path()))
+                .and_then(Value::as_str)
                 .unwrap()
                 .to_owned()
         }
@@ -679,7 +737,7 @@ mod tests {
             &self,
             cluster: &str,
             namespace: Option<&str>,
-        ) -> Result<Vec<Deployment>, ClusterError> {
+        ) -> Result<Vec<Workload>, ClusterError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if let Some(code) = self.failing.get(cluster) {
                 return Err(api_error(cluster, *code));
@@ -688,16 +746,17 @@ mod tests {
             Ok(objects
                 .iter()
                 .filter(|((c, ns, _), _)| c == cluster && namespace.is_none_or(|n| n == ns))
-                .map(|(_, v)| serde_json::from_value(v.clone()).unwrap())
+                .map(|(_, v)| Workload::from_json(v.clone()).unwrap())
                 .collect())
         }
 
         async fn get(
             &self,
             cluster: &str,
+            kind: Kind,
             namespace: &str,
             name: &str,
-        ) -> Result<Deployment, ClusterError> {
+        ) -> Result<Workload, ClusterError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let mut v = self.objects.lock().unwrap()
                 [&(cluster.into(), namespace.into(), name.into())]
@@ -705,16 +764,19 @@ mod tests {
             if let Some(s) = &self.status {
                 v["status"] = s.clone();
             }
-            Ok(serde_json::from_value(v).unwrap())
+            let w = Workload::from_json(v).unwrap();
+            assert_eq!(w.kind, kind);
+            Ok(w)
         }
 
         async fn patch(
             &self,
             cluster: &str,
+            kind: Kind,
             namespace: &str,
             name: &str,
             ops: &[Value],
-        ) -> Result<Deployment, ClusterError> {
+        ) -> Result<Workload, ClusterError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if let Some(code) = self.patch_errors.lock().unwrap().pop_front() {
                 return Err(api_error(cluster, code));
@@ -733,7 +795,9 @@ mod tests {
             json_patch::patch(v, &patch).map_err(|_| api_error(cluster, 422))?;
             v["metadata"]["generation"] =
                 json!(v["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
-            Ok(serde_json::from_value(v.clone()).unwrap())
+            let w = Workload::from_json(v.clone()).unwrap();
+            assert_eq!(w.kind, kind);
+            Ok(w)
         }
 
         async fn pods(
@@ -1662,5 +1726,88 @@ mod tests {
             );
         }
         assert_eq!(n.sent().len(), 1, "reported before the deadline");
+    }
+
+    #[tokio::test]
+    async fn statefulsets_daemonsets_and_cronjobs_roll_like_deployments() {
+        let kube = FakeKube::default();
+        let latest = format!("{REGISTRY}/shop/api:latest");
+        let pod = |init: bool| {
+            let c = json!([{"name": "app", "image": latest}]);
+            if init {
+                json!({"initContainers": [{"name": "migrate", "image": latest}], "containers": [{"name": "app", "image": "busybox"}]})
+            } else {
+                json!({"containers": c})
+            }
+        };
+        kube.add_object("dev", json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "shop", "generation": 1},
+            "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": {"spec": pod(false)}}}));
+        kube.add_object("dev", json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "shop", "generation": 1},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {"spec": pod(true)}}}));
+        kube.add_object("dev", json!({"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "report", "namespace": "shop", "generation": 1},
+            "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {"spec": pod(false)}}}}}));
+        let n = Recorder::default();
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
+        let rolled: Vec<String> = r.clusters[0]
+            .rolled
+            .iter()
+            .map(|x| format!("{} {} {:?}", x.kind, x.name, x.containers))
+            .collect();
+        assert_eq!(
+            rolled,
+            [
+                "DaemonSet agent [\"migrate\"]",
+                "StatefulSet db [\"app\"]",
+                "CronJob report [\"app\"]"
+            ]
+        );
+        let pinned = format!("{REGISTRY}/shop/api@{LATEST}");
+        assert_eq!(kube.image("dev", "shop", "db"), pinned);
+        assert_eq!(kube.image("dev", "shop", "report"), pinned);
+        let agent =
+            kube.objects.lock().unwrap()[&("dev".into(), "shop".into(), "agent".into())].clone();
+        assert_eq!(
+            agent["spec"]["template"]["spec"]["initContainers"][0]["image"],
+            pinned.as_str()
+        );
+        assert_eq!(
+            agent["spec"]["template"]["spec"]["containers"][0]["image"],
+            "busybox"
+        );
+        assert!(
+            n.sent()[0].subject.contains("rolled to 3 workloads"),
+            "{}",
+            n.sent()[0].subject
+        );
+        assert!(
+            n.sent()[0]
+                .body
+                .contains("rolled  StatefulSet shop/db [app]"),
+            "{}",
+            n.sent()[0].body
+        );
+        // Delivered again: nothing moves.
+        let patches = kube.patches.load(Ordering::SeqCst);
+        handle(
+            event(PUSH_LATEST),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
+        assert_eq!(kube.patches.load(Ordering::SeqCst), patches);
     }
 }

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -13,6 +12,7 @@ use crate::domain::{
     DIGEST_ANNOTATION, PREVIOUS_ANNOTATION, Push, ROLLED_BACK_ANNOTATION, annotations,
     pointer_escape,
 };
+use crate::workload::{Status, Workload};
 
 /// How a rolled Deployment is doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -21,6 +21,8 @@ pub enum Progress {
     Succeeded,
     Failed(String),
     Progressing(String),
+    /// A CronJob: its next run uses the new template.
+    NextRun,
 }
 
 impl fmt::Display for Progress {
@@ -29,47 +31,71 @@ impl fmt::Display for Progress {
             Progress::Succeeded => f.write_str("rolled out"),
             Progress::Failed(why) => write!(f, "failed: {why}"),
             Progress::Progressing(what) => write!(f, "still progressing: {what}"),
+            Progress::NextRun => f.write_str("its next run uses it"),
         }
     }
 }
 
-/// `kubectl rollout status`, once: the new generation observed, every replica updated and
-/// available; `ProgressDeadlineExceeded` is a failure.
-pub fn progress(d: &Deployment) -> Progress {
-    let generation = d.metadata.generation.unwrap_or(0);
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let Some(status) = &d.status else {
-        return Progress::Progressing("no status yet".into());
-    };
-    let deadline = status.conditions.iter().flatten().find(|c| {
-        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-    });
-    if let Some(c) = deadline {
-        return Progress::Failed(
-            c.message
-                .clone()
-                .unwrap_or_else(|| "ProgressDeadlineExceeded".into()),
-        );
-    }
-    if status.observed_generation.unwrap_or(0) < generation {
-        return Progress::Progressing("the new generation is not observed yet".into());
-    }
-    let updated = status.updated_replicas.unwrap_or(0);
-    let available = status.available_replicas.unwrap_or(0);
-    let total = status.replicas.unwrap_or(0);
-    if updated < want {
-        Progress::Progressing(format!("{updated} of {want} replicas updated"))
-    } else if total > updated {
-        Progress::Progressing(format!(
-            "{} old replicas pending termination",
-            total - updated
-        ))
-    } else if available < updated {
-        Progress::Progressing(format!(
-            "{available} of {updated} updated replicas available"
-        ))
-    } else {
-        Progress::Succeeded
+/// `kubectl rollout status`, once, for the workload's kind: the new generation observed, every
+/// replica (or scheduled daemon pod) updated and available; `ProgressDeadlineExceeded` fails.
+pub fn progress(w: &Workload) -> Progress {
+    let generation = w.generation();
+    match &w.status {
+        Status::Unknown => Progress::Progressing("no status yet".into()),
+        Status::Scheduled => Progress::NextRun,
+        Status::Replicas {
+            deadline_exceeded: Some(message),
+            ..
+        } => Progress::Failed(message.clone()),
+        Status::Replicas {
+            observed_generation,
+            ..
+        }
+        | Status::Daemon {
+            observed_generation,
+            ..
+        } if *observed_generation < generation => {
+            Progress::Progressing("the new generation is not observed yet".into())
+        }
+        Status::Replicas {
+            want,
+            updated,
+            available,
+            total,
+            old_revision,
+            ..
+        } => {
+            if updated < want {
+                Progress::Progressing(format!("{updated} of {want} replicas updated"))
+            } else if total > updated {
+                Progress::Progressing(format!(
+                    "{} old replicas pending termination",
+                    total - updated
+                ))
+            } else if available < updated {
+                Progress::Progressing(format!(
+                    "{available} of {updated} updated replicas available"
+                ))
+            } else if *old_revision {
+                Progress::Progressing("pods still on the old revision".into())
+            } else {
+                Progress::Succeeded
+            }
+        }
+        Status::Daemon {
+            desired,
+            updated,
+            available,
+            ..
+        } => {
+            if updated < desired {
+                Progress::Progressing(format!("{updated} of {desired} nodes updated"))
+            } else if available < desired {
+                Progress::Progressing(format!("{available} of {desired} nodes available"))
+            } else {
+                Progress::Succeeded
+            }
+        }
     }
 }
 
@@ -86,8 +112,8 @@ const STUCK: [&str; 7] = [
 ];
 
 /// `app=api,tier=web`: the Deployment's `matchLabels`, to list its pods.
-pub fn selector(d: &Deployment) -> Option<String> {
-    let labels = d.spec.as_ref()?.selector.match_labels.as_ref()?;
+pub fn selector(d: &Workload) -> Option<String> {
+    let labels = d.selector.as_ref()?;
     (!labels.is_empty()).then(|| {
         labels
             .iter()
@@ -142,8 +168,9 @@ pub fn pod_failure(pods: &[Pod], digest: &str) -> Option<String> {
 
 /// The patch that re-pins the images recorded before `push` was pinned, guarded by the container
 /// names and the pinned image; `None` when nothing was recorded (a restart, or a hand edit since).
-pub fn rollback_patch(d: &Deployment, push: &Push) -> Option<(Vec<Value>, Vec<String>)> {
-    let template = d.spec.as_ref()?.template.clone();
+pub fn rollback_patch(d: &Workload, push: &Push) -> Option<(Vec<Value>, Vec<String>)> {
+    let template = d.template.clone();
+    let root = d.template_path();
     let template_annotations = annotations(template.metadata.as_ref());
     let previous: BTreeMap<String, String> = template_annotations
         .get(PREVIOUS_ANNOTATION)
@@ -164,7 +191,7 @@ pub fn rollback_patch(d: &Deployment, push: &Push) -> Option<(Vec<Value>, Vec<St
             if c.image.as_deref() != Some(pinned.as_str()) {
                 continue;
             }
-            let base = format!("/spec/template/spec/{list}/{i}");
+            let base = format!("{root}/spec/{list}/{i}");
             ops.push(json!({"op": "test", "path": format!("{base}/name"), "value": c.name}));
             ops.push(json!({"op": "test", "path": format!("{base}/image"), "value": pinned}));
             ops.push(json!({"op": "replace", "path": format!("{base}/image"), "value": before}));
@@ -175,7 +202,7 @@ pub fn rollback_patch(d: &Deployment, push: &Push) -> Option<(Vec<Value>, Vec<St
         return None;
     }
     let path = format!(
-        "/spec/template/metadata/annotations/{}",
+        "{root}/metadata/annotations/{}",
         pointer_escape(ROLLED_BACK_ANNOTATION)
     );
     ops.push(json!({"op": "add", "path": path, "value": push.digest}));
@@ -203,8 +230,8 @@ mod tests {
 
     #[test]
     fn progress_reads_like_kubectl_rollout_status() {
-        let with = |status: Value| -> Deployment {
-            serde_json::from_value(json!({"metadata": {"generation": 3}, "spec": {"replicas": 2, "selector": {}, "template": {}}, "status": status})).unwrap()
+        let with = |status: Value| -> Workload {
+            Workload::from_json(json!({"kind": "Deployment", "metadata": {"generation": 3}, "spec": {"replicas": 2, "selector": {}, "template": {}}, "status": status})).unwrap()
         };
         assert_eq!(
             progress(&with(
@@ -268,5 +295,49 @@ mod tests {
                 && both.ends_with("(and 1 more)"),
             "{both}"
         );
+    }
+
+    #[test]
+    fn statefulsets_daemonsets_and_cronjobs_report_progress_in_their_own_terms() {
+        let sts = |status: Value| {
+            Workload::from_json(json!({"kind": "StatefulSet", "metadata": {"generation": 2},
+                "spec": {"replicas": 3, "serviceName": "db", "selector": {}, "template": {}}, "status": status}))
+            .unwrap()
+        };
+        assert_eq!(
+            progress(&sts(
+                json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3,
+                "currentRevision": "db-1", "updateRevision": "db-1"})
+            )),
+            Progress::Succeeded
+        );
+        assert_eq!(
+            progress(&sts(
+                json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3,
+                "currentRevision": "db-1", "updateRevision": "db-2"})
+            )),
+            Progress::Progressing("pods still on the old revision".into())
+        );
+        let ds = |status: Value| {
+            Workload::from_json(json!({"kind": "DaemonSet", "metadata": {"generation": 4},
+                "spec": {"selector": {}, "template": {}}, "status": status}))
+            .unwrap()
+        };
+        let base = json!({"observedGeneration": 4, "currentNumberScheduled": 5, "numberMisscheduled": 0,
+            "desiredNumberScheduled": 5, "numberReady": 5});
+        let mut done = base.clone();
+        done["updatedNumberScheduled"] = json!(5);
+        done["numberAvailable"] = json!(5);
+        assert_eq!(progress(&ds(done)), Progress::Succeeded);
+        let mut halfway = base;
+        halfway["updatedNumberScheduled"] = json!(2);
+        assert_eq!(
+            progress(&ds(halfway)),
+            Progress::Progressing("2 of 5 nodes updated".into())
+        );
+        let cron = Workload::from_json(json!({"kind": "CronJob", "metadata": {},
+            "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {}}}}}))
+        .unwrap();
+        assert_eq!(progress(&cron), Progress::NextRun);
     }
 }

@@ -1,37 +1,46 @@
-//! The Kubernetes adapter: lists, reads and patches Deployments in the configured clusters.
+//! The Kubernetes adapter: lists, reads and patches the workloads (Deployments, StatefulSets,
+//! DaemonSets, CronJobs) in the configured clusters, and lists their pods.
 
 use std::collections::HashMap;
+use std::fmt::Debug;
 use std::future::Future;
 
 use aws_config::SdkConfig;
 use bridgekeeper::cluster::{ClusterAccess, ClusterError, ClusterTarget, Clusters, list_all};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tracing::info;
+use tracing::{info, warn};
 
-/// The Deployment calls image-rollout makes; the handler is generic over it.
+use crate::workload::{Kind, Workload};
+
+/// The calls image-rollout makes; the handler is generic over it.
 pub trait Kube: Send + Sync {
-    /// Deployments in one namespace, or in all when `None`.
+    /// Every workload (all four kinds) in one namespace, or in all when `None`.
     fn list(
         &self,
         cluster: &str,
         namespace: Option<&str>,
-    ) -> impl Future<Output = Result<Vec<Deployment>, ClusterError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Workload>, ClusterError>> + Send;
     fn get(
         &self,
         cluster: &str,
+        kind: Kind,
         namespace: &str,
         name: &str,
-    ) -> impl Future<Output = Result<Deployment, ClusterError>> + Send;
+    ) -> impl Future<Output = Result<Workload, ClusterError>> + Send;
     fn patch(
         &self,
         cluster: &str,
+        kind: Kind,
         namespace: &str,
         name: &str,
         ops: &[Value],
-    ) -> impl Future<Output = Result<Deployment, ClusterError>> + Send;
+    ) -> impl Future<Output = Result<Workload, ClusterError>> + Send;
     /// Pods in a namespace matching a label selector (`app=api`): what a rollout's pods say.
     fn pods(
         &self,
@@ -58,6 +67,92 @@ impl KubeClusters {
             clusters: Clusters::from_accesses(accesses),
         }
     }
+
+    async fn list_kind<K>(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Workload>, ClusterError>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Into<Workload>,
+        K::DynamicType: Default,
+    {
+        let plural = K::plural(&Default::default()).into_owned();
+        let what = format!("list {plural} in {}", namespace.unwrap_or("all namespaces"));
+        let items = self
+            .clusters
+            .call(cluster, &what, |client| async move {
+                let api: Api<K> = match namespace {
+                    Some(ns) => Api::namespaced(client, ns),
+                    None => Api::all(client),
+                };
+                list_all(&api).await
+            })
+            .await?;
+        Ok(items.into_iter().map(Into::into).collect())
+    }
+
+    async fn get_kind<K>(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Workload, ClusterError>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Into<Workload>,
+        K::DynamicType: Default,
+    {
+        let kind = K::kind(&Default::default()).into_owned();
+        self.clusters
+            .call(
+                cluster,
+                &format!("get {kind} {namespace}/{name}"),
+                |client| async move { Api::<K>::namespaced(client, namespace).get(name).await },
+            )
+            .await
+            .map(Into::into)
+    }
+
+    async fn patch_kind<K>(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        name: &str,
+        patch: &json_patch::Patch,
+    ) -> Result<Workload, ClusterError>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Into<Workload>,
+        K::DynamicType: Default,
+    {
+        let kind = K::kind(&Default::default()).into_owned();
+        self.clusters
+            .call(
+                cluster,
+                &format!("patch {kind} {namespace}/{name}"),
+                |client| {
+                    let patch = patch.clone();
+                    async move {
+                        let api = Api::<K>::namespaced(client, namespace);
+                        api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+                            .await
+                    }
+                },
+            )
+            .await
+            .map(Into::into)
+    }
 }
 
 impl Kube for KubeClusters {
@@ -65,48 +160,48 @@ impl Kube for KubeClusters {
         &self,
         cluster: &str,
         namespace: Option<&str>,
-    ) -> Result<Vec<Deployment>, ClusterError> {
-        let what = format!(
-            "list deployments in {}",
-            namespace.unwrap_or("all namespaces")
-        );
-        self.clusters
-            .call(cluster, &what, |client| async move {
-                let api: Api<Deployment> = match namespace {
-                    Some(ns) => Api::namespaced(client, ns),
-                    None => Api::all(client),
-                };
-                list_all(&api).await
-            })
-            .await
+    ) -> Result<Vec<Workload>, ClusterError> {
+        let mut all = self.list_kind::<Deployment>(cluster, namespace).await?;
+        // A cluster whose RBAC predates the other kinds still rolls its Deployments.
+        for listed in [
+            self.list_kind::<StatefulSet>(cluster, namespace).await,
+            self.list_kind::<DaemonSet>(cluster, namespace).await,
+            self.list_kind::<CronJob>(cluster, namespace).await,
+        ] {
+            match listed {
+                Ok(w) => all.extend(w),
+                Err(e) if e.status() == Some(403) => {
+                    warn!(cluster, error = %e, "not allowed to list this kind; apply deploy/rbac/image-rollout.yaml again");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(all)
     }
 
     async fn get(
         &self,
         cluster: &str,
+        kind: Kind,
         namespace: &str,
         name: &str,
-    ) -> Result<Deployment, ClusterError> {
-        self.clusters
-            .call(
-                cluster,
-                &format!("get deployment {namespace}/{name}"),
-                |client| async move {
-                    Api::<Deployment>::namespaced(client, namespace)
-                        .get(name)
-                        .await
-                },
-            )
-            .await
+    ) -> Result<Workload, ClusterError> {
+        match kind {
+            Kind::Deployment => self.get_kind::<Deployment>(cluster, namespace, name).await,
+            Kind::StatefulSet => self.get_kind::<StatefulSet>(cluster, namespace, name).await,
+            Kind::DaemonSet => self.get_kind::<DaemonSet>(cluster, namespace, name).await,
+            Kind::CronJob => self.get_kind::<CronJob>(cluster, namespace, name).await,
+        }
     }
 
     async fn patch(
         &self,
         cluster: &str,
+        kind: Kind,
         namespace: &str,
         name: &str,
         ops: &[Value],
-    ) -> Result<Deployment, ClusterError> {
+    ) -> Result<Workload, ClusterError> {
         let patch: json_patch::Patch =
             serde_json::from_value(Value::Array(ops.to_vec())).map_err(|e| {
                 ClusterError::Unusable {
@@ -114,23 +209,26 @@ impl Kube for KubeClusters {
                     why: format!("bad patch: {e}"),
                 }
             })?;
-        let result = self
-            .clusters
-            .call(
-                cluster,
-                &format!("patch deployment {namespace}/{name}"),
-                |client| {
-                    let patch = patch.clone();
-                    async move {
-                        let api = Api::<Deployment>::namespaced(client, namespace);
-                        api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
-                            .await
-                    }
-                },
-            )
-            .await?;
-        info!(cluster, namespace, deployment = name, "deployment patched");
-        Ok(result)
+        let patched = match kind {
+            Kind::Deployment => {
+                self.patch_kind::<Deployment>(cluster, namespace, name, &patch)
+                    .await
+            }
+            Kind::StatefulSet => {
+                self.patch_kind::<StatefulSet>(cluster, namespace, name, &patch)
+                    .await
+            }
+            Kind::DaemonSet => {
+                self.patch_kind::<DaemonSet>(cluster, namespace, name, &patch)
+                    .await
+            }
+            Kind::CronJob => {
+                self.patch_kind::<CronJob>(cluster, namespace, name, &patch)
+                    .await
+            }
+        }?;
+        info!(cluster, kind = %kind, namespace, name, "workload patched");
+        Ok(patched)
     }
 
     async fn pods(
@@ -220,7 +318,10 @@ mod tests {
             assert_eq!(body_json(req).await, Value::Array(ops.clone()));
             send.send_response(json_response(200, deployment("api")));
         };
-        let (patched, ()) = tokio::join!(kube.patch("dev", "shop", "api", &ops), server);
+        let (patched, ()) = tokio::join!(
+            kube.patch("dev", Kind::Deployment, "shop", "api", &ops),
+            server
+        );
         assert_eq!(patched.unwrap().metadata.name.as_deref(), Some("api"));
     }
 
@@ -237,7 +338,7 @@ mod tests {
             );
             send.send_response(json_response(200, deployment("api")));
         };
-        let (got, ()) = tokio::join!(kube.get("dev", "shop", "api"), server);
+        let (got, ()) = tokio::join!(kube.get("dev", Kind::Deployment, "shop", "api"), server);
         assert!(got.is_ok(), "{got:?}");
     }
 
@@ -250,7 +351,7 @@ mod tests {
                 send.send_response(json_response(401, status(401, "Unauthorized")));
             }
         };
-        let (got, ()) = tokio::join!(kube.get("dev", "shop", "api"), server);
+        let (got, ()) = tokio::join!(kube.get("dev", Kind::Deployment, "shop", "api"), server);
         let err = got.unwrap_err();
         assert_eq!(err.status(), Some(401));
         assert_eq!(err.class(), bridgekeeper::Class::NonRetryable);
@@ -263,7 +364,10 @@ mod tests {
             let (_, send) = respond(&mut handle).await;
             send.send_response(json_response(409, status(409, "Conflict")));
         };
-        let (got, ()) = tokio::join!(kube.patch("dev", "shop", "api", &[]), server);
+        let (got, ()) = tokio::join!(
+            kube.patch("dev", Kind::Deployment, "shop", "api", &[]),
+            server
+        );
         let err = got.unwrap_err();
         assert_eq!(
             (err.status(), err.class()),
@@ -272,7 +376,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn listing_follows_continue_tokens() {
+    async fn listing_follows_continue_tokens_over_every_kind_and_survives_a_forbidden_one() {
         let (kube, mut handle) = clusters();
         let server = async {
             let (req, send) = respond(&mut handle).await;
@@ -296,14 +400,54 @@ mod tests {
                 200,
                 json!({"apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {}, "items": [deployment("b")]}),
             ));
+            let (req, send) = respond(&mut handle).await;
+            assert_eq!(req.uri().path(), "/apis/apps/v1/statefulsets");
+            send.send_response(json_response(
+                200,
+                json!({"apiVersion": "apps/v1", "kind": "StatefulSetList", "metadata": {}, "items": [
+                    {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "shop"},
+                     "spec": {"serviceName": "db", "selector": {}, "template": {}}}]}),
+            ));
+            // RBAC from before the other kinds: DaemonSets forbidden, the rest still rolls.
+            let (req, send) = respond(&mut handle).await;
+            assert_eq!(req.uri().path(), "/apis/apps/v1/daemonsets");
+            send.send_response(json_response(403, status(403, "Forbidden")));
+            let (req, send) = respond(&mut handle).await;
+            assert_eq!(req.uri().path(), "/apis/batch/v1/cronjobs");
+            send.send_response(json_response(
+                200,
+                json!({"apiVersion": "batch/v1", "kind": "CronJobList", "metadata": {}, "items": []}),
+            ));
         };
         let (got, ()) = tokio::join!(kube.list("dev", None), server);
         let names: Vec<_> = got
             .unwrap()
             .into_iter()
-            .filter_map(|d| d.metadata.name)
+            .map(|w| format!("{} {}", w.kind, w.metadata.name.unwrap_or_default()))
             .collect();
-        assert_eq!(names, ["a", "b"]);
+        assert_eq!(names, ["Deployment a", "Deployment b", "StatefulSet db"]);
+    }
+
+    #[tokio::test]
+    async fn each_kind_is_patched_at_its_own_path() {
+        let (kube, mut handle) = clusters();
+        let server = async {
+            let (req, send) = respond(&mut handle).await;
+            assert_eq!(
+                req.uri().path(),
+                "/apis/batch/v1/namespaces/shop/cronjobs/report"
+            );
+            send.send_response(json_response(
+                200,
+                json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "report", "namespace": "shop"},
+                       "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {}}}}}),
+            ));
+        };
+        let (got, ()) = tokio::join!(
+            kube.patch("dev", Kind::CronJob, "shop", "report", &[]),
+            server
+        );
+        assert_eq!(got.unwrap().kind, Kind::CronJob);
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ pub mod kube;
 pub mod reconcile;
 pub mod registry;
 pub mod watch;
+pub mod workload;
 
 pub use config::Config;
 

@@ -9,13 +9,12 @@ use std::fmt::Write;
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::{Notification, Severity};
 use futures::stream::{self, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
 use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::domain::{self, Followed, Push, Target};
-use crate::handler::{ClusterReport, list, roll_listed};
+use crate::domain::{self, Followed, Push, Target, Workload};
+use crate::handler::{ClusterReport, counted, label, list, roll_listed};
 use crate::kube::Kube;
 use crate::registry::Registry;
 
@@ -42,7 +41,7 @@ pub async fn reconcile<K: Kube, R: Registry>(
     until: Option<tokio::time::Instant>,
 ) -> (Vec<ImageCheck>, Vec<ClusterReport>) {
     let targets = domain::all_targets(&config.rules);
-    let listed: Vec<(Target, Result<Vec<Deployment>, String>)> =
+    let listed: Vec<(Target, Result<Vec<Workload>, String>)> =
         stream::iter(targets.into_iter().map(|t| async move {
             let r = list(kube, &t).await.map_err(|e| e.to_string());
             (t, r)
@@ -129,7 +128,7 @@ pub async fn reconcile<K: Kube, R: Registry>(
                     .into_iter()
                     .filter(|t| t.cluster == target.cluster)
                 {
-                    let mine: Vec<Deployment> = deployments
+                    let mine: Vec<Workload> = deployments
                         .iter()
                         .filter(|d| {
                             let ns = d.metadata.namespace.as_deref().unwrap_or_default();
@@ -189,8 +188,8 @@ pub fn notification(
         .map(|c| c.cluster.as_str())
         .collect();
     let mut subject = format!(
-        "[{environment}] image reconcile: {rolled} Deployment{} caught up in {}",
-        if rolled == 1 { "" } else { "s" },
+        "[{environment}] image reconcile: {} caught up in {}",
+        counted(clusters.iter().flat_map(|c| &c.rolled).map(|x| x.kind)),
         names.join(", ")
     );
     if failed > 0 {
@@ -201,18 +200,12 @@ pub fn notification(
     );
     for c in clusters {
         for x in &c.rolled {
-            let _ = writeln!(
-                body,
-                "  {}: rolled {}/{} to {}",
-                c.cluster, x.namespace, x.name, x.image
-            );
+            let what = label(x.kind, &x.namespace, &x.name);
+            let _ = writeln!(body, "  {}: rolled {what} to {}", c.cluster, x.image);
         }
         for x in &c.failed {
-            let _ = writeln!(
-                body,
-                "  {}: FAILED {}/{}: {}",
-                c.cluster, x.namespace, x.name, x.error
-            );
+            let what = label(x.kind, &x.namespace, &x.name);
+            let _ = writeln!(body, "  {}: FAILED {what}: {}", c.cluster, x.error);
         }
     }
     let severity = if failed > 0 {

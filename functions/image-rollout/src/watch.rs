@@ -4,7 +4,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -13,6 +12,7 @@ use crate::domain::Push;
 use crate::handler::key;
 use crate::health::{self, Progress};
 use crate::kube::Kube;
+use crate::workload::Workload;
 
 /// Kept back from the Lambda deadline to send the report: a function that times out must never
 /// leave a rollout unreported.
@@ -38,7 +38,7 @@ pub async fn follow<K: Kube>(
     cluster: &str,
     push: &Push,
     config: &Config,
-    mut d: Deployment,
+    mut d: Workload,
     until: Option<Instant>,
 ) -> (Option<Progress>, Option<String>) {
     let Some(until) = until else {
@@ -66,14 +66,14 @@ pub async fn follow<K: Kube>(
             break Progress::Failed(format!("not ready within the watch: {what}"));
         }
         tokio::time::sleep(config.poll_interval).await;
-        match kube.get(cluster, &namespace, &name).await {
+        match kube.get(cluster, d.kind, &namespace, &name).await {
             Ok(fresh) => d = fresh,
             Err(e) => break Progress::Progressing(format!("could not read it back: {e}")),
         }
     };
     let rolled_back = match &progress {
         Progress::Failed(why) if config.rollback_on_failure => {
-            Some(roll_back(kube, cluster, push, &namespace, &name, why).await)
+            Some(roll_back(kube, cluster, push, &d, why).await)
         }
         _ => None,
     };
@@ -84,18 +84,19 @@ async fn roll_back<K: Kube>(
     kube: &K,
     cluster: &str,
     push: &Push,
-    namespace: &str,
-    name: &str,
+    w: &Workload,
     why: &str,
 ) -> String {
-    let fresh = match kube.get(cluster, namespace, name).await {
+    let (namespace, name) = key(w);
+    let (namespace, name) = (namespace.as_str(), name.as_str());
+    let fresh = match kube.get(cluster, w.kind, namespace, name).await {
         Ok(d) => d,
         Err(e) => return format!("rollback failed: could not read it: {e}"),
     };
     let Some((ops, restored)) = health::rollback_patch(&fresh, push) else {
         return "no rollback: no earlier image recorded (a restart, or edited since)".into();
     };
-    match kube.patch(cluster, namespace, name, &ops).await {
+    match kube.patch(cluster, w.kind, namespace, name, &ops).await {
         Ok(_) => {
             info!(
                 cluster,

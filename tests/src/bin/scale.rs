@@ -139,10 +139,11 @@ fn dns_sync() -> String {
 fn image_rollout() -> String {
     use image_rollout::domain::*;
     let registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
-    let deployments: Vec<k8s_openapi::api::apps::v1::Deployment> = (0..2_000)
+    let deployments: Vec<Workload> = (0..2_000)
         .map(|i| {
             let repo = if i % 2 == 0 { "shop/api" } else { "shop/web" };
-            serde_json::from_value(json!({
+            Workload::from_json(json!({
+                "kind": "Deployment",
                 "metadata": {"name": format!("app{i}"), "namespace": format!("ns{}", i % 50)},
                 "spec": {"selector": {}, "template": {"spec": {
                     "initContainers": [{"name": "migrate", "image": format!("{registry}/{repo}:latest")}],
