@@ -25,6 +25,9 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "image-rollout/push-latest.json",
             "image-rollout/push-stable.json",
             "image-rollout/push-version.json",
+            // Tagged, so the rule passes it (an anything-but alone would also drop pushes
+            // without artifact-media-type); the function refuses it by its media type.
+            "image-rollout/push-attestation.json",
         ],
     ),
     (

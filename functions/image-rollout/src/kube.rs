@@ -357,6 +357,29 @@ mod tests {
         assert_eq!(err.class(), bridgekeeper::Class::NonRetryable);
     }
 
+    /// What an API server answers when a JSON-patch `test` op fails (the workload changed since it
+    /// was read): 422 Invalid, which the handler treats as a conflict. kmock answers 500.
+    #[tokio::test]
+    async fn a_failed_patch_guard_comes_back_as_422() {
+        let (kube, mut handle) = clusters();
+        let server = async {
+            let (_, send) = respond(&mut handle).await;
+            send.send_response(json_response(
+                422,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422,
+                       "reason": "Invalid", "message": "the server rejected our request due to an error in our request"}),
+            ));
+        };
+        let ops = vec![
+            json!({"op": "test", "path": "/spec/template/spec/containers/0/name", "value": "api"}),
+        ];
+        let (got, ()) = tokio::join!(
+            kube.patch("dev", Kind::Deployment, "shop", "api", &ops),
+            server
+        );
+        assert_eq!(got.unwrap_err().status(), Some(422));
+    }
+
     #[tokio::test]
     async fn conflict_is_returned_as_a_retryable_409() {
         let (kube, mut handle) = clusters();
