@@ -50,6 +50,25 @@ pub trait Kube: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Pod>, ClusterError>> + Send;
 }
 
+/// A namespaced workload kind the adapter reads and patches.
+trait Resource:
+    kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + Debug
+    + Into<Workload>
+{
+}
+
+impl<K> Resource for K where
+    K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Into<Workload>
+{
+}
+
 pub struct KubeClusters {
     clusters: Clusters,
 }
@@ -74,14 +93,9 @@ impl KubeClusters {
         namespace: Option<&str>,
     ) -> Result<Vec<Workload>, ClusterError>
     where
-        K: kube::Resource<Scope = NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug
-            + Into<Workload>,
-        K::DynamicType: Default,
+        K: Resource,
     {
-        let plural = K::plural(&Default::default()).into_owned();
+        let plural = K::plural(&()).into_owned();
         let what = format!("list {plural} in {}", namespace.unwrap_or("all namespaces"));
         let items = self
             .clusters
@@ -103,14 +117,9 @@ impl KubeClusters {
         name: &str,
     ) -> Result<Workload, ClusterError>
     where
-        K: kube::Resource<Scope = NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug
-            + Into<Workload>,
-        K::DynamicType: Default,
+        K: Resource,
     {
-        let kind = K::kind(&Default::default()).into_owned();
+        let kind = K::kind(&()).into_owned();
         self.clusters
             .call(
                 cluster,
@@ -129,14 +138,9 @@ impl KubeClusters {
         patch: &json_patch::Patch,
     ) -> Result<Workload, ClusterError>
     where
-        K: kube::Resource<Scope = NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug
-            + Into<Workload>,
-        K::DynamicType: Default,
+        K: Resource,
     {
-        let kind = K::kind(&Default::default()).into_owned();
+        let kind = K::kind(&()).into_owned();
         self.clusters
             .call(
                 cluster,
