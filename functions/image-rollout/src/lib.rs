@@ -1,4 +1,5 @@
-//! image-rollout: when an image is pushed to ECR, roll the EKS Deployments that run it.
+//! image-rollout: when an image is pushed to ECR, roll the EKS workloads that run it; on a
+//! schedule, catch up the pushes whose events never came.
 
 pub mod config;
 pub mod domain;
