@@ -59,6 +59,10 @@ impl snapshot_export::aws::Rds for Fakes {
         call();
         Ok(vec![])
     }
+    async fn all_exports(&self) -> Result<Vec<snapshot_export::domain::ExportTask>, AwsError> {
+        call();
+        Ok(vec![])
+    }
     async fn running_exports(&self) -> Result<usize, AwsError> {
         call();
         Ok(0)

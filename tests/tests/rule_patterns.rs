@@ -35,6 +35,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &[
             "snapshot-export/export-completed.json",
             "snapshot-export/cluster-export-failed.json",
+            "snapshot-export/snapshot-created.json",
         ],
     ),
     (

@@ -1,7 +1,7 @@
 //! snapshot-export against moto: real RDS instances and Aurora clusters (moto makes their
 //! automated snapshots), real StartExportTask / DescribeExportTasks, SNS read back through SQS.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use aws_sdk_rds::types::Tag;
 use bridgekeeper::config::Env;
 use bridgekeeper_tests::{Inbox, TestEnv, repo_root, unique};
@@ -239,7 +239,7 @@ async fn export_completed_event_is_reported_with_its_location() -> Result<()> {
     let snapshot_arn = w.tasks().await?[0].source_arn().unwrap().to_owned();
     completed["detail"]["SourceArn"] = snapshot_arn.into();
     completed["detail"]["SourceIdentifier"] = export.snapshot.clone().into();
-    let Response::ExportEvent(report) = w.run(&config, completed).await? else {
+    let Response::ExportEvent { report, .. } = w.run(&config, completed).await? else {
         panic!("expected an export report")
     };
     assert_eq!(report.source, db);
@@ -274,5 +274,48 @@ async fn a_foreign_event_is_rejected_and_touches_nothing() -> Result<()> {
     assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
     assert!(w.tasks().await?.is_empty());
     assert!(w.inbox.receive().await?.is_empty());
+    Ok(())
+}
+
+/// An automated snapshot was created: its source is exported now, not at the next night; the
+/// same event three times still starts one export.
+#[tokio::test]
+async fn the_snapshot_created_trigger_starts_one_export_however_often_delivered() -> Result<()> {
+    let w = World::new().await?;
+    let db = unique("shop-db");
+    w.instance(&db, true).await?;
+    let snapshots = w
+        .rds
+        .describe_db_snapshots()
+        .db_instance_identifier(&db)
+        .snapshot_type("automated")
+        .send()
+        .await?;
+    let snap = snapshots
+        .db_snapshots()
+        .first()
+        .context("moto made no automated snapshot")?;
+    let (id, arn) = (
+        snap.db_snapshot_identifier().unwrap_or_default().to_owned(),
+        snap.db_snapshot_arn().unwrap_or_default().to_owned(),
+    );
+    let mut created = event("snapshot-created.json");
+    created["detail"]["SourceIdentifier"] = serde_json::json!(id);
+    created["detail"]["SourceArn"] = serde_json::json!(arn);
+    let config = w.config(&[("SOURCE_DB_INSTANCES", &db)]);
+    for _ in 0..3 {
+        let r = w.run(&config, created.clone()).await?;
+        assert!(
+            matches!(&r, Response::SnapshotCreated { source, ignored: None, .. } if source == &db),
+            "{r:?}"
+        );
+    }
+    let mine: Vec<_> = w
+        .tasks()
+        .await?
+        .into_iter()
+        .filter(|t| t.source_arn() == Some(arn.as_str()))
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
     Ok(())
 }

@@ -35,6 +35,9 @@ pub trait Rds: Send + Sync {
         &self,
         snapshot_arn: &str,
     ) -> impl Future<Output = Result<Vec<ExportTask>, AwsError>> + Send;
+    /// Every export task of the account in this region (RDS keeps their history): one listing
+    /// gives each snapshot's tasks and each source's last successful export.
+    fn all_exports(&self) -> impl Future<Output = Result<Vec<ExportTask>, AwsError>> + Send;
     /// How many of the account's exports are STARTING or IN_PROGRESS.
     fn running_exports(&self) -> impl Future<Output = Result<usize, AwsError>> + Send;
     fn start_export(
@@ -203,6 +206,20 @@ impl Rds for RdsApi {
             .map(task)
             .filter(|t| t.source_arn == snapshot_arn)
             .collect())
+    }
+
+    async fn all_exports(&self) -> Result<Vec<ExportTask>, AwsError> {
+        let pages = self
+            .client
+            .describe_export_tasks()
+            .into_paginator()
+            .items()
+            .send();
+        let all: Vec<_> = pages
+            .collect::<Result<_, _>>()
+            .await
+            .context("rds:DescribeExportTasks")?;
+        Ok(all.iter().map(task).collect())
     }
 
     async fn running_exports(&self) -> Result<usize, AwsError> {
@@ -400,7 +417,8 @@ mod tests {
                 none_for_snapshot.num_calls(),
                 snapshots.num_calls()
             ),
-            (1, 7, 7)
+            // One listing of every task (instead of one per snapshot), one of the running ones.
+            (2, 0, 7)
         );
     }
 

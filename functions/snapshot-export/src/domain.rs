@@ -44,6 +44,27 @@ pub struct Source {
 pub struct Skip {
     pub source: String,
     pub reason: String,
+    /// Only a person can fix it (no snapshot, attempts used up, a cancelled export, a tag on
+    /// the wrong resource): reported even when `SUMMARY_NOTIFICATIONS=changes`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub needs_person: bool,
+}
+
+impl Skip {
+    fn new(source: &str, reason: String) -> Skip {
+        Skip {
+            source: source.to_owned(),
+            reason,
+            needs_person: false,
+        }
+    }
+
+    fn for_a_person(source: &str, reason: String) -> Skip {
+        Skip {
+            needs_person: true,
+            ..Skip::new(source, reason)
+        }
+    }
 }
 
 /// Engines whose snapshots RDS can export to S3.
@@ -63,10 +84,7 @@ pub fn select_sources(
     clusters: &[SourceInfo],
 ) -> (Vec<Source>, Vec<Skip>) {
     let consider = |info: &SourceInfo| -> Result<Source, Skip> {
-        let skip = |reason: String| Skip {
-            source: info.id.clone(),
-            reason,
-        };
+        let skip = |reason: String| Skip::new(&info.id, reason);
         if let Some(cluster) = &info.cluster {
             Err(skip(format!(
                 "instance of cluster {cluster}: exported with the cluster's snapshot"
@@ -86,7 +104,23 @@ pub fn select_sources(
     let decided: Vec<Result<Source, Skip>> = match selection {
         Selection::Tag { key, value } => {
             let tagged = |i: &&SourceInfo| i.tags.get(key) == Some(value);
-            // Tagged Aurora member instances are covered by their cluster: not worth a line.
+            let cluster_tagged = |c: &str| clusters.iter().filter(tagged).any(|x| x.id == c);
+            // A tagged Aurora member instance is covered by its cluster's snapshot: no line when
+            // the cluster is selected, and a pointer to the cluster when it is not.
+            let members = instances
+                .iter()
+                .filter(tagged)
+                .filter_map(|i| Some((i, i.cluster.as_deref()?)))
+                .filter(|(_, c)| !cluster_tagged(c))
+                .map(|(i, c)| {
+                    Err(Skip::for_a_person(
+                        &i.id,
+                        format!(
+                            "member of Aurora cluster {c}, whose snapshots hold its data: tag the \
+                             cluster {c} ({key}={value}), not the instance"
+                        ),
+                    ))
+                });
             let instances = instances
                 .iter()
                 .filter(tagged)
@@ -94,6 +128,7 @@ pub fn select_sources(
             instances
                 .chain(clusters.iter().filter(tagged))
                 .map(consider)
+                .chain(members)
                 .collect()
         }
         Selection::Ids {
@@ -109,10 +144,10 @@ pub fn select_sources(
                 .iter()
                 .map(move |id| match listed.iter().find(|i| &i.id == id) {
                     Some(info) => consider(info),
-                    None => Err(Skip {
-                        source: id.clone(),
-                        reason: format!("no {kind} with this identifier"),
-                    }),
+                    None => Err(Skip::for_a_person(
+                        id,
+                        format!("no {kind} with this identifier"),
+                    )),
                 })
         })
         .collect(),
@@ -334,16 +369,48 @@ pub struct Plan {
     pub slots: usize,
 }
 
-/// Decides per source, then fills the free export slots oldest-snapshot-first.
+/// Decides per source, then fills the free export slots, longest-unexported source first.
 /// `running` is the number of the account's exports in STARTING or IN_PROGRESS.
 pub fn plan(
     facts: &[SourceFacts],
+    last: &LastExports,
     dest: &Destination,
     running: usize,
     max_concurrent: usize,
     max_attempts: u32,
 ) -> Plan {
-    decide(facts, dest, max_attempts).fill_slots(running, max_concurrent)
+    decide(facts, last, dest, max_attempts).fill_slots(running, max_concurrent)
+}
+
+/// When each source's newest successful export (one Bridgekeeper started) ended.
+pub type LastExports = HashMap<String, DateTime<Utc>>;
+
+/// Bridgekeeper's export task ids (`export_task_id`); others were started by someone else.
+pub const TASK_PREFIX: &str = "bk-";
+
+/// `arn:...:snapshot:rds:shop-db-2026-11-21-02-10` → `rds:shop-db-2026-11-21-02-10`.
+pub fn snapshot_id_of_arn(arn: &str) -> &str {
+    arn.split_once(":cluster-snapshot:")
+        .or_else(|| arn.split_once(":snapshot:"))
+        .map_or(arn, |(_, id)| id)
+}
+
+/// The newest completed export of each source, from the account's export tasks: what the
+/// fairness rule ranks by, and what the export-age objective measures.
+pub fn last_exports(tasks: &[ExportTask]) -> LastExports {
+    let mut last = LastExports::new();
+    for t in tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Complete && t.id.starts_with(TASK_PREFIX))
+    {
+        let Some(at) = t.ended.or(t.started) else {
+            continue;
+        };
+        let source = source_of_snapshot(snapshot_id_of_arn(&t.source_arn)).to_owned();
+        let e = last.entry(source).or_insert(at);
+        *e = (*e).max(at);
+    }
+    last
 }
 
 impl Plan {
@@ -358,17 +425,24 @@ impl Plan {
     }
 }
 
-/// Per source: skip, already exported, or a candidate export. Every candidate is in `start`,
-/// oldest snapshot first, until [`Plan::fill_slots`] applies the quota.
-pub fn decide(facts: &[SourceFacts], dest: &Destination, max_attempts: u32) -> Plan {
+/// Per source: skip, already exported, or a candidate export. Every candidate is in `start` until
+/// [`Plan::fill_slots`] applies the quota, ranked so that no source waits forever: never
+/// exported first, then the longest since its last successful export, then the oldest snapshot.
+/// (Ranking by snapshot time alone defers the same late-backup sources every night.)
+pub fn decide(
+    facts: &[SourceFacts],
+    last: &LastExports,
+    dest: &Destination,
+    max_attempts: u32,
+) -> Plan {
     let mut plan = Plan::default();
     let mut candidates = Vec::new();
     for f in facts {
         let Some(snap) = &f.snapshot else {
-            plan.skipped.push(Skip {
-                source: f.source.id.clone(),
-                reason: "no available automated snapshot (automated backups off, or the first one is not done)".into(),
-            });
+            plan.skipped.push(Skip::for_a_person(
+                &f.source.id,
+                "no available automated snapshot (automated backups off, or the first one is not done)".into(),
+            ));
             continue;
         };
         let tasks: Vec<&ExportTask> = f
@@ -385,6 +459,18 @@ pub fn decide(facts: &[SourceFacts], dest: &Destination, max_attempts: u32) -> P
             });
             continue;
         }
+        // A person cancelled it: not started again behind their back.
+        if let Some(t) = tasks.iter().find(|t| t.status == TaskStatus::Canceled) {
+            plan.skipped.push(Skip::for_a_person(
+                &f.source.id,
+                format!(
+                    "export {} of {} was cancelled; not restarted (start it by hand, or the next \
+                     snapshot is exported)",
+                    t.id, snap.id
+                ),
+            ));
+            continue;
+        }
         let attempt = tasks.len() as u32 + 1;
         if attempt > max_attempts {
             let cause = tasks
@@ -392,14 +478,14 @@ pub fn decide(facts: &[SourceFacts], dest: &Destination, max_attempts: u32) -> P
                 .rev()
                 .find_map(|t| t.failure_cause.clone())
                 .unwrap_or_else(|| "no cause given".into());
-            plan.skipped.push(Skip {
-                source: f.source.id.clone(),
-                reason: format!(
+            plan.skipped.push(Skip::for_a_person(
+                &f.source.id,
+                format!(
                     "export of {} failed {} times, not retried (last: {cause})",
                     snap.id,
                     tasks.len()
                 ),
-            });
+            ));
             continue;
         }
         let created = snap.created.unwrap_or_default();
@@ -420,8 +506,14 @@ pub fn decide(facts: &[SourceFacts], dest: &Destination, max_attempts: u32) -> P
             export_only: dest.export_only.clone(),
         });
     }
-    candidates
-        .sort_by(|a, b| (a.snapshot_created, &a.source).cmp(&(b.snapshot_created, &b.source)));
+    // `None` sorts before any time: never exported goes first.
+    candidates.sort_by(|a, b| {
+        (last.get(&a.source), a.snapshot_created, &a.source).cmp(&(
+            last.get(&b.source),
+            b.snapshot_created,
+            &b.source,
+        ))
+    });
     plan.start = candidates;
     plan
 }
@@ -670,7 +762,7 @@ mod tests {
                 tasks: vec![task("bk-x", &arn, status)],
                 ..f.clone()
             };
-            let p = plan(&[with_task], &dest(), 0, 5, 3);
+            let p = plan(&[with_task], &LastExports::new(), &dest(), 0, 5, 3);
             assert!(p.start.is_empty(), "{status:?}");
             assert_eq!(p.already_exported[0].task_id, "bk-x");
         }
@@ -683,7 +775,12 @@ mod tests {
             )],
             ..f
         };
-        assert_eq!(plan(&[older], &dest(), 0, 5, 3).start.len(), 1);
+        assert_eq!(
+            plan(&[older], &LastExports::new(), &dest(), 0, 5, 3)
+                .start
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -699,13 +796,13 @@ mod tests {
                 .collect(),
             ..f.clone()
         };
-        let p = plan(&[failed(1)], &dest(), 0, 5, 3);
+        let p = plan(&[failed(1)], &LastExports::new(), &dest(), 0, 5, 3);
         assert!(
             p.start[0].task_id.ends_with("-a2"),
             "{}",
             p.start[0].task_id
         );
-        let p = plan(&[failed(3)], &dest(), 0, 5, 3);
+        let p = plan(&[failed(3)], &LastExports::new(), &dest(), 0, 5, 3);
         assert!(p.start.is_empty());
         assert!(
             p.skipped[0].reason.contains("failed 3 times"),
@@ -721,7 +818,7 @@ mod tests {
             snapshot: None,
             ..facts("new-db", 20, vec![])
         };
-        let p = plan(&[f], &dest(), 0, 5, 3);
+        let p = plan(&[f], &LastExports::new(), &dest(), 0, 5, 3);
         assert_eq!(p.skipped[0].source, "new-db");
         assert!(
             p.skipped[0]
@@ -744,7 +841,7 @@ mod tests {
         .iter()
         .map(|(n, day)| facts(&format!("db{n}"), *day, vec![]))
         .collect();
-        let p = plan(&all, &dest(), 3, 5, 3);
+        let p = plan(&all, &LastExports::new(), &dest(), 3, 5, 3);
         assert_eq!((p.running_before, p.slots), (3, 2));
         let started: Vec<_> = p.start.iter().map(|e| e.source.as_str()).collect();
         assert_eq!(started, ["db5", "db1"]);
@@ -757,16 +854,28 @@ mod tests {
         let all: Vec<_> = (1..=3)
             .map(|n| facts(&format!("db{n}"), 20, vec![]))
             .collect();
-        assert_eq!(plan(&all, &dest(), 0, 2, 3).start.len(), 2);
-        let full = plan(&all, &dest(), 5, 5, 3);
+        assert_eq!(
+            plan(&all, &LastExports::new(), &dest(), 0, 2, 3)
+                .start
+                .len(),
+            2
+        );
+        let full = plan(&all, &LastExports::new(), &dest(), 5, 5, 3);
         assert_eq!((full.start.len(), full.deferred.len()), (0, 3));
         // More running than the cap (someone else's exports): no underflow, nothing started.
-        assert_eq!(plan(&all, &dest(), 7, 5, 3).slots, 0);
+        assert_eq!(plan(&all, &LastExports::new(), &dest(), 7, 5, 3).slots, 0);
     }
 
     #[test]
     fn export_carries_bucket_prefix_role_key_and_location() {
-        let p = plan(&[facts("shop-db", 21, vec![])], &dest(), 0, 5, 3);
+        let p = plan(
+            &[facts("shop-db", 21, vec![])],
+            &LastExports::new(),
+            &dest(),
+            0,
+            5,
+            3,
+        );
         let e = &p.start[0];
         assert_eq!(e.prefix, "rds-exports/shop-db/2026-11-21");
         assert_eq!(
@@ -849,5 +958,168 @@ mod tests {
             let arn = format!("arn:aws:rds:::snapshot:{id}");
             prop_assert_ne!(export_task_id(&id, &arn, 1), export_task_id(&id, &arn, n));
         }
+    }
+
+    /// The starting bug: with more sources than slots, ranking by snapshot time deferred the
+    /// same late-backup sources every night, forever.
+    #[test]
+    fn eight_sources_and_five_slots_are_all_exported_within_two_nights() {
+        let ids: Vec<String> = (0..8).map(|i| format!("db{i}")).collect();
+        let mut tasks: Vec<ExportTask> = Vec::new();
+        let mut exported_on: HashMap<String, u32> = HashMap::new();
+        for night in [21u32, 22, 23] {
+            // Each night's snapshot; db7 backs up latest, db0 earliest.
+            let facts: Vec<SourceFacts> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    let mut f = facts(id, night, vec![]);
+                    let s = f.snapshot.as_mut().unwrap();
+                    s.created = Some(
+                        Utc.with_ymd_and_hms(2026, 11, night, 1, i as u32, 0)
+                            .unwrap(),
+                    );
+                    f.tasks = tasks
+                        .iter()
+                        .filter(|t| t.source_arn == s.arn)
+                        .cloned()
+                        .collect();
+                    f
+                })
+                .collect();
+            let p = plan(&facts, &last_exports(&tasks), &dest(), 0, 5, 3);
+            assert_eq!(p.start.len(), 5, "night {night}");
+            // Every started export completes before the next night.
+            for e in p.start {
+                exported_on.entry(e.source.clone()).or_insert(night);
+                let mut t = task(&e.task_id, &e.snapshot_arn, TaskStatus::Complete);
+                t.ended = Some(Utc.with_ymd_and_hms(2026, 11, night, 5, 0, 0).unwrap());
+                tasks.push(t);
+            }
+        }
+        for id in &ids {
+            assert!(
+                exported_on.get(id).is_some_and(|&n| n <= 22),
+                "{id}: {exported_on:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_longest_unexported_source_goes_first_and_never_exported_before_all() {
+        let done = |day: u32| Utc.with_ymd_and_hms(2026, 11, day, 6, 0, 0).unwrap();
+        let last = LastExports::from([("a".to_owned(), done(20)), ("b".to_owned(), done(18))]);
+        // Snapshot times would put "a" first; the last exports decide instead.
+        let f = [
+            facts("a", 21, vec![]),
+            facts("b", 22, vec![]),
+            facts("c", 23, vec![]),
+        ];
+        let p = plan(&f, &last, &dest(), 3, 5, 3);
+        let order: Vec<&str> = p.start.iter().map(|e| e.source.as_str()).collect();
+        assert_eq!(order, ["c", "b"]);
+        assert_eq!(p.deferred[0].source, "a");
+    }
+
+    #[test]
+    fn only_bridgekeepers_completed_exports_count_as_a_last_export() {
+        let arn = |id: &str| {
+            format!("arn:aws:rds:eu-west-1:123456789012:snapshot:rds:{id}-2026-11-20-02-10")
+        };
+        let ended = |t: ExportTask, h: u32| ExportTask {
+            ended: Some(Utc.with_ymd_and_hms(2026, 11, 20, h, 0, 0).unwrap()),
+            ..t
+        };
+        let tasks = [
+            ended(
+                task(
+                    "bk-shop-db-2026-11-20-02-10-aa",
+                    &arn("shop-db"),
+                    TaskStatus::Complete,
+                ),
+                4,
+            ),
+            ended(
+                task("someone-elses", &arn("billing"), TaskStatus::Complete),
+                4,
+            ),
+            ended(
+                task(
+                    "bk-billing-2026-11-20-02-10-bb",
+                    &arn("billing"),
+                    TaskStatus::Failed,
+                ),
+                5,
+            ),
+            ended(
+                task(
+                    "bk-catalog-x",
+                    "arn:aws:rds:eu-west-1:123456789012:cluster-snapshot:rds:catalog-2026-11-20-03-00",
+                    TaskStatus::Complete,
+                ),
+                6,
+            ),
+        ];
+        let last = last_exports(&tasks);
+        assert_eq!(last.len(), 2, "{last:?}");
+        assert!(last.contains_key("shop-db") && last.contains_key("catalog"));
+    }
+
+    #[test]
+    fn a_cancelled_export_is_not_restarted_and_a_failed_one_is() {
+        let f = facts("shop-db", 21, vec![]);
+        let arn = f.snapshot.as_ref().unwrap().arn.clone();
+        let cancelled = facts(
+            "shop-db",
+            21,
+            vec![task("bk-x", &arn, TaskStatus::Canceled)],
+        );
+        let p = plan(&[cancelled], &LastExports::new(), &dest(), 0, 5, 3);
+        assert!(p.start.is_empty());
+        assert!(p.skipped[0].reason.contains("was cancelled; not restarted"));
+        assert!(p.skipped[0].needs_person);
+        let failed = facts("shop-db", 21, vec![task("bk-x", &arn, TaskStatus::Failed)]);
+        let p = plan(&[failed], &LastExports::new(), &dest(), 0, 5, 3);
+        assert_eq!(p.start.len(), 1);
+        assert!(p.start[0].task_id.ends_with("-a2"));
+    }
+
+    #[test]
+    fn a_tagged_aurora_member_whose_cluster_is_not_selected_says_to_tag_the_cluster() {
+        let mut member = info(
+            "catalog-1",
+            SnapshotKind::Instance,
+            "aurora-postgresql",
+            &TAG,
+        );
+        member.cluster = Some("catalog".into());
+        let mut covered = info(
+            "orders-1",
+            SnapshotKind::Instance,
+            "aurora-postgresql",
+            &TAG,
+        );
+        covered.cluster = Some("orders".into());
+        let clusters = [
+            info("catalog", SnapshotKind::Cluster, "aurora-postgresql", &[]),
+            info("orders", SnapshotKind::Cluster, "aurora-postgresql", &TAG),
+        ];
+        let selection = Selection::Tag {
+            key: "bridgekeeper:export".into(),
+            value: "true".into(),
+        };
+        let (chosen, skipped) = select_sources(&selection, &[member, covered], &clusters);
+        assert_eq!(
+            chosen.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ["orders"]
+        );
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(skipped[0].source, "catalog-1");
+        assert!(
+            skipped[0].reason.contains("tag the cluster catalog"),
+            "{}",
+            skipped[0].reason
+        );
+        assert!(skipped[0].needs_person);
     }
 }

@@ -20,7 +20,37 @@ use crate::report::{ExportReport, RunSummary, SourceError};
 #[serde(tag = "trigger", rename_all = "snake_case")]
 pub enum Response {
     Schedule(RunSummary),
-    ExportEvent(ExportReport),
+    /// An export finished: reported, then the free slot filled for the sources still waiting.
+    ExportEvent {
+        #[serde(flatten)]
+        report: ExportReport,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<RunSummary>,
+    },
+    /// An automated snapshot was created: exported now if its source is selected.
+    SnapshotCreated {
+        snapshot: String,
+        source: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        run: Option<RunSummary>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ignored: Option<String>,
+    },
+    /// An export task someone else started: not reported as Bridgekeeper's.
+    NotOurs {
+        task_id: String,
+        snapshot: String,
+    },
+}
+
+/// RDS's "automated snapshot created" events, for a DB instance and for an Aurora cluster.
+const SNAPSHOT_CREATED: [&str; 2] = ["RDS-EVENT-0091", "RDS-EVENT-0169"];
+
+/// What started a slot-filling run; a chained run speaks only when it starts or fails something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Schedule,
+    Chained,
 }
 
 pub async fn handle<R: Rds, N: Notifier>(
@@ -36,15 +66,16 @@ pub async fn handle<R: Rds, N: Notifier>(
     match kind {
         k if k == SCHEDULED_EVENT => {
             let _: ScheduledEvent = serde_json::from_value(event).map_err(malformed)?;
-            scheduled(config, rds, notifier)
+            scheduled(config, rds, notifier, Trigger::Schedule)
                 .await
                 .map(Response::Schedule)
         }
         k if k == RDS_SNAPSHOT_EVENT || k == RDS_CLUSTER_SNAPSHOT_EVENT => {
             let e: RdsEvent = serde_json::from_value(event).map_err(malformed)?;
-            export_event(e, config, rds, notifier)
-                .await
-                .map(Response::ExportEvent)
+            if SNAPSHOT_CREATED.contains(&e.detail.event_id.as_str()) {
+                return snapshot_created(e, config, rds, notifier).await;
+            }
+            export_event(e, config, rds, notifier).await
         }
         ("", "") => Err(Error::invalid_event(
             "no source or detail-type: expected a Scheduled Event or an RDS snapshot export event",
@@ -78,6 +109,7 @@ async fn scheduled<R: Rds, N: Notifier>(
     config: &Config,
     rds: &R,
     notifier: &N,
+    trigger: Trigger,
 ) -> Result<RunSummary, Error> {
     let (want_instances, want_clusters) = match &config.selection {
         domain::Selection::Ids {
@@ -100,6 +132,15 @@ async fn scheduled<R: Rds, N: Notifier>(
 
     let mut errors = Vec::new();
     let mut facts = Vec::with_capacity(sources.len());
+    // One listing of the account's export tasks, not one per source: each snapshot's tasks and
+    // each source's last successful export.
+    let all_tasks = if sources.is_empty() {
+        vec![]
+    } else {
+        rds.all_exports().await?
+    };
+    let last = domain::last_exports(&all_tasks);
+    let mut by_snapshot = domain::tasks_by_source(all_tasks);
     for source in sources {
         let snapshot = match rds.snapshots(&source).await {
             Ok(snaps) => domain::newest_automated(&snaps).cloned(),
@@ -108,16 +149,10 @@ async fn scheduled<R: Rds, N: Notifier>(
                 continue;
             }
         };
-        let tasks = match &snapshot {
-            Some(s) => match rds.export_tasks(&s.arn).await {
-                Ok(t) => t,
-                Err(e) => {
-                    per_source(&source.id, e, &mut errors)?;
-                    continue;
-                }
-            },
-            None => vec![],
-        };
+        let tasks = snapshot
+            .as_ref()
+            .and_then(|s| by_snapshot.remove(&s.arn))
+            .unwrap_or_default();
         facts.push(SourceFacts {
             source,
             snapshot,
@@ -132,7 +167,7 @@ async fn scheduled<R: Rds, N: Notifier>(
         kms_key_arn: config.kms_key_arn.to_string(),
         export_only: config.export_only.clone(),
     };
-    let decided = domain::decide(&facts, &dest, config.max_attempts);
+    let decided = domain::decide(&facts, &last, &dest, config.max_attempts);
     // Only ask for the account's running exports when there is something to start.
     let running = if decided.start.is_empty() {
         0
@@ -187,10 +222,11 @@ async fn scheduled<R: Rds, N: Notifier>(
         );
     metrics.flush();
 
-    let notify = match config.summary {
-        SummaryPolicy::Always => true,
-        SummaryPolicy::Changes => summary.has_news(),
-        SummaryPolicy::Never => false,
+    let notify = match (trigger, config.summary) {
+        (_, SummaryPolicy::Never) => false,
+        (Trigger::Chained, _) => !summary.started.is_empty() || !summary.errors.is_empty(),
+        (Trigger::Schedule, SummaryPolicy::Always) => true,
+        (Trigger::Schedule, SummaryPolicy::Changes) => summary.has_news(),
     };
     if notify {
         let id = notifier
@@ -215,7 +251,7 @@ async fn export_event<R: Rds, N: Notifier>(
     config: &Config,
     rds: &R,
     notifier: &N,
-) -> Result<ExportReport, Error> {
+) -> Result<Response, Error> {
     let detail = &event.detail;
     let Some((kind, outcome)) = detail.export_outcome() else {
         return Err(Error::invalid_event(format!(
@@ -225,6 +261,13 @@ async fn export_event<R: Rds, N: Notifier>(
     };
     let tasks = rds.export_tasks(&detail.source_arn).await?;
     let task = domain::task_for_event(&tasks, &detail.source_arn, outcome);
+    if let Some(t) = task.filter(|t| !t.id.starts_with(domain::TASK_PREFIX)) {
+        info!(task = %t.id, snapshot = %detail.source_identifier, "an export someone else started; not reported");
+        return Ok(Response::NotOurs {
+            task_id: t.id.clone(),
+            snapshot: detail.source_identifier.clone(),
+        });
+    }
     let mut report = ExportReport::new(kind, outcome, detail, task);
     let id = notifier
         .notify(&report.notification(&config.environment, &detail.message))
@@ -243,7 +286,42 @@ async fn export_event<R: Rds, N: Notifier>(
     }
     metrics.flush();
     info!(snapshot = %report.snapshot, outcome = ?outcome, task = ?report.task_id, "export event reported");
-    Ok(report)
+    // A slot is free: the sources still waiting go now, not at the next nightly run.
+    let next = scheduled(config, rds, notifier, Trigger::Chained).await?;
+    Ok(Response::ExportEvent {
+        report,
+        next: Some(next),
+    })
+}
+
+/// An automated snapshot exists: export it now (through the same fair slot-filling as the
+/// schedule), so a snapshot still `creating` at the scheduled time is not a day late.
+async fn snapshot_created<R: Rds, N: Notifier>(
+    event: RdsEvent,
+    config: &Config,
+    rds: &R,
+    notifier: &N,
+) -> Result<Response, Error> {
+    let snapshot = event.detail.source_identifier.clone();
+    let source = domain::source_of_snapshot(&snapshot).to_owned();
+    let (instances, clusters) = (rds.list_instances().await?, rds.list_clusters().await?);
+    let (selected, _) = domain::select_sources(&config.selection, &instances, &clusters);
+    if !selected.iter().any(|s| s.id == source) {
+        info!(snapshot = %snapshot, source = %source, "snapshot of a source that is not selected");
+        return Ok(Response::SnapshotCreated {
+            snapshot,
+            source,
+            run: None,
+            ignored: Some("its source is not selected for export".into()),
+        });
+    }
+    let run = scheduled(config, rds, notifier, Trigger::Chained).await?;
+    Ok(Response::SnapshotCreated {
+        snapshot,
+        source,
+        run: Some(run),
+        ignored: None,
+    })
 }
 
 #[cfg(test)]
@@ -359,6 +437,13 @@ mod tests {
                 .cloned()
                 .collect())
         }
+        async fn all_exports(&self) -> Result<Vec<ExportTask>, AwsError> {
+            self.call("DescribeExportTasks(all)");
+            if let Some((code, status)) = self.failing.get("DescribeExportTasks") {
+                return Err(aws_error("rds:DescribeExportTasks", code, *status));
+            }
+            Ok(self.tasks.lock().unwrap().clone())
+        }
         async fn running_exports(&self) -> Result<usize, AwsError> {
             self.call("DescribeExportTasks(running)");
             Ok(self.running)
@@ -419,10 +504,6 @@ mod tests {
             ),
             (json("{}"), "no source or detail-type"),
             (json("[1, 2]"), "expected an EventBridge event object"),
-            (
-                json(SNAPSHOT_CREATED),
-                "RDS-EVENT-0091 (Automated snapshot created) is not a snapshot export event",
-            ),
             (
                 json(
                     r#"{"source": "aws.rds", "detail-type": "RDS DB Snapshot Event", "detail": {}}"#,
@@ -496,8 +577,9 @@ mod tests {
             }));
         let s = run(&rds, &n, &cfg).await;
         assert_eq!(s.already_exported.len(), 8);
-        // One listing each, then one snapshot and one task lookup per source; nothing else.
-        assert_eq!(rds.calls().len(), 2 + 2 * 8);
+        // One listing each (instances, clusters, every export task), then one snapshot lookup
+        // per source; nothing else.
+        assert_eq!(rds.calls().len(), 3 + 8);
         assert_eq!(rds.count("StartExportTask"), 0);
         assert_eq!(rds.count("DescribeExportTasks(running)"), 0);
     }
@@ -630,12 +712,15 @@ mod tests {
             size_gb: Some(3),
         });
         let n = FakeNotifier::default();
-        let Response::ExportEvent(r) = handle(json(COMPLETED), &config(&[]), &rds, &n)
-            .await
-            .unwrap()
+        let Response::ExportEvent { report: r, next } =
+            handle(json(COMPLETED), &config(&[]), &rds, &n)
+                .await
+                .unwrap()
         else {
             panic!("expected an export report")
         };
+        // The freed slot goes to the sources still waiting (none here: nothing selected).
+        assert!(next.unwrap().started.is_empty());
         assert_eq!(
             r.s3_uri.as_deref(),
             Some(
@@ -643,10 +728,129 @@ mod tests {
             )
         );
         assert_eq!((r.size_gb, r.duration_minutes), (Some(3), Some(40)));
-        assert_eq!(rds.calls(), ["DescribeExportTasks"]);
+        assert_eq!(rds.calls()[0], "DescribeExportTasks");
         assert_eq!(
             n.sent()[0].subject,
             "[dev] RDS export completed: shop-db (rds:shop-db-2026-11-21-02-10)"
         );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_created_event_exports_its_selected_source_now_once() {
+        let (rds, n, cfg) = (
+            FakeRds::with_instances(&["shop-db", "billing"]),
+            FakeNotifier::default(),
+            config(&[]),
+        );
+        for _ in 0..3 {
+            let r = handle(json(SNAPSHOT_CREATED), &cfg, &rds, &n)
+                .await
+                .unwrap();
+            let Response::SnapshotCreated {
+                source, ignored, ..
+            } = r
+            else {
+                panic!("{r:?}")
+            };
+            assert_eq!((source.as_str(), ignored), ("shop-db", None));
+        }
+        // The fair slot-filling ran: both waiting sources went, each exactly once.
+        assert_eq!(rds.count("StartExportTask"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_created_event_for_an_unselected_source_does_nothing() {
+        let (rds, n, cfg) = (
+            FakeRds::with_instances(&["billing"]),
+            FakeNotifier::default(),
+            config(&[]),
+        );
+        let r = handle(json(SNAPSHOT_CREATED), &cfg, &rds, &n)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                r,
+                Response::SnapshotCreated {
+                    ignored: Some(_),
+                    run: None,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        assert_eq!(rds.count("StartExportTask"), 0);
+        assert_eq!(rds.count("DescribeExportTasks(all)"), 0);
+        assert!(n.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_export_completed_event_starts_the_next_waiting_export() {
+        let mut rds = FakeRds::with_instances(&["a-db", "b-db", "c-db"]);
+        // Four of the account's five slots are busy once this export has finished.
+        rds.running = 4;
+        let e: bridgekeeper::events::RdsEvent = serde_json::from_str(COMPLETED).unwrap();
+        rds.tasks.lock().unwrap().push(ExportTask {
+            id: "bk-shop-db-2026-11-21-02-10-0badf00d".into(),
+            source_arn: e.detail.source_arn.clone(),
+            status: TaskStatus::Complete,
+            s3_bucket: Some("exports-bucket".into()),
+            s3_prefix: Some("rds-exports/shop-db/2026-11-21".into()),
+            failure_cause: None,
+            started: None,
+            ended: None,
+            size_gb: None,
+        });
+        let n = FakeNotifier::default();
+        let r = handle(json(COMPLETED), &config(&[]), &rds, &n)
+            .await
+            .unwrap();
+        let Response::ExportEvent {
+            next: Some(next), ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!((next.started.len(), next.deferred.len()), (1, 2));
+        assert_eq!(rds.count("StartExportTask"), 1);
+        let subjects: Vec<String> = n.sent().into_iter().map(|m| m.subject).collect();
+        assert_eq!(
+            subjects.len(),
+            2,
+            "the export's report and what started next: {subjects:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_export_someone_else_started_is_not_reported_as_ours() {
+        let rds = FakeRds::default();
+        let e: bridgekeeper::events::RdsEvent = serde_json::from_str(COMPLETED).unwrap();
+        rds.tasks.lock().unwrap().push(ExportTask {
+            id: "analytics-team-export".into(),
+            source_arn: e.detail.source_arn.clone(),
+            status: TaskStatus::Complete,
+            s3_bucket: Some("their-bucket".into()),
+            s3_prefix: None,
+            failure_cause: None,
+            started: None,
+            ended: None,
+            size_gb: None,
+        });
+        let n = FakeNotifier::default();
+        let r = handle(json(COMPLETED), &config(&[]), &rds, &n)
+            .await
+            .unwrap();
+        assert!(matches!(r, Response::NotOurs { .. }), "{r:?}");
+        assert!(n.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn skips_that_need_a_person_are_sent_even_when_only_changes_are() {
+        let mut rds = FakeRds::with_instances(&["new-db"]);
+        rds.snapshots.clear();
+        let n = FakeNotifier::default();
+        let s = run(&rds, &n, &config(&[("SUMMARY_NOTIFICATIONS", "changes")])).await;
+        assert!(s.skipped[0].needs_person);
+        assert_eq!(n.sent().len(), 1);
     }
 }

@@ -29,8 +29,12 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// Something started, waits, failed, or needs a person.
     pub fn has_news(&self) -> bool {
-        !(self.started.is_empty() && self.deferred.is_empty() && self.errors.is_empty())
+        !(self.started.is_empty()
+            && self.deferred.is_empty()
+            && self.errors.is_empty()
+            && !self.skipped.iter().any(|s| s.needs_person))
     }
 
     pub fn notification(&self, environment: &str) -> Notification {
@@ -309,6 +313,7 @@ mod tests {
             skipped: vec![Skip {
                 source: "new-db".into(),
                 reason: "no available automated snapshot".into(),
+                needs_person: true,
             }],
             running_before: 5,
             ..RunSummary::default()

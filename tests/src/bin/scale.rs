@@ -247,7 +247,7 @@ fn snapshot_export() -> String {
                 }
             })
             .collect();
-        plan(&facts, &dest, 2, 5, 3)
+        plan(&facts, &LastExports::new(), &dest, 2, 5, 3)
     });
     assert_eq!((plan.start.len(), plan.deferred.len()), (3, 497));
     row(
