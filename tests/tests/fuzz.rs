@@ -270,7 +270,7 @@ async fn run(
     };
     let err: Option<Error> = match function {
         "snapshot-export" => {
-            snapshot_export::handler::handle(payload, &c.snapshot, &Fakes, &recorder)
+            snapshot_export::handler::handle(payload, &c.snapshot, &Fakes, &recorder, &store)
                 .await
                 .err()
         }

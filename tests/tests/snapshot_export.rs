@@ -26,6 +26,8 @@ struct World {
     rds: aws_sdk_rds::Client,
     inbox: Inbox,
     bucket: String,
+    /// What the export-age objective remembers (moto's DynamoDB is tested in idempotency.rs).
+    memory: bridgekeeper::idempotency::testing::Memory,
 }
 
 impl World {
@@ -38,6 +40,7 @@ impl World {
             rds,
             inbox,
             bucket: unique("exports"),
+            memory: Default::default(),
         })
     }
 
@@ -92,7 +95,8 @@ impl World {
 
     async fn run(&self, config: &Config, event: serde_json::Value) -> Result<Response> {
         let notifier = config.notifier(aws_sdk_sns::Client::new(&self.env.sdk));
-        Ok(handle(event, config, &RdsApi::new(self.rds.clone()), &notifier).await?)
+        let rds = RdsApi::new(self.rds.clone());
+        Ok(handle(event, config, &rds, &notifier, &self.memory).await?)
     }
 
     async fn tasks(&self) -> Result<Vec<aws_sdk_rds::types::ExportTask>> {

@@ -397,7 +397,7 @@ mod tests {
             &start,
         ]);
 
-        let Response::Schedule(s) = handle(serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}), &config(), &rds, &Quiet)
+        let Response::Schedule(s) = handle(serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}), &config(), &rds, &Quiet, &bridgekeeper::idempotency::testing::Memory::default())
             .await
             .unwrap()
         else {
@@ -459,7 +459,15 @@ mod tests {
             .build();
         let rds = client(&[&rule]);
         let event = serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
-        let err = handle(event, &config(), &rds, &Quiet).await.unwrap_err();
+        let err = handle(
+            event,
+            &config(),
+            &rds,
+            &Quiet,
+            &bridgekeeper::idempotency::testing::Memory::default(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.diagnostic().error_type, "Retryable.Aws");
     }
 }

@@ -26,6 +26,8 @@ pub struct Config {
     pub selection: Selection,
     pub max_concurrent: usize,
     pub max_attempts: u32,
+    /// A selected source whose newest successful export is older than this is reported.
+    pub max_export_age: chrono::Duration,
     pub dry_run: bool,
     pub summary: SummaryPolicy,
 }
@@ -82,6 +84,13 @@ impl Config {
                 ),
             ));
         }
+        let max_export_age = env.parse_or("MAX_EXPORT_AGE_HOURS", "a number of hours", 36i64)?;
+        if max_export_age < 1 {
+            return Err(ConfigError::new(
+                "MAX_EXPORT_AGE_HOURS",
+                "must be at least 1",
+            ));
+        }
         let max_attempts = env.parse_or("MAX_EXPORT_ATTEMPTS", "a number from 1 to 10", 3u32)?;
         if !(1..=10).contains(&max_attempts) {
             return Err(ConfigError::new(
@@ -109,6 +118,7 @@ impl Config {
             selection,
             max_concurrent,
             max_attempts,
+            max_export_age: chrono::Duration::hours(max_export_age),
             dry_run: env.flag("DRY_RUN", false)?,
             summary,
         })

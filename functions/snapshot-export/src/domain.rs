@@ -558,6 +558,39 @@ pub fn tasks_by_source(tasks: Vec<ExportTask>) -> HashMap<String, Vec<ExportTask
     by
 }
 
+/// The export-age objective: selected sources whose newest successful export is older than
+/// `max_age`, or that were never exported and are not waiting for a slot, unless their newest
+/// snapshot is exported, exporting or just started. Source → what to tell a person.
+pub fn overdue(
+    facts: &[SourceFacts],
+    last: &LastExports,
+    exporting: &[&str],
+    waiting: &[&str],
+    now: DateTime<Utc>,
+    max_age: chrono::Duration,
+) -> BTreeMap<String, String> {
+    facts
+        .iter()
+        .filter(|f| !exporting.contains(&f.source.id.as_str()))
+        .filter_map(|f| {
+            let id = f.source.id.as_str();
+            let why = match last.get(id) {
+                // A new source queued behind others is not late yet; one that cannot be
+                // exported at all (no snapshot, attempts used up) is.
+                None if waiting.contains(&id) => return None,
+                None => "never exported".to_owned(),
+                Some(at) if now - *at > max_age => format!(
+                    "last exported {} ({} h ago)",
+                    at.format("%Y-%m-%d %H:%M UTC"),
+                    (now - *at).num_hours()
+                ),
+                Some(_) => return None,
+            };
+            Some((f.source.id.clone(), why))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1121,5 +1154,32 @@ mod tests {
             skipped[0].reason
         );
         assert!(skipped[0].needs_person);
+    }
+
+    #[test]
+    fn the_export_age_objective_names_overdue_sources_but_not_those_exporting_now() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+        let last = LastExports::from([
+            ("fresh".to_owned(), now - chrono::Duration::hours(20)),
+            ("stale".to_owned(), now - chrono::Duration::hours(50)),
+        ]);
+        let f = [
+            facts("fresh", 22, vec![]),
+            facts("stale", 22, vec![]),
+            facts("new", 22, vec![]),
+            facts("running", 22, vec![]),
+            facts("queued", 22, vec![]),
+        ];
+        let o = overdue(
+            &f,
+            &last,
+            &["running"],
+            &["queued"],
+            now,
+            chrono::Duration::hours(36),
+        );
+        assert_eq!(o.keys().collect::<Vec<_>>(), ["new", "stale"]);
+        assert_eq!(o["new"], "never exported");
+        assert!(o["stale"].contains("(50 h ago)"), "{}", o["stale"]);
     }
 }

@@ -4,6 +4,7 @@ use bridgekeeper::events::{
     Envelope, RDS_CLUSTER_SNAPSHOT_EVENT, RDS_SNAPSHOT_EVENT, RdsEvent, SCHEDULED_EVENT,
     ScheduledEvent,
 };
+use bridgekeeper::idempotency::Remember;
 use bridgekeeper::metrics::{Metrics, Unit};
 use bridgekeeper::notify::Notifier;
 use bridgekeeper::{Class, Error};
@@ -53,11 +54,32 @@ enum Trigger {
     Chained,
 }
 
-pub async fn handle<R: Rds, N: Notifier>(
+pub async fn handle<R: Rds, N: Notifier, M: Remember>(
     event: serde_json::Value,
     config: &Config,
     rds: &R,
     notifier: &N,
+    memory: &M,
+) -> Result<Response, Error> {
+    let ports = Ports {
+        rds,
+        notifier,
+        memory,
+    };
+    route(event, config, &ports).await
+}
+
+/// What the runs act through.
+struct Ports<'a, R, N, M> {
+    rds: &'a R,
+    notifier: &'a N,
+    memory: &'a M,
+}
+
+async fn route<R: Rds, N: Notifier, M: Remember>(
+    event: serde_json::Value,
+    config: &Config,
+    p: &Ports<'_, R, N, M>,
 ) -> Result<Response, Error> {
     let envelope = Envelope::of(&event)?;
     let kind = envelope.kind();
@@ -66,16 +88,16 @@ pub async fn handle<R: Rds, N: Notifier>(
     match kind {
         k if k == SCHEDULED_EVENT => {
             let _: ScheduledEvent = serde_json::from_value(event).map_err(malformed)?;
-            scheduled(config, rds, notifier, Trigger::Schedule)
+            scheduled(config, p, Trigger::Schedule)
                 .await
                 .map(Response::Schedule)
         }
         k if k == RDS_SNAPSHOT_EVENT || k == RDS_CLUSTER_SNAPSHOT_EVENT => {
             let e: RdsEvent = serde_json::from_value(event).map_err(malformed)?;
             if SNAPSHOT_CREATED.contains(&e.detail.event_id.as_str()) {
-                return snapshot_created(e, config, rds, notifier).await;
+                return snapshot_created(e, config, p).await;
             }
-            export_event(e, config, rds, notifier).await
+            export_event(e, config, p).await
         }
         ("", "") => Err(Error::invalid_event(
             "no source or detail-type: expected a Scheduled Event or an RDS snapshot export event",
@@ -105,12 +127,12 @@ fn per_source(
     Ok(())
 }
 
-async fn scheduled<R: Rds, N: Notifier>(
+async fn scheduled<R: Rds, N: Notifier, M: Remember>(
     config: &Config,
-    rds: &R,
-    notifier: &N,
+    p: &Ports<'_, R, N, M>,
     trigger: Trigger,
 ) -> Result<RunSummary, Error> {
+    let (rds, notifier) = (p.rds, p.notifier);
     let (want_instances, want_clusters) = match &config.selection {
         domain::Selection::Ids {
             instances,
@@ -203,6 +225,27 @@ async fn scheduled<R: Rds, N: Notifier>(
         }
     }
 
+    if !config.dry_run {
+        let exporting: Vec<&str> = summary
+            .started
+            .iter()
+            .map(|e| e.source.as_str())
+            // Its newest snapshot is exported or on its way: the objective is met or about to be.
+            .chain(summary.already_exported.iter().map(|a| a.source.as_str()))
+            .collect();
+        let waiting: Vec<&str> = summary.deferred.iter().map(|e| e.source.as_str()).collect();
+        let overdue = domain::overdue(
+            &facts,
+            &last,
+            &exporting,
+            &waiting,
+            chrono::Utc::now(),
+            config.max_export_age,
+        );
+        summary.overdue = overdue.keys().cloned().collect();
+        crate::report::export_age(&overdue, config, p.memory, notifier).await?;
+    }
+
     let mut metrics = Metrics::new(crate::FUNCTION);
     metrics
         .count(
@@ -246,12 +289,12 @@ async fn scheduled<R: Rds, N: Notifier>(
     Ok(summary)
 }
 
-async fn export_event<R: Rds, N: Notifier>(
+async fn export_event<R: Rds, N: Notifier, M: Remember>(
     event: RdsEvent,
     config: &Config,
-    rds: &R,
-    notifier: &N,
+    p: &Ports<'_, R, N, M>,
 ) -> Result<Response, Error> {
+    let (rds, notifier) = (p.rds, p.notifier);
     let detail = &event.detail;
     let Some((kind, outcome)) = detail.export_outcome() else {
         return Err(Error::invalid_event(format!(
@@ -287,7 +330,7 @@ async fn export_event<R: Rds, N: Notifier>(
     metrics.flush();
     info!(snapshot = %report.snapshot, outcome = ?outcome, task = ?report.task_id, "export event reported");
     // A slot is free: the sources still waiting go now, not at the next nightly run.
-    let next = scheduled(config, rds, notifier, Trigger::Chained).await?;
+    let next = scheduled(config, p, Trigger::Chained).await?;
     Ok(Response::ExportEvent {
         report,
         next: Some(next),
@@ -296,12 +339,12 @@ async fn export_event<R: Rds, N: Notifier>(
 
 /// An automated snapshot exists: export it now (through the same fair slot-filling as the
 /// schedule), so a snapshot still `creating` at the scheduled time is not a day late.
-async fn snapshot_created<R: Rds, N: Notifier>(
+async fn snapshot_created<R: Rds, N: Notifier, M: Remember>(
     event: RdsEvent,
     config: &Config,
-    rds: &R,
-    notifier: &N,
+    p: &Ports<'_, R, N, M>,
 ) -> Result<Response, Error> {
+    let rds = p.rds;
     let snapshot = event.detail.source_identifier.clone();
     let source = domain::source_of_snapshot(&snapshot).to_owned();
     let (instances, clusters) = (rds.list_instances().await?, rds.list_clusters().await?);
@@ -315,7 +358,7 @@ async fn snapshot_created<R: Rds, N: Notifier>(
             ignored: Some("its source is not selected for export".into()),
         });
     }
-    let run = scheduled(config, rds, notifier, Trigger::Chained).await?;
+    let run = scheduled(config, p, Trigger::Chained).await?;
     Ok(Response::SnapshotCreated {
         snapshot,
         source,
@@ -336,6 +379,17 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    /// The handler with a store of its own (what the export-age objective remembers).
+    async fn handle<R: Rds, N: Notifier>(
+        event: serde_json::Value,
+        config: &Config,
+        rds: &R,
+        notifier: &N,
+    ) -> Result<Response, Error> {
+        let memory = bridgekeeper::idempotency::testing::Memory::default();
+        super::handle(event, config, rds, notifier, &memory).await
+    }
     use crate::domain::{Export, ExportTask, Snapshot, Source, SourceInfo};
 
     const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
@@ -851,6 +905,102 @@ mod tests {
         let n = FakeNotifier::default();
         let s = run(&rds, &n, &config(&[("SUMMARY_NOTIFICATIONS", "changes")])).await;
         assert!(s.skipped[0].needs_person);
-        assert_eq!(n.sent().len(), 1);
+        let subjects: Vec<String> = n.sent().into_iter().map(|m| m.subject).collect();
+        assert!(
+            subjects.iter().any(|s| s.contains("RDS snapshot exports")),
+            "{subjects:?}"
+        );
+        // And, never exported and not waiting for a slot, it is overdue.
+        assert!(
+            subjects.iter().any(|s| s.contains("overdue: new-db")),
+            "{subjects:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_overdue_source_is_reported_once_when_it_crosses_and_once_when_it_recovers() {
+        let mut rds = FakeRds::with_instances(&["old-db"]);
+        let newest = rds.snapshots["old-db"][0].clone();
+        let older = Snapshot {
+            id: "rds:old-db-2026-11-18-02-10".into(),
+            arn: "arn:aws:rds:eu-west-1:123456789012:snapshot:rds:old-db-2026-11-18-02-10".into(),
+            created: Some(
+                chrono::Utc
+                    .with_ymd_and_hms(2026, 11, 18, 2, 10, 0)
+                    .unwrap(),
+            ),
+            ..newest.clone()
+        };
+        rds.snapshots.get_mut("old-db").unwrap().push(older.clone());
+        let task =
+            |id: &str, arn: &str, status, at: Option<chrono::DateTime<chrono::Utc>>| ExportTask {
+                id: id.into(),
+                source_arn: arn.into(),
+                status,
+                s3_bucket: None,
+                s3_prefix: None,
+                failure_cause: Some("KMS key disabled".into()),
+                started: None,
+                ended: at,
+                size_gb: None,
+            };
+        // The last good export was 50 hours ago; the newest snapshot failed three times.
+        let long_ago = chrono::Utc::now() - chrono::Duration::hours(50);
+        let mut tasks = vec![task(
+            "bk-old-db-1",
+            &older.arn,
+            TaskStatus::Complete,
+            Some(long_ago),
+        )];
+        for a in 1..=3 {
+            tasks.push(task(
+                &format!("bk-old-db-n{a}"),
+                &newest.arn,
+                TaskStatus::Failed,
+                None,
+            ));
+        }
+        rds.tasks.lock().unwrap().extend(tasks);
+        let (n, memory, cfg) = (
+            FakeNotifier::default(),
+            bridgekeeper::idempotency::testing::Memory::default(),
+            config(&[]),
+        );
+        for _ in 0..2 {
+            super::handle(json(SCHEDULE), &cfg, &rds, &n, &memory)
+                .await
+                .unwrap();
+        }
+        // The nightly summaries (a failed export needs a person) aside, the objective speaks once.
+        let objective = || -> Vec<bridgekeeper::notify::Notification> {
+            n.sent()
+                .into_iter()
+                .filter(|m| m.subject.contains("RDS exports "))
+                .collect()
+        };
+        let sent = objective();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].subject, "[dev] RDS exports overdue: old-db");
+        assert_eq!(sent[0].severity, Severity::Error);
+        assert!(sent[0].body.contains("(50 h ago)"), "{}", sent[0].body);
+        // Exported again: one all-clear, then quiet.
+        rds.tasks.lock().unwrap().push(task(
+            "bk-old-db-by-hand",
+            &newest.arn,
+            TaskStatus::Complete,
+            Some(chrono::Utc::now()),
+        ));
+        for _ in 0..2 {
+            super::handle(json(SCHEDULE), &cfg, &rds, &n, &memory)
+                .await
+                .unwrap();
+        }
+        let sent = objective();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert_eq!(
+            sent[1].subject,
+            "[dev] RDS exports back within 36 h: old-db"
+        );
+        assert_eq!(sent[1].severity, Severity::Resolved);
     }
 }

@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = bridgekeeper::runtime::deadline(&event.context);
             let outcome = once(store, &event.payload, deadline, || {
-                handler::handle(event.payload.clone(), config, rds, notifier)
+                handler::handle(event.payload.clone(), config, rds, notifier, store)
             })
             .await;
             settle(FUNCTION, outcome, &event.payload, failed).await

@@ -24,6 +24,9 @@ pub struct RunSummary {
     pub skipped: Vec<Skip>,
     pub errors: Vec<SourceError>,
     pub running_before: usize,
+    /// Selected sources whose newest successful export is older than `MAX_EXPORT_AGE_HOURS`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overdue: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notification: Option<String>,
 }
@@ -215,6 +218,86 @@ impl ExportReport {
             .attribute("source", self.source.clone())
             .attribute("outcome", format!("{:?}", self.outcome).to_lowercase())
     }
+}
+
+const OVERDUE_KEY: &str = "slo#overdue";
+
+/// The export-age objective: one error when sources cross `MAX_EXPORT_AGE_HOURS`, one all-clear
+/// when they are back; the set last reported lives in the stack's store, so neither the nightly
+/// run nor a cold start repeats it. If the store cannot be read, everything overdue is reported.
+pub async fn export_age<M, N>(
+    overdue: &std::collections::BTreeMap<String, String>,
+    config: &crate::config::Config,
+    memory: &M,
+    notifier: &N,
+) -> Result<(), bridgekeeper::Error>
+where
+    M: bridgekeeper::idempotency::Remember,
+    N: bridgekeeper::notify::Notifier,
+{
+    use std::collections::BTreeSet;
+    use std::fmt::Write;
+    let before: BTreeSet<String> = match memory.recall(OVERDUE_KEY).await {
+        Ok(v) => v
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Err(e) => {
+            bridgekeeper::idempotency::skipped(OVERDUE_KEY, &e);
+            BTreeSet::new()
+        }
+    };
+    let now: BTreeSet<String> = overdue.keys().cloned().collect();
+    if now == before {
+        return Ok(());
+    }
+    let hours = config.max_export_age.num_hours();
+    let crossed: Vec<&String> = now.difference(&before).collect();
+    let recovered: Vec<&String> = before.difference(&now).collect();
+    if !crossed.is_empty() {
+        let names: Vec<&str> = crossed.iter().map(|s| s.as_str()).collect();
+        let mut body = format!(
+            "These sources have no successful export in the last {hours} h (MAX_EXPORT_AGE_HOURS):\n"
+        );
+        for s in &crossed {
+            let _ = writeln!(body, "  {s}: {}", overdue[*s]);
+        }
+        body.push_str(
+            "\nThe nightly run and each finished export keep trying; see the run summaries.",
+        );
+        let n = Notification::new(
+            format!(
+                "[{}] RDS exports overdue: {}",
+                config.environment,
+                names.join(", ")
+            ),
+            body,
+            Severity::Error,
+        )
+        .array_attribute("source", names.iter().copied());
+        notifier.notify(&n).await?;
+    }
+    if !recovered.is_empty() {
+        let names: Vec<&str> = recovered.iter().map(|s| s.as_str()).collect();
+        let n = Notification::new(
+            format!(
+                "[{}] RDS exports back within {hours} h: {}",
+                config.environment,
+                names.join(", ")
+            ),
+            format!("Exported again within {hours} h: {}.", names.join(", ")),
+            Severity::Resolved,
+        )
+        .array_attribute("source", names.iter().copied());
+        notifier.notify(&n).await?;
+    }
+    let value = now.iter().cloned().collect::<Vec<_>>().join("\n");
+    if let Err(e) = memory.remember(OVERDUE_KEY, &value).await {
+        tracing::warn!(error = %e, "overdue sources not remembered; a cold start may repeat them");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -84,6 +84,13 @@ async fn snapshot_export_demo() -> Result<()> {
     ]))?;
     let api = snapshot_export::aws::RdsApi::new(rds.clone());
     let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
+    let dynamodb = aws_sdk_dynamodb::Client::new(&env.sdk);
+    let store = bridgekeeper::idempotency::DynamoStore::new(
+        dynamodb.clone(),
+        bridgekeeper_tests::idempotency_table(&dynamodb).await?,
+        "snapshot-export",
+        bridgekeeper::idempotency::DEFAULT_TTL,
+    );
 
     println!("\n-- nightly run (events/snapshot-export/schedule.json)");
     let Response::Schedule(first) = handle(
@@ -91,6 +98,7 @@ async fn snapshot_export_demo() -> Result<()> {
         &config,
         &api,
         &notifier,
+        &store,
     )
     .await?
     else {
@@ -110,6 +118,7 @@ async fn snapshot_export_demo() -> Result<()> {
         &config,
         &api,
         &notifier,
+        &store,
     )
     .await?
     else {
@@ -150,7 +159,7 @@ async fn snapshot_export_demo() -> Result<()> {
     let mut completed = event("snapshot-export/export-completed.json")?;
     completed["detail"]["SourceArn"] = task.source_arn().unwrap_or_default().into();
     completed["detail"]["SourceIdentifier"] = shop.snapshot.clone().into();
-    handle(completed, &config, &api, &notifier).await?;
+    handle(completed, &config, &api, &notifier, &store).await?;
     show_inbox(&inbox).await?;
     Ok(())
 }
