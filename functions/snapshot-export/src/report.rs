@@ -94,7 +94,8 @@ impl RunSummary {
         section(
             &mut body,
             &format!(
-                "Deferred (RDS runs 5 exports at once; {} were running), next run picks them up",
+                "Deferred (no free export slot: {} were running), an export finishing or the next \
+                 run picks them up, longest-unexported first",
                 self.running_before
             ),
             self.deferred

@@ -81,6 +81,8 @@ async fn snapshot_export_demo() -> Result<()> {
         ),
         ("EXPORT_KMS_KEY_ARN", kms.as_str()),
         ("ENVIRONMENT", "demo"),
+        // Two slots for three sources: the night is worked through, not cut short.
+        ("MAX_CONCURRENT_EXPORTS", "2"),
     ]))?;
     let api = snapshot_export::aws::RdsApi::new(rds.clone());
     let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
@@ -92,7 +94,9 @@ async fn snapshot_export_demo() -> Result<()> {
         bridgekeeper::idempotency::DEFAULT_TTL,
     );
 
-    println!("\n-- nightly run (events/snapshot-export/schedule.json)");
+    println!(
+        "\n-- nightly run (events/snapshot-export/schedule.json), MAX_CONCURRENT_EXPORTS=2 for three sources"
+    );
     let Response::Schedule(first) = handle(
         event("snapshot-export/schedule.json")?,
         &config,
@@ -110,9 +114,41 @@ async fn snapshot_export_demo() -> Result<()> {
             e.source, e.kind, e.snapshot, e.s3_uri
         );
     }
+    for e in &first.deferred {
+        println!(
+            "  deferred {:<13} (no free slot; never exported, so it goes first next time)",
+            e.source
+        );
+    }
     show_inbox(&inbox).await?;
 
-    println!("\n-- the same event again (EventBridge delivers at least once)");
+    println!(
+        "\n-- RDS reports an export finished (events/snapshot-export/export-completed.json): the freed slot goes to the source still waiting"
+    );
+    let shop = first.started.first().context("an export started")?;
+    let tasks = rds
+        .describe_export_tasks()
+        .send()
+        .await?
+        .export_tasks
+        .unwrap_or_default();
+    let task = tasks
+        .iter()
+        .find(|t| t.export_task_identifier() == Some(&shop.task_id))
+        .context("task")?;
+    let mut completed = event("snapshot-export/export-completed.json")?;
+    completed["detail"]["SourceArn"] = task.source_arn().unwrap_or_default().into();
+    completed["detail"]["SourceIdentifier"] = shop.snapshot.clone().into();
+    if let Response::ExportEvent {
+        next: Some(next), ..
+    } = handle(completed, &config, &api, &notifier, &store).await?
+    {
+        for e in &next.started {
+            println!("  then started {} ({})", e.source, e.snapshot);
+        }
+    }
+    show_inbox(&inbox).await?;
+    println!("\n-- the nightly event again (EventBridge delivers at least once): nothing new");
     let Response::Schedule(second) = handle(
         event("snapshot-export/schedule.json")?,
         &config,
@@ -125,8 +161,9 @@ async fn snapshot_export_demo() -> Result<()> {
         anyhow::bail!("expected a run summary");
     };
     println!(
-        "  started {}, already exported {}: {}",
+        "  started {}, deferred {}, already exported {}: {}",
         second.started.len(),
+        second.deferred.len(),
         second.already_exported.len(),
         second
             .already_exported
@@ -142,24 +179,10 @@ async fn snapshot_export_demo() -> Result<()> {
         .export_tasks
         .unwrap_or_default();
     println!(
-        "  export tasks in RDS: {} (one per snapshot); no summary sent for a run with no news",
+        "  export tasks in RDS: {} (one per started snapshot, none twice)",
         tasks.len()
     );
 
-    println!("\n-- RDS reports an export finished (events/snapshot-export/export-completed.json)");
-    let shop = first
-        .started
-        .iter()
-        .find(|e| e.source == "shop-db")
-        .context("shop-db started")?;
-    let task = tasks
-        .iter()
-        .find(|t| t.export_task_identifier() == Some(&shop.task_id))
-        .context("task")?;
-    let mut completed = event("snapshot-export/export-completed.json")?;
-    completed["detail"]["SourceArn"] = task.source_arn().unwrap_or_default().into();
-    completed["detail"]["SourceIdentifier"] = shop.snapshot.clone().into();
-    handle(completed, &config, &api, &notifier, &store).await?;
     show_inbox(&inbox).await?;
     Ok(())
 }
