@@ -470,4 +470,102 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.diagnostic().error_type, "Retryable.Aws");
     }
+
+    /// RDS's answer for a finished export: the task the event is about is Bridgekeeper's.
+    fn completed_task() -> aws_sdk_rds::types::ExportTask {
+        aws_sdk_rds::types::ExportTask::builder()
+            .export_task_identifier("bk-shop-db-2026-11-21-02-10-0badf00d")
+            .source_arn("arn:aws:rds:eu-west-1:123456789012:snapshot:rds:shop-db-2026-11-21-02-10")
+            .status("COMPLETE")
+            .build()
+    }
+
+    /// The real adapter answering an export-completed event: the report, then one free slot
+    /// (four running) filled with the waiting source that has waited longest.
+    #[tokio::test]
+    async fn an_export_completed_event_starts_the_next_waiting_export() {
+        let tasks = mock!(Client::describe_export_tasks)
+            .match_requests(|r| r.filters().is_empty())
+            .then_output(|| {
+                DescribeExportTasksOutput::builder()
+                    .export_tasks(completed_task())
+                    .build()
+            });
+        let running = mock!(Client::describe_export_tasks)
+            .match_requests(|r| !r.filters().is_empty())
+            .then_output(|| {
+                let t = |id: &str| {
+                    aws_sdk_rds::types::ExportTask::builder()
+                        .export_task_identifier(id)
+                        .status("IN_PROGRESS")
+                        .build()
+                };
+                DescribeExportTasksOutput::builder()
+                    .export_tasks(t("a"))
+                    .export_tasks(t("b"))
+                    .export_tasks(t("c"))
+                    .export_tasks(t("d"))
+                    .build()
+            });
+        let start = mock!(Client::start_export_task)
+            .then_output(|| StartExportTaskOutput::builder().status("STARTING").build());
+        let clusters = mock!(Client::describe_db_clusters)
+            .then_output(|| DescribeDbClustersOutput::builder().build());
+        let (instances, snapshots) = (instances(3), one_snapshot_each());
+        let rds = client(&[&tasks, &running, &start, &clusters, &instances, &snapshots]);
+        let event: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../events/snapshot-export/export-completed.json"
+        ))
+        .unwrap();
+        let r = handle(
+            event,
+            &config(),
+            &rds,
+            &Quiet,
+            &bridgekeeper::idempotency::testing::Memory::default(),
+        )
+        .await
+        .unwrap();
+        let Response::ExportEvent {
+            next: Some(next), ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        // db2 has the oldest snapshot of three never-exported sources.
+        let started: Vec<&str> = next.started.iter().map(|e| e.source.as_str()).collect();
+        assert_eq!(started, ["db2"]);
+        assert_eq!(next.deferred.len(), 2);
+        assert_eq!(start.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_created_event_for_an_unselected_source_makes_no_export_call() {
+        let tasks = mock!(Client::describe_export_tasks)
+            .then_output(|| DescribeExportTasksOutput::builder().build());
+        let start = mock!(Client::start_export_task)
+            .then_output(|| StartExportTaskOutput::builder().status("STARTING").build());
+        let clusters = mock!(Client::describe_db_clusters)
+            .then_output(|| DescribeDbClustersOutput::builder().build());
+        let instances = instances(2);
+        let rds = client(&[&tasks, &start, &clusters, &instances]);
+        let event: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../events/snapshot-export/snapshot-created.json"
+        ))
+        .unwrap();
+        let r = handle(
+            event,
+            &config(),
+            &rds,
+            &Quiet,
+            &bridgekeeper::idempotency::testing::Memory::default(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(r, Response::SnapshotCreated { run: None, .. }),
+            "{r:?}"
+        );
+        assert_eq!((tasks.num_calls(), start.num_calls()), (0, 0));
+    }
 }
