@@ -63,6 +63,8 @@ class Resolver:
                 return all(m in self.resolve(arg[1]) for m in self.resolve(arg[0]))
             if key == "Fn::Join":
                 return arg[0].join(str(x) for x in self.resolve(arg[1]))
+            if key == "Fn::Split":
+                return str(self.resolve(arg[1])).split(arg[0])
             if key == "Fn::Sub" and isinstance(arg, str):
                 return {"Fn::Sub": arg}
             if key.startswith("Fn::"):
