@@ -88,7 +88,7 @@ async fn route<R: Rds, N: Notifier, M: Remember>(
     match kind {
         k if k == SCHEDULED_EVENT => {
             let _: ScheduledEvent = serde_json::from_value(event).map_err(malformed)?;
-            scheduled(config, p, Trigger::Schedule)
+            scheduled(config, p, Trigger::Schedule, None)
                 .await
                 .map(Response::Schedule)
         }
@@ -107,6 +107,31 @@ async fn route<R: Rds, N: Notifier, M: Remember>(
              or an RDS snapshot export event (RDS-EVENT-0159..0164)"
         ))),
     }
+}
+
+/// DB instances and clusters, as listed for the selection.
+type Listed = (Vec<domain::SourceInfo>, Vec<domain::SourceInfo>);
+
+/// Lists only what the selection can use: listed instance ids need no cluster listing.
+async fn list_sources<R: Rds>(config: &Config, rds: &R) -> Result<Listed, Error> {
+    let (want_instances, want_clusters) = match &config.selection {
+        domain::Selection::Ids {
+            instances,
+            clusters,
+        } => (!instances.is_empty(), !clusters.is_empty()),
+        domain::Selection::Tag { .. } => (true, true),
+    };
+    let instances = if want_instances {
+        rds.list_instances().await?
+    } else {
+        vec![]
+    };
+    let clusters = if want_clusters {
+        rds.list_clusters().await?
+    } else {
+        vec![]
+    };
+    Ok((instances, clusters))
 }
 
 /// Retryable failures end the invocation (EventBridge/Lambda retry it, the DLQ keeps it);
@@ -131,24 +156,12 @@ async fn scheduled<R: Rds, N: Notifier, M: Remember>(
     config: &Config,
     p: &Ports<'_, R, N, M>,
     trigger: Trigger,
+    listed: Option<Listed>,
 ) -> Result<RunSummary, Error> {
     let (rds, notifier) = (p.rds, p.notifier);
-    let (want_instances, want_clusters) = match &config.selection {
-        domain::Selection::Ids {
-            instances,
-            clusters,
-        } => (!instances.is_empty(), !clusters.is_empty()),
-        domain::Selection::Tag { .. } => (true, true),
-    };
-    let instances = if want_instances {
-        rds.list_instances().await?
-    } else {
-        vec![]
-    };
-    let clusters = if want_clusters {
-        rds.list_clusters().await?
-    } else {
-        vec![]
+    let (instances, clusters) = match listed {
+        Some(l) => l,
+        None => list_sources(config, rds).await?,
     };
     let (sources, skipped) = domain::select_sources(&config.selection, &instances, &clusters);
 
@@ -330,7 +343,7 @@ async fn export_event<R: Rds, N: Notifier, M: Remember>(
     metrics.flush();
     info!(snapshot = %report.snapshot, outcome = ?outcome, task = ?report.task_id, "export event reported");
     // A slot is free: the sources still waiting go now, not at the next nightly run.
-    let next = scheduled(config, p, Trigger::Chained).await?;
+    let next = scheduled(config, p, Trigger::Chained, None).await?;
     Ok(Response::ExportEvent {
         report,
         next: Some(next),
@@ -344,10 +357,9 @@ async fn snapshot_created<R: Rds, N: Notifier, M: Remember>(
     config: &Config,
     p: &Ports<'_, R, N, M>,
 ) -> Result<Response, Error> {
-    let rds = p.rds;
     let snapshot = event.detail.source_identifier.clone();
     let source = domain::source_of_snapshot(&snapshot).to_owned();
-    let (instances, clusters) = (rds.list_instances().await?, rds.list_clusters().await?);
+    let (instances, clusters) = list_sources(config, p.rds).await?;
     let (selected, _) = domain::select_sources(&config.selection, &instances, &clusters);
     if !selected.iter().any(|s| s.id == source) {
         info!(snapshot = %snapshot, source = %source, "snapshot of a source that is not selected");
@@ -358,7 +370,8 @@ async fn snapshot_created<R: Rds, N: Notifier, M: Remember>(
             ignored: Some("its source is not selected for export".into()),
         });
     }
-    let run = scheduled(config, p, Trigger::Chained).await?;
+    // The listing just made serves the slot-filling too.
+    let run = scheduled(config, p, Trigger::Chained, Some((instances, clusters))).await?;
     Ok(Response::SnapshotCreated {
         snapshot,
         source,
@@ -810,6 +823,8 @@ mod tests {
         }
         // The fair slot-filling ran: both waiting sources went, each exactly once.
         assert_eq!(rds.count("StartExportTask"), 2);
+        // One listing of the sources per delivery serves both the check and the slot-filling.
+        assert_eq!(rds.count("DescribeDBInstances"), 3);
     }
 
     #[tokio::test]
@@ -1002,5 +1017,38 @@ mod tests {
             "[dev] RDS exports back within 36 h: old-db"
         );
         assert_eq!(sent[1].severity, Severity::Resolved);
+    }
+
+    /// EventBridge delivers at least once: the entry point runs the handler once per event id
+    /// (the stack's idempotency store), so a redelivered completion is reported once.
+    #[tokio::test]
+    async fn a_redelivered_completion_event_is_reported_once() {
+        let rds = FakeRds::default();
+        let e: bridgekeeper::events::RdsEvent = serde_json::from_str(COMPLETED).unwrap();
+        rds.tasks.lock().unwrap().push(ExportTask {
+            id: "bk-shop-db-2026-11-21-02-10-0badf00d".into(),
+            source_arn: e.detail.source_arn.clone(),
+            status: TaskStatus::Complete,
+            s3_bucket: None,
+            s3_prefix: None,
+            failure_cause: None,
+            started: None,
+            ended: None,
+            size_gb: None,
+        });
+        let (n, store, cfg) = (
+            FakeNotifier::default(),
+            bridgekeeper::idempotency::testing::Memory::default(),
+            config(&[]),
+        );
+        let lease = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        for _ in 0..3 {
+            bridgekeeper::idempotency::once(&store, &json(COMPLETED), lease, || {
+                super::handle(json(COMPLETED), &cfg, &rds, &n, &store)
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(n.sent().len(), 1);
     }
 }
