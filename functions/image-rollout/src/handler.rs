@@ -653,6 +653,13 @@ mod tests {
     use super::*;
     use crate::registry::Registry;
 
+    /// One delivery of an event file with the default rules and ECR as the events describe it.
+    async fn deliver(kube: &FakeKube, n: &Recorder, file: &str) -> Response {
+        handle(event(file), &config(&[]), kube, &FakeEcr::default(), n)
+            .await
+            .unwrap()
+    }
+
     /// The handler with five minutes left in the invocation.
     async fn handle<K: Kube, R: Registry, N: Notifier>(
         event: Value,
@@ -923,15 +930,7 @@ mod tests {
     #[tokio::test]
     async fn a_push_of_latest_pins_the_digest_in_the_dev_cluster_only() {
         let (kube, n) = (world(), Recorder::default());
-        let r = handle(
-            event(PUSH_LATEST),
-            &config(&[]),
-            &kube,
-            &FakeEcr::default(),
-            &n,
-        )
-        .await
-        .unwrap();
+        let r = deliver(&kube, &n, PUSH_LATEST).await;
         assert_eq!(r.clusters.len(), 1);
         let dev = &r.clusters[0];
         let rolled: Vec<_> = dev
@@ -968,15 +967,7 @@ mod tests {
     async fn the_same_push_three_times_rolls_each_deployment_once() {
         let (kube, n) = (world(), Recorder::default());
         for _ in 0..3 {
-            handle(
-                event(PUSH_LATEST),
-                &config(&[]),
-                &kube,
-                &FakeEcr::default(),
-                &n,
-            )
-            .await
-            .unwrap();
+            deliver(&kube, &n, PUSH_LATEST).await;
         }
         assert_eq!(kube.patches.load(Ordering::SeqCst), 3);
         assert_eq!(
@@ -984,15 +975,7 @@ mod tests {
             1,
             "later deliveries change nothing and say nothing"
         );
-        let r = handle(
-            event(PUSH_LATEST),
-            &config(&[]),
-            &kube,
-            &FakeEcr::default(),
-            &n,
-        )
-        .await
-        .unwrap();
+        let r = deliver(&kube, &n, PUSH_LATEST).await;
         assert!(
             r.clusters[0]
                 .skipped
@@ -1006,15 +989,7 @@ mod tests {
     #[tokio::test]
     async fn a_later_push_of_the_same_tag_moves_the_pin() {
         let (kube, n) = (world(), Recorder::default());
-        handle(
-            event(PUSH_LATEST),
-            &config(&[]),
-            &kube,
-            &FakeEcr::default(),
-            &n,
-        )
-        .await
-        .unwrap();
+        deliver(&kube, &n, PUSH_LATEST).await;
         let newer = PUSH_LATEST.replace(LATEST, NEWER);
         let ecr = FakeEcr::moved("latest", Some(NEWER));
         let r = handle(event(&newer), &config(&[]), &kube, &ecr, &n)
@@ -1026,15 +1001,7 @@ mod tests {
             format!("{REGISTRY}/shop/api@{NEWER}")
         );
         // A stable push does not touch containers that follow latest, pinned or not.
-        let r = handle(
-            event(PUSH_STABLE),
-            &config(&[]),
-            &kube,
-            &FakeEcr::default(),
-            &n,
-        )
-        .await
-        .unwrap();
+        let r = deliver(&kube, &n, PUSH_STABLE).await;
         assert_eq!(r.clusters[0].cluster, "prod");
         assert_eq!(
             kube.image("dev", "shop", "api"),
@@ -1045,15 +1012,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_push_or_an_unmatched_tag_is_ignored_without_a_call() {
         let (kube, n) = (world(), Recorder::default());
-        let r = handle(
-            event(PUSH_FAILED),
-            &config(&[]),
-            &kube,
-            &FakeEcr::default(),
-            &n,
-        )
-        .await
-        .unwrap();
+        let r = deliver(&kube, &n, PUSH_FAILED).await;
         assert_eq!(
             r.ignored.as_deref(),
             Some("the push did not succeed (result FAILURE)")
@@ -1146,15 +1105,7 @@ mod tests {
         let mut kube = world();
         kube.failing.insert("dev".into(), 403);
         let n = Recorder::default();
-        let r = handle(
-            event(PUSH_LATEST),
-            &config(&[]),
-            &kube,
-            &FakeEcr::default(),
-            &n,
-        )
-        .await
-        .unwrap();
+        let r = deliver(&kube, &n, PUSH_LATEST).await;
         assert_eq!(
             r.clusters[0].error.as_deref(),
             Some("cluster dev: call failed: HTTP 403")
@@ -1167,15 +1118,7 @@ mod tests {
         let kube = world();
         kube.patch_errors.lock().unwrap().push_back(409);
         let n = Recorder::default();
-        let r = handle(
-            event(PUSH_LATEST),
-            &config(&[]),
-            &kube,
-            &FakeEcr::default(),
-            &n,
-        )
-        .await
-        .unwrap();
+        let r = deliver(&kube, &n, PUSH_LATEST).await;
         assert_eq!(r.clusters[0].rolled.len(), 3);
         assert!(r.clusters[0].failed.is_empty());
     }
@@ -1286,15 +1229,7 @@ mod tests {
     #[tokio::test]
     async fn an_attestation_pushed_with_a_tag_rolls_nothing() {
         let (kube, n) = (world(), Recorder::default());
-        let r = handle(
-            event(PUSH_ATTESTATION),
-            &config(&[]),
-            &kube,
-            &FakeEcr::default(),
-            &n,
-        )
-        .await
-        .unwrap();
+        let r = deliver(&kube, &n, PUSH_ATTESTATION).await;
         assert!(
             r.ignored
                 .as_deref()
@@ -1418,15 +1353,7 @@ mod tests {
         // What a real API server answers when a JSON-patch test op fails (kmock says 500).
         kube.patch_errors.lock().unwrap().push_back(422);
         let n = Recorder::default();
-        let r = handle(
-            event(PUSH_LATEST),
-            &config(&[]),
-            &kube,
-            &FakeEcr::default(),
-            &n,
-        )
-        .await
-        .unwrap();
+        let r = deliver(&kube, &n, PUSH_LATEST).await;
         assert_eq!(r.clusters[0].rolled.len(), 3);
         assert!(r.clusters[0].failed.is_empty());
     }
@@ -1436,15 +1363,7 @@ mod tests {
         let kube = world();
         kube.patch_errors.lock().unwrap().extend([429, 503]);
         let n = Recorder::default();
-        let r = handle(
-            event(PUSH_LATEST),
-            &config(&[]),
-            &kube,
-            &FakeEcr::default(),
-            &n,
-        )
-        .await
-        .unwrap();
+        let r = deliver(&kube, &n, PUSH_LATEST).await;
         assert_eq!(r.clusters[0].rolled.len(), 3, "{r:?}");
         // One Deployment whose patches keep failing: reported failed, after its retries.
         let kube = FakeKube::default();
@@ -1456,15 +1375,7 @@ mod tests {
             json!({}),
         );
         kube.patch_errors.lock().unwrap().extend([500; 4]);
-        let r = handle(
-            event(PUSH_LATEST),
-            &config(&[]),
-            &kube,
-            &FakeEcr::default(),
-            &n,
-        )
-        .await
-        .unwrap();
+        let r = deliver(&kube, &n, PUSH_LATEST).await;
         assert_eq!(r.clusters[0].failed.len(), 1);
         assert!(r.clusters[0].failed[0].error.contains("500"), "{r:?}");
         assert!(
@@ -1750,15 +1661,7 @@ mod tests {
             "metadata": {"name": "report", "namespace": "shop", "generation": 1},
             "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {"spec": pod(false)}}}}}));
         let n = Recorder::default();
-        let r = handle(
-            event(PUSH_LATEST),
-            &config(&[]),
-            &kube,
-            &FakeEcr::default(),
-            &n,
-        )
-        .await
-        .unwrap();
+        let r = deliver(&kube, &n, PUSH_LATEST).await;
         let rolled: Vec<String> = r.clusters[0]
             .rolled
             .iter()
@@ -1799,15 +1702,7 @@ mod tests {
         );
         // Delivered again: nothing moves.
         let patches = kube.patches.load(Ordering::SeqCst);
-        handle(
-            event(PUSH_LATEST),
-            &config(&[]),
-            &kube,
-            &FakeEcr::default(),
-            &n,
-        )
-        .await
-        .unwrap();
+        deliver(&kube, &n, PUSH_LATEST).await;
         assert_eq!(kube.patches.load(Ordering::SeqCst), patches);
     }
 }

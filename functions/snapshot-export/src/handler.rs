@@ -540,6 +540,22 @@ mod tests {
 
     type FakeNotifier = bridgekeeper::notify::testing::Recorder;
 
+    /// Bridgekeeper's completed export task of the snapshot `export-completed.json` is about.
+    fn completed_task() -> ExportTask {
+        let e: bridgekeeper::events::RdsEvent = serde_json::from_str(COMPLETED).unwrap();
+        ExportTask {
+            id: "bk-shop-db-2026-11-21-02-10-0badf00d".into(),
+            source_arn: e.detail.source_arn.clone(),
+            status: TaskStatus::Complete,
+            s3_bucket: None,
+            s3_prefix: None,
+            failure_cause: None,
+            started: None,
+            ended: None,
+            size_gb: None,
+        }
+    }
+
     fn config(extra: &[(&'static str, &'static str)]) -> Config {
         let env = Env::from_pairs(crate::config::tests::REQUIRED.iter().chain(extra).copied());
         Config::from_env(&env).unwrap()
@@ -858,18 +874,7 @@ mod tests {
         let mut rds = FakeRds::with_instances(&["a-db", "b-db", "c-db"]);
         // Four of the account's five slots are busy once this export has finished.
         rds.running = 4;
-        let e: bridgekeeper::events::RdsEvent = serde_json::from_str(COMPLETED).unwrap();
-        rds.tasks.lock().unwrap().push(ExportTask {
-            id: "bk-shop-db-2026-11-21-02-10-0badf00d".into(),
-            source_arn: e.detail.source_arn.clone(),
-            status: TaskStatus::Complete,
-            s3_bucket: Some("exports-bucket".into()),
-            s3_prefix: Some("rds-exports/shop-db/2026-11-21".into()),
-            failure_cause: None,
-            started: None,
-            ended: None,
-            size_gb: None,
-        });
+        rds.tasks.lock().unwrap().push(completed_task());
         let n = FakeNotifier::default();
         let r = handle(json(COMPLETED), &config(&[]), &rds, &n)
             .await
@@ -893,17 +898,9 @@ mod tests {
     #[tokio::test]
     async fn an_export_someone_else_started_is_not_reported_as_ours() {
         let rds = FakeRds::default();
-        let e: bridgekeeper::events::RdsEvent = serde_json::from_str(COMPLETED).unwrap();
         rds.tasks.lock().unwrap().push(ExportTask {
             id: "analytics-team-export".into(),
-            source_arn: e.detail.source_arn.clone(),
-            status: TaskStatus::Complete,
-            s3_bucket: Some("their-bucket".into()),
-            s3_prefix: None,
-            failure_cause: None,
-            started: None,
-            ended: None,
-            size_gb: None,
+            ..completed_task()
         });
         let n = FakeNotifier::default();
         let r = handle(json(COMPLETED), &config(&[]), &rds, &n)
@@ -1024,18 +1021,7 @@ mod tests {
     #[tokio::test]
     async fn a_redelivered_completion_event_is_reported_once() {
         let rds = FakeRds::default();
-        let e: bridgekeeper::events::RdsEvent = serde_json::from_str(COMPLETED).unwrap();
-        rds.tasks.lock().unwrap().push(ExportTask {
-            id: "bk-shop-db-2026-11-21-02-10-0badf00d".into(),
-            source_arn: e.detail.source_arn.clone(),
-            status: TaskStatus::Complete,
-            s3_bucket: None,
-            s3_prefix: None,
-            failure_cause: None,
-            started: None,
-            ended: None,
-            size_gb: None,
-        });
+        rds.tasks.lock().unwrap().push(completed_task());
         let (n, store, cfg) = (
             FakeNotifier::default(),
             bridgekeeper::idempotency::testing::Memory::default(),
