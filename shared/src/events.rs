@@ -22,6 +22,20 @@ pub const RDS_SNAPSHOT_EVENT: (&str, &str) = ("aws.rds", "RDS DB Snapshot Event"
 pub const RDS_CLUSTER_SNAPSHOT_EVENT: (&str, &str) = ("aws.rds", "RDS DB Cluster Snapshot Event");
 pub const ALARM_STATE_CHANGE: (&str, &str) = ("aws.cloudwatch", "CloudWatch Alarm State Change");
 
+/// A Scheduled Event, or a manual run in the same shape (`source: bridgekeeper`), read whole and
+/// typed: `Ok(false)` for any other event; a schedule whose fields have the wrong types is an
+/// invalid event, not a trigger.
+pub fn is_schedule(event: &serde_json::Value) -> Result<bool, crate::Error> {
+    let envelope = Envelope::of(event)?;
+    let (s, d) = envelope.kind();
+    if d != SCHEDULED_EVENT.1 || (s != SCHEDULED_EVENT.0 && s != "bridgekeeper") {
+        return Ok(false);
+    }
+    ScheduledEvent::deserialize(event)
+        .map(|_| true)
+        .map_err(|e| crate::Error::invalid_event(format!("malformed Scheduled Event: {e}")))
+}
+
 /// The two fields that say which event this is, read before the typed parse.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Envelope {

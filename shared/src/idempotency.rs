@@ -295,48 +295,6 @@ where
     outcome.map(to_value)
 }
 
-/// How long a notification's claim holds while it is being published.
-const NOTIFY_LEASE: Duration = Duration::from_secs(60);
-
-/// A notifier that sends a notification carrying a `dedup_key` once per key within the store's
-/// TTL, across invocations and cold starts; others pass straight through. Like [`once`], an
-/// unavailable store never stops a notification.
-pub struct OncePerKey<'a, N, S> {
-    pub inner: N,
-    pub store: &'a S,
-}
-
-impl<N: crate::notify::Notifier, S: Store> crate::notify::Notifier for OncePerKey<'_, N, S> {
-    async fn notify(&self, n: &crate::notify::Notification) -> Result<String, AwsError> {
-        let Some(key) = n.dedup_key.as_deref() else {
-            return self.inner.notify(n).await;
-        };
-        match self
-            .store
-            .begin(key, SystemTime::now() + NOTIFY_LEASE)
-            .await
-        {
-            Ok(Claim::Completed | Claim::InProgress) => {
-                info!(key, subject = %n.subject, "already reported; not sent again");
-                Ok("already-reported".to_owned())
-            }
-            claim => {
-                if let Err(e) = &claim {
-                    skipped(key, e);
-                }
-                let sent = self.inner.notify(n).await;
-                if claim.is_ok() {
-                    let _ = match &sent {
-                        Ok(_) => self.store.complete(key).await,
-                        Err(_) => self.store.release(key).await,
-                    };
-                }
-                sent
-            }
-        }
-    }
-}
-
 /// An in-memory store for the functions' unit tests.
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing {
@@ -477,25 +435,6 @@ mod tests {
         })
         .await;
         assert_eq!(ok.unwrap(), "acted");
-    }
-
-    #[tokio::test]
-    async fn a_keyed_report_is_sent_once_and_others_always() {
-        use crate::notify::testing::Recorder;
-        use crate::notify::{Notification, Notifier, Severity};
-        let store = Memory::default();
-        let n = OncePerKey {
-            inner: Recorder::default(),
-            store: &store,
-        };
-        let mut lasting = Notification::new("[prod] DNS sync: 1 conflicts", "b", Severity::Warning);
-        lasting.dedup_key = Some("report#abc".into());
-        let plain = Notification::new("[prod] DNS sync: 2 records changed", "b", Severity::Info);
-        for _ in 0..3 {
-            n.notify(&lasting).await.unwrap();
-            n.notify(&plain).await.unwrap();
-        }
-        assert_eq!(n.inner.sent().len(), 4);
     }
 
     #[test]

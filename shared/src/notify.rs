@@ -52,9 +52,6 @@ pub struct Notification {
     /// Extra attributes (`cluster`, `group`, ...); `severity`, `function` and `environment` are
     /// added by the notifier.
     pub attributes: BTreeMap<String, String>,
-    /// When set, [`crate::idempotency::OncePerKey`] sends it once per key within the store's TTL
-    /// (a report of a lasting situation, not of an event).
-    pub dedup_key: Option<String>,
     /// Attributes whose value is a JSON array, sent as SNS `String.Array`: a subscription filter
     /// `{"cluster": ["prod"]}` matches a message for `["dev", "prod"]`.
     pub arrays: std::collections::BTreeSet<String>,
@@ -67,7 +64,6 @@ impl Notification {
             body: truncate_bytes(body.into(), MAX_BODY_BYTES),
             severity,
             attributes: BTreeMap::new(),
-            dedup_key: None,
             arrays: std::collections::BTreeSet::new(),
         }
     }

@@ -63,10 +63,6 @@ impl snapshot_export::aws::Rds for Fakes {
         call();
         Ok(vec![])
     }
-    async fn running_exports(&self) -> Result<usize, AwsError> {
-        call();
-        Ok(0)
-    }
     async fn start_export(
         &self,
         _: &snapshot_export::domain::Export,
@@ -475,22 +471,29 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+fn configs() -> Configs {
+    let env = env();
+    Configs {
+        snapshot: snapshot_export::Config::from_env(&env).unwrap(),
+        dns: dns_sync::Config::from_env(&env).unwrap(),
+        rollout: image_rollout::Config::from_env(&env).unwrap(),
+        scaling: scaling_alerts::Config::from_env(&env).unwrap(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn bad_input_is_refused_without_side_effects() {
     let budget = std::env::var("FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse::<u64>().ok());
-    let env = env();
-    let configs = Configs {
-        snapshot: snapshot_export::Config::from_env(&env).unwrap(),
-        dns: dns_sync::Config::from_env(&env).unwrap(),
-        rollout: image_rollout::Config::from_env(&env).unwrap(),
-        scaling: scaling_alerts::Config::from_env(&env).unwrap(),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (configs, rt) = (configs(), runtime());
     let functions = [
         "snapshot-export",
         "dns-sync",
@@ -574,17 +577,7 @@ fn rand_seed() -> [u8; 32] {
 /// sync for it (writes included), snapshot-export a full export run.
 #[test]
 fn a_scheduled_event_with_wrong_field_types_acts_on_nothing() {
-    let env = env();
-    let configs = Configs {
-        snapshot: snapshot_export::Config::from_env(&env).unwrap(),
-        dns: dns_sync::Config::from_env(&env).unwrap(),
-        rollout: image_rollout::Config::from_env(&env).unwrap(),
-        scaling: scaling_alerts::Config::from_env(&env).unwrap(),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (configs, rt) = (configs(), runtime());
     for bad in [
         json!({"source": "aws.events", "detail-type": "Scheduled Event", "time": 12, "detail": {}}),
         json!({"source": "aws.events", "detail-type": "Scheduled Event", "resources": "rule", "detail": {}}),

@@ -286,10 +286,9 @@ impl<'a> Existing<'a> {
         };
         let foreign = |what: String| Registry::Foreign(format!("{name} holds {what}"));
         if records.len() > 1 || first.rtype != "TXT" || first.has_policy() {
-            let types: BTreeSet<&str> = records.iter().map(|r| r.rtype.as_str()).collect();
             return foreign(format!(
                 "{} records Bridgekeeper did not write",
-                types.into_iter().collect::<Vec<_>>().join("/")
+                types(records)
             ));
         }
         let parsed: Vec<Option<Owner>> = first.values.iter().map(|v| parse_owner(v)).collect();

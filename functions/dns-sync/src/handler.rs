@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
-use bridgekeeper::events::{Envelope, EventBridgeEvent, SCHEDULED_EVENT, ScheduledEvent};
+use bridgekeeper::events::{Envelope, EventBridgeEvent, is_schedule};
 use bridgekeeper::idempotency::Remember;
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::Notifier;
@@ -103,14 +103,10 @@ struct CloudTrailCall {
 
 /// A schedule, a manual run (`source: bridgekeeper`, same shape), or a new load balancer.
 fn check_trigger(event: &serde_json::Value) -> Result<(), Error> {
-    let envelope = Envelope::of(event)?;
-    match envelope.kind() {
-        // Read whole and typed: a trigger whose fields have the wrong types is not a trigger.
-        (s, d) if d == SCHEDULED_EVENT.1 && (s == SCHEDULED_EVENT.0 || s == "bridgekeeper") => {
-            ScheduledEvent::deserialize(event)
-                .map(|_| ())
-                .map_err(|e| Error::invalid_event(format!("malformed Scheduled Event: {e}")))
-        }
+    if is_schedule(event)? {
+        return Ok(());
+    }
+    match Envelope::of(event)?.kind() {
         ("aws.elasticloadbalancing", "AWS API Call via CloudTrail") => {
             let call: EventBridgeEvent<CloudTrailCall> =
                 EventBridgeEvent::<CloudTrailCall>::deserialize(event).map_err(|e| {
@@ -249,6 +245,9 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
         endpoints.extend(read.endpoints);
         response.skipped.extend(read.skipped);
     }
+    // Sources the clusters could not plan hold their deletions; a host outside DOMAIN_FILTER is
+    // filtering, not a broken source, and holds nothing.
+    let holds = Holds::from_skips(&response.skipped);
     endpoints.sort_by(|a, b| (&a.host, &a.source).cmp(&(&b.host, &b.source)));
     let (endpoints, outside): (Vec<Endpoint>, Vec<Endpoint>) = endpoints
         .into_iter()
@@ -292,7 +291,6 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
                 .into(),
         );
     }
-    let holds = Holds::from_skips(&response.skipped);
     let wanted: Vec<(&Zone, Vec<Endpoint>)> = zones
         .iter()
         .map(|z| (z, per_zone.remove(&z.id).unwrap_or_default()))
@@ -505,47 +503,6 @@ async fn apply_zone<D: Dns>(
         }
     }
     Ok(report)
-}
-
-/// The lasting problems of a run as stable `<kind> <line>` keys: what is reported when it
-/// starts and when it clears.
-pub fn problems(r: &Response) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut add = |kind: &str, line: String| {
-        out.insert(format!("{kind} {}", strip_request_id(&line)));
-    };
-    for z in &r.zones {
-        for c in &z.conflicts {
-            add("conflict", format!("{} ({}): {}", c.host, z.zone, c.reason));
-        }
-        for c in &z.rejected {
-            add("rejected", format!("{} ({}): {}", c.host, z.zone, c.reason));
-        }
-        for c in &z.held {
-            add("held", format!("{} ({}): {}", c.host, z.zone, c.reason));
-        }
-        if let Some(e) = &z.error {
-            add("error", format!("zone {} ({}): {e}", z.zone, z.zone_id));
-        }
-    }
-    for c in &r.cluster_errors {
-        add("error", format!("cluster {}: {}", c.cluster, c.error));
-    }
-    for h in &r.hosts_without_zone {
-        add("no-zone", h.clone());
-    }
-    out
-}
-
-/// Request ids differ between runs of the same situation.
-fn strip_request_id(line: &str) -> String {
-    match line.find(" [request id ") {
-        Some(i) => {
-            let end = line[i..].find(']').map_or(line.len(), |j| i + j + 1);
-            format!("{}{}", &line[..i], &line[end..])
-        }
-        None => line.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -945,5 +902,30 @@ mod tests {
         assert_eq!(applied.num_calls(), 5);
         assert_eq!(z.batches, 11);
         assert!(n.sent()[0].body.contains("REJECTED bad.example.com"));
+    }
+
+    /// A host outside DOMAIN_FILTER is filtered, not a broken source: the source's vanished hosts
+    /// are still deleted.
+    #[tokio::test]
+    async fn a_host_outside_the_domain_filter_holds_no_deletion() {
+        let hosts = ["a.example.com".to_owned(), "b.other.org".to_owned()];
+        let sources = Clusters {
+            ingresses: vec![("prod", ingress("old", &hosts, CLASSIC))],
+            hang: None,
+        };
+        let dns = Zone1::with(owned("gone.example.com", "prod"));
+        let (n, memory) = (Recorder::default(), Memory::default());
+        let cfg = config(&[
+            ("CLUSTERS", "prod=prod-eks"),
+            ("DOMAIN_FILTER", "example.com"),
+        ]);
+        let r = run(&cfg, &sources, &dns, &n, &State::new(&memory)).await;
+        assert!(
+            r.skipped
+                .iter()
+                .any(|s| s.reason.contains("outside DOMAIN_FILTER"))
+        );
+        assert_eq!(r.zones[0].deleted, ["gone.example.com"], "{r:?}");
+        assert!(r.zones[0].held.is_empty(), "{:?}", r.zones[0].held);
     }
 }

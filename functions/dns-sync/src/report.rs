@@ -11,7 +11,7 @@ use bridgekeeper::idempotency::{Remember, skipped};
 use bridgekeeper::notify::{Notification, Severity};
 use tracing::warn;
 
-use crate::handler::{Response, problems};
+use crate::handler::Response;
 
 const KEY: &str = "report#problems";
 
@@ -159,5 +159,46 @@ pub async fn notification<M: Remember>(
     Outcome {
         notification: Some(n),
         remember,
+    }
+}
+
+/// The lasting problems of a run as stable `<kind> <line>` keys: what is reported when it
+/// starts and when it clears.
+pub fn problems(r: &Response) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut add = |kind: &str, line: String| {
+        out.insert(format!("{kind} {}", strip_request_id(&line)));
+    };
+    for z in &r.zones {
+        for c in &z.conflicts {
+            add("conflict", format!("{} ({}): {}", c.host, z.zone, c.reason));
+        }
+        for c in &z.rejected {
+            add("rejected", format!("{} ({}): {}", c.host, z.zone, c.reason));
+        }
+        for c in &z.held {
+            add("held", format!("{} ({}): {}", c.host, z.zone, c.reason));
+        }
+        if let Some(e) = &z.error {
+            add("error", format!("zone {} ({}): {e}", z.zone, z.zone_id));
+        }
+    }
+    for c in &r.cluster_errors {
+        add("error", format!("cluster {}: {}", c.cluster, c.error));
+    }
+    for h in &r.hosts_without_zone {
+        add("no-zone", h.clone());
+    }
+    out
+}
+
+/// Request ids differ between runs of the same situation.
+fn strip_request_id(line: &str) -> String {
+    match line.find(" [request id ") {
+        Some(i) => {
+            let end = line[i..].find(']').map_or(line.len(), |j| i + j + 1);
+            format!("{}{}", &line[..i], &line[end..])
+        }
+        None => line.to_owned(),
     }
 }

@@ -175,6 +175,7 @@ pub(crate) mod tests {
             ("ROLLOUT_MODE", "sometimes"),
             ("MAX_CONCURRENT_PATCHES", "0"),
             ("WATCH_TIMEOUT_SECONDS", "soon"),
+            ("ROLLBACK_ON_FAILURE", "maybe"),
         ] {
             assert_eq!(
                 Config::from_env(&env_with(&[(var, value)]))

@@ -5,14 +5,13 @@ use std::time::Duration;
 
 use bridgekeeper::cluster::ClusterError;
 use bridgekeeper::events::{
-    ECR_IMAGE_ACTION, EcrActionType, EcrImageActionEvent, EcrResult, Envelope, SCHEDULED_EVENT,
-    ScheduledEvent,
+    ECR_IMAGE_ACTION, EcrActionType, EcrImageActionEvent, EcrResult, Envelope, is_schedule,
 };
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::{Notification, Notifier, Severity};
 use bridgekeeper::{Class, Error};
 use futures::stream::{self, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -98,18 +97,6 @@ pub struct Response {
     pub notification: Option<String>,
 }
 
-/// A schedule (or a manual run, `source: bridgekeeper`, same shape): the reconcile.
-fn is_schedule(event: &serde_json::Value) -> Result<bool, Error> {
-    let envelope = Envelope::of(event)?;
-    let (s, d) = envelope.kind();
-    if d != SCHEDULED_EVENT.1 || (s != SCHEDULED_EVENT.0 && s != "bridgekeeper") {
-        return Ok(false);
-    }
-    ScheduledEvent::deserialize(event)
-        .map(|_| true)
-        .map_err(|e| Error::invalid_event(format!("malformed Scheduled Event: {e}")))
-}
-
 /// The push, or why there is nothing to roll.
 fn read_event(event: serde_json::Value) -> Result<Result<Push, String>, Error> {
     let envelope = Envelope::of(&event)?;
@@ -174,8 +161,8 @@ fn read_event(event: serde_json::Value) -> Result<Result<Push, String>, Error> {
     }))
 }
 
-/// Clusters handled at once.
-const CLUSTER_CONCURRENCY: usize = 4;
+/// Clusters handled at once (a push and the reconcile alike).
+pub(crate) const CLUSTER_CONCURRENCY: usize = 4;
 
 pub async fn handle<K: Kube, R: Registry, N: Notifier>(
     event: serde_json::Value,
@@ -186,6 +173,7 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
     notifier: &N,
 ) -> Result<Response, Error> {
     let until = crate::watch::watch_until(config, deadline);
+    // A schedule (or a manual run in its shape): the reconcile.
     if is_schedule(&event)? {
         let (images, clusters) = crate::reconcile::reconcile(config, kube, registry, until).await;
         let mut response = Response {
@@ -1114,16 +1102,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_conflict_is_retried_after_reading_the_deployment_again() {
-        let kube = world();
-        kube.patch_errors.lock().unwrap().push_back(409);
-        let n = Recorder::default();
-        let r = deliver(&kube, &n, PUSH_LATEST).await;
-        assert_eq!(r.clusters[0].rolled.len(), 3);
-        assert!(r.clusters[0].failed.is_empty());
-    }
-
-    #[tokio::test]
     async fn patches_fan_out_no_wider_than_configured() {
         let kube = FakeKube::default();
         for i in 0..20 {
@@ -1348,14 +1326,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_422_on_the_guard_is_re_read_re_planned_and_applied() {
-        let kube = world();
-        // What a real API server answers when a JSON-patch test op fails (kmock says 500).
-        kube.patch_errors.lock().unwrap().push_back(422);
-        let n = Recorder::default();
-        let r = deliver(&kube, &n, PUSH_LATEST).await;
-        assert_eq!(r.clusters[0].rolled.len(), 3);
-        assert!(r.clusters[0].failed.is_empty());
+    async fn a_409_or_a_422_on_the_guard_is_re_read_re_planned_and_applied() {
+        // 422 is what a real API server answers when a JSON-patch test op fails (kmock says 500).
+        for status in [409, 422] {
+            let kube = world();
+            kube.patch_errors.lock().unwrap().push_back(status);
+            let n = Recorder::default();
+            let r = deliver(&kube, &n, PUSH_LATEST).await;
+            assert_eq!(r.clusters[0].rolled.len(), 3, "{status}");
+            assert!(r.clusters[0].failed.is_empty(), "{status}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

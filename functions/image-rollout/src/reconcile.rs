@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::domain::{self, Followed, Push, Target, Workload};
-use crate::handler::{ClusterReport, counted, label, list, roll_listed};
+use crate::handler::{CLUSTER_CONCURRENCY, ClusterReport, counted, label, list, roll_listed};
 use crate::kube::Kube;
 use crate::registry::Registry;
 
@@ -31,9 +31,6 @@ pub struct ImageCheck {
     pub error: Option<String>,
 }
 
-/// Clusters read at once.
-const CLUSTER_CONCURRENCY: usize = 4;
-
 pub async fn reconcile<K: Kube, R: Registry>(
     config: &Config,
     kube: &K,
@@ -41,26 +38,24 @@ pub async fn reconcile<K: Kube, R: Registry>(
     until: Option<tokio::time::Instant>,
 ) -> (Vec<ImageCheck>, Vec<ClusterReport>) {
     let targets = domain::all_targets(&config.rules);
-    let listed: Vec<(Target, Result<Vec<Workload>, String>)> =
-        stream::iter(targets.into_iter().map(|t| async move {
-            let r = list(kube, &t).await.map_err(|e| e.to_string());
-            (t, r)
-        }))
-        .buffered(CLUSTER_CONCURRENCY)
-        .collect()
-        .await;
+    // Each cluster's workloads and the tags they follow there.
+    type Listed = Result<(Vec<Workload>, Vec<Followed>), String>;
+    let listed: Vec<(Target, Listed)> = stream::iter(targets.into_iter().map(|t| async move {
+        let r = list(kube, &t).await.map_err(|e| e.to_string()).map(|w| {
+            let followed = domain::followed_tags(&config.rules, &t.cluster, &w);
+            (w, followed)
+        });
+        (t, r)
+    }))
+    .buffered(CLUSTER_CONCURRENCY)
+    .collect()
+    .await;
 
     // Each followed tag resolved once, however many clusters and workloads follow it.
     let mut followed: Vec<Followed> = listed
         .iter()
-        .filter_map(|(t, r)| {
-            Some(domain::followed_tags(
-                &config.rules,
-                &t.cluster,
-                r.as_ref().ok()?,
-            ))
-        })
-        .flatten()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .flat_map(|(_, f)| f.iter().cloned())
         .collect();
     followed.sort();
     followed.dedup();
@@ -96,8 +91,8 @@ pub async fn reconcile<K: Kube, R: Registry>(
     let current = &current;
     let reports: Vec<ClusterReport> =
         stream::iter(listed.into_iter().map(|(target, listed)| async move {
-            let deployments = match listed {
-                Ok(d) => d,
+            let (deployments, followed) = match listed {
+                Ok(l) => l,
                 Err(e) => {
                     let mut report = ClusterReport::new(&target.cluster);
                     report.error = Some(e);
@@ -105,22 +100,21 @@ pub async fn reconcile<K: Kube, R: Registry>(
                 }
             };
             let mut report = ClusterReport::new(&target.cluster);
-            let mut pushes: Vec<Push> =
-                domain::followed_tags(&config.rules, &target.cluster, &deployments)
-                    .into_iter()
-                    .filter_map(|key| {
-                        let digest = current.get(&key)?.clone();
-                        let (registry, repository, tag) = key;
-                        Some(Push {
-                            registry,
-                            repository,
-                            tag,
-                            digest,
-                            pushed_at: None,
-                            unverified: false,
-                        })
+            let mut pushes: Vec<Push> = followed
+                .into_iter()
+                .filter_map(|key| {
+                    let digest = current.get(&key)?.clone();
+                    let (registry, repository, tag) = key;
+                    Some(Push {
+                        registry,
+                        repository,
+                        tag,
+                        digest,
+                        pushed_at: None,
+                        unverified: false,
                     })
-                    .collect();
+                })
+                .collect();
             pushes.sort_by(|a, b| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)));
             // One tag after another in a cluster: two tags of one workload never patch it at once.
             for push in &pushes {

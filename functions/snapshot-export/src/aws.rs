@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use aws_sdk_rds::types::{Filter, Tag};
+use aws_sdk_rds::types::Tag;
 use bridgekeeper::AwsError;
 use bridgekeeper::error::SdkResultExt;
 use bridgekeeper::events::SnapshotKind;
@@ -36,10 +36,8 @@ pub trait Rds: Send + Sync {
         snapshot_arn: &str,
     ) -> impl Future<Output = Result<Vec<ExportTask>, AwsError>> + Send;
     /// Every export task of the account in this region (RDS keeps their history): one listing
-    /// gives each snapshot's tasks and each source's last successful export.
+    /// gives each snapshot's tasks, each source's last successful export and the running ones.
     fn all_exports(&self) -> impl Future<Output = Result<Vec<ExportTask>, AwsError>> + Send;
-    /// How many of the account's exports are STARTING or IN_PROGRESS.
-    fn running_exports(&self) -> impl Future<Output = Result<usize, AwsError>> + Send;
     fn start_export(
         &self,
         export: &Export,
@@ -222,30 +220,6 @@ impl Rds for RdsApi {
         Ok(all.iter().map(task).collect())
     }
 
-    async fn running_exports(&self) -> Result<usize, AwsError> {
-        let running = Filter::builder()
-            .name("status")
-            .values("starting")
-            .values("in_progress")
-            .build();
-        let pages = self
-            .client
-            .describe_export_tasks()
-            .filters(running)
-            .into_paginator()
-            .items()
-            .send();
-        let all: Vec<_> = pages
-            .collect::<Result<_, _>>()
-            .await
-            .context("rds:DescribeExportTasks")?;
-        Ok(all
-            .iter()
-            .map(task)
-            .filter(|t| t.status.is_running())
-            .count())
-    }
-
     async fn start_export(&self, e: &Export) -> Result<Started, AwsError> {
         let result = self
             .client
@@ -417,8 +391,8 @@ mod tests {
                 none_for_snapshot.num_calls(),
                 snapshots.num_calls()
             ),
-            // One listing of every task (instead of one per snapshot), one of the running ones.
-            (2, 0, 7)
+            // One listing of every task: the snapshots' tasks and the running ones alike.
+            (1, 0, 7)
         );
     }
 
@@ -484,35 +458,29 @@ mod tests {
     /// (four running) filled with the waiting source that has waited longest.
     #[tokio::test]
     async fn an_export_completed_event_starts_the_next_waiting_export() {
-        let tasks = mock!(Client::describe_export_tasks)
-            .match_requests(|r| r.filters().is_empty())
-            .then_output(|| {
-                DescribeExportTasksOutput::builder()
-                    .export_tasks(completed_task())
+        // The finished export, and four of the account's exports still holding slots.
+        let tasks = mock!(Client::describe_export_tasks).then_output(|| {
+            let running = |id: &str| {
+                aws_sdk_rds::types::ExportTask::builder()
+                    .export_task_identifier(id)
+                    .source_arn("arn:aws:rds:eu-west-1:123456789012:snapshot:other")
+                    .status("IN_PROGRESS")
                     .build()
-            });
-        let running = mock!(Client::describe_export_tasks)
-            .match_requests(|r| !r.filters().is_empty())
-            .then_output(|| {
-                let t = |id: &str| {
-                    aws_sdk_rds::types::ExportTask::builder()
-                        .export_task_identifier(id)
-                        .status("IN_PROGRESS")
-                        .build()
-                };
-                DescribeExportTasksOutput::builder()
-                    .export_tasks(t("a"))
-                    .export_tasks(t("b"))
-                    .export_tasks(t("c"))
-                    .export_tasks(t("d"))
-                    .build()
-            });
+            };
+            DescribeExportTasksOutput::builder()
+                .export_tasks(completed_task())
+                .export_tasks(running("a"))
+                .export_tasks(running("b"))
+                .export_tasks(running("c"))
+                .export_tasks(running("d"))
+                .build()
+        });
         let start = mock!(Client::start_export_task)
             .then_output(|| StartExportTaskOutput::builder().status("STARTING").build());
         let clusters = mock!(Client::describe_db_clusters)
             .then_output(|| DescribeDbClustersOutput::builder().build());
         let (instances, snapshots) = (instances(3), one_snapshot_each());
-        let rds = client(&[&tasks, &running, &start, &clusters, &instances, &snapshots]);
+        let rds = client(&[&tasks, &start, &clusters, &instances, &snapshots]);
         let event: serde_json::Value = serde_json::from_str(include_str!(
             "../../../events/snapshot-export/export-completed.json"
         ))

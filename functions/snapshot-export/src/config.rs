@@ -205,6 +205,8 @@ pub(crate) mod tests {
             ("SUMMARY_NOTIFICATIONS", "sometimes"),
             ("DRY_RUN", "perhaps"),
             ("EXPORT_ROLE_ARN", "export-role"),
+            ("MAX_EXPORT_AGE_HOURS", "0"),
+            ("MAX_EXPORT_AGE_HOURS", "36h"),
         ] {
             let err = Config::from_env(&env_with(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var, "{err}");
