@@ -256,6 +256,31 @@ pub struct AlarmStateChange {
     pub previous_state: Option<AlarmState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configuration: Option<AlarmConfiguration>,
+    /// Present when an alarm mute rule mutes the alarm's actions (CloudWatch "Alarm events and
+    /// EventBridge" samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mute_detail: Option<MuteDetail>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MuteDetail {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted_by_arn: Option<String>,
+    /// CloudWatch's `2026-01-01T10:00:00.000+0000`; see [`cloudwatch_time`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mute_window_start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mute_window_end: Option<String>,
+}
+
+/// CloudWatch's alarm timestamps (`2026-11-21T17:04:40.989+0000`: no colon in the offset, which
+/// RFC 3339 parsers refuse); RFC 3339 is accepted too.
+pub fn cloudwatch_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z")
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(s))
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -290,6 +315,11 @@ pub struct AlarmReasonData {
     pub period: Option<u64>,
     #[serde(default)]
     pub recent_datapoints: Vec<f64>,
+    /// Anomaly-detection alarms: the band's edges at the evaluated datapoints.
+    #[serde(default)]
+    pub recent_lower_thresholds: Vec<f64>,
+    #[serde(default)]
+    pub recent_upper_thresholds: Vec<f64>,
 }
 
 impl AlarmState {
@@ -305,6 +335,11 @@ pub struct AlarmConfiguration {
     pub description: Option<String>,
     #[serde(default)]
     pub metrics: Vec<AlarmMetric>,
+    /// Composite alarms: `ALARM(a) OR ALARM(b)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm_rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions_suppressor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -225,6 +225,82 @@ impl Notifier for SnsNotifier {
     }
 }
 
+/// The custom-notification JSON that Amazon Q Developer in chat applications (formerly AWS
+/// Chatbot) renders in Slack, Teams or Chime ("Custom notifications" in its user guide). Sent only
+/// to a chat topic: a mail subscriber of that topic would receive this JSON as text.
+pub fn chat_message(n: &Notification) -> String {
+    serde_json::json!({
+        "version": "1.0",
+        "source": "custom",
+        "content": {
+            "textType": "client-markdown",
+            "title": n.subject,
+            "description": format!("```\n{}\n```", n.body),
+        },
+        "metadata": {
+            "enableCustomActions": false,
+            "additionalContext": n.attributes,
+        }
+    })
+    .to_string()
+}
+
+/// What one subscriber channel reads: text (mail, SMS, queues) or the chat JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Chat,
+}
+
+impl Format {
+    /// The notification as this channel receives it.
+    pub fn apply(self, n: &Notification) -> Notification {
+        match self {
+            Format::Text => n.clone(),
+            Format::Chat => Notification {
+                body: chat_message(n),
+                ..n.clone()
+            },
+        }
+    }
+}
+
+/// A function's topics: the alerts topic always gets text, so its mail subscribers can read it;
+/// the optional chat topic (`CHAT_TOPIC_ARN`) gets the chat JSON of the same notification.
+#[derive(Debug, Clone)]
+pub struct Topics<N> {
+    pub mail: N,
+    pub chat: Option<N>,
+}
+
+impl Topics<SnsNotifier> {
+    pub fn sns(
+        client: aws_sdk_sns::Client,
+        mail_topic: &str,
+        chat_topic: Option<&str>,
+        function: &str,
+        environment: &str,
+    ) -> Self {
+        let topic = |arn: &str| SnsNotifier::new(client.clone(), arn, function, environment);
+        Topics {
+            mail: topic(mail_topic),
+            chat: chat_topic.map(topic),
+        }
+    }
+}
+
+impl<N: Notifier> Notifier for Topics<N> {
+    /// Mail first; the chat copy only once mail has it. A chat failure fails the call, so the
+    /// caller's retry delivers it (at the cost of a second mail), rather than losing it quietly.
+    async fn notify(&self, n: &Notification) -> Result<String, AwsError> {
+        let id = self.mail.notify(n).await?;
+        if let Some(chat) = &self.chat {
+            chat.notify(&Format::Chat.apply(n)).await?;
+        }
+        Ok(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +399,46 @@ mod tests {
         assert_eq!(attrs["environment"], "prod");
         assert_eq!(attrs["cluster"], "prod");
         assert!(!attrs.contains_key("empty"));
+    }
+
+    #[tokio::test]
+    async fn mail_gets_text_and_chat_gets_the_json_it_renders() {
+        use testing::Recorder;
+        let topics = Topics {
+            mail: Recorder::default(),
+            chat: Some(Recorder::default()),
+        };
+        let n = Notification::new("[prod] ALARM: x", "x is ALARM", Severity::Error)
+            .attribute("cluster", "prod");
+        topics.notify(&n).await.unwrap();
+        assert_eq!(topics.mail.sent(), [n.clone()]);
+        let chat = topics.chat.as_ref().unwrap().sent();
+        let json: serde_json::Value = serde_json::from_str(&chat[0].body).unwrap();
+        assert_eq!(
+            (json["version"].as_str(), json["source"].as_str()),
+            (Some("1.0"), Some("custom"))
+        );
+        assert_eq!(json["content"]["title"], "[prod] ALARM: x");
+        assert_eq!(json["content"]["description"], "```\nx is ALARM\n```");
+        assert_eq!(json["metadata"]["additionalContext"]["cluster"], "prod");
+    }
+
+    #[tokio::test]
+    async fn a_failed_mail_sends_no_chat_and_a_failed_chat_fails_the_call() {
+        use testing::Recorder;
+        let n = Notification::new("s", "b", Severity::Info);
+        let mail_down = Topics {
+            mail: Recorder::failing("Throttling", 400),
+            chat: Some(Recorder::default()),
+        };
+        assert!(mail_down.notify(&n).await.is_err());
+        assert!(mail_down.chat.as_ref().unwrap().sent().is_empty());
+        let chat_down = Topics {
+            mail: Recorder::default(),
+            chat: Some(Recorder::failing("AuthorizationError", 403)),
+        };
+        assert!(chat_down.notify(&n).await.is_err());
+        assert_eq!(chat_down.mail.sent().len(), 1);
     }
 }
 

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use bridgekeeper::cluster::{ClusterTarget, targets_from_env};
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
-use bridgekeeper::notify::SnsNotifier;
+use bridgekeeper::notify::{SnsNotifier, Topics};
 
 use crate::domain::{Defaults, DeletionLimit, Policy, RecordKind, ZoneFilter, ZoneType};
 
@@ -10,6 +10,8 @@ use crate::domain::{Defaults, DeletionLimit, Policy, RecordKind, ZoneFilter, Zon
 pub struct Config {
     pub environment: String,
     pub topic_arn: Arn,
+    /// `CHAT_TOPIC_ARN`: an optional topic that gets the chat JSON of every notification.
+    pub chat_topic_arn: Option<Arn>,
     pub clusters: Vec<(String, ClusterTarget)>,
     /// Empty: all namespaces.
     pub namespaces: Vec<String>,
@@ -93,6 +95,7 @@ impl Config {
         Ok(Config {
             environment: environment(env),
             topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
+            chat_topic_arn: env.optional_arn("CHAT_TOPIC_ARN")?,
             clusters: targets_from_env(env, "CLUSTERS")?,
             namespaces: env.list("NAMESPACES"),
             owner,
@@ -117,10 +120,11 @@ impl Config {
         DeletionLimit::Hosts(10)
     }
 
-    pub fn notifier(&self, sns: aws_sdk_sns::Client) -> SnsNotifier {
-        SnsNotifier::new(
+    pub fn notifier(&self, sns: aws_sdk_sns::Client) -> Topics<SnsNotifier> {
+        Topics::sns(
             sns,
             self.topic_arn.as_str(),
+            self.chat_topic_arn.as_ref().map(Arn::as_str),
             crate::FUNCTION,
             &self.environment,
         )

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use bridgekeeper::cluster::ClusterTarget;
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
-use bridgekeeper::notify::SnsNotifier;
+use bridgekeeper::notify::{SnsNotifier, Topics};
 
 use crate::domain::{Mode, Rule, RuleSpec};
 
@@ -10,6 +10,8 @@ use crate::domain::{Mode, Rule, RuleSpec};
 pub struct Config {
     pub environment: String,
     pub topic_arn: Arn,
+    /// `CHAT_TOPIC_ARN`: an optional topic that gets the chat JSON of every notification.
+    pub chat_topic_arn: Option<Arn>,
     /// Alias → where the cluster is, in the order given.
     pub clusters: Vec<(String, ClusterTarget)>,
     pub rules: Vec<Rule>,
@@ -69,6 +71,7 @@ impl Config {
         Ok(Config {
             environment: environment(env),
             topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
+            chat_topic_arn: env.optional_arn("CHAT_TOPIC_ARN")?,
             rules: rules(env, &aliases)?,
             clusters,
             mode,
@@ -81,10 +84,11 @@ impl Config {
         })
     }
 
-    pub fn notifier(&self, sns: aws_sdk_sns::Client) -> SnsNotifier {
-        SnsNotifier::new(
+    pub fn notifier(&self, sns: aws_sdk_sns::Client) -> Topics<SnsNotifier> {
+        Topics::sns(
             sns,
             self.topic_arn.as_str(),
+            self.chat_topic_arn.as_ref().map(Arn::as_str),
             crate::FUNCTION,
             &self.environment,
         )

@@ -1,4 +1,5 @@
-//! The Auto Scaling adapter: one DescribeAutoScalingGroups per batch for the groups it mentions.
+//! The adapters that enrich a batch: one DescribeAutoScalingGroups for the groups it mentions and
+//! one DescribeInstances for the instances its EC2 events name.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -7,6 +8,7 @@ use bridgekeeper::AwsError;
 use bridgekeeper::error::SdkResultExt;
 
 use crate::domain::GroupInfo;
+use crate::nodes::NodeInfo;
 
 /// DescribeAutoScalingGroups takes at most 50 names per call.
 const NAMES_PER_CALL: usize = 50;
@@ -74,5 +76,76 @@ impl AutoScaling for AutoScalingApi {
             }
         }
         Ok(groups)
+    }
+}
+
+/// The EC2 adapter: what the instances an event names are, in one call per batch.
+pub trait Instances: Send + Sync {
+    /// Instance id → what its tags and placement say; ids EC2 no longer knows are left out.
+    fn describe_instances(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, NodeInfo>, AwsError>> + Send;
+}
+
+/// An SQS batch carries at most 100 records, so one call covers a batch.
+const IDS_PER_CALL: usize = 100;
+
+pub struct Ec2Api {
+    client: aws_sdk_ec2::Client,
+}
+
+impl Ec2Api {
+    pub fn new(client: aws_sdk_ec2::Client) -> Self {
+        Ec2Api { client }
+    }
+}
+
+impl Instances for Ec2Api {
+    async fn describe_instances(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, NodeInfo>, AwsError> {
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            // A filter, not InstanceIds: "If you specify an instance ID that is not valid, an
+            // error is returned" (EC2 DescribeInstances) and one terminated-and-gone instance
+            // would fail the lookup of all the others.
+            let filter = aws_sdk_ec2::types::Filter::builder()
+                .name("instance-id")
+                .set_values(Some(chunk.to_vec()))
+                .build();
+            let reservations: Vec<_> = self
+                .client
+                .describe_instances()
+                .filters(filter)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<_, _>>()
+                .await
+                .context("ec2:DescribeInstances")?;
+            for instance in reservations.iter().flat_map(|r| r.instances()) {
+                let Some(id) = instance.instance_id() else {
+                    continue;
+                };
+                let tags: Vec<(&str, &str)> = instance
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
+                    .collect();
+                let info = NodeInfo::from_tags(
+                    &tags,
+                    instance.instance_type().map(|t| t.as_str().to_owned()),
+                    instance
+                        .placement()
+                        .and_then(|p| p.availability_zone())
+                        .map(str::to_owned),
+                    instance.instance_lifecycle().map(|l| l.as_str().to_owned()),
+                );
+                found.insert(id.to_owned(), info);
+            }
+        }
+        Ok(found)
     }
 }

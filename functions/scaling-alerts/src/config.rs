@@ -3,12 +3,13 @@ use bridgekeeper::notify::SnsNotifier;
 
 use crate::handler::Notifiers;
 
+/// What to do with an alarm change whose own actions CloudWatch muted or suppressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageFormat {
-    /// Plain text for mail and SMS.
-    Text,
-    /// The custom-notification JSON Amazon Q Developer in chat applications renders.
-    Chat,
+pub enum Silenced {
+    /// Sent at info severity (never to the errors topic), saying why.
+    Info,
+    /// Not sent; counted.
+    Drop,
 }
 
 #[derive(Debug, Clone)]
@@ -16,21 +17,33 @@ pub struct Config {
     pub environment: String,
     pub topic_arn: Arn,
     pub errors_topic_arn: Option<Arn>,
-    pub format: MessageFormat,
+    pub chat_topic_arn: Option<Arn>,
+    /// `CLUSTER_NAMES`: EC2 events count only for nodes of these clusters; empty = any cluster
+    /// an instance's EKS tags name.
+    pub clusters: Vec<String>,
+    pub silenced: Silenced,
 }
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
-        let format = env.choice(
-            "MESSAGE_FORMAT",
-            &[("text", MessageFormat::Text), ("chat", MessageFormat::Chat)],
-            MessageFormat::Text,
-        )?;
+        if env.optional("MESSAGE_FORMAT").is_some() {
+            // Chat JSON on the alerts topic is what mail subscribers could not read.
+            return Err(ConfigError::new(
+                "MESSAGE_FORMAT",
+                "is no longer read: set CHAT_TOPIC_ARN to send the chat format to its own topic",
+            ));
+        }
         Ok(Config {
             environment: environment(env),
             topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
             errors_topic_arn: env.optional_arn("ERRORS_TOPIC_ARN")?,
-            format,
+            chat_topic_arn: env.optional_arn("CHAT_TOPIC_ARN")?,
+            clusters: env.list("CLUSTER_NAMES"),
+            silenced: env.choice(
+                "SILENCED_ALARMS",
+                &[("info", Silenced::Info), ("drop", Silenced::Drop)],
+                Silenced::Info,
+            )?,
         })
     }
 
@@ -46,6 +59,7 @@ impl Config {
         Notifiers {
             all: notifier(&self.topic_arn),
             errors: self.errors_topic_arn.as_ref().map(notifier),
+            chat: self.chat_topic_arn.as_ref().map(notifier),
         }
     }
 }
@@ -54,24 +68,33 @@ impl Config {
 mod tests {
     use super::*;
 
+    const ALERTS: (&str, &str) = (
+        "ALERTS_TOPIC_ARN",
+        "arn:aws:sns:eu-west-1:123456789012:alerts",
+    );
+
     #[test]
-    fn reads_topics_and_format() {
+    fn reads_topics_clusters_and_the_silenced_policy() {
         let env = Env::from_pairs([
-            (
-                "ALERTS_TOPIC_ARN",
-                "arn:aws:sns:eu-west-1:123456789012:alerts",
-            ),
+            ALERTS,
             (
                 "ERRORS_TOPIC_ARN",
                 "arn:aws:sns:eu-west-1:123456789012:pager",
             ),
-            ("MESSAGE_FORMAT", "chat"),
+            ("CHAT_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:chat"),
+            ("CLUSTER_NAMES", "prod-eks, ops-eks"),
+            ("SILENCED_ALARMS", "drop"),
             ("ENVIRONMENT", "prod"),
         ]);
         let c = Config::from_env(&env).unwrap();
-        assert_eq!(c.format, MessageFormat::Chat);
         assert_eq!(c.errors_topic_arn.unwrap().resource(), "pager");
+        assert_eq!(c.chat_topic_arn.unwrap().resource(), "chat");
+        assert_eq!(c.clusters, ["prod-eks", "ops-eks"]);
+        assert_eq!(c.silenced, Silenced::Drop);
         assert_eq!(c.environment, "prod");
+        let defaults = Config::from_env(&Env::from_pairs([ALERTS])).unwrap();
+        assert_eq!(defaults.silenced, Silenced::Info);
+        assert!(defaults.clusters.is_empty() && defaults.chat_topic_arn.is_none());
     }
 
     #[test]
@@ -80,21 +103,14 @@ mod tests {
             Config::from_env(&Env::default()).unwrap_err().var,
             "ALERTS_TOPIC_ARN"
         );
-        let env = Env::from_pairs([
-            (
-                "ALERTS_TOPIC_ARN",
-                "arn:aws:sns:eu-west-1:123456789012:alerts",
-            ),
-            ("MESSAGE_FORMAT", "html"),
-        ]);
-        assert_eq!(Config::from_env(&env).unwrap_err().var, "MESSAGE_FORMAT");
-        let env = Env::from_pairs([
-            (
-                "ALERTS_TOPIC_ARN",
-                "arn:aws:sns:eu-west-1:123456789012:alerts",
-            ),
+        for (var, value) in [
+            ("MESSAGE_FORMAT", "chat"),
             ("ERRORS_TOPIC_ARN", "pager"),
-        ]);
-        assert_eq!(Config::from_env(&env).unwrap_err().var, "ERRORS_TOPIC_ARN");
+            ("CHAT_TOPIC_ARN", "chat"),
+            ("SILENCED_ALARMS", "quiet"),
+        ] {
+            let env = Env::from_pairs([ALERTS, (var, value)]);
+            assert_eq!(Config::from_env(&env).unwrap_err().var, var);
+        }
     }
 }

@@ -1,11 +1,15 @@
 //! Pure decisions: which events become one alert, and what the alert says.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use bridgekeeper::notify::{Notification, Severity};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use crate::alarm::AlarmEvent;
+use crate::eks::NodegroupEvent;
+use crate::nodes::{NodeEvent, Pool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -14,6 +18,8 @@ pub enum InstanceAction {
     LaunchFailed,
     Terminate,
     TerminateFailed,
+    LaunchHook,
+    TerminateHook,
 }
 
 impl InstanceAction {
@@ -23,8 +29,17 @@ impl InstanceAction {
             "EC2 Instance Launch Unsuccessful" => InstanceAction::LaunchFailed,
             "EC2 Instance Terminate Successful" => InstanceAction::Terminate,
             "EC2 Instance Terminate Unsuccessful" => InstanceAction::TerminateFailed,
+            "EC2 Instance-launch Lifecycle Action" => InstanceAction::LaunchHook,
+            "EC2 Instance-terminate Lifecycle Action" => InstanceAction::TerminateHook,
             _ => return None,
         })
+    }
+
+    pub fn is_hook(self) -> bool {
+        matches!(
+            self,
+            InstanceAction::LaunchHook | InstanceAction::TerminateHook
+        )
     }
 
     fn failed(self) -> bool {
@@ -40,6 +55,8 @@ impl InstanceAction {
             InstanceAction::LaunchFailed => "failed to launch",
             InstanceAction::Terminate => "terminated",
             InstanceAction::TerminateFailed => "failed to terminate",
+            InstanceAction::LaunchHook => "held by a launch lifecycle hook",
+            InstanceAction::TerminateHook => "held by a terminate lifecycle hook",
         }
     }
 }
@@ -53,32 +70,8 @@ pub struct InstanceEvent {
     pub zone: Option<String>,
     pub cause: Option<String>,
     pub status_message: Option<String>,
-    pub time: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlarmEvent {
-    pub name: String,
-    pub state: String,
-    pub previous: Option<String>,
-    pub reason: String,
-    pub description: Option<String>,
-    /// `namespace name (stat, period s)`.
-    pub metric: Option<String>,
-    pub dimensions: BTreeMap<String, String>,
-    pub threshold: Option<f64>,
-    pub latest: Option<f64>,
-    pub time: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodegroupEvent {
-    pub cluster: String,
-    pub nodegroup: String,
-    pub min: Option<i64>,
-    pub max: Option<i64>,
-    pub desired: Option<i64>,
-    pub who: Option<String>,
+    /// Lifecycle actions: `hook-name (autoscaling:EC2_INSTANCE_LAUNCHING)`.
+    pub hook: Option<String>,
     pub time: Option<DateTime<Utc>>,
 }
 
@@ -87,6 +80,7 @@ pub enum Fact {
     Instance(InstanceEvent),
     Alarm(AlarmEvent),
     Nodegroup(NodegroupEvent),
+    Node(NodeEvent),
 }
 
 impl Fact {
@@ -95,7 +89,7 @@ impl Fact {
         match self {
             Fact::Instance(e) => Some(&e.group),
             Fact::Alarm(a) => a.dimensions.get("AutoScalingGroupName").map(String::as_str),
-            Fact::Nodegroup(_) => None,
+            Fact::Nodegroup(_) | Fact::Node(_) => None,
         }
     }
 }
@@ -122,21 +116,27 @@ pub struct Alert {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Instances(InstanceAction, String),
-    Alarm(String, String),
-    Nodegroup(String, String, usize),
+    Alarm(String),
+    Nodes(String, Option<String>, Option<Pool>),
+    Nodegroup(usize),
 }
 
-/// Same kind of instance event in the same group → one alert; an alarm's events in the same
-/// state → one alert; everything else stays separate. Alerts come in the order of their first
-/// event, and each alert's events in arrival order.
+/// Same kind of instance event in the same group → one alert; all of an alarm's changes → one
+/// alert (it reads the latest); the same EC2 event about nodes of one pool → one alert; every
+/// node-group call stays separate. Alerts come in the order of their first event, and each
+/// alert's events in arrival order.
 pub fn coalesce(facts: Vec<(String, Fact)>) -> Vec<Alert> {
     let mut order: Vec<Key> = Vec::new();
     let mut alerts: HashMap<Key, Alert> = HashMap::new();
     for (i, (record, fact)) in facts.into_iter().enumerate() {
         let key = match &fact {
             Fact::Instance(e) => Key::Instances(e.action, e.group.clone()),
-            Fact::Alarm(a) => Key::Alarm(a.name.clone(), a.state.clone()),
-            Fact::Nodegroup(n) => Key::Nodegroup(n.cluster.clone(), n.nodegroup.clone(), i),
+            Fact::Alarm(a) => Key::Alarm(a.name.clone()),
+            Fact::Node(n) => {
+                let (kind, cluster, pool) = n.key();
+                Key::Nodes(kind, cluster, pool)
+            }
+            Fact::Nodegroup(_) => Key::Nodegroup(i),
         };
         let alert = alerts.entry(key.clone()).or_insert_with(|| {
             order.push(key);
@@ -162,20 +162,7 @@ pub fn desired_change(cause: &str) -> Option<(i64, i64)> {
     Some((from.trim().parse().ok()?, to.parse().ok()?))
 }
 
-/// The comparison CloudWatch wrote in the state reason: `was greater than the threshold`.
-pub fn comparison(reason: &str) -> Option<&'static str> {
-    [
-        ("greater than or equal to the threshold", ">="),
-        ("less than or equal to the threshold", "<="),
-        ("greater than the threshold", ">"),
-        ("less than the threshold", "<"),
-    ]
-    .iter()
-    .find(|(phrase, _)| reason.contains(phrase))
-    .map(|(_, op)| *op)
-}
-
-fn fmt_number(v: f64) -> String {
+pub(crate) fn fmt_number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -186,7 +173,7 @@ fn fmt_number(v: f64) -> String {
     }
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
@@ -206,8 +193,29 @@ pub fn render(
 ) -> Notification {
     match &alert.facts[0] {
         Fact::Instance(first) => render_instances(alert, first, groups, environment),
-        Fact::Alarm(a) => render_alarm(a, alert.facts.len(), groups, environment),
-        Fact::Nodegroup(n) => render_nodegroup(n, environment),
+        Fact::Alarm(_) => {
+            let changes: Vec<&AlarmEvent> = alert
+                .facts
+                .iter()
+                .filter_map(|f| match f {
+                    Fact::Alarm(a) => Some(a),
+                    _ => None,
+                })
+                .collect();
+            crate::alarm::render(&changes, groups, environment)
+        }
+        Fact::Node(_) => {
+            let events: Vec<&NodeEvent> = alert
+                .facts
+                .iter()
+                .filter_map(|f| match f {
+                    Fact::Node(n) => Some(n),
+                    _ => None,
+                })
+                .collect();
+            crate::nodes::render(&events, environment)
+        }
+        Fact::Nodegroup(n) => crate::eks::render(n, environment),
     }
 }
 
@@ -287,6 +295,9 @@ fn render_instances(
             .join("  ");
         line(if n == 0 { "Instances:" } else { "" }, &detail);
     }
+    if let Some(hook) = &first.hook {
+        line("Hook:", hook);
+    }
     if first.action.failed() {
         let messages: Vec<&str> = events
             .iter()
@@ -337,108 +348,7 @@ fn render_instances(
     )
 }
 
-fn render_alarm(
-    a: &AlarmEvent,
-    repeats: usize,
-    groups: &HashMap<String, GroupInfo>,
-    env: &str,
-) -> Notification {
-    let op = comparison(&a.reason);
-    let metric_name = a
-        .metric
-        .as_deref()
-        .map(|m| m.split(' ').nth(1).unwrap_or(m));
-    let condition = match (metric_name, op, a.threshold) {
-        (Some(m), Some(op), Some(t)) => Some(format!("{m} {op} {}", fmt_number(t))),
-        (Some(m), None, Some(t)) => Some(format!("{m}, threshold {}", fmt_number(t))),
-        _ => None,
-    };
-    let subject = match &condition {
-        Some(c) => format!("[{env}] {}: {} ({c})", a.state, a.name),
-        None => format!("[{env}] {}: {}", a.state, a.name),
-    };
-    let mut body = format!("{} is {}", a.name, a.state);
-    if let Some(p) = &a.previous {
-        let _ = write!(body, " (was {p})");
-    }
-    if repeats > 1 {
-        let _ = write!(body, ", reported {repeats} times in this batch");
-    }
-    body.push_str(".\n\n");
-    let mut line = |label: &str, value: &str| {
-        let _ = writeln!(body, "{label:<13}{value}");
-    };
-    if let Some(m) = &a.metric {
-        let dims: Vec<String> = a
-            .dimensions
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        line("Metric:", [m.clone(), dims.join(" ")].join(" ").trim_end());
-    }
-    if let Some(c) = &condition {
-        let latest = a
-            .latest
-            .map(|v| format!(", latest {}", fmt_number(v)))
-            .unwrap_or_default();
-        line("Condition:", &format!("{c}{latest}"));
-    }
-    line("Reason:", &a.reason);
-    if let Some(d) = a.description.as_deref().filter(|d| !d.is_empty()) {
-        line("Description:", d);
-    }
-    if let Some(t) = a.time {
-        line("Time:", &t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
-    }
-    let severity = match (a.state.as_str(), a.previous.as_deref()) {
-        ("ALARM", _) => Severity::Error,
-        ("OK", Some("ALARM")) => Severity::Resolved,
-        _ => Severity::Info,
-    };
-    let group = a.dimensions.get("AutoScalingGroupName").map(String::as_str);
-    let info = group.and_then(|g| groups.get(g));
-    attributes(
-        Notification::new(subject, body.trim_end().to_owned(), severity),
-        "cloudwatch",
-        group,
-        info,
-    )
-    .attribute("alarm", a.name.clone())
-}
-
-fn render_nodegroup(n: &NodegroupEvent, env: &str) -> Notification {
-    let mut sizes = Vec::new();
-    for (label, v) in [("desired", n.desired), ("min", n.min), ("max", n.max)] {
-        if let Some(v) = v {
-            sizes.push(format!("{label} {v}"));
-        }
-    }
-    let sizes = if sizes.is_empty() {
-        "scaling config updated".to_owned()
-    } else {
-        sizes.join(", ")
-    };
-    let subject = format!(
-        "[{env}] Node group {}/{} resized: {sizes}",
-        n.cluster, n.nodegroup
-    );
-    let mut body = format!(
-        "The scaling configuration of node group {} in EKS cluster {} was changed: {sizes}.\n",
-        n.nodegroup, n.cluster
-    );
-    if let Some(who) = &n.who {
-        let _ = writeln!(body, "By:   {who}");
-    }
-    if let Some(t) = n.time {
-        let _ = writeln!(body, "Time: {}", t.format("%Y-%m-%d %H:%M:%S UTC"));
-    }
-    Notification::new(subject, body.trim_end().to_owned(), Severity::Info)
-        .attribute("source", "eks")
-        .attribute("cluster", n.cluster.clone())
-        .attribute("group", n.nodegroup.clone())
-}
-
-fn attributes(
+pub(crate) fn attributes(
     n: Notification,
     source: &str,
     group: Option<&str>,
@@ -455,25 +365,6 @@ fn attributes(
     }
 }
 
-/// The custom-notification JSON that Amazon Q Developer in chat applications (formerly AWS
-/// Chatbot) renders in Slack, Teams or Chime.
-pub fn chat_message(n: &Notification) -> String {
-    serde_json::json!({
-        "version": "1.0",
-        "source": "custom",
-        "content": {
-            "textType": "client-markdown",
-            "title": n.subject,
-            "description": format!("```\n{}\n```", n.body),
-        },
-        "metadata": {
-            "enableCustomActions": false,
-            "additionalContext": n.attributes,
-        }
-    })
-    .to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,6 +377,7 @@ mod tests {
             zone: None,
             cause: None,
             status_message: None,
+            hook: None,
             time: None,
         };
         (format!("rec-{id}"), Fact::Instance(e))
@@ -508,20 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn comparison_is_read_from_the_state_reason() {
-        assert_eq!(
-            comparison("[93.5] was greater than the threshold (80.0)"),
-            Some(">")
-        );
-        assert_eq!(
-            comparison("was not greater than or equal to the threshold (5.0)"),
-            Some(">=")
-        );
-        assert_eq!(comparison("was less than the threshold (1.0)"), Some("<"));
-        assert_eq!(
-            comparison("Insufficient Data: 5 datapoints were unknown."),
-            None
-        );
+    fn numbers_read_without_noise() {
         assert_eq!(fmt_number(80.0), "80");
         assert_eq!(fmt_number(93.456), "93.46");
         assert_eq!(fmt_number(0.5), "0.5");

@@ -1,30 +1,50 @@
 //! An SQS batch of EventBridge events in; grouped notifications and the batch item failures out.
-//! The only place that knows the event shapes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use bridgekeeper::events::{
-    ALARM_STATE_CHANGE, AlarmStateChangeEvent, AutoScalingInstanceEvent, Envelope, EventBridgeEvent,
-};
 use bridgekeeper::failures::{FailureRecord, FailureSink};
-use bridgekeeper::idempotency::{Claim, Store, event_id};
+use bridgekeeper::idempotency::{Claim, Remember, Store, event_id};
 use bridgekeeper::metrics::Metrics;
-use bridgekeeper::notify::{Notification, Notifier, Severity};
+use bridgekeeper::notify::{Format, Notification, Notifier, Severity};
 use bridgekeeper::{AwsError, Error};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::aws::AutoScaling;
-use crate::config::{Config, MessageFormat};
-use crate::domain::{self, AlarmEvent, Fact, InstanceAction, InstanceEvent, NodegroupEvent};
+use crate::aws::{AutoScaling, Instances};
+use crate::config::{Config, Silenced};
+use crate::domain::{self, Alert, Fact, InstanceAction};
+use crate::nodes;
+use crate::parse::parse;
 
-/// Where alerts go: every alert to `all`, error-severity alerts also to `errors`.
+/// Where alerts go: every alert to `all` as text and to `chat` as the chat JSON; error-severity
+/// alerts also to `errors`.
 pub struct Notifiers<N> {
     pub all: N,
     pub errors: Option<N>,
+    pub chat: Option<N>,
+}
+
+impl<N> Notifiers<N> {
+    /// (name, format, topic) for one notification; the name keys what a topic already got.
+    fn targets(&self, severity: Severity) -> Vec<(&'static str, Format, &N)> {
+        let mut t = vec![("alerts", Format::Text, &self.all)];
+        if severity == Severity::Error {
+            t.extend(self.errors.as_ref().map(|n| ("errors", Format::Text, n)));
+        }
+        t.extend(self.chat.as_ref().map(|n| ("chat", Format::Chat, n)));
+        t
+    }
+}
+
+/// What the handler talks to, built once in `main`.
+pub struct Ports<A, E, N, S> {
+    pub asg: A,
+    pub ec2: E,
+    pub notifiers: Notifiers<N>,
+    /// Handled event ids, and which topics already got a partly delivered alert.
+    pub store: S,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,6 +73,9 @@ pub struct Response {
     pub coalesced: usize,
     /// Records whose EventBridge event was already reported (an earlier batch, or twice here).
     pub duplicates: usize,
+    /// Records deliberately not sent: EC2 events about instances that are not nodes of a
+    /// watched cluster, and silenced alarms when `SILENCED_ALARMS=drop`.
+    pub dropped: usize,
     pub failures: Vec<RecordError>,
     /// Records that can never be used: kept in the failed-invocations queue by
     /// [`record_rejected`] instead of being received five times on their way to the DLQ.
@@ -60,19 +83,32 @@ pub struct Response {
     pub rejected: Vec<(String, String)>,
 }
 
+impl Response {
+    fn retry(&mut self, records: impl IntoIterator<Item = String>, e: &AwsError) {
+        for id in records {
+            self.failures.push(RecordError {
+                message_id: id.clone(),
+                error: e.to_string(),
+                retryable: e.class() == bridgekeeper::Class::Retryable,
+            });
+            self.batch_item_failures.push(ItemFailure {
+                item_identifier: id,
+            });
+        }
+    }
+}
+
 /// [`handle_payload`], reporting each EventBridge event once: a record whose event id was handled
 /// in an earlier batch, or appears twice in this one, is dropped before anything is sent. An id
 /// is completed once its alert went out and released when its record goes back to SQS.
-pub async fn handle_once<A: AutoScaling, N: Notifier, S: Store>(
+pub async fn handle_once<A: AutoScaling, E: Instances, N: Notifier, S: Store + Remember>(
     payload: serde_json::Value,
     lease_until: SystemTime,
     config: &Config,
-    asg: &A,
-    notifiers: &Notifiers<N>,
-    store: &S,
+    ports: &Ports<A, E, N, S>,
 ) -> Result<Response, Error> {
     if payload.get("Records").is_none() {
-        return handle_payload(payload, config, asg, notifiers).await;
+        return handle_payload(payload, config, ports).await;
     }
     let batch: SqsEvent = serde_json::from_value(payload)
         .map_err(|e| Error::invalid_event(format!("malformed SQS batch: {e}")))?;
@@ -81,20 +117,15 @@ pub async fn handle_once<A: AutoScaling, N: Notifier, S: Store>(
     let mut claimed: Vec<(String, String)> = Vec::new();
     let mut kept = SqsEvent::default();
     for record in batch.records {
-        let id = record
-            .body
-            .as_deref()
-            .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
-            .as_ref()
-            .and_then(event_id);
-        let Some(id) = id else {
+        let Some(id) = record_event_id(&record) else {
             kept.records.push(record);
             continue;
         };
+        // Within a batch regardless of the store: SQS may carry one event twice.
         if !seen.insert(id.clone()) {
             continue;
         }
-        match store.begin(&id, lease_until).await {
+        match ports.store.begin(&id, lease_until).await {
             Ok(Claim::New) => {
                 claimed.push((id, record.message_id.clone().unwrap_or_default()));
                 kept.records.push(record);
@@ -106,7 +137,7 @@ pub async fn handle_once<A: AutoScaling, N: Notifier, S: Store>(
             }
         }
     }
-    let mut response = handle(kept, config, asg, notifiers).await?;
+    let mut response = handle(kept, config, ports).await?;
     response.duplicates = total - response.events;
     response.events = total;
     for (id, message_id) in claimed {
@@ -115,15 +146,24 @@ pub async fn handle_once<A: AutoScaling, N: Notifier, S: Store>(
             .iter()
             .any(|f| f.item_identifier == message_id);
         let done = if returned {
-            store.release(&id).await
+            ports.store.release(&id).await
         } else {
-            store.complete(&id).await
+            ports.store.complete(&id).await
         };
         if let Err(e) = done {
             warn!(event_id = %id, error = %e, "idempotency record not updated");
         }
     }
     Ok(response)
+}
+
+fn record_event_id(record: &SqsMessage) -> Option<String> {
+    record
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+        .as_ref()
+        .and_then(event_id)
 }
 
 /// Records each unusable record once in the failed-invocations queue; one the queue could not
@@ -148,132 +188,6 @@ pub async fn record_rejected<S: FailureSink>(mut response: Response, sink: &S) -
     response
 }
 
-/// `detail` of an `AWS API Call via CloudTrail` event for EKS `UpdateNodegroupConfig`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CloudTrailCall {
-    event_name: String,
-    #[serde(default)]
-    event_time: Option<DateTime<Utc>>,
-    #[serde(default)]
-    user_identity: Option<UserIdentity>,
-    #[serde(default)]
-    request_parameters: Option<NodegroupConfigRequest>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct UserIdentity {
-    #[serde(default)]
-    arn: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NodegroupConfigRequest {
-    /// The cluster's name (the API's path parameter is called `name`).
-    name: String,
-    nodegroup_name: String,
-    #[serde(default)]
-    scaling_config: Option<ScalingConfig>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ScalingConfig {
-    min_size: Option<i64>,
-    max_size: Option<i64>,
-    desired_size: Option<i64>,
-}
-
-fn parse(record: &SqsMessage) -> Result<Fact, String> {
-    let body = record.body.as_deref().ok_or("the record has no body")?;
-    let envelope: Envelope = serde_json::from_str(body)
-        .map_err(|e| format!("the body is not an EventBridge event: {e}"))?;
-    let (source, detail_type) = (
-        envelope.source().to_owned(),
-        envelope.detail_type().to_owned(),
-    );
-    let malformed = |e: serde_json::Error| format!("malformed {detail_type} event: {e}");
-    if let (true, Some(action)) = (
-        source == "aws.autoscaling",
-        InstanceAction::from_detail_type(&detail_type),
-    ) {
-        let e: AutoScalingInstanceEvent = serde_json::from_str(body).map_err(malformed)?;
-        let d = e.detail;
-        return Ok(Fact::Instance(InstanceEvent {
-            action,
-            group: d.auto_scaling_group_name,
-            instance_id: d.ec2_instance_id.filter(|i| !i.is_empty()),
-            zone: d.details.and_then(|x| x.availability_zone),
-            cause: d.cause,
-            status_message: d.status_message,
-            time: d.end_time.or(e.time),
-        }));
-    }
-    if (source.as_str(), detail_type.as_str()) == ALARM_STATE_CHANGE {
-        let e: AlarmStateChangeEvent = serde_json::from_str(body).map_err(malformed)?;
-        let d = e.detail;
-        let reason_data = d.state.reason_data().unwrap_or_default();
-        let stat = d
-            .configuration
-            .as_ref()
-            .and_then(|c| c.metrics.iter().find_map(|m| m.metric_stat.clone()));
-        return Ok(Fact::Alarm(AlarmEvent {
-            name: d.alarm_name,
-            state: d.state.value.text(),
-            previous: d.previous_state.as_ref().map(|p| p.value.text()),
-            reason: d.state.reason.clone(),
-            description: d.configuration.as_ref().and_then(|c| c.description.clone()),
-            metric: stat.as_ref().map(|s| {
-                format!(
-                    "{} {} ({}, {} s)",
-                    s.metric.namespace, s.metric.name, s.stat, s.period
-                )
-            }),
-            dimensions: stat.map(|s| s.metric.dimensions).unwrap_or_default(),
-            threshold: reason_data.threshold,
-            latest: reason_data.recent_datapoints.last().copied(),
-            time: e.time,
-        }));
-    }
-    if source == "aws.eks" && detail_type == "AWS API Call via CloudTrail" {
-        let e: EventBridgeEvent<CloudTrailCall> = serde_json::from_str(body).map_err(malformed)?;
-        let call = e.detail;
-        if call.event_name != "UpdateNodegroupConfig" {
-            return Err(format!(
-                "EKS API call {} is not a node group scaling change",
-                call.event_name
-            ));
-        }
-        let req = call
-            .request_parameters
-            .ok_or("UpdateNodegroupConfig without requestParameters")?;
-        let scaling = req.scaling_config;
-        return Ok(Fact::Nodegroup(NodegroupEvent {
-            cluster: req.name,
-            nodegroup: req.nodegroup_name,
-            min: scaling.as_ref().and_then(|s| s.min_size),
-            max: scaling.as_ref().and_then(|s| s.max_size),
-            desired: scaling.as_ref().and_then(|s| s.desired_size),
-            who: call.user_identity.and_then(|u| u.arn),
-            time: call.event_time.or(e.time),
-        }));
-    }
-    Err(format!(
-        "source {source:?}, detail-type {detail_type:?} is not a scaling or alarm event"
-    ))
-}
-
-fn formatted(n: Notification, format: MessageFormat) -> Notification {
-    match format {
-        MessageFormat::Text => n,
-        MessageFormat::Chat => Notification {
-            body: domain::chat_message(&n),
-            ..n
-        },
-    }
-}
-
 #[derive(Deserialize)]
 struct Probe {
     #[serde(rename = "Records", default)]
@@ -283,11 +197,10 @@ struct Probe {
 /// The Lambda's input: an SQS batch (the deployed path), or one EventBridge event invoked
 /// directly (`cargo lambda invoke --data-file events/scaling-alerts/alarm-ok.json`), which is
 /// handled as a batch of one and fails the invocation if it cannot be used.
-pub async fn handle_payload<A: AutoScaling, N: Notifier>(
+pub async fn handle_payload<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
     payload: serde_json::Value,
     config: &Config,
-    asg: &A,
-    notifiers: &Notifiers<N>,
+    ports: &Ports<A, E, N, S>,
 ) -> Result<Response, Error> {
     bridgekeeper::runtime::readable(&payload)?;
     let probe: Probe = Probe::deserialize(&payload).map_err(|e| {
@@ -298,14 +211,14 @@ pub async fn handle_payload<A: AutoScaling, N: Notifier>(
     if probe.records.is_some() {
         let batch: SqsEvent = serde_json::from_value(payload)
             .map_err(|e| Error::invalid_event(format!("malformed SQS batch: {e}")))?;
-        return handle(batch, config, asg, notifiers).await;
+        return handle(batch, config, ports).await;
     }
     let mut record = SqsMessage::default();
     record.message_id = Some("direct-invoke".into());
     record.body = Some(payload.to_string());
     let mut batch = SqsEvent::default();
     batch.records.push(record);
-    let response = handle(batch, config, asg, notifiers).await?;
+    let response = handle(batch, config, ports).await?;
     match response.failures.first() {
         Some(f) if f.retryable => Err(Error::Transient(f.error.clone())),
         Some(f) => Err(Error::invalid_event(f.error.clone())),
@@ -313,21 +226,46 @@ pub async fn handle_payload<A: AutoScaling, N: Notifier>(
     }
 }
 
-pub async fn handle<A: AutoScaling, N: Notifier>(
+/// A record's event id and whether SQS delivered it before (`ApproximateReceiveCount` > 1).
+struct Delivery {
+    event_id: Option<String>,
+    redelivered: bool,
+}
+
+fn sent_key(event_id: &str, target: &str) -> String {
+    format!("sent#{event_id}#{target}")
+}
+
+pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
     event: SqsEvent,
     config: &Config,
-    asg: &A,
-    notifiers: &Notifiers<N>,
+    ports: &Ports<A, E, N, S>,
 ) -> Result<Response, Error> {
     let mut response = Response {
         events: event.records.len(),
         ..Response::default()
     };
     let mut facts = Vec::new();
+    let mut deliveries: HashMap<String, Delivery> = HashMap::new();
     for record in &event.records {
         let id = record.message_id.clone().unwrap_or_default();
         match parse(record) {
-            Ok(fact) => facts.push((id, fact)),
+            Ok(fact) => {
+                let redelivered = record
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|n| n > 1);
+                let event_id = record_event_id(record);
+                deliveries.insert(
+                    id.clone(),
+                    Delivery {
+                        event_id,
+                        redelivered,
+                    },
+                );
+                facts.push((id, fact));
+            }
             Err(why) => {
                 warn!(message_id = %id, reason = %why, "record rejected");
                 response.failures.push(RecordError {
@@ -342,6 +280,8 @@ pub async fn handle<A: AutoScaling, N: Notifier>(
         }
     }
 
+    let facts = nodes_only(facts, config, &ports.ec2, &mut response).await;
+
     let names: Vec<String> = facts
         .iter()
         .filter_map(|(_, f)| f.group().map(str::to_owned))
@@ -352,7 +292,9 @@ pub async fn handle<A: AutoScaling, N: Notifier>(
     let groups = if names.is_empty() {
         HashMap::new()
     } else {
-        asg.describe_groups(&names)
+        ports
+            .asg
+            .describe_groups(&names)
             .await
             .unwrap_or_else(|e: AwsError| {
                 warn!(error = %e, "enrichment skipped");
@@ -364,34 +306,13 @@ pub async fn handle<A: AutoScaling, N: Notifier>(
     let alerts = domain::coalesce(facts);
     response.coalesced = parsed - alerts.len();
     for alert in alerts {
+        if config.silenced == Silenced::Drop && silenced(&alert) {
+            info!(records = alert.records.len(), "silenced alarm not sent");
+            response.dropped += alert.records.len();
+            continue;
+        }
         let n = domain::render(&alert, &groups, &config.environment);
-        let mut targets = vec![&notifiers.all];
-        if n.severity == Severity::Error {
-            targets.extend(notifiers.errors.as_ref());
-        }
-        let message = formatted(n, config.format);
-        let mut failed = None;
-        for target in targets {
-            if let Err(e) = target.notify(&message).await {
-                failed = Some(e);
-            }
-        }
-        match failed {
-            None => response.notifications += 1,
-            Some(e) => {
-                warn!(error = %e, records = alert.records.len(), "notification failed; records returned to the queue");
-                for id in alert.records {
-                    response.failures.push(RecordError {
-                        message_id: id.clone(),
-                        error: e.to_string(),
-                        retryable: e.class() == bridgekeeper::Class::Retryable,
-                    });
-                    response.batch_item_failures.push(ItemFailure {
-                        item_identifier: id,
-                    });
-                }
-            }
-        }
+        deliver(&alert, &n, &deliveries, ports, &mut response).await;
     }
 
     let mut metrics = Metrics::new(crate::FUNCTION);
@@ -399,16 +320,145 @@ pub async fn handle<A: AutoScaling, N: Notifier>(
         .count("Events", response.events as u64)
         .count("NotificationsSent", response.notifications as u64)
         .count("EventsCoalesced", response.coalesced as u64)
+        .count("EventsDropped", response.dropped as u64)
         .count("RecordsFailed", response.batch_item_failures.len() as u64);
     metrics.flush();
     info!(
         events = response.events,
         notifications = response.notifications,
         coalesced = response.coalesced,
+        dropped = response.dropped,
         failed = response.batch_item_failures.len(),
         "batch done"
     );
     Ok(response)
+}
+
+/// The latest change of an alarm alert had its actions muted or suppressed.
+fn silenced(alert: &Alert) -> bool {
+    let latest = alert
+        .facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Alarm(a) => Some(a),
+            _ => None,
+        })
+        .max_by_key(|a| a.time);
+    latest.is_some_and(|a| a.silenced.is_some())
+}
+
+/// Fills in what EC2 says about the instances the batch's EC2 events name (one
+/// DescribeInstances) and drops the events that are not about nodes of a watched cluster. If EC2
+/// cannot be asked, those records go back to SQS: whether they are nodes is not known.
+async fn nodes_only<E: Instances>(
+    facts: Vec<(String, Fact)>,
+    config: &Config,
+    ec2: &E,
+    response: &mut Response,
+) -> Vec<(String, Fact)> {
+    let ids: Vec<String> = facts
+        .iter()
+        .filter_map(|(_, f)| match f {
+            Fact::Node(n) => Some(n.instance_id.clone()),
+            _ => None,
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if ids.is_empty() {
+        return facts;
+    }
+    let found = match ec2.describe_instances(&ids).await {
+        Ok(found) => found,
+        Err(e) => {
+            warn!(error = %e, instances = ids.len(), "instances not described; their records return to the queue");
+            let (node_facts, rest): (Vec<_>, Vec<_>) = facts
+                .into_iter()
+                .partition(|(_, f)| matches!(f, Fact::Node(_)));
+            response.retry(node_facts.into_iter().map(|(id, _)| id), &e);
+            return rest;
+        }
+    };
+    let auto_scaled: HashSet<String> = facts
+        .iter()
+        .filter_map(|(_, f)| match f {
+            Fact::Instance(e) if e.action != InstanceAction::Launch => e.instance_id.clone(),
+            _ => None,
+        })
+        .collect();
+    let mut kept = Vec::with_capacity(facts.len());
+    for (record, mut fact) in facts {
+        if let Fact::Node(n) = &mut fact {
+            n.node = found.get(&n.instance_id).cloned();
+            if let Err(why) = nodes::keep(n, &config.clusters, &auto_scaled) {
+                info!(instance = %n.instance_id, reason = why.as_str(), "EC2 event dropped");
+                response.dropped += 1;
+                continue;
+            }
+        }
+        kept.push((record, fact));
+    }
+    kept
+}
+
+/// Sends one alert to each of its topics. On a redelivery, a topic that already got it (a
+/// remembered partial delivery) is skipped; when some topic fails, the ones that succeeded are
+/// remembered and the alert's records go back to SQS for the others.
+async fn deliver<A, E, N: Notifier, S: Remember>(
+    alert: &Alert,
+    n: &Notification,
+    deliveries: &HashMap<String, Delivery>,
+    ports: &Ports<A, E, N, S>,
+    response: &mut Response,
+) {
+    let events: Vec<&str> = alert
+        .records
+        .iter()
+        .filter_map(|r| deliveries.get(r)?.event_id.as_deref())
+        .collect();
+    let all_keyed = events.len() == alert.records.len();
+    let redelivered = alert
+        .records
+        .iter()
+        .any(|r| deliveries.get(r).is_some_and(|d| d.redelivered));
+    let mut sent = Vec::new();
+    let mut failed = None;
+    for (target, format, notifier) in ports.notifiers.targets(n.severity) {
+        if redelivered && all_keyed && already_sent(&ports.store, &events, target).await {
+            info!(target, "already delivered to this topic; skipped");
+            continue;
+        }
+        match notifier.notify(&format.apply(n)).await {
+            Ok(_) => sent.push(target),
+            Err(e) => {
+                warn!(target, error = %e, records = alert.records.len(), "notification failed; records returned to the queue");
+                failed = Some(e);
+            }
+        }
+    }
+    let Some(e) = failed else {
+        response.notifications += 1;
+        return;
+    };
+    for target in sent {
+        for event in &events {
+            if let Err(err) = ports.store.remember(&sent_key(event, target), "1").await {
+                warn!(target, error = %err, "partial delivery not remembered; the retry may repeat it");
+            }
+        }
+    }
+    response.retry(alert.records.iter().cloned(), &e);
+}
+
+async fn already_sent<S: Remember>(store: &S, events: &[&str], target: &str) -> bool {
+    for event in events {
+        match store.recall(&sent_key(event, target)).await {
+            Ok(Some(_)) => {}
+            // Unknown or unreadable: send again rather than risk losing it.
+            _ => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -417,17 +467,24 @@ mod tests {
     use std::sync::Mutex;
 
     use bridgekeeper::config::Env;
+    use bridgekeeper::failures::testing::Kept;
+    use bridgekeeper::idempotency::testing::Memory;
     use bridgekeeper::notify::testing::Recorder;
 
     use super::*;
     use crate::domain::GroupInfo;
-    use bridgekeeper::failures::testing::Kept;
-    use bridgekeeper::idempotency::testing::Memory;
+    use crate::nodes::{NodeInfo, Pool};
 
     macro_rules! sample {
         ($name:literal) => {
             include_str!(concat!("../../../events/scaling-alerts/", $name))
         };
+    }
+
+    const KARPENTER_NODE: &str = "i-0c1d2e3f4a5b6c7d8";
+
+    fn denied(operation: &'static str) -> AwsError {
+        AwsError::fake(operation, "AccessDenied", 403, "denied")
     }
 
     #[derive(Default)]
@@ -444,19 +501,39 @@ mod tests {
         ) -> Result<HashMap<String, GroupInfo>, AwsError> {
             self.calls.lock().unwrap().push(names.to_vec());
             if self.fail {
-                return Err(AwsError {
-                    operation: "autoscaling:DescribeAutoScalingGroups",
-                    code: Some("AccessDenied".into()),
-                    message: None,
-                    request_id: None,
-                    status: Some(403),
-                    class: bridgekeeper::Class::NonRetryable,
-                    source: "denied".into(),
-                });
+                return Err(denied("autoscaling:DescribeAutoScalingGroups"));
             }
             Ok(names
                 .iter()
                 .filter_map(|n| Some((n.clone(), self.groups.get(n)?.clone())))
+                .collect())
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeEc2 {
+        instances: HashMap<String, NodeInfo>,
+        calls: Mutex<Vec<Vec<String>>>,
+        fail: bool,
+    }
+
+    impl Instances for FakeEc2 {
+        async fn describe_instances(
+            &self,
+            ids: &[String],
+        ) -> Result<HashMap<String, NodeInfo>, AwsError> {
+            self.calls.lock().unwrap().push(ids.to_vec());
+            if self.fail {
+                return Err(AwsError::fake(
+                    "ec2:DescribeInstances",
+                    "RequestLimitExceeded",
+                    503,
+                    "slow down",
+                ));
+            }
+            Ok(ids
+                .iter()
+                .filter_map(|i| Some((i.clone(), self.instances.get(i)?.clone())))
                 .collect())
         }
     }
@@ -479,6 +556,51 @@ mod tests {
         }
     }
 
+    /// A Karpenter Spot node of prod-eks, a second one, and a bastion host with no cluster tags.
+    fn instances() -> FakeEc2 {
+        let karpenter = |zone: &str| {
+            NodeInfo::from_tags(
+                &[
+                    ("karpenter.sh/nodepool", "default"),
+                    ("eks:eks-cluster-name", "prod-eks"),
+                ],
+                Some("m6i.large".into()),
+                Some(zone.into()),
+                Some("spot".into()),
+            )
+        };
+        FakeEc2 {
+            instances: HashMap::from([
+                (KARPENTER_NODE.into(), karpenter("eu-west-1a")),
+                ("i-0d2e3f4a5b6c7d8e9".into(), karpenter("eu-west-1b")),
+                (
+                    "i-0ba57105700000000".into(),
+                    NodeInfo::from_tags(&[("Name", "bastion")], None, None, None),
+                ),
+            ]),
+            ..FakeEc2::default()
+        }
+    }
+
+    type TestPorts = Ports<FakeAsg, FakeEc2, Recorder, Memory>;
+
+    fn ports() -> TestPorts {
+        with(Notifiers {
+            all: Recorder::default(),
+            errors: None,
+            chat: None,
+        })
+    }
+
+    fn with(notifiers: Notifiers<Recorder>) -> TestPorts {
+        Ports {
+            asg: prod_ng1(),
+            ec2: instances(),
+            notifiers,
+            store: Memory::default(),
+        }
+    }
+
     fn config(extra: &[(&'static str, &'static str)]) -> Config {
         let base = [
             (
@@ -490,36 +612,37 @@ mod tests {
         Config::from_env(&Env::from_pairs(base.iter().chain(extra).copied())).unwrap()
     }
 
-    fn notifiers() -> Notifiers<Recorder> {
-        Notifiers {
-            all: Recorder::default(),
-            errors: None,
-        }
-    }
-
     fn batch(bodies: &[&str]) -> SqsEvent {
         let mut event = SqsEvent::default();
         for (i, body) in bodies.iter().enumerate() {
             let mut m = SqsMessage::default();
             m.message_id = Some(format!("m{i}"));
             m.body = Some(body.to_string());
+            m.attributes
+                .insert("ApproximateReceiveCount".into(), "1".into());
             event.records.push(m);
         }
         event
     }
 
-    /// One sample event, alone in a batch, as a subscriber receives it.
+    fn subjects(r: &Recorder) -> Vec<String> {
+        r.sent().into_iter().map(|m| m.subject).collect()
+    }
+
+    /// One sample event, alone in a batch, as a subscriber of the alerts topic receives it.
     async fn one(body: &str) -> Notification {
-        let n = notifiers();
-        let r = handle(batch(&[body]), &config(&[]), &prod_ng1(), &n)
-            .await
-            .unwrap();
+        one_with(body, &config(&[])).await
+    }
+
+    async fn one_with(body: &str, config: &Config) -> Notification {
+        let p = ports();
+        let r = handle(batch(&[body]), config, &p).await.unwrap();
         assert!(r.batch_item_failures.is_empty(), "{r:?}");
-        let sent = n.all.sent();
-        assert_eq!(sent.len(), 1);
+        let sent = p.notifiers.all.sent();
+        assert_eq!(sent.len(), 1, "{r:?}");
         let m = sent.into_iter().next().unwrap();
         assert!(
-            m.subject.chars().count() <= 100 && !m.subject.contains('\n'),
+            m.subject.chars().count() <= 99 && !m.subject.contains('\n'),
             "{}",
             m.subject
         );
@@ -592,6 +715,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn lifecycle_actions_are_info_and_name_their_hook() {
+        let n = one(sample!("lifecycle-launch.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] 1 node held by a launch lifecycle hook in prod-eks/ng-1"
+        );
+        assert!(
+            n.body
+                .contains("Hook:      warm-up (autoscaling:EC2_INSTANCE_LAUNCHING)"),
+            "{}",
+            n.body
+        );
+        assert_eq!(n.severity, Severity::Info);
+        let n = one(sample!("lifecycle-terminate.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] 1 node held by a terminate lifecycle hook in prod-eks/ng-1"
+        );
+        assert!(
+            n.body.contains("i-0b2c3d4e5f6071829  m6i.large"),
+            "{}",
+            n.body
+        );
+    }
+
+    #[tokio::test]
     async fn alarm_says_metric_threshold_comparison_and_previous_state() {
         let n = one(sample!("alarm-state-change.json")).await;
         assert_eq!(
@@ -625,6 +774,131 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_flapping_alarm_ends_on_its_latest_state_by_time_not_by_arrival() {
+        // Arrival order ALARM(03:04), ALARM(03:14), OK(03:09): the alarm is firing.
+        let event: SqsEvent = serde_json::from_str(sample!("sqs-flapping-alarm.json")).unwrap();
+        let p = ports();
+        let r = handle(event, &config(&[]), &p).await.unwrap();
+        assert_eq!((r.notifications, r.coalesced), (1, 2));
+        let n = &p.notifiers.all.sent()[0];
+        assert_eq!(
+            n.subject,
+            "[prod] ALARM: api-cpu-high (CPUUtilization > 80), 3 changes"
+        );
+        assert!(
+            n.body.starts_with(
+                "api-cpu-high is ALARM (was OK).\n\n\
+                 Changes:     3 in this batch: OK → ALARM → OK → ALARM\n"
+            ),
+            "{}",
+            n.body
+        );
+        assert!(n.body.contains("Time:        2026-11-22 03:14:40 UTC"));
+        assert_eq!(n.severity, Severity::Error);
+    }
+
+    #[tokio::test]
+    async fn muted_and_suppressed_alarms_say_why_and_never_reach_the_errors_topic() {
+        let p = with(Notifiers {
+            all: Recorder::default(),
+            errors: Some(Recorder::default()),
+            chat: None,
+        });
+        let bodies = [
+            sample!("alarm-muted.json"),
+            sample!("alarm-composite-suppressed.json"),
+        ];
+        handle(batch(&bodies), &config(&[]), &p).await.unwrap();
+        let sent = p.notifiers.all.sent();
+        assert_eq!(
+            sent[0].subject,
+            "[prod] ALARM (muted): api-cpu-high (CPUUtilization > 80)"
+        );
+        assert!(
+            sent[0].body.contains(
+                "Actions:     muted by alarm mute rule nightly-maintenance until 2026-11-22 04:00 UTC; sent for the record, not paged"
+            ),
+            "{}",
+            sent[0].body
+        );
+        assert_eq!(
+            sent[1].subject,
+            "[prod] ALARM (suppressed): prod-api-degraded"
+        );
+        assert!(
+            sent[1].body.contains(
+                "Actions:     suppressed by WaitPeriod (Actions suppressed by WaitPeriod)"
+            ),
+            "{}",
+            sent[1].body
+        );
+        assert!(
+            sent[1]
+                .body
+                .contains("Rule:        ALARM(api-cpu-high) OR ALARM(nodes-network-high)")
+        );
+        assert!(sent.iter().all(|n| n.severity == Severity::Info));
+        assert!(p.notifiers.errors.as_ref().unwrap().sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn silenced_alarms_can_be_dropped_and_are_counted() {
+        let p = ports();
+        let bodies = [
+            sample!("alarm-muted.json"),
+            sample!("alarm-composite-suppressed.json"),
+            sample!("alarm-math.json"),
+        ];
+        let r = handle(batch(&bodies), &config(&[("SILENCED_ALARMS", "drop")]), &p)
+            .await
+            .unwrap();
+        assert_eq!((r.notifications, r.dropped), (1, 2));
+        assert_eq!(
+            subjects(&p.notifiers.all),
+            ["[prod] ALARM: nodes-network-high (Total Network Traffic > 10000)"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_math_alarm_names_the_expression_it_alarms_on_not_its_first_input() {
+        let n = one(sample!("alarm-math.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] ALARM: nodes-network-high (Total Network Traffic > 10000)"
+        );
+        assert!(!n.body.contains("NetworkIn >"), "{}", n.body);
+        assert!(
+            n.body.contains(
+                "Expression:  e1 = SUM(METRICS()) (Total Network Traffic)\n\
+                 Inputs:      m1 = AWS/EC2 NetworkIn (Maximum, 300 s) AutoScalingGroupName=eks-prod-ng-1-a2c4e6g8\n\
+                 \x20            m2 = AWS/EC2 NetworkOut (Maximum, 300 s) AutoScalingGroupName=eks-prod-ng-1-a2c4e6g8\n\
+                 Condition:   Total Network Traffic > 10000, latest 45628\n"
+            ),
+            "{}",
+            n.body
+        );
+        assert_eq!(n.severity, Severity::Error);
+    }
+
+    #[tokio::test]
+    async fn an_anomaly_alarm_names_its_metric_and_band() {
+        let n = one(sample!("alarm-anomaly.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] ALARM: api-latency-anomaly (TargetResponseTime outside 0.02–0.3)"
+        );
+        assert!(
+            n.body.contains(
+                "Metric:      AWS/ApplicationELB TargetResponseTime (Average, 60 s) LoadBalancer=app/k8s-prod-api/0123456789abcdef\n\
+                 Band:        ANOMALY_DETECTION_BAND(m1, 0.8)\n\
+                 Condition:   TargetResponseTime outside 0.02–0.3, latest 0.9\n"
+            ),
+            "{}",
+            n.body
+        );
+    }
+
+    #[tokio::test]
     async fn node_group_resize_says_who_and_what() {
         let n = one(sample!("nodegroup-config-update.json")).await;
         assert_eq!(
@@ -633,7 +907,7 @@ mod tests {
         );
         assert!(
             n.body
-                .contains("By:   arn:aws:sts::123456789012:assumed-role/PlatformAdmin/jane"),
+                .contains("By:       arn:aws:sts::123456789012:assumed-role/PlatformAdmin/jane"),
             "{}",
             n.body
         );
@@ -647,12 +921,228 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_or_denied_node_group_call_is_an_error_not_a_resize() {
+        let n = one(sample!("nodegroup-config-failed.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] FAILED: node group prod-eks/ng-1 configuration change: InvalidParameterException"
+        );
+        assert!(
+            n.body.contains(
+                "Error:    InvalidParameterException: Minimum capacity 3 can't be greater than maximum capacity 2"
+            ),
+            "{}",
+            n.body
+        );
+        assert_eq!(n.severity, Severity::Error);
+        let n = one(sample!("nodegroup-config-denied.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] DENIED: node group prod-eks/ng-1 configuration change: AccessDenied"
+        );
+        assert!(
+            n.body
+                .contains("assumed-role/Developer/sam is not authorized")
+        );
+        assert_eq!(n.severity, Severity::Error);
+    }
+
+    #[tokio::test]
+    async fn a_labels_and_taints_update_is_not_called_a_resize() {
+        let n = one(sample!("nodegroup-labels-update.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Node group prod-eks/ng-1 updated: labels, taints"
+        );
+        assert!(!n.body.contains("resized"), "{}", n.body);
+    }
+
+    #[tokio::test]
+    async fn node_group_creation_deletion_and_version_updates_read_well() {
+        let n = one(sample!("nodegroup-create.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Node group prod-eks/ng-spot creation started"
+        );
+        assert!(n.body.contains("Types:    m6i.large, m6a.large (SPOT)"));
+        assert!(n.body.contains("Sizes:    desired 2, min 0, max 10"));
+        let n = one(sample!("nodegroup-delete.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Node group prod-eks/ng-old deletion started"
+        );
+        assert_eq!(n.severity, Severity::Warning);
+        let n = one(sample!("nodegroup-version-update.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Node group prod-eks/ng-1 update to release 1.33.5-20261110 started"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_spot_interruption_of_a_karpenter_node_names_pool_cluster_type_and_zone() {
+        let n = one(sample!("spot-interruption.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Spot interruption: 1 node of Karpenter NodePool default in prod-eks"
+        );
+        assert_eq!(
+            n.body,
+            "EC2 reclaims 1 node of Karpenter NodePool default in prod-eks (cluster prod-eks): it will terminate it in about two minutes, at 03:14:05 UTC.\n\n\
+             Cluster:   prod-eks\n\
+             NodePool:  Karpenter NodePool default\n\
+             Instances: i-0c1d2e3f4a5b6c7d8  m6i.large  spot  eu-west-1a\n\
+             Time:      2026-11-22 03:12:05 UTC"
+        );
+        assert_eq!(n.severity, Severity::Warning);
+        assert_eq!(n.attributes["nodepool"], "default");
+        assert_eq!(n.attributes["cluster"], "prod-eks");
+    }
+
+    #[tokio::test]
+    async fn rebalance_and_unexplained_stops_read_well() {
+        let n = one(sample!("rebalance-recommendation.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Rebalance recommendation: 1 node of Karpenter NodePool default in prod-eks"
+        );
+        assert_eq!(n.severity, Severity::Info);
+        let n = one(sample!("instance-stopped.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] 1 node stopped: Karpenter NodePool default in prod-eks"
+        );
+        assert!(n.body.contains("no Auto Scaling activity explains it"));
+        assert_eq!(n.severity, Severity::Warning);
+    }
+
+    #[tokio::test]
+    async fn interruptions_of_one_pool_are_one_message_and_one_describe_instances() {
+        let second = sample!("spot-interruption.json")
+            .replace(KARPENTER_NODE, "i-0d2e3f4a5b6c7d8e9")
+            .replace("a1b2c3d4-0001", "a1b2c3d4-0009");
+        let bodies = [
+            sample!("spot-interruption.json"),
+            second.as_str(),
+            sample!("rebalance-recommendation.json"),
+        ];
+        let p = ports();
+        let r = handle(batch(&bodies), &config(&[]), &p).await.unwrap();
+        assert_eq!(r.notifications, 2);
+        assert_eq!(
+            subjects(&p.notifiers.all)[0],
+            "[prod] Spot interruption: 2 nodes of Karpenter NodePool default in prod-eks"
+        );
+        let calls = p.ec2.calls.lock().unwrap();
+        assert_eq!(calls.len(), 1, "one DescribeInstances per batch");
+        assert_eq!(calls[0].len(), 2, "each instance asked once: {calls:?}");
+    }
+
+    #[tokio::test]
+    async fn events_about_instances_that_are_not_nodes_are_dropped_and_counted() {
+        let bastion =
+            sample!("spot-interruption.json").replace(KARPENTER_NODE, "i-0ba57105700000000");
+        let gone = sample!("instance-stopped.json").replace(KARPENTER_NODE, "i-0000000000000dead");
+        let p = ports();
+        let r = handle(batch(&[&bastion, &gone]), &config(&[]), &p)
+            .await
+            .unwrap();
+        assert_eq!((r.dropped, r.notifications), (2, 0));
+        assert!(r.failures.is_empty() && r.batch_item_failures.is_empty());
+        assert!(p.notifiers.all.sent().is_empty());
+        // A cluster this stack does not watch is not its business either.
+        let r = handle(
+            batch(&[sample!("spot-interruption.json")]),
+            &config(&[("CLUSTER_NAMES", "dev-eks")]),
+            &p,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.dropped, 1);
+        assert!(p.notifiers.all.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_termination_auto_scaling_reports_itself_is_not_reported_twice() {
+        let mut p = ports();
+        p.ec2.instances.insert(
+            "i-0a1b2c3d4e5f60718".into(),
+            NodeInfo {
+                cluster: Some("prod-eks".into()),
+                pool: Some(Pool::NodeGroup("ng-1".into())),
+                auto_scaling_group: Some("eks-prod-ng-1-a2c4e6g8".into()),
+                ..NodeInfo::default()
+            },
+        );
+        let terminated = sample!("instance-stopped.json")
+            .replace(KARPENTER_NODE, "i-0a1b2c3d4e5f60718")
+            .replace("\"stopped\"", "\"terminated\"");
+        let r = handle(
+            batch(&[sample!("terminate-successful.json"), &terminated]),
+            &config(&[]),
+            &p,
+        )
+        .await
+        .unwrap();
+        assert_eq!((r.notifications, r.dropped), (1, 1));
+        assert_eq!(
+            subjects(&p.notifiers.all),
+            ["[prod] 1 node terminated in prod-eks/ng-1, desired 5→4"]
+        );
+    }
+
+    #[tokio::test]
+    async fn when_ec2_cannot_be_asked_only_the_node_records_return_to_the_queue() {
+        let mut p = ports();
+        p.ec2.fail = true;
+        let r = handle(
+            batch(&[sample!("spot-interruption.json"), sample!("alarm-ok.json")]),
+            &config(&[]),
+            &p,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            r.batch_item_failures,
+            [ItemFailure {
+                item_identifier: "m0".into()
+            }]
+        );
+        assert!(r.failures[0].retryable);
+        assert_eq!(p.notifiers.all.sent().len(), 1);
+    }
+
+    #[tokio::test]
     async fn long_multibyte_names_stay_valid_and_within_the_subject_limit() {
         let long =
             sample!("alarm-state-change.json").replace("api-cpu-high", &"überlast-ñ-🚀".repeat(12));
         let n = one(&long).await;
         assert_eq!(n.subject.chars().count(), 99);
         assert!(n.subject.ends_with('…'));
+    }
+
+    #[tokio::test]
+    async fn every_sample_reads_within_the_subject_limit() {
+        for body in [
+            sample!("alarm-anomaly.json"),
+            sample!("alarm-composite-suppressed.json"),
+            sample!("alarm-math.json"),
+            sample!("alarm-muted.json"),
+            sample!("instance-stopped.json"),
+            sample!("lifecycle-launch.json"),
+            sample!("lifecycle-terminate.json"),
+            sample!("nodegroup-config-denied.json"),
+            sample!("nodegroup-config-failed.json"),
+            sample!("nodegroup-create.json"),
+            sample!("nodegroup-delete.json"),
+            sample!("nodegroup-labels-update.json"),
+            sample!("nodegroup-version-update.json"),
+            sample!("rebalance-recommendation.json"),
+            sample!("spot-interruption.json"),
+        ] {
+            let n = one(body).await;
+            assert!(!n.subject.ends_with('…'), "cut: {}", n.subject);
+        }
     }
 
     #[tokio::test]
@@ -664,11 +1154,10 @@ mod tests {
             })
             .collect();
         let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
-        let n = notifiers();
-        let asg = prod_ng1();
-        let r = handle(batch(&refs), &config(&[]), &asg, &n).await.unwrap();
+        let p = ports();
+        let r = handle(batch(&refs), &config(&[]), &p).await.unwrap();
         assert_eq!((r.events, r.notifications, r.coalesced), (10, 1, 9));
-        let sent = n.all.sent();
+        let sent = p.notifiers.all.sent();
         assert!(
             sent[0]
                 .subject
@@ -680,31 +1169,33 @@ mod tests {
             assert!(sent[0].body.contains(&format!("i-{i:017}")));
         }
         assert_eq!(
-            asg.calls.lock().unwrap().len(),
+            p.asg.calls.lock().unwrap().len(),
             1,
             "one DescribeAutoScalingGroups per batch"
+        );
+        assert!(
+            p.ec2.calls.lock().unwrap().is_empty(),
+            "no EC2 events, no EC2 call"
         );
     }
 
     #[tokio::test]
-    async fn the_sample_batch_groups_by_kind_and_group_in_arrival_order() {
+    async fn the_sample_batch_groups_by_kind_and_group_and_an_alarm_reads_its_latest_state() {
         let event: SqsEvent = serde_json::from_str(sample!("sqs-batch.json")).unwrap();
-        let n = notifiers();
-        let asg = prod_ng1();
-        let r = handle(event, &config(&[]), &asg, &n).await.unwrap();
-        let subjects: Vec<String> = n.all.sent().into_iter().map(|m| m.subject).collect();
+        let p = ports();
+        let r = handle(event, &config(&[]), &p).await.unwrap();
         assert_eq!(
-            subjects,
+            subjects(&p.notifiers.all),
             [
                 "[prod] 3 nodes launched in prod-eks/ng-1, desired 4→7",
-                "[prod] ALARM: api-cpu-high (CPUUtilization > 80)",
-                "[prod] OK: api-cpu-high (CPUUtilization > 80)",
+                "[prod] OK: api-cpu-high (CPUUtilization > 80), 2 changes",
                 "[prod] Node group prod-eks/ng-1 resized: desired 8, min 3, max 12",
             ]
         );
-        assert_eq!((r.events, r.notifications, r.coalesced), (6, 4, 2));
+        assert_eq!(p.notifiers.all.sent()[1].severity, Severity::Resolved);
+        assert_eq!((r.events, r.notifications, r.coalesced), (6, 3, 3));
         assert_eq!(
-            *asg.calls.lock().unwrap(),
+            *p.asg.calls.lock().unwrap(),
             [vec!["eks-prod-ng-1-a2c4e6g8".to_owned()]]
         );
     }
@@ -713,19 +1204,16 @@ mod tests {
     async fn mixed_groups_and_kinds_stay_separate() {
         let other = sample!("launch-successful.json")
             .replace("eks-prod-ng-1-a2c4e6g8", "eks-prod-ng-2-b3d5f7h9");
-        let n = notifiers();
+        let p = ports();
         let bodies = [
             sample!("launch-successful.json"),
             other.as_str(),
             sample!("terminate-successful.json"),
             sample!("launch-successful.json"),
         ];
-        let r = handle(batch(&bodies), &config(&[]), &prod_ng1(), &n)
-            .await
-            .unwrap();
-        let subjects: Vec<String> = n.all.sent().into_iter().map(|m| m.subject).collect();
+        let r = handle(batch(&bodies), &config(&[]), &p).await.unwrap();
         assert_eq!(
-            subjects,
+            subjects(&p.notifiers.all),
             [
                 "[prod] 2 nodes launched in prod-eks/ng-1, desired 4→5",
                 "[prod] 1 node launched in eks-prod-ng-2-b3d5f7h9, desired 4→5",
@@ -737,19 +1225,18 @@ mod tests {
 
     #[tokio::test]
     async fn unparseable_records_are_kept_once_not_redelivered_and_do_not_block_the_rest() {
-        let n = notifiers();
+        let p = ports();
         let bodies = [
             "not json at all",
             sample!("launch-successful.json"),
-            r#"{"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {}}"#,
+            r#"{"source": "aws.s3", "detail-type": "Object Created", "detail": {}}"#,
             r#"{"source": "aws.autoscaling", "detail-type": "EC2 Instance Launch Successful", "detail": {"no": "group"}}"#,
+            r#"{"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {"instance-id": "i-1", "state": "running"}}"#,
         ];
-        let r = handle(batch(&bodies), &config(&[]), &prod_ng1(), &n)
-            .await
-            .unwrap();
+        let r = handle(batch(&bodies), &config(&[]), &p).await.unwrap();
         assert!(r.failures.iter().all(|f| !f.retryable));
         assert!(
-            r.failures[1].error.contains("\"aws.ec2\""),
+            r.failures[1].error.contains("\"aws.s3\""),
             "{:?}",
             r.failures
         );
@@ -760,15 +1247,21 @@ mod tests {
             "{:?}",
             r.failures
         );
-        assert_eq!(n.all.sent().len(), 1);
+        assert!(
+            r.failures[3].error.contains("\"running\""),
+            "{:?}",
+            r.failures
+        );
+        assert_eq!(p.notifiers.all.sent().len(), 1);
+        assert!(p.ec2.calls.lock().unwrap().is_empty());
         // Kept in the failed-invocations queue, so SQS need not bring them back five times.
         let kept = Kept::default();
         let r = record_rejected(r, &kept).await;
         assert!(r.batch_item_failures.is_empty(), "{r:?}");
         let records = kept.records.lock().unwrap();
-        assert_eq!(records.len(), 3);
+        assert_eq!(records.len(), 4);
         assert_eq!(records[0].event, "not json at all");
-        assert_eq!(records[1].event["source"], "aws.ec2");
+        assert_eq!(records[1].event["source"], "aws.s3");
         assert!(
             records
                 .iter()
@@ -776,56 +1269,111 @@ mod tests {
         );
     }
 
-    /// One delivery of a batch to the deployed entry point, with the given store.
-    async fn deliver<N: Notifier>(
-        payload: serde_json::Value,
-        n: &Notifiers<N>,
-        store: &Memory,
-    ) -> Response {
-        handle_once(
-            payload,
-            SystemTime::now(),
-            &config(&[]),
-            &prod_ng1(),
-            n,
-            store,
-        )
-        .await
-        .unwrap()
+    /// One delivery of a batch to the deployed entry point.
+    async fn deliver(payload: &SqsEvent, p: &TestPorts) -> Response {
+        let payload = serde_json::to_value(payload).unwrap();
+        handle_once(payload, SystemTime::now(), &config(&[]), p)
+            .await
+            .unwrap()
+    }
+
+    fn redelivered(mut event: SqsEvent) -> SqsEvent {
+        for r in &mut event.records {
+            r.attributes
+                .insert("ApproximateReceiveCount".into(), "2".into());
+        }
+        event
     }
 
     #[tokio::test]
     async fn the_same_event_in_one_batch_or_across_batches_is_reported_once() {
-        let n = notifiers();
-        let store = Memory::default();
+        let p = ports();
         let alarm = sample!("alarm-state-change.json");
-        let payload = serde_json::to_value(batch(&[alarm, alarm])).unwrap();
-        let r = deliver(payload.clone(), &n, &store).await;
+        let payload = batch(&[alarm, alarm]);
+        let r = deliver(&payload, &p).await;
         assert_eq!((r.events, r.duplicates, r.notifications), (2, 1, 1));
-        let again = deliver(payload, &n, &store).await;
+        let again = deliver(&payload, &p).await;
         assert_eq!((again.duplicates, again.notifications), (2, 0));
-        assert_eq!(n.all.sent().len(), 1);
+        assert_eq!(p.notifiers.all.sent().len(), 1);
     }
 
     #[tokio::test]
     async fn an_alert_that_could_not_be_sent_is_sent_on_redelivery() {
-        let store = Memory::default();
-        let failing = Notifiers {
+        let mut p = with(Notifiers {
             all: Recorder::failing("Throttling", 400),
             errors: None,
-        };
-        let payload = serde_json::to_value(batch(&[sample!("alarm-ok.json")])).unwrap();
-        let r = deliver(payload.clone(), &failing, &store).await;
+            chat: None,
+        });
+        let payload = batch(&[sample!("alarm-ok.json")]);
+        let r = deliver(&payload, &p).await;
         assert_eq!(r.batch_item_failures.len(), 1);
-        let n = notifiers();
-        let r = deliver(payload, &n, &store).await;
+        p.notifiers.all = Recorder::default();
+        let r = deliver(&redelivered(payload), &p).await;
         assert_eq!((r.duplicates, r.notifications), (0, 1));
+        assert_eq!(p.notifiers.all.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_partial_two_topic_failure_is_retried_for_the_failed_topic_only() {
+        let mut p = with(Notifiers {
+            all: Recorder::default(),
+            errors: Some(Recorder::failing("Throttling", 400)),
+            chat: None,
+        });
+        let payload = batch(&[sample!("alarm-state-change.json")]);
+        let r = deliver(&payload, &p).await;
+        assert_eq!(r.batch_item_failures.len(), 1, "{r:?}");
+        assert_eq!(p.notifiers.all.sent().len(), 1);
+        p.notifiers.errors = Some(Recorder::default());
+        let r = deliver(&redelivered(payload), &p).await;
+        assert!(r.batch_item_failures.is_empty(), "{r:?}");
+        assert_eq!(
+            p.notifiers.all.sent().len(),
+            1,
+            "the alerts topic had it already"
+        );
+        assert_eq!(p.notifiers.errors.as_ref().unwrap().sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn mail_and_chat_topics_each_get_their_own_format() {
+        let p = with(Notifiers {
+            all: Recorder::default(),
+            errors: None,
+            chat: Some(Recorder::default()),
+        });
+        handle(
+            batch(&[sample!("alarm-state-change.json")]),
+            &config(&[]),
+            &p,
+        )
+        .await
+        .unwrap();
+        let mail = &p.notifiers.all.sent()[0];
+        assert!(
+            mail.body.starts_with("api-cpu-high is ALARM (was OK)."),
+            "{}",
+            mail.body
+        );
+        let chat = &p.notifiers.chat.as_ref().unwrap().sent()[0];
+        let body: serde_json::Value = serde_json::from_str(&chat.body).unwrap();
+        assert_eq!(body["source"], "custom");
+        assert_eq!(
+            body["content"]["title"],
+            "[prod] ALARM: api-cpu-high (CPUUtilization > 80)"
+        );
+        assert!(
+            body["content"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("latest 93.5")
+        );
     }
 
     #[tokio::test]
     async fn unparseable_records_go_back_to_sqs_when_the_queue_is_unreachable() {
-        let n = notifiers();
-        let r = handle(batch(&["not json at all"]), &config(&[]), &prod_ng1(), &n)
+        let p = ports();
+        let r = handle(batch(&["not json at all"]), &config(&[]), &p)
             .await
             .unwrap();
         let broken = Kept {
@@ -842,17 +1390,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_publish_returns_exactly_its_records_for_retry() {
-        let n = Notifiers {
+        let p = with(Notifiers {
             all: Recorder::failing("Throttling", 400),
             errors: None,
-        };
+            chat: None,
+        });
         let bodies = [
             sample!("launch-successful.json"),
             sample!("launch-successful.json"),
         ];
-        let r = handle(batch(&bodies), &config(&[]), &prod_ng1(), &n)
-            .await
-            .unwrap();
+        let r = handle(batch(&bodies), &config(&[]), &p).await.unwrap();
         assert_eq!(r.batch_item_failures.len(), 2);
         assert!(r.failures.iter().all(|f| f.retryable));
         assert_eq!(r.notifications, 0);
@@ -860,99 +1407,58 @@ mod tests {
 
     #[tokio::test]
     async fn errors_also_go_to_the_errors_topic_and_others_do_not() {
-        let n = Notifiers {
+        let p = with(Notifiers {
             all: Recorder::default(),
             errors: Some(Recorder::default()),
-        };
+            chat: None,
+        });
         let bodies = [
             sample!("launch-successful.json"),
             sample!("alarm-state-change.json"),
-            sample!("alarm-ok.json"),
+            sample!("rebalance-recommendation.json"),
         ];
-        handle(batch(&bodies), &config(&[]), &prod_ng1(), &n)
-            .await
-            .unwrap();
-        assert_eq!(n.all.sent().len(), 3);
-        let errors: Vec<String> = n
-            .errors
-            .as_ref()
-            .unwrap()
-            .sent()
-            .into_iter()
-            .map(|m| m.subject)
-            .collect();
-        assert_eq!(errors, ["[prod] ALARM: api-cpu-high (CPUUtilization > 80)"]);
+        handle(batch(&bodies), &config(&[]), &p).await.unwrap();
+        assert_eq!(p.notifiers.all.sent().len(), 3);
+        assert_eq!(
+            subjects(p.notifiers.errors.as_ref().unwrap()),
+            ["[prod] ALARM: api-cpu-high (CPUUtilization > 80)"]
+        );
     }
 
     #[tokio::test]
     async fn enrichment_failure_still_sends_the_alert() {
-        let asg = FakeAsg {
-            fail: true,
-            ..FakeAsg::default()
-        };
-        let n = notifiers();
+        let mut p = ports();
+        p.asg.fail = true;
         handle(
             batch(&[sample!("launch-successful.json")]),
             &config(&[]),
-            &asg,
-            &n,
+            &p,
         )
         .await
         .unwrap();
         assert_eq!(
-            n.all.sent()[0].subject,
+            p.notifiers.all.sent()[0].subject,
             "[prod] 1 node launched in eks-prod-ng-1-a2c4e6g8, desired 4→5"
-        );
-    }
-
-    #[tokio::test]
-    async fn chat_format_is_the_custom_notification_json() {
-        let n = notifiers();
-        let cfg = config(&[("MESSAGE_FORMAT", "chat")]);
-        handle(
-            batch(&[sample!("alarm-state-change.json")]),
-            &cfg,
-            &prod_ng1(),
-            &n,
-        )
-        .await
-        .unwrap();
-        let body: serde_json::Value = serde_json::from_str(&n.all.sent()[0].body).unwrap();
-        assert_eq!(body["version"], "1.0");
-        assert_eq!(body["source"], "custom");
-        assert_eq!(
-            body["content"]["title"],
-            "[prod] ALARM: api-cpu-high (CPUUtilization > 80)"
-        );
-        assert!(
-            body["content"]["description"]
-                .as_str()
-                .unwrap()
-                .contains("latest 93.5")
         );
     }
 
     #[tokio::test]
     async fn a_direct_invoke_of_one_event_works_and_a_bad_one_fails_non_retryable() {
         use bridgekeeper::Classify;
-        let n = notifiers();
+        let p = ports();
         let event: serde_json::Value = serde_json::from_str(sample!("alarm-ok.json")).unwrap();
-        let r = handle_payload(event, &config(&[]), &prod_ng1(), &n)
-            .await
-            .unwrap();
+        let r = handle_payload(event, &config(&[]), &p).await.unwrap();
         assert_eq!(r.notifications, 1);
         let foreign: serde_json::Value = serde_json::from_str(include_str!(
             "../../../events/image-rollout/push-latest.json"
         ))
         .unwrap();
-        let err = handle_payload(foreign, &config(&[]), &prod_ng1(), &n)
+        let err = handle_payload(foreign, &config(&[]), &p).await.unwrap_err();
+        assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
+        let err = handle_payload(serde_json::json!("text"), &config(&[]), &p)
             .await
             .unwrap_err();
         assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
-        let err = handle_payload(serde_json::json!("text"), &config(&[]), &prod_ng1(), &n)
-            .await
-            .unwrap_err();
-        assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
-        assert_eq!(n.all.sent().len(), 1);
+        assert_eq!(p.notifiers.all.sent().len(), 1);
     }
 }

@@ -1,10 +1,14 @@
-//! scaling-alerts: Auto Scaling, CloudWatch alarm and EKS node-group scaling events, read from
+//! scaling-alerts: Auto Scaling, CloudWatch alarm, EC2 node and EKS node-group events, read from
 //! an SQS queue in batches, become short, readable, grouped SNS notifications.
 
+pub mod alarm;
 pub mod aws;
 pub mod config;
 pub mod domain;
+pub mod eks;
 pub mod handler;
+pub mod nodes;
+pub mod parse;
 
 pub use config::Config;
 

@@ -2,7 +2,8 @@ use bridgekeeper::failures::{SqsFailureSink, settle};
 use bridgekeeper::idempotency::DynamoStore;
 use bridgekeeper::runtime;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use scaling_alerts::{Config, FUNCTION, aws::AutoScalingApi, handler};
+use scaling_alerts::aws::{AutoScalingApi, Ec2Api};
+use scaling_alerts::{Config, FUNCTION, handler};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -12,18 +13,17 @@ async fn main() -> Result<(), Error> {
     let sdk = bridgekeeper::aws::sdk_config().await;
     // Unpublished alerts go back to SQS (batch item failures), whose redelivery is the retry.
     let failed = SqsFailureSink::from_env(&env, &sdk)?;
-    let store = DynamoStore::from_env(&env, &sdk, FUNCTION)?;
-    let asg = AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&sdk));
-    let notifiers = config.notifiers(aws_sdk_sns::Client::new(&sdk));
-    let (config, asg, notifiers, failed, store) = (&config, &asg, &notifiers, &failed, &store);
+    let ports = handler::Ports {
+        asg: AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&sdk)),
+        ec2: Ec2Api::new(aws_sdk_ec2::Client::new(&sdk)),
+        notifiers: config.notifiers(aws_sdk_sns::Client::new(&sdk)),
+        store: DynamoStore::from_env(&env, &sdk, FUNCTION)?,
+    };
+    let (config, ports, failed) = (&config, &ports, &failed);
     bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let (payload, deadline) = (event.payload.clone(), runtime::deadline(&event.context));
-            let outcome = match handler::handle_once(
-                payload, deadline, config, asg, notifiers, store,
-            )
-            .await
-            {
+            let outcome = match handler::handle_once(payload, deadline, config, ports).await {
                 Ok(response) => Ok(handler::record_rejected(response, failed).await),
                 Err(e) => Err(e),
             };

@@ -1,5 +1,5 @@
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
-use bridgekeeper::notify::SnsNotifier;
+use bridgekeeper::notify::{SnsNotifier, Topics};
 
 use crate::domain::Selection;
 
@@ -18,6 +18,8 @@ pub enum SummaryPolicy {
 pub struct Config {
     pub environment: String,
     pub topic_arn: Arn,
+    /// `CHAT_TOPIC_ARN`: an optional topic that gets the chat JSON of every notification.
+    pub chat_topic_arn: Option<Arn>,
     pub bucket: String,
     pub prefix: String,
     pub role_arn: Arn,
@@ -110,6 +112,7 @@ impl Config {
         Ok(Config {
             environment: environment(env),
             topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
+            chat_topic_arn: env.optional_arn("CHAT_TOPIC_ARN")?,
             bucket,
             prefix,
             role_arn: env.arn("EXPORT_ROLE_ARN")?,
@@ -124,10 +127,11 @@ impl Config {
         })
     }
 
-    pub fn notifier(&self, sns: aws_sdk_sns::Client) -> SnsNotifier {
-        SnsNotifier::new(
+    pub fn notifier(&self, sns: aws_sdk_sns::Client) -> Topics<SnsNotifier> {
+        Topics::sns(
             sns,
             self.topic_arn.as_str(),
+            self.chat_topic_arn.as_ref().map(Arn::as_str),
             crate::FUNCTION,
             &self.environment,
         )

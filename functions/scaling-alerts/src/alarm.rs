@@ -1,0 +1,427 @@
+//! CloudWatch alarm state changes: what the alarm watches (a metric, a math expression, an
+//! anomaly band, other alarms), whether its actions are silenced, and how a batch of its changes
+//! reads when it flapped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+
+use bridgekeeper::events::{AlarmMetric, AlarmStateChangeEvent, cloudwatch_time};
+use bridgekeeper::notify::{Notification, Severity};
+use chrono::{DateTime, Utc};
+
+use crate::domain::{GroupInfo, attributes, fmt_number};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmEvent {
+    pub name: String,
+    pub state: String,
+    pub previous: Option<String>,
+    pub reason: String,
+    pub description: Option<String>,
+    pub target: Target,
+    /// The dimensions of the metric it watches (`AutoScalingGroupName` is looked up).
+    pub dimensions: BTreeMap<String, String>,
+    pub latest: Option<f64>,
+    /// When the state changed: the state's own timestamp (milliseconds), else the event's time.
+    pub time: Option<DateTime<Utc>>,
+    pub silenced: Option<Silence>,
+}
+
+/// What an alarm alarms on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// `AWS/EC2 CPUUtilization (Average, 300 s)`.
+    Metric {
+        metric: String,
+        name: String,
+        threshold: Option<f64>,
+    },
+    /// The metric-math (or Metrics Insights) expression whose result the alarm evaluates.
+    Expression {
+        id: String,
+        label: Option<String>,
+        expression: String,
+        inputs: Vec<String>,
+        threshold: Option<f64>,
+    },
+    /// An anomaly-detection band around a metric.
+    Band {
+        name: String,
+        metric: String,
+        expression: String,
+        lower: Option<f64>,
+        upper: Option<f64>,
+    },
+    /// A composite alarm's rule over other alarms.
+    Composite {
+        rule: Option<String>,
+    },
+    Unknown,
+}
+
+/// Why an alarm's own actions did not fire, as CloudWatch says in the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Silence {
+    /// An alarm mute rule covers the change (`muteDetail`).
+    Muted {
+        rule: Option<String>,
+        until: Option<DateTime<Utc>>,
+    },
+    /// A composite alarm's suppressor (`actionsSuppressedBy`: `Alarm`, `WaitPeriod`,
+    /// `ExtensionPeriod`).
+    Suppressed { by: String, reason: Option<String> },
+}
+
+impl Silence {
+    fn says(&self) -> String {
+        match self {
+            Silence::Muted { rule, until } => {
+                let mut s = format!(
+                    "muted by alarm mute rule {}",
+                    rule.as_deref().unwrap_or("(unnamed)")
+                );
+                if let Some(t) = until {
+                    let _ = write!(s, " until {}", t.format("%Y-%m-%d %H:%M UTC"));
+                }
+                s
+            }
+            Silence::Suppressed { by, reason } => match reason {
+                Some(r) if !r.is_empty() => format!("suppressed by {by} ({r})"),
+                _ => format!("suppressed by {by}"),
+            },
+        }
+    }
+
+    fn word(&self) -> &'static str {
+        match self {
+            Silence::Muted { .. } => "muted",
+            Silence::Suppressed { .. } => "suppressed",
+        }
+    }
+}
+
+/// The event as an [`AlarmEvent`].
+pub fn read(e: AlarmStateChangeEvent) -> AlarmEvent {
+    let d = e.detail;
+    let reason_data = d.state.reason_data().unwrap_or_default();
+    let time = cloudwatch_time(&d.state.timestamp).or(e.time);
+    let metrics = d
+        .configuration
+        .as_ref()
+        .map(|c| c.metrics.as_slice())
+        .unwrap_or_default();
+    let target = target(
+        metrics,
+        d.configuration.as_ref().and_then(|c| c.alarm_rule.clone()),
+        reason_data.threshold,
+        reason_data.recent_lower_thresholds.last().copied(),
+        reason_data.recent_upper_thresholds.last().copied(),
+    );
+    let dimensions = watched(metrics)
+        .and_then(|m| m.metric_stat.as_ref())
+        .map(|s| s.metric.dimensions.clone())
+        .unwrap_or_default();
+    // CloudWatch adds `muteDetail` to a change whose actions an alarm mute rule muted.
+    let muted = d.mute_detail.as_ref().map(|m| Silence::Muted {
+        rule: m
+            .muted_by_arn
+            .as_deref()
+            .map(|arn| arn.rsplit(':').next().unwrap_or(arn).to_owned()),
+        until: m.mute_window_end.as_deref().and_then(cloudwatch_time),
+    });
+    let suppressed = d
+        .state
+        .actions_suppressed_by
+        .clone()
+        .map(|by| Silence::Suppressed {
+            by,
+            reason: d.state.actions_suppressed_reason.clone(),
+        });
+    AlarmEvent {
+        name: d.alarm_name,
+        state: d.state.value.text(),
+        previous: d.previous_state.as_ref().map(|p| p.value.text()),
+        reason: d.state.reason.clone(),
+        description: d.configuration.as_ref().and_then(|c| c.description.clone()),
+        target,
+        dimensions,
+        latest: reason_data.recent_datapoints.last().copied(),
+        time,
+        silenced: muted.or(suppressed),
+    }
+}
+
+fn describe(m: &AlarmMetric) -> String {
+    match (&m.metric_stat, &m.expression) {
+        (Some(s), _) => {
+            let dims: Vec<String> = s
+                .metric
+                .dimensions
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!(
+                "{} {} ({}, {} s) {}",
+                s.metric.namespace,
+                s.metric.name,
+                s.stat,
+                s.period,
+                dims.join(" ")
+            )
+            .trim_end()
+            .to_owned()
+        }
+        (None, Some(e)) => e.clone(),
+        (None, None) => m.id.clone(),
+    }
+}
+
+fn is_band(m: &AlarmMetric) -> bool {
+    m.expression
+        .as_deref()
+        .is_some_and(|e| e.trim_start().starts_with("ANOMALY_DETECTION_BAND"))
+}
+
+/// The series the alarm evaluates: the one that returns data and is not an anomaly band
+/// (`returnData` absent means true for a single metric).
+fn watched(metrics: &[AlarmMetric]) -> Option<&AlarmMetric> {
+    let band_input = metrics.iter().find(|m| is_band(m)).and_then(|band| {
+        let expr = band.expression.as_deref().unwrap_or_default();
+        metrics.iter().find(|m| !is_band(m) && expr.contains(&m.id))
+    });
+    band_input.or_else(|| {
+        metrics
+            .iter()
+            .find(|m| !is_band(m) && m.return_data.unwrap_or(metrics.len() == 1))
+    })
+}
+
+fn target(
+    metrics: &[AlarmMetric],
+    rule: Option<String>,
+    threshold: Option<f64>,
+    lower: Option<f64>,
+    upper: Option<f64>,
+) -> Target {
+    if metrics.is_empty() {
+        return if rule.is_some() {
+            Target::Composite { rule }
+        } else {
+            Target::Unknown
+        };
+    }
+    let Some(watched) = watched(metrics) else {
+        return Target::Unknown;
+    };
+    let name = watched
+        .label
+        .clone()
+        .or_else(|| watched.metric_stat.as_ref().map(|s| s.metric.name.clone()))
+        .unwrap_or_else(|| watched.id.clone());
+    if let Some(band) = metrics.iter().find(|m| is_band(m)) {
+        return Target::Band {
+            name,
+            metric: describe(watched),
+            expression: band.expression.clone().unwrap_or_default(),
+            lower,
+            upper,
+        };
+    }
+    match (&watched.expression, &watched.metric_stat) {
+        (Some(expression), _) => Target::Expression {
+            id: watched.id.clone(),
+            label: watched.label.clone(),
+            expression: expression.clone(),
+            inputs: metrics
+                .iter()
+                .filter(|m| m.id != watched.id)
+                .map(|m| format!("{} = {}", m.id, describe(m)))
+                .collect(),
+            threshold,
+        },
+        (None, Some(_)) => Target::Metric {
+            metric: describe(watched),
+            name,
+            threshold,
+        },
+        (None, None) => Target::Unknown,
+    }
+}
+
+/// The comparison CloudWatch wrote in the state reason: `was greater than the threshold`.
+pub fn comparison(reason: &str) -> Option<&'static str> {
+    [
+        ("greater than or equal to the threshold", ">="),
+        ("less than or equal to the threshold", "<="),
+        ("greater than the threshold", ">"),
+        ("less than the threshold", "<"),
+    ]
+    .iter()
+    .find(|(phrase, _)| reason.contains(phrase))
+    .map(|(_, op)| *op)
+}
+
+impl AlarmEvent {
+    /// `CPUUtilization > 80`, `Total Network Traffic > 10000`, `CPUUtilization outside 0.02–0.3`.
+    fn condition(&self) -> Option<String> {
+        let op = comparison(&self.reason);
+        let against = |name: &str, threshold: Option<f64>| match (op, threshold) {
+            (Some(op), Some(t)) => Some(format!("{name} {op} {}", fmt_number(t))),
+            (None, Some(t)) => Some(format!("{name}, threshold {}", fmt_number(t))),
+            _ => None,
+        };
+        match &self.target {
+            Target::Metric {
+                name, threshold, ..
+            } => against(name, *threshold),
+            Target::Expression {
+                id,
+                label,
+                threshold,
+                ..
+            } => against(label.as_deref().unwrap_or(id), *threshold),
+            Target::Band {
+                name, lower, upper, ..
+            } => Some(match (lower, upper) {
+                (Some(l), Some(u)) => {
+                    format!("{name} outside {}–{}", fmt_number(*l), fmt_number(*u))
+                }
+                _ => format!("{name} outside its expected band"),
+            }),
+            Target::Composite { .. } | Target::Unknown => None,
+        }
+    }
+}
+
+/// One alarm's changes in a batch, in arrival order, as one notification: the latest state by
+/// the time CloudWatch changed it, how it got there, and whether its actions were silenced.
+pub fn render(
+    changes: &[&AlarmEvent],
+    groups: &HashMap<String, GroupInfo>,
+    env: &str,
+) -> Notification {
+    let mut ordered: Vec<&AlarmEvent> = changes.to_vec();
+    // Stable: equal times keep arrival order, so the later arrival wins a tie.
+    ordered.sort_by_key(|a| a.time);
+    let a = *ordered.last().expect("an alert has a change");
+    let before = ordered[0].previous.clone();
+    let condition = a.condition();
+    let silenced = a.silenced.as_ref();
+    let state = match silenced {
+        Some(s) => format!("{} ({})", a.state, s.word()),
+        None => a.state.clone(),
+    };
+    let flapped = ordered.len() > 1;
+    let mut subject = format!("[{env}] {state}: {}", a.name);
+    if let Some(c) = &condition {
+        let _ = write!(subject, " ({c})");
+    }
+    if flapped {
+        let _ = write!(subject, ", {} changes", ordered.len());
+    }
+    let mut body = format!("{} is {}", a.name, a.state);
+    if let Some(p) = &before {
+        let _ = write!(body, " (was {p})");
+    }
+    body.push_str(".\n\n");
+    let mut line = |label: &str, value: &str| {
+        let _ = writeln!(body, "{label:<13}{value}");
+    };
+    if flapped {
+        let path: Vec<&str> = before
+            .as_deref()
+            .into_iter()
+            .chain(ordered.iter().map(|c| c.state.as_str()))
+            .collect();
+        line(
+            "Changes:",
+            &format!("{} in this batch: {}", ordered.len(), path.join(" → ")),
+        );
+    }
+    match &a.target {
+        Target::Metric { metric, .. } => line("Metric:", metric),
+        Target::Expression {
+            id,
+            label,
+            expression,
+            inputs,
+            ..
+        } => {
+            let label = label
+                .as_deref()
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default();
+            line("Expression:", &format!("{id} = {expression}{label}"));
+            for (i, input) in inputs.iter().enumerate() {
+                line(if i == 0 { "Inputs:" } else { "" }, input);
+            }
+        }
+        Target::Band {
+            metric, expression, ..
+        } => {
+            line("Metric:", metric);
+            line("Band:", expression);
+        }
+        Target::Composite { rule: Some(rule) } => line("Rule:", rule),
+        Target::Composite { rule: None } | Target::Unknown => {}
+    }
+    if let Some(c) = &condition {
+        let latest = a
+            .latest
+            .map(|v| format!(", latest {}", fmt_number(v)))
+            .unwrap_or_default();
+        line("Condition:", &format!("{c}{latest}"));
+    }
+    line("Reason:", &a.reason);
+    if let Some(s) = silenced {
+        line(
+            "Actions:",
+            &format!("{}; sent for the record, not paged", s.says()),
+        );
+    }
+    if let Some(d) = a.description.as_deref().filter(|d| !d.is_empty()) {
+        line("Description:", d);
+    }
+    if let Some(t) = a.time {
+        line("Time:", &t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+    }
+    let was_alarm =
+        before.as_deref() == Some("ALARM") || ordered.iter().any(|c| c.state == "ALARM");
+    let severity = match (a.state.as_str(), silenced) {
+        (_, Some(_)) => Severity::Info,
+        ("ALARM", None) => Severity::Error,
+        ("OK", None) if was_alarm => Severity::Resolved,
+        _ => Severity::Info,
+    };
+    let group = a.dimensions.get("AutoScalingGroupName").map(String::as_str);
+    let info = group.and_then(|g| groups.get(g));
+    attributes(
+        Notification::new(subject, body.trim_end().to_owned(), severity),
+        "cloudwatch",
+        group,
+        info,
+    )
+    .attribute("alarm", a.name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comparison_is_read_from_the_state_reason() {
+        assert_eq!(
+            comparison("[93.5] was greater than the threshold (80.0)"),
+            Some(">")
+        );
+        assert_eq!(
+            comparison("was not greater than or equal to the threshold (5.0)"),
+            Some(">=")
+        );
+        assert_eq!(comparison("was less than the threshold (1.0)"), Some("<"));
+        assert_eq!(
+            comparison("Insufficient Data: 5 datapoints were unknown."),
+            None
+        );
+    }
+}

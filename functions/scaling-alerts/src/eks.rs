@@ -1,0 +1,198 @@
+//! EKS node-group API calls recorded by CloudTrail: creations, deletions, version updates and
+//! configuration changes, and the calls that failed or were denied.
+
+use std::fmt::Write;
+
+use bridgekeeper::notify::{Notification, Severity};
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Call {
+    Create,
+    Delete,
+    UpdateVersion,
+    UpdateConfig,
+}
+
+impl Call {
+    pub fn from_event_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "CreateNodegroup" => Call::Create,
+            "DeleteNodegroup" => Call::Delete,
+            "UpdateNodegroupVersion" => Call::UpdateVersion,
+            "UpdateNodegroupConfig" => Call::UpdateConfig,
+            _ => return None,
+        })
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Call::Create => "creation",
+            Call::Delete => "deletion",
+            Call::UpdateVersion => "version update",
+            Call::UpdateConfig => "configuration change",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sizes {
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    pub desired: Option<i64>,
+}
+
+impl Sizes {
+    fn text(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            ("desired", self.desired),
+            ("min", self.min),
+            ("max", self.max),
+        ]
+        .into_iter()
+        .filter_map(|(label, v)| Some(format!("{label} {}", v?)))
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodegroupEvent {
+    pub call: Option<Call>,
+    pub cluster: Option<String>,
+    pub nodegroup: Option<String>,
+    pub scaling: Option<Sizes>,
+    /// What else an UpdateNodegroupConfig changed: `labels`, `taints`, `update config`, ...
+    pub changed: Vec<&'static str>,
+    pub version: Option<String>,
+    pub release: Option<String>,
+    pub instance_types: Vec<String>,
+    pub capacity: Option<String>,
+    /// CloudTrail's `errorCode` and `errorMessage`: the call did not happen.
+    pub error: Option<(String, Option<String>)>,
+    pub who: Option<String>,
+    pub time: Option<DateTime<Utc>>,
+}
+
+impl NodegroupEvent {
+    fn name(&self) -> String {
+        format!(
+            "{}/{}",
+            self.cluster.as_deref().unwrap_or("?"),
+            self.nodegroup.as_deref().unwrap_or("?")
+        )
+    }
+
+    /// `AccessDenied`, `AccessDeniedException`, `UnauthorizedOperation`, ...
+    fn denied(&self) -> bool {
+        self.error
+            .as_ref()
+            .is_some_and(|(code, _)| code.contains("AccessDenied") || code.contains("Unauthorized"))
+    }
+}
+
+pub fn render(n: &NodegroupEvent, env: &str) -> Notification {
+    let call = n.call.unwrap_or(Call::UpdateConfig);
+    let name = n.name();
+    let sizes = n.scaling.as_ref().and_then(Sizes::text);
+    let (subject, lead, severity) = if let Some((code, _)) = &n.error {
+        let verdict = if n.denied() { "DENIED" } else { "FAILED" };
+        (
+            format!(
+                "[{env}] {verdict}: node group {name} {}: {code}",
+                call.noun()
+            ),
+            format!(
+                "A {} of node group {} in EKS cluster {} was {}: nothing changed.",
+                call.noun(),
+                n.nodegroup.as_deref().unwrap_or("?"),
+                n.cluster.as_deref().unwrap_or("?"),
+                if n.denied() { "denied" } else { "refused" }
+            ),
+            Severity::Error,
+        )
+    } else {
+        match call {
+            Call::UpdateConfig => {
+                let others = n.changed.join(", ");
+                let what = match (&sizes, others.is_empty()) {
+                    (Some(s), true) => format!("resized: {s}"),
+                    (Some(s), false) => format!("resized: {s}; {others} changed"),
+                    (None, false) => format!("updated: {others}"),
+                    (None, true) => "configuration updated".to_owned(),
+                };
+                (
+                    format!("[{env}] Node group {name} {what}"),
+                    format!(
+                        "The configuration of node group {} in EKS cluster {} was changed ({what}).",
+                        n.nodegroup.as_deref().unwrap_or("?"),
+                        n.cluster.as_deref().unwrap_or("?")
+                    ),
+                    Severity::Info,
+                )
+            }
+            Call::Create => (
+                format!("[{env}] Node group {name} creation started"),
+                format!("EKS is creating node group {name}."),
+                Severity::Info,
+            ),
+            Call::Delete => (
+                format!("[{env}] Node group {name} deletion started"),
+                format!("EKS is deleting node group {name}: its nodes are drained and terminated."),
+                Severity::Warning,
+            ),
+            Call::UpdateVersion => {
+                let to = match (&n.version, &n.release) {
+                    (_, Some(r)) => format!(" to release {r}"),
+                    (Some(v), None) => format!(" to Kubernetes {v}"),
+                    (None, None) => " to the latest AMI".to_owned(),
+                };
+                (
+                    format!("[{env}] Node group {name} update{to} started"),
+                    format!("EKS is updating node group {name}{to}: its nodes are replaced."),
+                    Severity::Info,
+                )
+            }
+        }
+    };
+    let mut body = format!("{lead}\n\n");
+    let mut line = |label: &str, value: &str| {
+        let _ = writeln!(body, "{label:<10}{value}");
+    };
+    if let Some((code, message)) = &n.error {
+        let message = message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        line("Error:", &format!("{code}{message}"));
+    }
+    if let Some(s) = &sizes {
+        line("Sizes:", s);
+    }
+    if !n.instance_types.is_empty() {
+        let capacity = n
+            .capacity
+            .as_deref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        line(
+            "Types:",
+            &format!("{}{capacity}", n.instance_types.join(", ")),
+        );
+    }
+    if let Some(who) = &n.who {
+        line("By:", who);
+    }
+    if let Some(t) = n.time {
+        line("Time:", &t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+    }
+    let mut note =
+        Notification::new(subject, body.trim_end().to_owned(), severity).attribute("source", "eks");
+    if let Some(c) = &n.cluster {
+        note = note.attribute("cluster", c.clone());
+    }
+    if let Some(g) = &n.nodegroup {
+        note = note.attribute("group", g.clone());
+    }
+    note
+}
