@@ -344,6 +344,52 @@ pub async fn node_group(
         .collect())
 }
 
+/// An EC2 instance in moto with `tags`, as Karpenter (or anyone) launches it; returns its id.
+pub async fn instance(
+    sdk: &SdkConfig,
+    instance_type: &str,
+    spot: bool,
+    tags: &[(&str, &str)],
+) -> anyhow::Result<String> {
+    use aws_sdk_ec2::types::{
+        InstanceMarketOptionsRequest, InstanceType, MarketType, Placement, ResourceType, Tag,
+        TagSpecification,
+    };
+    let zone = format!(
+        "{}a",
+        sdk.region().map(|r| r.to_string()).unwrap_or_default()
+    );
+    let spec = tags
+        .iter()
+        .fold(TagSpecification::builder(), |b, (k, v)| {
+            b.tags(Tag::builder().key(*k).value(*v).build())
+        })
+        .resource_type(ResourceType::Instance)
+        .build();
+    let mut run = aws_sdk_ec2::Client::new(sdk)
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .instance_type(InstanceType::from(instance_type))
+        .min_count(1)
+        .max_count(1)
+        // moto places an instance without a placement in us-east-1a, whatever the region.
+        .placement(Placement::builder().availability_zone(zone).build())
+        .tag_specifications(spec);
+    if spot {
+        run = run.instance_market_options(
+            InstanceMarketOptionsRequest::builder()
+                .market_type(MarketType::Spot)
+                .build(),
+        );
+    }
+    let out = run.send().await?;
+    out.instances()
+        .first()
+        .and_then(|i| i.instance_id())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("RunInstances returned no instance"))
+}
+
 /// An ELBv2 load balancer in moto (created through `tests/standins/aws_seed.py`, since it needs
 /// EC2 subnets); returns (DNS name, canonical hosted zone id).
 pub fn load_balancer(

@@ -187,6 +187,16 @@ impl scaling_alerts::aws::AutoScaling for Fakes {
     }
 }
 
+impl scaling_alerts::aws::Instances for Fakes {
+    async fn describe_instances(
+        &self,
+        _: &[String],
+    ) -> Result<HashMap<String, scaling_alerts::nodes::NodeInfo>, AwsError> {
+        call();
+        Ok(HashMap::new())
+    }
+}
+
 impl access_entries::aws::AccessEntries for Fakes {
     async fn ensure(
         &self,
@@ -259,10 +269,16 @@ async fn run(
     };
     let recorder = Recorder::default();
     let store = Memory::default();
-    // scaling-alerts sends through its own pair of notifiers; every other function through `recorder`.
-    let alerts = scaling_alerts::handler::Notifiers {
-        all: Recorder::default(),
-        errors: None,
+    // scaling-alerts sends through its own notifiers; every other function through `recorder`.
+    let alerts = scaling_alerts::handler::Ports {
+        asg: Fakes,
+        ec2: Fakes,
+        notifiers: scaling_alerts::handler::Notifiers {
+            all: Recorder::default(),
+            errors: None,
+            chat: None,
+        },
+        store: Memory::default(),
     };
     let err: Option<Error> = match function {
         "snapshot-export" => {
@@ -287,16 +303,11 @@ async fn run(
         )
         .await
         .err(),
-        "scaling-alerts" => scaling_alerts::handler::handle_once(
-            payload,
-            SystemTime::now(),
-            &c.scaling,
-            &Fakes,
-            &alerts,
-            &store,
-        )
-        .await
-        .err(),
+        "scaling-alerts" => {
+            scaling_alerts::handler::handle_once(payload, SystemTime::now(), &c.scaling, &alerts)
+                .await
+                .err()
+        }
         "access-entries" => {
             access_entries::handler::handle(payload, Duration::from_secs(5), &Fakes, &Fakes)
                 .await
@@ -304,7 +315,7 @@ async fn run(
         }
         other => unreachable!("{other}"),
     };
-    let sent = recorder.sent().len() + alerts.all.sent().len();
+    let sent = recorder.sent().len() + alerts.notifiers.all.sent().len();
     let Some(err) = err else { return Ok(None) };
     let d = err.diagnostic();
     if err.class() != Class::NonRetryable {

@@ -1,13 +1,19 @@
-//! scaling-alerts against moto: an Auto Scaling group tagged like an EKS node group, a batch of
-//! events through the handler, the messages read back from SNS through SQS.
+//! scaling-alerts against moto: an Auto Scaling group tagged like an EKS node group and EC2
+//! instances tagged like Karpenter's, batches of events through the handler, the messages read
+//! back from SNS through SQS.
 
 use anyhow::Result;
+use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use bridgekeeper::config::Env;
-use bridgekeeper_tests::{FailedQueue, Inbox, TestEnv, node_group, repo_root, unique};
+use bridgekeeper::idempotency::DynamoStore;
+use bridgekeeper::notify::SnsNotifier;
+use bridgekeeper_tests::{
+    FailedQueue, Inbox, TestEnv, idempotency_table, instance, node_group, repo_root, unique,
+};
 use scaling_alerts::Config;
-use scaling_alerts::aws::AutoScalingApi;
-use scaling_alerts::handler::{handle, record_rejected};
+use scaling_alerts::aws::{AutoScalingApi, Ec2Api};
+use scaling_alerts::handler::{Ports, handle, record_rejected};
 
 fn sample(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("events/scaling-alerts").join(name)).unwrap()
@@ -22,6 +28,24 @@ fn batch(bodies: &[String]) -> SqsEvent {
         event.records.push(m);
     }
     event
+}
+
+type MotoPorts = Ports<AutoScalingApi, Ec2Api, SnsNotifier, DynamoStore>;
+
+async fn ports(sdk: &SdkConfig, config: &Config) -> Result<MotoPorts> {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let table = idempotency_table(&dynamo).await?;
+    Ok(Ports {
+        asg: AutoScalingApi::new(aws_sdk_autoscaling::Client::new(sdk)),
+        ec2: Ec2Api::new(aws_sdk_ec2::Client::new(sdk)),
+        notifiers: config.notifiers(aws_sdk_sns::Client::new(sdk)),
+        store: DynamoStore::new(
+            dynamo,
+            table,
+            "scaling-alerts",
+            std::time::Duration::from_secs(3600),
+        ),
+    })
 }
 
 #[tokio::test]
@@ -44,9 +68,8 @@ async fn a_batch_becomes_enriched_grouped_messages_and_a_bad_record_is_kept_once
         ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
         ("ENVIRONMENT", "prod"),
     ]))?;
-    let notifiers = config.notifiers(aws_sdk_sns::Client::new(&env.sdk));
-    let api = AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&env.sdk));
-    let response = handle(batch(&bodies), &config, &api, &notifiers).await?;
+    let ports = ports(&env.sdk, &config).await?;
+    let response = handle(batch(&bodies), &config, &ports).await?;
     let queue = FailedQueue::create(&env.sdk).await?;
     let sink = queue.sink();
     let response = record_rejected(response, &sink).await;
@@ -94,5 +117,95 @@ async fn a_batch_becomes_enriched_grouped_messages_and_a_bad_record_is_kept_once
     );
     assert_eq!(alarm.attributes["severity"], "error");
     assert_eq!(alarm.attributes["cluster"], "prod-eks");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_spot_interruption_of_a_karpenter_node_is_found_by_its_tags_and_other_instances_are_dropped()
+-> Result<()> {
+    let env = TestEnv::aws().await;
+    let mail = Inbox::create(&env.sdk).await?;
+    let chat = Inbox::create(&env.sdk).await?;
+    let cluster = unique("prod-eks");
+    let node = instance(
+        &env.sdk,
+        "m6i.large",
+        true,
+        &[
+            ("karpenter.sh/nodepool", "default"),
+            ("eks:eks-cluster-name", &cluster),
+            (&format!("kubernetes.io/cluster/{cluster}"), "owned"),
+        ],
+    )
+    .await?;
+    let bastion = instance(&env.sdk, "t3.micro", false, &[("Name", "bastion")]).await?;
+    let spot = sample("spot-interruption.json");
+    let bodies = vec![
+        spot.replace("i-0c1d2e3f4a5b6c7d8", &node),
+        spot.replace("i-0c1d2e3f4a5b6c7d8", &bastion)
+            .replace("a1b2c3d4-0001", "a1b2c3d4-0011"),
+        // Gone from EC2 for good: a filter, unlike InstanceIds, does not fail the whole lookup.
+        spot.replace("i-0c1d2e3f4a5b6c7d8", "i-0123456789abcdef0")
+            .replace("a1b2c3d4-0001", "a1b2c3d4-0012"),
+    ];
+    let config = Config::from_env(&Env::from_pairs([
+        ("ALERTS_TOPIC_ARN", mail.topic_arn.as_str()),
+        ("CHAT_TOPIC_ARN", chat.topic_arn.as_str()),
+        ("ENVIRONMENT", "prod"),
+    ]))?;
+    let ports = ports(&env.sdk, &config).await?;
+    let response = handle(batch(&bodies), &config, &ports).await?;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!((response.notifications, response.dropped), (1, 2));
+
+    let messages = mail.receive().await?;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let m = &messages[0];
+    assert_eq!(
+        m.subject.as_deref(),
+        Some(
+            format!("[prod] Spot interruption: 1 node of Karpenter NodePool default in {cluster}")
+                .as_str()
+        )
+    );
+    assert!(
+        m.body.contains(&format!(
+            "Instances: {node}  m6i.large  spot  {}a",
+            env.region
+        )),
+        "type, lifecycle and zone from DescribeInstances: {}",
+        m.body
+    );
+    assert_eq!(m.attributes["severity"], "warning");
+    assert_eq!(m.attributes["nodepool"], "default");
+    assert_eq!(m.attributes["cluster"], cluster);
+    let chatted = chat.receive().await?;
+    assert_eq!(chatted.len(), 1);
+    let json: serde_json::Value = serde_json::from_str(&chatted[0].body)?;
+    assert_eq!(
+        json["content"]["title"],
+        m.subject.clone().unwrap_or_default()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flapping_alarm_is_one_message_with_its_latest_state() -> Result<()> {
+    let env = TestEnv::aws().await;
+    let inbox = Inbox::create(&env.sdk).await?;
+    let config = Config::from_env(&Env::from_pairs([
+        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
+        ("ENVIRONMENT", "prod"),
+    ]))?;
+    let ports = ports(&env.sdk, &config).await?;
+    let event: SqsEvent = serde_json::from_str(&sample("sqs-flapping-alarm.json"))?;
+    let response = handle(event, &config, &ports).await?;
+    assert_eq!((response.notifications, response.coalesced), (1, 2));
+    let messages = inbox.receive().await?;
+    assert_eq!(
+        messages[0].subject.as_deref(),
+        Some("[prod] ALARM: api-cpu-high (CPUUtilization > 80), 3 changes")
+    );
+    assert_eq!(messages[0].attributes["severity"], "error");
     Ok(())
 }

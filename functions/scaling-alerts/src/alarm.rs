@@ -320,8 +320,12 @@ pub fn render(
         let _ = write!(subject, ", {} changes", ordered.len());
     }
     let mut body = format!("{} is {}", a.name, a.state);
-    if let Some(p) = &before {
-        let _ = write!(body, " (was {p})");
+    match &before {
+        Some(p) if flapped && *p == a.state => body.push_str(" again"),
+        Some(p) => {
+            let _ = write!(body, " (was {p})");
+        }
+        None => {}
     }
     body.push_str(".\n\n");
     let mut line = |label: &str, value: &str| {

@@ -312,15 +312,12 @@ fn render_instances(
         let distinct = events
             .iter()
             .filter_map(|e| e.cause.as_deref())
-            .collect::<std::collections::HashSet<_>>();
-        line(
-            if distinct.len() > 1 {
-                "First cause:"
-            } else {
-                "Cause:"
-            },
-            cause,
-        );
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        match distinct {
+            1 => line("Cause:", cause),
+            n => line("Cause:", &format!("(first of {n}) {cause}")),
+        }
     }
     let times: Vec<DateTime<Utc>> = events.iter().filter_map(|e| e.time).collect();
     if let (Some(a), Some(b)) = (times.iter().min(), times.iter().max()) {

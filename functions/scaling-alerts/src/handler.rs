@@ -1192,7 +1192,15 @@ mod tests {
                 "[prod] Node group prod-eks/ng-1 resized: desired 8, min 3, max 12",
             ]
         );
-        assert_eq!(p.notifiers.all.sent()[1].severity, Severity::Resolved);
+        let alarm = &p.notifiers.all.sent()[1];
+        assert_eq!(alarm.severity, Severity::Resolved);
+        assert!(
+            alarm.body.starts_with(
+                "api-cpu-high is OK again.\n\nChanges:     2 in this batch: OK → ALARM → OK\n"
+            ),
+            "{}",
+            alarm.body
+        );
         assert_eq!((r.events, r.notifications, r.coalesced), (6, 3, 3));
         assert_eq!(
             *p.asg.calls.lock().unwrap(),

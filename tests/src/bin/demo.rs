@@ -5,7 +5,9 @@ use anyhow::{Context, Result};
 use aws_sdk_rds::types::Tag;
 use bridgekeeper::cluster::ClusterAccess;
 use bridgekeeper::config::Env;
-use bridgekeeper_tests::{Inbox, TestEnv, kmock, load_balancer, moto, node_group, repo_root};
+use bridgekeeper_tests::{
+    Inbox, TestEnv, instance, kmock, load_balancer, moto, node_group, repo_root,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, PostParams};
 use snapshot_export::handler::{Response, handle};
@@ -199,21 +201,79 @@ async fn scaling_alerts_demo() -> Result<()> {
         ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
         ("ENVIRONMENT", "prod"),
     ]))?;
-    let notifiers = config.notifiers(aws_sdk_sns::Client::new(&env.sdk));
-    let api = scaling_alerts::aws::AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&env.sdk));
-    let response = scaling_alerts::handler::handle_payload(
-        event("scaling-alerts/sqs-batch.json")?,
+    let ports = scaling_alerts::handler::Ports {
+        asg: scaling_alerts::aws::AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&env.sdk)),
+        ec2: scaling_alerts::aws::Ec2Api::new(aws_sdk_ec2::Client::new(&env.sdk)),
+        notifiers: config.notifiers(aws_sdk_sns::Client::new(&env.sdk)),
+        store: bridgekeeper::idempotency::DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&env.sdk),
+            bridgekeeper_tests::idempotency_table(&aws_sdk_dynamodb::Client::new(&env.sdk)).await?,
+            "scaling-alerts",
+            bridgekeeper::idempotency::DEFAULT_TTL,
+        ),
+    };
+    let run = |name: &'static str| {
+        let (config, ports) = (&config, &ports);
+        async move {
+            let r = scaling_alerts::handler::handle_payload(event(name)?, config, ports).await?;
+            println!(
+                "   {} events → {} notifications ({} coalesced, {} dropped), {} records returned to the queue",
+                r.events,
+                r.notifications,
+                r.coalesced,
+                r.dropped,
+                r.batch_item_failures.len()
+            );
+            anyhow::Ok(())
+        }
+    };
+    run("scaling-alerts/sqs-batch.json").await?;
+    show_inbox(&inbox).await?;
+
+    println!(
+        "\n   A flapping alarm (events/scaling-alerts/sqs-flapping-alarm.json): ALARM, OK, ALARM,"
+    );
+    println!("   delivered out of order; the message reads the latest state by time");
+    run("scaling-alerts/sqs-flapping-alarm.json").await?;
+    show_inbox(&inbox).await?;
+
+    println!(
+        "\n   A Spot interruption warning for a Karpenter node (no Auto Scaling group: found by"
+    );
+    println!(
+        "   its tags with one DescribeInstances), and one for a bastion host, which is dropped"
+    );
+    let node = instance(
+        &env.sdk,
+        "m6i.large",
+        true,
+        &[
+            ("karpenter.sh/nodepool", "default"),
+            ("eks:eks-cluster-name", "prod-eks"),
+        ],
+    )
+    .await?;
+    let bastion = instance(&env.sdk, "t3.micro", false, &[("Name", "bastion")]).await?;
+    let spot =
+        std::fs::read_to_string(repo_root().join("events/scaling-alerts/spot-interruption.json"))?;
+    let records: Vec<serde_json::Value> = [(&node, "m1"), (&bastion, "m2")]
+        .iter()
+        .map(|(id, m)| {
+            let body = spot
+                .replace("i-0c1d2e3f4a5b6c7d8", id)
+                .replace("a1b2c3d4-0001", &format!("a1b2c3d4-00{}", &m[1..]));
+            serde_json::json!({"messageId": m, "body": body, "eventSource": "aws:sqs"})
+        })
+        .collect();
+    let r = scaling_alerts::handler::handle_payload(
+        serde_json::json!({ "Records": records }),
         &config,
-        &api,
-        &notifiers,
+        &ports,
     )
     .await?;
     println!(
-        "   {} events → {} notifications ({} coalesced), {} records returned to the queue",
-        response.events,
-        response.notifications,
-        response.coalesced,
-        response.batch_item_failures.len()
+        "   {} events → {} notification, {} dropped (not a node of an EKS cluster)",
+        r.events, r.notifications, r.dropped
     );
     show_inbox(&inbox).await?;
     Ok(())
