@@ -45,6 +45,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "scaling-alerts/launch-unsuccessful.json",
             "scaling-alerts/terminate-successful.json",
             "scaling-alerts/terminate-unsuccessful.json",
+            "scaling-alerts/lifecycle-launch.json",
+            "scaling-alerts/lifecycle-terminate.json",
         ],
     ),
     (
@@ -52,12 +54,32 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &[
             "scaling-alerts/alarm-ok.json",
             "scaling-alerts/alarm-state-change.json",
+            "scaling-alerts/alarm-muted.json",
+            "scaling-alerts/alarm-math.json",
+            "scaling-alerts/alarm-anomaly.json",
+            "scaling-alerts/alarm-composite-suppressed.json",
         ],
     ),
     (
         "NodegroupEventsRule",
-        &["scaling-alerts/nodegroup-config-update.json"],
+        &[
+            "scaling-alerts/nodegroup-config-update.json",
+            "scaling-alerts/nodegroup-config-failed.json",
+            "scaling-alerts/nodegroup-config-denied.json",
+            "scaling-alerts/nodegroup-labels-update.json",
+            "scaling-alerts/nodegroup-create.json",
+            "scaling-alerts/nodegroup-delete.json",
+            "scaling-alerts/nodegroup-version-update.json",
+        ],
     ),
+    (
+        "NodeInterruptionEventsRule",
+        &[
+            "scaling-alerts/spot-interruption.json",
+            "scaling-alerts/rebalance-recommendation.json",
+        ],
+    ),
+    ("NodeStateEventsRule", &["scaling-alerts/instance-stopped.json"]),
     (
         "DnsSyncOnNewLoadBalancerRule",
         &["dns-sync/load-balancer-created.json"],
