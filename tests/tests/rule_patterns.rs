@@ -79,7 +79,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "scaling-alerts/rebalance-recommendation.json",
         ],
     ),
-    ("NodeStateEventsRule", &["scaling-alerts/instance-stopped.json"]),
+    (
+        "NodeStateEventsRule",
+        &["scaling-alerts/instance-stopped.json"],
+    ),
     (
         "DnsSyncOnNewLoadBalancerRule",
         &["dns-sync/load-balancer-created.json"],
