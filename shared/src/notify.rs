@@ -411,7 +411,7 @@ mod tests {
         let n = Notification::new("[prod] ALARM: x", "x is ALARM", Severity::Error)
             .attribute("cluster", "prod");
         topics.notify(&n).await.unwrap();
-        assert_eq!(topics.mail.sent(), [n.clone()]);
+        assert_eq!(topics.mail.sent(), std::slice::from_ref(&n));
         let chat = topics.chat.as_ref().unwrap().sent();
         let json: serde_json::Value = serde_json::from_str(&chat[0].body).unwrap();
         assert_eq!(
