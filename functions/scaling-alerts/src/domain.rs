@@ -113,6 +113,19 @@ pub struct Alert {
     pub records: Vec<String>,
 }
 
+impl Alert {
+    /// An alarm alert's changes, in arrival order.
+    pub fn alarms(&self) -> Vec<&AlarmEvent> {
+        self.facts
+            .iter()
+            .filter_map(|f| match f {
+                Fact::Alarm(a) => Some(a),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Instances(InstanceAction, String),
@@ -193,17 +206,7 @@ pub fn render(
 ) -> Notification {
     match &alert.facts[0] {
         Fact::Instance(first) => render_instances(alert, first, groups, environment),
-        Fact::Alarm(_) => {
-            let changes: Vec<&AlarmEvent> = alert
-                .facts
-                .iter()
-                .filter_map(|f| match f {
-                    Fact::Alarm(a) => Some(a),
-                    _ => None,
-                })
-                .collect();
-            crate::alarm::render(&changes, groups, environment)
-        }
+        Fact::Alarm(_) => crate::alarm::render(&alert.alarms(), groups, environment),
         Fact::Node(_) => {
             let events: Vec<&NodeEvent> = alert
                 .facts

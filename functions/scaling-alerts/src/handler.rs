@@ -336,14 +336,10 @@ pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
 
 /// The latest change of an alarm alert had its actions muted or suppressed.
 fn silenced(alert: &Alert) -> bool {
-    let latest = alert
-        .facts
-        .iter()
-        .filter_map(|f| match f {
-            Fact::Alarm(a) => Some(a),
-            _ => None,
-        })
-        .max_by_key(|a| a.time);
+    let alarms = alert.alarms();
+    // As in alarm::render: of equal times, the later arrival is the latest (max_by_key keeps
+    // the last of equal elements).
+    let latest = alarms.iter().max_by_key(|a| a.time);
     latest.is_some_and(|a| a.silenced.is_some())
 }
 
