@@ -9,6 +9,7 @@ use bridgekeeper::idempotency::{Claim, Remember, Store, event_id};
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::{Format, Notification, Notifier, Severity};
 use bridgekeeper::{AwsError, Error};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -74,7 +75,8 @@ pub struct Response {
     /// Records whose EventBridge event was already reported (an earlier batch, or twice here).
     pub duplicates: usize,
     /// Records deliberately not sent: EC2 events about instances that are not nodes of a
-    /// watched cluster, and silenced alarms when `SILENCED_ALARMS=drop`.
+    /// watched cluster, alarm changes older than one already reported, and silenced alarms when
+    /// `SILENCED_ALARMS=drop`.
     pub dropped: usize,
     pub failures: Vec<RecordError>,
     /// Records that can never be used: kept in the failed-invocations queue by
@@ -311,8 +313,22 @@ pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
             response.dropped += alert.records.len();
             continue;
         }
+        let latest = latest_alarm(&alert);
+        if let Some((name, at)) = &latest
+            && already_newer(&ports.store, name, *at).await
+        {
+            info!(alarm = %name, records = alert.records.len(), "late alarm change: a newer state was reported");
+            response.dropped += alert.records.len();
+            continue;
+        }
         let n = domain::render(&alert, &groups, &config.environment);
-        deliver(&alert, &n, &deliveries, ports, &mut response).await;
+        let sent = deliver(&alert, &n, &deliveries, ports, &mut response).await;
+        if let (true, Some((name, at))) = (sent, latest) {
+            let key = format!("alarm#{name}");
+            if let Err(e) = ports.store.remember(&key, &at.to_rfc3339()).await {
+                warn!(alarm = %name, error = %e, "reported alarm state not remembered");
+            }
+        }
     }
 
     let mut metrics = Metrics::new(crate::FUNCTION);
@@ -332,6 +348,21 @@ pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
         "batch done"
     );
     Ok(response)
+}
+
+/// An alarm alert's name and the time of its latest change.
+fn latest_alarm(alert: &Alert) -> Option<(String, DateTime<Utc>)> {
+    let latest = alert.alarms().into_iter().max_by_key(|a| a.time)?;
+    Some((latest.name.clone(), latest.time?))
+}
+
+/// EventBridge delivers late and out of order: a change older than (or as old as) the one last
+/// reported for the alarm would report a state the alarm has left. Unknown or unreadable: send.
+async fn already_newer<S: Remember>(store: &S, alarm: &str, at: DateTime<Utc>) -> bool {
+    match store.recall(&format!("alarm#{alarm}")).await {
+        Ok(Some(t)) => DateTime::parse_from_rfc3339(&t).is_ok_and(|reported| reported >= at),
+        _ => false,
+    }
 }
 
 /// The latest change of an alarm alert had its actions muted or suppressed.
@@ -406,7 +437,7 @@ async fn deliver<A, E, N: Notifier, S: Remember>(
     deliveries: &HashMap<String, Delivery>,
     ports: &Ports<A, E, N, S>,
     response: &mut Response,
-) {
+) -> bool {
     let events: Vec<&str> = alert
         .records
         .iter()
@@ -434,7 +465,7 @@ async fn deliver<A, E, N: Notifier, S: Remember>(
     }
     let Some(e) = failed else {
         response.notifications += 1;
-        return;
+        return true;
     };
     for target in sent {
         for event in &events {
@@ -444,6 +475,7 @@ async fn deliver<A, E, N: Notifier, S: Remember>(
         }
     }
     response.retry(alert.records.iter().cloned(), &e);
+    false
 }
 
 async fn already_sent<S: Remember>(store: &S, events: &[&str], target: &str) -> bool {
@@ -791,6 +823,31 @@ mod tests {
         );
         assert!(n.body.contains("Time:        2026-11-22 03:14:40 UTC"));
         assert_eq!(n.severity, Severity::Error);
+    }
+
+    #[tokio::test]
+    async fn a_late_alarm_change_older_than_the_reported_state_is_not_sent() {
+        let p = ports();
+        let event: SqsEvent = serde_json::from_str(sample!("sqs-flapping-alarm.json")).unwrap();
+        let (mut first, mut late) = (event.clone(), event);
+        first
+            .records
+            .retain(|r| r.body.as_deref().unwrap().contains("03:14:40"));
+        late.records
+            .retain(|r| r.body.as_deref().unwrap().contains("03:09:40"));
+        let newer = first.records[0]
+            .body
+            .as_deref()
+            .unwrap()
+            .replace("03:14:40", "03:20:40");
+        let r = handle(first, &config(&[]), &p).await.unwrap();
+        assert_eq!(r.notifications, 1);
+        // The OK of 03:09 arrives after the ALARM of 03:14 was reported: the alarm still fires.
+        let r = handle(late, &config(&[]), &p).await.unwrap();
+        assert_eq!((r.notifications, r.dropped), (0, 1));
+        let r = handle(batch(&[&newer]), &config(&[]), &p).await.unwrap();
+        assert_eq!(r.notifications, 1, "a newer change still goes out");
+        assert_eq!(p.notifiers.all.sent().len(), 2);
     }
 
     #[tokio::test]
