@@ -338,8 +338,6 @@ pub struct AlarmConfiguration {
     /// Composite alarms: `ALARM(a) OR ALARM(b)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarm_rule: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actions_suppressor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,6 +15,8 @@ pub const MAX_SUBJECT_CHARS: usize = 99;
 /// SNS rejects a message over 256 KiB, counted in UTF-8 bytes; the message attributes count
 /// toward the same limit, so the body keeps 4 KiB for them.
 pub const MAX_BODY_BYTES: usize = 256 * 1024 - 4 * 1024;
+/// How much of a body the chat copy carries.
+pub const MAX_CHAT_BODY_BYTES: usize = 16 * 1024;
 /// SNS accepts at most 10 message attributes per message.
 pub const MAX_ATTRIBUTES: usize = 10;
 
@@ -229,13 +231,21 @@ impl Notifier for SnsNotifier {
 /// Chatbot) renders in Slack, Teams or Chime ("Custom notifications" in its user guide). Sent only
 /// to a chat topic: a mail subscriber of that topic would receive this JSON as text.
 pub fn chat_message(n: &Notification) -> String {
+    // The body may be near SNS's 256 KiB; JSON escaping would push it over, and a chat reader
+    // wants the top of it anyway. The alerts topic keeps the whole text.
+    let body = crate::text::prefix(&n.body, MAX_CHAT_BODY_BYTES);
+    let cut = if body.len() < n.body.len() {
+        "\n… (cut here; the alerts topic's message has all of it)"
+    } else {
+        ""
+    };
     serde_json::json!({
         "version": "1.0",
         "source": "custom",
         "content": {
             "textType": "client-markdown",
             "title": n.subject,
-            "description": format!("```\n{}\n```", n.body),
+            "description": format!("```\n{body}{cut}\n```"),
         },
         "metadata": {
             "enableCustomActions": false,
@@ -421,6 +431,14 @@ mod tests {
         assert_eq!(json["content"]["title"], "[prod] ALARM: x");
         assert_eq!(json["content"]["description"], "```\nx is ALARM\n```");
         assert_eq!(json["metadata"]["additionalContext"]["cluster"], "prod");
+    }
+
+    #[test]
+    fn a_long_body_is_cut_in_the_chat_copy_and_says_so() {
+        let n = Notification::new("s", "\"ü\"\n".repeat(60 * 1024), Severity::Info);
+        let chat = chat_message(&n);
+        assert!(chat.len() < MAX_CHAT_BODY_BYTES * 2, "{}", chat.len());
+        assert!(chat.contains("(cut here; the alerts topic's message has all of it)"));
     }
 
     #[tokio::test]

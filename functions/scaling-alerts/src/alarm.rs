@@ -117,8 +117,10 @@ pub fn read(e: AlarmStateChangeEvent) -> AlarmEvent {
         reason_data.recent_lower_thresholds.last().copied(),
         reason_data.recent_upper_thresholds.last().copied(),
     );
+    // A math expression has no dimensions of its own: its first metric input's stand for it.
     let dimensions = watched(metrics)
         .and_then(|m| m.metric_stat.as_ref())
+        .or_else(|| metrics.iter().find_map(|m| m.metric_stat.as_ref()))
         .map(|s| s.metric.dimensions.clone())
         .unwrap_or_default();
     // CloudWatch adds `muteDetail` to a change whose actions an alarm mute rule muted.

@@ -228,10 +228,13 @@ pub async fn handle_payload<A: AutoScaling, E: Instances, N: Notifier, S: Rememb
     }
 }
 
-/// A record's event id and whether SQS delivered it before (`ApproximateReceiveCount` > 1).
-struct Delivery {
-    event_id: Option<String>,
-    redelivered: bool,
+/// SQS delivered the record before (`ApproximateReceiveCount` > 1).
+fn redelivered(record: &SqsMessage) -> bool {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| n > 1)
 }
 
 fn sent_key(event_id: &str, target: &str) -> String {
@@ -248,24 +251,12 @@ pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
         ..Response::default()
     };
     let mut facts = Vec::new();
-    let mut deliveries: HashMap<String, Delivery> = HashMap::new();
+    let mut records: HashMap<String, &SqsMessage> = HashMap::new();
     for record in &event.records {
         let id = record.message_id.clone().unwrap_or_default();
         match parse(record) {
             Ok(fact) => {
-                let redelivered = record
-                    .attributes
-                    .get("ApproximateReceiveCount")
-                    .and_then(|n| n.parse::<u32>().ok())
-                    .is_some_and(|n| n > 1);
-                let event_id = record_event_id(record);
-                deliveries.insert(
-                    id.clone(),
-                    Delivery {
-                        event_id,
-                        redelivered,
-                    },
-                );
+                records.insert(id.clone(), record);
                 facts.push((id, fact));
             }
             Err(why) => {
@@ -322,7 +313,7 @@ pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
             continue;
         }
         let n = domain::render(&alert, &groups, &config.environment);
-        let sent = deliver(&alert, &n, &deliveries, ports, &mut response).await;
+        let sent = deliver(&alert, &n, &records, ports, &mut response).await;
         if let (true, Some((name, at))) = (sent, latest) {
             let key = format!("alarm#{name}");
             if let Err(e) = ports.store.remember(&key, &at.to_rfc3339()).await {
@@ -434,24 +425,30 @@ async fn nodes_only<E: Instances>(
 async fn deliver<A, E, N: Notifier, S: Remember>(
     alert: &Alert,
     n: &Notification,
-    deliveries: &HashMap<String, Delivery>,
+    records: &HashMap<String, &SqsMessage>,
     ports: &Ports<A, E, N, S>,
     response: &mut Response,
 ) -> bool {
-    let events: Vec<&str> = alert
+    // Event ids are read (the bodies parsed again) only on a redelivery or a failure.
+    let events = || -> Vec<Option<String>> {
+        alert
+            .records
+            .iter()
+            .map(|r| records.get(r).and_then(|m| record_event_id(m)))
+            .collect()
+    };
+    let earlier: Option<Vec<String>> = alert
         .records
         .iter()
-        .filter_map(|r| deliveries.get(r)?.event_id.as_deref())
-        .collect();
-    let all_keyed = events.len() == alert.records.len();
-    let redelivered = alert
-        .records
-        .iter()
-        .any(|r| deliveries.get(r).is_some_and(|d| d.redelivered));
+        .any(|r| records.get(r).is_some_and(|m| redelivered(m)))
+        .then(events)
+        .and_then(|ids| ids.into_iter().collect());
     let mut sent = Vec::new();
     let mut failed = None;
     for (target, format, notifier) in ports.notifiers.targets(n.severity) {
-        if redelivered && all_keyed && already_sent(&ports.store, &events, target).await {
+        if let Some(ids) = &earlier
+            && already_sent(&ports.store, ids, target).await
+        {
             info!(target, "already delivered to this topic; skipped");
             continue;
         }
@@ -467,8 +464,9 @@ async fn deliver<A, E, N: Notifier, S: Remember>(
         response.notifications += 1;
         return true;
     };
+    let ids: Vec<String> = events().into_iter().flatten().collect();
     for target in sent {
-        for event in &events {
+        for event in &ids {
             if let Err(err) = ports.store.remember(&sent_key(event, target), "1").await {
                 warn!(target, error = %err, "partial delivery not remembered; the retry may repeat it");
             }
@@ -478,7 +476,7 @@ async fn deliver<A, E, N: Notifier, S: Remember>(
     false
 }
 
-async fn already_sent<S: Remember>(store: &S, events: &[&str], target: &str) -> bool {
+async fn already_sent<S: Remember>(store: &S, events: &[String], target: &str) -> bool {
     for event in events {
         match store.recall(&sent_key(event, target)).await {
             Ok(Some(_)) => {}
@@ -931,6 +929,8 @@ mod tests {
             n.body
         );
         assert_eq!(n.severity, Severity::Error);
+        // The expression has no dimensions; its inputs' Auto Scaling group still enriches it.
+        assert_eq!(n.attributes["cluster"], "prod-eks");
     }
 
     #[tokio::test]

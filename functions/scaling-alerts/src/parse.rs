@@ -103,9 +103,9 @@ pub fn parse(record: &SqsMessage) -> Result<Fact, String> {
         .map_err(|e| format!("the body is not an EventBridge event: {e}"))?;
     let (source, detail_type) = (envelope.source(), envelope.detail_type());
     let malformed = |e: serde_json::Error| format!("malformed {detail_type} event: {e}");
-    match (source, detail_type) {
-        ("aws.autoscaling", _) if InstanceAction::from_detail_type(detail_type).is_some() => {
-            let action = InstanceAction::from_detail_type(detail_type).expect("checked");
+    let instance_action = InstanceAction::from_detail_type(detail_type);
+    match (source, detail_type, instance_action) {
+        ("aws.autoscaling", _, Some(action)) => {
             if action.is_hook() {
                 let e: EventBridgeEvent<LifecycleAction> =
                     serde_json::from_str(body).map_err(malformed)?;
@@ -137,7 +137,7 @@ pub fn parse(record: &SqsMessage) -> Result<Fact, String> {
                 time: d.end_time.or(e.time),
             }))
         }
-        k if k == ALARM_STATE_CHANGE => {
+        (source, detail_type, _) if (source, detail_type) == ALARM_STATE_CHANGE => {
             let e: AlarmStateChangeEvent = serde_json::from_str(body).map_err(malformed)?;
             Ok(Fact::Alarm(crate::alarm::read(e)))
         }
@@ -146,6 +146,7 @@ pub fn parse(record: &SqsMessage) -> Result<Fact, String> {
             "EC2 Spot Instance Interruption Warning"
             | "EC2 Instance Rebalance Recommendation"
             | "EC2 Instance State-change Notification",
+            _,
         ) => {
             let e: EventBridgeEvent<Ec2InstanceDetail> =
                 serde_json::from_str(body).map_err(malformed)?;
@@ -171,7 +172,7 @@ pub fn parse(record: &SqsMessage) -> Result<Fact, String> {
                 node: None,
             }))
         }
-        ("aws.eks", "AWS API Call via CloudTrail") => {
+        ("aws.eks", "AWS API Call via CloudTrail", _) => {
             let e: EventBridgeEvent<CloudTrailCall> =
                 serde_json::from_str(body).map_err(malformed)?;
             let call = e.detail;
