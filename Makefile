@@ -16,9 +16,13 @@ $(VENV)/.installed: requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --requirement requirements.txt
 	touch $@
 
-## Runs every job locally against the stand-ins and prints what each did.
+## Runs every job locally against the stand-ins and prints what each did. Built exactly as
+## `make test` builds (same command, same feature resolution), so whichever of the two runs
+## second compiles nothing: a `cargo run -p` build resolves features without the tests'
+## dev-dependencies (SDK `test-util`, tokio `test-util`) and rebuilds the SDK crates.
 demo: setup
-	cargo run --locked --quiet -p bridgekeeper-tests --bin demo
+	cargo test $(CARGO_FLAGS) --all-targets --no-run --quiet
+	$${CARGO_TARGET_DIR:-target}/debug/demo
 
 ## Runs every test: unit tests and the integration tests against moto and kmock.
 test: setup

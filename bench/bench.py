@@ -114,15 +114,42 @@ class RuntimeHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class Gauge:
+    """Requests in flight across the proxies that share it, and the most seen at once."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.now = self.peak = 0
+
+    def __enter__(self):
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *exc):
+        with self.lock:
+            self.now -= 1
+
+    def take_peak(self) -> int:
+        with self.lock:
+            n, self.peak = self.peak, 0
+            return n
+
+
 class CountingProxy(http.server.ThreadingHTTPServer):
-    """Forwards every request to a stand-in and counts them."""
+    """Forwards every request to a stand-in and counts them; with `delay`, holds each request that
+    long first (the round trip to a real API endpoint), and records the most requests in flight."""
 
     daemon_threads = True
+    request_queue_size = 128
 
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, delay: float = 0.0, gauge: "Gauge | None" = None):
         super().__init__(("127.0.0.1", 0), ProxyHandler)
         self.upstream = upstream.removeprefix("http://")
+        self.delay = delay
+        self.gauge = gauge or Gauge()
         self.count = 0
+        self.operations: list[str] = []
         self.lock = threading.Lock()
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -146,7 +173,14 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
     def forward(self):
         with self.server.lock:
             self.server.count += 1
+        with self.server.gauge:
+            self.relay()
+
+    def relay(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+        self.server.operations.append(operation(self.command, self.path, self.headers, body))
+        if self.server.delay:
+            time.sleep(self.server.delay)
         conn = http.client.HTTPConnection(self.server.upstream, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "transfer-encoding")}
         conn.request(self.command, self.path, body=body or None, headers=headers)
@@ -164,14 +198,27 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = forward
 
 
+def operation(method: str, path: str, headers, body: bytes) -> str:
+    """What a request asks for: the AWS operation (JSON target or query Action) or method and path."""
+    if target := headers.get("X-Amz-Target"):
+        return target.rsplit(".", 1)[-1]
+    if b"Action=" in body:
+        return body.split(b"Action=", 1)[1].split(b"&", 1)[0].decode()
+    return f"{method} {path.split('?', 1)[0]}"
+
+
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def spawn(binary: Path, api: RuntimeApi, env: dict) -> subprocess.Popen:
+    return spawn_cmd([str(binary)], binary.parent.name, api, env)
+
+
+def spawn_cmd(cmd: list, name: str, api: RuntimeApi, env: dict) -> subprocess.Popen:
     full = {"PATH": os.environ.get("PATH", ""), "AWS_LAMBDA_RUNTIME_API": api.address,
-            "AWS_LAMBDA_FUNCTION_NAME": binary.parent.name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN",
             "HOME": os.environ.get("HOME", "/root"), **env}
     # As template.yaml sets it (there /etc/pki/tls/certs/ca-bundle.crt): one trust bundle file.
@@ -179,7 +226,7 @@ def spawn(binary: Path, api: RuntimeApi, env: dict) -> subprocess.Popen:
         if Path(bundle).exists():
             full.setdefault("SSL_CERT_FILE", bundle)
             break
-    return subprocess.Popen([str(binary)], env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(cmd, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def init_time(binary: Path, env: dict) -> float:
@@ -228,6 +275,10 @@ def main() -> None:
     ap.add_argument("--skip-build", action="store_true", help="use the binaries already in target/lambda-*")
     ap.add_argument("--init-runs", type=int, default=20)
     ap.add_argument("--invocations", type=int, default=50)
+    ap.add_argument("--latency-ms", type=float, default=100, help="fan-out: time the proxy holds each request")
+    ap.add_argument("--cold-runs", type=int, default=10, help="cold invocations per function and peer")
+    ap.add_argument("--fanout-runs", type=int, default=5, help="fan-out: timed invocations per N")
+    ap.add_argument("--only", choices=["table", "fanout", "cold"], help="run one part (while working on it)")
     args = ap.parse_args()
     build(args.skip_build)
 
@@ -242,7 +293,12 @@ def main() -> None:
         aws = CountingProxy(f"http://127.0.0.1:{up.MOTO_PORT}")
         kube = CountingProxy(f"http://127.0.0.1:{up.KMOCK_PORT}")
         env = up.function_env(seeded, aws.url, kube.url)
-        run(args, env, aws, kube)
+        rows = run(args, env, aws, kube) if args.only in (None, "table") else []
+        cold = cold_rows(args, env, aws, kube) if args.only in (None, "cold") else []
+        if args.only in (None, "fanout"):
+            print(f"fan-out: {args.latency_ms:.0f} ms per request, N = {', '.join(map(str, FANOUT))} ...", flush=True)
+        fan = fanout(args, env, f"http://127.0.0.1:{up.MOTO_PORT}", seeded["lb"]) if args.only in (None, "fanout") else []
+        report(rows, cold, fan, args)
     finally:
         for c in children:
             c.stdin.close()
@@ -302,14 +358,180 @@ def run(args, env: dict, aws: CountingProxy, kube: CountingProxy) -> None:
             "api_calls": calls,
             "errors": errors,
         })
-    report(rows, args)
+    return rows
+
+
+PEER = ROOT / "bench/peer/handler.py"
+
+
+def cold_rows(args, env: dict, aws: "CountingProxy", kube: "CountingProxy") -> list:
+    """A cold invocation, whole: spawn → the response to the first event, for each function and for
+    the Python/boto3 peer making the same calls (bench/peer, a baseline), interleaved."""
+    print(f"cold invocation: {args.cold_runs} runs each, interleaved with the Python peer ...", flush=True)
+    rows = []
+    for name in FUNCTIONS:
+        sample = (ROOT / "events" / name / SAMPLES[name][0]).read_bytes()
+        times = {"rust": [], "python": []}
+        ops = {}
+        for _ in range(args.cold_runs):
+            for impl, cmd in (("rust", [str(ROOT / f"target/lambda-x86_64/{name}/bootstrap")]),
+                              ("python", [sys.executable, str(PEER), name])):
+                api = RuntimeApi()
+                aws.operations.clear(), kube.operations.clear()
+                started = time.perf_counter()
+                proc = spawn_cmd(cmd, name, api, env)
+                kind, body, _ = api.invoke(fresh(sample) if b'"id"' in sample[:200] else sample)
+                times[impl].append(time.perf_counter() - started)
+                ops[impl] = (list(aws.operations), list(kube.operations))
+                proc.kill()
+                proc.wait()
+                api.shutdown()
+                if kind == "error":
+                    raise RuntimeError(f"{impl} {name} failed its cold invocation: {body[:300]!r}")
+        rust, python = statistics.median(times["rust"]), statistics.median(times["python"])
+        rows.append({"function": name, "sample": SAMPLES[name][0], "rust_ms": rust * 1000, "python_ms": python * 1000,
+                     "speedup": python / rust, "calls": {k: (len(a), len(k8s)) for k, (a, k8s) in ops.items()},
+                     "operations": ops})
+        print(f"  {name}: {rust * 1000:.0f} ms, Python peer {python * 1000:.0f} ms", flush=True)
+    return rows
+
+
+FANOUT = (1, 4, 8)
+BUDGET_FANOUT_RATIO = 1.5
+
+
+def fresh(sample: bytes, **detail) -> bytes:
+    """The sample as a new delivery: its own event id (a repeated id is a duplicate, handled once)."""
+    event = json.loads(sample)
+    event["id"] = str(uuid.uuid4())
+    event["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    event.get("detail", {}).update(detail)
+    return json.dumps(event).encode()
+
+
+def seed_fan_cluster(url: str, lb: str, i: int) -> None:
+    """Cluster `i` of the fan-out: one Deployment running shop/api:latest, one Ingress with its own
+    host in its own zone (fan<i>.bench.example.com)."""
+    import urllib.request
+
+    image = f"{up.ACCOUNT}.dkr.ecr.{up.REGION}.amazonaws.com/shop/api:latest"
+    objects = [
+        ("apps/v1", "shop-dev", "deployments", {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "shop-dev"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}}, "template": {
+                "metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "app", "image": image}]}}}}),
+        ("networking.k8s.io/v1", "shop-web", "ingresses", {
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "shop", "namespace": "shop-web"},
+            "spec": {"rules": [{"host": f"api.fan{i}.bench.example.com"}]},
+            "status": {"loadBalancer": {"ingress": [{"hostname": lb}]}}}),
+    ]
+    for group, ns, plural, body in objects:
+        req = urllib.request.Request(f"{url}/apis/{group}/namespaces/{ns}/{plural}", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"}, method="POST")
+        urllib.request.urlopen(req).read()
+
+
+def fanout(args, env: dict, moto_url: str, lb: str) -> list:
+    """One invocation of dns-sync and of image-rollout over N = 1, 4, 8 clusters (and zones), every
+    request to the stand-ins held `--latency-ms` by a proxy: wall time, ratio to N = 1, and the most
+    requests the function had in flight at once."""
+    import boto3
+
+    delay = args.latency_ms / 1000
+    n_max = max(FANOUT)
+    ports = [free_port() for _ in range(n_max)]
+    children = [up.start("kmock", p) for p in ports]
+    try:
+        for p in ports:
+            up.wait_http(p)
+        kw = dict(endpoint_url=moto_url, region_name=up.REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+        r53, ecr = boto3.client("route53", **kw), boto3.client("ecr", **kw)
+        zones = [r53.create_hosted_zone(Name=f"fan{i}.bench.example.com", CallerReference=f"fan{i}")["HostedZone"]["Id"].split("/")[-1]
+                 for i in range(n_max)]
+        ecr.create_repository(repositoryName="shop/api")
+        for i, p in enumerate(ports):
+            seed_fan_cluster(f"http://127.0.0.1:{p}", lb, i)
+        aws, gauge = CountingProxy(moto_url, delay), Gauge()
+        kubes = [CountingProxy(f"http://127.0.0.1:{p}", delay, gauge) for p in ports]
+
+        def push() -> bytes:
+            manifest = json.dumps({"schemaVersion": 2, "bench": str(uuid.uuid4())})
+            digest = ecr.put_image(repositoryName="shop/api", imageManifest=manifest, imageTag="latest")["image"]["imageId"]["imageDigest"]
+            return fresh((ROOT / "events/image-rollout/push-latest.json").read_bytes(), **{"image-digest": digest})
+
+        schedule = (ROOT / "events/dns-sync/schedule.json").read_bytes()
+        jobs = {
+            "dns-sync": (lambda n: {"ZONE_IDS": ",".join(zones[:n])}, lambda: fresh(schedule)),
+            "image-rollout": (lambda n: {"ROLLOUT_RULES": json.dumps([{
+                "repository": "shop/*", "tag": "latest", "clusters": [f"c{i}" for i in range(n)], "namespaces": ["shop-dev"]}])},
+                push),
+        }
+        rows = []
+        for name, (extra, event) in jobs.items():
+            base = None
+            for n in FANOUT:
+                clusters = ",".join(f"c{i}={kubes[i].url}" for i in range(n))
+                api = RuntimeApi()
+                proc = spawn(ROOT / f"target/lambda-x86_64/{name}/bootstrap", api,
+                             {**env, "AWS_ENDPOINT_URL": aws.url, "CLUSTERS": clusters, **extra(n)})
+                api.invoke(event())  # warm-up: the first run also creates the records
+                walls, errors = [], 0
+                for k in kubes + [aws]:
+                    k.take()
+                gauge.take_peak()
+                for _ in range(args.fanout_runs):
+                    kind, _, elapsed = api.invoke(event())
+                    walls.append(elapsed)
+                    errors += kind == "error"
+                peak = gauge.take_peak()
+                calls = sum(k.take() for k in kubes) / args.fanout_runs, aws.take() / args.fanout_runs
+                proc.kill()
+                proc.wait()
+                api.shutdown()
+                wall = statistics.median(walls)
+                base = base or wall
+                rows.append({"function": name, "n": n, "wall_ms": wall * 1000, "ratio": wall / base,
+                             "k8s_calls": calls[0], "aws_calls": calls[1], "peak_k8s_in_flight": peak, "errors": errors})
+                print(f"  {name} N={n}: {wall * 1000:.0f} ms ({wall / base:.2f}×)", flush=True)
+        return rows
+    finally:
+        for c in children:
+            c.stdin.close()
 
 
 def verdict(ok: bool) -> str:
     return "pass" if ok else "FAIL"
 
 
-def report(rows: list, args) -> None:
+# Lambda's public price for arm64 (us-east-1, first tier): per GB-second and per request.
+ARM64_GB_SECOND_USD = 0.0000133334
+REQUEST_USD = 0.20 / 1_000_000
+# The template's MemorySize (Globals) and the runs per 30-day month of its default schedules: the
+# nightly export (cron(0 3 * * ? *)) plus one completion event per source (3 here), dns-sync every
+# 5 minutes, image-rollout's reconcile every 15 minutes. scaling-alerts runs per event, not on a clock.
+MEMORY_MB = 128
+MONTHLY_RUNS = {"snapshot-export": 30 * 4, "dns-sync": 30 * 24 * 12, "image-rollout": 30 * 24 * 4, "scaling-alerts": 1000}
+
+
+def cost_lines(rows: list) -> list:
+    lines = ["", "| function | warm median ms | GB-seconds per run | runs per month (default schedule) | USD per month, arm64 |",
+             "|---|---|---|---|---|"]
+    total = 0.0
+    for r in rows:
+        if r["function"] not in MONTHLY_RUNS:
+            continue
+        billed_ms = -(-r["warm_median_ms"] // 1)  # Lambda bills in 1 ms steps
+        gbs = MEMORY_MB / 1024 * billed_ms / 1000
+        runs = MONTHLY_RUNS[r["function"]]
+        usd = runs * (gbs * ARM64_GB_SECOND_USD + REQUEST_USD)
+        total += usd
+        per = "per 1,000 events" if r["function"] == "scaling-alerts" else ""
+        lines.append(f"| {r['function']} | {r['warm_median_ms']:.1f} | {gbs:.5f} | {runs:,} {per} | {usd:.4f} |")
+    lines.append(f"| all | | | | {total:.4f} |")
+    return lines
+
+
+def report(rows: list, cold: list, fan: list, args) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
     lines = [
@@ -332,13 +554,33 @@ def report(rows: list, args) -> None:
             f"| {r['zip_x86_64_mb']:.2f} / {r['zip_arm64_mb']:.2f} {verdict(r['zip_arm64_mb'] <= BUDGET_ZIP_MB)} "
             f"| {calls}{' (errors: %d)' % r['errors'] if r['errors'] else ''} |"
         )
+    if rows:
+        lines += cost_lines(rows)
+    if cold:
+        lines += ["", f"cold invocation, whole (spawn → response to the first event), median of {args.cold_runs}; "
+                  "the peer is bench/peer/handler.py, Python + boto3 making the same calls",
+                  "", "| function | event | Rust ms | Python/boto3 peer ms | peer ÷ Rust | API calls (AWS, k8s) Rust / peer |",
+                  "|---|---|---|---|---|---|"]
+        for r in cold:
+            (ra, rk), (pa, pk) = r["calls"]["rust"], r["calls"]["python"]
+            lines.append(f"| {r['function']} | {r['sample']} | {r['rust_ms']:.1f} | {r['python_ms']:.1f} | {r['speedup']:.1f}× "
+                         f"| {ra}, {rk} / {pa}, {pk} |")
+    if fan:
+        lines += ["", f"fan-out: one invocation over N clusters (dns-sync: and N zones), every request held "
+                  f"{args.latency_ms:.0f} ms by a proxy; median of {args.fanout_runs}",
+                  "", "| function | N | wall ms | vs N = 1 ≤1.5× | requests per run (k8s, AWS) | most k8s requests in flight |",
+                  "|---|---|---|---|---|---|"]
+        for r in fan:
+            lines.append(f"| {r['function']} | {r['n']} | {r['wall_ms']:.0f} | {r['ratio']:.2f}× {verdict(r['ratio'] <= BUDGET_FANOUT_RATIO)} "
+                         f"| {r['k8s_calls']:.0f}, {r['aws_calls']:.0f} | {r['peak_k8s_in_flight']}"
+                         f"{' (errors: %d)' % r['errors'] if r['errors'] else ''} |")
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{commit}.md"
     path.write_text(text)
-    (out / "latest.json").write_text(json.dumps(rows, indent=2))
+    (out / "latest.json").write_text(json.dumps({"functions": rows, "cold": cold, "fanout": fan}, indent=2))
     print(f"written to {path.relative_to(ROOT)}")
 
 

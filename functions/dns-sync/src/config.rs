@@ -74,7 +74,7 @@ impl Config {
             }
         }
         let max_deletions = max_deletions(env)?;
-        let cluster_concurrency = env.parse_or("CLUSTER_CONCURRENCY", "a number from 1", 4usize)?;
+        let cluster_concurrency = env.parse_or("CLUSTER_CONCURRENCY", "a number from 1", 8usize)?;
         if cluster_concurrency == 0 {
             return Err(ConfigError::new(
                 "CLUSTER_CONCURRENCY",
@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(c.max_deletions, DeletionLimit::Hosts(10));
         assert_eq!(
             (c.cluster_concurrency, c.cluster_timeout),
-            (4, Duration::from_secs(20))
+            (8, Duration::from_secs(20))
         );
     }
 

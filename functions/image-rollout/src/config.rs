@@ -17,6 +17,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     pub mode: Mode,
     pub max_concurrent: usize,
+    /// `CLUSTER_CONCURRENCY`: clusters listed, patched and watched at once.
+    pub cluster_concurrency: usize,
     pub watch: bool,
     pub watch_timeout: Duration,
     pub poll_interval: Duration,
@@ -68,6 +70,14 @@ impl Config {
                 format!("is {max_concurrent}, expected 1 to 64"),
             ));
         }
+        let cluster_concurrency =
+            env.parse_or("CLUSTER_CONCURRENCY", "a number from 1 to 64", 8usize)?;
+        if !(1..=64).contains(&cluster_concurrency) {
+            return Err(ConfigError::new(
+                "CLUSTER_CONCURRENCY",
+                format!("is {cluster_concurrency}, expected 1 to 64"),
+            ));
+        }
         Ok(Config {
             environment: environment(env),
             topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
@@ -76,6 +86,7 @@ impl Config {
             clusters,
             mode,
             max_concurrent,
+            cluster_concurrency,
             watch: env.flag("WATCH", true)?,
             watch_timeout: env.seconds("WATCH_TIMEOUT_SECONDS", Duration::from_secs(120))?,
             poll_interval: env.seconds("WATCH_POLL_SECONDS", Duration::from_secs(5))?,
@@ -135,7 +146,10 @@ pub(crate) mod tests {
         );
         assert!(matches!(c.clusters[2].1, ClusterTarget::Url { .. }));
         assert_eq!(c.rules.len(), 3);
-        assert_eq!((c.mode, c.max_concurrent, c.watch), (Mode::OptOut, 8, true));
+        assert_eq!(
+            (c.mode, c.max_concurrent, c.cluster_concurrency, c.watch),
+            (Mode::OptOut, 8, 8, true)
+        );
     }
 
     #[test]
@@ -178,6 +192,8 @@ pub(crate) mod tests {
             ("CLUSTERS", "dev=not a name"),
             ("ROLLOUT_MODE", "sometimes"),
             ("MAX_CONCURRENT_PATCHES", "0"),
+            ("CLUSTER_CONCURRENCY", "0"),
+            ("CLUSTER_CONCURRENCY", "65"),
             ("WATCH_TIMEOUT_SECONDS", "soon"),
             ("ROLLBACK_ON_FAILURE", "maybe"),
         ] {

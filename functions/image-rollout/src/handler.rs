@@ -161,9 +161,6 @@ fn read_event(event: serde_json::Value) -> Result<Result<Push, String>, Error> {
     }))
 }
 
-/// Clusters handled at once (a push and the reconcile alike).
-pub(crate) const CLUSTER_CONCURRENCY: usize = 4;
-
 pub async fn handle<K: Kube, R: Registry, N: Notifier>(
     event: serde_json::Value,
     deadline: std::time::SystemTime,
@@ -245,7 +242,7 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
     }
     response.clusters = stream::iter(&targets)
         .map(|t| roll_cluster(t, &push, config, kube, until))
-        .buffered(CLUSTER_CONCURRENCY)
+        .buffered(config.cluster_concurrency)
         .collect()
         .await;
 

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::domain::{self, Followed, Push, Target, Workload};
-use crate::handler::{CLUSTER_CONCURRENCY, ClusterReport, counted, label, list, roll_listed};
+use crate::handler::{ClusterReport, counted, label, list, roll_listed};
 use crate::kube::Kube;
 use crate::registry::Registry;
 
@@ -47,7 +47,7 @@ pub async fn reconcile<K: Kube, R: Registry>(
         });
         (t, r)
     }))
-    .buffered(CLUSTER_CONCURRENCY)
+    .buffered(config.cluster_concurrency)
     .collect()
     .await;
 
@@ -145,7 +145,7 @@ pub async fn reconcile<K: Kube, R: Registry>(
             }
             report
         }))
-        .buffered(CLUSTER_CONCURRENCY)
+        .buffered(config.cluster_concurrency)
         .collect()
         .await;
 
