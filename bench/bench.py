@@ -3,11 +3,18 @@
 - init: spawn the release `bootstrap` with AWS_LAMBDA_RUNTIME_API pointing at a minimal Lambda
   Runtime API served here, and time until its first `GET .../invocation/next` (N runs, interleaved
   with hello-world so both see the same machine);
-- warm: the function's events/ samples sent through that Runtime API against the stand-ins;
+- warm: the function's events/ samples sent through that Runtime API against the stand-ins, each
+  as a new delivery (its own event id; for image-rollout a new image pushed to moto's ECR), so
+  every invocation does the work and none is answered as a duplicate;
 - memory: the process's peak RSS (VmHWM) over the warm invocations;
 - size: the bootstrap and its zip, per architecture;
 - API calls: AWS and Kubernetes requests per invocation, counted by proxies in front of the
-  stand-ins.
+  stand-ins;
+- cost: GB-seconds per run at the warm latency and the month of the default schedules, arm64;
+- cold invocation, whole: spawn → the response to the first event, next to bench/peer/handler.py,
+  a Python/boto3 baseline making the same calls;
+- fan-out: dns-sync and image-rollout over N = 1, 4, 8 clusters (and zones), each its own kmock,
+  every request held --latency-ms (100) by a proxy, as a ratio to N = 1.
 
 Prints a table and writes it, with the machine and commit, to bench-results/.
 """
@@ -278,6 +285,8 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=float, default=100, help="fan-out: time the proxy holds each request")
     ap.add_argument("--cold-runs", type=int, default=10, help="cold invocations per function and peer")
     ap.add_argument("--fanout-runs", type=int, default=5, help="fan-out: timed invocations per N")
+    ap.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
+                    help="a function variable for this run (e.g. CLUSTER_CONCURRENCY=4 to compare)")
     ap.add_argument("--only", choices=["table", "fanout", "cold"], help="run one part (while working on it)")
     args = ap.parse_args()
     build(args.skip_build)
@@ -292,9 +301,9 @@ def main() -> None:
         up.seed_kube(f"http://127.0.0.1:{up.KMOCK_PORT}", seeded["lb"])
         aws = CountingProxy(f"http://127.0.0.1:{up.MOTO_PORT}")
         kube = CountingProxy(f"http://127.0.0.1:{up.KMOCK_PORT}")
-        env = up.function_env(seeded, aws.url, kube.url)
-        rows = run(args, env, aws, kube) if args.only in (None, "table") else []
-        cold = cold_rows(args, env, aws, kube) if args.only in (None, "cold") else []
+        env = {**up.function_env(seeded, aws.url, kube.url), **dict(kv.split("=", 1) for kv in args.set)}
+        rows = run(args, env, aws, kube, f"http://127.0.0.1:{up.MOTO_PORT}") if args.only in (None, "table") else []
+        cold = cold_rows(args, env, aws, kube, f"http://127.0.0.1:{up.MOTO_PORT}") if args.only in (None, "cold") else []
         if args.only in (None, "fanout"):
             print(f"fan-out: {args.latency_ms:.0f} ms per request, N = {', '.join(map(str, FANOUT))} ...", flush=True)
         fan = fanout(args, env, f"http://127.0.0.1:{up.MOTO_PORT}", seeded["lb"]) if args.only in (None, "fanout") else []
@@ -312,7 +321,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(args, env: dict, aws: CountingProxy, kube: CountingProxy) -> None:
+def run(args, env: dict, aws: CountingProxy, kube: CountingProxy, moto_url: str) -> list:
     binary = lambda name: ROOT / f"target/lambda-x86_64/{name}/bootstrap"  # noqa: E731
     print(f"init: {args.init_runs} runs each, interleaved with {BASELINE} ...", flush=True)
     inits = {name: [] for name in FUNCTIONS + [BASELINE]}
@@ -331,7 +340,8 @@ def run(args, env: dict, aws: CountingProxy, kube: CountingProxy) -> None:
         aws.take(), kube.take()
         for i in range(args.invocations + len(samples)):
             sample = samples[i % len(samples)]
-            kind, body, elapsed = api.invoke(sample)
+            event = push(moto_url) if name == "image-rollout" else fresh(sample) if name != BASELINE else sample
+            kind, body, elapsed = api.invoke(event)
             n_aws, n_kube = aws.take(), kube.take()
             if i >= len(samples):  # the first pass over the samples is the warm-up
                 latencies.append(elapsed)
@@ -364,7 +374,25 @@ def run(args, env: dict, aws: CountingProxy, kube: CountingProxy) -> None:
 PEER = ROOT / "bench/peer/handler.py"
 
 
-def cold_rows(args, env: dict, aws: "CountingProxy", kube: "CountingProxy") -> list:
+def push(moto_url: str) -> bytes:
+    """A new image pushed to shop/api:latest in moto's ECR, and its push event (the function checks
+    the tag still points at the event's digest before it rolls). moto derives the digest from the
+    layers' digests, so each push has a layer of its own."""
+    import boto3
+
+    ecr = boto3.client("ecr", endpoint_url=moto_url, region_name=up.REGION, aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    try:
+        ecr.create_repository(repositoryName="shop/api")
+    except ecr.exceptions.RepositoryAlreadyExistsException:
+        pass
+    media = "application/vnd.docker.distribution.manifest.v2+json"
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": media, "layers": [{"digest": f"sha256:{uuid.uuid4().hex * 2}"}]})
+    image = ecr.put_image(repositoryName="shop/api", imageManifest=manifest, imageTag="latest", imageManifestMediaType=media)
+    return fresh((ROOT / "events/image-rollout/push-latest.json").read_bytes(), **{"image-digest": image["image"]["imageId"]["imageDigest"]})
+
+
+def cold_rows(args, env: dict, aws: "CountingProxy", kube: "CountingProxy", moto_url: str) -> list:
     """A cold invocation, whole: spawn → the response to the first event, for each function and for
     the Python/boto3 peer making the same calls (bench/peer, a baseline), interleaved."""
     print(f"cold invocation: {args.cold_runs} runs each, interleaved with the Python peer ...", flush=True)
@@ -372,26 +400,37 @@ def cold_rows(args, env: dict, aws: "CountingProxy", kube: "CountingProxy") -> l
     for name in FUNCTIONS:
         sample = (ROOT / "events" / name / SAMPLES[name][0]).read_bytes()
         times = {"rust": [], "python": []}
-        ops = {}
+        inits = {"rust": [], "python": []}
+        ops, last = {}, {}
+        # An untimed first run, so every timed one finds the same state (exports started, records made).
+        warm = RuntimeApi()
+        proc = spawn(ROOT / f"target/lambda-x86_64/{name}/bootstrap", warm, env)
+        warm.invoke(push(moto_url) if name == "image-rollout" else fresh(sample))
+        proc.kill(), proc.wait(), warm.shutdown()
         for _ in range(args.cold_runs):
             for impl, cmd in (("rust", [str(ROOT / f"target/lambda-x86_64/{name}/bootstrap")]),
                               ("python", [sys.executable, str(PEER), name])):
                 api = RuntimeApi()
                 aws.operations.clear(), kube.operations.clear()
+                event = push(moto_url) if name == "image-rollout" else fresh(sample)
                 started = time.perf_counter()
                 proc = spawn_cmd(cmd, name, api, env)
-                kind, body, _ = api.invoke(fresh(sample) if b'"id"' in sample[:200] else sample)
+                kind, body, _ = api.invoke(event)
                 times[impl].append(time.perf_counter() - started)
+                inits[impl].append(api.first_next_at - started)
                 ops[impl] = (list(aws.operations), list(kube.operations))
                 proc.kill()
                 proc.wait()
                 api.shutdown()
+                last[impl] = body
                 if kind == "error":
                     raise RuntimeError(f"{impl} {name} failed its cold invocation: {body[:300]!r}")
         rust, python = statistics.median(times["rust"]), statistics.median(times["python"])
         rows.append({"function": name, "sample": SAMPLES[name][0], "rust_ms": rust * 1000, "python_ms": python * 1000,
+                     "rust_init_ms": statistics.median(inits["rust"]) * 1000,
+                     "python_init_ms": statistics.median(inits["python"]) * 1000,
                      "speedup": python / rust, "calls": {k: (len(a), len(k8s)) for k, (a, k8s) in ops.items()},
-                     "operations": ops})
+                     "operations": ops, "responses": {k: v.decode()[:2000] for k, v in last.items()}})
         print(f"  {name}: {rust * 1000:.0f} ms, Python peer {python * 1000:.0f} ms", flush=True)
     return rows
 
@@ -401,8 +440,14 @@ BUDGET_FANOUT_RATIO = 1.5
 
 
 def fresh(sample: bytes, **detail) -> bytes:
-    """The sample as a new delivery: its own event id (a repeated id is a duplicate, handled once)."""
+    """The sample as a new delivery: its own event id (a repeated id is a duplicate, handled once);
+    an SQS batch, each record's event and message id."""
     event = json.loads(sample)
+    if "Records" in event:
+        for record in event["Records"]:
+            record["messageId"] = str(uuid.uuid4())
+            record["body"] = fresh(record["body"].encode()).decode()
+        return json.dumps(event).encode()
     event["id"] = str(uuid.uuid4())
     event["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     event.get("detail", {}).update(detail)
@@ -445,26 +490,20 @@ def fanout(args, env: dict, moto_url: str, lb: str) -> list:
         for p in ports:
             up.wait_http(p)
         kw = dict(endpoint_url=moto_url, region_name=up.REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
-        r53, ecr = boto3.client("route53", **kw), boto3.client("ecr", **kw)
+        r53 = boto3.client("route53", **kw)
         zones = [r53.create_hosted_zone(Name=f"fan{i}.bench.example.com", CallerReference=f"fan{i}")["HostedZone"]["Id"].split("/")[-1]
                  for i in range(n_max)]
-        ecr.create_repository(repositoryName="shop/api")
         for i, p in enumerate(ports):
             seed_fan_cluster(f"http://127.0.0.1:{p}", lb, i)
         aws, gauge = CountingProxy(moto_url, delay), Gauge()
         kubes = [CountingProxy(f"http://127.0.0.1:{p}", delay, gauge) for p in ports]
-
-        def push() -> bytes:
-            manifest = json.dumps({"schemaVersion": 2, "bench": str(uuid.uuid4())})
-            digest = ecr.put_image(repositoryName="shop/api", imageManifest=manifest, imageTag="latest")["image"]["imageId"]["imageDigest"]
-            return fresh((ROOT / "events/image-rollout/push-latest.json").read_bytes(), **{"image-digest": digest})
 
         schedule = (ROOT / "events/dns-sync/schedule.json").read_bytes()
         jobs = {
             "dns-sync": (lambda n: {"ZONE_IDS": ",".join(zones[:n])}, lambda: fresh(schedule)),
             "image-rollout": (lambda n: {"ROLLOUT_RULES": json.dumps([{
                 "repository": "shop/*", "tag": "latest", "clusters": [f"c{i}" for i in range(n)], "namespaces": ["shop-dev"]}])},
-                push),
+                lambda: push(moto_url)),
         }
         rows = []
         for name, (extra, event) in jobs.items():
@@ -540,9 +579,10 @@ def report(rows: list, cold: list, fan: list, args) -> None:
         f"init: {args.init_runs} runs, interleaved with {BASELINE}; warm: {args.invocations} invocations of the events/ samples "
         "against the stand-ins (x86_64 release binaries; arm64 built for size)",
         "",
-        "| function | init median (p90) ms | vs hello ≤1.5× | warm median (p90) ms | peak RSS MB ≤25 | bootstrap x86_64 / arm64 MB | zip x86_64 / arm64 MB ≤5 | API calls per invocation (AWS, k8s) |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    if rows:
+        lines += ["| function | init median (p90) ms | vs hello ≤1.5× | warm median (p90) ms | peak RSS MB ≤25 | bootstrap x86_64 / arm64 MB | zip x86_64 / arm64 MB ≤5 | API calls per invocation (AWS, k8s) |",
+                  "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         calls = "; ".join(f"{k}: {a}, {k8s}" for k, (a, k8s) in r["api_calls"].items())
         lines.append(
@@ -559,12 +599,12 @@ def report(rows: list, cold: list, fan: list, args) -> None:
     if cold:
         lines += ["", f"cold invocation, whole (spawn → response to the first event), median of {args.cold_runs}; "
                   "the peer is bench/peer/handler.py, Python + boto3 making the same calls",
-                  "", "| function | event | Rust ms | Python/boto3 peer ms | peer ÷ Rust | API calls (AWS, k8s) Rust / peer |",
+                  "", "| function | event | Rust: init / whole ms | Python/boto3 peer: init / whole ms | whole, peer ÷ Rust | API calls (AWS, k8s) Rust / peer |",
                   "|---|---|---|---|---|---|"]
         for r in cold:
             (ra, rk), (pa, pk) = r["calls"]["rust"], r["calls"]["python"]
-            lines.append(f"| {r['function']} | {r['sample']} | {r['rust_ms']:.1f} | {r['python_ms']:.1f} | {r['speedup']:.1f}× "
-                         f"| {ra}, {rk} / {pa}, {pk} |")
+            lines.append(f"| {r['function']} | {r['sample']} | {r['rust_init_ms']:.1f} / {r['rust_ms']:.1f} "
+                         f"| {r['python_init_ms']:.1f} / {r['python_ms']:.1f} | {r['speedup']:.1f}× | {ra}, {rk} / {pa}, {pk} |")
     if fan:
         lines += ["", f"fan-out: one invocation over N clusters (dns-sync: and N zones), every request held "
                   f"{args.latency_ms:.0f} ms by a proxy; median of {args.fanout_runs}",
