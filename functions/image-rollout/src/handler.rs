@@ -673,6 +673,8 @@ mod tests {
         patches: AtomicUsize,
         in_flight: AtomicUsize,
         max_in_flight: AtomicUsize,
+        lists_in_flight: AtomicUsize,
+        max_lists_in_flight: AtomicUsize,
         calls: AtomicUsize,
         status: Option<Value>,
         /// Pods every `pods` call returns.
@@ -734,6 +736,10 @@ mod tests {
             if let Some(code) = self.failing.get(cluster) {
                 return Err(api_error(cluster, *code));
             }
+            let now = self.lists_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_lists_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            self.lists_in_flight.fetch_sub(1, Ordering::SeqCst);
             let objects = self.objects.lock().unwrap();
             Ok(objects
                 .iter()
@@ -910,6 +916,59 @@ mod tests {
             json!({}),
         );
         kube
+    }
+
+    #[tokio::test]
+    async fn a_push_to_many_clusters_lists_them_at_once_bounded_by_cluster_concurrency() {
+        for (setting, widest) in [(None, 8), (Some("3"), 3)] {
+            let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
+            let clusters = names
+                .iter()
+                .map(|c| format!("{c}={c}-eks"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let rules = json!([{"repository": "shop/*", "tag": "latest", "clusters": names}]);
+            let mut vars = vec![
+                (
+                    "ALERTS_TOPIC_ARN",
+                    "arn:aws:sns:eu-west-1:123456789012:alerts",
+                ),
+                ("CLUSTERS", clusters.as_str()),
+                ("WATCH", "false"),
+            ];
+            let rules = rules.to_string();
+            vars.push(("ROLLOUT_RULES", rules.as_str()));
+            if let Some(n) = setting {
+                vars.push(("CLUSTER_CONCURRENCY", n));
+            }
+            let config = Config::from_env(&Env::from_pairs(vars)).unwrap();
+            let kube = FakeKube::default();
+            for c in &names {
+                kube.add(
+                    c,
+                    "shop",
+                    "api",
+                    &format!("{REGISTRY}/shop/api:latest"),
+                    json!({}),
+                );
+            }
+            let r = handle(
+                event(PUSH_LATEST),
+                &config,
+                &kube,
+                &FakeEcr::default(),
+                &Recorder::default(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.clusters.len(), 8);
+            assert!(r.clusters.iter().all(|c| c.rolled.len() == 1));
+            assert_eq!(
+                kube.max_lists_in_flight.load(Ordering::SeqCst),
+                widest,
+                "CLUSTER_CONCURRENCY={setting:?}"
+            );
+        }
     }
 
     #[tokio::test]
