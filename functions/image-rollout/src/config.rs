@@ -27,6 +27,15 @@ pub struct Config {
     pub dry_run: bool,
 }
 
+/// A bound on requests in flight: 1 to 64, 8 when unset.
+fn concurrency(env: &Env, var: &str) -> Result<usize, ConfigError> {
+    let n = env.parse_or(var, "a number from 1 to 64", 8usize)?;
+    if !(1..=64).contains(&n) {
+        return Err(ConfigError::new(var, format!("is {n}, expected 1 to 64")));
+    }
+    Ok(n)
+}
+
 fn rules(env: &Env, known: &[String]) -> Result<Vec<Rule>, ConfigError> {
     let bad = |why: String| ConfigError::new("ROLLOUT_RULES", why);
     let text = env.required("ROLLOUT_RULES")?;
@@ -62,22 +71,8 @@ impl Config {
             &[("opt-out", Mode::OptOut), ("opt-in", Mode::OptIn)],
             Mode::OptOut,
         )?;
-        let max_concurrent =
-            env.parse_or("MAX_CONCURRENT_PATCHES", "a number from 1 to 64", 8usize)?;
-        if !(1..=64).contains(&max_concurrent) {
-            return Err(ConfigError::new(
-                "MAX_CONCURRENT_PATCHES",
-                format!("is {max_concurrent}, expected 1 to 64"),
-            ));
-        }
-        let cluster_concurrency =
-            env.parse_or("CLUSTER_CONCURRENCY", "a number from 1 to 64", 8usize)?;
-        if !(1..=64).contains(&cluster_concurrency) {
-            return Err(ConfigError::new(
-                "CLUSTER_CONCURRENCY",
-                format!("is {cluster_concurrency}, expected 1 to 64"),
-            ));
-        }
+        let max_concurrent = concurrency(env, "MAX_CONCURRENT_PATCHES")?;
+        let cluster_concurrency = concurrency(env, "CLUSTER_CONCURRENCY")?;
         Ok(Config {
             environment: environment(env),
             topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
