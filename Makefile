@@ -32,7 +32,9 @@ test: setup
 standins: setup
 	$(VENV)/bin/python tests/standins/up.py
 
-## Release builds (x86_64 and arm64) and the benchmark: init, warm latency, memory, size, API calls.
+## Release builds (x86_64 and arm64) and the benchmark: init, warm latency, memory, size, API calls,
+## cost, cold invocations next to a Python/boto3 peer, and the fan-out over 1/4/8 clusters behind a
+## 100 ms latency proxy. BENCH_ARGS="--skip-build --only fanout" runs one part (see bench/bench.py).
 bench: setup
 	$(VENV)/bin/python bench/bench.py $(BENCH_ARGS)
 
