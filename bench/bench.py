@@ -10,6 +10,7 @@
 - size: the bootstrap and its zip, per architecture;
 - API calls: AWS and Kubernetes requests per invocation, counted by proxies in front of the
   stand-ins;
+- init per trust-store layout: AL2023's one bundle, Debian's directory, and a one-certificate floor;
 - cost: GB-seconds per run at the warm latency and the month of the default schedules, arm64;
 - cold invocation, whole: spawn → the response to the first event, next to bench/peer/handler.py,
   a Python/boto3 baseline making the same calls;
@@ -287,7 +288,7 @@ def main() -> None:
     ap.add_argument("--fanout-runs", type=int, default=5, help="fan-out: timed invocations per N")
     ap.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                     help="a function variable for this run (e.g. CLUSTER_CONCURRENCY=4 to compare)")
-    ap.add_argument("--only", choices=["table", "fanout", "cold"], help="run one part (while working on it)")
+    ap.add_argument("--only", choices=["table", "tls", "cold", "fanout"], help="run one part (while working on it)")
     args = ap.parse_args()
     build(args.skip_build)
 
@@ -303,11 +304,12 @@ def main() -> None:
         kube = CountingProxy(f"http://127.0.0.1:{up.KMOCK_PORT}")
         env = {**up.function_env(seeded, aws.url, kube.url), **dict(kv.split("=", 1) for kv in args.set)}
         rows = run(args, env, aws, kube, f"http://127.0.0.1:{up.MOTO_PORT}") if args.only in (None, "table") else []
+        tls = trust_rows(args, env) if args.only in (None, "tls") else []
         cold = cold_rows(args, env, aws, kube, f"http://127.0.0.1:{up.MOTO_PORT}") if args.only in (None, "cold") else []
         if args.only in (None, "fanout"):
             print(f"fan-out: {args.latency_ms:.0f} ms per request, N = {', '.join(map(str, FANOUT))} ...", flush=True)
         fan = fanout(args, env, f"http://127.0.0.1:{up.MOTO_PORT}", seeded["lb"]) if args.only in (None, "fanout") else []
-        report(rows, cold, fan, args)
+        report(rows, tls, cold, fan, args)
     finally:
         for c in children:
             c.stdin.close()
@@ -372,6 +374,39 @@ def run(args, env: dict, aws: CountingProxy, kube: CountingProxy, moto_url: str)
 
 
 PEER = ROOT / "bench/peer/handler.py"
+BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+
+
+def trust_rows(args, env: dict) -> list:
+    """Init under the trust-store layouts a function meets: AL2023's (one bundle, named by
+    SSL_CERT_FILE as template.yaml does), Debian's (SSL_CERT_DIR naming its ~300-entry directory as
+    well), and a floor with one certificate (what the trust store costs is the difference)."""
+    import tempfile
+
+    bundle = next(Path(b) for b in BUNDLES if Path(b).exists())
+    tmp = Path(tempfile.mkdtemp(prefix="bench-tls-"))
+    al2023 = tmp / "etc/pki/tls/certs"
+    al2023.mkdir(parents=True)
+    (al2023 / "ca-bundle.crt").write_bytes(bundle.read_bytes())
+    (al2023 / "ca-bundle.trust.crt").write_bytes(bundle.read_bytes())
+    pem = bundle.read_text()
+    (tmp / "one.pem").write_text(pem[:pem.index("-----END CERTIFICATE-----") + 26])
+    layouts = {
+        "AL2023: SSL_CERT_FILE=/etc/pki/tls/certs/ca-bundle.crt": {"SSL_CERT_FILE": str(al2023 / "ca-bundle.crt")},
+        "Debian: SSL_CERT_FILE and SSL_CERT_DIR=/etc/ssl/certs": {"SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": "/etc/ssl/certs"},
+        "floor: one certificate": {"SSL_CERT_FILE": str(tmp / "one.pem")},
+    }
+    print(f"init per trust-store layout: {args.init_runs} runs each ...", flush=True)
+    rows = []
+    for label, extra in layouts.items():
+        t = {name: [] for name in FUNCTIONS + [BASELINE]}
+        for _ in range(args.init_runs):
+            for name in t:
+                t[name].append(init_time(ROOT / f"target/lambda-x86_64/{name}/bootstrap", {**env, **extra}))
+        hello = statistics.median(t[BASELINE])
+        rows.append({"layout": label, "hello_ms": hello * 1000,
+                     **{name: statistics.median(v) * 1000 for name, v in t.items() if name != BASELINE}})
+    return rows
 
 
 def push(moto_url: str) -> bytes:
@@ -570,7 +605,7 @@ def cost_lines(rows: list) -> list:
     return lines
 
 
-def report(rows: list, cold: list, fan: list, args) -> None:
+def report(rows: list, tls: list, cold: list, fan: list, args) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
     lines = [
@@ -596,6 +631,12 @@ def report(rows: list, cold: list, fan: list, args) -> None:
         )
     if rows:
         lines += cost_lines(rows)
+    if tls:
+        lines += ["", f"init per trust-store layout, median of {args.init_runs} ms (× hello-world)", "",
+                  "| layout | " + " | ".join(FUNCTIONS) + " | hello-world |", "|---|" + "---|" * (len(FUNCTIONS) + 1)]
+        for r in tls:
+            cells = " | ".join(f"{r[f]:.2f} ({r[f] / r['hello_ms']:.2f}×)" for f in FUNCTIONS)
+            lines.append(f"| {r['layout']} | {cells} | {r['hello_ms']:.2f} |")
     if cold:
         lines += ["", f"cold invocation, whole (spawn → response to the first event), median of {args.cold_runs}; "
                   "the peer is bench/peer/handler.py, Python + boto3 making the same calls",
@@ -620,7 +661,7 @@ def report(rows: list, cold: list, fan: list, args) -> None:
     out.mkdir(exist_ok=True)
     path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{commit}.md"
     path.write_text(text)
-    (out / "latest.json").write_text(json.dumps({"functions": rows, "cold": cold, "fanout": fan}, indent=2))
+    (out / "latest.json").write_text(json.dumps({"functions": rows, "trust_store": tls, "cold": cold, "fanout": fan}, indent=2))
     print(f"written to {path.relative_to(ROOT)}")
 
 
