@@ -559,11 +559,14 @@ mod tests {
         .unwrap()
     }
 
-    /// Ingresses per cluster; a cluster named in `hang` never answers.
+    /// Ingresses per cluster; a cluster named in `hang` never answers. Counts the ingress lists
+    /// in flight at once.
     #[derive(Default)]
     struct Clusters {
         ingresses: Vec<(&'static str, Ingress)>,
         hang: Option<&'static str>,
+        in_flight: std::sync::atomic::AtomicUsize,
+        widest: std::sync::atomic::AtomicUsize,
     }
 
     impl Sources for Clusters {
@@ -572,9 +575,14 @@ mod tests {
             cluster: &str,
             _: Option<&str>,
         ) -> Result<Vec<Ingress>, KubeError> {
+            use std::sync::atomic::Ordering::SeqCst;
             if self.hang == Some(cluster) {
                 std::future::pending::<()>().await;
             }
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.widest.fetch_max(now, SeqCst);
+            tokio::task::yield_now().await;
+            self.in_flight.fetch_sub(1, SeqCst);
             Ok(self
                 .ingresses
                 .iter()
@@ -683,11 +691,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn eight_clusters_are_read_at_once_and_never_more_than_cluster_concurrency() {
+        let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
+        let clusters = names
+            .iter()
+            .map(|c| format!("{c}={c}-eks"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (setting, widest) in [(None, 8), (Some("3"), 3)] {
+            let mut extra = vec![("CLUSTERS", clusters.as_str())];
+            extra.extend(setting.map(|n| ("CLUSTER_CONCURRENCY", n)));
+            let sources = Clusters::default();
+            let dns = Zone1::with(vec![]);
+            let (n, memory) = (Recorder::default(), Memory::default());
+            let r = run(&config(&extra), &sources, &dns, &n, &State::new(&memory)).await;
+            assert!(r.cluster_errors.is_empty(), "{r:?}");
+            assert_eq!(
+                sources.widest.load(std::sync::atomic::Ordering::SeqCst),
+                widest,
+                "CLUSTER_CONCURRENCY={setting:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn an_unreachable_cluster_is_cut_off_and_holds_only_its_own_deletions() {
         let hosts = ["api.example.com".to_owned(), "example.com".to_owned()];
         let sources = Clusters {
             ingresses: vec![("prod", ingress("web", &hosts, CLASSIC))],
             hang: Some("dr"),
+            ..Default::default()
         };
         let mut existing = owned("gone.example.com", "prod");
         existing.extend(owned("dr-only.example.com", "dr"));
@@ -750,6 +783,7 @@ mod tests {
         let sources = Clusters {
             ingresses: vec![("prod", ingress("web", &["www.example.com".into()], CLASSIC))],
             hang: None,
+            ..Default::default()
         };
         let dns = Zone1::with(vec![foreign.clone()]);
         let (n, memory) = (Recorder::default(), Memory::default());
@@ -792,6 +826,7 @@ mod tests {
                 ingress("web", &["www.example.com".into()], "web.other.example.net"),
             )],
             hang: None,
+            ..Default::default()
         };
         let apex_mx = RecordSet {
             name: "www.example.com".into(),
@@ -881,6 +916,7 @@ mod tests {
         let sources = Clusters {
             ingresses: vec![("prod", ingress("many", &hosts, CLASSIC))],
             hang: None,
+            ..Default::default()
         };
         let (n, memory) = (Recorder::default(), Memory::default());
         let cfg = config(&[("CLUSTERS", "prod=prod-eks")]);
@@ -912,6 +948,7 @@ mod tests {
         let sources = Clusters {
             ingresses: vec![("prod", ingress("old", &hosts, CLASSIC))],
             hang: None,
+            ..Default::default()
         };
         let dns = Zone1::with(owned("gone.example.com", "prod"));
         let (n, memory) = (Recorder::default(), Memory::default());
