@@ -859,3 +859,18 @@ mod tests {
         assert!(ca_certificates("%%%").unwrap_err().contains("not base64"));
     }
 }
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing {
+    /// `n` cluster aliases (`c0`, `c1`, ...) and the `CLUSTERS` value naming each an EKS cluster
+    /// (`c0=c0-eks,...`), for tests of the fan-out across clusters.
+    pub fn eks_clusters(n: usize) -> (Vec<String>, String) {
+        let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+        let var = names
+            .iter()
+            .map(|c| format!("{c}={c}-eks"))
+            .collect::<Vec<_>>()
+            .join(",");
+        (names, var)
+    }
+}

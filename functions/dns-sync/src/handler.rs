@@ -692,12 +692,7 @@ mod tests {
 
     #[tokio::test]
     async fn eight_clusters_are_read_at_once_and_never_more_than_cluster_concurrency() {
-        let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
-        let clusters = names
-            .iter()
-            .map(|c| format!("{c}={c}-eks"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let (_, clusters) = bridgekeeper::cluster::testing::eks_clusters(8);
         for (setting, widest) in [(None, 8), (Some("3"), 3)] {
             let mut extra = vec![("CLUSTERS", clusters.as_str())];
             extra.extend(setting.map(|n| ("CLUSTER_CONCURRENCY", n)));

@@ -921,12 +921,7 @@ mod tests {
     #[tokio::test]
     async fn a_push_to_many_clusters_lists_them_at_once_bounded_by_cluster_concurrency() {
         for (setting, widest) in [(None, 8), (Some("3"), 3)] {
-            let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
-            let clusters = names
-                .iter()
-                .map(|c| format!("{c}={c}-eks"))
-                .collect::<Vec<_>>()
-                .join(",");
+            let (names, clusters) = bridgekeeper::cluster::testing::eks_clusters(8);
             let rules = json!([{"repository": "shop/*", "tag": "latest", "clusters": names}]);
             let mut vars = vec![
                 (
