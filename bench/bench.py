@@ -342,7 +342,7 @@ def run(args, env: dict, aws: CountingProxy, kube: CountingProxy, moto_url: str)
         aws.take(), kube.take()
         for i in range(args.invocations + len(samples)):
             sample = samples[i % len(samples)]
-            event = push(moto_url) if name == "image-rollout" else fresh(sample) if name != BASELINE else sample
+            event = delivery(name, sample, moto_url) if name != BASELINE else sample
             kind, body, elapsed = api.invoke(event)
             n_aws, n_kube = aws.take(), kube.take()
             if i >= len(samples):  # the first pass over the samples is the warm-up
@@ -440,14 +440,14 @@ def cold_rows(args, env: dict, aws: "CountingProxy", kube: "CountingProxy", moto
         # An untimed first run, so every timed one finds the same state (exports started, records made).
         warm = RuntimeApi()
         proc = spawn(ROOT / f"target/lambda-x86_64/{name}/bootstrap", warm, env)
-        warm.invoke(push(moto_url) if name == "image-rollout" else fresh(sample))
+        warm.invoke(delivery(name, sample, moto_url))
         proc.kill(), proc.wait(), warm.shutdown()
         for _ in range(args.cold_runs):
             for impl, cmd in (("rust", [str(ROOT / f"target/lambda-x86_64/{name}/bootstrap")]),
                               ("python", [sys.executable, str(PEER), name])):
                 api = RuntimeApi()
                 aws.operations.clear(), kube.operations.clear()
-                event = push(moto_url) if name == "image-rollout" else fresh(sample)
+                event = delivery(name, sample, moto_url)
                 started = time.perf_counter()
                 proc = spawn_cmd(cmd, name, api, env)
                 kind, body, _ = api.invoke(event)
@@ -487,6 +487,12 @@ def fresh(sample: bytes, **detail) -> bytes:
     event["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     event.get("detail", {}).update(detail)
     return json.dumps(event).encode()
+
+
+def delivery(name: str, sample: bytes, moto_url: str) -> bytes:
+    """The next event for a function: a push of a new image for image-rollout, else the sample as
+    a new delivery."""
+    return push(moto_url) if name == "image-rollout" else fresh(sample)
 
 
 def seed_fan_cluster(url: str, lb: str, i: int) -> None:

@@ -465,6 +465,21 @@ impl FailedQueue {
 }
 
 /// A table shaped like the stack's `IdempotencyTable` (partition key `id`), in moto.
+/// A function's idempotency store on a table of its own in moto, with the stack's default TTL.
+pub async fn idempotency_store(
+    sdk: &SdkConfig,
+    function: &str,
+) -> anyhow::Result<bridgekeeper::idempotency::DynamoStore> {
+    let client = aws_sdk_dynamodb::Client::new(sdk);
+    let table = idempotency_table(&client).await?;
+    Ok(bridgekeeper::idempotency::DynamoStore::new(
+        client,
+        table,
+        function,
+        bridgekeeper::idempotency::DEFAULT_TTL,
+    ))
+}
+
 pub async fn idempotency_table(client: &aws_sdk_dynamodb::Client) -> anyhow::Result<String> {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,

@@ -9,7 +9,7 @@ use bridgekeeper::config::Env;
 use bridgekeeper::idempotency::DynamoStore;
 use bridgekeeper::notify::SnsNotifier;
 use bridgekeeper_tests::{
-    FailedQueue, Inbox, TestEnv, idempotency_table, instance, node_group, repo_root, unique,
+    FailedQueue, Inbox, TestEnv, idempotency_store, instance, node_group, repo_root, unique,
 };
 use scaling_alerts::Config;
 use scaling_alerts::aws::{AutoScalingApi, Ec2Api};
@@ -33,18 +33,11 @@ fn batch(bodies: &[String]) -> SqsEvent {
 type MotoPorts = Ports<AutoScalingApi, Ec2Api, SnsNotifier, DynamoStore>;
 
 async fn ports(sdk: &SdkConfig, config: &Config) -> Result<MotoPorts> {
-    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
-    let table = idempotency_table(&dynamo).await?;
     Ok(Ports {
         asg: AutoScalingApi::new(aws_sdk_autoscaling::Client::new(sdk)),
         ec2: Ec2Api::new(aws_sdk_ec2::Client::new(sdk)),
         notifiers: config.notifiers(aws_sdk_sns::Client::new(sdk)),
-        store: DynamoStore::new(
-            dynamo,
-            table,
-            "scaling-alerts",
-            std::time::Duration::from_secs(3600),
-        ),
+        store: idempotency_store(sdk, "scaling-alerts").await?,
     })
 }
 

@@ -297,6 +297,19 @@ mod tests {
         Config::from_env(&env).unwrap()
     }
 
+    /// The entry point on the real adapter: the test config, no notifications, a fresh store.
+    async fn deliver(
+        rds: &RdsApi,
+        event: serde_json::Value,
+    ) -> Result<Response, bridgekeeper::Error> {
+        let memory = bridgekeeper::idempotency::testing::Memory::default();
+        handle(event, &config(), rds, &Quiet, &memory).await
+    }
+
+    fn sample(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).unwrap()
+    }
+
     fn instances(n: usize) -> Rule {
         mock!(Client::describe_db_instances).then_output(move || {
             let list = (0..n).map(|i| {
@@ -371,7 +384,7 @@ mod tests {
             &start,
         ]);
 
-        let Response::Schedule(s) = handle(serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}), &config(), &rds, &Quiet, &bridgekeeper::idempotency::testing::Memory::default())
+        let Response::Schedule(s) = deliver(&rds, serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}))
             .await
             .unwrap()
         else {
@@ -433,15 +446,7 @@ mod tests {
             .build();
         let rds = client(&[&rule]);
         let event = serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
-        let err = handle(
-            event,
-            &config(),
-            &rds,
-            &Quiet,
-            &bridgekeeper::idempotency::testing::Memory::default(),
-        )
-        .await
-        .unwrap_err();
+        let err = deliver(&rds, event).await.unwrap_err();
         assert_eq!(err.diagnostic().error_type, "Retryable.Aws");
     }
 
@@ -481,19 +486,10 @@ mod tests {
             .then_output(|| DescribeDbClustersOutput::builder().build());
         let (instances, snapshots) = (instances(3), one_snapshot_each());
         let rds = client(&[&tasks, &start, &clusters, &instances, &snapshots]);
-        let event: serde_json::Value = serde_json::from_str(include_str!(
+        let event = sample(include_str!(
             "../../../events/snapshot-export/export-completed.json"
-        ))
-        .unwrap();
-        let r = handle(
-            event,
-            &config(),
-            &rds,
-            &Quiet,
-            &bridgekeeper::idempotency::testing::Memory::default(),
-        )
-        .await
-        .unwrap();
+        ));
+        let r = deliver(&rds, event).await.unwrap();
         let Response::ExportEvent {
             next: Some(next), ..
         } = r
@@ -517,19 +513,10 @@ mod tests {
             .then_output(|| DescribeDbClustersOutput::builder().build());
         let instances = instances(2);
         let rds = client(&[&tasks, &start, &clusters, &instances]);
-        let event: serde_json::Value = serde_json::from_str(include_str!(
+        let event = sample(include_str!(
             "../../../events/snapshot-export/snapshot-created.json"
-        ))
-        .unwrap();
-        let r = handle(
-            event,
-            &config(),
-            &rds,
-            &Quiet,
-            &bridgekeeper::idempotency::testing::Memory::default(),
-        )
-        .await
-        .unwrap();
+        ));
+        let r = deliver(&rds, event).await.unwrap();
         assert!(
             matches!(r, Response::SnapshotCreated { run: None, .. }),
             "{r:?}"

@@ -88,13 +88,7 @@ async fn snapshot_export_demo() -> Result<()> {
     ]))?;
     let api = snapshot_export::aws::RdsApi::new(rds.clone());
     let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
-    let dynamodb = aws_sdk_dynamodb::Client::new(&env.sdk);
-    let store = bridgekeeper::idempotency::DynamoStore::new(
-        dynamodb.clone(),
-        bridgekeeper_tests::idempotency_table(&dynamodb).await?,
-        "snapshot-export",
-        bridgekeeper::idempotency::DEFAULT_TTL,
-    );
+    let store = bridgekeeper_tests::idempotency_store(&env.sdk, "snapshot-export").await?;
 
     println!(
         "\n-- nightly run (events/snapshot-export/schedule.json), MAX_CONCURRENT_EXPORTS=2 for three sources"
@@ -205,12 +199,7 @@ async fn scaling_alerts_demo() -> Result<()> {
         asg: scaling_alerts::aws::AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&env.sdk)),
         ec2: scaling_alerts::aws::Ec2Api::new(aws_sdk_ec2::Client::new(&env.sdk)),
         notifiers: config.notifiers(aws_sdk_sns::Client::new(&env.sdk)),
-        store: bridgekeeper::idempotency::DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&env.sdk),
-            bridgekeeper_tests::idempotency_table(&aws_sdk_dynamodb::Client::new(&env.sdk)).await?,
-            "scaling-alerts",
-            bridgekeeper::idempotency::DEFAULT_TTL,
-        ),
+        store: bridgekeeper_tests::idempotency_store(&env.sdk, "scaling-alerts").await?,
     };
     let run = |name: &'static str| {
         let (config, ports) = (&config, &ports);
@@ -457,13 +446,7 @@ async fn dns_sync_demo() -> Result<()> {
         aws_sdk_elasticloadbalancingv2::Client::new(&env.sdk),
     );
     let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
-    let dynamodb = aws_sdk_dynamodb::Client::new(&env.sdk);
-    let memory = bridgekeeper::idempotency::DynamoStore::new(
-        dynamodb.clone(),
-        bridgekeeper_tests::idempotency_table(&dynamodb).await?,
-        "dns-sync",
-        bridgekeeper::idempotency::DEFAULT_TTL,
-    );
+    let memory = bridgekeeper_tests::idempotency_store(&env.sdk, "dns-sync").await?;
     let state = dns_sync::report::State::new(&memory);
     let show_records = || async {
         let out = route53
