@@ -122,12 +122,7 @@ async fn snapshot_export_demo() -> Result<()> {
         "\n-- RDS reports an export finished (events/snapshot-export/export-completed.json): the freed slot goes to the source still waiting"
     );
     let shop = first.started.first().context("an export started")?;
-    let tasks = rds
-        .describe_export_tasks()
-        .send()
-        .await?
-        .export_tasks
-        .unwrap_or_default();
+    let tasks = export_tasks(&rds).await?;
     let task = tasks
         .iter()
         .find(|t| t.export_task_identifier() == Some(&shop.task_id))
@@ -168,12 +163,7 @@ async fn snapshot_export_demo() -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let tasks = rds
-        .describe_export_tasks()
-        .send()
-        .await?
-        .export_tasks
-        .unwrap_or_default();
+    let tasks = export_tasks(&rds).await?;
     println!(
         "  export tasks in RDS: {} (one per started snapshot, none twice)",
         tasks.len()
@@ -520,4 +510,14 @@ async fn dns_sync_demo() -> Result<()> {
     show_records().await?;
     show_inbox(&inbox).await?;
     Ok(())
+}
+
+/// The account's export tasks as RDS lists them now.
+async fn export_tasks(rds: &aws_sdk_rds::Client) -> Result<Vec<aws_sdk_rds::types::ExportTask>> {
+    Ok(rds
+        .describe_export_tasks()
+        .send()
+        .await?
+        .export_tasks
+        .unwrap_or_default())
 }
