@@ -82,6 +82,9 @@ pub enum Error {
     // Boxed: these are large, and every Result in the handlers carries this type.
     #[error(transparent)]
     Aws(Box<AwsError>),
+    /// A member account's role could not be assumed.
+    #[error(transparent)]
+    Account(Box<crate::accounts::AccountError>),
     #[cfg(feature = "cluster")]
     #[error(transparent)]
     Cluster(Box<crate::cluster::ClusterError>),
@@ -90,6 +93,12 @@ pub enum Error {
 impl From<AwsError> for Error {
     fn from(e: AwsError) -> Self {
         Error::Aws(Box::new(e))
+    }
+}
+
+impl From<crate::accounts::AccountError> for Error {
+    fn from(e: crate::accounts::AccountError) -> Self {
+        Error::Account(Box::new(e))
     }
 }
 
@@ -116,6 +125,7 @@ impl Classify for Error {
             Error::InvalidEvent(_) | Error::Config(_) => Class::NonRetryable,
             Error::Transient(_) => Class::Retryable,
             Error::Aws(e) => e.class(),
+            Error::Account(e) => e.class(),
             #[cfg(feature = "cluster")]
             Error::Cluster(e) => e.class(),
         }
@@ -127,6 +137,7 @@ impl Classify for Error {
             Error::Config(_) => "Config",
             Error::Transient(_) => "Transient",
             Error::Aws(e) => e.kind(),
+            Error::Account(e) => e.kind(),
             #[cfg(feature = "cluster")]
             Error::Cluster(e) => e.kind(),
         }

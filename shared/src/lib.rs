@@ -5,6 +5,7 @@
 //! [`events`]. [`cluster`] (feature `cluster`) gives dns-sync and image-rollout a `kube::Client`
 //! for an EKS cluster or a plain URL.
 
+pub mod accounts;
 pub mod aws;
 #[cfg(feature = "cluster")]
 pub mod cluster;
