@@ -259,7 +259,10 @@ impl Accounts {
         let own_region = self.0.own.region().map(|r| r.as_ref());
         let key = Scope {
             account: scope.account.clone().filter(|a| !self.is_own(Some(a))),
-            region: scope.region.clone().filter(|r| Some(r.as_str()) != own_region),
+            region: scope
+                .region
+                .clone()
+                .filter(|r| Some(r.as_str()) != own_region),
         };
         if key == Scope::default() {
             return Ok(self.0.own.clone());
@@ -343,7 +346,9 @@ mod tests {
         let kept = asked.clone();
         let http = infallible_client_fn(move |req: http::Request<SdkBody>| {
             let sent = req.body().bytes().unwrap_or_default();
-            kept.lock().unwrap().push(String::from_utf8_lossy(sent).into_owned());
+            kept.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(sent).into_owned());
             http::Response::builder()
                 .status(status)
                 .body(SdkBody::from(body))
@@ -370,19 +375,33 @@ mod tests {
 
     async fn key_id(sdk: &SdkConfig) -> String {
         let creds = sdk.credentials_provider().unwrap();
-        creds.provide_credentials().await.unwrap().access_key_id().to_owned()
+        creds
+            .provide_credentials()
+            .await
+            .unwrap()
+            .access_key_id()
+            .to_owned()
     }
 
     #[tokio::test]
     async fn the_hub_account_and_targets_without_an_account_need_no_role() {
         let (sdk, asked) = hub(500, "").await;
         let accounts = accounts(&sdk, None);
-        for scope in [Scope::default(), Scope::account(HUB), Scope::account(HUB).in_region("eu-west-1")] {
+        for scope in [
+            Scope::default(),
+            Scope::account(HUB),
+            Scope::account(HUB).in_region("eu-west-1"),
+        ] {
             let got = accounts.sdk(&scope).await.unwrap();
             assert_eq!(key_id(&got).await, Credentials::for_tests().access_key_id());
         }
-        assert!(accounts.is_own(None) && accounts.is_own(Some(HUB)) && !accounts.is_own(Some(MEMBER)));
-        assert!(asked.lock().unwrap().is_empty(), "no STS call for the hub's own account");
+        assert!(
+            accounts.is_own(None) && accounts.is_own(Some(HUB)) && !accounts.is_own(Some(MEMBER))
+        );
+        assert!(
+            asked.lock().unwrap().is_empty(),
+            "no STS call for the hub's own account"
+        );
     }
 
     #[tokio::test]
@@ -400,20 +419,35 @@ mod tests {
             assert_eq!(other.region().unwrap().as_ref(), "us-east-1");
         }
         // The hub's own account in another region: the function's own credentials, no STS.
-        let own_elsewhere = accounts.sdk(&Scope::default().in_region("us-east-1")).await.unwrap();
+        let own_elsewhere = accounts
+            .sdk(&Scope::default().in_region("us-east-1"))
+            .await
+            .unwrap();
         assert_eq!(own_elsewhere.region().unwrap().as_ref(), "us-east-1");
-        assert_eq!(key_id(&own_elsewhere).await, Credentials::for_tests().access_key_id());
+        assert_eq!(
+            key_id(&own_elsewhere).await,
+            Credentials::for_tests().access_key_id()
+        );
 
         let asked = asked.lock().unwrap();
-        assert_eq!(asked.len(), 2, "one AssumeRole per (account, region): {asked:?}");
+        assert_eq!(
+            asked.len(),
+            2,
+            "one AssumeRole per (account, region): {asked:?}"
+        );
         for body in asked.iter() {
             assert!(body.contains("Action=AssumeRole"), "{body}");
             assert!(
-                body.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A222222222222%3Arole%2Fbridgekeeper-dns-sync"),
+                body.contains(
+                    "RoleArn=arn%3Aaws%3Aiam%3A%3A222222222222%3Arole%2Fbridgekeeper-dns-sync"
+                ),
                 "{body}"
             );
             assert!(body.contains("ExternalId=bk-ext-1"), "{body}");
-            assert!(body.contains("RoleSessionName=bridgekeeper-dns-sync"), "{body}");
+            assert!(
+                body.contains("RoleSessionName=bridgekeeper-dns-sync"),
+                "{body}"
+            );
         }
     }
 
@@ -441,14 +475,20 @@ mod tests {
     #[tokio::test]
     async fn a_throttled_sts_is_retryable() {
         let (sdk, _) = hub(400, THROTTLED).await;
-        let err = accounts(&sdk, None).sdk(&Scope::account(MEMBER)).await.unwrap_err();
+        let err = accounts(&sdk, None)
+            .sdk(&Scope::account(MEMBER))
+            .await
+            .unwrap_err();
         assert_eq!(err.class(), Class::Retryable, "{err}");
     }
 
     #[tokio::test]
     async fn without_a_member_role_another_account_is_refused_by_name() {
         let (sdk, asked) = hub(200, ASSUMED).await;
-        let err = Accounts::single(&sdk).sdk(&Scope::account(MEMBER)).await.unwrap_err();
+        let err = Accounts::single(&sdk)
+            .sdk(&Scope::account(MEMBER))
+            .await
+            .unwrap_err();
         assert!(matches!(err, AccountError::NoRole { .. }));
         assert!(err.to_string().contains("account 222222222222"), "{err}");
         assert!(err.to_string().contains(ROLE_VAR), "{err}");
@@ -468,7 +508,10 @@ mod tests {
             bad(&[(ROLE_VAR, "arn:aws:iam::222222222222:role/x")]),
             Some(ROLE_VAR.into())
         );
-        assert_eq!(bad(&[(ACCOUNT_VAR, HUB), (ROLE_VAR, "bridgekeeper-dns-sync")]), None);
+        assert_eq!(
+            bad(&[(ACCOUNT_VAR, HUB), (ROLE_VAR, "bridgekeeper-dns-sync")]),
+            None
+        );
         assert_eq!(bad(&[]), None);
     }
 

@@ -8,7 +8,6 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{
@@ -24,7 +23,8 @@ use rustls_pki_types::pem::PemObject;
 use tokio::sync::Mutex;
 use tracing::{debug, info};
 
-use crate::error::{AwsError, Class, SdkResultExt};
+use crate::accounts::{AccountError, Accounts, Scope, is_account_id};
+use crate::error::{AwsError, Class, Classify, SdkResultExt};
 
 pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
 /// The header aws-iam-authenticator reads the cluster name from; it must be signed.
@@ -36,11 +36,32 @@ const PRESIGN_EXPIRES: Duration = Duration::from_secs(60);
 /// this old plus the function's timeout (keep that under 9 minutes).
 pub const TOKEN_REFRESH_AFTER: Duration = Duration::from_secs(5 * 60);
 
-/// Where a cluster is: `https://...`/`http://...` is a URL, anything else an EKS cluster name.
+/// Where a cluster is: `https://...`/`http://...` is a URL; an EKS cluster ARN
+/// (`arn:aws:eks:<region>:<account>:cluster/<name>`) is a cluster in that account and region,
+/// reached with the member role there; anything else an EKS cluster name in the function's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClusterTarget {
-    Eks { name: String },
+    Eks { name: String, scope: Scope },
     Url { url: String },
+}
+
+impl ClusterTarget {
+    /// An EKS cluster by name, in the function's own account and region.
+    pub fn eks(name: impl Into<String>) -> Self {
+        ClusterTarget::Eks {
+            name: name.into(),
+            scope: Scope::default(),
+        }
+    }
+}
+
+/// EKS cluster names: 1-100 characters, a letter or digit first, then letters, digits, - and _.
+fn is_eks_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl FromStr for ClusterTarget {
@@ -53,14 +74,27 @@ impl FromStr for ClusterTarget {
                 .map_err(|e| format!("{s:?} is not a valid URL: {e}"))?;
             return Ok(ClusterTarget::Url { url: s.to_owned() });
         }
-        // EKS: 1-100 characters, starts with a letter or digit, then letters, digits, - and _.
-        let valid = !s.is_empty()
-            && s.len() <= 100
-            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if valid {
-            Ok(ClusterTarget::Eks { name: s.to_owned() })
+        if let Some(rest) = s.strip_prefix("arn:") {
+            // arn:<partition>:eks:<region>:<account>:cluster/<name>
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            return match parts.as_slice() {
+                [_, "eks", region, account, resource]
+                    if !region.is_empty()
+                        && is_account_id(account)
+                        && resource.strip_prefix("cluster/").is_some_and(is_eks_name) =>
+                {
+                    Ok(ClusterTarget::Eks {
+                        name: resource["cluster/".len()..].to_owned(),
+                        scope: Scope::account(*account).in_region(*region),
+                    })
+                }
+                _ => Err(format!(
+                    "{s:?} is not an EKS cluster ARN (arn:aws:eks:<region>:<account>:cluster/<name>)"
+                )),
+            };
+        }
+        if is_eks_name(s) {
+            Ok(ClusterTarget::eks(s))
         } else {
             Err(format!(
                 "{s:?} is neither an http(s) URL nor a valid EKS cluster name"
@@ -72,14 +106,18 @@ impl FromStr for ClusterTarget {
 impl fmt::Display for ClusterTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClusterTarget::Eks { name } => write!(f, "eks:{name}"),
+            ClusterTarget::Eks { name, scope } if *scope == Scope::default() => {
+                write!(f, "eks:{name}")
+            }
+            ClusterTarget::Eks { name, scope } => write!(f, "eks:{name} ({scope})"),
             ClusterTarget::Url { url } => f.write_str(url),
         }
     }
 }
 
-/// `alias=<EKS cluster name or URL>`, comma-separated (`dev=dev-eks,prod=https://10.0.0.1:6443`),
-/// from the variable `var`; aliases are what rules and reports call the clusters.
+/// `alias=<EKS cluster name, EKS cluster ARN or URL>`, comma-separated
+/// (`dev=dev-eks,prod=arn:aws:eks:eu-west-1:222222222222:cluster/prod`), from the variable `var`;
+/// aliases are what rules and reports call the clusters.
 pub fn targets_from_env(
     env: &crate::config::Env,
     var: &str,
@@ -108,11 +146,14 @@ pub fn targets_from_env(
         out.push((alias, target));
     }
     // The template grants DescribeCluster and an access entry for EKS_CLUSTERS only: a name
-    // missing there would fail every run with AccessDenied, so it fails at init instead.
+    // missing there would fail every run with AccessDenied, so it fails at init instead. A
+    // member account's clusters are granted by the member stack, not here.
     let granted = env.list(GRANTED_VAR);
+    let own = env.optional(crate::accounts::ACCOUNT_VAR);
     if !granted.is_empty() {
         for (alias, target) in &out {
-            if let ClusterTarget::Eks { name } = target
+            if let ClusterTarget::Eks { name, scope } = target
+                && (scope.account.is_none() || scope.account == own)
                 && !granted.iter().any(|g| g == name)
             {
                 return Err(bad(format!(
@@ -136,6 +177,12 @@ pub enum ClusterError {
         cluster: String,
         #[source]
         source: Box<AwsError>,
+    },
+    #[error("cluster {cluster}: {source}")]
+    Account {
+        cluster: String,
+        #[source]
+        source: Box<AccountError>,
     },
     #[error("cluster {cluster} cannot be reached: {why}")]
     Unusable { cluster: String, why: String },
@@ -176,6 +223,7 @@ impl ClusterError {
     pub fn class(&self) -> Class {
         match self {
             ClusterError::Describe { source, .. } => source.class(),
+            ClusterError::Account { source, .. } => source.class(),
             ClusterError::Unusable { .. } | ClusterError::Sign { .. } => Class::NonRetryable,
             ClusterError::Credentials { .. } => Class::Retryable,
             ClusterError::Api { source, .. } => classify_kube(source),
@@ -317,29 +365,28 @@ struct Connected {
     token_minted: Option<Instant>,
 }
 
+/// What an EKS cluster is reached with: DescribeCluster, and the credentials and region its
+/// tokens are signed with (the cluster's own account and region).
+type EksAccess = (aws_sdk_eks::Client, SharedCredentialsProvider, String);
+
 /// Builds a `kube::Client` for one cluster once, and keeps its token fresh.
 pub struct ClusterAccess {
     target: ClusterTarget,
-    eks: Option<(aws_sdk_eks::Client, SharedCredentialsProvider, String)>,
+    accounts: Option<Accounts>,
+    eks: tokio::sync::OnceCell<EksAccess>,
     static_token: Option<String>,
     token: SharedToken,
     connected: Mutex<Option<Connected>>,
 }
 
 impl ClusterAccess {
-    /// `sdk` is needed for EKS targets (DescribeCluster, credentials and region to sign with).
-    pub fn new(target: ClusterTarget, sdk: &SdkConfig) -> Self {
-        let eks = match (&target, sdk.credentials_provider()) {
-            (ClusterTarget::Eks { .. }, Some(creds)) => Some((
-                aws_sdk_eks::Client::new(sdk),
-                creds,
-                sdk.region().map(|r| r.to_string()).unwrap_or_default(),
-            )),
-            _ => None,
-        };
+    /// `accounts` gives EKS targets their account's and region's configuration (DescribeCluster,
+    /// credentials and region to sign with), built on first use.
+    pub fn new(target: ClusterTarget, accounts: &Accounts) -> Self {
         ClusterAccess {
             target,
-            eks,
+            accounts: Some(accounts.clone()),
+            eks: tokio::sync::OnceCell::new(),
             static_token: None,
             token: Arc::new(RwLock::new(None)),
             connected: Mutex::new(None),
@@ -354,10 +401,9 @@ impl ClusterAccess {
         region: &str,
     ) -> Self {
         ClusterAccess {
-            target: ClusterTarget::Eks {
-                name: name.to_owned(),
-            },
-            eks: Some((eks, credentials, region.to_owned())),
+            target: ClusterTarget::eks(name),
+            accounts: None,
+            eks: tokio::sync::OnceCell::new_with(Some((eks, credentials, region.to_owned()))),
             static_token: None,
             token: Arc::new(RwLock::new(None)),
             connected: Mutex::new(None),
@@ -366,12 +412,16 @@ impl ClusterAccess {
 
     /// A URL target with an optional fixed bearer token (a service-account token, say).
     pub fn url(url: &str, token: Option<String>) -> Self {
-        let target = ClusterTarget::Url {
-            url: url.to_owned(),
-        };
-        let mut access = ClusterAccess::new(target, &SdkConfig::builder().build());
-        access.static_token = token;
-        access
+        ClusterAccess {
+            target: ClusterTarget::Url {
+                url: url.to_owned(),
+            },
+            accounts: None,
+            eks: tokio::sync::OnceCell::new(),
+            static_token: token,
+            token: Arc::new(RwLock::new(None)),
+            connected: Mutex::new(None),
+        }
     }
 
     /// A cluster reached through a client built elsewhere (a mock API server in tests, a
@@ -427,11 +477,8 @@ impl ClusterAccess {
                 }
                 (kube::Config::new(uri), None)
             }
-            ClusterTarget::Eks { name } => {
-                let (eks, _, _) = self
-                    .eks
-                    .as_ref()
-                    .ok_or_else(|| unusable("no AWS credentials configured".into()))?;
+            ClusterTarget::Eks { name, .. } => {
+                let (eks, _, _) = self.eks_access().await?;
                 let out = eks
                     .describe_cluster()
                     .name(name)
@@ -474,11 +521,45 @@ impl ClusterAccess {
         })
     }
 
+    /// The cluster's account's and region's EKS client and credentials, built once.
+    async fn eks_access(&self) -> Result<&EksAccess, ClusterError> {
+        let ClusterTarget::Eks { scope, .. } = &self.target else {
+            unreachable!("only EKS targets describe and sign");
+        };
+        let cluster = self.target.to_string();
+        self.eks
+            .get_or_try_init(|| async {
+                let accounts = self
+                    .accounts
+                    .as_ref()
+                    .ok_or_else(|| ClusterError::Unusable {
+                        cluster: cluster.clone(),
+                        why: "no AWS configuration to reach EKS with".into(),
+                    })?;
+                let sdk = accounts
+                    .sdk(scope)
+                    .await
+                    .map_err(|source| ClusterError::Account {
+                        cluster: cluster.clone(),
+                        source: Box::new(source),
+                    })?;
+                let creds = sdk
+                    .credentials_provider()
+                    .ok_or_else(|| ClusterError::Unusable {
+                        cluster: cluster.clone(),
+                        why: "no AWS credentials configured".into(),
+                    })?;
+                let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+                Ok((aws_sdk_eks::Client::new(&sdk), creds, region))
+            })
+            .await
+    }
+
     async fn mint_token(&self) -> Result<(), ClusterError> {
-        let (Some((_, creds, region)), ClusterTarget::Eks { name }) = (&self.eks, &self.target)
-        else {
+        let ClusterTarget::Eks { name, .. } = &self.target else {
             return Ok(());
         };
+        let (_, creds, region) = self.eks_access().await?;
         let credentials =
             creds
                 .provide_credentials()
@@ -522,10 +603,10 @@ pub struct Clusters {
 }
 
 impl Clusters {
-    pub fn new(targets: &[(String, ClusterTarget)], sdk: &SdkConfig) -> Self {
+    pub fn new(targets: &[(String, ClusterTarget)], accounts: &Accounts) -> Self {
         let by_alias = targets
             .iter()
-            .map(|(alias, target)| (alias.clone(), ClusterAccess::new(target.clone(), sdk)))
+            .map(|(alias, target)| (alias.clone(), ClusterAccess::new(target.clone(), accounts)))
             .collect();
         Clusters { by_alias }
     }
@@ -659,15 +740,7 @@ mod tests {
         use crate::config::Env;
         let env = Env::from_pairs([("CLUSTERS", "dev=dev-eks, local=http://127.0.0.1:5556")]);
         let t = targets_from_env(&env, "CLUSTERS").unwrap();
-        assert_eq!(
-            t[0],
-            (
-                "dev".into(),
-                ClusterTarget::Eks {
-                    name: "dev-eks".into()
-                }
-            )
-        );
+        assert_eq!(t[0], ("dev".into(), ClusterTarget::eks("dev-eks")));
         assert_eq!(t[1].0, "local");
         for bad in ["dev", "dev=a,dev=b", "dev=not a name", ""] {
             let env = Env::from_pairs([("CLUSTERS", bad)]);
@@ -827,13 +900,59 @@ mod tests {
         );
         assert_eq!(
             " prod-eks_1 ".parse::<ClusterTarget>().unwrap(),
-            ClusterTarget::Eks {
-                name: "prod-eks_1".into()
-            }
+            ClusterTarget::eks("prod-eks_1")
         );
         for bad in ["", "-prod", "prod cluster", "eks:prod", &"x".repeat(101)] {
             assert!(bad.parse::<ClusterTarget>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_cluster_arn_names_its_account_and_region() {
+        let target: ClusterTarget = "arn:aws:eks:us-east-2:222222222222:cluster/prod-eks"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            target,
+            ClusterTarget::Eks {
+                name: "prod-eks".into(),
+                scope: Scope::account("222222222222").in_region("us-east-2"),
+            }
+        );
+        assert_eq!(
+            target.to_string(),
+            "eks:prod-eks (account 222222222222 in us-east-2)"
+        );
+        for bad in [
+            "arn:aws:eks:us-east-2:2222:cluster/prod",
+            "arn:aws:ecs:us-east-2:222222222222:cluster/prod",
+            "arn:aws:eks::222222222222:cluster/prod",
+            "arn:aws:eks:us-east-2:222222222222:nodegroup/prod/ng/1",
+            "arn:aws:eks:us-east-2:222222222222:cluster/bad name",
+        ] {
+            let err = bad.parse::<ClusterTarget>().unwrap_err();
+            assert!(err.contains("not an EKS cluster ARN"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_member_accounts_cluster_is_granted_by_the_member_stack_not_eks_clusters() {
+        use crate::config::Env;
+        let member = "prod=arn:aws:eks:eu-west-1:222222222222:cluster/prod-eks";
+        let env = Env::from_pairs([
+            ("CLUSTERS", member),
+            ("EKS_CLUSTERS", "dev-eks"),
+            ("ACCOUNT_ID", "111111111111"),
+        ]);
+        assert_eq!(targets_from_env(&env, "CLUSTERS").unwrap().len(), 1);
+        // The same ARN in the hub's own account needs the hub's grant like a plain name.
+        let env = Env::from_pairs([
+            ("CLUSTERS", member),
+            ("EKS_CLUSTERS", "dev-eks"),
+            ("ACCOUNT_ID", "222222222222"),
+        ]);
+        let err = targets_from_env(&env, "CLUSTERS").unwrap_err();
+        assert!(err.problem.contains("\"prod-eks\""), "{err}");
     }
 
     #[test]

@@ -119,7 +119,10 @@ impl World {
 
     /// One invocation in a new execution environment: nothing in memory, only the store.
     async fn run(&self, config: &dns_sync::Config) -> Result<Response> {
-        let sources = KubeSources::new(&config.clusters, &self.env.sdk);
+        let sources = KubeSources::new(
+            &config.clusters,
+            &bridgekeeper::accounts::Accounts::single(&self.env.sdk),
+        );
         let notifier = config.notifier(aws_sdk_sns::Client::new(&self.env.sdk));
         let event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
             repo_root().join("events/dns-sync/schedule.json"),
@@ -408,7 +411,10 @@ async fn twenty_five_hundred_hosts_sync_in_the_fewest_batches() -> Result<()> {
 async fn bad_input_is_rejected_before_any_call() -> Result<()> {
     use bridgekeeper::Classify;
     let w = World::new().await?;
-    let sources = KubeSources::new(&w.config(&[]).clusters, &w.env.sdk);
+    let sources = KubeSources::new(
+        &w.config(&[]).clusters,
+        &bridgekeeper::accounts::Accounts::single(&w.env.sdk),
+    );
     let notifier = w.config(&[]).notifier(aws_sdk_sns::Client::new(&w.env.sdk));
     let push: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
         repo_root().join("events/image-rollout/push-latest.json"),

@@ -142,7 +142,10 @@ impl World {
         config: &image_rollout::Config,
         event: serde_json::Value,
     ) -> Result<Response> {
-        let clusters = KubeClusters::new(&config.clusters, &self.env.sdk);
+        let clusters = KubeClusters::new(
+            &config.clusters,
+            &bridgekeeper::accounts::Accounts::single(&self.env.sdk),
+        );
         let notifier = config.notifier(aws_sdk_sns::Client::new(&self.env.sdk));
         let ecr = Ecr::new(&self.env.sdk);
         let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(300);

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use aws_config::SdkConfig;
+use bridgekeeper::accounts::Accounts;
 use bridgekeeper::cluster::{ClusterError, ClusterTarget, Clusters, list_all};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -28,9 +28,9 @@ pub struct KubeSources {
 }
 
 impl KubeSources {
-    pub fn new(targets: &[(String, ClusterTarget)], sdk: &SdkConfig) -> Self {
+    pub fn new(targets: &[(String, ClusterTarget)], accounts: &Accounts) -> Self {
         KubeSources {
-            clusters: Clusters::new(targets, sdk),
+            clusters: Clusters::new(targets, accounts),
         }
     }
 

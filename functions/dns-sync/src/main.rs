@@ -12,9 +12,10 @@ async fn main() -> Result<(), Error> {
     let env = bridgekeeper::config::Env::from_process();
     let config = Config::from_env(&env)?;
     let sdk = bridgekeeper::aws::sdk_config().await;
+    let accounts = bridgekeeper::accounts::Accounts::from_env(&env, &sdk, FUNCTION)?;
     let failed = SqsFailureSink::from_env(&env, &sdk)?;
     let store = DynamoStore::from_env(&env, &sdk, FUNCTION)?;
-    let sources = KubeSources::new(&config.clusters, &sdk);
+    let sources = KubeSources::new(&config.clusters, &accounts);
     let dns = AwsDns::new(
         aws_sdk_route53::Client::new(&sdk),
         aws_sdk_elasticloadbalancingv2::Client::new(&sdk),

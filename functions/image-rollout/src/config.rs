@@ -130,15 +130,7 @@ pub(crate) mod tests {
     fn reads_clusters_rules_and_defaults() {
         let c = Config::from_env(&env_with(&[])).unwrap();
         assert_eq!(c.clusters.len(), 3);
-        assert_eq!(
-            c.clusters[0],
-            (
-                "dev".into(),
-                ClusterTarget::Eks {
-                    name: "dev-eks".into()
-                }
-            )
-        );
+        assert_eq!(c.clusters[0], ("dev".into(), ClusterTarget::eks("dev-eks")));
         assert!(matches!(c.clusters[2].1, ClusterTarget::Url { .. }));
         assert_eq!(c.rules.len(), 3);
         assert_eq!(

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 
-use aws_config::SdkConfig;
+use bridgekeeper::accounts::Accounts;
 use bridgekeeper::cluster::{ClusterAccess, ClusterError, ClusterTarget, Clusters, list_all};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -74,9 +74,9 @@ pub struct KubeClusters {
 }
 
 impl KubeClusters {
-    pub fn new(targets: &[(String, ClusterTarget)], sdk: &SdkConfig) -> Self {
+    pub fn new(targets: &[(String, ClusterTarget)], accounts: &Accounts) -> Self {
         KubeClusters {
-            clusters: Clusters::new(targets, sdk),
+            clusters: Clusters::new(targets, accounts),
         }
     }
 

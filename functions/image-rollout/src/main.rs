@@ -12,9 +12,10 @@ async fn main() -> Result<(), Error> {
     let env = bridgekeeper::config::Env::from_process();
     let config = Config::from_env(&env)?;
     let sdk = bridgekeeper::aws::sdk_config().await;
+    let accounts = bridgekeeper::accounts::Accounts::from_env(&env, &sdk, FUNCTION)?;
     let failed = SqsFailureSink::from_env(&env, &sdk)?;
     let store = DynamoStore::from_env(&env, &sdk, FUNCTION)?;
-    let clusters = KubeClusters::new(&config.clusters, &sdk);
+    let clusters = KubeClusters::new(&config.clusters, &accounts);
     let registry = Ecr::new(&sdk);
     let inner = config.notifier(aws_sdk_sns::Client::new(&sdk));
     let notifier = Queued {

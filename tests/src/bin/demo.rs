@@ -320,7 +320,10 @@ async fn image_rollout_demo() -> Result<()> {
         ),
         ("WATCH_TIMEOUT_SECONDS", "0"),
     ]))?;
-    let kube = image_rollout::kube::KubeClusters::new(&config.clusters, &env.sdk);
+    let kube = image_rollout::kube::KubeClusters::new(
+        &config.clusters,
+        &bridgekeeper::accounts::Accounts::single(&env.sdk),
+    );
     let ecr = image_rollout::registry::Ecr::new(&env.sdk);
     let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
     let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(300);
@@ -430,7 +433,10 @@ async fn dns_sync_demo() -> Result<()> {
         ("ZONE_IDS", zone_id.as_str()),
         ("OWNER_ID", "bridgekeeper-demo"),
     ]))?;
-    let sources = dns_sync::kube::KubeSources::new(&config.clusters, &env.sdk);
+    let sources = dns_sync::kube::KubeSources::new(
+        &config.clusters,
+        &bridgekeeper::accounts::Accounts::single(&env.sdk),
+    );
     let dns = dns_sync::aws::AwsDns::new(
         route53.clone(),
         aws_sdk_elasticloadbalancingv2::Client::new(&env.sdk),
