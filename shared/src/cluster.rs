@@ -760,7 +760,6 @@ mod tests {
         use aws_smithy_mocks::{mock, mock_client};
         use base64::engine::general_purpose::STANDARD;
         use std::io::Write;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
         #[derive(Clone, Default)]
         struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
@@ -782,27 +781,8 @@ mod tests {
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
 
-        // A real API server stand-in: one TCP connection, the request captured.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0u8; 8192];
-            let n = sock.read(&mut buf).await.unwrap();
-            let body = r#"{"kind":"NamespaceList","apiVersion":"v1","metadata":{},"items":[]}"#;
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            sock.write_all(answer.as_bytes()).await.unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
-        });
-        let pem = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap();
-        let first = pem
-            .split_inclusive("-----END CERTIFICATE-----\n")
-            .next()
-            .unwrap()
-            .to_owned();
+        let (endpoint, server) = api_server_once().await;
+        let first = a_ca_certificate();
         let describe = mock!(aws_sdk_eks::Client::describe_cluster).then_output(move || {
             aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput::builder()
                 .cluster(
@@ -841,14 +821,7 @@ mod tests {
         let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
             .list(&Default::default())
             .await;
-        let request = server.await.unwrap();
-        let token = request
-            .lines()
-            .find_map(|l| l.strip_prefix("authorization: Bearer "))
-            .expect("the request carried the token")
-            .trim()
-            .to_owned();
-        assert!(token.starts_with(TOKEN_PREFIX));
+        let token = bearer_of(&server.await.unwrap());
 
         let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
         assert!(
@@ -869,6 +842,156 @@ mod tests {
             assert!(!logs.contains(secret), "the {what} is in the logs: {line}");
         }
     }
+
+    /// A real API server stand-in: one TCP connection answered with an empty list; the request
+    /// is returned.
+    async fn api_server_once() -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let n = sock.read(&mut buf).await.unwrap();
+            let body = r#"{"kind":"NamespaceList","apiVersion":"v1","metadata":{},"items":[]}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        (endpoint, server)
+    }
+
+    /// One PEM certificate, as DescribeCluster's CA data holds one.
+    fn a_ca_certificate() -> String {
+        let pem = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap();
+        pem.split_inclusive("-----END CERTIFICATE-----\n")
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn bearer_of(request: &str) -> String {
+        let token = request
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: Bearer "))
+            .expect("the request carried the token")
+            .trim()
+            .to_owned();
+        assert!(token.starts_with(TOKEN_PREFIX));
+        token
+    }
+
+    /// A cluster given by ARN in a member account: the hub's STS assumes the member role, and
+    /// DescribeCluster and the token are signed with the member's credentials in the cluster's
+    /// region (what moto cannot show: its clusters have no usable endpoint or CA).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_member_cluster_is_described_and_its_token_signed_with_the_member_role() {
+        use aws_smithy_http_client::test_util::infallible_client_fn;
+        use aws_smithy_types::body::SdkBody;
+        use base64::engine::general_purpose::STANDARD;
+        // A subscriber of its own: a callsite first reached with none would be cached as never
+        // interesting, and the log test beside this one would miss its lines.
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(crate::telemetry::filter("trace"))
+            .with_writer(std::io::sink)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let (endpoint, server) = api_server_once().await;
+        let described = serde_json::json!({"cluster": {
+            "name": "prod-eks", "endpoint": endpoint,
+            "certificateAuthority": {"data": STANDARD.encode(a_ca_certificate())}}})
+        .to_string();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let kept = seen.clone();
+        let http =
+            infallible_client_fn(move |req: http::Request<aws_smithy_types::body::SdkBody>| {
+                let auth = req
+                    .headers()
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default();
+                kept.lock().unwrap().push(format!("{} {auth}", req.uri()));
+                let body = if req.uri().host().unwrap_or_default().starts_with("sts.") {
+                    ASSUMED.to_owned()
+                } else {
+                    described.clone()
+                };
+                http::Response::builder()
+                    .status(200)
+                    .body(SdkBody::from(body))
+                    .unwrap()
+            });
+        let hub = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(Credentials::for_tests())
+            .http_client(http)
+            .load()
+            .await;
+        let accounts = Accounts::new(
+            &hub,
+            Some("111111111111".into()),
+            Some("bridgekeeper-image-rollout".into()),
+            None,
+            "bridgekeeper-image-rollout",
+        );
+        let target: ClusterTarget = "arn:aws:eks:us-east-2:222222222222:cluster/prod-eks"
+            .parse()
+            .unwrap();
+        let access = ClusterAccess::new(target, &accounts);
+        let client = access.client().await.unwrap();
+        let _ = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+            .list(&Default::default())
+            .await;
+
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen.len(),
+            2,
+            "one AssumeRole, one DescribeCluster: {seen:?}"
+        );
+        assert!(
+            seen[0].starts_with("https://sts.eu-west-1.amazonaws.com/"),
+            "{seen:?}"
+        );
+        assert!(
+            seen[1].starts_with("https://eks.us-east-2.amazonaws.com/clusters/prod-eks")
+                && seen[1].contains("Credential=ASIAMEMBER/"),
+            "DescribeCluster in the cluster's region, as the member role: {}",
+            seen[1]
+        );
+        let token = bearer_of(&server.await.unwrap());
+        let url = String::from_utf8(
+            URL_SAFE_NO_PAD
+                .decode(&token[TOKEN_PREFIX.len()..])
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            url.starts_with("https://sts.us-east-2.amazonaws.com/"),
+            "{url}"
+        );
+        assert!(url.contains("X-Amz-Credential=ASIAMEMBER%2F"), "{url}");
+        assert!(url.contains("X-Amz-Security-Token=member-session"), "{url}");
+    }
+
+    const ASSUMED: &str = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <AssumedRoleUser>
+      <AssumedRoleId>AROAEXAMPLE:bridgekeeper-image-rollout</AssumedRoleId>
+      <Arn>arn:aws:sts::222222222222:assumed-role/bridgekeeper-image-rollout/s</Arn>
+    </AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>ASIAMEMBER</AccessKeyId>
+      <SecretAccessKey>secret</SecretAccessKey>
+      <SessionToken>member-session</SessionToken>
+      <Expiration>2099-01-01T00:00:00Z</Expiration>
+    </Credentials>
+  </AssumeRoleResult>
+</AssumeRoleResponse>"#;
 
     #[test]
     fn an_eks_target_the_stack_did_not_grant_fails_at_init() {
