@@ -187,7 +187,8 @@ struct Inner {
 pub struct Accounts(Arc<Inner>);
 
 impl Accounts {
-    /// Only the function's own account: a target in another account is a [`AccountError::NoRole`].
+    /// One account, as before hub and spoke: every account an event or target names is taken
+    /// for the function's own (local runs, and events/ samples whose account is not this one).
     pub fn single(own: &SdkConfig) -> Self {
         Accounts::new(own, None, None, None, "bridgekeeper")
     }
@@ -214,6 +215,14 @@ impl Accounts {
             return Err(ConfigError::new(
                 ROLE_VAR,
                 format!("is {r:?}, expected an IAM role name (not an ARN)"),
+            ));
+        }
+        if role.is_some() && own_account.is_none() {
+            return Err(ConfigError::new(
+                ACCOUNT_VAR,
+                format!(
+                    "is not set; {ROLE_VAR} needs it to tell the hub's own account from members"
+                ),
             ));
         }
         let external_id = env.optional(EXTERNAL_ID_VAR);
@@ -248,9 +257,13 @@ impl Accounts {
         &self.0.own
     }
 
-    /// Whether `account` is one this function acts in with its own credentials.
+    /// Whether `account` is one this function acts in with its own credentials: no account, the
+    /// hub's own, or any when the hub's own is not known ([`Accounts::single`]).
     pub fn is_own(&self, account: Option<&str>) -> bool {
-        account.is_none_or(|a| self.0.own_account.as_deref() == Some(a))
+        match (account, &self.0.own_account) {
+            (Some(a), Some(own)) => a == own,
+            _ => true,
+        }
     }
 
     /// The configuration to act in `scope`, built (and for a member account, its role assumed)
@@ -384,6 +397,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_single_account_stack_takes_every_account_for_its_own() {
+        let (sdk, asked) = hub(500, "").await;
+        let single = Accounts::single(&sdk);
+        let got = single.sdk(&Scope::account("123456789012")).await.unwrap();
+        assert_eq!(key_id(&got).await, Credentials::for_tests().access_key_id());
+        assert!(asked.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn the_hub_account_and_targets_without_an_account_need_no_role() {
         let (sdk, asked) = hub(500, "").await;
         let accounts = accounts(&sdk, None);
@@ -485,10 +507,8 @@ mod tests {
     #[tokio::test]
     async fn without_a_member_role_another_account_is_refused_by_name() {
         let (sdk, asked) = hub(200, ASSUMED).await;
-        let err = Accounts::single(&sdk)
-            .sdk(&Scope::account(MEMBER))
-            .await
-            .unwrap_err();
+        let hub_only = Accounts::new(&sdk, Some(HUB.into()), None, None, "bridgekeeper-dns-sync");
+        let err = hub_only.sdk(&Scope::account(MEMBER)).await.unwrap_err();
         assert!(matches!(err, AccountError::NoRole { .. }));
         assert!(err.to_string().contains("account 222222222222"), "{err}");
         assert!(err.to_string().contains(ROLE_VAR), "{err}");
@@ -511,6 +531,10 @@ mod tests {
         assert_eq!(
             bad(&[(ACCOUNT_VAR, HUB), (ROLE_VAR, "bridgekeeper-dns-sync")]),
             None
+        );
+        assert_eq!(
+            bad(&[(ROLE_VAR, "bridgekeeper-dns-sync")]),
+            Some(ACCOUNT_VAR.into())
         );
         assert_eq!(bad(&[]), None);
     }

@@ -180,8 +180,9 @@ impl image_rollout::kube::Kube for Fakes {
 impl scaling_alerts::aws::AutoScaling for Fakes {
     async fn describe_groups(
         &self,
+        _: &bridgekeeper::accounts::Scope,
         _: &[String],
-    ) -> Result<HashMap<String, scaling_alerts::domain::GroupInfo>, AwsError> {
+    ) -> Result<HashMap<String, scaling_alerts::domain::GroupInfo>, bridgekeeper::Error> {
         call();
         Ok(HashMap::new())
     }
@@ -190,8 +191,9 @@ impl scaling_alerts::aws::AutoScaling for Fakes {
 impl scaling_alerts::aws::Instances for Fakes {
     async fn describe_instances(
         &self,
+        _: &bridgekeeper::accounts::Scope,
         _: &[String],
-    ) -> Result<HashMap<String, scaling_alerts::nodes::NodeInfo>, AwsError> {
+    ) -> Result<HashMap<String, scaling_alerts::nodes::NodeInfo>, bridgekeeper::Error> {
         call();
         Ok(HashMap::new())
     }

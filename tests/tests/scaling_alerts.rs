@@ -5,6 +5,7 @@
 use anyhow::Result;
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use bridgekeeper::accounts::Accounts;
 use bridgekeeper::config::Env;
 use bridgekeeper::idempotency::DynamoStore;
 use bridgekeeper::notify::SnsNotifier;
@@ -34,8 +35,8 @@ type MotoPorts = Ports<AutoScalingApi, Ec2Api, SnsNotifier, DynamoStore>;
 
 async fn ports(sdk: &SdkConfig, config: &Config) -> Result<MotoPorts> {
     Ok(Ports {
-        asg: AutoScalingApi::new(aws_sdk_autoscaling::Client::new(sdk)),
-        ec2: Ec2Api::new(aws_sdk_ec2::Client::new(sdk)),
+        asg: AutoScalingApi::new(Accounts::single(sdk)),
+        ec2: Ec2Api::new(Accounts::single(sdk)),
         notifiers: config.notifiers(aws_sdk_sns::Client::new(sdk)),
         store: idempotency_store(sdk, "scaling-alerts").await?,
     })

@@ -1,10 +1,12 @@
 //! The adapters that enrich a batch: one DescribeAutoScalingGroups for the groups it mentions and
-//! one DescribeInstances for the instances its EC2 events name.
+//! one DescribeInstances for the instances its EC2 events name, per account and region the events
+//! came from (a member account's events are enriched with that account's role).
 
 use std::collections::HashMap;
 use std::future::Future;
 
-use bridgekeeper::AwsError;
+use bridgekeeper::Error;
+use bridgekeeper::accounts::{Accounts, Scope};
 use bridgekeeper::error::SdkResultExt;
 
 use crate::domain::GroupInfo;
@@ -16,29 +18,31 @@ const NAMES_PER_CALL: usize = 50;
 pub trait AutoScaling: Send + Sync {
     fn describe_groups(
         &self,
+        scope: &Scope,
         names: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, GroupInfo>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<HashMap<String, GroupInfo>, Error>> + Send;
 }
 
 pub struct AutoScalingApi {
-    client: aws_sdk_autoscaling::Client,
+    accounts: Accounts,
 }
 
 impl AutoScalingApi {
-    pub fn new(client: aws_sdk_autoscaling::Client) -> Self {
-        AutoScalingApi { client }
+    pub fn new(accounts: Accounts) -> Self {
+        AutoScalingApi { accounts }
     }
 }
 
 impl AutoScaling for AutoScalingApi {
     async fn describe_groups(
         &self,
+        scope: &Scope,
         names: &[String],
-    ) -> Result<HashMap<String, GroupInfo>, AwsError> {
+    ) -> Result<HashMap<String, GroupInfo>, Error> {
+        let client = aws_sdk_autoscaling::Client::new(&self.accounts.sdk(scope).await?);
         let mut groups = HashMap::new();
         for chunk in names.chunks(NAMES_PER_CALL) {
-            let pages = self
-                .client
+            let pages = client
                 .describe_auto_scaling_groups()
                 .set_auto_scaling_group_names(Some(chunk.to_vec()))
                 .into_paginator()
@@ -84,28 +88,31 @@ pub trait Instances: Send + Sync {
     /// Instance id → what its tags and placement say; ids EC2 no longer knows are left out.
     fn describe_instances(
         &self,
+        scope: &Scope,
         ids: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, NodeInfo>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<HashMap<String, NodeInfo>, Error>> + Send;
 }
 
 /// An SQS batch carries at most 100 records, so one call covers a batch.
 const IDS_PER_CALL: usize = 100;
 
 pub struct Ec2Api {
-    client: aws_sdk_ec2::Client,
+    accounts: Accounts,
 }
 
 impl Ec2Api {
-    pub fn new(client: aws_sdk_ec2::Client) -> Self {
-        Ec2Api { client }
+    pub fn new(accounts: Accounts) -> Self {
+        Ec2Api { accounts }
     }
 }
 
 impl Instances for Ec2Api {
     async fn describe_instances(
         &self,
+        scope: &Scope,
         ids: &[String],
-    ) -> Result<HashMap<String, NodeInfo>, AwsError> {
+    ) -> Result<HashMap<String, NodeInfo>, Error> {
+        let client = aws_sdk_ec2::Client::new(&self.accounts.sdk(scope).await?);
         let mut found = HashMap::new();
         for chunk in ids.chunks(IDS_PER_CALL) {
             // A filter, not InstanceIds: "If you specify an instance ID that is not valid, an
@@ -115,8 +122,7 @@ impl Instances for Ec2Api {
                 .name("instance-id")
                 .set_values(Some(chunk.to_vec()))
                 .build();
-            let reservations: Vec<_> = self
-                .client
+            let reservations: Vec<_> = client
                 .describe_instances()
                 .filters(filter)
                 .into_paginator()

@@ -1,21 +1,22 @@
 //! An SQS batch of EventBridge events in; grouped notifications and the batch item failures out.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use bridgekeeper::accounts::Scope;
 use bridgekeeper::failures::{FailureRecord, FailureSink};
 use bridgekeeper::idempotency::{Claim, Remember, Store, event_id};
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::{Format, Notification, Notifier, Severity};
-use bridgekeeper::{AwsError, Error};
+use bridgekeeper::{Classify, Error};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::aws::{AutoScaling, Instances};
 use crate::config::{Config, Silenced};
-use crate::domain::{self, Alert, Fact, InstanceAction};
+use crate::domain::{self, Alert, Fact, GroupInfo, InstanceAction};
 use crate::nodes;
 use crate::parse::parse;
 
@@ -86,7 +87,7 @@ pub struct Response {
 }
 
 impl Response {
-    fn retry(&mut self, records: impl IntoIterator<Item = String>, e: &AwsError) {
+    fn retry(&mut self, records: impl IntoIterator<Item = String>, e: &Error) {
         for id in records {
             self.failures.push(RecordError {
                 message_id: id.clone(),
@@ -273,38 +274,50 @@ pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
         }
     }
 
-    let facts = nodes_only(facts, config, &ports.ec2, &mut response).await;
-
-    let names: Vec<String> = facts
+    let origins: HashMap<String, Scope> = records
         .iter()
-        .filter_map(|(_, f)| f.group().map(str::to_owned))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+        .map(|(id, record)| (id.clone(), origin(record)))
         .collect();
+    let facts = nodes_only(facts, &origins, config, &ports.ec2, &mut response).await;
+
+    let mut names: BTreeMap<&Scope, BTreeSet<String>> = BTreeMap::new();
+    for (id, fact) in &facts {
+        if let Some(group) = fact.group() {
+            names
+                .entry(&origins[id])
+                .or_default()
+                .insert(group.to_owned());
+        }
+    }
     // Enrichment is a nicety: without it the alert still goes out, just with less context.
-    let groups = if names.is_empty() {
-        HashMap::new()
-    } else {
-        ports
-            .asg
-            .describe_groups(&names)
-            .await
-            .unwrap_or_else(|e: AwsError| {
-                warn!(error = %e, "enrichment skipped");
-                HashMap::new()
-            })
-    };
+    let mut groups: HashMap<&Scope, HashMap<String, GroupInfo>> = HashMap::new();
+    for (scope, names) in names {
+        let names: Vec<String> = names.into_iter().collect();
+        match ports.asg.describe_groups(scope, &names).await {
+            Ok(found) => {
+                groups.insert(scope, found);
+            }
+            Err(e) => warn!(error = %e, origin = %scope, "enrichment skipped"),
+        }
+    }
+    let no_groups = HashMap::new();
 
     let parsed = facts.len();
-    let alerts = domain::coalesce(facts);
+    // Two accounts' groups or alarms of the same name are different things: never one alert.
+    let mut by_origin: BTreeMap<&Scope, Vec<(String, Fact)>> = BTreeMap::new();
+    for (id, fact) in facts {
+        by_origin.entry(&origins[&id]).or_default().push((id, fact));
+    }
+    let alerts: Vec<Alert> = by_origin.into_values().flat_map(domain::coalesce).collect();
     response.coalesced = parsed - alerts.len();
     for alert in alerts {
+        let scope = alert.records.first().and_then(|id| origins.get(id));
         if config.silenced == Silenced::Drop && silenced(&alert) {
             info!(records = alert.records.len(), "silenced alarm not sent");
             response.dropped += alert.records.len();
             continue;
         }
-        let latest = latest_alarm(&alert);
+        let latest = latest_alarm(&alert, scope);
         if let Some((name, at)) = &latest
             && already_newer(&ports.store, name, *at).await
         {
@@ -312,7 +325,8 @@ pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
             response.dropped += alert.records.len();
             continue;
         }
-        let n = domain::render(&alert, &groups, &config.environment);
+        let known = scope.and_then(|s| groups.get(s)).unwrap_or(&no_groups);
+        let n = domain::render(&alert, known, &config.environment);
         let sent = deliver(&alert, &n, &records, ports, &mut response).await;
         if let (true, Some((name, at))) = (sent, latest) {
             let key = format!("alarm#{name}");
@@ -341,10 +355,22 @@ pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
     Ok(response)
 }
 
-/// An alarm alert's name and the time of its latest change.
-fn latest_alarm(alert: &Alert) -> Option<(String, DateTime<Utc>)> {
+/// An alarm alert's name (with its account and region: names are unique only within those) and
+/// the time of its latest change.
+fn latest_alarm(alert: &Alert, origin: Option<&Scope>) -> Option<(String, DateTime<Utc>)> {
     let latest = alert.alarms().into_iter().max_by_key(|a| a.time)?;
-    Some((latest.name.clone(), latest.time?))
+    let name = match origin {
+        Some(Scope {
+            account: Some(account),
+            region,
+        }) => format!(
+            "{}/{}/{account}",
+            latest.name,
+            region.as_deref().unwrap_or_default()
+        ),
+        _ => latest.name.clone(),
+    };
+    Some((name, latest.time?))
 }
 
 /// EventBridge delivers late and out of order: a change older than (or as old as) the one last
@@ -365,38 +391,68 @@ fn silenced(alert: &Alert) -> bool {
     latest.is_some_and(|a| a.silenced.is_some())
 }
 
+/// Where an event happened: its envelope's account and region (a member account's forwarded
+/// events keep theirs).
+fn origin(record: &SqsMessage) -> Scope {
+    #[derive(Deserialize)]
+    struct Origin {
+        account: Option<String>,
+        region: Option<String>,
+    }
+    let origin = record
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str::<Origin>(b).ok());
+    origin.map_or_else(Scope::default, |o| Scope {
+        account: o.account,
+        region: o.region,
+    })
+}
+
 /// Fills in what EC2 says about the instances the batch's EC2 events name (one
-/// DescribeInstances) and drops the events that are not about nodes of a watched cluster. If EC2
-/// cannot be asked, those records go back to SQS: whether they are nodes is not known.
+/// DescribeInstances per account and region) and drops the events that are not about nodes of a
+/// watched cluster. If EC2 cannot be asked, those records go back to SQS: whether they are nodes
+/// is not known.
 async fn nodes_only<E: Instances>(
     facts: Vec<(String, Fact)>,
+    origins: &HashMap<String, Scope>,
     config: &Config,
     ec2: &E,
     response: &mut Response,
 ) -> Vec<(String, Fact)> {
-    let ids: Vec<String> = facts
-        .iter()
-        .filter_map(|(_, f)| match f {
-            Fact::Node(n) => Some(n.instance_id.clone()),
-            _ => None,
-        })
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let mut ids: BTreeMap<&Scope, BTreeSet<String>> = BTreeMap::new();
+    for (record, fact) in &facts {
+        if let Fact::Node(n) = fact {
+            ids.entry(&origins[record])
+                .or_default()
+                .insert(n.instance_id.clone());
+        }
+    }
     if ids.is_empty() {
         return facts;
     }
-    let found = match ec2.describe_instances(&ids).await {
-        Ok(found) => found,
-        Err(e) => {
-            warn!(error = %e, instances = ids.len(), "instances not described; their records return to the queue");
-            let (node_facts, rest): (Vec<_>, Vec<_>) = facts
-                .into_iter()
-                .partition(|(_, f)| matches!(f, Fact::Node(_)));
-            response.retry(node_facts.into_iter().map(|(id, _)| id), &e);
-            return rest;
+    let mut found = HashMap::new();
+    let mut unknown: Vec<(&Scope, Error)> = Vec::new();
+    for (scope, ids) in ids {
+        let ids: Vec<String> = ids.into_iter().collect();
+        match ec2.describe_instances(scope, &ids).await {
+            Ok(described) => found.extend(described.into_iter().map(|(id, n)| ((scope, id), n))),
+            Err(e) => {
+                warn!(error = %e, origin = %scope, instances = ids.len(), "instances not described; their records return to the queue");
+                unknown.push((scope, e));
+            }
         }
-    };
+    }
+    let (facts, retried): (Vec<_>, Vec<_>) = facts.into_iter().partition(|(record, f)| {
+        !matches!(f, Fact::Node(_)) || !unknown.iter().any(|(s, _)| *s == &origins[record])
+    });
+    for (scope, e) in &unknown {
+        let records = retried
+            .iter()
+            .filter(|(record, _)| &origins[record] == *scope)
+            .map(|(record, _)| record.clone());
+        response.retry(records, e);
+    }
     let auto_scaled: HashSet<String> = facts
         .iter()
         .filter_map(|(_, f)| match f {
@@ -407,7 +463,9 @@ async fn nodes_only<E: Instances>(
     let mut kept = Vec::with_capacity(facts.len());
     for (record, mut fact) in facts {
         if let Fact::Node(n) = &mut fact {
-            n.node = found.get(&n.instance_id).cloned();
+            n.node = found
+                .get(&(&origins[&record], n.instance_id.clone()))
+                .cloned();
             if let Err(why) = nodes::keep(n, &config.clusters, &auto_scaled) {
                 info!(instance = %n.instance_id, reason = why.as_str(), "EC2 event dropped");
                 response.dropped += 1;
@@ -472,7 +530,7 @@ async fn deliver<A, E, N: Notifier, S: Remember>(
             }
         }
     }
-    response.retry(alert.records.iter().cloned(), &e);
+    response.retry(alert.records.iter().cloned(), &Error::from(e));
     false
 }
 
@@ -498,8 +556,8 @@ mod tests {
     use bridgekeeper::notify::testing::Recorder;
 
     use super::*;
-    use crate::domain::GroupInfo;
     use crate::nodes::{NodeInfo, Pool};
+    use bridgekeeper::AwsError;
 
     macro_rules! sample {
         ($name:literal) => {
@@ -513,25 +571,36 @@ mod tests {
         AwsError::fake(operation, "AccessDenied", 403, "denied")
     }
 
+    const MEMBER: &str = "222222222222";
+
     #[derive(Default)]
     struct FakeAsg {
         groups: HashMap<String, GroupInfo>,
+        /// What the member account's DescribeAutoScalingGroups knows.
+        member: HashMap<String, GroupInfo>,
         calls: Mutex<Vec<Vec<String>>>,
+        scopes: Mutex<Vec<Scope>>,
         fail: bool,
     }
 
     impl AutoScaling for FakeAsg {
         async fn describe_groups(
             &self,
+            scope: &Scope,
             names: &[String],
-        ) -> Result<HashMap<String, GroupInfo>, AwsError> {
+        ) -> Result<HashMap<String, GroupInfo>, Error> {
             self.calls.lock().unwrap().push(names.to_vec());
+            self.scopes.lock().unwrap().push(scope.clone());
             if self.fail {
-                return Err(denied("autoscaling:DescribeAutoScalingGroups"));
+                return Err(denied("autoscaling:DescribeAutoScalingGroups").into());
             }
+            let known = match scope.account.as_deref() {
+                Some(MEMBER) => &self.member,
+                _ => &self.groups,
+            };
             Ok(names
                 .iter()
-                .filter_map(|n| Some((n.clone(), self.groups.get(n)?.clone())))
+                .filter_map(|n| Some((n.clone(), known.get(n)?.clone())))
                 .collect())
         }
     }
@@ -546,8 +615,9 @@ mod tests {
     impl Instances for FakeEc2 {
         async fn describe_instances(
             &self,
+            _: &Scope,
             ids: &[String],
-        ) -> Result<HashMap<String, NodeInfo>, AwsError> {
+        ) -> Result<HashMap<String, NodeInfo>, Error> {
             self.calls.lock().unwrap().push(ids.to_vec());
             if self.fail {
                 return Err(AwsError::fake(
@@ -555,7 +625,8 @@ mod tests {
                     "RequestLimitExceeded",
                     503,
                     "slow down",
-                ));
+                )
+                .into());
             }
             Ok(ids
                 .iter()
@@ -695,6 +766,47 @@ mod tests {
         assert_eq!(n.attributes["source"], "autoscaling");
         assert_eq!(n.attributes["cluster"], "prod-eks");
         assert_eq!(n.attributes["group"], "eks-prod-ng-1-a2c4e6g8");
+    }
+
+    /// The same launch in the hub's account and, forwarded, in a member's: each is described in
+    /// its own account and reported on its own, though the group names are the same.
+    #[tokio::test]
+    async fn a_member_accounts_event_is_enriched_from_that_account_and_never_merged() {
+        let hub = sample!("launch-successful.json");
+        let member = hub.replace("\"123456789012\"", &format!("\"{MEMBER}\""));
+        let mut p = ports();
+        p.asg.member = HashMap::from([(
+            "eks-prod-ng-1-a2c4e6g8".to_owned(),
+            GroupInfo {
+                cluster: Some("staging-eks".into()),
+                nodegroup: Some("ng-1".into()),
+                desired: Some(2),
+                ..GroupInfo::default()
+            },
+        )]);
+        let r = handle(batch(&[hub, &member]), &config(&[]), &p)
+            .await
+            .unwrap();
+        assert!(r.batch_item_failures.is_empty(), "{r:?}");
+        let mut scopes = p.asg.scopes.lock().unwrap().clone();
+        scopes.sort();
+        assert_eq!(
+            scopes,
+            [
+                Scope::account("123456789012").in_region("eu-west-1"),
+                Scope::account(MEMBER).in_region("eu-west-1"),
+            ]
+        );
+        let sent = p.notifiers.all.sent();
+        assert_eq!(sent.len(), 2, "{r:?}");
+        let clusters: BTreeSet<_> = sent
+            .iter()
+            .map(|m| m.attributes["cluster"].clone())
+            .collect();
+        assert_eq!(
+            clusters,
+            BTreeSet::from(["prod-eks".to_owned(), "staging-eks".to_owned()])
+        );
     }
 
     #[tokio::test]

@@ -13,9 +13,10 @@ async fn main() -> Result<(), Error> {
     let sdk = bridgekeeper::aws::sdk_config().await;
     // Unpublished alerts go back to SQS (batch item failures), whose redelivery is the retry.
     let failed = SqsFailureSink::from_env(&env, &sdk)?;
+    let accounts = bridgekeeper::accounts::Accounts::from_env(&env, &sdk, FUNCTION)?;
     let ports = handler::Ports {
-        asg: AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&sdk)),
-        ec2: Ec2Api::new(aws_sdk_ec2::Client::new(&sdk)),
+        asg: AutoScalingApi::new(accounts.clone()),
+        ec2: Ec2Api::new(accounts),
         notifiers: config.notifiers(aws_sdk_sns::Client::new(&sdk)),
         store: DynamoStore::from_env(&env, &sdk, FUNCTION)?,
     };

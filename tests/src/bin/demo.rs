@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use aws_sdk_rds::types::Tag;
+use bridgekeeper::accounts::Accounts;
 use bridgekeeper::cluster::ClusterAccess;
 use bridgekeeper::config::Env;
 use bridgekeeper_tests::{
@@ -186,8 +187,8 @@ async fn scaling_alerts_demo() -> Result<()> {
         ("ENVIRONMENT", "prod"),
     ]))?;
     let ports = scaling_alerts::handler::Ports {
-        asg: scaling_alerts::aws::AutoScalingApi::new(aws_sdk_autoscaling::Client::new(&env.sdk)),
-        ec2: scaling_alerts::aws::Ec2Api::new(aws_sdk_ec2::Client::new(&env.sdk)),
+        asg: scaling_alerts::aws::AutoScalingApi::new(Accounts::single(&env.sdk)),
+        ec2: scaling_alerts::aws::Ec2Api::new(Accounts::single(&env.sdk)),
         notifiers: config.notifiers(aws_sdk_sns::Client::new(&env.sdk)),
         store: bridgekeeper_tests::idempotency_store(&env.sdk, "scaling-alerts").await?,
     };
@@ -320,10 +321,8 @@ async fn image_rollout_demo() -> Result<()> {
         ),
         ("WATCH_TIMEOUT_SECONDS", "0"),
     ]))?;
-    let kube = image_rollout::kube::KubeClusters::new(
-        &config.clusters,
-        &bridgekeeper::accounts::Accounts::single(&env.sdk),
-    );
+    let kube =
+        image_rollout::kube::KubeClusters::new(&config.clusters, &Accounts::single(&env.sdk));
     let ecr = image_rollout::registry::Ecr::new(&env.sdk);
     let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
     let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(300);
@@ -433,10 +432,7 @@ async fn dns_sync_demo() -> Result<()> {
         ("ZONE_IDS", zone_id.as_str()),
         ("OWNER_ID", "bridgekeeper-demo"),
     ]))?;
-    let sources = dns_sync::kube::KubeSources::new(
-        &config.clusters,
-        &bridgekeeper::accounts::Accounts::single(&env.sdk),
-    );
+    let sources = dns_sync::kube::KubeSources::new(&config.clusters, &Accounts::single(&env.sdk));
     let dns = dns_sync::aws::AwsDns::new(
         route53.clone(),
         aws_sdk_elasticloadbalancingv2::Client::new(&env.sdk),
