@@ -36,13 +36,18 @@ pub fn is_schedule(event: &serde_json::Value) -> Result<bool, crate::Error> {
         .map_err(|e| crate::Error::invalid_event(format!("malformed Scheduled Event: {e}")))
 }
 
-/// The two fields that say which event this is, read before the typed parse.
+/// The fields that say which event this is and where it happened, read before the typed parse.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Envelope {
     #[serde(default)]
     source: Option<String>,
     #[serde(rename = "detail-type", default)]
     detail_type: Option<String>,
+    /// A member account's event forwarded to the hub's bus keeps its own account and region.
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
 }
 
 impl Envelope {
@@ -64,6 +69,14 @@ impl Envelope {
 
     pub fn kind(&self) -> (&str, &str) {
         (self.source(), self.detail_type())
+    }
+
+    /// The account and region the event happened in.
+    pub fn origin(&self) -> crate::accounts::Scope {
+        crate::accounts::Scope {
+            account: self.account.clone(),
+            region: self.region.clone(),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use bridgekeeper::accounts::Scope;
+use bridgekeeper::events::Envelope;
 use bridgekeeper::failures::{FailureRecord, FailureSink};
 use bridgekeeper::idempotency::{Claim, Remember, Store, event_id};
 use bridgekeeper::metrics::Metrics;
@@ -394,19 +395,12 @@ fn silenced(alert: &Alert) -> bool {
 /// Where an event happened: its envelope's account and region (a member account's forwarded
 /// events keep theirs).
 fn origin(record: &SqsMessage) -> Scope {
-    #[derive(Deserialize)]
-    struct Origin {
-        account: Option<String>,
-        region: Option<String>,
-    }
-    let origin = record
+    record
         .body
         .as_deref()
-        .and_then(|b| serde_json::from_str::<Origin>(b).ok());
-    origin.map_or_else(Scope::default, |o| Scope {
-        account: o.account,
-        region: o.region,
-    })
+        .and_then(|b| serde_json::from_str::<Envelope>(b).ok())
+        .map(|e| e.origin())
+        .unwrap_or_default()
 }
 
 /// Fills in what EC2 says about the instances the batch's EC2 events name (one
