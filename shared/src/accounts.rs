@@ -75,6 +75,36 @@ pub fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// `var`: member accounts, comma-separated, each a 12-digit id or `name=id` (`staging=2222...`);
+/// (name, id) pairs, a bare id named by itself. Acting in them needs [`ROLE_VAR`].
+pub fn member_accounts(env: &Env, var: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for item in env.list(var) {
+        let (name, account) = match item.split_once('=') {
+            Some((name, account)) => (name.trim(), account.trim()),
+            None => (item.as_str(), item.as_str()),
+        };
+        if !is_account_id(account) {
+            return Err(ConfigError::new(
+                var,
+                format!("entry {item:?}: {account:?} is not a 12-digit account id"),
+            ));
+        }
+        if out.iter().any(|(n, a)| a == account || n == name) {
+            return Err(ConfigError::new(
+                var,
+                format!("entry {item:?} appears twice"),
+            ));
+        }
+        out.push((name.to_owned(), account.to_owned()));
+    }
+    let own = env.optional(ACCOUNT_VAR);
+    if out.iter().any(|(_, a)| Some(a) != own.as_ref()) {
+        env.required(ROLE_VAR)?;
+    }
+    Ok(out)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     #[error(
@@ -96,6 +126,40 @@ pub enum AccountError {
          accounts; set the stack's MemberAccounts parameter"
     )]
     NoRole { account: String },
+    /// Something failed while acting in a member account.
+    #[error("account {account}: {source}")]
+    In {
+        account: String,
+        #[source]
+        source: Box<crate::Error>,
+    },
+}
+
+impl AccountError {
+    /// As the failed AWS call it is (`sts:AssumeRole`), for adapters whose callers expect one.
+    pub fn into_aws(self) -> crate::AwsError {
+        crate::AwsError {
+            operation: "sts:AssumeRole",
+            code: None,
+            message: Some(self.to_string()),
+            request_id: None,
+            status: None,
+            class: self.class(),
+            source: Box::new(self),
+        }
+    }
+
+    /// `err`, said to have happened in `account` (a member's name or id).
+    pub fn within(account: &str, err: crate::Error) -> crate::Error {
+        match err {
+            already @ crate::Error::Account(_) => already,
+            other => AccountError::In {
+                account: account.to_owned(),
+                source: Box::new(other),
+            }
+            .into(),
+        }
+    }
 }
 
 impl Classify for AccountError {
@@ -103,11 +167,15 @@ impl Classify for AccountError {
         match self {
             AccountError::AssumeRole { class, .. } => *class,
             AccountError::NoRole { .. } => Class::NonRetryable,
+            AccountError::In { source, .. } => source.class(),
         }
     }
 
     fn kind(&self) -> &'static str {
-        "Account"
+        match self {
+            AccountError::In { source, .. } => source.kind(),
+            _ => "Account",
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use aws_sdk_route53::types::{
     ResourceRecordSetFailover, ResourceRecordSetRegion, RrType,
 };
 use bridgekeeper::AwsError;
+use bridgekeeper::accounts::{AccountError, Accounts, Scope};
 use bridgekeeper::error::SdkResultExt;
 use tracing::info;
 
@@ -40,6 +41,17 @@ pub trait Dns: Send + Sync {
 pub struct AwsDns {
     route53: aws_sdk_route53::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
+    members: Option<Members>,
+}
+
+/// Other accounts: the zones of `zone_accounts` are listed and written with the member role
+/// there; the load balancers of the clusters' accounts and regions are listed there.
+struct Members {
+    accounts: Accounts,
+    zone_accounts: Vec<String>,
+    lb_scopes: Vec<Scope>,
+    /// Zone id → the member account it was listed in (zone ids are unique across accounts).
+    owners: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl AwsDns {
@@ -47,8 +59,105 @@ impl AwsDns {
         route53: aws_sdk_route53::Client,
         elb: aws_sdk_elasticloadbalancingv2::Client,
     ) -> Self {
-        AwsDns { route53, elb }
+        AwsDns {
+            route53,
+            elb,
+            members: None,
+        }
     }
+
+    /// The function's own account, and `zone_accounts`' zones and the load balancers of the
+    /// clusters' accounts and regions (`lb_scopes`) through their member roles.
+    pub fn across(accounts: &Accounts, zone_accounts: &[String], lb_scopes: &[Scope]) -> Self {
+        let own = accounts.own();
+        let mut dns = AwsDns::new(
+            aws_sdk_route53::Client::new(own),
+            aws_sdk_elasticloadbalancingv2::Client::new(own),
+        );
+        let zone_accounts: Vec<String> = zone_accounts
+            .iter()
+            .filter(|a| !accounts.is_own(Some(a)))
+            .cloned()
+            .collect();
+        let lb_scopes: Vec<Scope> = lb_scopes
+            .iter()
+            .filter(|s| *s != &Scope::default())
+            .cloned()
+            .collect();
+        if !zone_accounts.is_empty() || !lb_scopes.is_empty() {
+            dns.members = Some(Members {
+                accounts: accounts.clone(),
+                zone_accounts,
+                lb_scopes,
+                owners: Default::default(),
+            });
+        }
+        dns
+    }
+
+    /// The Route53 client for a zone: the member's if it was listed in a member account.
+    async fn route53_for(&self, zone: &str) -> Result<aws_sdk_route53::Client, AwsError> {
+        let Some(m) = &self.members else {
+            return Ok(self.route53.clone());
+        };
+        let owner = m.owners.lock().expect("owners lock").get(zone).cloned();
+        match owner {
+            None => Ok(self.route53.clone()),
+            Some(account) => Ok(aws_sdk_route53::Client::new(
+                &m.accounts
+                    .sdk(&Scope::account(account))
+                    .await
+                    .map_err(AccountError::into_aws)?,
+            )),
+        }
+    }
+}
+
+async fn list_zones(route53: &aws_sdk_route53::Client) -> Result<Vec<Zone>, AwsError> {
+    let pages = route53.list_hosted_zones().into_paginator().items().send();
+    let all: Vec<_> = pages
+        .collect::<Result<_, _>>()
+        .await
+        .context("route53:ListHostedZones")?;
+    Ok(all
+        .iter()
+        .filter_map(|z| {
+            Some(Zone {
+                id: zone_id(z.id()),
+                name: normalize(z.name())?,
+                private: z.config().is_some_and(|c| c.private_zone()),
+            })
+        })
+        .collect())
+}
+
+async fn list_load_balancers(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+) -> Result<HashMap<String, LoadBalancer>, AwsError> {
+    let pages = elb
+        .describe_load_balancers()
+        .into_paginator()
+        .items()
+        .send();
+    let all: Vec<_> = pages
+        .collect::<Result<_, _>>()
+        .await
+        .context("elasticloadbalancing:DescribeLoadBalancers")?;
+    Ok(all
+        .iter()
+        .filter_map(|lb| {
+            let dualstack = lb
+                .ip_address_type()
+                .is_some_and(|t| t.as_str().starts_with("dualstack"));
+            Some((
+                normalize(lb.dns_name()?)?,
+                LoadBalancer {
+                    canonical_zone_id: lb.canonical_hosted_zone_id()?.to_owned(),
+                    dualstack,
+                },
+            ))
+        })
+        .collect())
 }
 
 fn zone_id(id: &str) -> String {
@@ -175,37 +284,33 @@ fn to_route53(r: &RecordSet) -> Result<ResourceRecordSet, aws_sdk_route53::error
 
 impl Dns for AwsDns {
     async fn zones(&self) -> Result<Vec<Zone>, AwsError> {
-        let pages = self
-            .route53
-            .list_hosted_zones()
-            .into_paginator()
-            .items()
-            .send();
-        let all: Vec<_> = pages
-            .collect::<Result<_, _>>()
-            .await
-            .context("route53:ListHostedZones")?;
-        Ok(all
-            .iter()
-            .filter_map(|z| {
-                Some(Zone {
-                    id: zone_id(z.id()),
-                    name: normalize(z.name())?,
-                    private: z.config().is_some_and(|c| c.private_zone()),
-                })
-            })
-            .collect())
+        let mut zones = list_zones(&self.route53).await?;
+        let Some(m) = &self.members else {
+            return Ok(zones);
+        };
+        for account in &m.zone_accounts {
+            let sdk = m
+                .accounts
+                .sdk(&Scope::account(account))
+                .await
+                .map_err(AccountError::into_aws)?;
+            let theirs = list_zones(&aws_sdk_route53::Client::new(&sdk)).await?;
+            let mut owners = m.owners.lock().expect("owners lock");
+            for z in &theirs {
+                owners.insert(z.id.clone(), account.clone());
+            }
+            zones.extend(theirs);
+        }
+        Ok(zones)
     }
 
     async fn records(&self, zone: &str) -> Result<Vec<RecordSet>, AwsError> {
         // ListResourceRecordSets pages by (name, type, identifier) rather than a token.
+        let route53 = self.route53_for(zone).await?;
         let mut out = Vec::new();
         let mut next: Option<(String, RrType, Option<String>)> = None;
         loop {
-            let mut req = self
-                .route53
-                .list_resource_record_sets()
-                .hosted_zone_id(zone);
+            let mut req = route53.list_resource_record_sets().hosted_zone_id(zone);
             if let Some((name, rtype, id)) = next.take() {
                 req = req
                     .start_record_name(name)
@@ -232,31 +337,19 @@ impl Dns for AwsDns {
     }
 
     async fn load_balancers(&self) -> Result<HashMap<String, LoadBalancer>, AwsError> {
-        let pages = self
-            .elb
-            .describe_load_balancers()
-            .into_paginator()
-            .items()
-            .send();
-        let all: Vec<_> = pages
-            .collect::<Result<_, _>>()
-            .await
-            .context("elasticloadbalancing:DescribeLoadBalancers")?;
-        Ok(all
-            .iter()
-            .filter_map(|lb| {
-                let dualstack = lb
-                    .ip_address_type()
-                    .is_some_and(|t| t.as_str().starts_with("dualstack"));
-                Some((
-                    normalize(lb.dns_name()?)?,
-                    LoadBalancer {
-                        canonical_zone_id: lb.canonical_hosted_zone_id()?.to_owned(),
-                        dualstack,
-                    },
-                ))
-            })
-            .collect())
+        let mut found = list_load_balancers(&self.elb).await?;
+        if let Some(m) = &self.members {
+            for scope in &m.lb_scopes {
+                let sdk = m
+                    .accounts
+                    .sdk(scope)
+                    .await
+                    .map_err(AccountError::into_aws)?;
+                let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
+                found.extend(list_load_balancers(&elb).await?);
+            }
+        }
+        Ok(found)
     }
 
     async fn apply(
@@ -298,7 +391,8 @@ impl Dns for AwsDns {
             .map_err(invalid)?;
         // PriorRequestNotComplete and throttling are retried by the SDK, with backoff and jitter.
         let out = self
-            .route53
+            .route53_for(zone)
+            .await?
             .change_resource_record_sets()
             .hosted_zone_id(zone)
             .change_batch(change_batch)

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use bridgekeeper::accounts::Scope;
 use bridgekeeper::cluster::{ClusterTarget, targets_from_env};
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
 use bridgekeeper::notify::{SnsNotifier, Topics};
@@ -20,6 +21,9 @@ pub struct Config {
     /// Owner ids this deployment used before: their records are taken over when still wanted.
     pub adopt: Vec<String>,
     pub zones: ZoneFilter,
+    /// `ZONE_ACCOUNTS`: other accounts whose hosted zones are listed and written too (a shared
+    /// DNS account, each stage's own), through the member role there.
+    pub zone_accounts: Vec<String>,
     pub max_deletions: DeletionLimit,
     /// Clusters read at once.
     pub cluster_concurrency: usize,
@@ -108,10 +112,29 @@ impl Config {
                 zone_type,
                 zone_ids,
             },
+            zone_accounts: bridgekeeper::accounts::member_accounts(env, "ZONE_ACCOUNTS")?
+                .into_iter()
+                .map(|(_, account)| account)
+                .collect(),
             policy,
             defaults: Defaults { kind, ttl },
             dry_run: env.flag("DRY_RUN", false)?,
         })
+    }
+
+    /// Where the clusters' load balancers are: each EKS cluster's account and region.
+    pub fn load_balancer_scopes(&self) -> Vec<Scope> {
+        let mut scopes: Vec<Scope> = self
+            .clusters
+            .iter()
+            .filter_map(|(_, t)| match t {
+                ClusterTarget::Eks { scope, .. } => Some(scope.clone()),
+                ClusterTarget::Url { .. } => None,
+            })
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        scopes
     }
 
     /// Records whose source is gone, or whose cluster was read but is empty, come out of one run

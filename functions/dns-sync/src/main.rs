@@ -16,9 +16,10 @@ async fn main() -> Result<(), Error> {
     let failed = SqsFailureSink::from_env(&env, &sdk)?;
     let store = DynamoStore::from_env(&env, &sdk, FUNCTION)?;
     let sources = KubeSources::new(&config.clusters, &accounts);
-    let dns = AwsDns::new(
-        aws_sdk_route53::Client::new(&sdk),
-        aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
+    let dns = AwsDns::across(
+        &accounts,
+        &config.zone_accounts,
+        &config.load_balancer_scopes(),
     );
     let notifier = Queued {
         inner: config.notifier(aws_sdk_sns::Client::new(&sdk)),

@@ -32,6 +32,30 @@ pub struct Config {
     pub max_export_age: chrono::Duration,
     pub dry_run: bool,
     pub summary: SummaryPolicy,
+    /// `MEMBER_ACCOUNTS`: other accounts whose databases are exported too, each through the
+    /// member role there, with its own export role, quota and report.
+    pub members: Vec<Member>,
+    pub member_export_role: String,
+}
+
+/// A member account: `staging=222222222222` names it in reports, a bare id is its own name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub account: String,
+}
+
+/// The role each member stack creates for RDS to write exports with (trusted by
+/// `export.rds.amazonaws.com`), unless `MEMBER_EXPORT_ROLE_NAME` names another.
+pub const MEMBER_EXPORT_ROLE: &str = "bridgekeeper-rds-export";
+
+fn members(env: &Env) -> Result<Vec<Member>, ConfigError> {
+    Ok(
+        bridgekeeper::accounts::member_accounts(env, "MEMBER_ACCOUNTS")?
+            .into_iter()
+            .map(|(name, account)| Member { name, account })
+            .collect(),
+    )
 }
 
 impl Config {
@@ -100,6 +124,10 @@ impl Config {
                 format!("is {max_attempts}, expected 1 to 10"),
             ));
         }
+        let members = members(env)?;
+        let export_role = env
+            .optional("MEMBER_EXPORT_ROLE_NAME")
+            .unwrap_or_else(|| MEMBER_EXPORT_ROLE.to_owned());
         let summary = env.choice(
             "SUMMARY_NOTIFICATIONS",
             &[
@@ -124,7 +152,29 @@ impl Config {
             max_export_age: chrono::Duration::hours(max_export_age),
             dry_run: env.flag("DRY_RUN", false)?,
             summary,
+            members,
+            member_export_role: export_role,
         })
+    }
+
+    /// The configuration of one member account's run: its name in reports, its export role, and
+    /// a prefix of its own in the shared bucket (two accounts may have databases of one name).
+    pub fn for_member(&self, member: &Member) -> Config {
+        let role = self.role_arn.as_str();
+        let partition = role.split(':').nth(1).unwrap_or("aws");
+        let role_arn = format!(
+            "arn:{partition}:iam::{}:role/{}",
+            member.account, self.member_export_role
+        );
+        Config {
+            environment: member.name.clone(),
+            prefix: format!("{}/{}", self.prefix, member.account),
+            role_arn: role_arn
+                .parse()
+                .expect("a role ARN from an account id and a role name"),
+            members: Vec::new(),
+            ..self.clone()
+        }
     }
 
     pub fn notifier(&self, sns: aws_sdk_sns::Client) -> Topics<SnsNotifier> {
@@ -186,6 +236,42 @@ pub(crate) mod tests {
                 clusters: vec!["orders-aurora".into()]
             }
         );
+    }
+
+    #[test]
+    fn a_member_account_gets_its_export_role_prefix_and_name() {
+        let c = Config::from_env(&env_with(&[
+            ("MEMBER_ACCOUNTS", "staging=222222222222, 333333333333"),
+            ("MEMBER_ROLE_NAME", "bridgekeeper-snapshot-export"),
+        ]))
+        .unwrap();
+        assert_eq!(c.members.len(), 2);
+        let staging = c.for_member(&c.members[0]);
+        assert_eq!(
+            staging.role_arn.as_str(),
+            "arn:aws:iam::222222222222:role/bridgekeeper-rds-export"
+        );
+        assert_eq!(staging.prefix, "rds-exports/222222222222");
+        assert_eq!(staging.environment, "staging");
+        assert_eq!(
+            (staging.bucket.as_str(), staging.kms_key_arn.as_str()),
+            (c.bucket.as_str(), c.kms_key_arn.as_str())
+        );
+        assert_eq!(c.for_member(&c.members[1]).environment, "333333333333");
+        for bad in [
+            "staging=2222",
+            "a=222222222222,b=222222222222",
+            "arn:aws:iam::222222222222:root",
+        ] {
+            let err = Config::from_env(&env_with(&[
+                ("MEMBER_ACCOUNTS", bad),
+                ("MEMBER_ROLE_NAME", "bridgekeeper-snapshot-export"),
+            ]))
+            .unwrap_err();
+            assert_eq!(err.var, "MEMBER_ACCOUNTS", "{bad}");
+        }
+        let without_role = Config::from_env(&env_with(&[("MEMBER_ACCOUNTS", "222222222222")]));
+        assert_eq!(without_role.unwrap_err().var, "MEMBER_ROLE_NAME");
     }
 
     #[test]

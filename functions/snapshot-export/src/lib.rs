@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod config;
 pub mod domain;
+pub mod fleet;
 pub mod handler;
 pub mod report;
 
