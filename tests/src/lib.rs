@@ -152,6 +152,14 @@ impl TestEnv {
         let sdk = sdk_config(&region).await;
         TestEnv { region, sdk }
     }
+
+    /// A given region (moto's state there is shared with any other test using it).
+    pub async fn in_region(region: &str) -> TestEnv {
+        TestEnv {
+            region: region.to_owned(),
+            sdk: sdk_config(region).await,
+        }
+    }
 }
 
 pub async fn sdk_config(region: &str) -> SdkConfig {
@@ -167,6 +175,38 @@ pub async fn sdk_config(region: &str) -> SdkConfig {
         ))
         .load()
         .await
+}
+
+/// moto's default account: the hub in the two-account tests.
+pub const HUB_ACCOUNT: &str = "123456789012";
+/// A member account. moto keeps each account's state apart and reaches it by AssumeRole.
+pub const MEMBER_ACCOUNT: &str = "222222222222";
+
+/// Credentials that act in `account` on moto, to set up a member account's resources: what
+/// AssumeRole there returns (moto does not check that the role exists; AWS would).
+pub async fn acting_in(hub: &SdkConfig, account: &str) -> SdkConfig {
+    let role = format!("arn:aws:iam::{account}:role/bridgekeeper-tests");
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+        .session_name("bridgekeeper-tests")
+        .configure(hub)
+        .build()
+        .await;
+    hub.to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+        )
+        .build()
+}
+
+/// A hub function's accounts as the stack configures them: the hub's account id and the member
+/// role name (`bridgekeeper-<function>`).
+pub fn hub_accounts(hub: &SdkConfig, function: &str) -> bridgekeeper::accounts::Accounts {
+    let role = format!("bridgekeeper-{function}");
+    let env = bridgekeeper::config::Env::from_pairs([
+        ("ACCOUNT_ID", HUB_ACCOUNT),
+        ("MEMBER_ROLE_NAME", role.as_str()),
+    ]);
+    bridgekeeper::accounts::Accounts::from_env(&env, hub, function).expect("valid settings")
 }
 
 /// An SNS topic with an SQS queue subscribed to it, to read published messages back (moto's

@@ -10,7 +10,10 @@ use aws_sdk_route53::types::{
 use bridgekeeper::AwsError;
 use bridgekeeper::config::Env;
 use bridgekeeper::idempotency::testing::Memory;
-use bridgekeeper_tests::{Inbox, TestEnv, kmock, load_balancer, repo_root, unique};
+use bridgekeeper_tests::{
+    Inbox, MEMBER_ACCOUNT, TestEnv, acting_in, hub_accounts, kmock, load_balancer, repo_root,
+    unique,
+};
 use dns_sync::aws::{AwsDns, Dns};
 use dns_sync::domain::{DnsChange, LoadBalancer, RecordSet, Zone};
 use dns_sync::handler::{Response, handle};
@@ -65,9 +68,22 @@ struct World {
 
 impl World {
     async fn new() -> Result<World> {
+        World::build(None).await
+    }
+
+    /// The zone in a member account, which dns-sync lists and writes through the member role.
+    async fn with_member_zone() -> Result<World> {
+        World::build(Some(MEMBER_ACCOUNT)).await
+    }
+
+    async fn build(member: Option<&str>) -> Result<World> {
         let env = TestEnv::aws().await;
         let inbox = Inbox::create(&env.sdk).await?;
-        let route53 = aws_sdk_route53::Client::new(&env.sdk);
+        let zone_sdk = match member {
+            Some(account) => acting_in(&env.sdk, account).await,
+            None => env.sdk.clone(),
+        };
+        let route53 = aws_sdk_route53::Client::new(&zone_sdk);
         let zone = format!("{}.example.com", unique("shop"));
         let created = route53
             .create_hosted_zone()
@@ -82,11 +98,19 @@ impl World {
             .trim_start_matches("/hostedzone/")
             .to_owned();
         let lb = load_balancer(&env.region, &unique("k8s-shop"), false)?;
-        let dns = Counting {
-            inner: AwsDns::new(
-                route53.clone(),
+        let inner = match member {
+            Some(account) => AwsDns::across(
+                &hub_accounts(&env.sdk, "dns-sync"),
+                &[account.to_owned()],
+                &[],
+            ),
+            None => AwsDns::new(
+                aws_sdk_route53::Client::new(&env.sdk),
                 aws_sdk_elasticloadbalancingv2::Client::new(&env.sdk),
             ),
+        };
+        let dns = Counting {
+            inner,
             applies: AtomicUsize::new(0),
             lb_listings: AtomicUsize::new(0),
         };
@@ -220,6 +244,44 @@ impl World {
     fn applies(&self) -> usize {
         self.dns.applies.load(Ordering::SeqCst)
     }
+}
+
+/// A stage's zone in its own account: listed, read and written with the member role there. The
+/// hub's own account has no such zone (moto keeps each account's state apart).
+#[tokio::test]
+async fn a_zone_in_a_member_account_is_written_through_the_member_role() -> Result<()> {
+    let w = World::with_member_zone().await?;
+    let api = format!("api.{}", w.zone);
+    w.ingress("shop", std::slice::from_ref(&api), &w.lb.0)
+        .await?;
+    let config = w.config(&[
+        ("ZONE_ACCOUNTS", MEMBER_ACCOUNT),
+        ("MEMBER_ROLE_NAME", "bridgekeeper-dns-sync"),
+        ("ACCOUNT_ID", bridgekeeper_tests::HUB_ACCOUNT),
+    ]);
+    assert_eq!(config.zone_accounts, [MEMBER_ACCOUNT]);
+    let first = w.run(&config).await?;
+    assert_eq!(first.zones.len(), 1, "{first:?}");
+    assert_eq!(first.zones[0].created, [api.clone()]);
+    assert_eq!(
+        w.records(&api).await?,
+        [("A".to_owned(), w.lb.0.to_lowercase())]
+    );
+    let hub_zones = aws_sdk_route53::Client::new(&w.env.sdk)
+        .list_hosted_zones()
+        .send()
+        .await?;
+    assert!(
+        hub_zones
+            .hosted_zones()
+            .iter()
+            .all(|z| z.name().trim_end_matches('.') != w.zone),
+        "the member's zone is not the hub's"
+    );
+    // Run again: the member's records are read back through the role, nothing to write.
+    w.run(&config).await?;
+    assert_eq!(w.applies(), 1);
+    Ok(())
 }
 
 #[tokio::test]

@@ -4,7 +4,10 @@
 
 use anyhow::Result;
 use bridgekeeper::config::Env;
-use bridgekeeper_tests::{Inbox, TestEnv, ecr_push, kmock, repo_root, unique};
+use bridgekeeper_tests::{
+    HUB_ACCOUNT, Inbox, MEMBER_ACCOUNT, TestEnv, acting_in, ecr_push, hub_accounts, kmock,
+    repo_root, unique,
+};
 use image_rollout::handler::{Response, handle};
 use image_rollout::kube::KubeClusters;
 use image_rollout::registry::Ecr;
@@ -142,10 +145,17 @@ impl World {
         config: &image_rollout::Config,
         event: serde_json::Value,
     ) -> Result<Response> {
-        let clusters = KubeClusters::new(
-            &config.clusters,
-            &bridgekeeper::accounts::Accounts::single(&self.env.sdk),
-        );
+        let single = bridgekeeper::accounts::Accounts::single(&self.env.sdk);
+        self.run_with(config, event, &single).await
+    }
+
+    async fn run_with(
+        &self,
+        config: &image_rollout::Config,
+        event: serde_json::Value,
+        accounts: &bridgekeeper::accounts::Accounts,
+    ) -> Result<Response> {
+        let clusters = KubeClusters::new(&config.clusters, accounts);
         let notifier = config.notifier(aws_sdk_sns::Client::new(&self.env.sdk));
         let ecr = Ecr::new(&self.env.sdk);
         let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(300);
@@ -316,6 +326,70 @@ async fn an_eks_cluster_that_cannot_be_used_is_reported_and_the_other_still_roll
     assert_eq!(dev.rolled.len(), 2);
     let messages = w.inbox.receive().await?;
     assert_eq!(messages[0].attributes["severity"], "error");
+    Ok(())
+}
+
+/// A cluster given by its ARN in a member account is described there, with the member role:
+/// moto's cluster exists only in the member account, and what stops the rollout is its CA (moto's
+/// is not a certificate), not a missing cluster. The token itself is checked in
+/// `bridgekeeper::cluster`'s tests, which moto cannot serve (no usable endpoint).
+#[tokio::test]
+async fn an_eks_cluster_arn_in_a_member_account_is_described_with_the_member_role() -> Result<()> {
+    let w = World::new().await?;
+    let member = acting_in(&w.env.sdk, MEMBER_ACCOUNT).await;
+    let name = unique("staging-eks");
+    aws_sdk_eks::Client::new(&member)
+        .create_cluster()
+        .name(&name)
+        .role_arn(format!("arn:aws:iam::{MEMBER_ACCOUNT}:role/eks"))
+        .resources_vpc_config(
+            aws_sdk_eks::types::VpcConfigRequest::builder()
+                .subnet_ids("subnet-1")
+                .build(),
+        )
+        .send()
+        .await?;
+    let arn = format!(
+        "arn:aws:eks:{}:{MEMBER_ACCOUNT}:cluster/{name}",
+        w.env.region
+    );
+    let rules = json!([
+        {"repository": "shop/*", "tag": "latest", "clusters": ["staging", "hub"], "namespaces": [w.shop]},
+    ])
+    .to_string();
+    let clusters = format!("staging={arn},hub={name}");
+    let config = w.config(
+        &clusters,
+        &[
+            ("ROLLOUT_RULES", rules.as_str()),
+            ("ACCOUNT_ID", HUB_ACCOUNT),
+            ("MEMBER_ROLE_NAME", "bridgekeeper-image-rollout"),
+        ],
+    );
+    let (pushed, _) = w.push("latest", 9).await?;
+    let accounts = hub_accounts(&w.env.sdk, "image-rollout");
+    let r = w.run_with(&config, pushed, &accounts).await?;
+    let error = |alias: &str| {
+        r.clusters
+            .iter()
+            .find(|c| c.cluster == alias)
+            .and_then(|c| c.error.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        error("staging").contains(&format!(
+            "cluster eks:{name} (account {MEMBER_ACCOUNT} in {}) cannot be reached: certificate authority data",
+            w.env.region
+        )),
+        "{}",
+        error("staging")
+    );
+    // The same name in the hub's own account: not there.
+    assert!(
+        error("hub").contains("ResourceNotFound"),
+        "{}",
+        error("hub")
+    );
     Ok(())
 }
 

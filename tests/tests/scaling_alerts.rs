@@ -10,7 +10,8 @@ use bridgekeeper::config::Env;
 use bridgekeeper::idempotency::DynamoStore;
 use bridgekeeper::notify::SnsNotifier;
 use bridgekeeper_tests::{
-    FailedQueue, Inbox, TestEnv, idempotency_store, instance, node_group, repo_root, unique,
+    FailedQueue, Inbox, MEMBER_ACCOUNT, TestEnv, acting_in, hub_accounts, idempotency_store,
+    instance, node_group, repo_root, unique,
 };
 use scaling_alerts::Config;
 use scaling_alerts::aws::{AutoScalingApi, Ec2Api};
@@ -20,12 +21,17 @@ fn sample(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("events/scaling-alerts").join(name)).unwrap()
 }
 
-fn batch(bodies: &[String]) -> SqsEvent {
+/// The bodies as SQS records, each event moved to `region`: enrichment asks the region the
+/// event happened in, and each test has its own moto region.
+fn batch(region: &str, bodies: &[String]) -> SqsEvent {
     let mut event = SqsEvent::default();
     for (i, body) in bodies.iter().enumerate() {
         let mut m = SqsMessage::default();
         m.message_id = Some(format!("msg-{i}"));
-        m.body = Some(body.clone());
+        m.body = Some(body.replace(
+            "\"region\": \"eu-west-1\"",
+            &format!("\"region\": \"{region}\""),
+        ));
         event.records.push(m);
     }
     event
@@ -40,6 +46,45 @@ async fn ports(sdk: &SdkConfig, config: &Config) -> Result<MotoPorts> {
         notifiers: config.notifiers(aws_sdk_sns::Client::new(sdk)),
         store: idempotency_store(sdk, "scaling-alerts").await?,
     })
+}
+
+/// A member account's event, forwarded to the hub: its group exists only in the member account
+/// (moto keeps accounts apart), so only the member role can enrich it.
+#[tokio::test]
+async fn a_member_accounts_event_is_enriched_with_that_accounts_group() -> Result<()> {
+    let env = TestEnv::aws().await;
+    let inbox = Inbox::create(&env.sdk).await?;
+    let member = acting_in(&env.sdk, MEMBER_ACCOUNT).await;
+    let asg = unique("eks-staging-ng-1");
+    node_group(&member, &asg, "staging-eks", "ng-1", 2).await?;
+    let launch = sample("launch-successful.json")
+        .replace("eks-prod-ng-1-a2c4e6g8", &asg)
+        .replace("\"123456789012\"", &format!("\"{MEMBER_ACCOUNT}\""));
+    let config = Config::from_env(&Env::from_pairs([
+        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
+        ("ENVIRONMENT", "staging"),
+    ]))?;
+    let accounts = hub_accounts(&env.sdk, "scaling-alerts");
+    let ports = Ports {
+        asg: AutoScalingApi::new(accounts.clone()),
+        ec2: Ec2Api::new(accounts),
+        notifiers: config.notifiers(aws_sdk_sns::Client::new(&env.sdk)),
+        store: idempotency_store(&env.sdk, "scaling-alerts").await?,
+    };
+    let response = handle(batch(&env.region, &[launch]), &config, &ports).await?;
+    assert_eq!(response.notifications, 1, "{response:?}");
+    let messages = inbox.receive().await?;
+    assert_eq!(messages.len(), 1);
+    let body = &messages[0].message;
+    assert!(
+        body.contains("Cluster:   staging-eks (node group ng-1)"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Group now: desired 2 (min 1, max 10)"),
+        "{body}"
+    );
+    Ok(())
 }
 
 #[tokio::test]
@@ -63,7 +108,7 @@ async fn a_batch_becomes_enriched_grouped_messages_and_a_bad_record_is_kept_once
         ("ENVIRONMENT", "prod"),
     ]))?;
     let ports = ports(&env.sdk, &config).await?;
-    let response = handle(batch(&bodies), &config, &ports).await?;
+    let response = handle(batch(&env.region, &bodies), &config, &ports).await?;
     let queue = FailedQueue::create(&env.sdk).await?;
     let sink = queue.sink();
     let response = record_rejected(response, &sink).await;
@@ -148,7 +193,7 @@ async fn a_spot_interruption_of_a_karpenter_node_is_found_by_its_tags_and_other_
         ("ENVIRONMENT", "prod"),
     ]))?;
     let ports = ports(&env.sdk, &config).await?;
-    let response = handle(batch(&bodies), &config, &ports).await?;
+    let response = handle(batch(&env.region, &bodies), &config, &ports).await?;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!((response.notifications, response.dropped), (1, 2));
 

@@ -4,9 +4,12 @@
 use anyhow::{Context, Result};
 use aws_sdk_rds::types::Tag;
 use bridgekeeper::config::Env;
-use bridgekeeper_tests::{Inbox, TestEnv, repo_root, unique};
+use bridgekeeper_tests::{
+    HUB_ACCOUNT, Inbox, MEMBER_ACCOUNT, TestEnv, acting_in, hub_accounts, repo_root, unique,
+};
 use snapshot_export::Config;
 use snapshot_export::aws::RdsApi;
+use snapshot_export::fleet::{self, MemberRds, Outcome};
 use snapshot_export::handler::{Response, handle};
 
 fn event(name: &str) -> serde_json::Value {
@@ -115,6 +118,112 @@ fn summary(r: Response) -> snapshot_export::report::RunSummary {
         Response::Schedule(s) => s,
         other => panic!("expected a run summary, got {other:?}"),
     }
+}
+
+/// Hub and spoke on moto's two accounts: the member's tagged database is exported in the member
+/// account (its export role, its own prefix), the hub's untagged one is not, and each account's
+/// run is reported under its name.
+#[tokio::test]
+async fn a_member_accounts_tagged_database_is_exported_there_and_the_hubs_untagged_one_is_not()
+-> Result<()> {
+    let w = World::new().await?;
+    let member_sdk = acting_in(&w.env.sdk, MEMBER_ACCOUNT).await;
+    let member_rds = aws_sdk_rds::Client::new(&member_sdk);
+    let (hub_db, member_db) = (unique("hub-db"), unique("orders"));
+    w.instance(&hub_db, false).await?;
+    member_rds
+        .create_db_instance()
+        .db_instance_identifier(&member_db)
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("not-a-real-password")
+        .tags(export_tag())
+        .send()
+        .await?;
+    let member = format!("staging={MEMBER_ACCOUNT}");
+    let config = w.config(&[
+        ("ENVIRONMENT", "ops"),
+        ("MEMBER_ACCOUNTS", member.as_str()),
+        ("MEMBER_ROLE_NAME", "bridgekeeper-snapshot-export"),
+        ("ACCOUNT_ID", HUB_ACCOUNT),
+    ]);
+    let notifier = config.notifier(aws_sdk_sns::Client::new(&w.env.sdk));
+    let members = MemberRds(hub_accounts(&w.env.sdk, "snapshot-export"));
+    let outcome = fleet::handle(
+        event("schedule.json"),
+        &config,
+        &RdsApi::new(w.rds.clone()),
+        &members,
+        &notifier,
+        &w.memory,
+    )
+    .await?;
+    let Outcome::Accounts { accounts } = outcome else {
+        panic!("expected one run per account, got {outcome:?}");
+    };
+    let run = |name: &str| {
+        let a = accounts.iter().find(|a| a.account == name).unwrap();
+        assert!(a.error.is_none(), "{a:?}");
+        match a.run.clone() {
+            Some(Response::Schedule(s)) => s,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(run("this account").started.is_empty());
+    let staging = run("staging");
+    assert_eq!(staging.started.len(), 1, "{staging:?}");
+    assert_eq!(staging.started[0].source, member_db);
+
+    let ours = |tasks: Vec<aws_sdk_rds::types::ExportTask>| -> Vec<_> {
+        tasks
+            .into_iter()
+            .filter(|t| {
+                let arn = t.source_arn().unwrap_or_default();
+                arn.contains(&member_db) || arn.contains(&hub_db)
+            })
+            .collect()
+    };
+    let in_member = ours(
+        member_rds
+            .describe_export_tasks()
+            .send()
+            .await?
+            .export_tasks
+            .unwrap_or_default(),
+    );
+    assert_eq!(in_member.len(), 1, "{in_member:?}");
+    let task = &in_member[0];
+    assert!(
+        task.source_arn()
+            .unwrap()
+            .contains(&format!(":{MEMBER_ACCOUNT}:"))
+    );
+    assert_eq!(
+        task.iam_role_arn(),
+        Some("arn:aws:iam::222222222222:role/bridgekeeper-rds-export")
+    );
+    assert!(
+        task.s3_prefix()
+            .unwrap()
+            .starts_with(&format!("rds-exports/{MEMBER_ACCOUNT}/{member_db}/")),
+        "{task:?}"
+    );
+    assert_eq!(task.s3_bucket(), Some(w.bucket.as_str()));
+    assert!(
+        ours(w.tasks().await?).is_empty(),
+        "nothing exported in the hub"
+    );
+
+    let messages = w.inbox.receive().await?;
+    let subjects: Vec<_> = messages.iter().filter_map(|m| m.subject.clone()).collect();
+    assert_eq!(
+        subjects,
+        ["[staging] RDS snapshot exports: 1 started"],
+        "the hub had nothing to say"
+    );
+    Ok(())
 }
 
 #[tokio::test]

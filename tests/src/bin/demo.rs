@@ -179,7 +179,8 @@ async fn scaling_alerts_demo() -> Result<()> {
     println!(
         "   a scale-out of three nodes, an alarm going to ALARM and back to OK, a node group resize"
     );
-    let env = TestEnv::aws().await;
+    // The sample events happened in eu-west-1: enrichment asks that region.
+    let env = TestEnv::in_region("eu-west-1").await;
     let inbox = Inbox::create(&env.sdk).await?;
     node_group(&env.sdk, "eks-prod-ng-1-a2c4e6g8", "prod-eks", "ng-1", 7).await?;
     let config = scaling_alerts::Config::from_env(&Env::from_pairs([
