@@ -75,7 +75,7 @@ async fn a_member_accounts_event_is_enriched_with_that_accounts_group() -> Resul
     assert_eq!(response.notifications, 1, "{response:?}");
     let messages = inbox.receive().await?;
     assert_eq!(messages.len(), 1);
-    let body = &messages[0].message;
+    let body = &messages[0].body;
     assert!(
         body.contains("Cluster:   staging-eks (node group ng-1)"),
         "{body}"
