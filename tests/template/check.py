@@ -128,6 +128,8 @@ def checkov(path):
 
 def skips_of(template):
     for name, res in template["Resources"].items():
+        if not isinstance(res, dict):  # Fn::ForEach::<name>: [identifier, collection, fragment]
+            continue
         for skip in res.get("Metadata", {}).get("checkov", {}).get("skip", []):
             yield name, skip.get("id"), (skip.get("comment") or "").strip()
 
@@ -144,7 +146,7 @@ def dashboard_findings(expanded):
     r = Resolver(expanded)
     sub = lambda text: re.sub(r"\$\{[^}]+\}", "x", text)  # noqa: E731
     for name, res in expanded["Resources"].items():
-        if res.get("Type") != "AWS::CloudWatch::Dashboard":
+        if not isinstance(res, dict) or res.get("Type") != "AWS::CloudWatch::Dashboard":
             continue
         parts = r.resolve(res["Properties"]["DashboardBody"]["Fn::Join"][1]) \
             if "Fn::Join" in res["Properties"]["DashboardBody"] else [res["Properties"]["DashboardBody"]]
@@ -170,21 +172,24 @@ def main():
     for path in templates():
         source = yaml_parse(path.read_text())
         rel = path.relative_to(ROOT)
-        sets = PARAMS["accept"] if path.name == "template.yaml" and path.parent == ROOT else {"defaults": {}}
+        own = PARAMS if path == ROOT / "template.yaml" else PARAMS["templates"].get(rel.as_posix())
+        if own is None:
+            failures.append(f"{rel}: no parameter sets in tests/template/params.json 'templates'")
+            continue
+        sets = own["accept"]
         for name, rid, comment in skips_of(source):
             if rid not in known:
                 failures.append(f"{rel}: {name} skips {rid}, which checkov does not have")
             if len(comment) < 20:
                 failures.append(f"{rel}: {name} skips {rid} without a reason")
 
-        if sets is PARAMS["accept"]:
-            for case, spec in PARAMS["reject"].items():
-                t = with_values(source, spec["params"])
-                if "rule" in spec and spec["rule"] not in refusing_rules(t):
-                    failures.append(f"{rel} [{case}]: rule {spec['rule']} does not refuse it")
-                if "parameter" in spec and not any(f.startswith(spec["parameter"] + ":")
-                                                   for f in parameter_findings(t)):
-                    failures.append(f"{rel} [{case}]: parameter {spec['parameter']} accepts it")
+        for case, spec in own.get("reject", {}).items():
+            t = with_values(source, spec["params"])
+            if "rule" in spec and spec["rule"] not in refusing_rules(t):
+                failures.append(f"{rel} [{case}]: rule {spec['rule']} does not refuse it")
+            if "parameter" in spec and not any(f.startswith(spec["parameter"] + ":")
+                                               for f in parameter_findings(t)):
+                failures.append(f"{rel} [{case}]: parameter {spec['parameter']} accepts it")
 
         for case, params in sets.items():
             t = with_values(source, params)
@@ -216,7 +221,8 @@ def main():
                 # The same template without its skips: each skip must hide a real failure.
                 bare = copy.deepcopy(expanded)
                 for res in bare["Resources"].values():
-                    res.get("Metadata", {}).pop("checkov", None)
+                    if isinstance(res, dict):
+                        res.get("Metadata", {}).pop("checkov", None)
                 bare_path = target.with_suffix(".noskips.json")
                 bare_path.write_text(json.dumps(bare, indent=1))
                 bare_report, err = checkov(bare_path)
@@ -232,7 +238,8 @@ def main():
     print(f"{'template':<28} {'parameter set':<30} {'resources':>9}  result")
     for r in rows:
         print(f"{r[0]:<28} {r[1]:<30} {r[2]:>9}  {r[3]}")
-    print(f"rules: {len(PARAMS['reject'])} refused sets checked")
+    refused = len(PARAMS["reject"]) + sum(len(t.get("reject", {})) for t in PARAMS["templates"].values())
+    print(f"rules: {refused} refused sets checked")
     if failures:
         print("\n".join(["", "template-check: FAILED"] + failures))
         return 1
