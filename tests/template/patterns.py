@@ -26,7 +26,7 @@ def patterns(template_path, params):
     r = Resolver(expanded)
     out = {}
     for name, res in expanded["Resources"].items():
-        if res.get("Type") != "AWS::Events::Rule":
+        if not isinstance(res, dict) or res.get("Type") != "AWS::Events::Rule":
             continue
         if "Condition" in res and not r.condition(res["Condition"]):
             continue

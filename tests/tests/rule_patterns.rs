@@ -1,4 +1,6 @@
-//! Every EventBridge rule pattern of `template.yaml`, as CloudFormation would create it (SAM
+//! Every EventBridge rule pattern of `template.yaml` and of the member template
+//! (`deploy/member/template.yaml`, whose rules forward a member account's events to the hub), as
+//! CloudFormation would create it (SAM
 //! transform, conditions resolved: tests/template/patterns.py), put on moto's event bus with an
 //! SQS queue as its target; every sample of `events/` put on the bus; what each queue received
 //! is exactly what that rule must pass. moto routes PutEvents through real pattern matching
@@ -89,7 +91,31 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
 ];
 
-fn rule_patterns() -> Result<BTreeMap<String, Value>> {
+/// What the member template needs to create its forwarding rules.
+const MEMBER_PARAMS: &str = r#"{"HubAccountId": "111111111111", "ExternalId": "bk-7f3a9c2e41d8",
+  "HubScalingAlertsRoleArn": "arn:aws:iam::111111111111:role/hub-ScalingAlertsFunctionRole-X",
+  "HubEventBusArn": "arn:aws:events:eu-west-1:111111111111:event-bus/default"}"#;
+
+/// Each forwarding rule must pass at least what its hub rule passes (else a member's event never
+/// reaches the hub): here exactly that, as neither has name filters in these parameter sets.
+const FORWARDED: &[(&str, &str)] = &[
+    ("ForwardImagePushes", "ImageRolloutFunctionImagePushed"),
+    (
+        "ForwardSnapshotEvents",
+        "SnapshotExportFunctionExportFinished",
+    ),
+    ("ForwardAutoScalingEvents", "AutoScalingEventsRule"),
+    ("ForwardAlarmEvents", "AlarmEventsRule"),
+    ("ForwardNodegroupEvents", "NodegroupEventsRule"),
+    (
+        "ForwardNodeInterruptionEvents",
+        "NodeInterruptionEventsRule",
+    ),
+    ("ForwardNodeStateEvents", "NodeStateEventsRule"),
+    ("ForwardNewLoadBalancers", "DnsSyncOnNewLoadBalancerRule"),
+];
+
+fn rule_patterns(template: &str, params: &str) -> Result<BTreeMap<String, Value>> {
     let root = repo_root();
     let python = root.join(".venv/bin/python");
     if !python.exists() {
@@ -100,8 +126,8 @@ fn rule_patterns() -> Result<BTreeMap<String, Value>> {
     }
     let out = Command::new(python)
         .arg(root.join("tests/template/patterns.py"))
-        .arg(root.join("template.yaml"))
-        .arg(PARAMS)
+        .arg(root.join(template))
+        .arg(params)
         .output()?;
     if !out.status.success() {
         bail!(
@@ -139,17 +165,37 @@ fn samples() -> Result<Vec<(String, Value)>> {
 
 #[tokio::test]
 async fn every_rule_passes_exactly_the_samples_it_must() -> Result<()> {
+    let expected: BTreeMap<&str, BTreeSet<&str>> = EXPECTED
+        .iter()
+        .map(|(r, s)| (*r, s.iter().copied().collect()))
+        .collect();
+    check_rules("template.yaml", PARAMS, expected).await
+}
+
+#[tokio::test]
+async fn every_forwarding_rule_passes_what_its_hub_rule_needs() -> Result<()> {
+    let hub: BTreeMap<&str, &[&str]> = EXPECTED.iter().copied().collect();
+    let expected: BTreeMap<&str, BTreeSet<&str>> = FORWARDED
+        .iter()
+        .map(|(forward, rule)| (*forward, hub[rule].iter().copied().collect()))
+        .collect();
+    check_rules("deploy/member/template.yaml", MEMBER_PARAMS, expected).await
+}
+
+/// The template's rules on a bus of their own, each with a queue; every sample put on the bus;
+/// each queue must have received exactly the samples `expected` names for its rule.
+async fn check_rules(
+    template: &str,
+    params: &str,
+    expected: BTreeMap<&str, BTreeSet<&str>>,
+) -> Result<()> {
     let env = TestEnv::aws().await;
     let events = aws_sdk_eventbridge::Client::new(&env.sdk);
     let sqs = aws_sdk_sqs::Client::new(&env.sdk);
     let bus = unique("bridgekeeper-bus");
     events.create_event_bus().name(&bus).send().await?;
 
-    let patterns = rule_patterns()?;
-    let expected: BTreeMap<&str, BTreeSet<&str>> = EXPECTED
-        .iter()
-        .map(|(r, s)| (*r, s.iter().copied().collect()))
-        .collect();
+    let patterns = rule_patterns(template, params)?;
     let found: BTreeSet<&str> = patterns.keys().map(String::as_str).collect();
     assert_eq!(
         found,
