@@ -23,8 +23,10 @@ import logging
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
+import tomllib
 
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
@@ -35,6 +37,38 @@ from intrinsics import Resolver  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
 PARAMS = json.loads((ROOT / "tests/template/params.json").read_text())
+
+
+# Three stacks in one account must not act on each other's resources: these differ per entry.
+SEPARATING = ["SnapshotExportSourceTag", "ScalingAlertsGroupPrefix", "ScalingAlertsAlarmPrefix",
+              "DnsSyncOwnerId", "DnsSyncZoneIds", "ImageRolloutEksClusters", "DnsSyncEksClusters"]
+
+
+def samconfig_sets():
+    """samconfig.toml's per-environment parameter overrides, as `sam deploy --config-env` passes
+    them (Key=Value, a value with spaces quoted), so every entry is checked as it deploys; and
+    findings where two entries would share what keeps their stacks apart."""
+    conf = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    sets, findings = {}, []
+    for env, cmds in conf.items():
+        overrides = cmds.get("deploy", {}).get("parameters", {}).get("parameter_overrides") if isinstance(cmds, dict) else None
+        if env == "default" or not isinstance(cmds, dict) or not overrides:
+            continue
+        sets[f"samconfig:{env}"] = dict(kv.split("=", 1) for kv in shlex.split(overrides))
+        sets[f"samconfig:{env}"]["_stack"] = cmds["deploy"]["parameters"].get("stack_name")
+    for key in SEPARATING + ["_stack"]:
+        seen = {}
+        for name, params in sets.items():
+            value = params.get(key)
+            if value is None:
+                findings.append(f"samconfig.toml [{name}]: sets no {key}; stacks in one account would share it")
+            elif value in seen:
+                findings.append(f"samconfig.toml [{name}]: {key}={value!r} is also {seen[value]}'s")
+            else:
+                seen[value] = name
+    for params in sets.values():
+        params.pop("_stack")
+    return sets, findings
 
 
 class NoManagedPolicies:
@@ -176,7 +210,11 @@ def main():
         if own is None:
             failures.append(f"{rel}: no parameter sets in tests/template/params.json 'templates'")
             continue
-        sets = own["accept"]
+        sets = dict(own["accept"])
+        if own is PARAMS:
+            from_samconfig, found = samconfig_sets()
+            sets.update(from_samconfig)
+            failures += found
         for name, rid, comment in skips_of(source):
             if rid not in known:
                 failures.append(f"{rel}: {name} skips {rid}, which checkov does not have")
