@@ -223,6 +223,7 @@ async fn a_member_accounts_tagged_database_is_exported_there_and_the_hubs_untagg
         ["[staging] RDS snapshot exports: 1 started"],
         "the hub had nothing to say"
     );
+    assert_eq!(messages[0].attributes["account"], MEMBER_ACCOUNT);
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::future::Future;
 use bridgekeeper::accounts::{AccountError, Accounts, Scope};
 use bridgekeeper::events::{Envelope, SCHEDULED_EVENT};
 use bridgekeeper::idempotency::Remember;
-use bridgekeeper::notify::Notifier;
+use bridgekeeper::notify::{Notification, Notifier};
 use bridgekeeper::{AwsError, Class, Classify, Error};
 use serde::Serialize;
 use tracing::warn;
@@ -72,6 +72,21 @@ impl<M: Remember> Remember for Scoped<'_, M> {
     }
 }
 
+/// A member's reports say which account they are about: its name leads the subject, and the
+/// `account` message attribute (for subscription filters) carries its id.
+struct InAccount<'a, N> {
+    inner: &'a N,
+    account: &'a str,
+}
+
+impl<N: Notifier> Notifier for InAccount<'_, N> {
+    async fn notify(&self, n: &Notification) -> Result<String, AwsError> {
+        self.inner
+            .notify(&n.clone().attribute("account", self.account))
+            .await
+    }
+}
+
 async fn in_member<F: RdsIn, N: Notifier, M: Remember>(
     event: serde_json::Value,
     config: &Config,
@@ -86,7 +101,11 @@ async fn in_member<F: RdsIn, N: Notifier, M: Remember>(
         inner: memory,
         account: &member.account,
     };
-    handler::handle(event, &config.for_member(member), &rds, notifier, &memory)
+    let notifier = InAccount {
+        inner: notifier,
+        account: &member.account,
+    };
+    handler::handle(event, &config.for_member(member), &rds, &notifier, &memory)
         .await
         .map_err(within)
 }
@@ -155,5 +174,188 @@ pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember>(
     match failed {
         Some(e) => Err(e),
         None => Ok(Outcome::Accounts { accounts }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use bridgekeeper::config::Env;
+    use bridgekeeper::notify::testing::Recorder;
+
+    use super::*;
+    use crate::domain::{Export, ExportTask, Snapshot, Source, SourceInfo};
+    use crate::handler::tests::{COMPLETED, FakeRds};
+
+    const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
+    const STAGING: &str = "222222222222";
+    const PROD: &str = "333333333333";
+
+    /// A member account's RDS, shared with the test that reads what was started there.
+    struct Shared(Arc<FakeRds>);
+
+    impl Rds for Shared {
+        async fn list_instances(&self) -> Result<Vec<SourceInfo>, AwsError> {
+            self.0.list_instances().await
+        }
+        async fn list_clusters(&self) -> Result<Vec<SourceInfo>, AwsError> {
+            self.0.list_clusters().await
+        }
+        async fn snapshots(&self, source: &Source) -> Result<Vec<Snapshot>, AwsError> {
+            self.0.snapshots(source).await
+        }
+        async fn export_tasks(&self, arn: &str) -> Result<Vec<ExportTask>, AwsError> {
+            self.0.export_tasks(arn).await
+        }
+        async fn all_exports(&self) -> Result<Vec<ExportTask>, AwsError> {
+            self.0.all_exports().await
+        }
+        async fn start_export(&self, e: &Export) -> Result<crate::aws::Started, AwsError> {
+            self.0.start_export(e).await
+        }
+    }
+
+    /// Member accounts' RDS by account; `refused` cannot be reached (its error given).
+    #[derive(Default)]
+    struct Members {
+        rds: HashMap<&'static str, Arc<FakeRds>>,
+        refused: Option<(&'static str, fn(&str) -> Error)>,
+    }
+
+    impl RdsIn for Members {
+        type Rds = Shared;
+
+        async fn rds_in(&self, account: &str) -> Result<Shared, Error> {
+            if let Some((refused, error)) = self.refused
+                && refused == account
+            {
+                return Err(error(account));
+            }
+            Ok(Shared(self.rds[account].clone()))
+        }
+    }
+
+    fn config() -> Config {
+        let mut vars: Vec<(&str, &str)> = crate::config::tests::REQUIRED.to_vec();
+        vars.extend([
+            ("MEMBER_ACCOUNTS", "staging=222222222222,prod=333333333333"),
+            ("MEMBER_ROLE_NAME", "bridgekeeper-snapshot-export"),
+            ("ACCOUNT_ID", "123456789012"),
+        ]);
+        Config::from_env(&Env::from_pairs(vars)).unwrap()
+    }
+
+    fn prefixes(rds: &FakeRds) -> Vec<String> {
+        let tasks = rds.tasks.lock().unwrap();
+        tasks.iter().filter_map(|t| t.s3_prefix.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_refused_member_holds_no_other_account_back_and_fails_the_run_by_name() {
+        let own = FakeRds::with_instances(&["ops-db"]);
+        let staging = Arc::new(FakeRds::with_instances(&["orders"]));
+        let members = Members {
+            rds: HashMap::from([(STAGING, staging.clone())]),
+            refused: Some((PROD, |account| {
+                AccountError::NoRole {
+                    account: account.to_owned(),
+                }
+                .into()
+            })),
+        };
+        let (notifier, memory) = (
+            Recorder::default(),
+            bridgekeeper::idempotency::testing::Memory::default(),
+        );
+        let schedule = serde_json::from_str(SCHEDULE).unwrap();
+        let err = handle(schedule, &config(), &own, &members, &notifier, &memory)
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), Class::NonRetryable);
+        assert!(err.to_string().contains("account 333333333333"), "{err}");
+        // The hub and staging were exported all the same, each under its own prefix.
+        assert_eq!(prefixes(&own).len(), 1);
+        assert!(prefixes(&own)[0].starts_with("rds-exports/ops-db/"));
+        let staged = prefixes(&staging);
+        assert_eq!(staged.len(), 1);
+        assert!(
+            staged[0].starts_with("rds-exports/222222222222/orders/"),
+            "{staged:?}"
+        );
+        let subjects: Vec<String> = notifier.sent().into_iter().map(|n| n.subject).collect();
+        assert!(
+            subjects.contains(&"[staging] RDS snapshot exports: 1 started".to_owned()),
+            "{subjects:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retryable_failure_in_one_account_fails_the_run_as_retryable() {
+        let own = FakeRds::with_instances(&["ops-db"]);
+        let members = Members {
+            rds: HashMap::from([(STAGING, Arc::new(FakeRds::with_instances(&["orders"])))]),
+            refused: Some((PROD, |_| Error::Transient("STS throttled".into()))),
+        };
+        let (notifier, memory) = (
+            Recorder::default(),
+            bridgekeeper::idempotency::testing::Memory::default(),
+        );
+        let schedule = serde_json::from_str(SCHEDULE).unwrap();
+        let err = handle(schedule, &config(), &own, &members, &notifier, &memory)
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), Class::Retryable, "{err}");
+        assert!(err.to_string().contains("account prod"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_rds_event_is_handled_in_the_account_it_came_from() {
+        let own = FakeRds::default();
+        let staging = Arc::new(FakeRds::default());
+        let members = Members {
+            rds: HashMap::from([(STAGING, staging.clone())]),
+            refused: None,
+        };
+        let completed = COMPLETED.replace("\"123456789012\"", &format!("\"{STAGING}\""));
+        let (notifier, memory) = (
+            Recorder::default(),
+            bridgekeeper::idempotency::testing::Memory::default(),
+        );
+        let event = serde_json::from_str(&completed).unwrap();
+        handle(event, &config(), &own, &members, &notifier, &memory)
+            .await
+            .unwrap();
+        assert!(
+            own.calls.lock().unwrap().is_empty(),
+            "the hub's RDS is not asked"
+        );
+        assert!(!staging.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_members_the_response_is_the_single_accounts() {
+        let mut config = config();
+        config.members.clear();
+        let own = FakeRds::with_instances(&["ops-db"]);
+        let (notifier, memory) = (
+            Recorder::default(),
+            bridgekeeper::idempotency::testing::Memory::default(),
+        );
+        let schedule: serde_json::Value = serde_json::from_str(SCHEDULE).unwrap();
+        let out = handle(
+            schedule,
+            &config,
+            &own,
+            &Members::default(),
+            &notifier,
+            &memory,
+        )
+        .await
+        .unwrap();
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["trigger"], "schedule", "{json}");
+        assert!(matches!(out, Outcome::One(Response::Schedule(_))));
     }
 }

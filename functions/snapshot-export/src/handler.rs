@@ -377,7 +377,7 @@ async fn snapshot_created<R: Rds, N: Notifier, M: Remember>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::{BTreeMap, HashMap};
     use std::sync::Mutex;
 
@@ -402,20 +402,21 @@ mod tests {
     use crate::domain::{Export, ExportTask, Snapshot, Source, SourceInfo};
 
     const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
-    const COMPLETED: &str = include_str!("../../../events/snapshot-export/export-completed.json");
+    pub(crate) const COMPLETED: &str =
+        include_str!("../../../events/snapshot-export/export-completed.json");
     const SNAPSHOT_CREATED: &str =
         include_str!("../../../events/snapshot-export/snapshot-created.json");
     const ECR_PUSH: &str = include_str!("../../../events/image-rollout/push-latest.json");
 
     #[derive(Default)]
-    struct FakeRds {
+    pub(crate) struct FakeRds {
         instances: Vec<SourceInfo>,
         clusters: Vec<SourceInfo>,
         snapshots: HashMap<String, Vec<Snapshot>>,
         failing: HashMap<String, (&'static str, u16)>,
-        tasks: Mutex<Vec<ExportTask>>,
+        pub(crate) tasks: Mutex<Vec<ExportTask>>,
         running: usize,
-        calls: Mutex<Vec<String>>,
+        pub(crate) calls: Mutex<Vec<String>>,
     }
 
     fn aws_error(op: &'static str, code: &str, status: u16) -> AwsError {
@@ -431,7 +432,7 @@ mod tests {
     }
 
     impl FakeRds {
-        fn with_instances(ids: &[&str]) -> Self {
+        pub(crate) fn with_instances(ids: &[&str]) -> Self {
             let mut rds = FakeRds::default();
             for (n, id) in ids.iter().enumerate() {
                 rds.instances.push(SourceInfo {

@@ -39,6 +39,7 @@ async fn main() -> Result<()> {
     scaling_alerts_demo().await?;
     image_rollout_demo().await?;
     dns_sync_demo().await?;
+    many_accounts_demo().await?;
     println!("\nDone. Every call above went to the local stand-ins; nothing left this machine.");
     Ok(())
 }
@@ -516,6 +517,125 @@ async fn dns_sync_demo() -> Result<()> {
 }
 
 /// The account's export tasks as RDS lists them now.
+/// Hub and spoke: the hub (moto's default account) acts in a member account (222222222222)
+/// through the member role, as `deploy/member/template.yaml` sets it up.
+async fn many_accounts_demo() -> Result<()> {
+    println!(
+        "\n== many accounts: a hub (123456789012) and a staging member account (222222222222)"
+    );
+    let env = TestEnv::aws().await;
+    let inbox = Inbox::create(&env.sdk).await?;
+    let member = bridgekeeper_tests::acting_in(&env.sdk, bridgekeeper_tests::MEMBER_ACCOUNT).await;
+    let (hub_rds, member_rds) = (
+        aws_sdk_rds::Client::new(&env.sdk),
+        aws_sdk_rds::Client::new(&member),
+    );
+    let tag = Tag::builder()
+        .key("bridgekeeper:export")
+        .value("true")
+        .build();
+    for (rds, db, tagged) in [
+        (&hub_rds, "ops-scratch", false),
+        (&member_rds, "staging-orders", true),
+        (&member_rds, "staging-scratch", false),
+    ] {
+        rds.create_db_instance()
+            .db_instance_identifier(db)
+            .engine("postgres")
+            .db_instance_class("db.t4g.micro")
+            .allocated_storage(20)
+            .master_username("admin")
+            .master_user_password("demo-password")
+            .set_tags(tagged.then(|| vec![tag.clone()]))
+            .send()
+            .await?;
+    }
+    println!("   hub: ops-scratch (untagged); staging: staging-orders (tagged), staging-scratch");
+    let kms = format!("arn:aws:kms:{}:123456789012:key/0b1e5e7f-demo", env.region);
+    let config = snapshot_export::Config::from_env(&Env::from_pairs([
+        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
+        ("EXPORT_BUCKET", "bridgekeeper-demo-exports"),
+        (
+            "EXPORT_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/bridgekeeper-export",
+        ),
+        ("EXPORT_KMS_KEY_ARN", kms.as_str()),
+        ("ENVIRONMENT", "ops"),
+        ("ACCOUNT_ID", bridgekeeper_tests::HUB_ACCOUNT),
+        ("MEMBER_ACCOUNTS", "staging=222222222222"),
+        ("MEMBER_ROLE_NAME", "bridgekeeper-snapshot-export"),
+    ]))?;
+    println!("\n-- snapshot-export's nightly run, MEMBER_ACCOUNTS=staging=222222222222");
+    let outcome = snapshot_export::fleet::handle(
+        event("snapshot-export/schedule.json")?,
+        &config,
+        &snapshot_export::aws::RdsApi::new(hub_rds.clone()),
+        &snapshot_export::fleet::MemberRds(bridgekeeper_tests::hub_accounts(
+            &env.sdk,
+            "snapshot-export",
+        )),
+        &config.notifier(aws_sdk_sns::Client::new(&env.sdk)),
+        &bridgekeeper_tests::idempotency_store(&env.sdk, "snapshot-export").await?,
+    )
+    .await?;
+    if let snapshot_export::fleet::Outcome::Accounts { accounts } = &outcome {
+        for a in accounts {
+            let started = match &a.run {
+                Some(Response::Schedule(s)) => s.started.iter().map(|e| e.s3_uri.clone()).collect(),
+                _ => vec![],
+            };
+            println!(
+                "  {:<13} started {}: {}",
+                a.account,
+                started.len(),
+                started.join(", ")
+            );
+        }
+    }
+    for t in export_tasks(&member_rds).await? {
+        println!(
+            "  in the member account: task {} with role {}",
+            t.export_task_identifier().unwrap_or_default(),
+            t.iam_role_arn().unwrap_or_default()
+        );
+    }
+    println!(
+        "  in the hub account: {} export tasks",
+        export_tasks(&hub_rds).await?.len()
+    );
+    show_inbox(&inbox).await?;
+
+    println!("\n-- scaling-alerts: a launch in the member account, forwarded to the hub's bus");
+    node_group(&member, "eks-staging-ng-1", "staging-eks", "ng-1", 2).await?;
+    let launch =
+        std::fs::read_to_string(repo_root().join("events/scaling-alerts/launch-successful.json"))?
+            .replace("eks-prod-ng-1-a2c4e6g8", "eks-staging-ng-1")
+            .replace("\"123456789012\"", "\"222222222222\"")
+            .replace(
+                "\"region\": \"eu-west-1\"",
+                &format!("\"region\": \"{}\"", env.region),
+            );
+    let alerts = scaling_alerts::Config::from_env(&Env::from_pairs([
+        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
+        ("ENVIRONMENT", "staging"),
+    ]))?;
+    let accounts = bridgekeeper_tests::hub_accounts(&env.sdk, "scaling-alerts");
+    let ports = scaling_alerts::handler::Ports {
+        asg: scaling_alerts::aws::AutoScalingApi::new(accounts.clone()),
+        ec2: scaling_alerts::aws::Ec2Api::new(accounts),
+        notifiers: alerts.notifiers(aws_sdk_sns::Client::new(&env.sdk)),
+        store: bridgekeeper_tests::idempotency_store(&env.sdk, "scaling-alerts").await?,
+    };
+    let records = serde_json::json!({"Records": [{"messageId": "m1", "body": launch, "eventSource": "aws:sqs"}]});
+    let r = scaling_alerts::handler::handle_payload(records, &alerts, &ports).await?;
+    println!(
+        "   {} event → {} notification, enriched from the member account's group (its role, its region)",
+        r.events, r.notifications
+    );
+    show_inbox(&inbox).await?;
+    Ok(())
+}
+
 async fn export_tasks(rds: &aws_sdk_rds::Client) -> Result<Vec<aws_sdk_rds::types::ExportTask>> {
     Ok(rds
         .describe_export_tasks()
