@@ -262,7 +262,7 @@ async fn a_zone_in_a_member_account_is_written_through_the_member_role() -> Resu
     assert_eq!(config.zone_accounts, [MEMBER_ACCOUNT]);
     let first = w.run(&config).await?;
     assert_eq!(first.zones.len(), 1, "{first:?}");
-    assert_eq!(first.zones[0].created, [api.clone()]);
+    assert_eq!(first.zones[0].created, std::slice::from_ref(&api));
     assert_eq!(
         w.records(&api).await?,
         [("A".to_owned(), w.lb.0.to_lowercase())]

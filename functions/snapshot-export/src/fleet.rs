@@ -39,7 +39,7 @@ impl RdsIn for MemberRds {
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Outcome {
-    One(Response),
+    One(Box<Response>),
     Accounts { accounts: Vec<AccountRun> },
 }
 
@@ -121,7 +121,7 @@ pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember>(
     if config.members.is_empty() {
         return handler::handle(event, config, own, notifier, memory)
             .await
-            .map(Outcome::One);
+            .map(|r| Outcome::One(Box::new(r)));
     }
     let envelope = Envelope::of(&event)?;
     if envelope.kind() != SCHEDULED_EVENT {
@@ -134,7 +134,7 @@ pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember>(
             Some(m) => in_member(event, config, m, members, notifier, memory).await,
             None => handler::handle(event, config, own, notifier, memory).await,
         };
-        return response.map(Outcome::One);
+        return response.map(|r| Outcome::One(Box::new(r)));
     }
 
     // Each account has its own quota and its own role: one failing never holds the others back.
@@ -217,11 +217,14 @@ mod tests {
         }
     }
 
-    /// Member accounts' RDS by account; `refused` cannot be reached (its error given).
+    /// An account that cannot be reached, and the error reaching it gives.
+    type Refused = (&'static str, fn(&str) -> Error);
+
+    /// Member accounts' RDS by account.
     #[derive(Default)]
     struct Members {
         rds: HashMap<&'static str, Arc<FakeRds>>,
-        refused: Option<(&'static str, fn(&str) -> Error)>,
+        refused: Option<Refused>,
     }
 
     impl RdsIn for Members {
@@ -356,6 +359,6 @@ mod tests {
         .unwrap();
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(json["trigger"], "schedule", "{json}");
-        assert!(matches!(out, Outcome::One(Response::Schedule(_))));
+        assert!(matches!(out, Outcome::One(r) if matches!(*r, Response::Schedule(_))));
     }
 }
