@@ -334,9 +334,22 @@ impl Accounts {
         }
     }
 
+    /// Whether `scope` is where the function is: its own account (or none) and its own region.
+    pub fn is_here(&self, scope: &Scope) -> bool {
+        let own_region = self.0.own.region().map(|r| r.as_ref());
+        self.is_own(scope.account.as_deref())
+            && scope
+                .region
+                .as_deref()
+                .is_none_or(|r| Some(r) == own_region)
+    }
+
     /// The configuration to act in `scope`, built (and for a member account, its role assumed)
     /// on first use. A failure is not kept: the next call tries again.
     pub async fn sdk(&self, scope: &Scope) -> Result<SdkConfig, AccountError> {
+        if self.is_here(scope) {
+            return Ok(self.0.own.clone());
+        }
         let own_region = self.0.own.region().map(|r| r.as_ref());
         let key = Scope {
             account: scope.account.clone().filter(|a| !self.is_own(Some(a))),
@@ -345,9 +358,6 @@ impl Accounts {
                 .clone()
                 .filter(|r| Some(r.as_str()) != own_region),
         };
-        if key == Scope::default() {
-            return Ok(self.0.own.clone());
-        }
         let cell = self
             .0
             .built

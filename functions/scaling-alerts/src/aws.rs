@@ -24,12 +24,25 @@ pub trait AutoScaling: Send + Sync {
 }
 
 pub struct AutoScalingApi {
+    own: aws_sdk_autoscaling::Client,
     accounts: Accounts,
 }
 
 impl AutoScalingApi {
     pub fn new(accounts: Accounts) -> Self {
-        AutoScalingApi { accounts }
+        let own = aws_sdk_autoscaling::Client::new(accounts.own());
+        AutoScalingApi { own, accounts }
+    }
+
+    /// The function's own client where the event happened here; another account's or region's
+    /// (built from its cached configuration) otherwise.
+    async fn client(&self, scope: &Scope) -> Result<aws_sdk_autoscaling::Client, Error> {
+        if self.accounts.is_here(scope) {
+            return Ok(self.own.clone());
+        }
+        Ok(aws_sdk_autoscaling::Client::new(
+            &self.accounts.sdk(scope).await?,
+        ))
     }
 }
 
@@ -39,7 +52,7 @@ impl AutoScaling for AutoScalingApi {
         scope: &Scope,
         names: &[String],
     ) -> Result<HashMap<String, GroupInfo>, Error> {
-        let client = aws_sdk_autoscaling::Client::new(&self.accounts.sdk(scope).await?);
+        let client = self.client(scope).await?;
         let mut groups = HashMap::new();
         for chunk in names.chunks(NAMES_PER_CALL) {
             let pages = client
@@ -97,12 +110,21 @@ pub trait Instances: Send + Sync {
 const IDS_PER_CALL: usize = 100;
 
 pub struct Ec2Api {
+    own: aws_sdk_ec2::Client,
     accounts: Accounts,
 }
 
 impl Ec2Api {
     pub fn new(accounts: Accounts) -> Self {
-        Ec2Api { accounts }
+        let own = aws_sdk_ec2::Client::new(accounts.own());
+        Ec2Api { own, accounts }
+    }
+
+    async fn client(&self, scope: &Scope) -> Result<aws_sdk_ec2::Client, Error> {
+        if self.accounts.is_here(scope) {
+            return Ok(self.own.clone());
+        }
+        Ok(aws_sdk_ec2::Client::new(&self.accounts.sdk(scope).await?))
     }
 }
 
@@ -112,7 +134,7 @@ impl Instances for Ec2Api {
         scope: &Scope,
         ids: &[String],
     ) -> Result<HashMap<String, NodeInfo>, Error> {
-        let client = aws_sdk_ec2::Client::new(&self.accounts.sdk(scope).await?);
+        let client = self.client(scope).await?;
         let mut found = HashMap::new();
         for chunk in ids.chunks(IDS_PER_CALL) {
             // A filter, not InstanceIds: "If you specify an instance ID that is not valid, an
