@@ -209,6 +209,22 @@ pub fn hub_accounts(hub: &SdkConfig, function: &str) -> bridgekeeper::accounts::
     bridgekeeper::accounts::Accounts::from_env(&env, hub, function).expect("valid settings")
 }
 
+/// An EKS cluster in moto, in the account `sdk` acts in (moto's has no usable endpoint or CA).
+pub async fn eks_cluster(sdk: &SdkConfig, account: &str, name: &str) -> anyhow::Result<()> {
+    aws_sdk_eks::Client::new(sdk)
+        .create_cluster()
+        .name(name)
+        .role_arn(format!("arn:aws:iam::{account}:role/eks"))
+        .resources_vpc_config(
+            aws_sdk_eks::types::VpcConfigRequest::builder()
+                .subnet_ids("subnet-1")
+                .build(),
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
 /// An SNS topic with an SQS queue subscribed to it, to read published messages back (moto's
 /// `/moto-api/data.json` fails once RDS objects exist, so this is the way that always works).
 pub struct Inbox {

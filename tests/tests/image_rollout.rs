@@ -5,8 +5,8 @@
 use anyhow::Result;
 use bridgekeeper::config::Env;
 use bridgekeeper_tests::{
-    HUB_ACCOUNT, Inbox, MEMBER_ACCOUNT, TestEnv, acting_in, ecr_push, hub_accounts, kmock,
-    repo_root, unique,
+    HUB_ACCOUNT, Inbox, MEMBER_ACCOUNT, TestEnv, acting_in, ecr_push, eks_cluster, hub_accounts,
+    kmock, repo_root, unique,
 };
 use image_rollout::handler::{Response, handle};
 use image_rollout::kube::KubeClusters;
@@ -293,18 +293,8 @@ async fn another_tag_a_failed_push_and_a_dry_run_touch_nothing() -> Result<()> {
 #[tokio::test]
 async fn an_eks_cluster_that_cannot_be_used_is_reported_and_the_other_still_rolls() -> Result<()> {
     let w = World::new().await?;
-    let eks = aws_sdk_eks::Client::new(&w.env.sdk);
     let name = unique("prod-eks");
-    eks.create_cluster()
-        .name(&name)
-        .role_arn("arn:aws:iam::123456789012:role/eks")
-        .resources_vpc_config(
-            aws_sdk_eks::types::VpcConfigRequest::builder()
-                .subnet_ids("subnet-1")
-                .build(),
-        )
-        .send()
-        .await?;
+    eks_cluster(&w.env.sdk, HUB_ACCOUNT, &name).await?;
     // moto answers DescribeCluster, but with a CA that is not a certificate.
     let clusters = format!("dev={},prod={name}", kmock().url);
     let rules = json!([
@@ -338,17 +328,7 @@ async fn an_eks_cluster_arn_in_a_member_account_is_described_with_the_member_rol
     let w = World::new().await?;
     let member = acting_in(&w.env.sdk, MEMBER_ACCOUNT).await;
     let name = unique("staging-eks");
-    aws_sdk_eks::Client::new(&member)
-        .create_cluster()
-        .name(&name)
-        .role_arn(format!("arn:aws:iam::{MEMBER_ACCOUNT}:role/eks"))
-        .resources_vpc_config(
-            aws_sdk_eks::types::VpcConfigRequest::builder()
-                .subnet_ids("subnet-1")
-                .build(),
-        )
-        .send()
-        .await?;
+    eks_cluster(&member, MEMBER_ACCOUNT, &name).await?;
     let arn = format!(
         "arn:aws:eks:{}:{MEMBER_ACCOUNT}:cluster/{name}",
         w.env.region

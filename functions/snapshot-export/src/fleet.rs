@@ -255,6 +255,21 @@ mod tests {
         tasks.iter().filter_map(|t| t.s3_prefix.clone()).collect()
     }
 
+    /// One invocation with the three-account configuration; what it returned, what it sent.
+    async fn run(
+        event: &str,
+        own: &FakeRds,
+        members: &Members,
+    ) -> (Result<Outcome, Error>, Recorder) {
+        let (notifier, memory) = (
+            Recorder::default(),
+            bridgekeeper::idempotency::testing::Memory::default(),
+        );
+        let event = serde_json::from_str(event).unwrap();
+        let out = handle(event, &config(), own, members, &notifier, &memory).await;
+        (out, notifier)
+    }
+
     #[tokio::test]
     async fn a_refused_member_holds_no_other_account_back_and_fails_the_run_by_name() {
         let own = FakeRds::with_instances(&["ops-db"]);
@@ -268,14 +283,8 @@ mod tests {
                 .into()
             })),
         };
-        let (notifier, memory) = (
-            Recorder::default(),
-            bridgekeeper::idempotency::testing::Memory::default(),
-        );
-        let schedule = serde_json::from_str(SCHEDULE).unwrap();
-        let err = handle(schedule, &config(), &own, &members, &notifier, &memory)
-            .await
-            .unwrap_err();
+        let (err, notifier) = run(SCHEDULE, &own, &members).await;
+        let err = err.unwrap_err();
         assert_eq!(err.class(), Class::NonRetryable);
         assert!(err.to_string().contains("account 333333333333"), "{err}");
         // The hub and staging were exported all the same, each under its own prefix.
@@ -301,14 +310,8 @@ mod tests {
             rds: HashMap::from([(STAGING, Arc::new(FakeRds::with_instances(&["orders"])))]),
             refused: Some((PROD, |_| Error::Transient("STS throttled".into()))),
         };
-        let (notifier, memory) = (
-            Recorder::default(),
-            bridgekeeper::idempotency::testing::Memory::default(),
-        );
-        let schedule = serde_json::from_str(SCHEDULE).unwrap();
-        let err = handle(schedule, &config(), &own, &members, &notifier, &memory)
-            .await
-            .unwrap_err();
+        let (err, _) = run(SCHEDULE, &own, &members).await;
+        let err = err.unwrap_err();
         assert_eq!(err.class(), Class::Retryable, "{err}");
         assert!(err.to_string().contains("account prod"), "{err}");
     }
@@ -322,14 +325,7 @@ mod tests {
             refused: None,
         };
         let completed = COMPLETED.replace("\"123456789012\"", &format!("\"{STAGING}\""));
-        let (notifier, memory) = (
-            Recorder::default(),
-            bridgekeeper::idempotency::testing::Memory::default(),
-        );
-        let event = serde_json::from_str(&completed).unwrap();
-        handle(event, &config(), &own, &members, &notifier, &memory)
-            .await
-            .unwrap();
+        run(&completed, &own, &members).await.0.unwrap();
         assert!(
             own.calls.lock().unwrap().is_empty(),
             "the hub's RDS is not asked"

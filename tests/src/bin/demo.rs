@@ -51,21 +51,9 @@ async fn snapshot_export_demo() -> Result<()> {
     let env = TestEnv::aws().await;
     let rds = aws_sdk_rds::Client::new(&env.sdk);
     let inbox = Inbox::create(&env.sdk).await?;
-    let tag = Tag::builder()
-        .key("bridgekeeper:export")
-        .value("true")
-        .build();
+    let tag = export_tag();
     for db in ["shop-db", "billing-db"] {
-        rds.create_db_instance()
-            .db_instance_identifier(db)
-            .engine("postgres")
-            .db_instance_class("db.t4g.micro")
-            .allocated_storage(20)
-            .master_username("admin")
-            .master_user_password("demo-password")
-            .tags(tag.clone())
-            .send()
-            .await?;
+        postgres(&rds, db, true).await?;
     }
     rds.create_db_cluster()
         .db_cluster_identifier("orders-aurora")
@@ -75,19 +63,8 @@ async fn snapshot_export_demo() -> Result<()> {
         .tags(tag)
         .send()
         .await?;
-    let kms = format!("arn:aws:kms:{}:123456789012:key/0b1e5e7f-demo", env.region);
-    let config = snapshot_export::Config::from_env(&Env::from_pairs([
-        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
-        ("EXPORT_BUCKET", "bridgekeeper-demo-exports"),
-        (
-            "EXPORT_ROLE_ARN",
-            "arn:aws:iam::123456789012:role/bridgekeeper-export",
-        ),
-        ("EXPORT_KMS_KEY_ARN", kms.as_str()),
-        ("ENVIRONMENT", "demo"),
-        // Two slots for three sources: the night is worked through, not cut short.
-        ("MAX_CONCURRENT_EXPORTS", "2"),
-    ]))?;
+    // Two slots for three sources: the night is worked through, not cut short.
+    let config = export_config(&env, &inbox, &[("MAX_CONCURRENT_EXPORTS", "2")])?;
     let api = snapshot_export::aws::RdsApi::new(rds.clone());
     let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
     let store = bridgekeeper_tests::idempotency_store(&env.sdk, "snapshot-export").await?;
@@ -530,41 +507,24 @@ async fn many_accounts_demo() -> Result<()> {
         aws_sdk_rds::Client::new(&env.sdk),
         aws_sdk_rds::Client::new(&member),
     );
-    let tag = Tag::builder()
-        .key("bridgekeeper:export")
-        .value("true")
-        .build();
     for (rds, db, tagged) in [
         (&hub_rds, "ops-scratch", false),
         (&member_rds, "staging-orders", true),
         (&member_rds, "staging-scratch", false),
     ] {
-        rds.create_db_instance()
-            .db_instance_identifier(db)
-            .engine("postgres")
-            .db_instance_class("db.t4g.micro")
-            .allocated_storage(20)
-            .master_username("admin")
-            .master_user_password("demo-password")
-            .set_tags(tagged.then(|| vec![tag.clone()]))
-            .send()
-            .await?;
+        postgres(rds, db, tagged).await?;
     }
     println!("   hub: ops-scratch (untagged); staging: staging-orders (tagged), staging-scratch");
-    let kms = format!("arn:aws:kms:{}:123456789012:key/0b1e5e7f-demo", env.region);
-    let config = snapshot_export::Config::from_env(&Env::from_pairs([
-        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
-        ("EXPORT_BUCKET", "bridgekeeper-demo-exports"),
-        (
-            "EXPORT_ROLE_ARN",
-            "arn:aws:iam::123456789012:role/bridgekeeper-export",
-        ),
-        ("EXPORT_KMS_KEY_ARN", kms.as_str()),
-        ("ENVIRONMENT", "ops"),
-        ("ACCOUNT_ID", bridgekeeper_tests::HUB_ACCOUNT),
-        ("MEMBER_ACCOUNTS", "staging=222222222222"),
-        ("MEMBER_ROLE_NAME", "bridgekeeper-snapshot-export"),
-    ]))?;
+    let config = export_config(
+        &env,
+        &inbox,
+        &[
+            ("ENVIRONMENT", "ops"),
+            ("ACCOUNT_ID", bridgekeeper_tests::HUB_ACCOUNT),
+            ("MEMBER_ACCOUNTS", "staging=222222222222"),
+            ("MEMBER_ROLE_NAME", "bridgekeeper-snapshot-export"),
+        ],
+    )?;
     println!("\n-- snapshot-export's nightly run, MEMBER_ACCOUNTS=staging=222222222222");
     let outcome = snapshot_export::fleet::handle(
         event("snapshot-export/schedule.json")?,
@@ -634,6 +594,49 @@ async fn many_accounts_demo() -> Result<()> {
     );
     show_inbox(&inbox).await?;
     Ok(())
+}
+
+fn export_tag() -> Tag {
+    Tag::builder()
+        .key("bridgekeeper:export")
+        .value("true")
+        .build()
+}
+
+/// A small PostgreSQL instance (moto makes its automated snapshot), tagged for export or not.
+async fn postgres(rds: &aws_sdk_rds::Client, id: &str, tagged: bool) -> Result<()> {
+    rds.create_db_instance()
+        .db_instance_identifier(id)
+        .engine("postgres")
+        .db_instance_class("db.t4g.micro")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("demo-password")
+        .set_tags(tagged.then(|| vec![export_tag()]))
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// snapshot-export's configuration for the demo's bucket and key, with `extra` on top.
+fn export_config(
+    env: &TestEnv,
+    inbox: &Inbox,
+    extra: &[(&str, &str)],
+) -> Result<snapshot_export::Config> {
+    let kms = format!("arn:aws:kms:{}:123456789012:key/0b1e5e7f-demo", env.region);
+    let mut vars = vec![
+        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
+        ("EXPORT_BUCKET", "bridgekeeper-demo-exports"),
+        (
+            "EXPORT_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/bridgekeeper-export",
+        ),
+        ("EXPORT_KMS_KEY_ARN", kms.as_str()),
+        ("ENVIRONMENT", "demo"),
+    ];
+    vars.extend_from_slice(extra);
+    Ok(snapshot_export::Config::from_env(&Env::from_pairs(vars))?)
 }
 
 async fn export_tasks(rds: &aws_sdk_rds::Client) -> Result<Vec<aws_sdk_rds::types::ExportTask>> {
