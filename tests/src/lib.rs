@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_config::{Region, SdkConfig};
@@ -163,8 +163,13 @@ impl TestEnv {
 }
 
 pub async fn sdk_config(region: &str) -> SdkConfig {
+    sdk_config_at(&moto().url, region).await
+}
+
+/// As [`sdk_config`], every call sent to `endpoint` (a [`Proxy`] in front of moto).
+pub async fn sdk_config_at(endpoint: &str, region: &str) -> SdkConfig {
     bridgekeeper::aws::loader()
-        .endpoint_url(&moto().url)
+        .endpoint_url(endpoint)
         .region(Region::new(region.to_owned()))
         .credentials_provider(Credentials::new(
             "testing",
@@ -207,6 +212,154 @@ pub fn hub_accounts(hub: &SdkConfig, function: &str) -> bridgekeeper::accounts::
         ("MEMBER_ROLE_NAME", role.as_str()),
     ]);
     bridgekeeper::accounts::Accounts::from_env(&env, hub, function).expect("valid settings")
+}
+
+/// A body rewrite: (request line, response body) → the body the client gets.
+type Rewrite = dyn Fn(&str, String) -> String + Send + Sync;
+
+/// An HTTP/1.1 proxy on loopback in front of a stand-in, for what the stand-in cannot answer
+/// (moto's EKS clusters have no reachable endpoint): each request is forwarded on a connection of
+/// its own, its head kept for the test to read, and the response body passed through `rewrite`.
+pub struct Proxy {
+    pub url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    pub async fn start(
+        upstream: &str,
+        rewrite: impl Fn(&str, String) -> String + Send + Sync + 'static,
+    ) -> anyhow::Result<Proxy> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let requests: Arc<Mutex<Vec<String>>> = Default::default();
+        let rewrite: Arc<Rewrite> = Arc::new(rewrite);
+        let kept = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (upstream, kept, rewrite) = (upstream.clone(), kept.clone(), rewrite.clone());
+                tokio::spawn(async move {
+                    let _ = forward(client, &upstream, &kept, rewrite.as_ref()).await;
+                });
+            }
+        });
+        Ok(Proxy { url, requests })
+    }
+
+    /// The heads of the requests forwarded so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// Reads one HTTP/1.1 message: (head, body), a chunked body decoded.
+async fn read_message(
+    stream: &mut tokio::net::TcpStream,
+    until_close: bool,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "connection closed before the head ended");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut body = buf[head_end..].to_vec();
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        while body.len() < len {
+            let n = stream.read(&mut chunk).await?;
+            anyhow::ensure!(n > 0, "connection closed inside the body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if until_close {
+        stream.read_to_end(&mut body).await?;
+    }
+    if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        let mut plain = Vec::new();
+        let mut rest = &body[..];
+        while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..i]).trim(), 16)?;
+            if size == 0 {
+                break;
+            }
+            plain.extend_from_slice(&rest[i + 2..i + 2 + size]);
+            rest = &rest[i + 2 + size + 2..];
+        }
+        body = plain;
+    }
+    Ok((head, body))
+}
+
+/// The head without the headers the proxy sets itself.
+fn head_without(head: &str, drop: &[&str]) -> String {
+    head.trim_end()
+        .lines()
+        .filter(|l| {
+            l.split_once(':')
+                .is_none_or(|(k, _)| !drop.iter().any(|d| k.trim().eq_ignore_ascii_case(d)))
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+async fn forward(
+    mut client: tokio::net::TcpStream,
+    upstream: &str,
+    kept: &Mutex<Vec<String>>,
+    rewrite: &Rewrite,
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (head, body) = read_message(&mut client, false).await?;
+    kept.lock().unwrap().push(head.clone());
+    let mut server = tokio::net::TcpStream::connect(upstream).await?;
+    let sent = head_without(
+        &head,
+        &["connection", "content-length", "transfer-encoding"],
+    );
+    let length = format!("content-length: {}\r\n", body.len());
+    server
+        .write_all(format!("{sent}\r\nconnection: close\r\n{length}\r\n").as_bytes())
+        .await?;
+    server.write_all(&body).await?;
+    let (answer, answer_body) = read_message(&mut server, true).await?;
+    let request_line = head.lines().next().unwrap_or_default();
+    let answer_body = rewrite(
+        request_line,
+        String::from_utf8_lossy(&answer_body).into_owned(),
+    );
+    let kept_head = head_without(
+        &answer,
+        &["connection", "content-length", "transfer-encoding"],
+    );
+    client
+        .write_all(
+            format!(
+                "{kept_head}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+                answer_body.len()
+            )
+            .as_bytes(),
+        )
+        .await?;
+    client.write_all(answer_body.as_bytes()).await?;
+    client.shutdown().await?;
+    Ok(())
 }
 
 /// An EKS cluster in moto, in the account `sdk` acts in (moto's has no usable endpoint or CA).

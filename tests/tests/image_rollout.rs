@@ -3,10 +3,11 @@
 //! ECR repository, so tests running at once never move each other's tags.
 
 use anyhow::Result;
+use bridgekeeper::accounts::Scope;
 use bridgekeeper::config::Env;
 use bridgekeeper_tests::{
-    HUB_ACCOUNT, Inbox, MEMBER_ACCOUNT, TestEnv, acting_in, ecr_push, eks_cluster, hub_accounts,
-    kmock, repo_root, unique,
+    HUB_ACCOUNT, Inbox, MEMBER_ACCOUNT, Proxy, TestEnv, acting_in, ecr_push, eks_cluster,
+    hub_accounts, kmock, moto, repo_root, sdk_config_at, unique,
 };
 use image_rollout::handler::{Response, handle};
 use image_rollout::kube::KubeClusters;
@@ -370,6 +371,111 @@ async fn an_eks_cluster_arn_in_a_member_account_is_described_with_the_member_rol
         "{}",
         error("hub")
     );
+    Ok(())
+}
+
+/// The whole way, as far as stand-ins go: a cluster given by its ARN in a member account is
+/// described there (moto, the member's cluster), reached at its endpoint (kmock: a proxy gives
+/// moto's answer the endpoint and CA moto cannot), and called with a token signed by the member
+/// role's credentials, in the cluster's region. The rollout happens.
+#[tokio::test]
+async fn a_member_accounts_cluster_is_rolled_with_a_token_of_the_member_role() -> Result<()> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+    let w = World::new().await?;
+    let member = acting_in(&w.env.sdk, MEMBER_ACCOUNT).await;
+    let name = unique("staging-eks");
+    eks_cluster(&member, MEMBER_ACCOUNT, &name).await?;
+
+    let cluster_api = Proxy::start(&kmock().url, |_, body| body).await?;
+    let pem = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt")?;
+    let ca = STANDARD.encode(
+        pem.split_inclusive("-----END CERTIFICATE-----\n")
+            .next()
+            .unwrap_or_default(),
+    );
+    let endpoint = cluster_api.url.clone();
+    let aws = Proxy::start(&moto().url, move |request, body| {
+        if !request.starts_with("GET /clusters/") {
+            return body;
+        }
+        let mut described: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        described["cluster"]["endpoint"] = json!(endpoint);
+        described["cluster"]["certificateAuthority"]["data"] = json!(ca);
+        described.to_string()
+    })
+    .await?;
+    let hub = sdk_config_at(&aws.url, &w.env.region).await;
+    let accounts = hub_accounts(&hub, "image-rollout");
+
+    let arn = format!(
+        "arn:aws:eks:{}:{MEMBER_ACCOUNT}:cluster/{name}",
+        w.env.region
+    );
+    let clusters = format!("staging={arn}");
+    let rules = json!([
+        {"repository": "shop/*", "tag": "latest", "clusters": ["staging"], "namespaces": [w.shop]},
+    ])
+    .to_string();
+    let config = w.config(
+        &clusters,
+        &[
+            ("ROLLOUT_RULES", rules.as_str()),
+            ("ACCOUNT_ID", HUB_ACCOUNT),
+            ("MEMBER_ROLE_NAME", "bridgekeeper-image-rollout"),
+        ],
+    );
+    let (pushed, digest) = w.push("latest", 11).await?;
+    let r = w.run_with(&config, pushed, &accounts).await?;
+    let staging = r.clusters.iter().find(|c| c.cluster == "staging").unwrap();
+    assert!(staging.error.is_none(), "{staging:?}");
+    assert_eq!(staging.rolled.len(), 2, "{staging:?}");
+    assert!(image(&w.shop, "api").await?.ends_with(&digest));
+
+    // The AssumeRole went to STS for the member role; DescribeCluster was signed as that role.
+    let member_key = accounts
+        .sdk(&Scope::account(MEMBER_ACCOUNT).in_region(&w.env.region))
+        .await?
+        .credentials_provider()
+        .unwrap()
+        .provide_credentials()
+        .await?
+        .access_key_id()
+        .to_owned();
+    let calls = aws.requests();
+    let described = calls
+        .iter()
+        .find(|h| h.starts_with(&format!("GET /clusters/{name}")))
+        .expect("DescribeCluster went through the proxy");
+    assert!(
+        described.contains(&format!("Credential={member_key}/")),
+        "{described}"
+    );
+    // Every call to the cluster carried a token whose presigned URL is the member role's, in
+    // the cluster's region.
+    let tokens: Vec<String> = cluster_api
+        .requests()
+        .iter()
+        .filter_map(|h| {
+            h.lines()
+                .find_map(|l| l.strip_prefix("authorization: Bearer k8s-aws-v1."))
+                .map(|t| String::from_utf8(URL_SAFE_NO_PAD.decode(t.trim()).unwrap()).unwrap())
+        })
+        .collect();
+    assert!(!tokens.is_empty(), "{:?}", cluster_api.requests());
+    assert_eq!(tokens.len(), cluster_api.requests().len());
+    for url in &tokens {
+        assert!(
+            url.starts_with(&format!("https://sts.{}.amazonaws.com/", w.env.region)),
+            "{url}"
+        );
+        assert!(
+            url.contains(&format!("X-Amz-Credential={member_key}%2F")),
+            "{url}"
+        );
+    }
     Ok(())
 }
 
