@@ -334,30 +334,31 @@ impl Accounts {
         }
     }
 
-    /// Whether `scope` is where the function is: its own account (or none) and its own region.
-    pub fn is_here(&self, scope: &Scope) -> bool {
+    /// `scope` with what is the function's own (its account, its region) left out: the default
+    /// scope is here.
+    fn key(&self, scope: &Scope) -> Scope {
         let own_region = self.0.own.region().map(|r| r.as_ref());
-        self.is_own(scope.account.as_deref())
-            && scope
-                .region
-                .as_deref()
-                .is_none_or(|r| Some(r) == own_region)
-    }
-
-    /// The configuration to act in `scope`, built (and for a member account, its role assumed)
-    /// on first use. A failure is not kept: the next call tries again.
-    pub async fn sdk(&self, scope: &Scope) -> Result<SdkConfig, AccountError> {
-        if self.is_here(scope) {
-            return Ok(self.0.own.clone());
-        }
-        let own_region = self.0.own.region().map(|r| r.as_ref());
-        let key = Scope {
+        Scope {
             account: scope.account.clone().filter(|a| !self.is_own(Some(a))),
             region: scope
                 .region
                 .clone()
                 .filter(|r| Some(r.as_str()) != own_region),
-        };
+        }
+    }
+
+    /// Whether `scope` is where the function is: its own account (or none) and its own region.
+    pub fn is_here(&self, scope: &Scope) -> bool {
+        self.key(scope) == Scope::default()
+    }
+
+    /// The configuration to act in `scope`, built (and for a member account, its role assumed)
+    /// on first use. A failure is not kept: the next call tries again.
+    pub async fn sdk(&self, scope: &Scope) -> Result<SdkConfig, AccountError> {
+        let key = self.key(scope);
+        if key == Scope::default() {
+            return Ok(self.0.own.clone());
+        }
         let cell = self
             .0
             .built
@@ -415,6 +416,33 @@ impl Accounts {
             r if r.starts_with("us-gov-") => "aws-us-gov",
             _ => "aws",
         }
+    }
+}
+
+/// A service client for whichever account and region a call is about: the function's own, built
+/// once, where that is here; another's, built from its cached configuration, elsewhere.
+#[derive(Clone)]
+pub struct ScopedClient<C> {
+    own: C,
+    accounts: Accounts,
+    make: fn(&SdkConfig) -> C,
+}
+
+impl<C: Clone> ScopedClient<C> {
+    /// `make` is the service's `Client::new`.
+    pub fn new(accounts: &Accounts, make: fn(&SdkConfig) -> C) -> Self {
+        ScopedClient {
+            own: make(accounts.own()),
+            accounts: accounts.clone(),
+            make,
+        }
+    }
+
+    pub async fn get(&self, scope: &Scope) -> Result<C, AccountError> {
+        if self.accounts.is_here(scope) {
+            return Ok(self.own.clone());
+        }
+        Ok((self.make)(&self.accounts.sdk(scope).await?))
     }
 }
 

@@ -74,24 +74,24 @@ impl FromStr for ClusterTarget {
                 .map_err(|e| format!("{s:?} is not a valid URL: {e}"))?;
             return Ok(ClusterTarget::Url { url: s.to_owned() });
         }
-        if let Some(rest) = s.strip_prefix("arn:") {
-            // arn:<partition>:eks:<region>:<account>:cluster/<name>
-            let parts: Vec<&str> = rest.splitn(5, ':').collect();
-            return match parts.as_slice() {
-                [_, "eks", region, account, resource]
-                    if !region.is_empty()
-                        && is_account_id(account)
-                        && resource.strip_prefix("cluster/").is_some_and(is_eks_name) =>
-                {
-                    Ok(ClusterTarget::Eks {
-                        name: resource["cluster/".len()..].to_owned(),
-                        scope: Scope::account(*account).in_region(*region),
-                    })
-                }
-                _ => Err(format!(
+        if s.starts_with("arn:") {
+            let arn = s.parse::<crate::config::Arn>().ok();
+            let cluster = arn.as_ref().and_then(|a| {
+                let name = a.resource().strip_prefix("cluster/")?;
+                (a.service() == "eks"
+                    && !a.region().is_empty()
+                    && is_account_id(a.account())
+                    && is_eks_name(name))
+                .then(|| ClusterTarget::Eks {
+                    name: name.to_owned(),
+                    scope: Scope::account(a.account()).in_region(a.region()),
+                })
+            });
+            return cluster.ok_or_else(|| {
+                format!(
                     "{s:?} is not an EKS cluster ARN (arn:aws:eks:<region>:<account>:cluster/<name>)"
-                )),
-            };
+                )
+            });
         }
         if is_eks_name(s) {
             Ok(ClusterTarget::eks(s))
@@ -383,11 +383,20 @@ impl ClusterAccess {
     /// `accounts` gives EKS targets their account's and region's configuration (DescribeCluster,
     /// credentials and region to sign with), built on first use.
     pub fn new(target: ClusterTarget, accounts: &Accounts) -> Self {
+        ClusterAccess::with(target, Some(accounts.clone()), None, None)
+    }
+
+    fn with(
+        target: ClusterTarget,
+        accounts: Option<Accounts>,
+        eks: Option<EksAccess>,
+        static_token: Option<String>,
+    ) -> Self {
         ClusterAccess {
             target,
-            accounts: Some(accounts.clone()),
-            eks: tokio::sync::OnceCell::new(),
-            static_token: None,
+            accounts,
+            eks: tokio::sync::OnceCell::new_with(eks),
+            static_token,
             token: Arc::new(RwLock::new(None)),
             connected: Mutex::new(None),
         }
@@ -400,28 +409,16 @@ impl ClusterAccess {
         credentials: SharedCredentialsProvider,
         region: &str,
     ) -> Self {
-        ClusterAccess {
-            target: ClusterTarget::eks(name),
-            accounts: None,
-            eks: tokio::sync::OnceCell::new_with(Some((eks, credentials, region.to_owned()))),
-            static_token: None,
-            token: Arc::new(RwLock::new(None)),
-            connected: Mutex::new(None),
-        }
+        let eks = (eks, credentials, region.to_owned());
+        ClusterAccess::with(ClusterTarget::eks(name), None, Some(eks), None)
     }
 
     /// A URL target with an optional fixed bearer token (a service-account token, say).
     pub fn url(url: &str, token: Option<String>) -> Self {
-        ClusterAccess {
-            target: ClusterTarget::Url {
-                url: url.to_owned(),
-            },
-            accounts: None,
-            eks: tokio::sync::OnceCell::new(),
-            static_token: token,
-            token: Arc::new(RwLock::new(None)),
-            connected: Mutex::new(None),
-        }
+        let target = ClusterTarget::Url {
+            url: url.to_owned(),
+        };
+        ClusterAccess::with(target, None, None, token)
     }
 
     /// A cluster reached through a client built elsewhere (a mock API server in tests, a

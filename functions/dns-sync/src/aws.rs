@@ -79,9 +79,11 @@ impl AwsDns {
             .filter(|a| !accounts.is_own(Some(a)))
             .cloned()
             .collect();
+        // A cluster ARN in the function's own account and region: its load balancers are the ones
+        // the own listing finds.
         let lb_scopes: Vec<Scope> = lb_scopes
             .iter()
-            .filter(|s| *s != &Scope::default())
+            .filter(|s| !accounts.is_here(s))
             .cloned()
             .collect();
         if !zone_accounts.is_empty() || !lb_scopes.is_empty() {
@@ -507,6 +509,25 @@ pub(crate) mod tests {
 
     /// A DELETE must repeat every field of the record set, or Route53 answers "values provided do
     /// not match the current values": whatever is listed is written back the same.
+    /// Only other accounts and regions are listed through member roles: a cluster ARN in the
+    /// function's own account and region adds no second listing of its own load balancers.
+    #[test]
+    fn only_other_accounts_and_regions_are_reached_through_member_roles() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .build();
+        let own = "111111111111";
+        let accounts = Accounts::new(&sdk, Some(own.into()), Some("bk".into()), None, "bk");
+        let here = Scope::account(own).in_region("eu-west-1");
+        let dns = AwsDns::across(&accounts, &[own.to_owned()], std::slice::from_ref(&here));
+        assert!(dns.members.is_none());
+        let elsewhere = Scope::account(own).in_region("us-east-1");
+        let member = Scope::account("222222222222").in_region("eu-west-1");
+        let dns = AwsDns::across(&accounts, &[], &[here, elsewhere.clone(), member.clone()]);
+        assert_eq!(dns.members.unwrap().lb_scopes, [elsewhere, member]);
+    }
+
     #[test]
     fn a_routing_policy_record_is_read_and_written_whole() {
         let record = RecordSet {

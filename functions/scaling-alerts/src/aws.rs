@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use bridgekeeper::Error;
-use bridgekeeper::accounts::{Accounts, Scope};
+use bridgekeeper::accounts::{Accounts, Scope, ScopedClient};
 use bridgekeeper::error::SdkResultExt;
 
 use crate::domain::GroupInfo;
@@ -24,25 +24,14 @@ pub trait AutoScaling: Send + Sync {
 }
 
 pub struct AutoScalingApi {
-    own: aws_sdk_autoscaling::Client,
-    accounts: Accounts,
+    client: ScopedClient<aws_sdk_autoscaling::Client>,
 }
 
 impl AutoScalingApi {
     pub fn new(accounts: Accounts) -> Self {
-        let own = aws_sdk_autoscaling::Client::new(accounts.own());
-        AutoScalingApi { own, accounts }
-    }
-
-    /// The function's own client where the event happened here; another account's or region's
-    /// (built from its cached configuration) otherwise.
-    async fn client(&self, scope: &Scope) -> Result<aws_sdk_autoscaling::Client, Error> {
-        if self.accounts.is_here(scope) {
-            return Ok(self.own.clone());
+        AutoScalingApi {
+            client: ScopedClient::new(&accounts, aws_sdk_autoscaling::Client::new),
         }
-        Ok(aws_sdk_autoscaling::Client::new(
-            &self.accounts.sdk(scope).await?,
-        ))
     }
 }
 
@@ -52,7 +41,7 @@ impl AutoScaling for AutoScalingApi {
         scope: &Scope,
         names: &[String],
     ) -> Result<HashMap<String, GroupInfo>, Error> {
-        let client = self.client(scope).await?;
+        let client = self.client.get(scope).await?;
         let mut groups = HashMap::new();
         for chunk in names.chunks(NAMES_PER_CALL) {
             let pages = client
@@ -110,21 +99,14 @@ pub trait Instances: Send + Sync {
 const IDS_PER_CALL: usize = 100;
 
 pub struct Ec2Api {
-    own: aws_sdk_ec2::Client,
-    accounts: Accounts,
+    client: ScopedClient<aws_sdk_ec2::Client>,
 }
 
 impl Ec2Api {
     pub fn new(accounts: Accounts) -> Self {
-        let own = aws_sdk_ec2::Client::new(accounts.own());
-        Ec2Api { own, accounts }
-    }
-
-    async fn client(&self, scope: &Scope) -> Result<aws_sdk_ec2::Client, Error> {
-        if self.accounts.is_here(scope) {
-            return Ok(self.own.clone());
+        Ec2Api {
+            client: ScopedClient::new(&accounts, aws_sdk_ec2::Client::new),
         }
-        Ok(aws_sdk_ec2::Client::new(&self.accounts.sdk(scope).await?))
     }
 }
 
@@ -134,7 +116,7 @@ impl Instances for Ec2Api {
         scope: &Scope,
         ids: &[String],
     ) -> Result<HashMap<String, NodeInfo>, Error> {
-        let client = self.client(scope).await?;
+        let client = self.client.get(scope).await?;
         let mut found = HashMap::new();
         for chunk in ids.chunks(IDS_PER_CALL) {
             // A filter, not InstanceIds: "If you specify an instance ID that is not valid, an

@@ -5,7 +5,6 @@ use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use bridgekeeper::accounts::Scope;
-use bridgekeeper::events::Envelope;
 use bridgekeeper::failures::{FailureRecord, FailureSink};
 use bridgekeeper::idempotency::{Claim, Remember, Store, event_id};
 use bridgekeeper::metrics::Metrics;
@@ -254,11 +253,13 @@ pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
     };
     let mut facts = Vec::new();
     let mut records: HashMap<String, &SqsMessage> = HashMap::new();
+    let mut origins: HashMap<String, Scope> = HashMap::new();
     for record in &event.records {
         let id = record.message_id.clone().unwrap_or_default();
         match parse(record) {
-            Ok(fact) => {
+            Ok((origin, fact)) => {
                 records.insert(id.clone(), record);
+                origins.insert(id.clone(), origin);
                 facts.push((id, fact));
             }
             Err(why) => {
@@ -275,10 +276,6 @@ pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
         }
     }
 
-    let origins: HashMap<String, Scope> = records
-        .iter()
-        .map(|(id, record)| (id.clone(), origin(record)))
-        .collect();
     let facts = nodes_only(facts, &origins, config, &ports.ec2, &mut response).await;
 
     let mut names: BTreeMap<&Scope, BTreeSet<String>> = BTreeMap::new();
@@ -390,17 +387,6 @@ fn silenced(alert: &Alert) -> bool {
     // the last of equal elements).
     let latest = alarms.iter().max_by_key(|a| a.time);
     latest.is_some_and(|a| a.silenced.is_some())
-}
-
-/// Where an event happened: its envelope's account and region (a member account's forwarded
-/// events keep theirs).
-fn origin(record: &SqsMessage) -> Scope {
-    record
-        .body
-        .as_deref()
-        .and_then(|b| serde_json::from_str::<Envelope>(b).ok())
-        .map(|e| e.origin())
-        .unwrap_or_default()
 }
 
 /// Fills in what EC2 says about the instances the batch's EC2 events name (one

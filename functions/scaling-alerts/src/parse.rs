@@ -1,6 +1,7 @@
 //! The event shapes: an SQS record's EventBridge event becomes a [`Fact`], or a reason it cannot.
 
 use aws_lambda_events::event::sqs::SqsMessage;
+use bridgekeeper::accounts::Scope;
 use bridgekeeper::events::{
     ALARM_STATE_CHANGE, AlarmStateChangeEvent, AutoScalingInstanceEvent, Envelope, EventBridgeEvent,
 };
@@ -97,10 +98,16 @@ struct LifecycleAction {
 /// The states of `EC2 Instance State-change Notification` that take a node away.
 pub const NODE_LOSING_STATES: [&str; 4] = ["stopping", "stopped", "shutting-down", "terminated"];
 
-pub fn parse(record: &SqsMessage) -> Result<Fact, String> {
+/// The record's event as a [`Fact`], and where it happened (its envelope's account and region:
+/// a member account's forwarded events keep theirs).
+pub fn parse(record: &SqsMessage) -> Result<(Scope, Fact), String> {
     let body = record.body.as_deref().ok_or("the record has no body")?;
     let envelope: Envelope = serde_json::from_str(body)
         .map_err(|e| format!("the body is not an EventBridge event: {e}"))?;
+    Ok((envelope.origin(), read(body, &envelope)?))
+}
+
+fn read(body: &str, envelope: &Envelope) -> Result<Fact, String> {
     let (source, detail_type) = (envelope.source(), envelope.detail_type());
     let malformed = |e: serde_json::Error| format!("malformed {detail_type} event: {e}");
     let instance_action = InstanceAction::from_detail_type(detail_type);

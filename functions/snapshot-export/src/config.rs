@@ -36,6 +36,9 @@ pub struct Config {
     /// member role there, with its own export role, quota and report.
     pub members: Vec<Member>,
     pub member_export_role: String,
+    /// `ACCOUNT_ID`: this account, when known; an RDS event from an account that is neither this
+    /// one nor a member is refused.
+    pub own_account: Option<String>,
 }
 
 /// A member account: `staging=222222222222` names it in reports, a bare id is its own name.
@@ -154,6 +157,7 @@ impl Config {
             summary,
             members,
             member_export_role: export_role,
+            own_account: env.optional(bridgekeeper::accounts::ACCOUNT_VAR),
         })
     }
 

@@ -118,18 +118,25 @@ pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember>(
     notifier: &N,
     memory: &M,
 ) -> Result<Outcome, Error> {
-    if config.members.is_empty() {
-        return handler::handle(event, config, own, notifier, memory)
-            .await
-            .map(|r| Outcome::One(Box::new(r)));
-    }
     let envelope = Envelope::of(&event)?;
-    if envelope.kind() != SCHEDULED_EVENT {
+    let scheduled = envelope.kind() == SCHEDULED_EVENT;
+    if config.members.is_empty() || !scheduled {
         let origin = envelope.origin().account;
         let member = config
             .members
             .iter()
             .find(|m| origin.as_deref() == Some(m.account.as_str()));
+        // An export in an account this stack does not cover (a member stack forwarding to a hub
+        // that does not list it) is not ours to report, nor to fill slots for.
+        if let (Some(from), Some(own), None) = (&origin, &config.own_account, member)
+            && from != own
+            && !scheduled
+        {
+            return Err(Error::invalid_event(format!(
+                "an RDS event from account {from}, which is neither this account ({own}) nor in \
+                 MEMBER_ACCOUNTS"
+            )));
+        }
         let response = match member {
             Some(m) => in_member(event, config, m, members, notifier, memory).await,
             None => handler::handle(event, config, own, notifier, memory).await,
@@ -331,6 +338,24 @@ mod tests {
             "the hub's RDS is not asked"
         );
         assert!(!staging.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_rds_event_from_an_account_not_covered_is_refused_before_any_call() {
+        let own = FakeRds::default();
+        let staging = Arc::new(FakeRds::default());
+        let members = Members {
+            rds: HashMap::from([(STAGING, staging.clone())]),
+            refused: None,
+        };
+        let foreign = COMPLETED.replace("\"123456789012\"", "\"999999999999\"");
+        let (err, notifier) = run(&foreign, &own, &members).await;
+        let err = err.unwrap_err();
+        assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
+        assert!(err.to_string().contains("account 999999999999"), "{err}");
+        assert!(own.calls.lock().unwrap().is_empty());
+        assert!(staging.calls.lock().unwrap().is_empty());
+        assert!(notifier.sent().is_empty());
     }
 
     #[tokio::test]

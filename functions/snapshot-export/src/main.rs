@@ -1,3 +1,6 @@
+// The fleet over accounts nests deeply in the handler future's type.
+#![recursion_limit = "256"]
+
 use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
 use bridgekeeper::idempotency::{DynamoStore, once};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
