@@ -6,14 +6,16 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CARGO_FLAGS := --workspace --locked
 
-.PHONY: setup demo test lint ci standins bench scale clean-venv template-check package fuzz
+.PHONY: setup demo test lint ci standins bench scale clean-venv template-check policy-check package fuzz
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt tests/access/package-lock.json
 	@command -v python3 >/dev/null || { echo "python3 is required (3.11+)"; exit 1; }
+	@command -v npm >/dev/null || { echo "node and npm are required (the IAM evaluator of make template-check)"; exit 1; }
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --requirement requirements.txt
+	cd tests/access && npm ci --no-audit --no-fund --silent
 	touch $@
 
 ## Runs every job locally against the stand-ins and prints what each did. Built exactly as
@@ -43,10 +45,32 @@ scale:
 	cargo run --release --locked -p bridgekeeper-tests --bin scale
 
 ## The template as CloudFormation receives it: SAM-expanded for each parameter set in
-## tests/template/params.json, then cfn-lint, checkov (skips must be needed) and the Rules.
+## tests/template/params.json, then cfn-lint, checkov (skips must be needed), the Rules, and the
+## access map: every AWS call the functions make, evaluated with IAM's logic against the policies
+## the hub and member stacks deploy (tests/access; its evaluator is tested first), and every SDK
+## call in the code listed in the map.
 template-check: setup
 	cfn-lint template.yaml
+	$(VENV)/bin/python -m unittest -q tests/access/test_evaluate.py
+	$(VENV)/bin/python tests/access/operations.py
 	$(VENV)/bin/python tests/template/check.py
+
+## For users with an AWS account, never in CI (it calls IAM Access Analyzer with your credentials):
+## cfn-policy-validator's `validate` and `check-no-new-access` on every expanded template of
+## make template-check; the reference is every action the access maps list.
+POLICY_REGION ?= eu-west-1
+POLICY_VENV := $(VENV)/policy
+policy-check: template-check
+	test -x $(POLICY_VENV)/bin/cfn-policy-validator || { python3 -m venv $(POLICY_VENV) && \
+	  $(POLICY_VENV)/bin/pip install --quiet cfn-policy-validator==0.0.37; }
+	$(VENV)/bin/python tests/access/reference.py > target/template-check/reference-policy.json
+	set -e; for t in target/template-check/*.json; do \
+	  case $$t in *.noskips.json|*reference-policy.json) continue;; esac; \
+	  echo "== $$t"; \
+	  $(POLICY_VENV)/bin/cfn-policy-validator validate --template-path $$t --region $(POLICY_REGION); \
+	  $(POLICY_VENV)/bin/cfn-policy-validator check-no-new-access --template-path $$t --region $(POLICY_REGION) \
+	    --reference-policy target/template-check/reference-policy.json --reference-policy-type identity; \
+	done
 
 ## sam build from a fresh clone: the arm64 target, cargo-lambda (+ zig) and the SAM CLI, then every
 ## function's bootstrap in .aws-sam/build/<LogicalId>/ (what sam deploy ships).

@@ -29,7 +29,8 @@ use crate::error::{Class, Classify, classify_service};
 
 /// The hub's own account id; the template sets it from `AWS::AccountId`.
 pub const ACCOUNT_VAR: &str = "ACCOUNT_ID";
-/// The name of the role each member stack creates for this function (`bridgekeeper-dns-sync`).
+/// The name of the role each member stack creates for this function (`bridgekeeper-dns-sync`),
+/// without the region the member stack appends (`bridgekeeper-dns-sync-eu-west-1`).
 pub const ROLE_VAR: &str = "MEMBER_ROLE_NAME";
 /// The `sts:ExternalId` the member roles require, if they require one.
 pub const EXTERNAL_ID_VAR: &str = "MEMBER_EXTERNAL_ID";
@@ -379,7 +380,17 @@ impl Accounts {
             let name = self.0.role.as_ref().ok_or_else(|| AccountError::NoRole {
                 account: account.clone(),
             })?;
-            let role = format!("arn:{}:iam::{account}:role/{name}", self.partition());
+            // The member stack is deployed per account and region, and IAM names are per
+            // account: its roles carry their region (`<prefix>-<function>-<region>`).
+            let region = scope
+                .region
+                .as_deref()
+                .or(self.0.own.region().map(|r| r.as_ref()))
+                .unwrap_or_default();
+            let role = format!(
+                "arn:{}:iam::{account}:role/{name}-{region}",
+                self.partition()
+            );
             let mut builder = AssumeRoleProvider::builder(&role)
                 .session_name(&self.0.session)
                 .configure(&self.0.own);
@@ -563,13 +574,13 @@ mod tests {
             2,
             "one AssumeRole per (account, region): {asked:?}"
         );
-        for body in asked.iter() {
+        for (body, region) in asked.iter().zip(["eu-west-1", "us-east-1"]) {
             assert!(body.contains("Action=AssumeRole"), "{body}");
             assert!(
-                body.contains(
-                    "RoleArn=arn%3Aaws%3Aiam%3A%3A222222222222%3Arole%2Fbridgekeeper-dns-sync"
-                ),
-                "{body}"
+                body.contains(&format!(
+                    "RoleArn=arn%3Aaws%3Aiam%3A%3A222222222222%3Arole%2Fbridgekeeper-dns-sync-{region}&"
+                )),
+                "the member role of the target's region: {body}"
             );
             assert!(body.contains("ExternalId=bk-ext-1"), "{body}");
             assert!(
@@ -588,7 +599,7 @@ mod tests {
         let text = crate::error::chain(&err);
         for part in [
             "account 222222222222",
-            "arn:aws:iam::222222222222:role/bridgekeeper-dns-sync",
+            "arn:aws:iam::222222222222:role/bridgekeeper-dns-sync-eu-west-1",
             "AccessDenied",
             "with the same external id",
         ] {

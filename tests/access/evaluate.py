@@ -126,6 +126,8 @@ def member_params_from_hub(hub):
         else p["SnapshotExportSourceTag"]
     out["ExportDbInstances"] = p["SnapshotExportDbInstances"]
     out["ExportDbClusters"] = p["SnapshotExportDbClusters"]
+    out["DnsSyncPolicy"] = p["DnsSyncPolicy"]
+    out["DnsSyncDomainFilter"] = p["DnsSyncDomainFilter"]
     return out
 
 
@@ -340,6 +342,10 @@ class Requests:
                     owner = account_of(resource, target["account"])
                     if entry.get("owner") == "hub":
                         owner = HUB
+                    if entry.get("external"):
+                        # Not the stack's resource: only this side of the request is ours to check;
+                        # its owner's policy must admit the role (the entry says so; the README too).
+                        owner = stack.account
                     policy_stack, policy = resource_policy(
                         [self.dep.hub] + list(self.dep.members.values()), resource, entry["action"])
                     sim = {
@@ -350,8 +356,7 @@ class Requests:
                     }
                     if policy is not None:
                         sim["resourcePolicy"] = policy
-                    if entry["action"] != "sts:AssumeRole":
-                        context["aws:ResourceAccount"] = owner
+                    context["aws:ResourceAccount"] = owner
                     out.append((f"{self.map['function']}: {entry['action']} on {resource} as {logical} "
                                 f"({stack.account})", sim, entry.get("expect", "Allowed")))
         return out
@@ -459,10 +464,14 @@ def service_request(action, service, resource, owner, context):
                         "resource": {"resource": resource, "accountId": owner}, "contextVariables": ctx}}
 
 
-def stack_paths(dep):
-    """Deliveries the stack sets up for AWS services: each must be allowed."""
+def stack_paths(dep, hub_present=True):
+    """Deliveries the stack sets up for AWS services: each must be allowed. Without the hub
+    (a member set on its own), a put on the hub's bus is checked on the member's side only."""
     cases = []
     all_stacks = lambda: [dep.hub] + list(dep.members.values())  # noqa: E731
+    hub_params = dep.hub.params
+    # Members of the hub's organisation carry its id (aws:PrincipalOrgID) on every request.
+    org = {"aws:PrincipalOrgID": hub_params["OrganizationId"]} if hub_params.get("OrganizationId") else {}
     for stack in all_stacks():
         where = "hub" if stack is dep.hub else f"member {stack.account}/{stack.region}"
         # Every rule target's dead-letter queue: EventBridge sends as events.amazonaws.com with
@@ -503,11 +512,13 @@ def stack_paths(dep):
                     session = f"arn:aws:sts::{stack.account}:assumed-role/{role.rsplit('/', 1)[1]}/events"
                     put = {"request": {"action": "events:PutEvents", "principal": session,
                                        "resource": {"resource": target["Arn"], "accountId": account_of(target["Arn"], "")},
-                                       "contextVariables": {"aws:PrincipalArn": role, "aws:PrincipalAccount": stack.account,
-                                                            "aws:SecureTransport": "true"}},
+                                       "contextVariables": dict({"aws:PrincipalArn": role, "aws:PrincipalAccount": stack.account,
+                                                            "aws:SecureTransport": "true"}, **org)},
                            "identityPolicies": identity_policies(stack, role_logical)}
                     if bus_policy is not None:
                         put["resourcePolicy"] = bus_policy
+                    elif not hub_present:
+                        put["request"]["resource"]["accountId"] = stack.account
                     cases.append((f"{where}: rule {logical} puts events on {target['Arn']}", put, "Allowed"))
         # Alarms publish to their topics as cloudwatch.amazonaws.com, with the alarm's ARN.
         for logical, _ in stack.created("AWS::CloudWatch::Alarm"):
@@ -599,13 +610,13 @@ def unlisted(dep, fmaps):
             if section:
                 logical = section["hub" if hub else "member"]
                 roles[(stack.account, stack.region, logical)] = (
-                    stack, logical, {e["action"] for e in section["calls"]})
+                    stack, logical, {e["action"] for e in section["calls"]} | set(section.get("granted", [])))
         for stack, logical, listed in roles.values():
             if not logical or not stack.exists(logical):
                 continue
             listed = {a.lower() for a in listed}
             for action in sorted(allowed_actions(identity_policies(stack, logical))):
-                if action.lower() not in listed:
+                if not any(fnmatch.fnmatchcase(action.lower(), a) for a in listed):
                     findings.append(f"{logical} ({stack.account}) is allowed {action}, which "
                                     f"functions/{fmap['function']}/access.json does not list for it")
     return findings
@@ -658,4 +669,35 @@ def check_hub(hub_template, params, member_template, label):
         findings += name_findings(member_template, {k: ",".join(v) if isinstance(v, list) else v
                                                     for k, v in member_params.items()},
                                   f"{label} member", multi_region=True)
+    return [f"[{label}] {f}" for f in findings], len(cases)
+
+
+def check_member(member_template, params, label):
+    """A member stack on its own (its parameter sets name a hub by ARN): each role trusts its hub
+    role with the external id and no one without it, the stack's own deliveries, its names."""
+    stack = Stack(member_template, params, "bridgekeeper-member", "222222222222", REGION)
+    cases = []
+    for logical, _ in stack.created("AWS::IAM::Role"):
+        trust = stack.props(logical)["AssumeRolePolicyDocument"]
+        for st in statements(trust):
+            hub_role = st.get("Principal", {}).get("AWS")
+            if not hub_role:
+                continue
+            external = params.get("ExternalId", "")
+            for ext, expected in ((external, "Allowed"), ("not-the-id", "Denied")):
+                session = f"arn:aws:sts::{account_of(hub_role, HUB)}:assumed-role/{hub_role.rsplit('/', 1)[1]}/s"
+                sim = {"request": {"action": "sts:AssumeRole", "principal": session,
+                                   "resource": {"resource": stack.attr(logical, "Arn"), "accountId": stack.account},
+                                   "contextVariables": {"aws:PrincipalArn": hub_role, "sts:ExternalId": ext,
+                                                        "aws:PrincipalAccount": account_of(hub_role, HUB),
+                                                        "aws:ResourceAccount": stack.account,
+                                                        "aws:SecureTransport": "true"}},
+                       "identityPolicies": [{"name": "hub", "policy": {"Version": "2012-10-17", "Statement": [
+                           {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}}],
+                       "resourcePolicy": trust}
+                cases.append((f"{label}: the hub role assumes {logical} with external id {ext!r}", sim, expected))
+    dep = type("Member", (), {"hub": stack, "members": {}})()
+    cases += stack_paths(dep, hub_present=False)
+    findings = evaluate(cases)
+    findings += name_findings(member_template, params, f"{label}", multi_region=True)
     return [f"[{label}] {f}" for f in findings], len(cases)

@@ -11,7 +11,10 @@ checkov on the result, and checks:
 - the template's Rules accept every "accept" set and refuse every "reject" set, by the rule named;
 - cfn-lint reports no error and no warning;
 - checkov fails no check, and every checkov skip names a check that exists, carries a reason,
-  and is needed: the check fails on that resource when the skips are removed.
+  and is needed: the check fails on that resource when the skips are removed;
+- AWS would allow every call of the access map and refuse what it must refuse, and no role holds
+  an action the map does not list (tests/access/evaluate.py, for hub sets with the member stacks
+  their outputs configure).
 
 Usage: check.py [--out DIR]   (exit 1 on any finding; run by `make template-check`)
 """
@@ -32,7 +35,9 @@ from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "access"))
 from intrinsics import Resolver  # noqa: E402
+from evaluate import check_hub, check_member  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
@@ -56,6 +61,13 @@ def samconfig_sets():
             continue
         sets[f"samconfig:{env}"] = dict(kv.split("=", 1) for kv in shlex.split(overrides))
         sets[f"samconfig:{env}"]["_stack"] = cmds["deploy"]["parameters"].get("stack_name")
+    # A bare `sam deploy` reads [default]: it must name no stack, or it reconfigures that stack
+    # with the template's defaults.
+    default = conf.get("default", {})
+    named = default.get("global", {}).get("parameters", {}).get("stack_name") or \
+        default.get("deploy", {}).get("parameters", {}).get("stack_name")
+    if named:
+        findings.append(f"samconfig.toml [default]: names stack {named!r}; a bare `sam deploy` would reconfigure it")
     for key in SEPARATING + ["_stack"]:
         seen = {}
         for name, params in sets.items():
@@ -200,6 +212,7 @@ def main():
     out_dir = pathlib.Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     known = known_checks()
+    member_source = yaml_parse((ROOT / "deploy/member/template.yaml").read_text())
     failures = []
     rows = []
 
@@ -270,12 +283,19 @@ def main():
                     res = c["resource"].split(".", 1)[1]
                     if (res, c["check_id"]) not in failing:
                         found.append(f"{rel} [{case}]: {res} skips {c['check_id']}, which passes without the skip")
-            rows.append((str(rel), case, len(expanded["Resources"]), "ok" if not found else f"{len(found)} finding(s)"))
+            # Would AWS allow it: every access path, evaluated against these policies.
+            if own is PARAMS:
+                access, paths = check_hub(expanded, params, member_source, case)
+            else:
+                access, paths = check_member(expanded, params, f"{rel} [{case}]")
+            found += access
+            rows.append((str(rel), case, len(expanded["Resources"]), paths,
+                         "ok" if not found else f"{len(found)} finding(s)"))
             failures += found
 
-    print(f"{'template':<28} {'parameter set':<30} {'resources':>9}  result")
+    print(f"{'template':<28} {'parameter set':<34} {'resources':>9} {'access paths':>12}  result")
     for r in rows:
-        print(f"{r[0]:<28} {r[1]:<30} {r[2]:>9}  {r[3]}")
+        print(f"{r[0]:<28} {r[1]:<34} {r[2]:>9} {r[3]:>12}  {r[4]}")
     refused = len(PARAMS["reject"]) + sum(len(t.get("reject", {})) for t in PARAMS["templates"].values())
     print(f"rules: {refused} refused sets checked")
     if failures:

@@ -200,9 +200,16 @@ async fn a_member_accounts_tagged_database_is_exported_there_and_the_hubs_untagg
             .unwrap()
             .contains(&format!(":{MEMBER_ACCOUNT}:"))
     );
+    // The member stack's export role for this region (IAM names are per account).
     assert_eq!(
         task.iam_role_arn(),
-        Some("arn:aws:iam::222222222222:role/bridgekeeper-rds-export")
+        Some(
+            format!(
+                "arn:aws:iam::222222222222:role/bridgekeeper-rds-export-{}",
+                w.env.region
+            )
+            .as_str()
+        )
     );
     assert!(
         task.s3_prefix()

@@ -478,6 +478,18 @@ fn plan_host(
     if changes.is_empty() {
         return Some(Ok(None));
     }
+    // Only sync deletes: the role's policy allows DELETE for no other policy (IAM refuses the
+    // whole batch, every host in it, if one change is a DELETE it does not allow).
+    if input.policy != Policy::Sync
+        && let Some(DnsChange::Delete(old)) =
+            changes.iter().find(|c| matches!(c, DnsChange::Delete(_)))
+    {
+        return Some(Err(Refusal::Held(format!(
+            "its {} record must be deleted to become what the source asks for, and only the sync \
+             policy deletes; left as it is",
+            old.rtype
+        ))));
+    }
     if input.policy == Policy::CreateOnly {
         return Some(Err(Refusal::Held(
             "differs from the Ingress, but the create-only policy does not update".into(),
@@ -901,7 +913,7 @@ mod tests {
         let p = plan(
             &[ep("api.example.com", LB, RecordKind::Alias)],
             &existing,
-            Policy::UpsertOnly,
+            Policy::Sync,
         );
         assert_eq!(batched(&p).len(), 1);
         assert_eq!(
@@ -912,12 +924,30 @@ mod tests {
         let p = plan(
             &[ep("api.example.com", LB, RecordKind::Cname)],
             &existing,
-            Policy::UpsertOnly,
+            Policy::Sync,
         );
         assert_eq!(
             actions(&p),
             ["DELETE A api.example.com", "CREATE CNAME api.example.com"]
         );
+    }
+
+    #[test]
+    fn a_type_change_under_upsert_only_is_held_not_deleted() {
+        let existing = [
+            plain("api.example.com", "CNAME", LB),
+            ours("api.example.com"),
+        ];
+        for policy in [Policy::UpsertOnly, Policy::CreateOnly] {
+            let p = plan(
+                &[ep("api.example.com", LB, RecordKind::Alias)],
+                &existing,
+                policy,
+            );
+            assert!(batched(&p).is_empty(), "{policy:?}: {:?}", actions(&p));
+            let text = format!("{p:?}");
+            assert!(text.contains("only the sync policy deletes"), "{text}");
+        }
     }
 
     #[test]

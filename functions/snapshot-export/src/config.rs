@@ -52,13 +52,31 @@ pub struct Member {
 /// `export.rds.amazonaws.com`), unless `MEMBER_EXPORT_ROLE_NAME` names another.
 pub const MEMBER_EXPORT_ROLE: &str = "bridgekeeper-rds-export";
 
+/// `MEMBER_ACCOUNTS` (every member account), named in reports by `MEMBER_ACCOUNT_NAMES` where it
+/// names them: a name list that leaves some out must not leave their databases out.
 fn members(env: &Env) -> Result<Vec<Member>, ConfigError> {
-    Ok(
-        bridgekeeper::accounts::member_accounts(env, "MEMBER_ACCOUNTS")?
-            .into_iter()
-            .map(|(name, account)| Member { name, account })
-            .collect(),
-    )
+    use bridgekeeper::accounts::member_accounts;
+    let accounts = member_accounts(env, "MEMBER_ACCOUNTS")?;
+    let names = member_accounts(env, "MEMBER_ACCOUNT_NAMES")?;
+    if let Some((name, account)) = names
+        .iter()
+        .find(|(_, id)| !accounts.iter().any(|(_, a)| a == id))
+    {
+        return Err(ConfigError::new(
+            "MEMBER_ACCOUNT_NAMES",
+            format!("names {account} ({name}), which is not in MEMBER_ACCOUNTS"),
+        ));
+    }
+    Ok(accounts
+        .into_iter()
+        .map(|(name, account)| Member {
+            name: names
+                .iter()
+                .find(|(_, id)| *id == account)
+                .map_or(name, |(n, _)| n.clone()),
+            account,
+        })
+        .collect())
 }
 
 impl Config {
@@ -166,8 +184,16 @@ impl Config {
     pub fn for_member(&self, member: &Member) -> Config {
         let role = self.role_arn.as_str();
         let partition = role.split(':').nth(1).unwrap_or("aws");
+        // The member stack names its export role for its region (IAM names are per account),
+        // and RDS exports only into a bucket of the snapshot's region: the export key's.
+        let region = self
+            .kms_key_arn
+            .as_str()
+            .split(':')
+            .nth(3)
+            .unwrap_or_default();
         let role_arn = format!(
-            "arn:{partition}:iam::{}:role/{}",
+            "arn:{partition}:iam::{}:role/{}-{region}",
             member.account, self.member_export_role
         );
         Config {
@@ -243,6 +269,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn names_for_some_member_accounts_leave_none_out() {
+        let c = Config::from_env(&env_with(&[
+            ("MEMBER_ACCOUNTS", "222222222222,333333333333"),
+            ("MEMBER_ACCOUNT_NAMES", "staging=222222222222"),
+            ("MEMBER_ROLE_NAME", "bridgekeeper-snapshot-export"),
+        ]))
+        .unwrap();
+        let members: Vec<_> = c
+            .members
+            .iter()
+            .map(|m| (m.name.as_str(), m.account.as_str()))
+            .collect();
+        assert_eq!(
+            members,
+            [
+                ("staging", "222222222222"),
+                ("333333333333", "333333333333")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_name_for_an_account_that_is_not_a_member_is_refused_by_name() {
+        let err = Config::from_env(&env_with(&[
+            ("MEMBER_ACCOUNTS", "222222222222"),
+            ("MEMBER_ACCOUNT_NAMES", "prod=333333333333"),
+            ("MEMBER_ROLE_NAME", "bridgekeeper-snapshot-export"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("MEMBER_ACCOUNT_NAMES") && text.contains("333333333333"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_member_account_gets_its_export_role_prefix_and_name() {
         let c = Config::from_env(&env_with(&[
             ("MEMBER_ACCOUNTS", "staging=222222222222, 333333333333"),
@@ -253,7 +316,7 @@ pub(crate) mod tests {
         let staging = c.for_member(&c.members[0]);
         assert_eq!(
             staging.role_arn.as_str(),
-            "arn:aws:iam::222222222222:role/bridgekeeper-rds-export"
+            "arn:aws:iam::222222222222:role/bridgekeeper-rds-export-eu-west-1"
         );
         assert_eq!(staging.prefix, "rds-exports/222222222222");
         assert_eq!(staging.environment, "staging");
