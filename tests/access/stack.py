@@ -8,9 +8,12 @@ policies of the resulting stack are what tests/access/evaluate.py evaluates.
 """
 
 import hashlib
+import pathlib
 import re
+import sys
 
-NO_VALUE = object()
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "template"))
+from intrinsics import NO_VALUE, Resolver  # noqa: E402
 
 # What CloudFormation appends to a generated name, and the services' name limits.
 NAME_LIMITS = {
@@ -43,7 +46,7 @@ def partition_of(region):
     return "aws"
 
 
-class Stack:
+class Stack(Resolver):
     def __init__(self, template, params, name, account, region):
         self.t = template
         self.name, self.account, self.region = name, account, region
@@ -53,6 +56,8 @@ class Stack:
             value = str(params.get(key, p.get("Default", "")))
             self.params[key] = ([x.strip() for x in value.split(",")]
                                 if p.get("Type") == "CommaDelimitedList" else value)
+        self.types = {k: p.get("Type") for k, p in template.get("Parameters", {}).items()}
+        self.conditions = template.get("Conditions", {})
         self.resources = template.get("Resources", {})
         self.cache = {}
         self.stack_id = (f"arn:{self.partition}:cloudformation:{region}:{account}:stack/{name}/"
@@ -151,12 +156,6 @@ class Stack:
             self.cache[key] = values[attribute]
         return self.cache[key]
 
-    def condition(self, name):
-        key = ("condition", name)
-        if key not in self.cache:
-            self.cache[key] = bool(self.resolve(self.t["Conditions"][name]))
-        return self.cache[key]
-
     def sub(self, text, local=None):
         local = local or {}
 
@@ -175,31 +174,9 @@ class Stack:
         return re.sub(r"\$\{([^}]+)\}", one, text)
 
     def resolve(self, node):
-        if isinstance(node, list):
-            out = [self.resolve(n) for n in node]
-            return [n for n in out if n is not NO_VALUE]
-        if not isinstance(node, dict):
-            return node
-        if len(node) == 1:
+        """The functions a stack's resources use beyond the ones intrinsics.Resolver resolves."""
+        if isinstance(node, dict) and len(node) == 1:
             (key, arg), = node.items()
-            if key == "Ref":
-                return self.ref(arg)
-            if key == "Condition":
-                return self.condition(arg)
-            if key == "Fn::If":
-                return self.resolve(arg[1] if self.condition(arg[0]) else arg[2])
-            if key == "Fn::Equals":
-                return self.resolve(arg[0]) == self.resolve(arg[1])
-            if key == "Fn::Not":
-                return not self.resolve(arg[0])
-            if key == "Fn::And":
-                return all(self.resolve(a) for a in arg)
-            if key == "Fn::Or":
-                return any(self.resolve(a) for a in arg)
-            if key == "Fn::Join":
-                return arg[0].join(str(x) for x in self.resolve(arg[1]))
-            if key == "Fn::Split":
-                return str(self.resolve(arg[1])).split(arg[0])
             if key == "Fn::Select":
                 return self.resolve(arg[1])[int(self.resolve(arg[0]))]
             if key == "Fn::GetAtt":
@@ -209,10 +186,7 @@ class Stack:
                 if isinstance(arg, str):
                     return self.sub(arg)
                 return self.sub(arg[0], {k: self.resolve(v) for k, v in arg[1].items()})
-            if key.startswith("Fn::"):
-                raise ValueError(f"{key} is not resolved by stack.py; add it")
-        out = {k: self.resolve(v) for k, v in node.items()}
-        return {k: v for k, v in out.items() if v is not NO_VALUE}
+        return super().resolve(node)
 
     # ---- what the checks read ----------------------------------------------------------------
 
