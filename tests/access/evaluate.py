@@ -346,7 +346,7 @@ class Requests:
                         # Not the stack's resource: only this side of the request is ours to check;
                         # its owner's policy must admit the role (the entry says so; the README too).
                         owner = stack.account
-                    policy_stack, policy = resource_policy(
+                    _, policy = resource_policy(
                         [self.dep.hub] + list(self.dep.members.values()), resource, entry["action"])
                     sim = {
                         "request": {"action": entry["action"], "principal": session,
@@ -502,13 +502,13 @@ def stack_paths(dep, hub_present=True):
                                           {"aws:SourceArn": rule_arn, "aws:SourceAccount": stack.account})
                     sim["resourcePolicy"] = trust
                     cases.append((f"{where}: EventBridge assumes {role_logical} for rule {logical}", sim, "Allowed"))
-                    other = dict(sim, resourcePolicy=trust)
+                    other = dict(sim)
                     other["request"] = dict(sim["request"], contextVariables=dict(
                         sim["request"]["contextVariables"],
                         **{"aws:SourceArn": f"arn:aws:events:{stack.region}:{stack.account}:rule/someone-elses"}))
                     cases.append((f"{where}: EventBridge assumes {role_logical} for a rule not the stack's",
                                   other, "Denied"))
-                    bus_stack, bus_policy = resource_policy(all_stacks(), target["Arn"], "events:PutEvents")
+                    _, bus_policy = resource_policy(all_stacks(), target["Arn"], "events:PutEvents")
                     session = f"arn:aws:sts::{stack.account}:assumed-role/{role.rsplit('/', 1)[1]}/events"
                     put = {"request": {"action": "events:PutEvents", "principal": session,
                                        "resource": {"resource": target["Arn"], "accountId": account_of(target["Arn"], "")},
