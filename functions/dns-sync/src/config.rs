@@ -6,6 +6,7 @@ use bridgekeeper::config::{Arn, ConfigError, Env, environment};
 use bridgekeeper::notify::{SnsNotifier, Topics};
 
 use crate::domain::{Defaults, DeletionLimit, Policy, RecordKind, ZoneFilter, ZoneType};
+use crate::policy::HostPolicy;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -30,6 +31,8 @@ pub struct Config {
     /// How long one cluster may take to list its sources.
     pub cluster_timeout: Duration,
     pub policy: Policy,
+    /// `HOST_POLICY`: which namespaces may claim which names.
+    pub host_policy: HostPolicy,
     pub defaults: Defaults,
     pub dry_run: bool,
 }
@@ -117,6 +120,8 @@ impl Config {
                 .map(|(_, account)| account)
                 .collect(),
             policy,
+            host_policy: HostPolicy::parse(&env.list("HOST_POLICY"))
+                .map_err(|e| ConfigError::new("HOST_POLICY", e))?,
             defaults: Defaults { kind, ttl },
             dry_run: env.flag("DRY_RUN", false)?,
         })
@@ -237,6 +242,7 @@ mod tests {
             ("MAX_DELETIONS", "120%"),
             ("CLUSTER_CONCURRENCY", "0"),
             ("CLUSTER_TIMEOUT_SECONDS", "20s"),
+            ("HOST_POLICY", "shop=_bridgekeeper.example.com"),
         ] {
             assert_eq!(
                 Config::from_env(&env_with(&[(var, value)]))

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use crate::policy::{HostPolicy, Refused};
+
 pub use crate::records::*;
 pub use crate::sources::{
     Defaults, Endpoint, HOSTNAME_ANNOTATION, OPT_ANNOTATION, Skip, TTL_ANNOTATION, TYPE_ANNOTATION,
@@ -259,6 +261,8 @@ pub struct PlanInput<'a> {
     pub complete_clusters: &'a BTreeSet<String>,
     pub holds: &'a Holds,
     pub ttl: i64,
+    /// Which namespaces may claim which names (`HOST_POLICY`).
+    pub host_policy: &'a HostPolicy,
 }
 
 struct Existing<'a> {
@@ -276,6 +280,21 @@ impl<'a> Existing<'a> {
 
     fn at(&self, name: &str) -> &[&'a RecordSet] {
         self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The source (`<cluster>/<kind>/<namespace>/<name>`) and its cluster that this
+    /// deployment's ownership record of `host` names, if it names one.
+    fn owning_source(&self, host: &str, owner: &str, adopt: &[String]) -> Option<(String, String)> {
+        match self.registry(host, owner, adopt) {
+            Registry::Ours(t) | Registry::Adoptable(t, _) => {
+                let [value] = t.values.as_slice() else {
+                    return None;
+                };
+                let o = parse_owner(value)?;
+                Some((o.cluster.clone(), format!("{}/{}", o.cluster, o.source)))
+            }
+            _ => None,
+        }
     }
 
     fn registry(&self, host: &str, owner: &str, adopt: &[String]) -> Registry<'a> {
@@ -319,25 +338,7 @@ pub fn plan_zone(input: &PlanInput) -> ZonePlan {
     let mut plan = ZonePlan::default();
     let existing = Existing::new(input.existing);
 
-    // Two sources claiming one host: the first (in source order) wins, the rest are conflicts.
-    let mut wanted: BTreeMap<&str, &Endpoint> = BTreeMap::new();
-    for ep in input.endpoints {
-        match wanted.get(ep.host.as_str()) {
-            Some(first) if first.target != ep.target => conflict(
-                &mut plan,
-                &ep.host,
-                format!(
-                    "claimed by {} and {}; {} is used",
-                    first.source, ep.source, first.source
-                ),
-            ),
-            Some(_) => {}
-            None => {
-                wanted.insert(&ep.host, ep);
-            }
-        }
-    }
-
+    let wanted = claims(input, &existing, &mut plan);
     for (&host, ep) in &wanted {
         if let Some(h) = plan_host(input, &existing, host, ep) {
             match h {
@@ -356,6 +357,108 @@ pub fn plan_zone(input: &PlanInput) -> ZonePlan {
         plan_deletions(input, &existing, &wanted, &mut plan);
     }
     plan
+}
+
+/// Who gets each host. A claim `HOST_POLICY` refuses is reported and dropped. The source its
+/// ownership record names keeps the host while it still asks for it; an owner whose cluster or
+/// source could not be read this run keeps it too (its silence proves nothing). Otherwise the
+/// oldest claimant (`creationTimestamp`) wins, never the one whose name sorts first; claimants
+/// equally old that disagree get nothing. A claim that loses changes nothing and is reported.
+fn claims<'e>(
+    input: &PlanInput<'e>,
+    existing: &Existing,
+    plan: &mut ZonePlan,
+) -> BTreeMap<&'e str, &'e Endpoint> {
+    let mut by_host: BTreeMap<&str, Vec<&Endpoint>> = BTreeMap::new();
+    for ep in input.endpoints {
+        let apex = ep.host == input.zone;
+        match input
+            .host_policy
+            .allows(&ep.cluster, &ep.namespace, &ep.host, apex)
+        {
+            Ok(()) => by_host.entry(&ep.host).or_default().push(ep),
+            Err(Refused(why)) => conflict(plan, &ep.host, format!("{}: refused, {why}", ep.source)),
+        }
+    }
+    let mut wanted = BTreeMap::new();
+    for (host, mut claimants) in by_host {
+        claimants.sort_by_key(|e| (e.created.unwrap_or(i64::MAX), &e.source));
+        let owner = existing.owning_source(host, input.owner, input.adopt);
+        let owner_held = owner.as_ref().and_then(|(cluster, source)| {
+            if !input.complete_clusters.contains(cluster) {
+                Some(format!("cluster {cluster} could not be read"))
+            } else {
+                input
+                    .holds
+                    .sources
+                    .get(source)
+                    .map(|why| format!("it was skipped ({why})"))
+            }
+        });
+        let current = owner
+            .as_ref()
+            .and_then(|(_, source)| claimants.iter().find(|e| &e.source == source));
+        let winner = match (current, &owner, owner_held) {
+            (Some(ep), _, _) => *ep,
+            (None, Some((_, source)), Some(why)) => {
+                for ep in &claimants {
+                    conflict(
+                        plan,
+                        host,
+                        format!(
+                            "{} asks for it, but it belongs to {source} and {why}; nothing changed",
+                            ep.source
+                        ),
+                    );
+                }
+                continue;
+            }
+            _ => {
+                let first = claimants[0];
+                let tied: Vec<&Endpoint> = claimants
+                    .iter()
+                    .copied()
+                    .filter(|e| e.created == first.created && e.target != first.target)
+                    .collect();
+                if !tied.is_empty() {
+                    let names: Vec<&str> = std::iter::once(first)
+                        .chain(tied)
+                        .map(|e| e.source.as_str())
+                        .collect();
+                    conflict(
+                        plan,
+                        host,
+                        format!(
+                            "claimed by {}, created in the same second; none is used",
+                            names.join(" and ")
+                        ),
+                    );
+                    continue;
+                }
+                first
+            }
+        };
+        for ep in claimants
+            .iter()
+            .filter(|e| e.source != winner.source && e.target != winner.target)
+        {
+            let why = if current.is_some() {
+                "which owns it"
+            } else {
+                "the older claim"
+            };
+            conflict(
+                plan,
+                host,
+                format!(
+                    "{} asks for it, but it stays with {} ({why}); nothing changed for {}",
+                    ep.source, winner.source, ep.source
+                ),
+            );
+        }
+        wanted.insert(host, winner);
+    }
+    wanted
 }
 
 enum Refusal {
@@ -622,10 +725,21 @@ mod tests {
             target: target.into(),
             source: "prod/ingress/shop/api".into(),
             cluster: "prod".into(),
+            namespace: "shop".into(),
+            created: Some(1_700_000_000),
             kind,
             ttl: 300,
             dualstack: false,
         }
+    }
+
+    /// Any namespace may claim anything in the test zones, their apexes and wildcards too.
+    fn open() -> HostPolicy {
+        let entries: Vec<String> = ["example.com", "domain.com"]
+            .iter()
+            .flat_map(|z| [format!("*=*.{z}"), format!("*=@{z}")])
+            .collect();
+        HostPolicy::parse(&entries).unwrap()
     }
 
     fn lbs() -> HashMap<String, LoadBalancer> {
@@ -684,6 +798,7 @@ mod tests {
             complete_clusters: &complete,
             holds: &Holds::default(),
             ttl: 300,
+            host_policy: &open(),
         })
     }
 
@@ -731,6 +846,7 @@ mod tests {
             complete_clusters: &complete,
             holds: &Holds::default(),
             ttl: 300,
+            host_policy: &open(),
         })
     }
 
@@ -1003,21 +1119,163 @@ mod tests {
         assert_eq!(p.conflicts.len(), 1);
     }
 
+    /// A claimant from `namespace`/`name` for `host` at `target`, created at `created`.
+    fn claim(host: &str, target: &str, namespace: &str, name: &str, created: i64) -> Endpoint {
+        Endpoint {
+            source: format!("prod/ingress/{namespace}/{name}"),
+            namespace: namespace.into(),
+            created: Some(created),
+            ..ep(host, target, RecordKind::Alias)
+        }
+    }
+
+    /// The review's hijack: a tenant's Ingress in a namespace that sorts first (and even one
+    /// older than the owner's, e.g. an old Ingress edited to add the host) names a host another
+    /// team's Ingress owns. It used to win by sort order, be reported and applied.
     #[test]
-    fn two_sources_for_one_host_are_a_conflict_and_the_first_wins() {
-        let mut other = ep("api.example.com", LB2, RecordKind::Alias);
-        other.source = "prod/ingress/shop/api-v2".into();
-        let p = plan(
-            &[ep("api.example.com", LB, RecordKind::Alias), other],
-            &[],
-            Policy::Sync,
-        );
+    fn a_host_stays_with_its_owner_while_the_owner_still_wants_it() {
+        let existing = [alias("api.example.com", "A", LB), ours("api.example.com")];
+        let victim = claim("api.example.com", LB, "shop", "api", 1_700_000_000);
+        let attacker = claim("api.example.com", LB2, "aaa", "evil", 1_600_000_000);
+        for policy in [Policy::Sync, Policy::UpsertOnly] {
+            let p = plan(&[attacker.clone(), victim.clone()], &existing, policy);
+            assert!(batched(&p).is_empty(), "{policy:?}: {:?}", actions(&p));
+            assert_eq!(p.unchanged, ["api.example.com"]);
+            assert_eq!(p.conflicts.len(), 1);
+            assert!(
+                p.conflicts[0]
+                    .reason
+                    .contains("prod/ingress/aaa/evil asks for it")
+                    && p.conflicts[0]
+                        .reason
+                        .contains("stays with prod/ingress/shop/api"),
+                "{:?}",
+                p.conflicts
+            );
+        }
+    }
+
+    #[test]
+    fn among_new_claimants_the_oldest_wins_whatever_its_name() {
+        let older = claim("api.example.com", LB, "shop", "api", 1_700_000_000);
+        let newer = claim("api.example.com", LB2, "aaa", "evil", 1_700_000_060);
+        let p = plan(&[newer, older], &[], Policy::Sync);
         assert_eq!(p.hosts_with(Outcome::Created), ["api.example.com"]);
         assert_eq!(
             batched(&p)[0][0].record().alias.as_ref().unwrap().dns_name,
             LB
         );
-        assert!(p.conflicts[0].reason.contains("prod/ingress/shop/api-v2"));
+        assert!(actions(&p).contains(&"CREATE TXT _bridgekeeper.api.example.com".to_owned()));
+        let txt = batched(&p)[0]
+            .iter()
+            .map(|c| c.record().clone())
+            .find(|r| r.rtype == "TXT")
+            .unwrap();
+        assert!(txt.values[0].contains("source=ingress/shop/api"), "{txt:?}");
+        assert!(p.conflicts[0].reason.contains("prod/ingress/aaa/evil"));
+    }
+
+    #[test]
+    fn claimants_equally_old_that_disagree_get_nothing() {
+        let a = claim("api.example.com", LB, "shop", "api", 1_700_000_000);
+        let b = claim("api.example.com", LB2, "aaa", "evil", 1_700_000_000);
+        let p = plan(&[a.clone(), b], &[], Policy::Sync);
+        assert!(batched(&p).is_empty());
+        assert!(p.conflicts[0].reason.contains("same second"));
+        // Two sources of one load balancer (an ALB ingress group) are one claim, not a conflict.
+        let same = claim("api.example.com", LB, "shop", "api-paths", 1_700_000_000);
+        let p = plan(&[a, same], &[], Policy::Sync);
+        assert_eq!(p.hosts_with(Outcome::Created), ["api.example.com"]);
+        assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+    }
+
+    #[test]
+    fn a_host_whose_owner_is_gone_goes_to_the_next_claimant() {
+        let mut gone = ours("api.example.com");
+        gone.values = vec![owner_value(
+            "bk",
+            &claim("api.example.com", LB, "shop", "old", 1),
+        )];
+        let existing = [alias("api.example.com", "A", LB), gone];
+        let next = claim("api.example.com", LB2, "shop", "api", 1_700_000_000);
+        let p = plan(&[next], &existing, Policy::Sync);
+        assert_eq!(p.hosts_with(Outcome::Updated), ["api.example.com"]);
+        assert!(actions(&p).contains(&"UPSERT TXT _bridgekeeper.api.example.com".to_owned()));
+    }
+
+    #[test]
+    fn an_owner_that_could_not_be_read_keeps_its_host() {
+        let existing = [alias("api.example.com", "A", LB), ours("api.example.com")];
+        let attacker = claim("api.example.com", LB2, "aaa", "evil", 1);
+        let mut mine = attacker.clone();
+        mine.cluster = "dev".into();
+        mine.source = "dev/ingress/aaa/evil".into();
+        let lbs = lbs();
+        // The owner's cluster (prod) could not be read; the claimant's (dev) could.
+        let complete = BTreeSet::from(["dev".to_owned()]);
+        let p = plan_zone(&PlanInput {
+            zone: "example.com",
+            endpoints: &[mine],
+            existing: &existing,
+            load_balancers: &lbs,
+            owner: "bk",
+            adopt: &[],
+            policy: Policy::Sync,
+            complete_clusters: &complete,
+            holds: &Holds::default(),
+            ttl: 300,
+            host_policy: &open(),
+        });
+        assert!(batched(&p).is_empty(), "{:?}", actions(&p));
+        assert!(p.conflicts[0].reason.contains("could not be read"));
+    }
+
+    /// The review's apex and wildcard claims: with no policy, a namespace gets neither; with one,
+    /// each namespace gets only its suffixes. A refused claim changes nothing and is reported.
+    #[test]
+    fn the_apex_wildcards_and_other_teams_names_are_claimed_only_where_the_policy_allows() {
+        let lbs = lbs();
+        let complete = BTreeSet::from(["prod".to_owned()]);
+        let run = |endpoints: &[Endpoint], policy: &HostPolicy| {
+            plan_zone(&PlanInput {
+                zone: "example.com",
+                endpoints,
+                existing: &[],
+                load_balancers: &lbs,
+                owner: "bk",
+                adopt: &[],
+                policy: Policy::Sync,
+                complete_clusters: &complete,
+                holds: &Holds::default(),
+                ttl: 300,
+                host_policy: policy,
+            })
+        };
+        let apex = claim("example.com", LB2, "shop", "evil", 1);
+        let wild = claim("*.example.com", LB2, "shop", "evil", 1);
+        let p = run(&[apex.clone(), wild.clone()], &HostPolicy::default());
+        assert!(batched(&p).is_empty(), "{:?}", actions(&p));
+        assert_eq!(p.conflicts.len(), 2);
+        assert!(p.conflicts.iter().all(|c| c.reason.contains("refused")));
+
+        let policy = HostPolicy::parse(&[
+            "shop=shop.example.com".to_owned(),
+            "payments=pay.example.com".to_owned(),
+            "prod/platform=@example.com".to_owned(),
+        ])
+        .unwrap();
+        let theirs = claim("pay.example.com", LB2, "shop", "evil", 1);
+        let own = claim("api.shop.example.com", LB, "shop", "api", 1);
+        let p = run(&[apex.clone(), wild, theirs, own], &policy);
+        assert_eq!(p.hosts_with(Outcome::Created), ["api.shop.example.com"]);
+        assert_eq!(p.conflicts.len(), 3, "{:?}", p.conflicts);
+        let platform = Endpoint {
+            namespace: "platform".into(),
+            source: "prod/ingress/platform/www".into(),
+            ..apex
+        };
+        let p = run(&[platform], &policy);
+        assert_eq!(p.hosts_with(Outcome::Created), ["example.com"]);
     }
 
     #[test]
@@ -1071,6 +1329,7 @@ mod tests {
             complete_clusters: &BTreeSet::new(),
             holds: &Holds::default(),
             ttl: 300,
+            host_policy: &open(),
         });
         assert!(p.hosts_with(Outcome::Deleted).is_empty() && batched(&p).is_empty());
     }
@@ -1307,6 +1566,7 @@ mod tests {
             alias("old.example.com", "A", LB),
             ours("old.example.com"),
         ];
+        let policy = open();
         let input = |holds| PlanInput {
             zone: "example.com",
             endpoints: &[],
@@ -1318,6 +1578,7 @@ mod tests {
             complete_clusters: &complete,
             holds,
             ttl: 300,
+            host_policy: &policy,
         };
         // Its annotation broke: the source still exists, its records stay.
         let by_source = Holds::from_skips(&[Skip {
@@ -1398,6 +1659,7 @@ mod tests {
             complete_clusters: &complete,
             holds: &Holds::default(),
             ttl: 300,
+            host_policy: &open(),
         });
         assert_eq!(actions(&p), ["UPSERT TXT _bridgekeeper.api.example.com"]);
         assert!(p.conflicts.is_empty() && p.hosts_with(Outcome::Deleted).is_empty());

@@ -433,6 +433,7 @@ async fn plan_zone<D: Dns>(
         complete_clusters: ctx.complete,
         holds: ctx.holds,
         ttl: config.defaults.ttl,
+        host_policy: &config.host_policy,
     });
     Ok(Planned {
         owned: domain::owned_hosts(&existing, &config.owner),
@@ -540,6 +541,7 @@ mod tests {
             ("OWNER_ID", "bk"),
             ("ENVIRONMENT", "prod"),
             ("POLICY", "sync"),
+            ("HOST_POLICY", "*=example.com,shop=@example.com"),
         ];
         vars.extend_from_slice(extra);
         Config::from_env(&Env::from_pairs(vars)).unwrap()
@@ -652,6 +654,8 @@ mod tests {
             target: CLASSIC.into(),
             source: format!("{cluster}/ingress/shop/old"),
             cluster: cluster.into(),
+            namespace: "shop".into(),
+            created: None,
             kind: crate::domain::RecordKind::Alias,
             ttl: 300,
             dualstack: false,

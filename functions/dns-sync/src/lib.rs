@@ -7,6 +7,7 @@ pub mod domain;
 pub mod elb;
 pub mod handler;
 pub mod kube;
+pub mod policy;
 pub mod records;
 pub mod report;
 pub mod sources;

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::domain::{RecordKind, normalize};
+use crate::policy::check_host;
 
 pub const OPT_ANNOTATION: &str = "bridgekeeper.io/dns";
 pub const TYPE_ANNOTATION: &str = "bridgekeeper.io/record-type";
@@ -35,6 +36,10 @@ pub struct Endpoint {
     /// `<cluster>/ingress/<namespace>/<name>` or `<cluster>/service/...`.
     pub source: String,
     pub cluster: String,
+    pub namespace: String,
+    /// The source's `creationTimestamp` (seconds since the epoch): among new claimants of one
+    /// host the oldest wins. Set by the API server, so a tenant cannot choose it.
+    pub created: Option<i64>,
     pub kind: RecordKind,
     pub ttl: i64,
     /// The source says its load balancer is dualstack (IPv4 and IPv6).
@@ -110,21 +115,21 @@ fn endpoints(
     targets: Vec<String>,
     defaults: &Defaults,
 ) -> (Vec<Endpoint>, Vec<Skip>) {
+    let namespace = meta.namespace.as_deref().unwrap_or("default");
     let source = format!(
-        "{cluster}/{resource}/{}/{}",
-        meta.namespace.as_deref().unwrap_or("default"),
+        "{cluster}/{resource}/{namespace}/{}",
         meta.name.as_deref().unwrap_or("")
     );
     let mut skipped = Vec::new();
     let mut valid = BTreeSet::new();
     for h in hosts {
-        match normalize(&h) {
-            Some(host) => {
+        match check_host(&h) {
+            Ok(host) => {
                 valid.insert(host);
             }
-            None => skipped.push(Skip {
+            Err(reason) => skipped.push(Skip {
                 source: source.clone(),
-                reason: format!("{h:?} is not a valid DNS name"),
+                reason,
                 hosts: vec![],
             }),
         }
@@ -154,6 +159,8 @@ fn endpoints(
             target: target.clone(),
             source: source.clone(),
             cluster: cluster.to_owned(),
+            namespace: namespace.to_owned(),
+            created: meta.creation_timestamp.as_ref().map(|t| t.0.as_second()),
             kind: s.kind,
             ttl: s.ttl,
             dualstack: s.dualstack,
@@ -295,5 +302,32 @@ mod tests {
         );
         assert!(eps.is_empty());
         assert!(skips[0].reason.contains("no load balancer hostname"));
+    }
+
+    /// The review's freeze: a Service naming `_bridgekeeper.<victim>` made dns-sync write at
+    /// the victim's ownership name, and the victim's host was "foreign" from then on.
+    #[test]
+    fn a_hostname_in_the_underscore_namespace_or_not_a_hostname_is_skipped() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "squat", "namespace": "tenant", "creationTimestamp": "2026-01-02T03:04:05Z",
+                "annotations": {HOSTNAME_ANNOTATION: "_bridgekeeper.api.example.com,x`y.example.com,ok.example.com"}},
+            "spec": {"type": "LoadBalancer"},
+            "status": {"loadBalancer": {"ingress": [{"hostname": LB}]}}
+        }))
+        .unwrap();
+        let defaults = Defaults {
+            kind: RecordKind::Alias,
+            ttl: 300,
+        };
+        let (eps, skips) = from_service("prod", &svc, &defaults);
+        let hosts: Vec<&str> = eps.iter().map(|e| e.host.as_str()).collect();
+        assert_eq!(hosts, ["ok.example.com"]);
+        assert_eq!(
+            (eps[0].namespace.as_str(), eps[0].created),
+            ("tenant", Some(1_767_323_045))
+        );
+        assert_eq!(skips.len(), 2, "{skips:?}");
+        assert!(skips[0].reason.contains("starts with _"), "{skips:?}");
+        assert!(skips.iter().all(|s| s.hosts.is_empty()));
     }
 }
