@@ -106,6 +106,120 @@ pub fn member_accounts(env: &Env, var: &str) -> Result<Vec<(String, String)>, Co
     Ok(out)
 }
 
+/// The accounts whose events a function acts on: the hub's own ([`ACCOUNT_VAR`]) and those
+/// listed in `MEMBER_ACCOUNTS` (named by `MEMBER_ACCOUNT_NAMES` where it names them). An event's
+/// `account` is what the sender wrote: the bus policy and the rules keep others out, and this is
+/// the same rule in code, so a rule or bus policy loosened by hand, or a direct
+/// `lambda:InvokeFunction`, still cannot make a function act for an account it does not serve.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admitted {
+    own: Option<String>,
+    /// (name, id); a member without a name is named by its id.
+    members: Vec<(String, String)>,
+}
+
+/// Where an admitted event came from, for notifications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub account: String,
+    /// `hub`, or the member's name (its id when unnamed).
+    pub name: String,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.name == self.account {
+            write!(f, "account {}", self.account)
+        } else {
+            write!(f, "account {} ({})", self.account, self.name)
+        }
+    }
+}
+
+impl Origin {
+    /// `n` naming where its event came from: a last line for people, and the `account` and
+    /// `account_name` attributes for subscription filters.
+    pub fn stamp(&self, n: crate::notify::Notification) -> crate::notify::Notification {
+        let mut n = n
+            .attribute("account", &self.account)
+            .attribute("account_name", &self.name);
+        n.body = format!("{}\n\nFrom {self}.", n.body.trim_end());
+        n
+    }
+}
+
+impl Admitted {
+    pub fn from_env(env: &Env) -> Result<Admitted, ConfigError> {
+        let members = member_accounts(env, "MEMBER_ACCOUNTS")?;
+        let names = member_accounts(env, "MEMBER_ACCOUNT_NAMES")?;
+        if let Some((name, account)) = names
+            .iter()
+            .find(|(_, id)| !members.iter().any(|(_, a)| a == id))
+        {
+            return Err(ConfigError::new(
+                "MEMBER_ACCOUNT_NAMES",
+                format!("names {account} ({name}), which is not in MEMBER_ACCOUNTS"),
+            ));
+        }
+        let members = members
+            .into_iter()
+            .map(|(name, account)| {
+                let name = names
+                    .iter()
+                    .find(|(_, id)| *id == account)
+                    .map_or(name, |(n, _)| n.clone());
+                (name, account)
+            })
+            .collect();
+        Ok(Admitted {
+            own: env.optional(ACCOUNT_VAR),
+            members,
+        })
+    }
+
+    /// The hub `own` and `members` (name, id).
+    pub fn new(own: Option<String>, members: Vec<(String, String)>) -> Admitted {
+        Admitted { own, members }
+    }
+
+    /// (name, id) of every member account.
+    pub fn members(&self) -> &[(String, String)] {
+        &self.members
+    }
+
+    /// Who sent an event from `account`, or a NonRetryable error naming it. Without
+    /// [`ACCOUNT_VAR`] (a local run) every account is admitted as the function's own.
+    pub fn check(&self, account: Option<&str>) -> Result<Origin, crate::Error> {
+        let Some(own) = &self.own else {
+            return Ok(Origin {
+                account: account.unwrap_or("local").to_owned(),
+                name: "hub".into(),
+            });
+        };
+        let Some(account) = account else {
+            return Err(crate::Error::invalid_event(
+                "the event names no account; only events of this account and MEMBER_ACCOUNTS are acted on",
+            ));
+        };
+        if account == own {
+            return Ok(Origin {
+                account: account.to_owned(),
+                name: "hub".into(),
+            });
+        }
+        match self.members.iter().find(|(_, id)| id == account) {
+            Some((name, _)) => Ok(Origin {
+                account: account.to_owned(),
+                name: name.clone(),
+            }),
+            None => Err(crate::Error::invalid_event(format!(
+                "an event from account {account:?}, which is neither this account ({own}) nor in \
+                 MEMBER_ACCOUNTS; nothing done"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     #[error(
@@ -468,6 +582,37 @@ mod tests {
     const MEMBER: &str = "222222222222";
 
     type Asked = Arc<std::sync::Mutex<Vec<String>>>;
+
+    /// The review's forged events: an event from an account the stack does not serve (any
+    /// account of the organisation could put one on the bus) is refused before anything acts.
+    #[test]
+    fn events_of_unlisted_accounts_are_refused_and_members_are_named() {
+        let env = Env::from_pairs([
+            (ACCOUNT_VAR, HUB),
+            ("MEMBER_ACCOUNTS", "222222222222,333333333333"),
+            ("MEMBER_ACCOUNT_NAMES", "staging=222222222222"),
+            (ROLE_VAR, "bridgekeeper-image-rollout"),
+        ]);
+        let admitted = Admitted::from_env(&env).unwrap();
+        assert_eq!(admitted.check(Some(HUB)).unwrap().name, "hub");
+        let staging = admitted.check(Some(MEMBER)).unwrap();
+        assert_eq!(staging.to_string(), "account 222222222222 (staging)");
+        assert_eq!(
+            admitted.check(Some("333333333333")).unwrap().to_string(),
+            "account 333333333333"
+        );
+        for forged in [Some("444444444444"), None] {
+            let err = admitted.check(forged).unwrap_err();
+            assert_eq!(err.class(), crate::Class::NonRetryable, "{err}");
+        }
+        assert!(
+            admitted
+                .check(Some("444444444444"))
+                .unwrap_err()
+                .to_string()
+                .contains("444444444444")
+        );
+    }
 
     /// The hub's configuration, its STS answering every call with `status` and `body`; the
     /// request bodies (role ARN, external id, ...) are kept.

@@ -71,6 +71,11 @@ impl Envelope {
         (self.source(), self.detail_type())
     }
 
+    /// The account the event names (the sender's word: see [`crate::accounts::Admitted`]).
+    pub fn account(&self) -> Option<&str> {
+        self.account.as_deref()
+    }
+
     /// The account and region the event happened in.
     pub fn origin(&self) -> crate::accounts::Scope {
         crate::accounts::Scope {

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use bridgekeeper::accounts::Scope;
+use bridgekeeper::accounts::{Admitted, Scope};
 use bridgekeeper::cluster::{ClusterTarget, targets_from_env};
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
 use bridgekeeper::notify::{SnsNotifier, Topics};
@@ -11,6 +11,8 @@ use crate::policy::HostPolicy;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: String,
+    /// The accounts whose events trigger a run (the hub's and `MEMBER_ACCOUNTS`).
+    pub admitted: Admitted,
     pub topic_arn: Arn,
     /// `CHAT_TOPIC_ARN`: an optional topic that gets the chat JSON of every notification.
     pub chat_topic_arn: Option<Arn>,
@@ -100,6 +102,7 @@ impl Config {
             .map(|z| z.trim_start_matches("/hostedzone/").to_owned())
             .collect();
         Ok(Config {
+            admitted: Admitted::from_env(env)?,
             environment: environment(env),
             topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
             chat_topic_arn: env.optional_arn("CHAT_TOPIC_ARN")?,

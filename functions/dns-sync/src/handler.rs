@@ -220,6 +220,7 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
     notifier: &N,
     state: &State<'_, M>,
 ) -> Result<Response, Error> {
+    let origin = config.admitted.check(Envelope::of(&event)?.account())?;
     check_trigger(&event)?;
     let mut response = Response {
         dry_run: config.dry_run,
@@ -345,8 +346,8 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
 
     emit_metrics(&response);
     let outcome = report::notification(&response, &config.environment, state).await;
-    if let Some(n) = &outcome.notification {
-        response.notification = Some(notifier.notify(n).await?);
+    if let Some(n) = outcome.notification {
+        response.notification = Some(notifier.notify(&origin.stamp(n)).await?);
     }
     if let Some(problems) = outcome.remember {
         state.save(problems).await;

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use bridgekeeper::accounts::Admitted;
 use bridgekeeper::cluster::ClusterTarget;
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
 use bridgekeeper::notify::{SnsNotifier, Topics};
@@ -9,6 +10,8 @@ use crate::domain::{Mode, Rule, RuleSpec};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: String,
+    /// The accounts whose pushes it acts on (the hub's and `MEMBER_ACCOUNTS`).
+    pub admitted: Admitted,
     pub topic_arn: Arn,
     /// `CHAT_TOPIC_ARN`: an optional topic that gets the chat JSON of every notification.
     pub chat_topic_arn: Option<Arn>,
@@ -74,6 +77,7 @@ impl Config {
         let max_concurrent = concurrency(env, "MAX_CONCURRENT_PATCHES")?;
         let cluster_concurrency = concurrency(env, "CLUSTER_CONCURRENCY")?;
         Ok(Config {
+            admitted: Admitted::from_env(env)?,
             environment: environment(env),
             topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
             chat_topic_arn: env.optional_arn("CHAT_TOPIC_ARN")?,

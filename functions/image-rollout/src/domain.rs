@@ -17,9 +17,6 @@ pub const DIGEST_ANNOTATION: &str = "bridgekeeper.io/image-digest";
 /// to a digest could not be told apart from one pinned by hand, or following another tag.
 pub const TRACKED_ANNOTATION: &str = "bridgekeeper.io/tracked-tags";
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
-/// When the image a workload was rolled to was pushed: a second guard against a late, older
-/// event when ECR cannot be asked which digest the tag has now.
-pub const PUSHED_AT_ANNOTATION: &str = "bridgekeeper.io/pushed-at";
 /// The images containers ran before a pin, `{"app": "<image>"}`: what a rollback restores.
 pub const PREVIOUS_ANNOTATION: &str = "bridgekeeper.io/previous-images";
 /// A digest this workload was rolled back from: neither a redelivery nor the reconcile rolls it
@@ -78,13 +75,6 @@ pub struct Push {
     pub repository: String,
     pub tag: String,
     pub digest: String,
-    /// The push event's time; `None` in a reconcile.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pushed_at: Option<DateTime<Utc>>,
-    /// ECR could not confirm the tag still points at `digest`: a workload rolled by a later push
-    /// (`bridgekeeper.io/pushed-at`) is then left alone.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub unverified: bool,
 }
 
 impl Push {
@@ -476,18 +466,6 @@ pub fn decide(
             push.short_digest()
         ));
     }
-    if push.unverified
-        && let Some(event_at) = push.pushed_at
-        && let Some(rolled_at) = template
-            .get(PUSHED_AT_ANNOTATION)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        && rolled_at > event_at
-    {
-        return Decision::Skip(format!(
-            "already rolled to an image pushed later ({rolled_at}); this push event is older and ECR \
-             could not confirm it is still the tag's image"
-        ));
-    }
     match strategy {
         Strategy::PinDigest => {
             let image = push.pinned_image();
@@ -526,9 +504,6 @@ impl Rollout {
         let template = annotations(d.template.metadata.as_ref());
         let mut new_annotations: BTreeMap<String, String> = BTreeMap::new();
         new_annotations.insert(DIGEST_ANNOTATION.into(), push.digest.clone());
-        if let Some(at) = push.pushed_at {
-            new_annotations.insert(PUSHED_AT_ANNOTATION.into(), rfc3339(at));
-        }
         match self {
             Rollout::PinDigest { containers, image } => {
                 let mut tracked = tracked_tags(&template);
@@ -602,8 +577,6 @@ mod tests {
             repository: "shop/api".into(),
             tag: tag.to_owned(),
             digest: DIGEST.into(),
-            pushed_at: None,
-            unverified: false,
         }
     }
 
@@ -937,68 +910,5 @@ mod tests {
         ] {
             assert_eq!(Push::ecr_parts(other), None, "{other}");
         }
-    }
-
-    #[test]
-    fn without_ecr_an_older_push_never_moves_a_workload_back() {
-        let at = |h| Utc.with_ymd_and_hms(2026, 11, 21, h, 0, 0).unwrap();
-        let rolled_later = deployment(
-            json!([{"name": "app", "image": format!("{REGISTRY}/shop/api:latest")}]),
-            json!([]),
-            Some(json!({PUSHED_AT_ANNOTATION: "2026-11-21T11:00:00Z"})),
-            json!({}),
-        );
-        let late = Push {
-            pushed_at: Some(at(10)),
-            unverified: true,
-            ..push("latest")
-        };
-        let d = decide(
-            &rolled_later,
-            &late,
-            Mode::OptOut,
-            Strategy::PinDigest,
-            now(),
-        );
-        assert!(
-            matches!(&d, Decision::Skip(r) if r.contains("pushed later")),
-            "{d:?}"
-        );
-        // ECR confirmed the digest is the tag's now: the tag really moved back; roll.
-        let confirmed = Push {
-            unverified: false,
-            ..late.clone()
-        };
-        assert!(matches!(
-            decide(
-                &rolled_later,
-                &confirmed,
-                Mode::OptOut,
-                Strategy::PinDigest,
-                now()
-            ),
-            Decision::Roll(_)
-        ));
-        // A newer event rolls, and records its push time.
-        let newer = Push {
-            pushed_at: Some(at(12)),
-            ..late
-        };
-        let Decision::Roll(r) = decide(
-            &rolled_later,
-            &newer,
-            Mode::OptOut,
-            Strategy::PinDigest,
-            now(),
-        ) else {
-            panic!("a newer push rolls");
-        };
-        let ops = r.patch(&rolled_later, &newer);
-        assert!(
-            ops.iter().any(|o| o["path"]
-                == "/spec/template/metadata/annotations/bridgekeeper.io~1pushed-at"
-                && o["value"] == "2026-11-21T12:00:00Z"),
-            "{ops:?}"
-        );
     }
 }

@@ -156,8 +156,6 @@ fn read_event(event: serde_json::Value) -> Result<Result<Push, String>, Error> {
         repository: d.repository_name,
         tag,
         digest,
-        pushed_at: e.time,
-        unverified: false,
     }))
 }
 
@@ -169,6 +167,7 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
     registry: &R,
     notifier: &N,
 ) -> Result<Response, Error> {
+    let origin = config.admitted.check(Envelope::of(&event)?.account())?;
     let until = crate::watch::watch_until(config, deadline);
     // A schedule (or a manual run in its shape): the reconcile.
     if is_schedule(&event)? {
@@ -199,7 +198,7 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
         images: vec![],
         notification: None,
     };
-    let Some(mut push) = response.push.clone() else {
+    let Some(push) = response.push.clone() else {
         info!(reason = ?response.ignored, "event ignored");
         return Ok(response);
     };
@@ -231,13 +230,14 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
                 .flush();
             return Ok(response);
         }
+        // The event is the sender's word: anyone who may put an event on the bus or invoke the
+        // function can write one. Nothing rolls until ECR confirms the digest is the tag's.
         Err(e) => {
-            warn!(error = %e, "ECR could not say what the tag is now; rolling with the push-time guard");
+            warn!(error = %e, "ECR could not confirm the pushed digest; nothing rolled");
             Metrics::new(crate::FUNCTION)
                 .count("RegistryUnreadable", 1)
                 .flush();
-            push.unverified = true;
-            response.push = Some(push.clone());
+            return Err(Error::from(e));
         }
     }
     response.clusters = stream::iter(&targets)
@@ -264,6 +264,7 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
     metrics.flush();
 
     if let Some(n) = notification(&response, &push, &config.environment) {
+        let n = origin.stamp(n);
         response.notification = Some(notifier.notify(&n).await?);
     }
     // An unreachable cluster is worth another try: the redelivery skips what is already rolled.
@@ -880,6 +881,7 @@ mod tests {
                     {"repository": "shop/*", "tag": "stable", "clusters": ["prod"]}]"#,
             ),
             ("WATCH", "false"),
+            ("ACCOUNT_ID", "123456789012"),
         ];
         Config::from_env(&Env::from_pairs(base.iter().chain(extra).copied())).unwrap()
     }
@@ -1076,7 +1078,7 @@ mod tests {
                 "is not handled: expected an ECR Image Action event",
             ),
             (
-                json!({"source": "aws.ecr", "detail-type": "ECR Image Action", "account": "1", "region": "r", "detail": {}}),
+                json!({"source": "aws.ecr", "detail-type": "ECR Image Action", "account": "123456789012", "region": "r", "detail": {}}),
                 "malformed ECR Image Action event",
             ),
             (json!(42), "expected an EventBridge event object"),
@@ -1348,32 +1350,50 @@ mod tests {
             3,
             "one patch per Deployment"
         );
-        // ECR cannot be read: the push time recorded on each workload is the guard.
+    }
+
+    /// The review's forged push from an account of the organisation the stack does not serve:
+    /// it used to make the function list every workload of every cluster.
+    #[tokio::test]
+    async fn a_push_from_an_unlisted_account_is_refused_before_any_call() {
+        let (kube, n, ecr) = (world(), Recorder::default(), FakeEcr::default());
+        let mut forged = event(PUSH_LATEST);
+        forged["account"] = json!("999999999999");
+        let err = handle(forged, &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), Class::NonRetryable);
+        assert!(err.to_string().contains("999999999999"), "{err}");
+        assert_eq!(kube.patches.load(Ordering::SeqCst), 0);
+        assert_eq!(kube.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(ecr.calls.load(Ordering::SeqCst), 0);
+        assert!(n.sent().is_empty());
+    }
+
+    /// The review's forged push: an event naming a digest ECR cannot confirm (ECR unreadable,
+    /// or the digest not the tag's) used to roll on the event's word, guarded by its `time`,
+    /// which the sender writes. Nothing rolls now, and the event is an error the queue keeps.
+    #[tokio::test]
+    async fn a_push_ecr_cannot_confirm_rolls_nothing_whatever_its_time() {
+        let forged = pushed(
+            &format!("sha256:{}", "f".repeat(64)),
+            "2099-01-01T00:00:00Z",
+        );
         let (kube, n) = (world(), Recorder::default());
         let blind = FakeEcr {
             broken: true,
             ..FakeEcr::default()
         };
-        let mut last = None;
-        for e in &events {
-            last = Some(
-                handle(e.clone(), &config(&[]), &kube, &blind, &n)
-                    .await
-                    .unwrap(),
-            );
-        }
-        assert_eq!(
-            kube.image("dev", "shop", "api"),
-            format!("{REGISTRY}/shop/api@{d3}")
-        );
-        assert_eq!(kube.patches.load(Ordering::SeqCst), 3);
-        let last = last.unwrap();
-        assert!(
-            last.clusters[0]
-                .skipped
-                .iter()
-                .any(|s| s.reason.contains("pushed later"))
-        );
+        let err = handle(forged.clone(), &config(&[]), &kube, &blind, &n)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("ecr:DescribeImages"), "{err}");
+        assert_eq!(kube.patches.load(Ordering::SeqCst), 0);
+        assert!(n.sent().is_empty());
+        let ecr = FakeEcr::moved("latest", Some(&format!("sha256:{}", "1".repeat(64))));
+        let r = handle(forged, &config(&[]), &kube, &ecr, &n).await.unwrap();
+        assert!(r.ignored.unwrap().contains("superseded"));
+        assert_eq!(kube.patches.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

@@ -110,8 +110,6 @@ pub async fn reconcile<K: Kube, R: Registry>(
                         repository,
                         tag,
                         digest,
-                        pushed_at: None,
-                        unverified: false,
                     })
                 })
                 .collect();

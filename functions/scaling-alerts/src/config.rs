@@ -1,3 +1,4 @@
+use bridgekeeper::accounts::Admitted;
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
 use bridgekeeper::notify::SnsNotifier;
 
@@ -15,6 +16,8 @@ pub enum Silenced {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: String,
+    /// The accounts whose events it reports (the hub's and `MEMBER_ACCOUNTS`).
+    pub admitted: Admitted,
     pub topic_arn: Arn,
     pub errors_topic_arn: Option<Arn>,
     pub chat_topic_arn: Option<Arn>,
@@ -34,6 +37,7 @@ impl Config {
             ));
         }
         Ok(Config {
+            admitted: Admitted::from_env(env)?,
             environment: environment(env),
             topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
             errors_topic_arn: env.optional_arn("ERRORS_TOPIC_ARN")?,

@@ -256,7 +256,14 @@ pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
     let mut origins: HashMap<String, Scope> = HashMap::new();
     for record in &event.records {
         let id = record.message_id.clone().unwrap_or_default();
-        match parse(record) {
+        let admitted = parse(record).and_then(|(origin, fact)| {
+            config
+                .admitted
+                .check(origin.account.as_deref())
+                .map(|_| (origin, fact))
+                .map_err(|e| e.to_string())
+        });
+        match admitted {
             Ok((origin, fact)) => {
                 records.insert(id.clone(), record);
                 origins.insert(id.clone(), origin);
@@ -324,7 +331,10 @@ pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
             continue;
         }
         let known = scope.and_then(|s| groups.get(s)).unwrap_or(&no_groups);
-        let n = domain::render(&alert, known, &config.environment);
+        let mut n = domain::render(&alert, known, &config.environment);
+        if let Some(Ok(origin)) = scope.map(|s| config.admitted.check(s.account.as_deref())) {
+            n = origin.stamp(n);
+        }
         let sent = deliver(&alert, &n, &records, ports, &mut response).await;
         if let (true, Some((name, at))) = (sent, latest) {
             let key = format!("alarm#{name}");
@@ -740,7 +750,8 @@ mod tests {
              Group now: desired 7 (min 3, max 10)\n\
              Instances: i-0a1b2c3d4e5f60718  m6i.large  eu-west-1b\n\
              Cause:     At 2026-11-21T09:12:10Z a user request update of AutoScalingGroup constraints to min: 3, max: 10, desired: 5 changing the desired capacity from 4 to 5.  At 2026-11-21T09:12:12Z an instance was started in response to a difference between desired and actual capacity, increasing the capacity from 4 to 5.\n\
-             Time:      2026-11-21 09:12:47 UTC"
+             Time:      2026-11-21 09:12:47 UTC\n\n\
+             From account 123456789012 (hub)."
         );
         assert_eq!(n.severity, Severity::Info);
         assert_eq!(n.attributes["source"], "autoscaling");
@@ -872,7 +883,8 @@ mod tests {
              Condition:   CPUUtilization > 80, latest 93.5\n\
              Reason:      Threshold Crossed: 1 out of the last 1 datapoints [93.5 (21/11/26 16:59:00)] was greater than the threshold (80.0) (minimum 1 datapoint for OK -> ALARM transition).\n\
              Description: API pods' nodes are running hot\n\
-             Time:        2026-11-21 17:04:40 UTC"
+             Time:        2026-11-21 17:04:40 UTC\n\n\
+             From account 123456789012 (hub)."
         );
         assert_eq!(n.severity, Severity::Error);
         assert_eq!(n.attributes["alarm"], "api-cpu-high");
@@ -1092,6 +1104,37 @@ mod tests {
         assert_eq!(n.severity, Severity::Error);
     }
 
+    /// The review's forged denial: a CloudTrail-shaped "DENIED: node group deletion" put on the
+    /// bus from an account the stack does not serve became an error-severity alert naming prod.
+    #[tokio::test]
+    async fn an_event_from_an_unlisted_account_is_rejected_and_never_reported() {
+        let config = config(&[
+            ("ACCOUNT_ID", "123456789012"),
+            ("MEMBER_ACCOUNTS", "staging=222222222222"),
+            ("MEMBER_ROLE_NAME", "bridgekeeper-scaling-alerts"),
+        ]);
+        let denied = sample!("nodegroup-config-denied.json");
+        let forged = denied.replace("\"123456789012\"", "\"444444444444\"");
+        assert_ne!(forged, denied);
+        let member = denied.replace("\"123456789012\"", "\"222222222222\"");
+        let p = ports();
+        let r = handle(batch(&[&forged, &member]), &config, &p)
+            .await
+            .unwrap();
+        assert_eq!(r.failures.len(), 1, "{r:?}");
+        assert!(r.failures[0].error.contains("444444444444"));
+        assert!(!r.failures[0].retryable);
+        assert_eq!(r.rejected.len(), 1);
+        let sent = p.notifiers.all.sent();
+        assert_eq!(sent.len(), 1, "only the member's event: {sent:?}");
+        assert!(
+            sent[0]
+                .body
+                .ends_with("From account 222222222222 (staging).")
+        );
+        assert_eq!(sent[0].attributes["account_name"], "staging");
+    }
+
     #[tokio::test]
     async fn a_labels_and_taints_update_is_not_called_a_resize() {
         let n = one(sample!("nodegroup-labels-update.json")).await;
@@ -1137,7 +1180,8 @@ mod tests {
              Cluster:   prod-eks\n\
              NodePool:  Karpenter NodePool default\n\
              Instances: i-0c1d2e3f4a5b6c7d8  m6i.large  spot  eu-west-1a\n\
-             Time:      2026-11-22 03:12:05 UTC"
+             Time:      2026-11-22 03:12:05 UTC\n\n\
+             From account 123456789012 (hub)."
         );
         assert_eq!(n.severity, Severity::Warning);
         assert_eq!(n.attributes["nodepool"], "default");

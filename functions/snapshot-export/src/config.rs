@@ -1,3 +1,4 @@
+use bridgekeeper::accounts::Admitted;
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
 use bridgekeeper::notify::{SnsNotifier, Topics};
 
@@ -17,6 +18,8 @@ pub enum SummaryPolicy {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: String,
+    /// The accounts whose events it acts on (the hub's and `MEMBER_ACCOUNTS`).
+    pub admitted: Admitted,
     pub topic_arn: Arn,
     /// `CHAT_TOPIC_ARN`: an optional topic that gets the chat JSON of every notification.
     pub chat_topic_arn: Option<Arn>,
@@ -54,29 +57,15 @@ pub const MEMBER_EXPORT_ROLE: &str = "bridgekeeper-rds-export";
 
 /// `MEMBER_ACCOUNTS` (every member account), named in reports by `MEMBER_ACCOUNT_NAMES` where it
 /// names them: a name list that leaves some out must not leave their databases out.
-fn members(env: &Env) -> Result<Vec<Member>, ConfigError> {
-    use bridgekeeper::accounts::member_accounts;
-    let accounts = member_accounts(env, "MEMBER_ACCOUNTS")?;
-    let names = member_accounts(env, "MEMBER_ACCOUNT_NAMES")?;
-    if let Some((name, account)) = names
+fn members(admitted: &Admitted) -> Vec<Member> {
+    admitted
+        .members()
         .iter()
-        .find(|(_, id)| !accounts.iter().any(|(_, a)| a == id))
-    {
-        return Err(ConfigError::new(
-            "MEMBER_ACCOUNT_NAMES",
-            format!("names {account} ({name}), which is not in MEMBER_ACCOUNTS"),
-        ));
-    }
-    Ok(accounts
-        .into_iter()
         .map(|(name, account)| Member {
-            name: names
-                .iter()
-                .find(|(_, id)| *id == account)
-                .map_or(name, |(n, _)| n.clone()),
-            account,
+            name: name.clone(),
+            account: account.clone(),
         })
-        .collect())
+        .collect()
 }
 
 impl Config {
@@ -145,7 +134,7 @@ impl Config {
                 format!("is {max_attempts}, expected 1 to 10"),
             ));
         }
-        let members = members(env)?;
+        let admitted = Admitted::from_env(env)?;
         let export_role = env
             .optional("MEMBER_EXPORT_ROLE_NAME")
             .unwrap_or_else(|| MEMBER_EXPORT_ROLE.to_owned());
@@ -173,7 +162,8 @@ impl Config {
             max_export_age: chrono::Duration::hours(max_export_age),
             dry_run: env.flag("DRY_RUN", false)?,
             summary,
-            members,
+            members: members(&admitted),
+            admitted,
             member_export_role: export_role,
             own_account: env.optional(bridgekeeper::accounts::ACCOUNT_VAR),
         })

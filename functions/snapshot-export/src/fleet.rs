@@ -119,6 +119,9 @@ pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember>(
     memory: &M,
 ) -> Result<Outcome, Error> {
     let envelope = Envelope::of(&event)?;
+    // An event of an account this stack does not cover (a member stack forwarding to a hub that
+    // does not list it, or any account of the organisation) is not ours to act on or report.
+    config.admitted.check(envelope.account())?;
     let scheduled = envelope.kind() == SCHEDULED_EVENT;
     if config.members.is_empty() || !scheduled {
         let origin = envelope.origin().account;
@@ -126,17 +129,6 @@ pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember>(
             .members
             .iter()
             .find(|m| origin.as_deref() == Some(m.account.as_str()));
-        // An export in an account this stack does not cover (a member stack forwarding to a hub
-        // that does not list it) is not ours to report, nor to fill slots for.
-        if let (Some(from), Some(own), None) = (&origin, &config.own_account, member)
-            && from != own
-            && !scheduled
-        {
-            return Err(Error::invalid_event(format!(
-                "an RDS event from account {from}, which is neither this account ({own}) nor in \
-                 MEMBER_ACCOUNTS"
-            )));
-        }
         let response = match member {
             Some(m) => in_member(event, config, m, members, notifier, memory).await,
             None => handler::handle(event, config, own, notifier, memory).await,
@@ -352,7 +344,10 @@ mod tests {
         let (err, notifier) = run(&foreign, &own, &members).await;
         let err = err.unwrap_err();
         assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
-        assert!(err.to_string().contains("account 999999999999"), "{err}");
+        assert!(
+            err.to_string().contains("account \"999999999999\""),
+            "{err}"
+        );
         assert!(own.calls.lock().unwrap().is_empty());
         assert!(staging.calls.lock().unwrap().is_empty());
         assert!(notifier.sent().is_empty());

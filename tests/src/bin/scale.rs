@@ -159,8 +159,6 @@ fn image_rollout() -> String {
         registry: registry.into(),
         repository: "shop/api".into(),
         tag: "latest".into(),
-        pushed_at: None,
-        unverified: false,
         digest: "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd".into(),
     };
     let now = chrono::Utc
