@@ -227,9 +227,58 @@ impl Notifier for SnsNotifier {
     }
 }
 
+/// U+2060 WORD JOINER: invisible, and it breaks the character sequences chat markup is made of.
+const JOINER: char = '\u{2060}';
+
+/// Text from the world (hostnames, annotations, API error messages) made inert for a chat:
+/// no mention (`@here`, `<!channel>`, `<@U123>`), no link (`[x](url)`, `<url|x>`, a bare
+/// `https://`), whatever it contains. What a reader sees is unchanged but for invisible joiners.
+pub fn inert(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut prev = '\0';
+    for c in text.chars() {
+        // `](` is a Markdown link, `:/` the start of an autolinked URL.
+        if (prev == ']' && c == '(') || (prev == ':' && c == '/') {
+            out.push(JOINER);
+        }
+        out.push(c);
+        // `@name` and Slack's `<!here>`, `<@U..>`, `<#C..>`, `<https://..|..>` all start here.
+        if c == '@' || c == '<' {
+            out.push(JOINER);
+        }
+        prev = c;
+    }
+    out
+}
+
+/// A title, one line: inert, and no emphasis or code markup of its own (the characters that
+/// make it are swapped for look-alikes).
+fn inert_title(text: &str) -> String {
+    inert(text)
+        .chars()
+        .map(|c| match c {
+            '`' => '\u{02CB}',
+            '*' => '\u{2217}',
+            '~' => '\u{223C}',
+            '_' => '\u{FF3F}',
+            '|' => '\u{2223}',
+            c => c,
+        })
+        .collect()
+}
+
+/// A code fence longer than any backtick run in `body` (CommonMark: a fence closes only on a
+/// run at least as long as the one that opened it), so nothing in the body can close it.
+fn fence(body: &str) -> String {
+    let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat(longest.max(2) + 1)
+}
+
 /// The custom-notification JSON that Amazon Q Developer in chat applications (formerly AWS
 /// Chatbot) renders in Slack, Teams or Chime ("Custom notifications" in its user guide). Sent only
-/// to a chat topic: a mail subscriber of that topic would receive this JSON as text.
+/// to a chat topic: a mail subscriber of that topic would receive this JSON as text. Everything
+/// in it may carry someone else's text, so the body stays in its code block and nothing becomes
+/// a link or a mention.
 pub fn chat_message(n: &Notification) -> String {
     // The body may be near SNS's 256 KiB; JSON escaping would push it over, and a chat reader
     // wants the top of it anyway. The alerts topic keeps the whole text.
@@ -239,17 +288,24 @@ pub fn chat_message(n: &Notification) -> String {
     } else {
         ""
     };
+    let body = inert(&format!("{body}{cut}"));
+    let fence = fence(&body);
+    let context: BTreeMap<&String, String> = n
+        .attributes
+        .iter()
+        .map(|(k, v)| (k, inert_title(v)))
+        .collect();
     serde_json::json!({
         "version": "1.0",
         "source": "custom",
         "content": {
             "textType": "client-markdown",
-            "title": n.subject,
-            "description": format!("```\n{body}{cut}\n```"),
+            "title": inert_title(&n.subject),
+            "description": format!("{fence}\n{body}\n{fence}"),
         },
         "metadata": {
             "enableCustomActions": false,
-            "additionalContext": n.attributes,
+            "additionalContext": context,
         }
     })
     .to_string()
@@ -496,5 +552,45 @@ pub mod testing {
             sent.push(n.clone());
             Ok(format!("msg-{}", sent.len()))
         }
+    }
+
+    /// The review's fence breakout: any text with ``` closed the chat copy's code block and
+    /// posted the rest as markdown, links and mentions included, into the ops channel.
+    #[test]
+    fn untrusted_text_never_leaves_its_code_block_nor_links_nor_mentions() {
+        let hostile = "ok\n```\n[verify your account](https://evil.example/login) @here <!channel> \
+                       <https://evil.example|click> ````` https://evil.example";
+        let n = Notification::new(format!("[prod] {hostile}"), hostile, Severity::Error)
+            .attribute("cluster", "prod`*x*`[y](https://evil.example)");
+        let chat: serde_json::Value = serde_json::from_str(&chat_message(&n)).unwrap();
+        let description = chat["content"]["description"].as_str().unwrap();
+        let title = chat["content"]["title"].as_str().unwrap();
+        let context = chat["metadata"]["additionalContext"]["cluster"]
+            .as_str()
+            .unwrap();
+        let fence = description.lines().next().unwrap();
+        assert!(
+            fence.len() > 5 && fence.chars().all(|c| c == '`'),
+            "{fence}"
+        );
+        assert!(description.ends_with(&format!("\n{fence}")));
+        let inner = &description[fence.len()..description.len() - fence.len()];
+        assert!(
+            !inner.contains(fence),
+            "the body closes the fence: {description}"
+        );
+        for text in [inner, title, context] {
+            for markup in ["](", "@here", "<!channel", "<https", "https://"] {
+                assert!(!text.contains(markup), "{markup} in {text:?}");
+            }
+        }
+        for markup in ['`', '*'] {
+            assert!(
+                !title.contains(markup) && !context.contains(markup),
+                "{title} {context}"
+            );
+        }
+        // A reader still reads the same words.
+        assert_eq!(inner.replace('\u{2060}', "").trim(), hostile);
     }
 }
