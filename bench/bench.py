@@ -503,7 +503,8 @@ def seed_fan_cluster(url: str, lb: str, i: int) -> None:
     image = f"{up.ACCOUNT}.dkr.ecr.{up.REGION}.amazonaws.com/shop/api:latest"
     objects = [
         ("apps/v1", "shop-dev", "deployments", {
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "shop-dev"},
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "shop-dev",
+                                                             "annotations": {"bridgekeeper.io/rollout": "true"}},
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}}, "template": {
                 "metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "app", "image": image}]}}}}),
         ("networking.k8s.io/v1", "shop-web", "ingresses", {

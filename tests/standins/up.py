@@ -72,7 +72,7 @@ def seed_kube(url: str, lb: str) -> None:
     for ns, name, tag in (("shop-dev", "api", "latest"), ("shop-dev", "worker", "latest"), ("shop-prod", "api", "stable")):
         body = {
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns},
+            "metadata": {"name": name, "namespace": ns, "annotations": {"bridgekeeper.io/rollout": "true"}},
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": {
                 "metadata": {"labels": {"app": name}},
                 "spec": {"containers": [{"name": "app", "image": f"{image}:{tag}"}]}}},

@@ -136,6 +136,8 @@ impl World {
             ("CLUSTERS", clusters),
             ("ROLLOUT_RULES", rules.as_str()),
             ("WATCH_TIMEOUT_SECONDS", "0"),
+            // These tests are about rolling; opt-in (the default) has its own tests.
+            ("ROLLOUT_MODE", "opt-out"),
         ];
         vars.extend_from_slice(extra);
         image_rollout::Config::from_env(&Env::from_pairs(vars)).unwrap()

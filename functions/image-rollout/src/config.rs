@@ -27,6 +27,12 @@ pub struct Config {
     pub poll_interval: Duration,
     /// After a failed rollout, re-pin the images it replaced.
     pub rollback_on_failure: bool,
+    /// `ALLOWED_REGISTRIES`: the ECR registries the reconcile follows tags in (a workload names
+    /// its image, so a tenant would otherwise choose which accounts and regions the role asks).
+    /// `None`: any (a local run, where the hub's account is not known).
+    pub allowed_registries: Option<Vec<String>>,
+    /// `RECONCILE_MAX_TAGS`: tags resolved per reconcile; the rest wait for a later run.
+    pub reconcile_max_tags: usize,
     pub dry_run: bool,
 }
 
@@ -65,6 +71,35 @@ fn rules(env: &Env, known: &[String]) -> Result<Vec<Rule>, ConfigError> {
         .collect()
 }
 
+/// The hub's own registry (`ACCOUNT_ID` in `AWS_REGION`) and those `ALLOWED_REGISTRIES` adds
+/// (`<account>.dkr.ecr.<region>.amazonaws.com`, comma-separated).
+fn allowed_registries(env: &Env) -> Result<Option<Vec<String>>, ConfigError> {
+    let mut allowed = Vec::new();
+    for r in env.list("ALLOWED_REGISTRIES") {
+        let r = r.to_ascii_lowercase();
+        if crate::domain::Push::ecr_parts(&r).is_none() {
+            return Err(ConfigError::new(
+                "ALLOWED_REGISTRIES",
+                format!(
+                    "entry {r:?} is not an ECR registry (<account>.dkr.ecr.<region>.amazonaws.com)"
+                ),
+            ));
+        }
+        allowed.push(r);
+    }
+    match (
+        env.optional(bridgekeeper::accounts::ACCOUNT_VAR),
+        env.optional("AWS_REGION"),
+    ) {
+        (Some(account), Some(region)) => {
+            allowed.push(crate::domain::Push::ecr_registry(&account, &region));
+            Ok(Some(allowed))
+        }
+        _ if allowed.is_empty() => Ok(None),
+        _ => Ok(Some(allowed)),
+    }
+}
+
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
         let clusters = bridgekeeper::cluster::targets_from_env(env, "CLUSTERS")?;
@@ -72,7 +107,8 @@ impl Config {
         let mode = env.choice(
             "ROLLOUT_MODE",
             &[("opt-out", Mode::OptOut), ("opt-in", Mode::OptIn)],
-            Mode::OptOut,
+            // Consent of the workload's owner (its annotation), not of whoever pushes the tag.
+            Mode::OptIn,
         )?;
         let max_concurrent = concurrency(env, "MAX_CONCURRENT_PATCHES")?;
         let cluster_concurrency = concurrency(env, "CLUSTER_CONCURRENCY")?;
@@ -90,6 +126,10 @@ impl Config {
             watch_timeout: env.seconds("WATCH_TIMEOUT_SECONDS", Duration::from_secs(120))?,
             poll_interval: env.seconds("WATCH_POLL_SECONDS", Duration::from_secs(5))?,
             rollback_on_failure: env.flag("ROLLBACK_ON_FAILURE", false)?,
+            allowed_registries: allowed_registries(env)?,
+            reconcile_max_tags: env
+                .parse_or("RECONCILE_MAX_TAGS", "a number from 1", 100usize)?
+                .max(1),
             dry_run: env.flag("DRY_RUN", false)?,
         })
     }
@@ -139,7 +179,7 @@ pub(crate) mod tests {
         assert_eq!(c.rules.len(), 3);
         assert_eq!(
             (c.mode, c.max_concurrent, c.cluster_concurrency, c.watch),
-            (Mode::OptOut, 8, 8, true)
+            (Mode::OptIn, 8, 8, true)
         );
     }
 

@@ -251,6 +251,27 @@ pub struct Target {
     pub strategy: Strategy,
 }
 
+/// Kubernetes keeps the `kube-` prefix for its own namespaces ("Namespaces": "avoid creating
+/// namespaces with the prefix kube-"); EKS add-ons install into `amazon-*` and `aws-*` ones
+/// (amazon-cloudwatch, amazon-guardduty, aws-observability).
+const SYSTEM_PREFIXES: [&str; 3] = ["kube-", "amazon-", "aws-"];
+
+/// Why a workload in `namespace` is not rolled by `target`: a system namespace, unless a rule
+/// lists it by name. A tenant who can push a tag a system workload also runs (a shared base
+/// image, a mirrored add-on) must not be able to roll the cluster's own components.
+pub fn system_namespace(namespace: &str, target: &Target) -> Option<String> {
+    let system = SYSTEM_PREFIXES.iter().any(|p| namespace.starts_with(p));
+    let listed = target
+        .namespaces
+        .as_ref()
+        .is_some_and(|n| n.iter().any(|x| x == namespace));
+    (system && !listed).then(|| {
+        format!(
+            "{namespace} is a system namespace: only a rule that lists it in namespaces rolls there"
+        )
+    })
+}
+
 /// The clusters a push goes to, in rule order; the first rule naming a cluster decides its
 /// strategy, and namespaces of several rules add up.
 pub fn targets(rules: &[Rule], push: &Push) -> Vec<Target> {

@@ -171,7 +171,9 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
     let until = crate::watch::watch_until(config, deadline);
     // A schedule (or a manual run in its shape): the reconcile.
     if is_schedule(&event)? {
-        let (images, clusters) = crate::reconcile::reconcile(config, kube, registry, until).await;
+        let report_by = crate::watch::report_by(deadline);
+        let (images, clusters) =
+            crate::reconcile::reconcile(config, kube, registry, until, report_by).await;
         let mut response = Response {
             push: None,
             dry_run: config.dry_run,
@@ -334,7 +336,14 @@ pub(crate) async fn roll_listed<K: Kube>(
     let mut to_roll = Vec::new();
     for d in deployments {
         let (namespace, name) = key(&d);
-        match domain::decide(&d, push, config.mode, target.strategy, now) {
+        let decision = match domain::decide(&d, push, config.mode, target.strategy, now) {
+            Decision::Roll(r) => match domain::system_namespace(&namespace, target) {
+                Some(why) => Decision::Skip(why),
+                None => Decision::Roll(r),
+            },
+            other => other,
+        };
+        match decision {
             Decision::Unrelated => {}
             Decision::Skip(reason) => report.skipped.push(Skipped {
                 kind: d.kind,
@@ -882,6 +891,8 @@ mod tests {
             ),
             ("WATCH", "false"),
             ("ACCOUNT_ID", "123456789012"),
+            ("AWS_REGION", "eu-west-1"),
+            ("ROLLOUT_MODE", "opt-out"),
         ];
         Config::from_env(&Env::from_pairs(base.iter().chain(extra).copied())).unwrap()
     }
@@ -932,6 +943,7 @@ mod tests {
                 ),
                 ("CLUSTERS", clusters.as_str()),
                 ("WATCH", "false"),
+                ("ROLLOUT_MODE", "opt-out"),
             ];
             let rules = rules.to_string();
             vars.push(("ROLLOUT_RULES", rules.as_str()));
@@ -1436,6 +1448,94 @@ mod tests {
     }
 
     const RECONCILE: &str = include_str!("../../../events/image-rollout/reconcile.json");
+
+    /// The review's registry flood: 200 Deployments naming ECR registries in accounts and
+    /// regions nobody allowed made the reconcile look each up, one after another, as the hub.
+    #[tokio::test]
+    async fn the_reconcile_follows_only_allowed_registries_and_at_most_its_cap() {
+        let (kube, n, ecr) = (world(), Recorder::default(), FakeEcr::default());
+        for i in 0..200 {
+            kube.add(
+                "dev",
+                "tenant",
+                &format!("bogus-{i}"),
+                &format!(
+                    "{:012}.dkr.ecr.xx-bogus-{i}.amazonaws.com/shop/api:latest",
+                    100_000 + i
+                ),
+                json!({}),
+            );
+        }
+        let r = handle(event(RECONCILE), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(
+            ecr.calls.load(Ordering::SeqCst),
+            3,
+            "only the hub's registry is asked"
+        );
+        let refused = r
+            .images
+            .iter()
+            .filter(|i| {
+                i.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("ALLOWED_REGISTRIES"))
+            })
+            .count();
+        assert_eq!(refused, 200);
+        assert!(
+            r.clusters
+                .iter()
+                .all(|c| c.rolled.iter().all(|x| x.namespace != "tenant"))
+        );
+
+        let ecr = FakeEcr::default();
+        let r = handle(
+            event(RECONCILE),
+            &config(&[("RECONCILE_MAX_TAGS", "2")]),
+            &world(),
+            &ecr,
+            &n,
+        )
+        .await
+        .unwrap();
+        assert_eq!(ecr.calls.load(Ordering::SeqCst), 2, "{:?}", r.images);
+    }
+
+    /// The shipped defaults let any push of a tag a kube-system workload runs roll it.
+    #[tokio::test]
+    async fn a_system_namespace_is_rolled_only_when_a_rule_lists_it() {
+        let kube = world();
+        let latest = format!("{REGISTRY}/shop/api:latest");
+        kube.add("dev", "kube-system", "agent", &latest, json!({}));
+        let n = Recorder::default();
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
+        let skipped = r.clusters[0]
+            .skipped
+            .iter()
+            .find(|s| s.namespace == "kube-system")
+            .unwrap();
+        assert!(skipped.reason.contains("system namespace"), "{skipped:?}");
+        assert_eq!(kube.image("dev", "kube-system", "agent"), latest);
+        let listed = config(&[(
+            "ROLLOUT_RULES",
+            r#"[{"repository": "shop/*", "tag": "latest", "clusters": ["dev"], "namespaces": ["kube-system"]}]"#,
+        )]);
+        let r = handle(event(PUSH_LATEST), &listed, &kube, &FakeEcr::default(), &n)
+            .await
+            .unwrap();
+        assert_eq!(r.clusters[0].rolled.len(), 1);
+        assert_eq!(r.clusters[0].rolled[0].namespace, "kube-system");
+    }
 
     #[tokio::test]
     async fn the_reconcile_catches_up_missed_pushes_then_makes_zero_patches() {

@@ -175,7 +175,7 @@ impl Kube for KubeClusters {
             match listed {
                 Ok(w) => all.extend(w),
                 Err(e) if e.status() == Some(403) => {
-                    warn!(cluster, error = %e, "not allowed to list this kind; apply deploy/rbac/image-rollout.yaml again");
+                    warn!(cluster, error = %e, "not allowed to list this kind; bind deploy/rbac/image-rollout.yaml in its namespaces (or image-rollout-cluster.yaml) again");
                 }
                 Err(e) => return Err(e),
             }

@@ -36,6 +36,7 @@ pub async fn reconcile<K: Kube, R: Registry>(
     kube: &K,
     registry: &R,
     until: Option<tokio::time::Instant>,
+    report_by: tokio::time::Instant,
 ) -> (Vec<ImageCheck>, Vec<ClusterReport>) {
     let targets = domain::all_targets(&config.rules);
     // Each cluster's workloads and the tags they follow there.
@@ -59,21 +60,42 @@ pub async fn reconcile<K: Kube, R: Registry>(
         .collect();
     followed.sort();
     followed.dedup();
-    let mut checks = Vec::new();
+    let (followed, mut checks) = allowed(followed, config);
+    let now_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60);
+    let (followed, waiting) = capped(followed, config.reconcile_max_tags, now_minute);
+    if waiting > 0 {
+        warn!(
+            waiting,
+            cap = config.reconcile_max_tags,
+            "more followed tags than RECONCILE_MAX_TAGS; the rest wait for a later run"
+        );
+    }
+    // Resolved concurrently (bounded), each cut off where the invocation must report.
+    let resolved: Vec<(Followed, Result<Option<String>, String>)> =
+        stream::iter(followed.into_iter().map(|key| async move {
+            let (account, region) = Push::ecr_parts(&key.0).unwrap_or_default();
+            let lookup = registry.current_digest(account, region, &key.1, &key.2);
+            let answer = match tokio::time::timeout_at(report_by, lookup).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("not resolved before the invocation's deadline".to_owned()),
+            };
+            (key, answer)
+        }))
+        .buffer_unordered(config.max_concurrent)
+        .collect()
+        .await;
     let mut current: HashMap<Followed, String> = HashMap::new();
-    for key in followed {
+    for (key, answer) in resolved {
         let (registry_host, repository, tag) = key.clone();
-        let (account, region) = Push::ecr_parts(&registry_host).unwrap_or_default();
-        let (digest, error) = match registry
-            .current_digest(account, region, &repository, &tag)
-            .await
-        {
+        let (digest, error) = match answer {
             Ok(Some(d)) if domain::valid_digest(&d) => (Some(d), None),
             Ok(Some(d)) => (None, Some(format!("ECR answered digest {d:?}"))),
             Ok(None) => (None, None),
             Err(e) => {
                 warn!(repository = %repository, tag = %tag, error = %e, "tag not resolved");
-                (None, Some(e.to_string()))
+                (None, Some(e))
             }
         };
         if let Some(d) = &digest {
@@ -87,6 +109,9 @@ pub async fn reconcile<K: Kube, R: Registry>(
             error,
         });
     }
+    checks.sort_by(|a, b| {
+        (&a.registry, &a.repository, &a.tag).cmp(&(&b.registry, &b.repository, &b.tag))
+    });
 
     let current = &current;
     let reports: Vec<ClusterReport> =
@@ -161,6 +186,51 @@ pub async fn reconcile<K: Kube, R: Registry>(
         .flush();
     info!(tags = checks.len(), rolled, "reconcile done");
     (checks, reports)
+}
+
+/// The followed tags in allowed registries, and one check per refused registry saying why its
+/// tags are not followed.
+fn allowed(followed: Vec<Followed>, config: &Config) -> (Vec<Followed>, Vec<ImageCheck>) {
+    let Some(allowed) = &config.allowed_registries else {
+        return (followed, vec![]);
+    };
+    let (ok, refused): (Vec<Followed>, Vec<Followed>) = followed
+        .into_iter()
+        .partition(|(registry, _, _)| allowed.contains(registry));
+    let mut refused_registries: Vec<String> = refused.into_iter().map(|(r, _, _)| r).collect();
+    refused_registries.dedup();
+    if !refused_registries.is_empty() {
+        warn!(
+            registries = refused_registries.len(),
+            "workloads name registries outside ALLOWED_REGISTRIES; their tags are not followed"
+        );
+    }
+    let checks = refused_registries
+        .into_iter()
+        .map(|registry| ImageCheck {
+            error: Some(format!(
+                "{registry} is not in ALLOWED_REGISTRIES; tags there are not followed"
+            )),
+            registry,
+            repository: String::new(),
+            tag: String::new(),
+            digest: None,
+        })
+        .collect();
+    (ok, checks)
+}
+
+/// At most `cap` of the sorted tags, starting at a place that moves every minute, so that no
+/// tag (however many a tenant adds that sort first) waits more than a few runs. Also returns
+/// how many wait.
+fn capped(followed: Vec<Followed>, cap: usize, turn: u64) -> (Vec<Followed>, usize) {
+    let n = followed.len();
+    if n <= cap {
+        return (followed, 0);
+    }
+    let start = usize::try_from(turn % n as u64).unwrap_or(0);
+    let taken = followed.into_iter().cycle().skip(start).take(cap).collect();
+    (taken, n - cap)
 }
 
 /// A message only when the reconcile caught something up or failed to.

@@ -20,6 +20,16 @@ pub const REPORT_MARGIN: Duration = Duration::from_secs(20);
 /// Watches in flight at once (each a GET and a pod LIST per poll).
 pub const WATCH_CONCURRENCY: usize = 16;
 
+/// The last moment work may start and still leave time to report: the invocation's deadline
+/// less the report margin.
+pub fn report_by(deadline: SystemTime) -> Instant {
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .saturating_sub(REPORT_MARGIN);
+    Instant::now() + left
+}
+
 /// Until when rollouts are watched: `WATCH_TIMEOUT_SECONDS` from now, but never past the
 /// invocation's deadline less the report margin. `None`: not watched (off, or no time).
 pub fn watch_until(config: &Config, deadline: SystemTime) -> Option<Instant> {

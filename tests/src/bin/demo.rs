@@ -253,7 +253,8 @@ async fn image_rollout_demo() -> Result<()> {
     ] {
         let d: Deployment = serde_json::from_value(serde_json::json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns},
+            // Opted in: image-rollout's default (ROLLOUT_MODE=opt-in) rolls only such workloads.
+            "metadata": {"name": name, "namespace": ns, "annotations": {"bridgekeeper.io/rollout": "true"}},
             "spec": {"selector": {"matchLabels": {"app": name}}, "template": {
                 "metadata": {"labels": {"app": name}},
                 "spec": {"containers": [{"name": "app", "image": format!("{registry}/shop/api:{tag}")}]}}}
