@@ -26,8 +26,26 @@ pub struct Grant {
     pub groups: Vec<String>,
 }
 
+/// Whom entries may be made for: the stack's own function roles (`ALLOWED_PRINCIPALS`, which the
+/// template fills with their ARNs), in the `bridgekeeper:` groups only. The role's IAM conditions
+/// say the same; this holds if they are ever loosened, and for a request nobody meant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowed {
+    pub principals: Vec<String>,
+}
+
+pub const GROUP_PREFIX: &str = "bridgekeeper:";
+
+impl Allowed {
+    pub fn from_env(env: &bridgekeeper::config::Env) -> Allowed {
+        Allowed {
+            principals: env.list("ALLOWED_PRINCIPALS"),
+        }
+    }
+}
+
 impl Properties {
-    pub fn validate(&self) -> Result<Grant, String> {
+    pub fn validate(&self, allowed: &Allowed) -> Result<Grant, String> {
         let principal = self.principal_arn.trim();
         // CreateAccessEntry takes IAM role or user ARNs, never an STS session (EKS API reference).
         let is_iam = principal.starts_with("arn:")
@@ -67,6 +85,16 @@ impl Properties {
         }
         if groups.is_empty() {
             return Err("KubernetesGroups is empty: the entry would grant nothing".into());
+        }
+        if let Some(bad) = groups.iter().find(|g| !g.starts_with(GROUP_PREFIX)) {
+            return Err(format!(
+                "KubernetesGroups: {bad:?} is not a {GROUP_PREFIX} group; only Bridgekeeper's own groups are granted"
+            ));
+        }
+        if !allowed.principals.iter().any(|p| p == principal) {
+            return Err(format!(
+                "PrincipalArn {principal:?} is not one of this stack's function roles (ALLOWED_PRINCIPALS)"
+            ));
         }
         Ok(Grant {
             principal_arn: principal.to_owned(),
@@ -167,8 +195,14 @@ mod tests {
         }
     }
 
+    fn allowed() -> Allowed {
+        Allowed {
+            principals: vec![ROLE.into()],
+        }
+    }
+
     fn grant(clusters: &[&str]) -> Grant {
-        props(clusters).validate().unwrap()
+        props(clusters).validate(&allowed()).unwrap()
     }
 
     #[test]
@@ -231,14 +265,36 @@ mod tests {
     fn bad_properties_are_named() {
         let mut p = props(&["dev"]);
         p.principal_arn = "arn:aws:sts::111122223333:assumed-role/x/y".into();
-        assert!(p.validate().unwrap_err().contains("PrincipalArn"));
+        assert!(p.validate(&allowed()).unwrap_err().contains("PrincipalArn"));
         let p = props(&["-dev"]);
-        assert!(p.validate().unwrap_err().contains("\"-dev\""));
+        assert!(p.validate(&allowed()).unwrap_err().contains("\"-dev\""));
         let mut p = props(&["dev"]);
         p.kubernetes_groups = vec!["system:masters".into()];
-        assert!(p.validate().unwrap_err().contains("reserved"));
+        assert!(p.validate(&allowed()).unwrap_err().contains("reserved"));
         let mut p = props(&["dev"]);
         p.kubernetes_groups = vec![];
-        assert!(p.validate().unwrap_err().contains("KubernetesGroups"));
+        assert!(
+            p.validate(&allowed())
+                .unwrap_err()
+                .contains("KubernetesGroups")
+        );
+    }
+
+    /// With its IAM conditions loosened, the function would have made an entry for any principal
+    /// in any group a request named (system:masters aside).
+    #[test]
+    fn only_the_stacks_function_roles_in_bridgekeeper_groups_are_granted() {
+        let mut p = props(&["dev"]);
+        p.kubernetes_groups = vec!["cluster-admins".into()];
+        assert!(
+            p.validate(&allowed())
+                .unwrap_err()
+                .contains("bridgekeeper:")
+        );
+        let mut p = props(&["dev"]);
+        p.principal_arn = "arn:aws:iam::111122223333:role/attacker".into();
+        let err = p.validate(&allowed()).unwrap_err();
+        assert!(err.contains("ALLOWED_PRINCIPALS"), "{err}");
+        assert!(props(&["dev"]).validate(&Allowed::default()).is_err());
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tracing::{error, info};
 
 use crate::aws::{AccessEntries, Outcome};
-use crate::domain::{self, Grant, Plan, Properties, Request};
+use crate::domain::{self, Allowed, Grant, Plan, Properties, Request};
 use crate::respond::{Respond, Response, Status, cap_reason};
 
 /// Entries changed at once: EKS throttles per account, and a stack lists a handful of clusters.
@@ -51,6 +51,7 @@ struct Envelope {
 pub async fn handle<A: AccessEntries, R: Respond>(
     event: Value,
     budget: Duration,
+    allowed: &Allowed,
     entries: &A,
     responder: &R,
 ) -> Result<Summary, Error> {
@@ -59,7 +60,10 @@ pub async fn handle<A: AccessEntries, R: Respond>(
         serde_json::from_value(event).map_err(|e| {
             Error::invalid_event(format!("not a CloudFormation custom resource request: {e}"))
         })?;
-    let (envelope, request) = split(request)?;
+    let (envelope, request) = split(request, allowed)?;
+    // Answered nowhere but CloudFormation's bucket: a request naming another URL is not
+    // CloudFormation's, and nothing is done for it.
+    crate::respond::check_url(&envelope.response_url).map_err(Error::invalid_event)?;
     let (plan, results, reason) = match request {
         Err(why) => (
             Plan {
@@ -146,12 +150,12 @@ macro_rules! envelope {
 
 type Split = (Envelope, Result<Request, String>);
 
-fn split(request: CloudFormationCustomResourceRequest) -> Result<Split, Error> {
-    fn props(v: Value) -> Result<Grant, String> {
+fn split(request: CloudFormationCustomResourceRequest, allowed: &Allowed) -> Result<Split, Error> {
+    let props = |v: Value| -> Result<Grant, String> {
         serde_json::from_value::<Properties>(v)
             .map_err(|e| format!("properties: {e}"))?
-            .validate()
-    }
+            .validate(allowed)
+    };
     Ok(match request {
         CloudFormationCustomResourceRequest::Create(r) => {
             let grant = props(r.resource_properties).map(Request::Create);
@@ -269,10 +273,48 @@ mod tests {
 
     const BUDGET: Duration = Duration::from_secs(50);
 
+    fn allowed() -> Allowed {
+        Allowed {
+            principals: vec![ROLE.into()],
+        }
+    }
+
+    /// The review's request with a response URL of the invoker's choosing: plain http, any
+    /// host. Nothing is done for it and nothing is sent anywhere.
+    #[tokio::test]
+    async fn a_response_url_not_on_s3_gets_nothing_done_and_no_answer() {
+        for url in ["http://attacker.example/x", "https://attacker.example/x"] {
+            let (eks, answers) = (FakeEks::default(), Answers::default());
+            let mut event = sample("create.json");
+            event["ResponseURL"] = serde_json::json!(url);
+            let err = handle(event, BUDGET, &allowed(), &eks, &answers)
+                .await
+                .unwrap_err();
+            assert_eq!(err.class(), Class::NonRetryable, "{err}");
+            assert!(err.to_string().contains("ResponseURL"), "{err}");
+            assert!(eks.calls.lock().unwrap().is_empty());
+            assert!(answers.sent.lock().unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_principal_other_than_the_stacks_roles_gets_no_entry_and_a_failed_answer() {
+        let (eks, answers) = (FakeEks::default(), Answers::default());
+        let mut event = sample("create.json");
+        event["ResourceProperties"]["PrincipalArn"] =
+            serde_json::json!("arn:aws:iam::111122223333:role/attacker");
+        let s = handle(event, BUDGET, &allowed(), &eks, &answers)
+            .await
+            .unwrap();
+        assert_eq!(s.status, Status::Failed);
+        assert!(s.reason.unwrap().contains("ALLOWED_PRINCIPALS"));
+        assert!(eks.calls.lock().unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn create_grants_every_listed_cluster_and_answers_success() {
         let (eks, answers) = (FakeEks::default(), Answers::default());
-        let s = handle(sample("create.json"), BUDGET, &eks, &answers)
+        let s = handle(sample("create.json"), BUDGET, &allowed(), &eks, &answers)
             .await
             .unwrap();
         assert_eq!(s.status, Status::Success);
@@ -304,7 +346,7 @@ mod tests {
     #[tokio::test]
     async fn update_removes_dropped_clusters_and_keeps_the_rest() {
         let (eks, answers) = (FakeEks::default(), Answers::default());
-        let s = handle(sample("update.json"), BUDGET, &eks, &answers)
+        let s = handle(sample("update.json"), BUDGET, &allowed(), &eks, &answers)
             .await
             .unwrap();
         assert_eq!(s.status, Status::Success);
@@ -326,7 +368,7 @@ mod tests {
             ..FakeEks::default()
         };
         let answers = Answers::default();
-        let s = handle(sample("create.json"), BUDGET, &eks, &answers)
+        let s = handle(sample("create.json"), BUDGET, &allowed(), &eks, &answers)
             .await
             .unwrap();
         assert_eq!(s.status, Status::Failed);
@@ -346,7 +388,9 @@ mod tests {
         let mut event = sample("create.json");
         event["ResourceProperties"]["PrincipalArn"] = "not-an-arn".into();
         let (eks, answers) = (FakeEks::default(), Answers::default());
-        let s = handle(event, BUDGET, &eks, &answers).await.unwrap();
+        let s = handle(event, BUDGET, &allowed(), &eks, &answers)
+            .await
+            .unwrap();
         assert_eq!(s.status, Status::Failed);
         assert!(eks.calls.lock().unwrap().is_empty());
         assert!(s.reason.unwrap().contains("PrincipalArn"));
@@ -357,7 +401,9 @@ mod tests {
         let mut event = sample("delete.json");
         event["ResourceProperties"]["PrincipalArn"] = "not-an-arn".into();
         let (eks, answers) = (FakeEks::default(), Answers::default());
-        let s = handle(event, BUDGET, &eks, &answers).await.unwrap();
+        let s = handle(event, BUDGET, &allowed(), &eks, &answers)
+            .await
+            .unwrap();
         assert_eq!(s.status, Status::Success);
         assert!(eks.calls.lock().unwrap().is_empty());
     }
@@ -372,6 +418,7 @@ mod tests {
         let s = handle(
             sample("create.json"),
             Duration::from_millis(20),
+            &allowed(),
             &eks,
             &answers,
         )
@@ -388,9 +435,15 @@ mod tests {
             broken: true,
             ..Answers::default()
         };
-        let err = handle(sample("delete.json"), BUDGET, &FakeEks::default(), &answers)
-            .await
-            .unwrap_err();
+        let err = handle(
+            sample("delete.json"),
+            BUDGET,
+            &allowed(),
+            &FakeEks::default(),
+            &answers,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.class(), Class::Retryable);
     }
 
@@ -400,6 +453,7 @@ mod tests {
         let err = handle(
             serde_json::json!({"source": "aws.ecr", "detail": {}}),
             BUDGET,
+            &allowed(),
             &eks,
             &Answers::default(),
         )
