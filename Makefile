@@ -51,7 +51,7 @@ scale:
 ## call in the code listed in the map.
 template-check: setup
 	cfn-lint template.yaml
-	$(VENV)/bin/python -m unittest -q tests/access/test_evaluate.py tests/access/test_findings.py
+	$(VENV)/bin/python -m unittest -q tests/access/test_evaluate.py tests/access/test_findings.py tests/access/test_guardrails.py
 	$(VENV)/bin/python tests/access/operations.py
 	$(VENV)/bin/python tests/template/check.py
 
