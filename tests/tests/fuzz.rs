@@ -311,9 +311,18 @@ async fn run(
                 .err()
         }
         "access-entries" => {
-            access_entries::handler::handle(payload, Duration::from_secs(5), &Fakes, &Fakes)
-                .await
-                .err()
+            let allowed = access_entries::domain::Allowed {
+                principals: vec!["arn:aws:iam::111122223333:role/bk-DnsSyncFunctionRole-X".into()],
+            };
+            access_entries::handler::handle(
+                payload,
+                Duration::from_secs(5),
+                &allowed,
+                &Fakes,
+                &Fakes,
+            )
+            .await
+            .err()
         }
         other => unreachable!("{other}"),
     };

@@ -60,10 +60,15 @@ fn dns_sync() -> String {
         target: lb.into(),
         source: format!("prod/ingress/ns{}/app{i}", i % 50),
         cluster: "prod".into(),
+        namespace: format!("ns{}", i % 50),
+        created: Some(1_700_000_000 + i as i64),
         kind: RecordKind::Alias,
         ttl: 300,
         dualstack: false,
     };
+    // A host policy of one entry per namespace, as a multi-tenant cluster has.
+    let policy_entries: Vec<String> = (0..50).map(|n| format!("ns{n}=example.com")).collect();
+    let host_policy = dns_sync::policy::HostPolicy::parse(&policy_entries).expect("a valid policy");
     let endpoints: Vec<Endpoint> = (0..5_000).map(endpoint).collect();
     // 10,000 existing records: half the hosts already right (A + TXT), and 5,000 records of others.
     let mut existing = Vec::new();
@@ -119,6 +124,7 @@ fn dns_sync() -> String {
             complete_clusters: &complete,
             holds: &Holds::default(),
             ttl: 300,
+            host_policy: &host_policy,
         })
     });
     assert_eq!(
