@@ -542,7 +542,8 @@ def fanout(args, env: dict, moto_url: str, lb: str) -> list:
 
         schedule = (ROOT / "events/dns-sync/schedule.json").read_bytes()
         jobs = {
-            "dns-sync": (lambda n: {"ZONE_IDS": ",".join(zones[:n])}, lambda: fresh(schedule)),
+            "dns-sync": (lambda n: {"ZONE_IDS": ",".join(zones[:n]), "HOST_POLICY": "shop-web=bench.example.com"},
+                         lambda: fresh(schedule)),
             "image-rollout": (lambda n: {"ROLLOUT_RULES": json.dumps([{
                 "repository": "shop/*", "tag": "latest", "clusters": [f"c{i}" for i in range(n)], "namespaces": ["shop-dev"]}])},
                 lambda: push(moto_url)),

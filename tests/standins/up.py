@@ -111,6 +111,7 @@ def function_env(seeded: dict, aws_url: str, kube_url: str) -> dict[str, str]:
         "WATCH_TIMEOUT_SECONDS": "0",
         "ZONE_IDS": seeded["zone"],
         "OWNER_ID": "bridgekeeper-local",
+        "HOST_POLICY": "shop-web=shop.local.example.com,shop-web=@shop.local.example.com",
     }
 
 

@@ -129,7 +129,10 @@ impl World {
 
     fn config(&self, extra: &[(&str, &str)]) -> dns_sync::Config {
         let clusters = format!("prod={}", kmock().url);
+        // The test's namespace may claim the zone, its apex included.
+        let host_policy = format!("{ns}={zone},{ns}=@{zone}", ns = self.ns, zone = self.zone);
         let mut vars = vec![
+            ("HOST_POLICY", host_policy.as_str()),
             ("ALERTS_TOPIC_ARN", self.inbox.topic_arn.as_str()),
             ("CLUSTERS", clusters.as_str()),
             ("NAMESPACES", self.ns.as_str()),

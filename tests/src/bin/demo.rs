@@ -404,6 +404,7 @@ async fn dns_sync_demo() -> Result<()> {
     println!("  zone {zone} ({zone_id}); Ingress shop-web/shop → {lb}");
 
     let clusters = format!("prod={}", kmock().url);
+    let host_policy = format!("shop-web={zone},shop-web=@{zone}");
     let config = dns_sync::Config::from_env(&Env::from_pairs([
         ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
         ("ENVIRONMENT", "prod"),
@@ -411,6 +412,9 @@ async fn dns_sync_demo() -> Result<()> {
         ("NAMESPACES", "shop-web"),
         ("ZONE_IDS", zone_id.as_str()),
         ("OWNER_ID", "bridgekeeper-demo"),
+        // shop-web may claim the zone and its apex; any other namespace nothing (README
+        // "Multi-tenant clusters").
+        ("HOST_POLICY", host_policy.as_str()),
     ]))?;
     let sources = dns_sync::kube::KubeSources::new(&config.clusters, &Accounts::single(&env.sdk));
     let dns = dns_sync::aws::AwsDns::new(
