@@ -191,9 +191,11 @@ impl Admitted {
     /// [`ACCOUNT_VAR`] (a local run) every account is admitted as the function's own.
     pub fn check(&self, account: Option<&str>) -> Result<Origin, crate::Error> {
         let Some(own) = &self.own else {
+            // Which account is the hub is not known: name the account by its id only.
+            let account = account.unwrap_or("unknown").to_owned();
             return Ok(Origin {
-                account: account.unwrap_or("local").to_owned(),
-                name: "hub".into(),
+                name: account.clone(),
+                account,
             });
         };
         let Some(account) = account else {

@@ -186,7 +186,7 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
         let n =
             crate::reconcile::notification(&response.clusters, &config.environment, config.dry_run);
         if let Some(n) = n {
-            response.notification = Some(notifier.notify(&n).await?);
+            response.notification = Some(notifier.notify(&origin.stamp(n)).await?);
         }
         return Ok(response);
     }

@@ -409,7 +409,7 @@ async fn dns_sync_demo() -> Result<()> {
         ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
         ("ENVIRONMENT", "prod"),
         ("CLUSTERS", clusters.as_str()),
-        ("NAMESPACES", "shop-web"),
+        ("NAMESPACES", "shop-web,tenant"),
         ("ZONE_IDS", zone_id.as_str()),
         ("OWNER_ID", "bridgekeeper-demo"),
         // shop-web may claim the zone and its apex; any other namespace nothing (README
@@ -475,6 +475,9 @@ async fn dns_sync_demo() -> Result<()> {
                     z.rejected.len(),
                     z.batches
                 );
+                for c in &z.conflicts {
+                    println!("    conflict {}: {}", c.host, c.reason);
+                }
             }
             anyhow::Ok(())
         }
@@ -493,6 +496,29 @@ async fn dns_sync_demo() -> Result<()> {
         .await?;
     run(format!("the Ingress moved to {lb2}")).await?;
     println!("  records now:");
+    show_records().await?;
+    show_inbox(&inbox).await?;
+
+    // A tenant with edit rights in its own namespace tries to take the shop's names.
+    let tenant: Api<Ingress> = Api::namespaced(
+        ClusterAccess::url(&kmock().url, None).client().await?,
+        "tenant",
+    );
+    let evil: Ingress = serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "aaa", "namespace": "tenant"},
+        "spec": {"rules": [{"host": format!("api.{zone}")}, {"host": zone}, {"host": format!("promo.{zone}")}]},
+        "status": {"loadBalancer": {"ingress": [{"hostname": "k8s-tenant-evil-1.eu-west-1.elb.amazonaws.com"}]}}
+    }))?;
+    tenant.create(&PostParams::default(), &evil).await?;
+    run(
+        "a tenant's Ingress (namespace tenant, sorting first) claims api, the apex and promo"
+            .into(),
+    )
+    .await?;
+    println!(
+        "  records now (unchanged: the owner keeps its names, HOST_POLICY gives tenant none):"
+    );
     show_records().await?;
     show_inbox(&inbox).await?;
     Ok(())
