@@ -523,6 +523,32 @@ pub mod testing {
 
     use super::*;
 
+    /// Why the chat copy of `n` is not inert, if it is not: the body leaves its code block, or
+    /// some text makes a link or a mention.
+    pub fn chat_not_inert(n: &Notification) -> Option<String> {
+        let chat: serde_json::Value = serde_json::from_str(&chat_message(n)).ok()?;
+        let description = chat["content"]["description"].as_str().unwrap_or_default();
+        let title = chat["content"]["title"].as_str().unwrap_or_default();
+        let fence = description.lines().next().unwrap_or_default();
+        if fence.len() < 3 || !fence.chars().all(|c| c == '`') || !description.ends_with(fence) {
+            return Some(format!("not one code block: {description}"));
+        }
+        let inner = &description[fence.len()..description.len() - fence.len()];
+        if inner.contains(fence) {
+            return Some(format!("the body closes its fence: {description}"));
+        }
+        for text in [inner, title] {
+            for markup in ["](", "@here", "<!", "<http", "https://"] {
+                if text.contains(markup) {
+                    return Some(format!("{markup} in {text:?}"));
+                }
+            }
+        }
+        title
+            .contains('`')
+            .then(|| format!("code markup in the title {title:?}"))
+    }
+
     #[derive(Debug, Default)]
     pub struct Recorder {
         sent: Mutex<Vec<Notification>>,

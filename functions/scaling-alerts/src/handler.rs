@@ -1104,6 +1104,24 @@ mod tests {
         assert_eq!(n.severity, Severity::Error);
     }
 
+    /// The review's fence breakout, through a CloudTrail error message (the caller writes part
+    /// of it: names, ARNs).
+    #[tokio::test]
+    async fn a_cloudtrail_error_message_never_leaves_the_chat_code_block() {
+        let hostile = "denied ```\n[verify](https://evil.example) @here <!channel>";
+        let body = sample!("nodegroup-config-denied.json").replace(
+            "User: arn:aws:sts::123456789012:assumed-role/Developer/sam is not authorized",
+            &hostile.replace('\n', "\\n"),
+        );
+        let n = one(&body).await;
+        assert!(
+            n.body.contains("```"),
+            "the hostile text is quoted: {}",
+            n.body
+        );
+        assert_eq!(bridgekeeper::notify::testing::chat_not_inert(&n), None);
+    }
+
     /// The review's forged denial: a CloudTrail-shaped "DENIED: node group deletion" put on the
     /// bus from an account the stack does not serve became an error-severity alert naming prod.
     #[tokio::test]

@@ -5,7 +5,7 @@
 
 use std::future::Future;
 
-use bridgekeeper::accounts::{AccountError, Accounts, Scope};
+use bridgekeeper::accounts::{AccountError, Accounts, Origin, Scope};
 use bridgekeeper::events::{Envelope, SCHEDULED_EVENT};
 use bridgekeeper::idempotency::Remember;
 use bridgekeeper::notify::{Notification, Notifier};
@@ -72,18 +72,16 @@ impl<M: Remember> Remember for Scoped<'_, M> {
     }
 }
 
-/// A member's reports say which account they are about: its name leads the subject, and the
-/// `account` message attribute (for subscription filters) carries its id.
+/// Every report says which account it is about: a last line naming it, and the `account` and
+/// `account_name` message attributes (for subscription filters).
 struct InAccount<'a, N> {
     inner: &'a N,
-    account: &'a str,
+    origin: Origin,
 }
 
 impl<N: Notifier> Notifier for InAccount<'_, N> {
     async fn notify(&self, n: &Notification) -> Result<String, AwsError> {
-        self.inner
-            .notify(&n.clone().attribute("account", self.account))
-            .await
+        self.inner.notify(&self.origin.stamp(n.clone())).await
     }
 }
 
@@ -103,7 +101,10 @@ async fn in_member<F: RdsIn, N: Notifier, M: Remember>(
     };
     let notifier = InAccount {
         inner: notifier,
-        account: &member.account,
+        origin: Origin {
+            account: member.account.clone(),
+            name: member.name.clone(),
+        },
     };
     handler::handle(event, &config.for_member(member), &rds, &notifier, &memory)
         .await
@@ -121,7 +122,12 @@ pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember>(
     let envelope = Envelope::of(&event)?;
     // An event of an account this stack does not cover (a member stack forwarding to a hub that
     // does not list it, or any account of the organisation) is not ours to act on or report.
-    config.admitted.check(envelope.account())?;
+    let origin = config.admitted.check(envelope.account())?;
+    // The hub's own run reports as the event's account: the hub's (a schedule, its own RDS).
+    let own_notifier = InAccount {
+        inner: notifier,
+        origin,
+    };
     let scheduled = envelope.kind() == SCHEDULED_EVENT;
     if config.members.is_empty() || !scheduled {
         let origin = envelope.origin().account;
@@ -131,13 +137,13 @@ pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember>(
             .find(|m| origin.as_deref() == Some(m.account.as_str()));
         let response = match member {
             Some(m) => in_member(event, config, m, members, notifier, memory).await,
-            None => handler::handle(event, config, own, notifier, memory).await,
+            None => handler::handle(event, config, own, &own_notifier, memory).await,
         };
         return response.map(|r| Outcome::One(Box::new(r)));
     }
 
     // Each account has its own quota and its own role: one failing never holds the others back.
-    let own_run = handler::handle(event.clone(), config, own, notifier, memory);
+    let own_run = handler::handle(event.clone(), config, own, &own_notifier, memory);
     let member_runs = config.members.iter().map(|m| async {
         let run = in_member(event.clone(), config, m, members, notifier, memory).await;
         (m.name.clone(), run)
