@@ -695,6 +695,7 @@ mod tests {
                 "arn:aws:sns:eu-west-1:123456789012:alerts",
             ),
             ("ENVIRONMENT", "prod"),
+            ("ACCOUNT_ID", "123456789012"),
         ];
         Config::from_env(&Env::from_pairs(base.iter().chain(extra).copied())).unwrap()
     }
@@ -775,9 +776,11 @@ mod tests {
                 ..GroupInfo::default()
             },
         )]);
-        let r = handle(batch(&[hub, &member]), &config(&[]), &p)
-            .await
-            .unwrap();
+        let listed = config(&[
+            ("MEMBER_ACCOUNTS", MEMBER),
+            ("MEMBER_ROLE_NAME", "bridgekeeper-scaling-alerts"),
+        ]);
+        let r = handle(batch(&[hub, &member]), &listed, &p).await.unwrap();
         assert!(r.batch_item_failures.is_empty(), "{r:?}");
         let mut scopes = p.asg.scopes.lock().unwrap().clone();
         scopes.sort();
