@@ -695,6 +695,42 @@ mod tests {
             .unwrap()
     }
 
+    /// A CloudTrail-shaped CreateLoadBalancer event from an account the stack does not serve
+    /// (any account of the organisation can put one on the bus): no cluster read, no zone listed.
+    #[tokio::test]
+    async fn a_trigger_from_an_unlisted_account_reads_and_writes_nothing() {
+        let sources = Clusters::default();
+        let dns = Zone1::with(vec![]);
+        let (n, memory) = (Recorder::default(), Memory::default());
+        let cfg = config(&[("ACCOUNT_ID", "123456789012")]);
+        let mut forged: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../events/dns-sync/load-balancer-created.json"
+        ))
+        .unwrap();
+        forged["account"] = serde_json::json!("999999999999");
+        let deadline = SystemTime::now() + Duration::from_secs(120);
+        let err = handle(
+            forged,
+            deadline,
+            &cfg,
+            &sources,
+            &dns,
+            &n,
+            &State::new(&memory),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(bridgekeeper::Classify::class(&err), Class::NonRetryable);
+        assert!(err.to_string().contains("999999999999"));
+        assert_eq!(*dns.calls.lock().unwrap(), 0);
+        assert_eq!(
+            sources.in_flight.load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+        assert_eq!(sources.widest.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(n.sent().is_empty());
+    }
+
     #[tokio::test]
     async fn eight_clusters_are_read_at_once_and_never_more_than_cluster_concurrency() {
         let (_, clusters) = bridgekeeper::cluster::testing::eks_clusters(8);
