@@ -517,12 +517,21 @@ pub(crate) fn pointer_escape(s: &str) -> String {
 
 impl Rollout {
     /// The JSON patch that carries it out. Every image change is guarded by a `test` of the
-    /// container's name at that index, so a Deployment edited since it was read fails the patch
-    /// instead of getting the wrong container changed.
+    /// container's name at that index and of the exact image it replaces, and the whole patch by
+    /// the digest annotation it read (when there was one): a workload edited since it was read
+    /// (another push of the tag rolled it meanwhile) fails the patch with a 422 instead of being
+    /// moved back to an older digest.
     pub fn patch(&self, d: &Workload, push: &Push) -> Vec<Value> {
         let root = d.template_path();
         let mut ops = Vec::new();
         let template = annotations(d.template.metadata.as_ref());
+        if let Some(seen) = template.get(DIGEST_ANNOTATION) {
+            let path = format!(
+                "{root}/metadata/annotations/{}",
+                pointer_escape(DIGEST_ANNOTATION)
+            );
+            ops.push(json!({"op": "test", "path": path, "value": seen}));
+        }
         let mut new_annotations: BTreeMap<String, String> = BTreeMap::new();
         new_annotations.insert(DIGEST_ANNOTATION.into(), push.digest.clone());
         match self {
@@ -539,6 +548,9 @@ impl Rollout {
                     let base = format!("{root}/spec/{list}/{}", c.index);
                     ops.push(
                         json!({"op": "test", "path": format!("{base}/name"), "value": c.name}),
+                    );
+                    ops.push(
+                        json!({"op": "test", "path": format!("{base}/image"), "value": c.image}),
                     );
                     ops.push(
                         json!({"op": "replace", "path": format!("{base}/image"), "value": image}),
@@ -766,7 +778,7 @@ mod tests {
     }
 
     #[test]
-    fn pin_digest_plan_tests_the_container_name_and_records_digest_and_tag() {
+    fn pin_digest_plan_tests_the_container_name_and_the_image_it_replaces() {
         let d = simple(&format!("{REGISTRY}/shop/api:latest"));
         let p = push("latest");
         let Decision::Roll(r) = decide(&d, &p, Mode::OptOut, Strategy::PinDigest, now()) else {
@@ -776,6 +788,7 @@ mod tests {
             r.patch(&d, &p),
             vec![
                 json!({"op": "test", "path": "/spec/template/spec/containers/0/name", "value": "app"}),
+                json!({"op": "test", "path": "/spec/template/spec/containers/0/image", "value": format!("{REGISTRY}/shop/api:latest")}),
                 json!({"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": format!("{REGISTRY}/shop/api@{DIGEST}")}),
                 json!({"op": "add", "path": "/spec/template/metadata", "value": {"annotations": {
                     DIGEST_ANNOTATION: DIGEST, TRACKED_ANNOTATION: "{\"app\":\"latest\"}",

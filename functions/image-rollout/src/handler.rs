@@ -211,11 +211,7 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
         return Ok(response);
     }
     // Roll only to what the tag is now: a late or out-of-order event must not move anything back.
-    let (account, region) = Push::ecr_parts(&push.registry).unwrap_or_default();
-    match registry
-        .current_digest(account, region, &push.repository, &push.tag)
-        .await
-    {
+    match registry.current_digest_of(&push).await {
         Ok(Some(now)) if now == push.digest => {}
         Ok(now) => {
             let what = now.as_deref().unwrap_or("nothing (the tag was deleted)");
@@ -234,16 +230,24 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
         }
         // The event is the sender's word: anyone who may put an event on the bus or invoke the
         // function can write one. Nothing rolls until ECR confirms the digest is the tag's.
+        // Retryable whatever ECR said (throttling, AccessDenied, a timeout): Lambda's retries and
+        // the reconcile catch up once it answers; a rollout on the event's word never happens.
         Err(e) => {
             warn!(error = %e, "ECR could not confirm the pushed digest; nothing rolled");
             Metrics::new(crate::FUNCTION)
                 .count("RegistryUnreadable", 1)
                 .flush();
-            return Err(Error::from(e));
+            return Err(Error::Transient(format!(
+                "ECR could not confirm that {}:{} is {}, so nothing was rolled: {}",
+                push.repository,
+                push.tag,
+                push.short_digest(),
+                bridgekeeper::error::chain(&e)
+            )));
         }
     }
     response.clusters = stream::iter(&targets)
-        .map(|t| roll_cluster(t, &push, config, kube, until))
+        .map(|t| roll_cluster(t, &push, config, kube, registry, until))
         .buffered(config.cluster_concurrency)
         .collect()
         .await;
@@ -303,15 +307,18 @@ pub(crate) async fn list<K: Kube>(
     }
 }
 
-async fn roll_cluster<K: Kube>(
+async fn roll_cluster<K: Kube, R: Registry>(
     target: &Target,
     push: &Push,
     config: &Config,
     kube: &K,
+    registry: &R,
     until: Option<tokio::time::Instant>,
 ) -> ClusterReport {
     match list(kube, target).await {
-        Ok(deployments) => roll_listed(target, push, config, kube, deployments, until).await,
+        Ok(deployments) => {
+            roll_listed(target, push, config, kube, registry, deployments, until).await
+        }
         Err(e) => {
             warn!(cluster = %target.cluster, error = %e, "cluster failed");
             let mut report = ClusterReport::new(&target.cluster);
@@ -323,11 +330,12 @@ async fn roll_cluster<K: Kube>(
 }
 
 /// Rolls the workloads of one cluster, already listed, that run the pushed image.
-pub(crate) async fn roll_listed<K: Kube>(
+pub(crate) async fn roll_listed<K: Kube, R: Registry>(
     target: &Target,
     push: &Push,
     config: &Config,
     kube: &K,
+    registry: &R,
     deployments: Vec<Workload>,
     until: Option<tokio::time::Instant>,
 ) -> ClusterReport {
@@ -364,7 +372,7 @@ pub(crate) async fn roll_listed<K: Kube>(
     // Bounded fan-out: at most `max_concurrent` patches in flight; the watches come after, so
     // a slow rollout never holds a patch slot.
     let results: Vec<_> = stream::iter(to_roll)
-        .map(|(d, rollout)| roll_one(kube, target, push, config, d, rollout))
+        .map(|(d, rollout)| roll_one(kube, registry, target, push, config, d, rollout))
         .buffer_unordered(config.max_concurrent)
         .collect()
         .await;
@@ -445,8 +453,9 @@ fn is_transient(e: &ClusterError) -> bool {
     }
 }
 
-async fn roll_one<K: Kube>(
+async fn roll_one<K: Kube, R: Registry>(
     kube: &K,
+    registry: &R,
     target: &Target,
     push: &Push,
     config: &Config,
@@ -478,6 +487,30 @@ async fn roll_one<K: Kube>(
             Ok(p) => break p,
             Err(e) if is_conflict(&e) && conflicts < CONFLICT_ATTEMPTS => {
                 conflicts += 1;
+                // Someone wrote the workload since it was read, perhaps another push of this tag:
+                // the digest is confirmed again before anything is re-planned.
+                match registry.current_digest_of(push).await {
+                    Ok(Some(now)) if now == push.digest => {}
+                    Ok(now) => {
+                        let now = now.as_deref().unwrap_or("nothing (the tag was deleted)");
+                        return Outcome::Skipped(Skipped {
+                            kind,
+                            namespace,
+                            name,
+                            reason: format!(
+                                "changed while it was being rolled, and {}:{} now points at {now}: \
+                                 superseded",
+                                push.repository, push.tag
+                            ),
+                        });
+                    }
+                    Err(e) => {
+                        return failed(format!(
+                            "changed while it was being rolled, and ECR could not confirm the \
+                             digest again: {e}"
+                        ));
+                    }
+                }
                 d = match kube.get(&target.cluster, kind, &namespace, &name).await {
                     Ok(fresh) => fresh,
                     Err(e) => return failed(e.to_string()),
@@ -689,6 +722,9 @@ mod tests {
         status: Option<Value>,
         /// Pods every `pods` call returns.
         pods: Vec<Value>,
+        /// (cluster, namespace, name, image): another writer sets this image just before the
+        /// next patch lands (a second push of the tag, rolled at the same time).
+        raced_by: Mutex<Option<(String, String, String, String)>>,
     }
 
     fn api_error(cluster: &str, code: u16) -> ClusterError {
@@ -789,6 +825,11 @@ mod tests {
             if let Some(code) = self.patch_errors.lock().unwrap().pop_front() {
                 return Err(api_error(cluster, code));
             }
+            if let Some((c, ns, n, image)) = self.raced_by.lock().unwrap().take() {
+                let mut objects = self.objects.lock().unwrap();
+                let v = objects.get_mut(&(c, ns, n)).unwrap();
+                v["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
+            }
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::task::yield_now().await;
@@ -833,6 +874,8 @@ mod tests {
         moved: Mutex<HashMap<String, Option<String>>>,
         broken: bool,
         calls: AtomicUsize,
+        /// Answers for shop/api given before anything else, one per call.
+        answers: Mutex<std::collections::VecDeque<Option<String>>>,
     }
 
     impl FakeEcr {
@@ -863,6 +906,11 @@ mod tests {
                     400,
                     "not authorized to perform ecr:DescribeImages",
                 ));
+            }
+            if repository == "shop/api"
+                && let Some(answer) = self.answers.lock().unwrap().pop_front()
+            {
+                return Ok(answer);
             }
             if let Some(d) = self.moved.lock().unwrap().get(tag)
                 && repository == "shop/api"
@@ -1400,12 +1448,45 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("ecr:DescribeImages"), "{err}");
+        // Retryable even for AccessDenied: Lambda's retries and the reconcile catch up later.
+        assert_eq!(err.class(), Class::Retryable);
         assert_eq!(kube.patches.load(Ordering::SeqCst), 0);
         assert!(n.sent().is_empty());
         let ecr = FakeEcr::moved("latest", Some(&format!("sha256:{}", "1".repeat(64))));
         let r = handle(forged, &config(&[]), &kube, &ecr, &n).await.unwrap();
         assert!(r.ignored.unwrap().contains("superseded"));
         assert_eq!(kube.patches.load(Ordering::SeqCst), 0);
+    }
+
+    /// The review's lost update: push A verified and listed, push B of the same tag rolled
+    /// meanwhile, and A's patch (which tested only the container's name) moved production back
+    /// to the older digest. The patch now tests the image it replaces; the 422 makes A ask ECR
+    /// again, and A is superseded.
+    #[tokio::test]
+    async fn a_push_overtaken_while_rolling_never_moves_a_workload_back() {
+        let kube = FakeKube::default();
+        let latest = format!("{REGISTRY}/shop/api:latest");
+        kube.add("dev", "shop", "api", &latest, json!({}));
+        let b_image = format!("{REGISTRY}/shop/api@{NEWER}");
+        *kube.raced_by.lock().unwrap() =
+            Some(("dev".into(), "shop".into(), "api".into(), b_image.clone()));
+        let ecr = FakeEcr::default();
+        // A's digest when A is verified; B's once B has been pushed.
+        ecr.answers
+            .lock()
+            .unwrap()
+            .extend([Some(LATEST.to_owned()), Some(NEWER.to_owned())]);
+        let n = Recorder::default();
+        let r = handle(event(PUSH_LATEST), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(kube.image("dev", "shop", "api"), b_image);
+        assert!(r.clusters[0].rolled.is_empty(), "{r:?}");
+        assert!(
+            r.clusters[0].skipped[0].reason.contains("superseded"),
+            "{:?}",
+            r.clusters[0].skipped
+        );
     }
 
     #[tokio::test]

@@ -155,7 +155,7 @@ pub async fn reconcile<K: Kube, R: Registry>(
                         })
                         .cloned()
                         .collect();
-                    let r = roll_listed(&t, push, config, kube, mine, until).await;
+                    let r = roll_listed(&t, push, config, kube, registry, mine, until).await;
                     report.rolled.extend(r.rolled);
                     report.failed.extend(r.failed);
                     // "already at" for every current workload is the normal case, not news.

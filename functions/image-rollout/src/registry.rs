@@ -21,6 +21,22 @@ pub trait Registry: Send + Sync {
         repository: &str,
         tag: &str,
     ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+
+    /// What the pushed tag points at now, in the push's registry.
+    fn current_digest_of(
+        &self,
+        push: &crate::domain::Push,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send
+    where
+        Self: Sync,
+    {
+        async move {
+            let (account, region) =
+                crate::domain::Push::ecr_parts(&push.registry).unwrap_or_default();
+            self.current_digest(account, region, &push.repository, &push.tag)
+                .await
+        }
+    }
 }
 
 /// ECR in any region: the push event's `account` and `region` name the registry, which may be
