@@ -36,6 +36,12 @@ const PRESIGN_EXPIRES: Duration = Duration::from_secs(60);
 /// this old plus the function's timeout (keep that under 9 minutes).
 pub const TOKEN_REFRESH_AFTER: Duration = Duration::from_secs(5 * 60);
 
+/// How long connecting to an API server may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an API server may leave a request unanswered (a page of 500 objects is well
+/// under a second on a healthy server).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where a cluster is: `https://...`/`http://...` is a URL; an EKS cluster ARN
 /// (`arn:aws:eks:<region>:<account>:cluster/<name>`) is a cluster in that account and region,
 /// reached with the member role there; anything else an EKS cluster name in the function's own.
@@ -508,6 +514,15 @@ impl ClusterAccess {
                 (config, Some(Instant::now()))
             }
         };
+        let mut config = config;
+        // kube's default retries a 429/503/504 up to 15 times with backoff up to 1,000 s and
+        // obeys any Retry-After: a server answering `503 Retry-After: 600` would keep the
+        // function asleep past its deadline. The callers own the one bounded retry layer.
+        config.default_retry = false;
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
+        // No read timeout by default: an API server that accepts and never answers would hold
+        // the call until Lambda stops the invocation.
+        config.read_timeout = Some(READ_TIMEOUT);
         let builder = ClientBuilder::try_from(config)
             .map_err(|e| ClusterError::api(&cluster, "building the client", e))?;
         let client = builder.with_layer(&BearerLayer(self.token.clone())).build();
@@ -859,6 +874,79 @@ mod tests {
             String::from_utf8_lossy(&buf[..n]).into_owned()
         });
         (endpoint, server)
+    }
+
+    /// A stand-in API server on loopback that answers every request with `answer` (or, `None`,
+    /// reads it and never answers); returns its URL and how many requests it has read.
+    async fn api_server_answering(
+        answer: Option<&'static str>,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    while let Ok(n) = sock.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        match answer {
+                            Some(a) => sock.write_all(a.as_bytes()).await.unwrap(),
+                            None => std::future::pending::<()>().await,
+                        }
+                    }
+                });
+            }
+        });
+        (endpoint, requests)
+    }
+
+    /// The review's `503 Retry-After: 600`: kube's default policy slept as the server asked, up
+    /// to 15 times, past any Lambda deadline. Now the error comes back at once, asked once.
+    #[tokio::test]
+    async fn a_503_asking_for_ten_minutes_comes_back_at_once_without_hidden_retries() {
+        let body = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"busy","reason":"ServiceUnavailable","code":503}"#;
+        let answer: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 503 Service Unavailable\r\nretry-after: 600\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_boxed_str(),
+        );
+        let (endpoint, requests) = api_server_answering(Some(answer)).await;
+        let client = ClusterAccess::url(&endpoint, None).client().await.unwrap();
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+        let listed = tokio::time::timeout(Duration::from_secs(60), api.list(&Default::default()))
+            .await
+            .expect("the call ends on its own, long before Retry-After");
+        assert!(
+            matches!(listed, Err(kube::Error::Api(ref s)) if s.code == 503),
+            "{listed:?}"
+        );
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// An API server that accepts and never answers: the read timeout ends the call.
+    #[tokio::test]
+    async fn an_api_server_that_never_answers_is_given_up_on() {
+        let (endpoint, requests) = api_server_answering(None).await;
+        let client = ClusterAccess::url(&endpoint, None).client().await.unwrap();
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+        let listed = tokio::time::timeout(
+            READ_TIMEOUT + Duration::from_secs(20),
+            api.list(&Default::default()),
+        )
+        .await
+        .expect("the read timeout ends the call");
+        assert!(listed.is_err());
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     /// One PEM certificate, as DescribeCluster's CA data holds one.

@@ -169,9 +169,9 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
 ) -> Result<Response, Error> {
     let origin = config.admitted.check(Envelope::of(&event)?.account())?;
     let until = crate::watch::watch_until(config, deadline);
+    let report_by = crate::watch::report_by(deadline);
     // A schedule (or a manual run in its shape): the reconcile.
     if is_schedule(&event)? {
-        let report_by = crate::watch::report_by(deadline);
         let (images, clusters) =
             crate::reconcile::reconcile(config, kube, registry, until, report_by).await;
         let mut response = Response {
@@ -246,8 +246,15 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
             )));
         }
     }
+    let ctx = Rolling {
+        config,
+        kube,
+        registry,
+        until,
+        report_by,
+    };
     response.clusters = stream::iter(&targets)
-        .map(|t| roll_cluster(t, &push, config, kube, registry, until))
+        .map(|t| roll_cluster(t, &push, &ctx))
         .buffered(config.cluster_concurrency)
         .collect()
         .await;
@@ -310,15 +317,19 @@ pub(crate) async fn list<K: Kube>(
 async fn roll_cluster<K: Kube, R: Registry>(
     target: &Target,
     push: &Push,
-    config: &Config,
-    kube: &K,
-    registry: &R,
-    until: Option<tokio::time::Instant>,
+    ctx: &Rolling<'_, K, R>,
 ) -> ClusterReport {
-    match list(kube, target).await {
-        Ok(deployments) => {
-            roll_listed(target, push, config, kube, registry, deployments, until).await
+    let listed = match tokio::time::timeout_at(ctx.report_by, list(ctx.kube, target)).await {
+        Ok(listed) => listed,
+        Err(_) => {
+            let mut report = ClusterReport::new(&target.cluster);
+            report.retryable = true;
+            report.error = Some(DEADLINE.into());
+            return report;
         }
+    };
+    match listed {
+        Ok(deployments) => roll_listed(target, push, ctx, deployments).await,
         Err(e) => {
             warn!(cluster = %target.cluster, error = %e, "cluster failed");
             let mut report = ClusterReport::new(&target.cluster);
@@ -333,12 +344,10 @@ async fn roll_cluster<K: Kube, R: Registry>(
 pub(crate) async fn roll_listed<K: Kube, R: Registry>(
     target: &Target,
     push: &Push,
-    config: &Config,
-    kube: &K,
-    registry: &R,
+    ctx: &Rolling<'_, K, R>,
     deployments: Vec<Workload>,
-    until: Option<tokio::time::Instant>,
 ) -> ClusterReport {
+    let (config, kube) = (ctx.config, ctx.kube);
     let mut report = ClusterReport::new(&target.cluster);
     let now = chrono::Utc::now();
     let mut to_roll = Vec::new();
@@ -372,7 +381,7 @@ pub(crate) async fn roll_listed<K: Kube, R: Registry>(
     // Bounded fan-out: at most `max_concurrent` patches in flight; the watches come after, so
     // a slow rollout never holds a patch slot.
     let results: Vec<_> = stream::iter(to_roll)
-        .map(|(d, rollout)| roll_one(kube, registry, target, push, config, d, rollout))
+        .map(|(d, rollout)| roll_one(ctx, target, push, d, rollout))
         .buffer_unordered(config.max_concurrent)
         .collect()
         .await;
@@ -387,7 +396,7 @@ pub(crate) async fn roll_listed<K: Kube, R: Registry>(
     report.rolled = stream::iter(patched)
         .map(|(mut r, d)| async move {
             (r.progress, r.rolled_back) =
-                crate::watch::follow(kube, &target.cluster, push, config, *d, until).await;
+                crate::watch::follow(kube, &target.cluster, push, config, *d, ctx.until).await;
             r
         })
         .buffer_unordered(crate::watch::WATCH_CONCURRENCY)
@@ -433,6 +442,19 @@ enum Outcome {
     Failed(Failed),
 }
 
+/// What a rollout works with: the adapters, and the two moments it must respect (watches end
+/// at `until`; every call ends by `report_by`, so the run always reports).
+pub(crate) struct Rolling<'a, K, R> {
+    pub config: &'a Config,
+    pub kube: &'a K,
+    pub registry: &'a R,
+    pub until: Option<tokio::time::Instant>,
+    pub report_by: tokio::time::Instant,
+}
+
+/// What a cluster or workload that did not answer in time is reported as.
+const DEADLINE: &str = "no answer before the invocation's deadline (less the time kept to report)";
+
 /// How often a conflicting write is re-read and re-planned before giving up.
 const CONFLICT_ATTEMPTS: usize = 3;
 /// How often a patch that met throttling, a server error or a timeout is sent again.
@@ -454,14 +476,13 @@ fn is_transient(e: &ClusterError) -> bool {
 }
 
 async fn roll_one<K: Kube, R: Registry>(
-    kube: &K,
-    registry: &R,
+    ctx: &Rolling<'_, K, R>,
     target: &Target,
     push: &Push,
-    config: &Config,
     mut d: Workload,
     mut rollout: Rollout,
 ) -> Outcome {
+    let (config, kube, registry, report_by) = (ctx.config, ctx.kube, ctx.registry, ctx.report_by);
     let (namespace, name) = key(&d);
     let kind = d.kind;
     let failed = |error: String| {
@@ -474,16 +495,13 @@ async fn roll_one<K: Kube, R: Registry>(
     };
     let (mut conflicts, mut transients) = (1, 0);
     let patched = loop {
-        match kube
-            .patch(
-                &target.cluster,
-                kind,
-                &namespace,
-                &name,
-                &rollout.patch(&d, push),
-            )
-            .await
-        {
+        let ops = rollout.patch(&d, push);
+        let patch = kube.patch(&target.cluster, kind, &namespace, &name, &ops);
+        // Whatever the API server does, the run ends in time to report what it did.
+        let Ok(answer) = tokio::time::timeout_at(report_by, patch).await else {
+            return failed(DEADLINE.into());
+        };
+        match answer {
             Ok(p) => break p,
             Err(e) if is_conflict(&e) && conflicts < CONFLICT_ATTEMPTS => {
                 conflicts += 1;
@@ -511,9 +529,11 @@ async fn roll_one<K: Kube, R: Registry>(
                         ));
                     }
                 }
-                d = match kube.get(&target.cluster, kind, &namespace, &name).await {
-                    Ok(fresh) => fresh,
-                    Err(e) => return failed(e.to_string()),
+                let get = kube.get(&target.cluster, kind, &namespace, &name);
+                d = match tokio::time::timeout_at(report_by, get).await {
+                    Ok(Ok(fresh)) => fresh,
+                    Ok(Err(e)) => return failed(e.to_string()),
+                    Err(_) => return failed(DEADLINE.into()),
                 };
                 match domain::decide(&d, push, config.mode, target.strategy, chrono::Utc::now()) {
                     Decision::Roll(r) => rollout = r,
@@ -536,9 +556,15 @@ async fn roll_one<K: Kube, R: Registry>(
                     }
                 }
             }
+            // The one retry layer for Kubernetes calls (kube's own is off): a few attempts,
+            // seconds apart, never past the report deadline; Retry-After is not obeyed.
             Err(e) if is_transient(&e) && transients < TRANSIENT_ATTEMPTS => {
                 warn!(cluster = %target.cluster, namespace = %namespace, deployment = %name, error = %e, "patch not taken; trying again");
-                tokio::time::sleep(BACKOFF * 2u32.pow(transients)).await;
+                let pause = tokio::time::Instant::now() + BACKOFF * 2u32.pow(transients);
+                if pause >= report_by {
+                    return failed(e.to_string());
+                }
+                tokio::time::sleep_until(pause).await;
                 transients += 1;
             }
             Err(e) => return failed(e.to_string()),
@@ -725,6 +751,8 @@ mod tests {
         /// (cluster, namespace, name, image): another writer sets this image just before the
         /// next patch lands (a second push of the tag, rolled at the same time).
         raced_by: Mutex<Option<(String, String, String, String)>>,
+        /// A cluster whose API server accepts requests and never answers.
+        hanging: Option<&'static str>,
     }
 
     fn api_error(cluster: &str, code: u16) -> ClusterError {
@@ -781,6 +809,9 @@ mod tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if let Some(code) = self.failing.get(cluster) {
                 return Err(api_error(cluster, *code));
+            }
+            if self.hanging == Some(cluster) {
+                std::future::pending::<()>().await;
             }
             let now = self.lists_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_lists_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -1486,6 +1517,55 @@ mod tests {
             r.clusters[0].skipped[0].reason.contains("superseded"),
             "{:?}",
             r.clusters[0].skipped
+        );
+    }
+
+    /// The review's hanging cluster: nothing bounded the list or the patch, so the function
+    /// slept until Lambda stopped it, with some workloads patched and no report. Now the other
+    /// cluster rolls, the hanging one is reported, and the run returns before its deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_cluster_that_never_answers_is_reported_and_the_run_ends_in_time() {
+        let mut kube = world();
+        kube.hanging = Some("prod");
+        let cfg = config(&[(
+            "ROLLOUT_RULES",
+            r#"[{"repository": "shop/*", "tag": "latest", "clusters": ["dev", "prod"]}]"#,
+        )]);
+        let n = Recorder::default();
+        let deadline = std::time::SystemTime::now() + Duration::from_secs(60);
+        let started = tokio::time::Instant::now();
+        let err = super::handle(
+            event(PUSH_LATEST),
+            deadline,
+            &cfg,
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(60));
+        assert_eq!(
+            err.class(),
+            Class::Retryable,
+            "the hanging cluster is tried again"
+        );
+        let sent = n.sent();
+        assert_eq!(
+            sent.len(),
+            1,
+            "what was rolled is reported before the retry"
+        );
+        assert!(
+            sent[0]
+                .body
+                .contains("no answer before the invocation's deadline"),
+            "{}",
+            sent[0].body
+        );
+        assert_eq!(
+            kube.image("dev", "shop", "api"),
+            format!("{REGISTRY}/shop/api@{LATEST}")
         );
     }
 

@@ -42,7 +42,15 @@ pub async fn reconcile<K: Kube, R: Registry>(
     // Each cluster's workloads and the tags they follow there.
     type Listed = Result<(Vec<Workload>, Vec<Followed>), String>;
     let listed: Vec<(Target, Listed)> = stream::iter(targets.into_iter().map(|t| async move {
-        let r = list(kube, &t).await.map_err(|e| e.to_string()).map(|w| {
+        let listed = tokio::time::timeout_at(report_by, list(kube, &t))
+            .await
+            .unwrap_or_else(|_| {
+                Err(bridgekeeper::cluster::ClusterError::Unusable {
+                    cluster: t.cluster.clone(),
+                    why: "no answer before the invocation's deadline".into(),
+                })
+            });
+        let r = listed.map_err(|e| e.to_string()).map(|w| {
             let followed = domain::followed_tags(&config.rules, &t.cluster, &w);
             (w, followed)
         });
@@ -155,7 +163,14 @@ pub async fn reconcile<K: Kube, R: Registry>(
                         })
                         .cloned()
                         .collect();
-                    let r = roll_listed(&t, push, config, kube, registry, mine, until).await;
+                    let ctx = crate::handler::Rolling {
+                        config,
+                        kube,
+                        registry,
+                        until,
+                        report_by,
+                    };
+                    let r = roll_listed(&t, push, &ctx, mine).await;
                     report.rolled.extend(r.rolled);
                     report.failed.extend(r.failed);
                     // "already at" for every current workload is the normal case, not news.
