@@ -36,6 +36,9 @@ const PRESIGN_EXPIRES: Duration = Duration::from_secs(60);
 /// this old plus the function's timeout (keep that under 9 minutes).
 pub const TOKEN_REFRESH_AFTER: Duration = Duration::from_secs(5 * 60);
 
+/// `LOCAL_HTTP_CLUSTERS=true`: local runs may name `http://` stand-ins in `CLUSTERS`.
+pub const LOCAL_HTTP_VAR: &str = "LOCAL_HTTP_CLUSTERS";
+
 /// How long connecting to an API server may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an API server may leave a request unanswered (a page of 500 objects is well
@@ -146,9 +149,20 @@ pub fn targets_from_env(
         if out.iter().any(|(a, _)| *a == alias) {
             return Err(bad(format!("alias {alias:?} appears twice")));
         }
-        let target = target
+        let target: ClusterTarget = target
             .parse()
             .map_err(|why| bad(format!("entry {alias:?}: {why}")))?;
+        // A real API server speaks https: a plain http:// target would send the bearer token
+        // in the clear. Only a local run against a stand-in says so, explicitly.
+        if let ClusterTarget::Url { url } = &target
+            && url.starts_with("http://")
+            && !env.flag(LOCAL_HTTP_VAR, false)?
+        {
+            return Err(bad(format!(
+                "entry {alias:?} is plain http ({url}); API servers are reached over https, and \
+                 http:// is only for local stand-ins ({LOCAL_HTTP_VAR}=true)"
+            )));
+        }
         out.push((alias, target));
     }
     // The template grants DescribeCluster and an access entry for EKS_CLUSTERS only: a name
@@ -278,10 +292,53 @@ pub fn classify_kube(err: &kube::Error) -> Class {
     match err {
         kube::Error::Api(s) if s.code == 409 || s.code == 429 || s.code >= 500 => Class::Retryable,
         kube::Error::Api(_) => Class::NonRetryable,
+        // An API server whose certificate does not verify (a wrong CA, a name mismatch, an
+        // intercepting proxy) will not verify on the next try either.
+        e if tls_refused(e) => Class::NonRetryable,
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
             Class::Retryable
         }
         _ => Class::NonRetryable,
+    }
+}
+
+/// Whether `err` is, somewhere down its chain, rustls refusing the server's certificate.
+fn tls_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            );
+        }
+        // hyper-util and tokio-rustls hand rustls's error on as an io::Error's inner error.
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(tls) = inner.downcast_ref::<rustls::Error>()
+        {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            );
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// The DNS suffix of `region`'s partition, as the SDK's partition table gives it: STS in
+/// Beijing is `sts.cn-north-1.amazonaws.com.cn`, and a token presigned for the wrong host is
+/// refused by every API server there.
+pub fn dns_suffix(region: &str) -> &'static str {
+    match region {
+        r if r.starts_with("cn-") => "amazonaws.com.cn",
+        r if r.starts_with("us-isob-") => "sc2s.sgov.gov",
+        r if r.starts_with("us-isof-") || r.starts_with("eu-isof-") => "csp.hci.ic.gov",
+        r if r.starts_with("eu-isoe-") => "cloud.adc-e.uk",
+        r if r.starts_with("us-iso-") => "c2s.ic.gov",
+        r if r.starts_with("eusc-") => "amazonaws.eu",
+        _ => "amazonaws.com",
     }
 }
 
@@ -305,8 +362,10 @@ pub fn eks_token(
         .settings(settings)
         .build()?
         .into();
-    let url =
-        format!("https://sts.{region}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15");
+    let url = format!(
+        "https://sts.{region}.{}/?Action=GetCallerIdentity&Version=2011-06-15",
+        dns_suffix(region)
+    );
     let signable = SignableRequest::new(
         "GET",
         &url,
@@ -1115,6 +1174,41 @@ mod tests {
         }
     }
 
+    /// The review: plain http:// targets were accepted for real clusters (the bearer token in
+    /// the clear); now only with the explicit local-runs switch.
+    #[test]
+    fn a_plain_http_cluster_needs_the_local_runs_switch() {
+        use crate::config::Env;
+        let env = Env::from_pairs([("CLUSTERS", "prod=http://10.0.0.1:6443")]);
+        let err = targets_from_env(&env, "CLUSTERS").unwrap_err();
+        assert_eq!(err.var, "CLUSTERS");
+        assert!(err.problem.contains(LOCAL_HTTP_VAR), "{err}");
+        let local = Env::from_pairs([
+            ("CLUSTERS", "prod=http://127.0.0.1:8080"),
+            (LOCAL_HTTP_VAR, "true"),
+        ]);
+        assert_eq!(targets_from_env(&local, "CLUSTERS").unwrap().len(), 1);
+        let tls = Env::from_pairs([("CLUSTERS", "prod=https://10.0.0.1:6443")]);
+        assert_eq!(targets_from_env(&tls, "CLUSTERS").unwrap().len(), 1);
+    }
+
+    /// The review: the token was presigned for sts.<region>.amazonaws.com in every partition;
+    /// China's API servers need amazonaws.com.cn.
+    #[test]
+    fn the_sts_host_of_the_token_is_the_partitions() {
+        let creds = Credentials::for_tests();
+        let url_of = |region: &str| {
+            let token = eks_token(&creds, region, "prod", SystemTime::now()).unwrap();
+            let b64 = token.strip_prefix(TOKEN_PREFIX).unwrap();
+            String::from_utf8(URL_SAFE_NO_PAD.decode(b64).unwrap()).unwrap()
+        };
+        assert!(url_of("cn-north-1").starts_with("https://sts.cn-north-1.amazonaws.com.cn/"));
+        assert!(url_of("eu-west-1").starts_with("https://sts.eu-west-1.amazonaws.com/"));
+        assert!(url_of("us-gov-west-1").starts_with("https://sts.us-gov-west-1.amazonaws.com/"));
+        assert_eq!(dns_suffix("us-iso-east-1"), "c2s.ic.gov");
+        assert_eq!(dns_suffix("us-isob-east-1"), "sc2s.sgov.gov");
+    }
+
     #[test]
     fn a_cluster_arn_names_its_account_and_region() {
         let target: ClusterTarget = "arn:aws:eks:us-east-2:222222222222:cluster/prod-eks"
@@ -1176,6 +1270,20 @@ mod tests {
         assert_eq!(classify_kube(&api(401)), Class::NonRetryable);
         assert_eq!(classify_kube(&api(403)), Class::NonRetryable);
         assert_eq!(classify_kube(&api(422)), Class::NonRetryable);
+        // The review: a certificate that does not verify was retried for ever.
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert_eq!(
+            classify_kube(&kube::Error::Service(Box::new(refused))),
+            Class::NonRetryable
+        );
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        assert_eq!(
+            classify_kube(&kube::Error::Service(Box::new(reset))),
+            Class::Retryable
+        );
     }
 
     #[test]

@@ -27,6 +27,9 @@ impl ConfigError {
     }
 }
 
+/// Ten years: the longest duration any setting takes.
+pub const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
 /// A source of variables: the process environment, or a fixed map in tests.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
@@ -124,11 +127,31 @@ impl Env {
             })
     }
 
+    /// A number of seconds up to ten years: anything larger overflows the time arithmetic it
+    /// feeds (`Instant + Duration` panics), so it is refused here, by name.
     pub fn seconds(&self, var: &str, default: Duration) -> Result<Duration, ConfigError> {
-        Ok(self
-            .parse::<u64>(var, "a whole number of seconds")?
-            .map(Duration::from_secs)
-            .unwrap_or(default))
+        self.seconds_in(var, default, 0..=MAX_SECONDS)
+    }
+
+    /// A number of seconds within `allowed`.
+    pub fn seconds_in(
+        &self,
+        var: &str,
+        default: Duration,
+        allowed: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        match self.parse::<u64>(var, "a whole number of seconds")? {
+            None => Ok(default),
+            Some(n) if allowed.contains(&n) => Ok(Duration::from_secs(n)),
+            Some(n) => Err(ConfigError::new(
+                var,
+                format!(
+                    "is {n} seconds, expected {} to {}",
+                    allowed.start(),
+                    allowed.end()
+                ),
+            )),
+        }
     }
 
     /// A comma-separated list; blanks are dropped.
@@ -223,6 +246,30 @@ pub fn environment(env: &Env) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The review: IDEMPOTENCY_TTL_SECONDS (and every other duration) near u64::MAX panicked
+    /// in the time arithmetic it fed; it is refused at init, by name.
+    #[test]
+    fn durations_that_would_overflow_are_refused_by_name() {
+        let env = Env::from_pairs([("IDEMPOTENCY_TTL_SECONDS", "18446744073709551615")]);
+        let err = env
+            .seconds_in(
+                "IDEMPOTENCY_TTL_SECONDS",
+                Duration::from_secs(1),
+                3_600..=31_536_000,
+            )
+            .unwrap_err();
+        assert_eq!(err.var, "IDEMPOTENCY_TTL_SECONDS");
+        assert!(
+            env.seconds("IDEMPOTENCY_TTL_SECONDS", Duration::ZERO)
+                .is_err()
+        );
+        let ok = Env::from_pairs([("X", "30")]);
+        assert_eq!(
+            ok.seconds("X", Duration::ZERO).unwrap(),
+            Duration::from_secs(30)
+        );
+    }
 
     #[test]
     fn missing_variable_is_named() {

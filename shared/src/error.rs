@@ -181,7 +181,10 @@ impl AwsError {
             .map(str::to_owned);
         let status = err.raw_response().map(|r| r.status().as_u16());
         let class = match &err {
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => Class::Retryable,
+            // A garbled or cut-off answer (ResponseError) says nothing about the request.
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => Class::Retryable,
             SdkError::ConstructionFailure(_) => Class::NonRetryable,
             _ => classify_service(code.as_deref(), status),
         };
@@ -234,6 +237,16 @@ pub fn classify_service(code: Option<&str>, status: Option<u16>) -> Class {
                     | "ServiceUnavailable"
                     | "ServiceUnavailableException"
                     | "PriorRequestNotComplete"
+                    // Credentials that expired, or a clock that drifted: the SDK's providers
+                    // refresh and re-sign on the next attempt.
+                    | "ExpiredToken"
+                    | "ExpiredTokenException"
+                    | "RequestExpired"
+                    | "RequestTimeTooSkewed"
+                    // KMS throttling as services pass it on (SNS to an encrypted topic, RDS).
+                    | "KMSThrottling"
+                    | "KMSThrottlingException"
+                    | "KMS.ThrottlingException"
             )
     });
     match status {
@@ -304,6 +317,37 @@ mod tests {
         );
         assert_eq!(
             service_error("PriorRequestNotComplete", 400).class,
+            Class::Retryable
+        );
+    }
+
+    /// The review's misclassified codes: each was NonRetryable, and the event went to the
+    /// failed queue for what a retry fixes.
+    #[test]
+    fn expired_credentials_clock_skew_and_kms_throttling_are_retryable() {
+        for (code, status) in [
+            ("ExpiredToken", 400),
+            ("ExpiredTokenException", 400),
+            ("RequestExpired", 400),
+            ("RequestTimeTooSkewed", 403),
+            ("KMSThrottling", 400),
+            ("KMSThrottlingException", 400),
+        ] {
+            assert_eq!(
+                service_error(code, status).class,
+                Class::Retryable,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_garbled_or_truncated_answer_is_retryable() {
+        let raw = HttpResponse::new(StatusCode::try_from(200).unwrap(), SdkBody::from("<Publi"));
+        let err: SdkError<PublishError, HttpResponse> =
+            SdkError::response_error("unexpected end of XML", raw);
+        assert_eq!(
+            AwsError::from_sdk("sns:Publish", err).class,
             Class::Retryable
         );
     }

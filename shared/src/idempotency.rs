@@ -89,7 +89,9 @@ impl DynamoStore {
             aws_sdk_dynamodb::Client::new(sdk),
             env.required("IDEMPOTENCY_TABLE")?,
             function,
-            env.seconds("IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL)?,
+            // An hour (a redelivery comes within EventBridge's retry window, 24 h at most) to a
+            // year; larger overflows the expiry arithmetic.
+            env.seconds_in("IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL, 3_600..=31_536_000)?,
         ))
     }
 

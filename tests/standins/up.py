@@ -106,6 +106,7 @@ def function_env(seeded: dict, aws_url: str, kube_url: str) -> dict[str, str]:
         "EXPORT_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/bridgekeeper-export",
         "EXPORT_KMS_KEY_ARN": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0b1e5e7f-local",
         "CLUSTERS": f"dev={kube_url},prod={kube_url}",
+        "LOCAL_HTTP_CLUSTERS": "true",
         "ROLLOUT_RULES": '[{"repository":"shop/*","tag":"latest","clusters":["dev"],"namespaces":["shop-dev"]},'
                          '{"repository":"shop/*","tag":"stable","clusters":["prod"],"namespaces":["shop-prod"]}]',
         "WATCH_TIMEOUT_SECONDS": "0",

@@ -133,6 +133,7 @@ impl World {
         let host_policy = format!("{ns}={zone},{ns}=@{zone}", ns = self.ns, zone = self.zone);
         let mut vars = vec![
             ("HOST_POLICY", host_policy.as_str()),
+            ("LOCAL_HTTP_CLUSTERS", "true"),
             ("ALERTS_TOPIC_ARN", self.inbox.topic_arn.as_str()),
             ("CLUSTERS", clusters.as_str()),
             ("NAMESPACES", self.ns.as_str()),

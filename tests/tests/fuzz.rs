@@ -241,6 +241,7 @@ fn env() -> Env {
             "arn:aws:kms:eu-west-1:123456789012:key/k",
         ),
         ("CLUSTERS", "dev=http://127.0.0.1:9,prod=http://127.0.0.1:9"),
+        ("LOCAL_HTTP_CLUSTERS", "true"),
         (
             "ROLLOUT_RULES",
             r#"[{"repository":"*","tag":"latest","clusters":["dev"]},{"repository":"*","tag":"stable","clusters":["prod"]}]"#,

@@ -134,6 +134,7 @@ impl World {
         let mut vars = vec![
             ("ALERTS_TOPIC_ARN", self.inbox.topic_arn.as_str()),
             ("CLUSTERS", clusters),
+            ("LOCAL_HTTP_CLUSTERS", "true"),
             ("ROLLOUT_RULES", rules.as_str()),
             ("WATCH_TIMEOUT_SECONDS", "0"),
             // These tests are about rolling; opt-in (the default) has its own tests.

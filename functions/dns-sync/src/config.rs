@@ -112,7 +112,11 @@ impl Config {
             adopt,
             max_deletions,
             cluster_concurrency,
-            cluster_timeout: env.seconds("CLUSTER_TIMEOUT_SECONDS", Duration::from_secs(20))?,
+            cluster_timeout: env.seconds_in(
+                "CLUSTER_TIMEOUT_SECONDS",
+                Duration::from_secs(20),
+                1..=900,
+            )?,
             zones: ZoneFilter {
                 domains,
                 zone_type,
@@ -245,6 +249,7 @@ mod tests {
             ("MAX_DELETIONS", "120%"),
             ("CLUSTER_CONCURRENCY", "0"),
             ("CLUSTER_TIMEOUT_SECONDS", "20s"),
+            ("CLUSTER_TIMEOUT_SECONDS", "18446744073709551615"),
             ("HOST_POLICY", "shop=_bridgekeeper.example.com"),
         ] {
             assert_eq!(

@@ -123,8 +123,13 @@ impl Config {
             max_concurrent,
             cluster_concurrency,
             watch: env.flag("WATCH", true)?,
-            watch_timeout: env.seconds("WATCH_TIMEOUT_SECONDS", Duration::from_secs(120))?,
-            poll_interval: env.seconds("WATCH_POLL_SECONDS", Duration::from_secs(5))?,
+            // Lambda runs 15 minutes at most; a poll must fit in a watch.
+            watch_timeout: env.seconds_in(
+                "WATCH_TIMEOUT_SECONDS",
+                Duration::from_secs(120),
+                0..=900,
+            )?,
+            poll_interval: env.seconds_in("WATCH_POLL_SECONDS", Duration::from_secs(5), 1..=60)?,
             rollback_on_failure: env.flag("ROLLBACK_ON_FAILURE", false)?,
             allowed_registries: allowed_registries(env)?,
             reconcile_max_tags: env
@@ -226,6 +231,10 @@ pub(crate) mod tests {
             ("CLUSTER_CONCURRENCY", "0"),
             ("CLUSTER_CONCURRENCY", "65"),
             ("WATCH_TIMEOUT_SECONDS", "soon"),
+            // The review: these overflowed Instant arithmetic and panicked mid-watch.
+            ("WATCH_POLL_SECONDS", "18446744073709551615"),
+            ("WATCH_POLL_SECONDS", "0"),
+            ("WATCH_TIMEOUT_SECONDS", "86400"),
             ("ROLLBACK_ON_FAILURE", "maybe"),
         ] {
             assert_eq!(

@@ -121,10 +121,11 @@ impl Config {
             ));
         }
         let max_export_age = env.parse_or("MAX_EXPORT_AGE_HOURS", "a number of hours", 36i64)?;
-        if max_export_age < 1 {
+        // chrono::Duration::hours panics past about 2.5e12 hours; a year is more than enough.
+        if !(1..=8_760).contains(&max_export_age) {
             return Err(ConfigError::new(
                 "MAX_EXPORT_AGE_HOURS",
-                "must be at least 1",
+                format!("is {max_export_age}, expected 1 to 8760 (a year)"),
             ));
         }
         let max_attempts = env.parse_or("MAX_EXPORT_ATTEMPTS", "a number from 1 to 10", 3u32)?;
@@ -354,6 +355,8 @@ pub(crate) mod tests {
             ("EXPORT_ROLE_ARN", "export-role"),
             ("MAX_EXPORT_AGE_HOURS", "0"),
             ("MAX_EXPORT_AGE_HOURS", "36h"),
+            // The review: chrono::Duration::hours panicked at init on this.
+            ("MAX_EXPORT_AGE_HOURS", "9223372036854775807"),
         ] {
             let err = Config::from_env(&env_with(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var, "{err}");

@@ -294,6 +294,7 @@ async fn image_rollout_demo() -> Result<()> {
         ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
         ("ENVIRONMENT", "dev"),
         ("CLUSTERS", clusters.as_str()),
+        ("LOCAL_HTTP_CLUSTERS", "true"),
         (
             "ROLLOUT_RULES",
             r#"[{"repository": "shop/*", "tag": "latest", "clusters": ["dev"], "namespaces": ["shop-dev"]},
@@ -409,6 +410,7 @@ async fn dns_sync_demo() -> Result<()> {
         ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
         ("ENVIRONMENT", "prod"),
         ("CLUSTERS", clusters.as_str()),
+        ("LOCAL_HTTP_CLUSTERS", "true"),
         ("NAMESPACES", "shop-web,tenant"),
         ("ZONE_IDS", zone_id.as_str()),
         ("OWNER_ID", "bridgekeeper-demo"),
