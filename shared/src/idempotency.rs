@@ -4,8 +4,14 @@
 //! The semantics follow Powertools for AWS Lambda's idempotency utility: a key is claimed
 //! `IN_PROGRESS` (with a short lease, so a crashed invocation does not hold it for a week), set
 //! `COMPLETED` when the handler succeeds and deleted when it fails (so Lambda's retry can run),
-//! and expires after `IDEMPOTENCY_TTL` through the table's TTL attribute. The store failing never
-//! blocks an action: the function acts, logs that the check was skipped and counts it.
+//! and expires after `IDEMPOTENCY_TTL` through the table's TTL attribute. Each claim carries its
+//! owner (the invocation's request id): only the owner completes or releases it, so a late
+//! finisher cannot close or delete a newer invocation's claim. A duplicate that arrives while
+//! the first run holds the claim ends quietly: the first run owns the outcome (if it fails,
+//! Lambda retries that one). The store being throttled or briefly down never blocks an action
+//! (the function acts, logs that the check was skipped and counts `DedupSkipped`, which an alarm
+//! watches); a store that refuses for good (AccessDenied, no such table) is a configuration
+//! error and nothing acts: deduplication silently off would act twice on every redelivery.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,9 +43,20 @@ pub trait Store: Send + Sync {
         &self,
         key: &str,
         lease_until: SystemTime,
+        owner: &str,
     ) -> impl Future<Output = Result<Claim, AwsError>> + Send;
-    fn complete(&self, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
-    fn release(&self, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// Marks `owner`'s claim handled; `Ok(false)` when the claim is no longer `owner`'s.
+    fn complete(
+        &self,
+        key: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    /// Deletes `owner`'s claim so a retry can run; `Ok(false)` when it is no longer `owner`'s.
+    fn release(
+        &self,
+        key: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
 }
 
 /// A small value kept across invocations and cold starts (what a function reported last), in
@@ -111,13 +128,19 @@ fn n(v: i64) -> AttributeValue {
 }
 
 impl Store for DynamoStore {
-    async fn begin(&self, key: &str, lease_until: SystemTime) -> Result<Claim, AwsError> {
+    async fn begin(
+        &self,
+        key: &str,
+        lease_until: SystemTime,
+        owner: &str,
+    ) -> Result<Claim, AwsError> {
         let now = SystemTime::now();
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("id", self.id(key))
+            .item("owner", AttributeValue::S(owner.to_owned()))
             .item("status", AttributeValue::S("IN_PROGRESS".into()))
             .item("expires_at", n(epoch(now + self.ttl)))
             .item("lease_until", n(epoch(lease_until)))
@@ -151,30 +174,56 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn complete(&self, key: &str) -> Result<(), AwsError> {
-        self.client
+    async fn complete(&self, key: &str, owner: &str) -> Result<bool, AwsError> {
+        let done = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("id", self.id(key))
             .update_expression("SET #status = :completed, expires_at = :expires")
+            .condition_expression("#owner = :owner")
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":completed", AttributeValue::S("COMPLETED".into()))
             .expression_attribute_values(":expires", n(epoch(SystemTime::now() + self.ttl)))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
             .send()
-            .await
-            .context("dynamodb:UpdateItem")?;
-        Ok(())
+            .await;
+        match done {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(AwsError::from_sdk("dynamodb:UpdateItem", e)),
+        }
     }
 
-    async fn release(&self, key: &str) -> Result<(), AwsError> {
-        self.client
+    async fn release(&self, key: &str, owner: &str) -> Result<bool, AwsError> {
+        let done = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key("id", self.id(key))
+            .condition_expression("#owner = :owner AND #status = :in_progress")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":in_progress", AttributeValue::S("IN_PROGRESS".into()))
             .send()
-            .await
-            .context("dynamodb:DeleteItem")?;
-        Ok(())
+            .await;
+        match done {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(AwsError::from_sdk("dynamodb:DeleteItem", e)),
+        }
     }
 }
 
@@ -241,13 +290,13 @@ pub struct Duplicate {
     pub claim: Claim,
 }
 
-/// Runs `handler` once per event id (see the module docs), holding the claim until
-/// `lease_until`. A concurrent duplicate is a Retryable error: Lambda tries it again later, when
-/// the first has finished or given up.
+/// Runs `handler` once per event id (see the module docs), holding the claim for `owner` (the
+/// invocation's request id) until `lease_until`.
 pub async fn once<S, F, Fut, T>(
     store: &S,
     event: &Value,
     lease_until: SystemTime,
+    owner: &str,
     handler: F,
 ) -> Result<Value, Error>
 where
@@ -260,38 +309,40 @@ where
     let Some(id) = event_id(event) else {
         return handler().await.map(to_value);
     };
-    let claim = match store.begin(&id, lease_until).await {
+    let claim = match store.begin(&id, lease_until, owner).await {
         Ok(c) => Some(c),
-        Err(e) => {
+        // Throttled, a 5xx, no answer: act rather than drop the event, and say so.
+        Err(e) if e.class() == crate::Class::Retryable => {
             skipped(&id, &e);
             None
         }
+        // AccessDenied, no such table: deduplication would be off for good, unseen.
+        Err(e) => {
+            warn!(event_id = %id, error = %e, "idempotency store refused: nothing done");
+            return Err(Error::from(e));
+        }
     };
-    match claim {
-        Some(Claim::Completed) => {
-            info!(event_id = %id, "duplicate delivery: handled before, nothing done");
-            let duplicate = Duplicate {
-                duplicate: true,
-                event_id: id,
-                claim: Claim::Completed,
-            };
-            return Ok(serde_json::to_value(duplicate).unwrap_or(Value::Null));
-        }
-        Some(Claim::InProgress) => {
-            return Err(Error::Transient(format!(
-                "event {id} is being handled by another invocation"
-            )));
-        }
-        _ => {}
+    if let Some(c @ (Claim::Completed | Claim::InProgress)) = claim {
+        info!(event_id = %id, claim = ?c, "duplicate delivery: handled before or being handled now, nothing done");
+        let duplicate = Duplicate {
+            duplicate: true,
+            event_id: id,
+            claim: c,
+        };
+        return Ok(serde_json::to_value(duplicate).unwrap_or(Value::Null));
     }
     let outcome = handler().await;
     if claim == Some(Claim::New) {
         let recorded = match &outcome {
-            Ok(_) => store.complete(&id).await,
-            Err(_) => store.release(&id).await,
+            Ok(_) => store.complete(&id, owner).await,
+            Err(_) => store.release(&id, owner).await,
         };
-        if let Err(e) = recorded {
-            warn!(event_id = %id, error = %e, "idempotency record not updated");
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(event_id = %id, "the claim had passed to a newer invocation; left as it is")
+            }
+            Err(e) => warn!(event_id = %id, error = %e, "idempotency record not updated"),
         }
     }
     outcome.map(to_value)
@@ -307,9 +358,13 @@ pub mod testing {
 
     #[derive(Debug, Default)]
     pub struct Memory {
-        pub keys: Mutex<HashMap<String, Claim>>,
+        /// Key → (claim, owner).
+        pub keys: Mutex<HashMap<String, (Claim, String)>>,
         pub values: Mutex<HashMap<String, String>>,
+        /// Every call fails as a missing table does (a configuration error).
         pub broken: bool,
+        /// Every call is throttled (a passing failure).
+        pub throttled: bool,
     }
 
     impl Remember for Memory {
@@ -329,6 +384,14 @@ pub mod testing {
 
     impl Memory {
         fn fail(&self) -> Result<(), AwsError> {
+            if self.throttled {
+                return Err(AwsError::fake(
+                    "dynamodb:PutItem",
+                    "ProvisionedThroughputExceededException",
+                    400,
+                    "The level of configured provisioned throughput for the table was exceeded",
+                ));
+            }
             if self.broken {
                 return Err(AwsError::fake(
                     "dynamodb:PutItem",
@@ -342,29 +405,38 @@ pub mod testing {
     }
 
     impl Store for Memory {
-        async fn begin(&self, key: &str, _: SystemTime) -> Result<Claim, AwsError> {
+        async fn begin(&self, key: &str, _: SystemTime, owner: &str) -> Result<Claim, AwsError> {
             self.fail()?;
             let mut keys = self.keys.lock().expect("lock");
             Ok(match keys.get(key) {
-                Some(c) => *c,
+                Some((c, _)) => *c,
                 None => {
-                    keys.insert(key.to_owned(), Claim::InProgress);
+                    keys.insert(key.to_owned(), (Claim::InProgress, owner.to_owned()));
                     Claim::New
                 }
             })
         }
-        async fn complete(&self, key: &str) -> Result<(), AwsError> {
+        async fn complete(&self, key: &str, owner: &str) -> Result<bool, AwsError> {
             self.fail()?;
-            self.keys
-                .lock()
-                .expect("lock")
-                .insert(key.to_owned(), Claim::Completed);
-            Ok(())
+            let mut keys = self.keys.lock().expect("lock");
+            match keys.get_mut(key) {
+                Some((c, o)) if o == owner => {
+                    *c = Claim::Completed;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
         }
-        async fn release(&self, key: &str) -> Result<(), AwsError> {
+        async fn release(&self, key: &str, owner: &str) -> Result<bool, AwsError> {
             self.fail()?;
-            self.keys.lock().expect("lock").remove(key);
-            Ok(())
+            let mut keys = self.keys.lock().expect("lock");
+            match keys.get(key) {
+                Some((Claim::InProgress, o)) if o == owner => {
+                    keys.remove(key);
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
         }
     }
 }
@@ -391,10 +463,14 @@ mod tests {
             Ok::<_, Error>("rolled")
         };
         assert_eq!(
-            once(&store, &event("e1"), lease(), run).await.unwrap(),
+            once(&store, &event("e1"), lease(), "r1", run)
+                .await
+                .unwrap(),
             "rolled"
         );
-        let again = once(&store, &event("e1"), lease(), run).await.unwrap();
+        let again = once(&store, &event("e1"), lease(), "r1", run)
+            .await
+            .unwrap();
         assert_eq!(again["duplicate"], true);
         assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
@@ -402,37 +478,78 @@ mod tests {
     #[tokio::test]
     async fn a_failed_run_is_released_so_the_retry_runs() {
         let store = Memory::default();
-        let err = once(&store, &event("e2"), lease(), || async {
+        let err = once(&store, &event("e2"), lease(), "r1", || async {
             Err::<(), _>(Error::Transient("503".into()))
         })
         .await;
         assert!(err.is_err());
-        let ok = once(&store, &event("e2"), lease(), || async {
+        let ok = once(&store, &event("e2"), lease(), "r2", || async {
             Ok::<_, Error>(1)
         })
         .await;
         assert_eq!(ok.unwrap(), 1);
     }
 
+    /// The review: a duplicate arriving while the first run held the claim returned a
+    /// retryable error and, after Lambda's retries, landed in the failed queue as a failure.
     #[tokio::test]
-    async fn a_concurrent_duplicate_is_retried_later() {
+    async fn a_duplicate_during_the_first_run_ends_quietly() {
         let store = Memory::default();
-        store.begin("e3", SystemTime::now()).await.unwrap();
-        let err = once(&store, &event("e3"), lease(), || async {
+        store.begin("e3", lease(), "first").await.unwrap();
+        let runs = AtomicUsize::new(0);
+        let out = once(&store, &event("e3"), lease(), "second", || async {
+            runs.fetch_add(1, Ordering::SeqCst);
             Ok::<_, Error>(1)
         })
         .await
-        .unwrap_err();
-        assert_eq!(crate::Classify::class(&err), crate::Class::Retryable);
+        .unwrap();
+        assert_eq!(out["duplicate"], true);
+        assert_eq!(out["claim"], "in-progress");
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
     }
 
+    /// The review: `complete` and `release` were unconditional, so a run that finished after
+    /// its lease ran out deleted the claim of the invocation that had taken over.
     #[tokio::test]
-    async fn an_unavailable_store_never_blocks_the_action() {
-        let store = Memory {
+    async fn a_late_finisher_never_touches_a_newer_claim() {
+        let store = Memory::default();
+        // "late" claimed, its lease ran out, "newer" claimed the event again.
+        store
+            .keys
+            .lock()
+            .unwrap()
+            .insert("e5".into(), (Claim::InProgress, "newer".into()));
+        assert!(!store.release("e5", "late").await.unwrap());
+        assert!(!store.complete("e5", "late").await.unwrap());
+        assert_eq!(
+            store.keys.lock().unwrap()["e5"],
+            (Claim::InProgress, "newer".to_owned())
+        );
+        assert!(store.complete("e5", "newer").await.unwrap());
+    }
+
+    /// The review: any store error meant "act anyway", so a missing table or AccessDenied
+    /// silently turned deduplication off. Throttling still acts (and is counted).
+    #[tokio::test]
+    async fn a_store_that_refuses_for_good_stops_the_action_a_throttled_one_does_not() {
+        let broken = Memory {
             broken: true,
             ..Memory::default()
         };
-        let ok = once(&store, &event("e4"), lease(), || async {
+        let runs = AtomicUsize::new(0);
+        let err = once(&broken, &event("e4"), lease(), "r", || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, Error>("acted")
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(crate::Classify::class(&err), crate::Class::NonRetryable);
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
+        let throttled = Memory {
+            throttled: true,
+            ..Memory::default()
+        };
+        let ok = once(&throttled, &event("e4"), lease(), "r", || async {
             Ok::<_, Error>("acted")
         })
         .await;

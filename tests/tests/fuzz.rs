@@ -306,11 +306,15 @@ async fn run(
         )
         .await
         .err(),
-        "scaling-alerts" => {
-            scaling_alerts::handler::handle_once(payload, SystemTime::now(), &c.scaling, &alerts)
-                .await
-                .err()
-        }
+        "scaling-alerts" => scaling_alerts::handler::handle_once(
+            payload,
+            SystemTime::now(),
+            "fuzz",
+            &c.scaling,
+            &alerts,
+        )
+        .await
+        .err(),
         "access-entries" => {
             let allowed = access_entries::domain::Allowed {
                 principals: vec!["arn:aws:iam::111122223333:role/bk-DnsSyncFunctionRole-X".into()],

@@ -1,5 +1,6 @@
 //! The idempotency store against moto's DynamoDB (real conditional writes): a redelivered event
-//! is not handled twice, a failed one is, and a missing table never blocks the action.
+//! is not handled twice, a failed one is, only the claim's owner completes or releases it, and a
+//! missing table stops the action (deduplication silently off would act on every redelivery).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -34,26 +35,26 @@ async fn claims_follow_powertools_semantics_on_real_conditional_writes() -> Resu
     let client = aws_sdk_dynamodb::Client::new(&env.sdk);
     let s = store(&client, &table(&client).await?);
 
-    assert_eq!(s.begin("evt-1", deadline()).await?, Claim::New);
+    assert_eq!(s.begin("evt-1", deadline(), "req-a").await?, Claim::New);
     assert_eq!(
-        s.begin("evt-1", deadline()).await?,
+        s.begin("evt-1", deadline(), "req-a").await?,
         Claim::InProgress,
         "a concurrent duplicate"
     );
-    s.complete("evt-1").await?;
+    assert!(s.complete("evt-1", "req-a").await?);
     assert_eq!(
-        s.begin("evt-1", deadline()).await?,
+        s.begin("evt-1", deadline(), "req-a").await?,
         Claim::Completed,
         "a late duplicate"
     );
     assert_eq!(
-        s.begin("evt-2", deadline()).await?,
+        s.begin("evt-2", deadline(), "req-b").await?,
         Claim::New,
         "another event"
     );
-    s.release("evt-2").await?;
+    assert!(s.release("evt-2", "req-b").await?);
     assert_eq!(
-        s.begin("evt-2", deadline()).await?,
+        s.begin("evt-2", deadline(), "req-b").await?,
         Claim::New,
         "released for the retry"
     );
@@ -66,9 +67,24 @@ async fn an_expired_lease_lets_the_retry_take_the_event_over() -> Result<()> {
     let client = aws_sdk_dynamodb::Client::new(&env.sdk);
     let s = store(&client, &table(&client).await?);
     // The crashed invocation's deadline has passed.
-    assert_eq!(s.begin("evt-crashed", SystemTime::now()).await?, Claim::New);
+    assert_eq!(
+        s.begin("evt-crashed", SystemTime::now(), "crashed").await?,
+        Claim::New
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(s.begin("evt-crashed", deadline()).await?, Claim::New);
+    assert_eq!(
+        s.begin("evt-crashed", deadline(), "retry").await?,
+        Claim::New
+    );
+    // The first invocation was only slow: its late finish must not touch the retry's claim.
+    assert!(!s.release("evt-crashed", "crashed").await?);
+    assert!(!s.complete("evt-crashed", "crashed").await?);
+    assert_eq!(
+        s.begin("evt-crashed", deadline(), "third").await?,
+        Claim::InProgress,
+        "still the retry's"
+    );
+    assert!(s.complete("evt-crashed", "retry").await?);
     Ok(())
 }
 
@@ -80,7 +96,7 @@ async fn three_deliveries_of_one_push_run_the_handler_once() -> Result<()> {
     let push = json!({"id": "7bf73129-1428-4cd3-a780-95db273d1602", "detail-type": "ECR Image Action", "detail": {}});
     let runs = AtomicUsize::new(0);
     for _ in 0..3 {
-        once(&s, &push, deadline(), || async {
+        once(&s, &push, deadline(), "req", || async {
             runs.fetch_add(1, Ordering::SeqCst);
             Ok::<_, Error>("rolled")
         })
@@ -91,13 +107,24 @@ async fn three_deliveries_of_one_push_run_the_handler_once() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_missing_table_is_skipped_and_the_action_still_happens() -> Result<()> {
+async fn a_missing_table_stops_the_action() -> Result<()> {
     let env = TestEnv::aws().await;
     let client = aws_sdk_dynamodb::Client::new(&env.sdk);
     let s = store(&client, &unique("no-such-table"));
     let push = json!({"id": "e", "detail-type": "ECR Image Action", "detail": {}});
-    let out = once(&s, &push, deadline(), || async { Ok::<_, Error>("acted") }).await?;
-    assert_eq!(out, "acted");
+    let runs = AtomicUsize::new(0);
+    let out = once(&s, &push, deadline(), "req", || async {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, Error>("acted")
+    })
+    .await;
+    let err = out.unwrap_err();
+    assert_eq!(
+        bridgekeeper::Classify::class(&err),
+        bridgekeeper::Class::NonRetryable,
+        "{err}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
     Ok(())
 }
 

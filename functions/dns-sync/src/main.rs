@@ -32,17 +32,23 @@ async fn main() -> Result<(), Error> {
     bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = bridgekeeper::runtime::deadline(&event.context);
-            let outcome = once(store, &event.payload, deadline, || {
-                handler::handle(
-                    event.payload.clone(),
-                    deadline,
-                    config,
-                    sources,
-                    dns,
-                    notifier,
-                    state,
-                )
-            })
+            let outcome = once(
+                store,
+                &event.payload,
+                deadline,
+                &event.context.request_id,
+                || {
+                    handler::handle(
+                        event.payload.clone(),
+                        deadline,
+                        config,
+                        sources,
+                        dns,
+                        notifier,
+                        state,
+                    )
+                },
+            )
             .await;
             settle(FUNCTION, outcome, &event.payload, failed).await
         },

@@ -107,6 +107,7 @@ impl Response {
 pub async fn handle_once<A: AutoScaling, E: Instances, N: Notifier, S: Store + Remember>(
     payload: serde_json::Value,
     lease_until: SystemTime,
+    owner: &str,
     config: &Config,
     ports: &Ports<A, E, N, S>,
 ) -> Result<Response, Error> {
@@ -128,16 +129,19 @@ pub async fn handle_once<A: AutoScaling, E: Instances, N: Notifier, S: Store + R
         if !seen.insert(id.clone()) {
             continue;
         }
-        match ports.store.begin(&id, lease_until).await {
+        match ports.store.begin(&id, lease_until, owner).await {
             Ok(Claim::New) => {
                 claimed.push((id, record.message_id.clone().unwrap_or_default()));
                 kept.records.push(record);
             }
             Ok(Claim::Completed | Claim::InProgress) => {}
-            Err(e) => {
+            // Throttled or briefly down: report rather than drop, and count it.
+            Err(e) if e.class() == bridgekeeper::Class::Retryable => {
                 bridgekeeper::idempotency::skipped(&id, &e);
                 kept.records.push(record);
             }
+            // A store that refuses for good: every redelivery would notify again, unseen.
+            Err(e) => return Err(Error::from(e)),
         }
     }
     let mut response = handle(kept, config, ports).await?;
@@ -149,12 +153,16 @@ pub async fn handle_once<A: AutoScaling, E: Instances, N: Notifier, S: Store + R
             .iter()
             .any(|f| f.item_identifier == message_id);
         let done = if returned {
-            ports.store.release(&id).await
+            ports.store.release(&id, owner).await
         } else {
-            ports.store.complete(&id).await
+            ports.store.complete(&id, owner).await
         };
-        if let Err(e) = done {
-            warn!(event_id = %id, error = %e, "idempotency record not updated");
+        match done {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(event_id = %id, "the claim had passed to a newer invocation; left as it is")
+            }
+            Err(e) => warn!(event_id = %id, error = %e, "idempotency record not updated"),
         }
     }
     Ok(response)
@@ -1490,7 +1498,7 @@ mod tests {
     /// One delivery of a batch to the deployed entry point.
     async fn deliver(payload: &SqsEvent, p: &TestPorts) -> Response {
         let payload = serde_json::to_value(payload).unwrap();
-        handle_once(payload, SystemTime::now(), &config(&[]), p)
+        handle_once(payload, SystemTime::now(), "request-1", &config(&[]), p)
             .await
             .unwrap()
     }

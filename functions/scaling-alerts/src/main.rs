@@ -24,7 +24,15 @@ async fn main() -> Result<(), Error> {
     bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let (payload, deadline) = (event.payload.clone(), runtime::deadline(&event.context));
-            let outcome = match handler::handle_once(payload, deadline, config, ports).await {
+            let outcome = match handler::handle_once(
+                payload,
+                deadline,
+                &event.context.request_id,
+                config,
+                ports,
+            )
+            .await
+            {
                 Ok(response) => Ok(handler::record_rejected(response, failed).await),
                 Err(e) => Err(e),
             };

@@ -1035,7 +1035,7 @@ pub(crate) mod tests {
         );
         let lease = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
         for _ in 0..3 {
-            bridgekeeper::idempotency::once(&store, &json(COMPLETED), lease, || {
+            bridgekeeper::idempotency::once(&store, &json(COMPLETED), lease, "request-1", || {
                 super::handle(json(COMPLETED), &cfg, &rds, &n, &store)
             })
             .await

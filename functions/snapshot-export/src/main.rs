@@ -28,9 +28,13 @@ async fn main() -> Result<(), Error> {
     bridgekeeper::serve!(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = bridgekeeper::runtime::deadline(&event.context);
-            let outcome = once(store, &event.payload, deadline, || {
-                fleet::handle(event.payload.clone(), config, rds, members, notifier, store)
-            })
+            let outcome = once(
+                store,
+                &event.payload,
+                deadline,
+                &event.context.request_id,
+                || fleet::handle(event.payload.clone(), config, rds, members, notifier, store),
+            )
             .await;
             settle(FUNCTION, outcome, &event.payload, failed).await
         },
