@@ -31,7 +31,7 @@ struct Counting {
 }
 
 impl Dns for Counting {
-    async fn zones(&self) -> Result<Vec<Zone>, AwsError> {
+    async fn zones(&self) -> Result<dns_sync::aws::ZoneListing, AwsError> {
         self.inner.zones().await
     }
     async fn records(&self, zone_id: &str) -> Result<Vec<RecordSet>, AwsError> {

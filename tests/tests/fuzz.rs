@@ -73,9 +73,9 @@ impl snapshot_export::aws::Rds for Fakes {
 }
 
 impl dns_sync::aws::Dns for Fakes {
-    async fn zones(&self) -> Result<Vec<dns_sync::domain::Zone>, AwsError> {
+    async fn zones(&self) -> Result<dns_sync::aws::ZoneListing, AwsError> {
         call();
-        Ok(vec![])
+        Ok(dns_sync::aws::ZoneListing::default())
     }
     async fn records(&self, _: &str) -> Result<Vec<dns_sync::domain::RecordSet>, AwsError> {
         call();

@@ -19,8 +19,26 @@ use crate::domain::{
 };
 
 /// What dns-sync asks of AWS; the handler is generic over it.
+/// The hosted zones found, and the member accounts whose zones could not be listed (each
+/// with its error): one account's broken role must not stop the others' sync.
+#[derive(Debug, Default)]
+pub struct ZoneListing {
+    pub zones: Vec<Zone>,
+    pub unreadable: Vec<(String, AwsError)>,
+}
+
+impl From<Vec<Zone>> for ZoneListing {
+    fn from(zones: Vec<Zone>) -> Self {
+        ZoneListing {
+            zones,
+            unreadable: vec![],
+        }
+    }
+}
+
 pub trait Dns: Send + Sync {
-    fn zones(&self) -> impl Future<Output = Result<Vec<Zone>, AwsError>> + Send;
+    /// The hub's own zones (their listing failing fails the run) and the member accounts'.
+    fn zones(&self) -> impl Future<Output = Result<ZoneListing, AwsError>> + Send;
     fn records(
         &self,
         zone_id: &str,
@@ -285,25 +303,35 @@ fn to_route53(r: &RecordSet) -> Result<ResourceRecordSet, aws_sdk_route53::error
 }
 
 impl Dns for AwsDns {
-    async fn zones(&self) -> Result<Vec<Zone>, AwsError> {
-        let mut zones = list_zones(&self.route53).await?;
+    async fn zones(&self) -> Result<ZoneListing, AwsError> {
+        let mut listing = ZoneListing::from(list_zones(&self.route53).await?);
         let Some(m) = &self.members else {
-            return Ok(zones);
+            return Ok(listing);
         };
         for account in &m.zone_accounts {
-            let sdk = m
-                .accounts
-                .sdk(&Scope::account(account))
-                .await
-                .map_err(AccountError::into_aws)?;
-            let theirs = list_zones(&aws_sdk_route53::Client::new(&sdk)).await?;
-            let mut owners = m.owners.lock().expect("owners lock");
-            for z in &theirs {
-                owners.insert(z.id.clone(), account.clone());
+            let theirs = async {
+                let sdk = m
+                    .accounts
+                    .sdk(&Scope::account(account))
+                    .await
+                    .map_err(AccountError::into_aws)?;
+                list_zones(&aws_sdk_route53::Client::new(&sdk)).await
+            };
+            match theirs.await {
+                Ok(theirs) => {
+                    let mut owners = m.owners.lock().expect("owners lock");
+                    for z in &theirs {
+                        owners.insert(z.id.clone(), account.clone());
+                    }
+                    listing.zones.extend(theirs);
+                }
+                Err(e) => {
+                    tracing::warn!(account = %account, error = %e, "zones of a member account not listed");
+                    listing.unreadable.push((account.clone(), e));
+                }
             }
-            zones.extend(theirs);
         }
-        Ok(zones)
+        Ok(listing)
     }
 
     async fn records(&self, zone: &str) -> Result<Vec<RecordSet>, AwsError> {

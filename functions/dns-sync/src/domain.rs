@@ -263,6 +263,9 @@ pub struct PlanInput<'a> {
     pub ttl: i64,
     /// Which namespaces may claim which names (`HOST_POLICY`).
     pub host_policy: &'a HostPolicy,
+    /// Why hosts that exist nowhere yet are not created this run (a member account's zones
+    /// could not be listed: the host may belong there).
+    pub hold_new: Option<&'a str>,
 }
 
 struct Existing<'a> {
@@ -555,6 +558,9 @@ fn plan_host(
         Some(_) => None,
     };
     if current.is_empty() {
+        if let (Some(why), None) = (input.hold_new, txt_now) {
+            return Some(Err(Refusal::Held(why.to_owned())));
+        }
         let changes = desired.into_iter().map(DnsChange::Create).chain(txt_change);
         return Some(Ok(Some(HostChanges {
             host: host.to_owned(),
@@ -799,6 +805,7 @@ mod tests {
             holds: &Holds::default(),
             ttl: 300,
             host_policy: &open(),
+            hold_new: None,
         })
     }
 
@@ -847,6 +854,7 @@ mod tests {
             holds: &Holds::default(),
             ttl: 300,
             host_policy: &open(),
+            hold_new: None,
         })
     }
 
@@ -1225,6 +1233,7 @@ mod tests {
             holds: &Holds::default(),
             ttl: 300,
             host_policy: &open(),
+            hold_new: None,
         });
         assert!(batched(&p).is_empty(), "{:?}", actions(&p));
         assert!(p.conflicts[0].reason.contains("could not be read"));
@@ -1249,6 +1258,7 @@ mod tests {
                 holds: &Holds::default(),
                 ttl: 300,
                 host_policy: policy,
+                hold_new: None,
             })
         };
         let apex = claim("example.com", LB2, "shop", "evil", 1);
@@ -1330,6 +1340,7 @@ mod tests {
             holds: &Holds::default(),
             ttl: 300,
             host_policy: &open(),
+            hold_new: None,
         });
         assert!(p.hosts_with(Outcome::Deleted).is_empty() && batched(&p).is_empty());
     }
@@ -1579,6 +1590,7 @@ mod tests {
             holds,
             ttl: 300,
             host_policy: &policy,
+            hold_new: None,
         };
         // Its annotation broke: the source still exists, its records stay.
         let by_source = Holds::from_skips(&[Skip {
@@ -1660,6 +1672,7 @@ mod tests {
             holds: &Holds::default(),
             ttl: 300,
             host_policy: &open(),
+            hold_new: None,
         });
         assert_eq!(actions(&p), ["UPSERT TXT _bridgekeeper.api.example.com"]);
         assert!(p.conflicts.is_empty() && p.hosts_with(Outcome::Deleted).is_empty());

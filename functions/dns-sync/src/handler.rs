@@ -42,6 +42,10 @@ pub struct ZoneReport {
     pub changes: Vec<DnsChange>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The error is worth another run (throttling, a 5xx): after the report, the run fails
+    /// retryably.
+    #[serde(skip)]
+    pub retryable: bool,
 }
 
 impl ZoneReport {
@@ -59,6 +63,7 @@ impl ZoneReport {
             batches: 0,
             changes: vec![],
             error: None,
+            retryable: false,
         }
     }
 
@@ -76,6 +81,12 @@ impl ZoneReport {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountError {
+    pub account: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClusterError {
     pub cluster: String,
     pub error: String,
@@ -88,6 +99,10 @@ pub struct Response {
     pub hosts_without_zone: Vec<String>,
     pub skipped: Vec<Skip>,
     pub cluster_errors: Vec<ClusterError>,
+    /// Member accounts whose zones could not be listed: their zones are left as they are, and
+    /// no new host is created anywhere (it might belong in one of their zones).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub account_errors: Vec<AccountError>,
     /// Why sync deletions were held back, if they were.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deletions_held: Option<String>,
@@ -259,10 +274,32 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
         hosts: vec![],
     }));
 
-    let zones: Vec<Zone> = dns
-        .zones()
-        .await
-        .map_err(Error::from)?
+    let listing = dns.zones().await.map_err(Error::from)?;
+    let mut retry = listing
+        .unreadable
+        .iter()
+        .any(|(_, e)| e.class() == Class::Retryable);
+    response.account_errors = listing
+        .unreadable
+        .iter()
+        .map(|(account, e)| AccountError {
+            account: account.clone(),
+            error: e.to_string(),
+        })
+        .collect();
+    let hold_new = (!response.account_errors.is_empty()).then(|| {
+        let accounts: Vec<&str> = response
+            .account_errors
+            .iter()
+            .map(|a| a.account.as_str())
+            .collect();
+        format!(
+            "new host not created: the zones of account {} could not be listed, and it may belong in one of them",
+            accounts.join(", ")
+        )
+    });
+    let zones: Vec<Zone> = listing
+        .zones
         .into_iter()
         .filter(|z| config.zones.allows(z))
         .collect();
@@ -302,6 +339,7 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
         load_balancers: &load_balancers,
         complete: &complete,
         holds: &holds,
+        hold_new: hold_new.as_deref(),
     };
     let planned: Vec<Result<Planned, Error>> = futures::stream::iter(
         wanted
@@ -334,6 +372,7 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
             .collect()
             .await;
     response.zones = reports.into_iter().collect::<Result<Vec<_>, _>>()?;
+    retry |= response.zones.iter().any(|z| z.retryable);
     response.zones.retain(|z| {
         z.error.is_some()
             || z.batches > 0
@@ -351,6 +390,13 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
     }
     if let Some(problems) = outcome.remember {
         state.save(problems).await;
+    }
+    // Reported first: a retry finds the applied changes already there and reports nothing twice.
+    if retry {
+        return Err(Error::Transient(
+            "a zone or account could not be read or written for a passing reason; what was done is reported, the rest is retried"
+                .into(),
+        ));
     }
     info!(
         zones = response.zones.len(),
@@ -392,6 +438,7 @@ struct PlanContext<'a> {
     load_balancers: &'a HashMap<String, domain::LoadBalancer>,
     complete: &'a BTreeSet<String>,
     holds: &'a Holds,
+    hold_new: Option<&'a str>,
 }
 
 /// A zone read and planned, not yet applied.
@@ -411,9 +458,10 @@ async fn plan_zone<D: Dns>(
     let mut report = ZoneReport::new(zone);
     let existing = match dns.records(&zone.id).await {
         Ok(r) => r,
-        Err(e) if e.class() == Class::Retryable => return Err(e.into()),
-        // Nothing is planned for a zone that could not be listed, so nothing in it is deleted.
+        // Nothing is planned for a zone that could not be listed, so nothing in it is deleted;
+        // the other zones go on, and a passing failure makes the run retry after its report.
         Err(e) => {
+            report.retryable = e.class() == Class::Retryable;
             report.error = Some(e.to_string());
             return Ok(Planned {
                 report,
@@ -435,6 +483,7 @@ async fn plan_zone<D: Dns>(
         holds: ctx.holds,
         ttl: config.defaults.ttl,
         host_policy: &config.host_policy,
+        hold_new: ctx.hold_new,
     });
     Ok(Planned {
         owned: domain::owned_hosts(&existing, &config.owner),
@@ -479,7 +528,13 @@ async fn apply_zone<D: Dns>(
         report.batches += 1;
         match dns.apply(&report.zone_id, &changes, &comment).await {
             Ok(_) => batch.into_iter().for_each(|h| report.applied(h)),
-            Err(e) if e.class() == Class::Retryable => return Err(e.into()),
+            // What was applied stays reported; the run retries after its report.
+            Err(e) if e.class() == Class::Retryable => {
+                warn!(zone = %report.zone, error = %e, "batch not taken; the run will be retried");
+                report.retryable = true;
+                report.error = Some(e.to_string());
+                break;
+            }
             Err(e) if e.code.as_deref() == Some("InvalidChangeBatch") && batch.len() > 1 => {
                 let rest = batch.split_off(batch.len() / 2);
                 queue.push_front(rest);
@@ -527,7 +582,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::aws::AwsDns;
+    use crate::aws::{AwsDns, ZoneListing};
     use crate::domain::{LoadBalancer, RecordSet};
 
     const CLASSIC: &str = "default-1854330541.ap-northeast-1.elb.amazonaws.com";
@@ -602,6 +657,8 @@ mod tests {
     struct Zone1 {
         records: Mutex<Vec<RecordSet>>,
         calls: Mutex<usize>,
+        /// A member account whose zones cannot be listed (its role refuses).
+        unreadable_account: Option<&'static str>,
     }
 
     impl Zone1 {
@@ -609,6 +666,7 @@ mod tests {
             Zone1 {
                 records: Mutex::new(records),
                 calls: Mutex::new(0),
+                unreadable_account: None,
             }
         }
         fn names(&self) -> BTreeSet<String> {
@@ -620,12 +678,19 @@ mod tests {
     }
 
     impl Dns for Zone1 {
-        async fn zones(&self) -> Result<Vec<Zone>, AwsError> {
-            Ok(vec![Zone {
+        async fn zones(&self) -> Result<ZoneListing, AwsError> {
+            let mut listing = ZoneListing::from(vec![Zone {
                 id: "Z1".into(),
                 name: "example.com".into(),
                 private: false,
-            }])
+            }]);
+            if let Some(account) = self.unreadable_account {
+                listing.unreadable.push((
+                    account.to_owned(),
+                    AwsError::fake("sts:AssumeRole", "AccessDenied", 403, "not authorized"),
+                ));
+            }
+            Ok(listing)
         }
         async fn records(&self, _: &str) -> Result<Vec<RecordSet>, AwsError> {
             Ok(self.records.lock().unwrap().clone())
@@ -645,6 +710,44 @@ mod tests {
                     DnsChange::Delete(r) => records.retain(|x| x != r),
                 }
             }
+            Ok("C1".into())
+        }
+    }
+
+    /// example.com takes changes; example.org's records cannot be listed (throttled).
+    #[derive(Default)]
+    struct TwoZones {
+        applied: Mutex<Vec<String>>,
+    }
+
+    impl Dns for TwoZones {
+        async fn zones(&self) -> Result<ZoneListing, AwsError> {
+            let zone = |id: &str, name: &str| Zone {
+                id: id.into(),
+                name: name.into(),
+                private: false,
+            };
+            Ok(ZoneListing::from(vec![
+                zone("Z1", "example.com"),
+                zone("Z2", "example.org"),
+            ]))
+        }
+        async fn records(&self, zone: &str) -> Result<Vec<RecordSet>, AwsError> {
+            match zone {
+                "Z2" => Err(AwsError::fake(
+                    "route53:ListResourceRecordSets",
+                    "Throttling",
+                    400,
+                    "Rate exceeded",
+                )),
+                _ => Ok(vec![]),
+            }
+        }
+        async fn load_balancers(&self) -> Result<HashMap<String, LoadBalancer>, AwsError> {
+            Ok(HashMap::new())
+        }
+        async fn apply(&self, zone: &str, _: &[DnsChange], _: &str) -> Result<String, AwsError> {
+            self.applied.lock().unwrap().push(zone.to_owned());
             Ok("C1".into())
         }
     }
@@ -729,6 +832,90 @@ mod tests {
         );
         assert_eq!(sources.widest.load(std::sync::atomic::Ordering::SeqCst), 0);
         assert!(n.sent().is_empty());
+    }
+
+    /// The review: one member account's AccessDenied (its role deleted) failed the run for
+    /// every zone of every account. Now that account is reported, owned hosts elsewhere are
+    /// still kept right, and no new host is created (it might belong in the unlisted zones).
+    #[tokio::test]
+    async fn a_member_account_that_cannot_be_read_stops_only_its_own_zones() {
+        let sources = Clusters {
+            ingresses: vec![(
+                "prod",
+                ingress(
+                    "web",
+                    &["api.example.com".to_owned(), "new.example.com".to_owned()],
+                    CLASSIC,
+                ),
+            )],
+            ..Default::default()
+        };
+        let mut existing = owned("api.example.com", "prod");
+        // The owned record points at an older load balancer: it must still be updated.
+        if let Some(a) = existing[0].alias.as_mut() {
+            a.dns_name = "old-1.ap-northeast-1.elb.amazonaws.com".into();
+        }
+        let mut dns = Zone1::with(existing);
+        dns.unreadable_account = Some("444444444444");
+        let (n, memory) = (Recorder::default(), Memory::default());
+        let r = run(&config(&[]), &sources, &dns, &n, &State::new(&memory)).await;
+        assert_eq!(r.account_errors[0].account, "444444444444");
+        let z = &r.zones[0];
+        assert_eq!(z.updated, ["api.example.com"], "{r:?}");
+        assert!(z.created.is_empty());
+        assert!(
+            z.held
+                .iter()
+                .any(|h| h.host == "new.example.com" && h.reason.contains("444444444444"))
+        );
+        let sent = n.sent();
+        assert!(
+            sent[0].body.contains("account 444444444444"),
+            "{}",
+            sent[0].body
+        );
+    }
+
+    /// The review: a throttled zone after others were changed returned the error, and the
+    /// report of those changes was lost. Now the changes are reported, then the run retries.
+    #[tokio::test]
+    async fn changes_are_reported_before_a_passing_failure_is_retried() {
+        let sources = Clusters {
+            ingresses: vec![(
+                "prod",
+                ingress("web", &["api.example.com".to_owned()], CLASSIC),
+            )],
+            ..Default::default()
+        };
+        let dns = TwoZones::default();
+        let (n, memory) = (Recorder::default(), Memory::default());
+        let cfg = config(&[("HOST_POLICY", "*=example.com,*=example.org")]);
+        let deadline = SystemTime::now() + Duration::from_secs(120);
+        let mut srcs = sources;
+        srcs.ingresses.push((
+            "prod",
+            ingress("org", &["api.example.org".to_owned()], CLASSIC),
+        ));
+        let err = handle(
+            schedule(),
+            deadline,
+            &cfg,
+            &srcs,
+            &dns,
+            &n,
+            &State::new(&memory),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(bridgekeeper::Classify::class(&err), Class::Retryable);
+        let sent = n.sent();
+        assert_eq!(sent.len(), 1);
+        assert!(
+            sent[0].body.contains("created  api.example.com"),
+            "{}",
+            sent[0].body
+        );
+        assert!(sent[0].body.contains("Throttling"), "{}", sent[0].body);
     }
 
     #[tokio::test]

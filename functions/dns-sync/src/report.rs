@@ -186,6 +186,15 @@ pub fn problems(r: &Response) -> BTreeSet<String> {
     for c in &r.cluster_errors {
         add("error", format!("cluster {}: {}", c.cluster, c.error));
     }
+    for a in &r.account_errors {
+        add(
+            "error",
+            format!(
+                "account {}: its zones could not be listed, left as they are, and no new host was created anywhere: {}",
+                a.account, a.error
+            ),
+        );
+    }
     for h in &r.hosts_without_zone {
         add("no-zone", h.clone());
     }

@@ -125,6 +125,7 @@ fn dns_sync() -> String {
             holds: &Holds::default(),
             ttl: 300,
             host_policy: &host_policy,
+            hold_new: None,
         })
     });
     assert_eq!(
