@@ -3,21 +3,106 @@
 //! every five minutes. The last reported set lives in the stack's store, so a cold start does
 //! not repeat it; when the store cannot be read, the warm copy in memory stands in.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use bridgekeeper::idempotency::{Remember, skipped};
+use bridgekeeper::idempotency::{MAX_REMEMBERED, Remember, skipped};
 use bridgekeeper::notify::{Notification, Severity};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::handler::Response;
 
 const KEY: &str = "report#problems";
+/// Problems whose text is kept, for the "Cleared:" lines; past it only fingerprints are kept.
+const SAMPLE: usize = 100;
+/// A kept line is cut here.
+const MAX_LINE: usize = 300;
+/// Lines of one source (one Ingress or Service) in the problem set; the rest are counted.
+pub const MAX_PER_SOURCE: usize = 20;
+/// Messages one hour may carry; past it the news waits (and adds up) for the next hour.
+pub const MAX_MESSAGES_PER_HOUR: usize = 12;
+
+/// What the store keeps of the last report: each problem's fingerprint (with its text for the
+/// first [`SAMPLE`]), the fingerprint of the whole set (so a set too large to keep whole still
+/// compares equal when nothing changed), and when the last messages went out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reported {
+    pub digest: String,
+    pub problems: BTreeMap<String, String>,
+    pub sent: Vec<u64>,
+}
+
+fn fingerprint(line: &str) -> String {
+    let d = Sha256::digest(line.as_bytes());
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Reported {
+    /// `current` as it would be kept, within the store's value size.
+    fn of(current: &BTreeSet<String>, sent: Vec<u64>) -> Reported {
+        let mut digest = Sha256::new();
+        for line in current {
+            digest.update(line.as_bytes());
+            digest.update(b"\n");
+        }
+        let digest: String = digest
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut problems = BTreeMap::new();
+        let mut size = 0;
+        for (i, line) in current.iter().enumerate() {
+            let text = if i < SAMPLE {
+                bridgekeeper::text::prefix(line, MAX_LINE).to_owned()
+            } else {
+                String::new()
+            };
+            size += 16 + 6 + text.len();
+            // A set past the store's size keeps what fits; the digest still tells "unchanged".
+            if size > MAX_REMEMBERED - 1_000 {
+                break;
+            }
+            problems.insert(fingerprint(line), text);
+        }
+        Reported {
+            digest,
+            problems,
+            sent,
+        }
+    }
+
+    /// Reads the stored value: this format, or the plain lines an earlier version kept.
+    fn parse(value: &str) -> Reported {
+        if let Ok(r) = serde_json::from_str::<Reported>(value) {
+            return r;
+        }
+        let lines: BTreeSet<String> = value.lines().map(str::to_owned).collect();
+        Reported::of(&lines, vec![])
+    }
+
+    fn sent_last_hour(&self, at: u64) -> Vec<u64> {
+        self.sent
+            .iter()
+            .copied()
+            .filter(|t| at.saturating_sub(*t) < 3_600)
+            .collect()
+    }
+}
 
 pub struct State<'a, M> {
     memory: &'a M,
-    warm: Mutex<Option<BTreeSet<String>>>,
+    warm: Mutex<Option<Reported>>,
 }
 
 impl<'a, M: Remember> State<'a, M> {
@@ -28,10 +113,10 @@ impl<'a, M: Remember> State<'a, M> {
         }
     }
 
-    async fn last(&self) -> BTreeSet<String> {
+    async fn last(&self) -> Reported {
         let warm = || self.warm.lock().expect("state lock").clone();
         match self.memory.recall(KEY).await {
-            Ok(Some(v)) => v.lines().map(str::to_owned).collect(),
+            Ok(Some(v)) => Reported::parse(&v),
             Ok(None) => warm().unwrap_or_default(),
             Err(e) => {
                 skipped(KEY, &e);
@@ -41,8 +126,8 @@ impl<'a, M: Remember> State<'a, M> {
     }
 
     /// Remembers what was reported; called only once the report went out.
-    pub async fn save(&self, reported: BTreeSet<String>) {
-        let value = reported.iter().cloned().collect::<Vec<_>>().join("\n");
+    pub async fn save(&self, reported: Reported) {
+        let value = serde_json::to_string(&reported).unwrap_or_default();
         *self.warm.lock().expect("state lock") = Some(reported);
         if let Err(e) = self.memory.remember(KEY, &value).await {
             warn!(error = %e, "reported problems not remembered; a cold start may repeat them");
@@ -50,11 +135,11 @@ impl<'a, M: Remember> State<'a, M> {
     }
 }
 
-/// What to send after a run, if anything, and the problem set to remember once it is sent
-/// (`None` when it is the one already remembered).
+/// What to send after a run, if anything, and what to remember once it is sent (`None` when
+/// nothing changed).
 pub struct Outcome {
     pub notification: Option<Notification>,
-    pub remember: Option<BTreeSet<String>>,
+    pub remember: Option<Reported>,
 }
 
 pub async fn notification<M: Remember>(
@@ -73,21 +158,66 @@ pub async fn notification<M: Remember>(
         .map(|k| k.replace('\n', " "))
         .collect();
     let last = state.last().await;
-    let new: Vec<&String> = current.difference(&last).collect();
-    let cleared: Vec<&String> = last.difference(&current).collect();
+    let at = now();
+    let unchanged_set = Reported::of(&current, vec![]).digest == last.digest;
+    let fingerprints: BTreeMap<String, &String> =
+        current.iter().map(|l| (fingerprint(l), l)).collect();
+    let new: Vec<&String> = if unchanged_set {
+        vec![]
+    } else {
+        fingerprints
+            .iter()
+            .filter(|(f, _)| !last.problems.contains_key(*f))
+            .map(|(_, l)| *l)
+            .collect()
+    };
+    let cleared_texts: Vec<String> = if unchanged_set {
+        vec![]
+    } else {
+        last.problems
+            .iter()
+            .filter(|(f, _)| !fingerprints.contains_key(*f))
+            .map(|(_, text)| text.clone())
+            .collect()
+    };
+    let cleared: Vec<&String> = cleared_texts.iter().filter(|t| !t.is_empty()).collect();
+    let cleared_unnamed = cleared_texts.len() - cleared.len();
+    let still: Vec<&String> = fingerprints
+        .iter()
+        .filter(|(f, _)| last.problems.contains_key(*f))
+        .map(|(_, l)| *l)
+        .collect();
     let changed: usize = r.zones.iter().map(|z| z.changed()).sum();
-    let remember = (current != last).then(|| current.clone());
-    if changed == 0 && new.is_empty() && cleared.is_empty() {
+    if changed == 0 && new.is_empty() && cleared_texts.is_empty() {
+        // The sample may differ while the set is the same (a new sample order): keep it fresh.
+        let remember = (!unchanged_set).then(|| Reported::of(&current, last.sent.clone()));
         return Outcome {
             notification: None,
             remember,
         };
     }
+    let sent = last.sent_last_hour(at);
+    if sent.len() >= MAX_MESSAGES_PER_HOUR {
+        warn!(
+            sent = sent.len(),
+            "dns-sync messages rate-limited: the news waits for the next hour"
+        );
+        bridgekeeper::metrics::Metrics::new(crate::FUNCTION)
+            .count("NotificationsSuppressed", 1)
+            .flush();
+        return Outcome {
+            notification: None,
+            remember: None,
+        };
+    }
+    let mut sent = sent;
+    sent.push(at);
+    let remember = Some(Reported::of(&current, sent));
     let mut parts = Vec::new();
     for (n, what) in [
         (changed, "records changed"),
         (new.len(), "new problems"),
-        (cleared.len(), "cleared"),
+        (cleared_texts.len(), "cleared"),
     ] {
         if n > 0 {
             parts.push(format!("{n} {what}"));
@@ -125,10 +255,7 @@ pub async fn notification<M: Remember>(
     let label = |key: &str| key.split_once(' ').map_or("", |(k, _)| k).to_uppercase();
     for (title, keys) in [
         ("New problems:", new.clone()),
-        (
-            "Still open:",
-            current.intersection(&last).collect::<Vec<_>>(),
-        ),
+        ("Still open:", still),
         ("Cleared:", cleared.clone()),
     ] {
         if keys.is_empty() {
@@ -140,6 +267,12 @@ pub async fn notification<M: Remember>(
             let _ = writeln!(body, "  {:<9}{line}", label(k));
         }
         body.push('\n');
+    }
+    if cleared_unnamed > 0 {
+        let _ = writeln!(
+            body,
+            "Cleared: {cleared_unnamed} more problems (too many to keep their text)\n"
+        );
     }
     if let Some(why) = &r.deletions_held {
         let _ = writeln!(body, "Deletions held: {why}");
@@ -169,8 +302,17 @@ pub fn problems(r: &Response) -> BTreeSet<String> {
     let mut add = |kind: &str, line: String| {
         out.insert(format!("{kind} {}", strip_request_id(&line)));
     };
+    // One tenant's Ingress naming a thousand hosts is one problem with a count, not a thousand.
+    let mut per_source: BTreeMap<String, usize> = BTreeMap::new();
     for z in &r.zones {
         for c in &z.conflicts {
+            if let Some(source) = source_of(&c.reason) {
+                let n = per_source.entry(source.to_owned()).or_default();
+                *n += 1;
+                if *n > MAX_PER_SOURCE {
+                    continue;
+                }
+            }
             add("conflict", format!("{} ({}): {}", c.host, z.zone, c.reason));
         }
         for c in &z.rejected {
@@ -198,7 +340,24 @@ pub fn problems(r: &Response) -> BTreeSet<String> {
     for h in &r.hosts_without_zone {
         add("no-zone", h.clone());
     }
+    for (source, n) in per_source {
+        if n > MAX_PER_SOURCE {
+            add(
+                "conflict",
+                format!(
+                    "{source}: {} more hosts in conflict, not listed",
+                    n - MAX_PER_SOURCE
+                ),
+            );
+        }
+    }
     out
+}
+
+/// The source a conflict's reason starts with (`<cluster>/<kind>/<namespace>/<name>`), if any.
+fn source_of(reason: &str) -> Option<&str> {
+    let first = reason.split([' ', ':']).next()?;
+    (first.matches('/').count() == 3).then_some(first)
 }
 
 /// Request ids differ between runs of the same situation.
@@ -209,5 +368,123 @@ fn strip_request_id(line: &str) -> String {
             format!("{}{}", &line[..i], &line[end..])
         }
         None => line.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bridgekeeper::idempotency::testing::Memory;
+
+    use super::*;
+    use crate::domain::Conflict;
+    use crate::handler::ZoneReport;
+
+    fn zone(conflicts: Vec<Conflict>) -> ZoneReport {
+        ZoneReport {
+            conflicts,
+            ..empty_zone()
+        }
+    }
+
+    fn empty_zone() -> ZoneReport {
+        ZoneReport {
+            zone: "example.com".into(),
+            zone_id: "Z1".into(),
+            created: vec![],
+            updated: vec![],
+            deleted: vec![],
+            unchanged: 0,
+            conflicts: vec![],
+            held: vec![],
+            rejected: vec![],
+            batches: 0,
+            changes: vec![],
+            error: None,
+            retryable: false,
+        }
+    }
+
+    fn without_zone(hosts: usize, tag: &str) -> Response {
+        Response {
+            hosts_without_zone: (0..hosts)
+                .map(|i| format!("h{i:05}.{tag}.example.net"))
+                .collect(),
+            ..Response::default()
+        }
+    }
+
+    /// The review: the remembered set was a value cut at 100 KB, so past ~1,700 problem lines
+    /// it never matched and every five-minute run notified again.
+    #[tokio::test]
+    async fn a_problem_set_too_large_to_keep_is_still_reported_once() {
+        let memory = Memory::default();
+        let r = without_zone(5_000, "far");
+        let mut sent = 0;
+        for _ in 0..3 {
+            let state = State::new(&memory);
+            let out = notification(&r, "prod", &state).await;
+            if out.notification.is_some() {
+                sent += 1;
+            }
+            if let Some(keep) = out.remember {
+                state.save(keep).await;
+            }
+        }
+        assert_eq!(sent, 1);
+        let kept = memory.values.lock().unwrap()["report#problems"].len();
+        assert!(kept <= MAX_REMEMBERED, "{kept}");
+    }
+
+    #[tokio::test]
+    async fn one_source_with_a_thousand_hosts_is_a_few_lines_and_a_count() {
+        let conflicts = (0..1_000)
+            .map(|i| Conflict {
+                host: format!("h{i}.example.com"),
+                reason: format!("prod/ingress/tenant/flood: refused, no claim to h{i}.example.com"),
+            })
+            .collect();
+        let r = Response {
+            zones: vec![zone(conflicts)],
+            ..Response::default()
+        };
+        let lines = problems(&r);
+        assert_eq!(lines.len(), MAX_PER_SOURCE + 1);
+        assert!(
+            lines.iter().any(|l| l.contains("980 more hosts")),
+            "{lines:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_storm_is_rate_limited_to_a_dozen_messages_an_hour() {
+        let memory = Memory::default();
+        let mut sent = 0;
+        for i in 0..30 {
+            let state = State::new(&memory);
+            let r = without_zone(1, &format!("flap{}", i % 2));
+            let out = notification(&r, "prod", &state).await;
+            if out.notification.is_some() {
+                sent += 1;
+            }
+            if let Some(keep) = out.remember {
+                state.save(keep).await;
+            }
+        }
+        assert_eq!(sent, MAX_MESSAGES_PER_HOUR);
+    }
+
+    /// A store written by the previous version (plain lines) is read, not re-reported.
+    #[tokio::test]
+    async fn the_previous_versions_plain_lines_are_still_understood() {
+        let memory = Memory::default();
+        let r = without_zone(2, "old");
+        let lines: Vec<String> = problems(&r).into_iter().collect();
+        memory
+            .values
+            .lock()
+            .unwrap()
+            .insert(KEY.into(), lines.join("\n"));
+        let out = notification(&r, "prod", &State::new(&memory)).await;
+        assert!(out.notification.is_none());
     }
 }
