@@ -15,7 +15,7 @@ use bridgekeeper_tests::{
     unique,
 };
 use dns_sync::aws::{AwsDns, Dns};
-use dns_sync::domain::{DnsChange, LoadBalancer, RecordSet, Zone};
+use dns_sync::domain::{DnsChange, LoadBalancer, RecordSet};
 use dns_sync::handler::{Response, handle};
 use dns_sync::kube::KubeSources;
 use dns_sync::report::State;
