@@ -216,7 +216,16 @@ async fn scheduled<R: Rds, N: Notifier, M: Remember>(
         errors,
         ..RunSummary::default()
     };
+    // A passing failure (throttling, a 5xx) after some exports started: what started is
+    // reported first, then the run fails retryably; the retry finds those tasks by their ids.
+    let mut retry: Option<Error> = None;
+    // Sources the retry will start: not overdue, only late.
+    let mut retrying: Vec<String> = Vec::new();
     for export in plan.start {
+        if retry.is_some() {
+            retrying.push(export.source);
+            continue;
+        }
         if config.dry_run {
             info!(task = %export.task_id, snapshot = %export.snapshot, "dry run: would start export");
             summary.started.push(export);
@@ -230,6 +239,15 @@ async fn scheduled<R: Rds, N: Notifier, M: Remember>(
                 task_id: export.task_id,
                 status: TaskStatus::Unknown,
             }),
+            Err(e) if e.class() == Class::Retryable && !summary.started.is_empty() => {
+                warn!(source = %export.source, error = %e, "export not started; the run will be retried after its report");
+                summary.errors.push(SourceError {
+                    source: export.source.clone(),
+                    error: e.to_string(),
+                });
+                retrying.push(export.source);
+                retry = Some(e.into());
+            }
             Err(e) => per_source(&export.source, e, &mut summary.errors)?,
         }
     }
@@ -242,7 +260,12 @@ async fn scheduled<R: Rds, N: Notifier, M: Remember>(
             // Its newest snapshot is exported or on its way: the objective is met or about to be.
             .chain(summary.already_exported.iter().map(|a| a.source.as_str()))
             .collect();
-        let waiting: Vec<&str> = summary.deferred.iter().map(|e| e.source.as_str()).collect();
+        let waiting: Vec<&str> = summary
+            .deferred
+            .iter()
+            .map(|e| e.source.as_str())
+            .chain(retrying.iter().map(String::as_str))
+            .collect();
         let overdue = domain::overdue(
             &facts,
             &last,
@@ -295,7 +318,10 @@ async fn scheduled<R: Rds, N: Notifier, M: Remember>(
         dry_run = config.dry_run,
         "scheduled run done"
     );
-    Ok(summary)
+    match retry {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
 }
 
 async fn export_event<R: Rds, N: Notifier, M: Remember>(
@@ -417,6 +443,8 @@ pub(crate) mod tests {
         pub(crate) tasks: Mutex<Vec<ExportTask>>,
         running: usize,
         pub(crate) calls: Mutex<Vec<String>>,
+        /// StartExportTask is throttled once this many have started.
+        throttled_after: Option<usize>,
     }
 
     fn aws_error(op: &'static str, code: &str, status: u16) -> AwsError {
@@ -525,6 +553,11 @@ pub(crate) mod tests {
         async fn start_export(&self, e: &Export) -> Result<Started, AwsError> {
             self.call("StartExportTask");
             let mut tasks = self.tasks.lock().unwrap();
+            if self.throttled_after.is_some_and(|n| tasks.len() >= n)
+                && !tasks.iter().any(|t| t.id == e.task_id)
+            {
+                return Err(aws_error("rds:StartExportTask", "ThrottlingException", 400));
+            }
             if tasks.iter().any(|t| t.id == e.task_id) {
                 return Ok(Started::AlreadyExists);
             }
@@ -624,6 +657,32 @@ pub(crate) mod tests {
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].subject, "[dev] RDS snapshot exports: 2 started");
         assert_eq!(s.notification.as_deref(), Some("msg-1"));
+    }
+
+    /// The review: a throttled StartExportTask after others had started returned the error, and
+    /// the report of the started exports was lost. Now they are reported, then the run retries;
+    /// the retry starts the rest and reports only those.
+    #[tokio::test]
+    async fn started_exports_are_reported_before_a_throttled_start_is_retried() {
+        let mut rds = FakeRds::with_instances(&["a-db", "b-db", "c-db"]);
+        rds.throttled_after = Some(1);
+        let (n, cfg) = (FakeNotifier::default(), config(&[]));
+        let err = handle(json(SCHEDULE), &cfg, &rds, &n).await.unwrap_err();
+        assert_eq!(bridgekeeper::Classify::class(&err), Class::Retryable);
+        let sent = n.sent();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(sent[0].subject.contains("1 started"), "{}", sent[0].subject);
+        assert!(
+            sent[0].body.contains("ThrottlingException"),
+            "{}",
+            sent[0].body
+        );
+        rds.throttled_after = None;
+        let s = run(&rds, &n, &cfg).await;
+        let started: Vec<_> = s.started.iter().map(|e| e.source.as_str()).collect();
+        assert_eq!(started, ["b-db", "c-db"]);
+        // a-db and the throttled b-db, then b-db and c-db: a-db is never asked twice.
+        assert_eq!(rds.count("StartExportTask"), 2 + 2);
     }
 
     #[tokio::test]
