@@ -656,11 +656,23 @@ pub async fn list_all<K>(api: &kube::Api<K>) -> Result<Vec<K>, kube::Error>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    list_kept(api, Some).await
+}
+
+/// What `keep` makes of each object `api` lists, page by page: only one page of whole objects
+/// is held at a time, so a cluster of thousands costs what is kept, not what was listed.
+pub async fn list_kept<K, T>(
+    api: &kube::Api<K>,
+    mut keep: impl FnMut(K) -> Option<T>,
+) -> Result<Vec<T>, kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let mut all = Vec::new();
     let mut params = kube::api::ListParams::default().limit(500);
     loop {
         let page = api.list(&params).await?;
-        all.extend(page.items);
+        all.extend(page.items.into_iter().filter_map(&mut keep));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
             None => return Ok(all),

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use bridgekeeper::accounts::Accounts;
-use bridgekeeper::cluster::{ClusterError, ClusterTarget, Clusters, list_all};
+use bridgekeeper::cluster::{ClusterError, ClusterTarget, Clusters, list_kept};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
@@ -39,6 +39,7 @@ impl KubeSources {
         cluster: &str,
         namespace: Option<&str>,
         kind: &str,
+        keep: fn(K) -> Option<K>,
     ) -> Result<Vec<K>, ClusterError>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -54,7 +55,8 @@ impl KubeSources {
                     Some(ns) => Api::namespaced(client, ns),
                     None => Api::all(client),
                 };
-                list_all(&api).await
+                // A page of whole objects at a time; only what the planner reads is kept.
+                list_kept(&api, keep).await
             })
             .await
     }
@@ -66,7 +68,8 @@ impl Sources for KubeSources {
         cluster: &str,
         namespace: Option<&str>,
     ) -> Result<Vec<Ingress>, ClusterError> {
-        self.list(cluster, namespace, "ingresses").await
+        self.list(cluster, namespace, "ingresses", crate::sources::slim_ingress)
+            .await
     }
 
     async fn services(
@@ -74,6 +77,7 @@ impl Sources for KubeSources {
         cluster: &str,
         namespace: Option<&str>,
     ) -> Result<Vec<Service>, ClusterError> {
-        self.list(cluster, namespace, "services").await
+        self.list(cluster, namespace, "services", crate::sources::slim_service)
+            .await
     }
 }

@@ -201,6 +201,74 @@ pub fn from_ingress(
     )
 }
 
+/// What a listing keeps of annotations: dns-sync's own and the load balancer controller's
+/// address type.
+fn read_annotations(m: &ObjectMeta) -> Option<BTreeMap<String, String>> {
+    m.annotations.as_ref().map(|a| {
+        a.iter()
+            .filter(|(k, _)| {
+                k.starts_with("bridgekeeper.io/")
+                    || *k == ALB_IP_TYPE_ANNOTATION
+                    || *k == NLB_IP_TYPE_ANNOTATION
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
+}
+
+fn read_meta(m: ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        annotations: read_annotations(&m),
+        name: m.name,
+        namespace: m.namespace,
+        creation_timestamp: m.creation_timestamp,
+        ..ObjectMeta::default()
+    }
+}
+
+/// An Ingress as a listing keeps it: its metadata that matters, its rules' hosts, its load
+/// balancer's hostnames. Thousands of Ingresses then cost what the planner reads.
+pub fn slim_ingress(i: Ingress) -> Option<Ingress> {
+    use k8s_openapi::api::networking::v1::{IngressRule, IngressSpec};
+    let spec = i.spec.map(|s| IngressSpec {
+        rules: s.rules.map(|rules| {
+            rules
+                .into_iter()
+                .map(|r| IngressRule {
+                    host: r.host,
+                    http: None,
+                })
+                .collect()
+        }),
+        ..IngressSpec::default()
+    });
+    Some(Ingress {
+        metadata: read_meta(i.metadata),
+        spec,
+        status: i.status,
+    })
+}
+
+/// A Service as a listing keeps it: only one of type LoadBalancer that names hosts; every other
+/// Service (most of a cluster's) is dropped as it is read.
+pub fn slim_service(s: Service) -> Option<Service> {
+    use k8s_openapi::api::core::v1::ServiceSpec;
+    let is_lb = s.spec.as_ref().and_then(|x| x.type_.as_deref()) == Some("LoadBalancer");
+    let named = s
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(HOSTNAME_ANNOTATION));
+    (is_lb && named).then(|| Service {
+        metadata: read_meta(s.metadata),
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            ..ServiceSpec::default()
+        }),
+        status: s.status,
+    })
+}
+
 /// A Service of type LoadBalancer names its hosts in `bridgekeeper.io/hostname` (comma-separated).
 pub fn from_service(
     cluster: &str,

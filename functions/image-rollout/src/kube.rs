@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use std::future::Future;
 
 use bridgekeeper::accounts::Accounts;
-use bridgekeeper::cluster::{ClusterAccess, ClusterError, ClusterTarget, Clusters, list_all};
+use bridgekeeper::cluster::{ClusterAccess, ClusterError, ClusterTarget, Clusters, list_kept};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
@@ -104,10 +104,11 @@ impl KubeClusters {
                     Some(ns) => Api::namespaced(client, ns),
                     None => Api::all(client),
                 };
-                list_all(&api).await
+                // A page of whole objects at a time; only what the planners read is kept.
+                list_kept(&api, |k: K| Some(Into::<Workload>::into(k).slim())).await
             })
             .await?;
-        Ok(items.into_iter().map(Into::into).collect())
+        Ok(items)
     }
 
     async fn get_kind<K>(

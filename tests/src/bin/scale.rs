@@ -264,12 +264,196 @@ fn snapshot_export() -> String {
 }
 
 fn row(what: &str, t: Duration, peak: usize, result: &str) -> String {
-    let ok = t < Duration::from_secs(1) && peak < 32 << 20;
+    row_within(what, t, peak, result, Duration::from_secs(1), 32)
+}
+
+fn row_within(
+    what: &str,
+    t: Duration,
+    peak: usize,
+    result: &str,
+    time: Duration,
+    megabytes: usize,
+) -> String {
+    let ok = t < time && peak < megabytes << 20;
     format!(
-        "| {what} | {:.1} ms | {:.1} MB | {result} | {} |",
+        "| {what} | {:.1} ms | {:.1} MB | {result} | {} (< {} s, < {megabytes} MB) |",
         t.as_secs_f64() * 1000.0,
         peak as f64 / (1 << 20) as f64,
-        if ok { "pass" } else { "FAIL" }
+        if ok { "pass" } else { "FAIL" },
+        time.as_secs()
+    )
+}
+
+/// A Deployment as a real API server lists it: managed fields, kubectl's last-applied copy,
+/// forty environment variables, probes, volumes and resources (about 50 KB of JSON, as
+/// measured on a production cluster's listing).
+fn fat_deployment(i: usize, registry: &str) -> serde_json::Value {
+    let env: Vec<_> = (0..40)
+        .map(|k| json!({"name": format!("SETTING_{k}"), "value": "x".repeat(60)}))
+        .collect();
+    let container = |name: &str, image: String| {
+        json!({"name": name, "image": image, "env": env.clone(),
+            "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+            "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 5},
+            "volumeMounts": (0..8).map(|v| json!({"name": format!("vol{v}"), "mountPath": format!("/mnt/{v}")})).collect::<Vec<_>>()})
+    };
+    let spec = json!({"replicas": 3, "selector": {"matchLabels": {"app": format!("app{i}")}},
+        "template": {"metadata": {"labels": {"app": format!("app{i}")}, "annotations": {"prometheus.io/scrape": "true"}},
+            "spec": {"containers": [container("app", format!("{registry}/shop/api:latest")), container("proxy", "envoyproxy/envoy:v1.31".into())],
+                "volumes": (0..8).map(|v| json!({"name": format!("vol{v}"), "configMap": {"name": format!("cm{v}")}})).collect::<Vec<_>>()}}});
+    let managed: Vec<_> = (0..6)
+        .map(|m| json!({"manager": format!("controller-{m}"), "operation": "Update", "apiVersion": "apps/v1",
+            "time": "2026-11-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": spec.clone()}}))
+        .collect();
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": format!("app{i}"), "namespace": format!("ns{}", i % 50), "generation": 4,
+            "uid": "7f5b2640-fe6f-4f46-592d-fd3410c4a79d", "resourceVersion": "123456789",
+            "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {"app": format!("app{i}")},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": spec.to_string(), "bridgekeeper.io/rollout": "true"},
+            "managedFields": managed},
+        "spec": spec,
+        "status": {"observedGeneration": 4, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}})
+}
+
+/// `n` workloads listed 500 a page, each page parsed as the client parses it and then either
+/// kept whole (before) or slimmed as image-rollout's listing keeps it (now).
+fn list_workloads(n: usize, slim: bool) -> Vec<image_rollout::domain::Workload> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+    let mut kept = Vec::with_capacity(n);
+    for page in 0..n.div_ceil(500) {
+        let items: Vec<_> = (page * 500..((page + 1) * 500).min(n))
+            .map(|i| fat_deployment(i, registry))
+            .collect();
+        let body = serde_json::to_string(&items).expect("json");
+        drop(items);
+        let parsed: Vec<Deployment> = serde_json::from_str(&body).expect("deployments");
+        drop(body);
+        for d in parsed {
+            let w = image_rollout::domain::Workload::from(d);
+            kept.push(if slim { w.slim() } else { w });
+        }
+    }
+    kept
+}
+
+fn image_rollout_listing() -> Vec<String> {
+    let one = serde_json::to_string(&fat_deployment(0, "r")).expect("json").len();
+    let (t, peak, kept) = measure(1, || list_workloads(1_000, false));
+    assert_eq!(kept.len(), 1_000);
+    drop(kept);
+    let before = row_within(
+        &format!("image-rollout before: list 1,000 Deployments ({} KB each) and keep them whole", one / 1024),
+        t,
+        peak,
+        "what 128 MB held before: ~1,500 workloads",
+        Duration::from_secs(10),
+        96,
+    );
+    let (t, peak, kept) = measure(3, || list_workloads(5_000, true));
+    assert_eq!(kept.len(), 5_000);
+    drop(kept);
+    let one_cluster = row_within(
+        "image-rollout: list 5,000 Deployments in one cluster, 500 a page, kept slim",
+        t,
+        peak,
+        "5,000 workloads planned from",
+        Duration::from_secs(10),
+        64,
+    );
+    let (t, peak, kept) = measure(1, || (0..5).map(|_| list_workloads(5_000, true)).collect::<Vec<_>>());
+    assert_eq!(kept.iter().map(Vec::len).sum::<usize>(), 25_000);
+    drop(kept);
+    let five = row_within(
+        "image-rollout reconcile: 5 clusters of 5,000 held at once, slim",
+        t,
+        peak,
+        "25,000 workloads",
+        Duration::from_secs(30),
+        64,
+    );
+    vec![before, one_cluster, five]
+}
+
+/// dns-sync's listing: 5,000 Services (one in ten a LoadBalancer naming a host) and 5,000
+/// Ingresses, kept as the planner reads them.
+fn dns_sync_listing() -> String {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::networking::v1::Ingress;
+    let managed: Vec<_> = (0..6)
+        .map(|m| json!({"manager": format!("m{m}"), "operation": "Update", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {"f:annotations": {"x".repeat(2_000): {}}}}}))
+        .collect();
+    let (t, peak, kept) = measure(3, || {
+        let mut services = Vec::new();
+        let mut ingresses = Vec::new();
+        for page in 0..10 {
+            let svcs: Vec<_> = (page * 500..(page + 1) * 500)
+                .map(|i| json!({"metadata": {"name": format!("s{i}"), "namespace": format!("ns{}", i % 50),
+                    "annotations": if i % 10 == 0 { json!({"bridgekeeper.io/hostname": format!("s{i}.example.com"), "kubectl.kubernetes.io/last-applied-configuration": "y".repeat(4_000)}) } else { json!({"kubectl.kubernetes.io/last-applied-configuration": "y".repeat(4_000)}) },
+                    "managedFields": managed.clone()},
+                    "spec": {"type": if i % 10 == 0 { "LoadBalancer" } else { "ClusterIP" }, "ports": [{"port": 443, "targetPort": 8443}], "selector": {"app": "x"}},
+                    "status": {"loadBalancer": {"ingress": [{"hostname": "k8s-a-1.elb.eu-west-1.amazonaws.com"}]}}}))
+                .collect();
+            let body = serde_json::to_string(&svcs).expect("json");
+            drop(svcs);
+            let parsed: Vec<Service> = serde_json::from_str(&body).expect("services");
+            drop(body);
+            services.extend(parsed.into_iter().filter_map(dns_sync::sources::slim_service));
+            let ings: Vec<_> = (page * 500..(page + 1) * 500)
+                .map(|i| json!({"metadata": {"name": format!("i{i}"), "namespace": format!("ns{}", i % 50),
+                    "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "y".repeat(4_000)}, "managedFields": managed.clone()},
+                    "spec": {"rules": [{"host": format!("i{i}.example.com"), "http": {"paths": (0..10).map(|p| json!({"path": format!("/p{p}"), "pathType": "Prefix", "backend": {"service": {"name": "x", "port": {"number": 80}}}})).collect::<Vec<_>>()}}]},
+                    "status": {"loadBalancer": {"ingress": [{"hostname": "k8s-a-1.elb.eu-west-1.amazonaws.com"}]}}}))
+                .collect();
+            let body = serde_json::to_string(&ings).expect("json");
+            drop(ings);
+            let parsed: Vec<Ingress> = serde_json::from_str(&body).expect("ingresses");
+            drop(body);
+            ingresses.extend(parsed.into_iter().filter_map(dns_sync::sources::slim_ingress));
+        }
+        (services, ingresses)
+    });
+    assert_eq!((kept.0.len(), kept.1.len()), (500, 5_000));
+    row_within(
+        "dns-sync: list 5,000 Services and 5,000 Ingresses, 500 a page, kept as planned from",
+        t,
+        peak,
+        "500 LoadBalancer Services, 5,000 Ingresses kept",
+        Duration::from_secs(10),
+        64,
+    )
+}
+
+/// An account with 5,000 past export tasks: the last export of each source and the tasks of
+/// each snapshot, from one listing.
+fn export_history() -> String {
+    use snapshot_export::domain::*;
+    let tasks: Vec<ExportTask> = (0..5_000)
+        .map(|i| ExportTask {
+            id: format!("bk-db{:03}-2026-{:02}-{:02}-02-10-0badf00d", i % 500, 1 + i / 500 % 12, 1 + i % 28),
+            source_arn: format!("arn:aws:rds:eu-west-1:123456789012:snapshot:rds:db{:03}-2026-11-{:02}-02-10", i % 500, 1 + i % 28),
+            status: TaskStatus::Complete,
+            s3_bucket: Some("exports".into()),
+            s3_prefix: Some(format!("rds-exports/db{:03}", i % 500)),
+            failure_cause: None,
+            started: None,
+            ended: None,
+            size_gb: Some(100),
+        })
+        .collect();
+    let (t, peak, n) = measure(5, || {
+        let last = last_exports(&tasks);
+        let by = tasks_by_source(tasks.clone());
+        last.len() + by.len()
+    });
+    assert!(n > 0);
+    row(
+        "snapshot-export: 5,000 past export tasks → last export per source, tasks per snapshot",
+        t,
+        peak,
+        "one listing",
     )
 }
 
@@ -279,4 +463,9 @@ fn main() {
     println!("{}", dns_sync());
     println!("{}", image_rollout());
     println!("{}", snapshot_export());
+    println!("{}", export_history());
+    println!("{}", dns_sync_listing());
+    for r in image_rollout_listing() {
+        println!("{r}");
+    }
 }
