@@ -68,8 +68,13 @@ impl Sources for KubeSources {
         cluster: &str,
         namespace: Option<&str>,
     ) -> Result<Vec<Ingress>, ClusterError> {
-        self.list(cluster, namespace, "ingresses", crate::sources::slim_ingress)
-            .await
+        self.list(
+            cluster,
+            namespace,
+            "ingresses",
+            crate::sources::slim_ingress,
+        )
+        .await
     }
 
     async fn services(

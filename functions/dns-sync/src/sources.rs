@@ -398,4 +398,44 @@ mod tests {
         assert!(skips[0].reason.contains("starts with _"), "{skips:?}");
         assert!(skips.iter().all(|s| s.hosts.is_empty()));
     }
+
+    /// What a listing keeps of an Ingress or Service gives the planner the same endpoints, and
+    /// a Service that is not a LoadBalancer naming hosts is not kept at all.
+    #[test]
+    fn a_slim_listing_gives_the_same_endpoints() {
+        let defaults = Defaults {
+            kind: RecordKind::Alias,
+            ttl: 300,
+        };
+        let ing: Ingress = serde_json::from_value(json!({
+            "metadata": {"name": "api", "namespace": "shop", "creationTimestamp": "2026-01-02T03:04:05Z",
+                "annotations": {TTL_ANNOTATION: "60", ALB_IP_TYPE_ANNOTATION: "dualstack", "kubectl.kubernetes.io/last-applied-configuration": "{...}"},
+                "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"rules": [{"host": "api.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "api", "port": {"number": 80}}}}]}}]},
+            "status": {"loadBalancer": {"ingress": [{"hostname": LB}]}}
+        }))
+        .unwrap();
+        let slim = slim_ingress(ing.clone()).unwrap();
+        assert_eq!(
+            from_ingress("prod", &slim, &defaults),
+            from_ingress("prod", &ing, &defaults)
+        );
+        assert!(slim.metadata.managed_fields.is_none());
+        let svc = |type_: &str, annotated: bool| -> Service {
+            serde_json::from_value(json!({
+                "metadata": {"name": "mqtt", "namespace": "iot",
+                    "annotations": if annotated { json!({HOSTNAME_ANNOTATION: "mqtt.example.com"}) } else { json!({}) }},
+                "spec": {"type": type_, "ports": [{"port": 1883}]},
+                "status": {"loadBalancer": {"ingress": [{"hostname": LB}]}}
+            }))
+            .unwrap()
+        };
+        let lb = svc("LoadBalancer", true);
+        assert_eq!(
+            from_service("prod", &slim_service(lb.clone()).unwrap(), &defaults),
+            from_service("prod", &lb, &defaults)
+        );
+        assert!(slim_service(svc("ClusterIP", true)).is_none());
+        assert!(slim_service(svc("LoadBalancer", false)).is_none());
+    }
 }

@@ -945,4 +945,49 @@ mod tests {
             assert_eq!(Push::ecr_parts(other), None, "{other}");
         }
     }
+
+    /// A workload kept slim by a listing plans exactly what the whole object plans: the same
+    /// decision, the same JSON patch (paths, tests, annotations), for both strategies.
+    #[test]
+    fn a_slim_listing_plans_exactly_what_the_whole_object_does() {
+        let env: Vec<Value> = (0..30)
+            .map(|k| json!({"name": format!("V{k}"), "value": "x".repeat(50)}))
+            .collect();
+        for template_annotations in [
+            None,
+            Some(json!({"prometheus.io/scrape": "true"})),
+            Some(
+                json!({DIGEST_ANNOTATION: "sha256:old", TRACKED_ANNOTATION: "{\"app\":\"latest\"}", "other": "x"}),
+            ),
+        ] {
+            let mut whole = deployment(
+                json!([
+                    {"name": "proxy", "image": "envoyproxy/envoy:v1.31", "env": env},
+                    {"name": "app", "image": format!("{REGISTRY}/shop/api:latest"), "env": env,
+                     "resources": {"limits": {"memory": "1Gi"}}}
+                ]),
+                json!([{"name": "migrate", "image": format!("{REGISTRY}/shop/api:latest")}]),
+                template_annotations,
+                json!({"kubectl.kubernetes.io/last-applied-configuration": "{...}", OPT_ANNOTATION: "true"}),
+            );
+            whole.metadata.managed_fields = Some(vec![Default::default(); 3]);
+            let slim = whole.clone().slim();
+            assert!(slim.metadata.managed_fields.is_none());
+            for strategy in [Strategy::PinDigest, Strategy::Restart] {
+                for mode in [Mode::OptIn, Mode::OptOut] {
+                    let (a, b) = (
+                        decide(&whole, &push("latest"), mode, strategy, now()),
+                        decide(&slim, &push("latest"), mode, strategy, now()),
+                    );
+                    assert_eq!(a, b);
+                    if let (Decision::Roll(a), Decision::Roll(b)) = (a, b) {
+                        assert_eq!(
+                            a.patch(&whole, &push("latest")),
+                            b.patch(&slim, &push("latest"))
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -118,23 +118,27 @@ impl Workload {
             creation_timestamp: m.creation_timestamp,
             ..ObjectMeta::default()
         };
-        let container = |c: k8s_openapi::api::core::v1::Container| k8s_openapi::api::core::v1::Container {
-            name: c.name,
-            image: c.image,
-            ..Default::default()
-        };
+        let container =
+            |c: k8s_openapi::api::core::v1::Container| k8s_openapi::api::core::v1::Container {
+                name: c.name,
+                image: c.image,
+                ..Default::default()
+            };
         let template = PodTemplateSpec {
             metadata: self.template.metadata.map(|tm| ObjectMeta {
                 annotations: ours(tm.annotations),
                 ..ObjectMeta::default()
             }),
-            spec: self.template.spec.map(|ps| k8s_openapi::api::core::v1::PodSpec {
-                containers: ps.containers.into_iter().map(container).collect(),
-                init_containers: ps
-                    .init_containers
-                    .map(|ics| ics.into_iter().map(container).collect()),
-                ..Default::default()
-            }),
+            spec: self
+                .template
+                .spec
+                .map(|ps| k8s_openapi::api::core::v1::PodSpec {
+                    containers: ps.containers.into_iter().map(container).collect(),
+                    init_containers: ps
+                        .init_containers
+                        .map(|ics| ics.into_iter().map(container).collect()),
+                    ..Default::default()
+                }),
         };
         Workload {
             kind: self.kind,

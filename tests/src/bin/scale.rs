@@ -339,12 +339,17 @@ fn list_workloads(n: usize, slim: bool) -> Vec<image_rollout::domain::Workload> 
 }
 
 fn image_rollout_listing() -> Vec<String> {
-    let one = serde_json::to_string(&fat_deployment(0, "r")).expect("json").len();
+    let one = serde_json::to_string(&fat_deployment(0, "r"))
+        .expect("json")
+        .len();
     let (t, peak, kept) = measure(1, || list_workloads(1_000, false));
     assert_eq!(kept.len(), 1_000);
     drop(kept);
     let before = row_within(
-        &format!("image-rollout before: list 1,000 Deployments ({} KB each) and keep them whole", one / 1024),
+        &format!(
+            "image-rollout before: list 1,000 Deployments ({} KB each) and keep them whole",
+            one / 1024
+        ),
         t,
         peak,
         "what 128 MB held before: ~1,500 workloads",
@@ -362,7 +367,11 @@ fn image_rollout_listing() -> Vec<String> {
         Duration::from_secs(10),
         64,
     );
-    let (t, peak, kept) = measure(1, || (0..5).map(|_| list_workloads(5_000, true)).collect::<Vec<_>>());
+    let (t, peak, kept) = measure(1, || {
+        (0..5)
+            .map(|_| list_workloads(5_000, true))
+            .collect::<Vec<_>>()
+    });
     assert_eq!(kept.iter().map(Vec::len).sum::<usize>(), 25_000);
     drop(kept);
     let five = row_within(
@@ -382,8 +391,10 @@ fn dns_sync_listing() -> String {
     use k8s_openapi::api::core::v1::Service;
     use k8s_openapi::api::networking::v1::Ingress;
     let managed: Vec<_> = (0..6)
-        .map(|m| json!({"manager": format!("m{m}"), "operation": "Update", "fieldsType": "FieldsV1",
-            "fieldsV1": {"f:metadata": {"f:annotations": {"x".repeat(2_000): {}}}}}))
+        .map(|m| {
+            json!({"manager": format!("m{m}"), "operation": "Update", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {"f:annotations": {"x".repeat(2_000): {}}}}})
+        })
         .collect();
     let (t, peak, kept) = measure(3, || {
         let mut services = Vec::new();
@@ -400,7 +411,11 @@ fn dns_sync_listing() -> String {
             drop(svcs);
             let parsed: Vec<Service> = serde_json::from_str(&body).expect("services");
             drop(body);
-            services.extend(parsed.into_iter().filter_map(dns_sync::sources::slim_service));
+            services.extend(
+                parsed
+                    .into_iter()
+                    .filter_map(dns_sync::sources::slim_service),
+            );
             let ings: Vec<_> = (page * 500..(page + 1) * 500)
                 .map(|i| json!({"metadata": {"name": format!("i{i}"), "namespace": format!("ns{}", i % 50),
                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "y".repeat(4_000)}, "managedFields": managed.clone()},
@@ -411,7 +426,11 @@ fn dns_sync_listing() -> String {
             drop(ings);
             let parsed: Vec<Ingress> = serde_json::from_str(&body).expect("ingresses");
             drop(body);
-            ingresses.extend(parsed.into_iter().filter_map(dns_sync::sources::slim_ingress));
+            ingresses.extend(
+                parsed
+                    .into_iter()
+                    .filter_map(dns_sync::sources::slim_ingress),
+            );
         }
         (services, ingresses)
     });
@@ -432,8 +451,17 @@ fn export_history() -> String {
     use snapshot_export::domain::*;
     let tasks: Vec<ExportTask> = (0..5_000)
         .map(|i| ExportTask {
-            id: format!("bk-db{:03}-2026-{:02}-{:02}-02-10-0badf00d", i % 500, 1 + i / 500 % 12, 1 + i % 28),
-            source_arn: format!("arn:aws:rds:eu-west-1:123456789012:snapshot:rds:db{:03}-2026-11-{:02}-02-10", i % 500, 1 + i % 28),
+            id: format!(
+                "bk-db{:03}-2026-{:02}-{:02}-02-10-0badf00d",
+                i % 500,
+                1 + i / 500 % 12,
+                1 + i % 28
+            ),
+            source_arn: format!(
+                "arn:aws:rds:eu-west-1:123456789012:snapshot:rds:db{:03}-2026-11-{:02}-02-10",
+                i % 500,
+                1 + i % 28
+            ),
             status: TaskStatus::Complete,
             s3_bucket: Some("exports".into()),
             s3_prefix: Some(format!("rds-exports/db{:03}", i % 500)),
