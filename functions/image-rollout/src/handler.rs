@@ -1698,6 +1698,26 @@ mod tests {
         assert_eq!(r.clusters[0].rolled[0].namespace, "kube-system");
     }
 
+    /// The review: the reconcile held every cluster's workloads at once. It now reads one
+    /// cluster at a time: a listing to learn the tags it follows, and one to roll.
+    #[tokio::test]
+    async fn the_reconcile_holds_one_cluster_at_a_time() {
+        let (kube, n, ecr) = (world(), Recorder::default(), FakeEcr::default());
+        handle(event(RECONCILE), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(kube.max_lists_in_flight.load(Ordering::SeqCst), 1);
+        let before = kube.calls.load(Ordering::SeqCst);
+        handle(event(RECONCILE), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(
+            kube.calls.load(Ordering::SeqCst) - before,
+            4,
+            "dev and prod, twice each; no patch"
+        );
+    }
+
     #[tokio::test]
     async fn the_reconcile_catches_up_missed_pushes_then_makes_zero_patches() {
         let (kube, n, ecr) = (world(), Recorder::default(), FakeEcr::default());

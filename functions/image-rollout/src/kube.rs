@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use std::future::Future;
 
 use bridgekeeper::accounts::Accounts;
-use bridgekeeper::cluster::{ClusterAccess, ClusterError, ClusterTarget, Clusters, list_kept};
+use bridgekeeper::cluster::{ClusterAccess, ClusterError, ClusterTarget, Clusters};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
@@ -69,6 +69,9 @@ impl<K> Resource for K where
 {
 }
 
+/// Objects a listing page asks for.
+pub const PAGE: u32 = 250;
+
 pub struct KubeClusters {
     clusters: Clusters,
 }
@@ -97,18 +100,33 @@ impl KubeClusters {
     {
         let plural = K::plural(&()).into_owned();
         let what = format!("list {plural} in {}", namespace.unwrap_or("all namespaces"));
-        let items = self
-            .clusters
+        let kind = Kind::of::<K>();
+        self.clusters
             .call(cluster, &what, |client| async move {
-                let api: Api<K> = match namespace {
-                    Some(ns) => Api::namespaced(client, ns),
-                    None => Api::all(client),
-                };
-                // A page of whole objects at a time; only what the planners read is kept.
-                list_kept(&api, |k: K| Some(Into::<Workload>::into(k).slim())).await
+                // Page by page, each read into the listing's shadow (crate::listing), never
+                // into the full types: a page of fat workloads costs what is kept.
+                let path = K::url_path(&(), namespace);
+                // 250 a page: a page of fat workloads is ~18 MB of JSON (make scale).
+                let mut params = ListParams::default().limit(PAGE);
+                let mut kept = Vec::new();
+                loop {
+                    let request = kube::core::Request::new(&path)
+                        .list(&params)
+                        .map_err(kube::Error::BuildRequest)?;
+                    let page: crate::listing::Page = client.request(request).await?;
+                    for shadow in page.items.into_iter().filter(|s| s.runs_ecr_image()) {
+                        match shadow.into_workload(kind) {
+                            Ok(w) => kept.push(w),
+                            Err(e) => warn!(cluster, error = %e, "a listed {kind} could not be read; skipped"),
+                        }
+                    }
+                    match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                        Some(token) => params = params.continue_token(&token),
+                        None => return Ok(kept),
+                    }
+                }
             })
-            .await?;
-        Ok(items)
+            .await
     }
 
     async fn get_kind<K>(
@@ -297,7 +315,9 @@ mod tests {
     }
 
     fn deployment(name: &str) -> Value {
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "shop"}})
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [
+                {"name": "app", "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/api:latest"}]}}}})
     }
 
     async fn body_json(req: Request<Body>) -> Value {
@@ -404,13 +424,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn listing_follows_continue_tokens_over_every_kind_and_survives_a_forbidden_one() {
+    async fn listing_follows_continue_tokens_over_every_kind_and_keeps_only_ecr_workloads() {
         let (kube, mut handle) = clusters();
         let server = async {
             let (req, send) = respond(&mut handle).await;
             assert_eq!(req.uri().path(), "/apis/apps/v1/deployments");
             assert!(
-                req.uri().query().unwrap().contains("limit=500"),
+                req.uri().query().unwrap().contains("limit=250"),
                 "{}",
                 req.uri()
             );
@@ -426,7 +446,10 @@ mod tests {
             );
             send.send_response(json_response(
                 200,
-                json!({"apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {}, "items": [deployment("b")]}),
+                json!({"apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {}, "items": [deployment("b"),
+                    // Public images only: no rule can match it, so the listing does not keep it.
+                    {"metadata": {"name": "redis", "namespace": "shop", "managedFields": [{"manager": "helm"}]},
+                     "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "redis", "image": "redis:7"}]}}}}]}),
             ));
             let (req, send) = respond(&mut handle).await;
             assert_eq!(req.uri().path(), "/apis/apps/v1/statefulsets");
@@ -434,7 +457,9 @@ mod tests {
                 200,
                 json!({"apiVersion": "apps/v1", "kind": "StatefulSetList", "metadata": {}, "items": [
                     {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "shop"},
-                     "spec": {"serviceName": "db", "selector": {}, "template": {}}}]}),
+                     "spec": {"serviceName": "db", "selector": {}, "template": {"spec": {"initContainers": [
+                        {"name": "migrate", "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/db:latest"}],
+                        "containers": [{"name": "pg", "image": "postgres:16"}]}}}}]}),
             ));
             // RBAC from before the other kinds: DaemonSets forbidden, the rest still rolls.
             let (req, send) = respond(&mut handle).await;

@@ -6,6 +6,7 @@ pub mod domain;
 pub mod handler;
 pub mod health;
 pub mod kube;
+pub mod listing;
 pub mod reconcile;
 pub mod registry;
 pub mod watch;

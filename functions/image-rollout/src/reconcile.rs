@@ -39,32 +39,25 @@ pub async fn reconcile<K: Kube, R: Registry>(
     report_by: tokio::time::Instant,
 ) -> (Vec<ImageCheck>, Vec<ClusterReport>) {
     let targets = domain::all_targets(&config.rules);
-    // Each cluster's workloads and the tags they follow there.
-    type Listed = Result<(Vec<Workload>, Vec<Followed>), String>;
-    let listed: Vec<(Target, Listed)> = stream::iter(targets.into_iter().map(|t| async move {
-        let listed = tokio::time::timeout_at(report_by, list(kube, &t))
-            .await
-            .unwrap_or_else(|_| {
-                Err(bridgekeeper::cluster::ClusterError::Unusable {
-                    cluster: t.cluster.clone(),
-                    why: "no answer before the invocation's deadline".into(),
-                })
-            });
-        let r = listed.map_err(|e| e.to_string()).map(|w| {
-            let followed = domain::followed_tags(&config.rules, &t.cluster, &w);
-            (w, followed)
-        });
-        (t, r)
-    }))
-    .buffered(config.cluster_concurrency)
-    .collect()
-    .await;
+    // Two passes, one cluster at a time: first the tags each cluster follows (its workloads
+    // dropped once read), then, with the tags resolved, each cluster listed again and rolled.
+    // Only one cluster's workloads are ever held (5,000 at most ~46 MB: make scale).
+    let followed_per: Vec<(Target, Result<Vec<Followed>, String>)> =
+        stream::iter(targets.into_iter().map(|t| async move {
+            let r = list_in_time(kube, &t, report_by)
+                .await
+                .map(|w| domain::followed_tags(&config.rules, &t.cluster, &w));
+            (t, r)
+        }))
+        .buffered(1)
+        .collect()
+        .await;
 
     // Each followed tag resolved once, however many clusters and workloads follow it.
-    let mut followed: Vec<Followed> = listed
+    let mut followed: Vec<Followed> = followed_per
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok())
-        .flat_map(|(_, f)| f.iter().cloned())
+        .flat_map(|f| f.iter().cloned())
         .collect();
     followed.sort();
     followed.dedup();
@@ -122,17 +115,27 @@ pub async fn reconcile<K: Kube, R: Registry>(
     });
 
     let current = &current;
-    let reports: Vec<ClusterReport> =
-        stream::iter(listed.into_iter().map(|(target, listed)| async move {
-            let (deployments, followed) = match listed {
-                Ok(l) => l,
+    let reports: Vec<ClusterReport> = stream::iter(followed_per.into_iter().map(
+        |(target, followed)| async move {
+            let mut report = ClusterReport::new(&target.cluster);
+            let followed = match followed {
+                Ok(f) => f,
                 Err(e) => {
-                    let mut report = ClusterReport::new(&target.cluster);
                     report.error = Some(e);
                     return report;
                 }
             };
-            let mut report = ClusterReport::new(&target.cluster);
+            // None of the tags it follows could be resolved: nothing to roll, no second listing.
+            if !followed.iter().any(|k| current.contains_key(k)) {
+                return report;
+            }
+            let deployments = match list_in_time(kube, &target, report_by).await {
+                Ok(w) => w,
+                Err(e) => {
+                    report.error = Some(e);
+                    return report;
+                }
+            };
             let mut pushes: Vec<Push> = followed
                 .into_iter()
                 .filter_map(|key| {
@@ -182,10 +185,11 @@ pub async fn reconcile<K: Kube, R: Registry>(
                 }
             }
             report
-        }))
-        .buffered(config.cluster_concurrency)
-        .collect()
-        .await;
+        },
+    ))
+    .buffered(1)
+    .collect()
+    .await;
 
     let rolled: usize = reports.iter().map(|r| r.rolled.len()).sum();
     Metrics::new(crate::FUNCTION)
@@ -201,6 +205,18 @@ pub async fn reconcile<K: Kube, R: Registry>(
         .flush();
     info!(tags = checks.len(), rolled, "reconcile done");
     (checks, reports)
+}
+
+/// A cluster's workloads, or why they could not be listed before the report deadline.
+async fn list_in_time<K: Kube>(
+    kube: &K,
+    target: &Target,
+    report_by: tokio::time::Instant,
+) -> Result<Vec<Workload>, String> {
+    match tokio::time::timeout_at(report_by, list(kube, target)).await {
+        Ok(listed) => listed.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer before the invocation's deadline".into()),
+    }
 }
 
 /// The followed tags in allowed registries, and one check per refused registry saying why its

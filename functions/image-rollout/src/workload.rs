@@ -44,6 +44,18 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// The kind of a Kubernetes type.
+    pub fn of<K: kube::Resource<DynamicType = ()>>() -> Kind {
+        match K::kind(&()).as_ref() {
+            "StatefulSet" => Kind::StatefulSet,
+            "DaemonSet" => Kind::DaemonSet,
+            "CronJob" => Kind::CronJob,
+            _ => Kind::Deployment,
+        }
+    }
+}
+
 impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

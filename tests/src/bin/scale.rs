@@ -316,73 +316,150 @@ fn fat_deployment(i: usize, registry: &str) -> serde_json::Value {
         "status": {"observedGeneration": 4, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}})
 }
 
-/// `n` workloads listed 500 a page, each page parsed as the client parses it and then either
-/// kept whole (before) or slimmed as image-rollout's listing keeps it (now).
-fn list_workloads(n: usize, slim: bool) -> Vec<image_rollout::domain::Workload> {
-    use k8s_openapi::api::apps::v1::Deployment;
+/// What a listing may take of a function's 128 MB: less the ~11 MB peak RSS `make bench`
+/// measures for a small run (binary, runtime, clients) and a margin for the rest of the run.
+const HEAP_BUDGET_MB: usize = 96;
+
+/// The response bodies of listing `n` Deployments, a page as large as image-rollout asks for
+/// (`kube::PAGE`), as an API server sends them.
+fn deployment_pages(n: usize) -> Vec<String> {
     let registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
-    let mut kept = Vec::with_capacity(n);
-    for page in 0..n.div_ceil(500) {
-        let items: Vec<_> = (page * 500..((page + 1) * 500).min(n))
-            .map(|i| fat_deployment(i, registry))
-            .collect();
-        let body = serde_json::to_string(&items).expect("json");
-        drop(items);
-        let parsed: Vec<Deployment> = serde_json::from_str(&body).expect("deployments");
-        drop(body);
-        for d in parsed {
-            let w = image_rollout::domain::Workload::from(d);
-            kept.push(if slim { w.slim() } else { w });
+    let size = image_rollout::kube::PAGE as usize;
+    (0..n.div_ceil(size))
+        .map(|page| {
+            let items: Vec<_> = (page * size..((page + 1) * size).min(n))
+                .map(|i| fat_deployment(i, registry))
+                .collect();
+            serde_json::to_string(&items).expect("json")
+        })
+        .collect()
+}
+
+/// Each page parsed as the client parses it, then its workloads kept whole (before) or slim
+/// (now, as image-rollout's listing keeps them).
+fn list_workloads(pages: &[String], slim: bool) -> Vec<image_rollout::domain::Workload> {
+    use image_rollout::listing::Shadow;
+    use k8s_openapi::api::apps::v1::Deployment;
+    let mut kept = Vec::new();
+    for body in pages {
+        if slim {
+            // As the adapter reads a page: into the shadow, skipping what is not read.
+            let parsed: Vec<Shadow> = serde_json::from_str(body).expect("shadows");
+            for s in parsed {
+                kept.push(
+                    s.into_workload(image_rollout::domain::Kind::Deployment)
+                        .expect("a workload"),
+                );
+            }
+        } else {
+            let parsed: Vec<Deployment> = serde_json::from_str(body).expect("deployments");
+            kept.extend(
+                parsed
+                    .into_iter()
+                    .map(image_rollout::domain::Workload::from),
+            );
         }
     }
     kept
 }
 
+/// Peak heap of `work` plus one response body (held while its page is parsed), and what the
+/// result keeps.
+fn listing_row(
+    what: &str,
+    result: &str,
+    pages: &[String],
+    runs: usize,
+    budget: usize,
+    work: impl FnMut() -> usize,
+) -> (String, usize) {
+    let page = pages.iter().map(String::len).max().unwrap_or(0);
+    let base = LIVE.load(Ordering::Relaxed);
+    let (t, peak, kept) = measure_kept(runs, work);
+    let _ = base;
+    let mb = |b: usize| b as f64 / (1 << 20) as f64;
+    let ok = t < Duration::from_secs(10) && peak + page < budget << 20;
+    (
+        format!(
+            "| {what} | {:.1} ms | {:.1} MB (kept {:.1} MB, one page {:.1} MB) | {result} | {} (< 10 s, < {budget} MB) |",
+            t.as_secs_f64() * 1000.0,
+            mb(peak + page),
+            mb(kept),
+            mb(page),
+            if ok { "pass" } else { "FAIL" }
+        ),
+        kept,
+    )
+}
+
+/// Like [`measure`], with the heap the result still holds.
+fn measure_kept(runs: usize, mut work: impl FnMut() -> usize) -> (Duration, usize, usize) {
+    let mut best = Duration::MAX;
+    let (mut peak, mut kept) = (0, 0);
+    for _ in 0..runs {
+        let base = LIVE.load(Ordering::Relaxed);
+        PEAK.store(base, Ordering::Relaxed);
+        let started = Instant::now();
+        kept = work();
+        best = best.min(started.elapsed());
+        peak = peak.max(PEAK.load(Ordering::Relaxed) - base);
+    }
+    (best, peak, kept)
+}
+
 fn image_rollout_listing() -> Vec<String> {
-    let one = serde_json::to_string(&fat_deployment(0, "r"))
-        .expect("json")
-        .len();
-    let (t, peak, kept) = measure(1, || list_workloads(1_000, false));
-    assert_eq!(kept.len(), 1_000);
-    drop(kept);
-    let before = row_within(
+    let pages = deployment_pages(5_000);
+    let one = pages[0].len() / image_rollout::kube::PAGE as usize;
+    let (before, _) = listing_row(
         &format!(
-            "image-rollout before: list 1,000 Deployments ({} KB each) and keep them whole",
+            "image-rollout before: list 1,000 Deployments ({} KB of JSON each) into the full types and keep them whole",
             one / 1024
         ),
-        t,
-        peak,
-        "what 128 MB held before: ~1,500 workloads",
-        Duration::from_secs(10),
-        96,
+        "1,000 workloads",
+        &pages[..4],
+        1,
+        128,
+        || {
+            let base = LIVE.load(Ordering::Relaxed);
+            let kept = list_workloads(&pages[..4], false);
+            let held = LIVE.load(Ordering::Relaxed) - base;
+            drop(kept);
+            held
+        },
     );
-    let (t, peak, kept) = measure(3, || list_workloads(5_000, true));
-    assert_eq!(kept.len(), 5_000);
-    drop(kept);
-    let one_cluster = row_within(
-        "image-rollout: list 5,000 Deployments in one cluster, 500 a page, kept slim",
-        t,
-        peak,
-        "5,000 workloads planned from",
-        Duration::from_secs(10),
-        64,
+    let (now, _) = listing_row(
+        "image-rollout: list 5,000 Deployments in one cluster, 250 a page, read into the listing's shadow",
+        "5,000 workloads (all on ECR images: the worst case)",
+        &pages,
+        3,
+        HEAP_BUDGET_MB,
+        || {
+            let base = LIVE.load(Ordering::Relaxed);
+            let kept = list_workloads(&pages, true);
+            assert_eq!(kept.len(), 5_000);
+            let held = LIVE.load(Ordering::Relaxed) - base;
+            drop(kept);
+            held
+        },
     );
-    let (t, peak, kept) = measure(1, || {
-        (0..5)
-            .map(|_| list_workloads(5_000, true))
-            .collect::<Vec<_>>()
-    });
-    assert_eq!(kept.iter().map(Vec::len).sum::<usize>(), 25_000);
-    drop(kept);
-    let five = row_within(
-        "image-rollout reconcile: 5 clusters of 5,000 held at once, slim",
-        t,
-        peak,
+    let (five, _) = listing_row(
+        "image-rollout reconcile: 5 clusters of 5,000, listed one at a time (each dropped before the next)",
         "25,000 workloads",
-        Duration::from_secs(30),
-        64,
+        &pages,
+        1,
+        HEAP_BUDGET_MB,
+        || {
+            let mut most = 0;
+            for _ in 0..5 {
+                let base = LIVE.load(Ordering::Relaxed);
+                let cluster = list_workloads(&pages, true);
+                most = most.max(LIVE.load(Ordering::Relaxed) - base);
+                drop(cluster);
+            }
+            most
+        },
     );
-    vec![before, one_cluster, five]
+    vec![before, now, five]
 }
 
 /// dns-sync's listing: 5,000 Services (one in ten a LoadBalancer naming a host) and 5,000
@@ -396,10 +473,8 @@ fn dns_sync_listing() -> String {
             "fieldsV1": {"f:metadata": {"f:annotations": {"x".repeat(2_000): {}}}}})
         })
         .collect();
-    let (t, peak, kept) = measure(3, || {
-        let mut services = Vec::new();
-        let mut ingresses = Vec::new();
-        for page in 0..10 {
+    let service_pages: Vec<String> = (0..10)
+        .map(|page| {
             let svcs: Vec<_> = (page * 500..(page + 1) * 500)
                 .map(|i| json!({"metadata": {"name": format!("s{i}"), "namespace": format!("ns{}", i % 50),
                     "annotations": if i % 10 == 0 { json!({"bridgekeeper.io/hostname": format!("s{i}.example.com"), "kubectl.kubernetes.io/last-applied-configuration": "y".repeat(4_000)}) } else { json!({"kubectl.kubernetes.io/last-applied-configuration": "y".repeat(4_000)}) },
@@ -407,42 +482,56 @@ fn dns_sync_listing() -> String {
                     "spec": {"type": if i % 10 == 0 { "LoadBalancer" } else { "ClusterIP" }, "ports": [{"port": 443, "targetPort": 8443}], "selector": {"app": "x"}},
                     "status": {"loadBalancer": {"ingress": [{"hostname": "k8s-a-1.elb.eu-west-1.amazonaws.com"}]}}}))
                 .collect();
-            let body = serde_json::to_string(&svcs).expect("json");
-            drop(svcs);
-            let parsed: Vec<Service> = serde_json::from_str(&body).expect("services");
-            drop(body);
-            services.extend(
-                parsed
-                    .into_iter()
-                    .filter_map(dns_sync::sources::slim_service),
-            );
+            serde_json::to_string(&svcs).expect("json")
+        })
+        .collect();
+    let ingress_pages: Vec<String> = (0..10)
+        .map(|page| {
             let ings: Vec<_> = (page * 500..(page + 1) * 500)
                 .map(|i| json!({"metadata": {"name": format!("i{i}"), "namespace": format!("ns{}", i % 50),
                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "y".repeat(4_000)}, "managedFields": managed.clone()},
                     "spec": {"rules": [{"host": format!("i{i}.example.com"), "http": {"paths": (0..10).map(|p| json!({"path": format!("/p{p}"), "pathType": "Prefix", "backend": {"service": {"name": "x", "port": {"number": 80}}}})).collect::<Vec<_>>()}}]},
                     "status": {"loadBalancer": {"ingress": [{"hostname": "k8s-a-1.elb.eu-west-1.amazonaws.com"}]}}}))
                 .collect();
-            let body = serde_json::to_string(&ings).expect("json");
-            drop(ings);
-            let parsed: Vec<Ingress> = serde_json::from_str(&body).expect("ingresses");
-            drop(body);
-            ingresses.extend(
-                parsed
-                    .into_iter()
-                    .filter_map(dns_sync::sources::slim_ingress),
-            );
-        }
-        (services, ingresses)
-    });
-    assert_eq!((kept.0.len(), kept.1.len()), (500, 5_000));
-    row_within(
+            serde_json::to_string(&ings).expect("json")
+        })
+        .collect();
+    let all: Vec<String> = service_pages
+        .iter()
+        .chain(&ingress_pages)
+        .cloned()
+        .collect();
+    let (row, _) = listing_row(
         "dns-sync: list 5,000 Services and 5,000 Ingresses, 500 a page, kept as planned from",
-        t,
-        peak,
         "500 LoadBalancer Services, 5,000 Ingresses kept",
-        Duration::from_secs(10),
-        64,
-    )
+        &all,
+        3,
+        HEAP_BUDGET_MB,
+        || {
+            let base = LIVE.load(Ordering::Relaxed);
+            let mut services = Vec::new();
+            let mut ingresses = Vec::new();
+            for body in &service_pages {
+                let parsed: Vec<Service> = serde_json::from_str(body).expect("services");
+                services.extend(
+                    parsed
+                        .into_iter()
+                        .filter_map(dns_sync::sources::slim_service),
+                );
+            }
+            for body in &ingress_pages {
+                let parsed: Vec<Ingress> = serde_json::from_str(body).expect("ingresses");
+                ingresses.extend(
+                    parsed
+                        .into_iter()
+                        .filter_map(dns_sync::sources::slim_ingress),
+                );
+            }
+            assert_eq!((services.len(), ingresses.len()), (500, 5_000));
+            LIVE.load(Ordering::Relaxed) - base
+        },
+    );
+    row
 }
 
 /// An account with 5,000 past export tasks: the last export of each source and the tasks of
@@ -486,7 +575,7 @@ fn export_history() -> String {
 }
 
 fn main() {
-    println!("| planner at scale | time (best of 5) | peak heap | result | < 1 s and < 32 MB |");
+    println!("| at scale | time (best) | peak heap | result | within its budget |");
     println!("|---|---|---|---|---|");
     println!("{}", dns_sync());
     println!("{}", image_rollout());
