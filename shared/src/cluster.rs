@@ -821,7 +821,10 @@ mod tests {
     #[test]
     fn cluster_lists_parse_and_bad_entries_are_named() {
         use crate::config::Env;
-        let env = Env::from_pairs([("CLUSTERS", "dev=dev-eks, local=http://127.0.0.1:5556")]);
+        let env = Env::from_pairs([
+            ("CLUSTERS", "dev=dev-eks, local=http://127.0.0.1:5556"),
+            (LOCAL_HTTP_VAR, "true"),
+        ]);
         let t = targets_from_env(&env, "CLUSTERS").unwrap();
         assert_eq!(t[0], ("dev".into(), ClusterTarget::eks("dev-eks")));
         assert_eq!(t[1].0, "local");
@@ -1158,6 +1161,7 @@ mod tests {
                 "dev=dev-eks,prod=prod-eks,local=http://127.0.0.1:1",
             ),
             ("EKS_CLUSTERS", "dev-eks"),
+            (LOCAL_HTTP_VAR, "true"),
         ]);
         let err = targets_from_env(&env, "CLUSTERS").unwrap_err();
         assert!(err.problem.contains("\"prod-eks\""), "{err}");
@@ -1165,6 +1169,7 @@ mod tests {
         let env = Env::from_pairs([
             ("CLUSTERS", "dev=dev-eks,local=http://127.0.0.1:1"),
             ("EKS_CLUSTERS", "dev-eks,prod-eks"),
+            (LOCAL_HTTP_VAR, "true"),
         ]);
         assert_eq!(targets_from_env(&env, "CLUSTERS").unwrap().len(), 2);
     }

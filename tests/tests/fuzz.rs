@@ -126,7 +126,9 @@ impl image_rollout::registry::Registry for Fakes {
         _: &str,
     ) -> Result<Option<String>, AwsError> {
         call();
-        Err(refused())
+        // No such tag: a well-formed push ends "superseded", with nothing rolled. (An
+        // unreadable registry is a retry by design, not a verdict on the input.)
+        Ok(None)
     }
 }
 
