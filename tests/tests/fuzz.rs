@@ -146,17 +146,17 @@ impl image_rollout::kube::Kube for Fakes {
         &self,
         _: &str,
         _: Option<&str>,
-    ) -> Result<Vec<image_rollout::domain::Workload>, ClusterError> {
+    ) -> Result<Vec<image_rollout::workload::Workload>, ClusterError> {
         call();
         Ok(vec![])
     }
     async fn get(
         &self,
         c: &str,
-        _: image_rollout::domain::Kind,
+        _: image_rollout::workload::Kind,
         _: &str,
         _: &str,
-    ) -> Result<image_rollout::domain::Workload, ClusterError> {
+    ) -> Result<image_rollout::workload::Workload, ClusterError> {
         call();
         Err(ClusterError::Unusable {
             cluster: c.into(),
@@ -166,11 +166,11 @@ impl image_rollout::kube::Kube for Fakes {
     async fn patch(
         &self,
         c: &str,
-        _: image_rollout::domain::Kind,
+        _: image_rollout::workload::Kind,
         _: &str,
         _: &str,
         _: &[Value],
-    ) -> Result<image_rollout::domain::Workload, ClusterError> {
+    ) -> Result<image_rollout::workload::Workload, ClusterError> {
         call();
         Err(ClusterError::Unusable {
             cluster: c.into(),

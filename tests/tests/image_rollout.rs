@@ -9,9 +9,10 @@ use bridgekeeper_tests::{
     HUB_ACCOUNT, Inbox, MEMBER_ACCOUNT, Proxy, TestEnv, acting_in, ecr_push, eks_cluster,
     hub_accounts, kmock, moto, repo_root, sdk_config_at, unique,
 };
-use image_rollout::handler::{Response, handle};
+use image_rollout::handler::handle;
 use image_rollout::kube::KubeClusters;
 use image_rollout::registry::Ecr;
+use image_rollout::report::Response;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -510,7 +511,7 @@ async fn the_reconcile_catches_up_a_missed_push_and_then_makes_zero_patches() ->
     let stable = ecr_push(&w.env.sdk, &w.repo, "stable", 8).await?;
 
     let r = w.run(&config, event_file("reconcile.json")).await?;
-    let mine = |c: &image_rollout::handler::ClusterReport| -> Vec<String> {
+    let mine = |c: &image_rollout::report::ClusterReport| -> Vec<String> {
         c.rolled
             .iter()
             .filter(|x| x.namespace == w.shop || x.namespace == w.api)

@@ -7,16 +7,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub use crate::workload::{Kind, Workload};
-
-pub use crate::health::{Progress, progress};
+use crate::workload::{Kind, RESTARTED_AT, Workload};
 
 pub const OPT_ANNOTATION: &str = "bridgekeeper.io/rollout";
 pub const DIGEST_ANNOTATION: &str = "bridgekeeper.io/image-digest";
 /// Which tag each pinned container follows: `{"app": "latest"}`. Without it a container pinned
 /// to a digest could not be told apart from one pinned by hand, or following another tag.
 pub const TRACKED_ANNOTATION: &str = "bridgekeeper.io/tracked-tags";
-pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// The images containers ran before a pin, `{"app": "<image>"}`: what a rollback restores.
 pub const PREVIOUS_ANNOTATION: &str = "bridgekeeper.io/previous-images";
 /// A digest this workload was rolled back from: neither a redelivery nor the reconcile rolls it

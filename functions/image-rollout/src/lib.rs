@@ -9,6 +9,8 @@ pub mod kube;
 pub mod listing;
 pub mod reconcile;
 pub mod registry;
+pub mod report;
+pub mod rollout;
 pub mod watch;
 pub mod workload;
 

@@ -4,32 +4,18 @@
 //! on another digest are rolled by the same code as a push. Everything current: zero patches.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
 use bridgekeeper::metrics::Metrics;
-use bridgekeeper::notify::{Notification, Severity};
 use futures::stream::{self, StreamExt};
-use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::domain::{self, Followed, Push, Target, Workload};
-use crate::handler::{ClusterReport, counted, label, list, roll_listed};
+use crate::domain::{self, Followed, Push, Target};
 use crate::kube::Kube;
 use crate::registry::Registry;
-
-/// One followed tag, as ECR answered for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ImageCheck {
-    pub registry: String,
-    pub repository: String,
-    pub tag: String,
-    /// What the tag points at now; `None` when it no longer exists or could not be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+use crate::report::{ClusterReport, ImageCheck};
+use crate::rollout::{Rolling, list, roll_listed};
+use crate::workload::Workload;
 
 pub async fn reconcile<K: Kube, R: Registry>(
     config: &Config,
@@ -166,7 +152,7 @@ pub async fn reconcile<K: Kube, R: Registry>(
                         })
                         .cloned()
                         .collect();
-                    let ctx = crate::handler::Rolling {
+                    let ctx = Rolling {
                         config,
                         kube,
                         registry,
@@ -262,52 +248,4 @@ fn capped(followed: Vec<Followed>, cap: usize, turn: u64) -> (Vec<Followed>, usi
     let start = usize::try_from(turn % n as u64).unwrap_or(0);
     let taken = followed.into_iter().cycle().skip(start).take(cap).collect();
     (taken, n - cap)
-}
-
-/// A message only when the reconcile caught something up or failed to.
-pub fn notification(
-    clusters: &[ClusterReport],
-    environment: &str,
-    dry_run: bool,
-) -> Option<Notification> {
-    let rolled: usize = clusters.iter().map(|c| c.rolled.len()).sum();
-    let failed: usize = clusters.iter().map(|c| c.failed.len()).sum();
-    if dry_run || rolled + failed == 0 {
-        return None;
-    }
-    let names: Vec<&str> = clusters
-        .iter()
-        .filter(|c| !c.rolled.is_empty() || !c.failed.is_empty())
-        .map(|c| c.cluster.as_str())
-        .collect();
-    let mut subject = format!(
-        "[{environment}] image reconcile: {} caught up in {}",
-        counted(clusters.iter().flat_map(|c| &c.rolled).map(|x| x.kind)),
-        names.join(", ")
-    );
-    if failed > 0 {
-        let _ = write!(subject, ", {failed} failed");
-    }
-    let mut body = String::from(
-        "These workloads were not on their tag's current image (a push event was missed or failed):\n",
-    );
-    for c in clusters {
-        for x in &c.rolled {
-            let what = label(x.kind, &x.namespace, &x.name);
-            let _ = writeln!(body, "  {}: rolled {what} to {}", c.cluster, x.image);
-        }
-        for x in &c.failed {
-            let what = label(x.kind, &x.namespace, &x.name);
-            let _ = writeln!(body, "  {}: FAILED {what}: {}", c.cluster, x.error);
-        }
-    }
-    let severity = if failed > 0 {
-        Severity::Error
-    } else {
-        Severity::Warning
-    };
-    Some(
-        Notification::new(subject, body.trim_end().to_owned(), severity)
-            .array_attribute("cluster", names),
-    )
 }

@@ -9,7 +9,6 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::domain::Push;
-use crate::handler::key;
 use crate::health::{self, Progress};
 use crate::kube::Kube;
 use crate::workload::Workload;
@@ -54,7 +53,7 @@ pub async fn follow<K: Kube>(
     let Some(until) = until else {
         return (None, None);
     };
-    let (namespace, name) = key(&d);
+    let (namespace, name) = d.key();
     let progress = loop {
         let p = health::progress(&d);
         let Progress::Progressing(what) = p else {
@@ -97,7 +96,7 @@ async fn roll_back<K: Kube>(
     w: &Workload,
     why: &str,
 ) -> String {
-    let (namespace, name) = key(w);
+    let (namespace, name) = w.key();
     let (namespace, name) = (namespace.as_str(), name.as_str());
     let fresh = match kube.get(cluster, w.kind, namespace, name).await {
         Ok(d) => d,

@@ -10,6 +10,9 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
+/// What `kubectl rollout restart` sets on the pod template; the restart strategy sets it too.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Kind {
     Deployment,
@@ -104,7 +107,7 @@ pub struct Workload {
 fn ours(annotations: Option<BTreeMap<String, String>>) -> Option<BTreeMap<String, String>> {
     annotations.map(|a| {
         a.into_iter()
-            .filter(|(k, _)| k.starts_with("bridgekeeper.io/") || k == crate::domain::RESTARTED_AT)
+            .filter(|(k, _)| k.starts_with("bridgekeeper.io/") || k == RESTARTED_AT)
             .collect()
     })
 }
@@ -159,6 +162,14 @@ impl Workload {
             selector: self.selector,
             status: self.status,
         }
+    }
+
+    /// (namespace, name): a workload's place in its cluster.
+    pub fn key(&self) -> (String, String) {
+        (
+            self.metadata.namespace.clone().unwrap_or_default(),
+            self.metadata.name.clone().unwrap_or_default(),
+        )
     }
 
     pub fn generation(&self) -> i64 {

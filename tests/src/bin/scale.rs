@@ -145,6 +145,7 @@ fn dns_sync() -> String {
 
 fn image_rollout() -> String {
     use image_rollout::domain::*;
+    use image_rollout::workload::Workload;
     let registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
     let deployments: Vec<Workload> = (0..2_000)
         .map(|i| {
@@ -337,7 +338,7 @@ fn deployment_pages(n: usize) -> Vec<String> {
 
 /// Each page parsed as the client parses it, then its workloads kept whole (before) or slim
 /// (now, as image-rollout's listing keeps them).
-fn list_workloads(pages: &[String], slim: bool) -> Vec<image_rollout::domain::Workload> {
+fn list_workloads(pages: &[String], slim: bool) -> Vec<image_rollout::workload::Workload> {
     use image_rollout::listing::Shadow;
     use k8s_openapi::api::apps::v1::Deployment;
     let mut kept = Vec::new();
@@ -347,7 +348,7 @@ fn list_workloads(pages: &[String], slim: bool) -> Vec<image_rollout::domain::Wo
             let parsed: Vec<Shadow> = serde_json::from_str(body).expect("shadows");
             for s in parsed {
                 kept.push(
-                    s.into_workload(image_rollout::domain::Kind::Deployment)
+                    s.into_workload(image_rollout::workload::Kind::Deployment)
                         .expect("a workload"),
                 );
             }
@@ -356,7 +357,7 @@ fn list_workloads(pages: &[String], slim: bool) -> Vec<image_rollout::domain::Wo
             kept.extend(
                 parsed
                     .into_iter()
-                    .map(image_rollout::domain::Workload::from),
+                    .map(image_rollout::workload::Workload::from),
             );
         }
     }
