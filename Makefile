@@ -6,8 +6,9 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CARGO_FLAGS := --workspace --locked
 
-.PHONY: setup demo test lint ci standins bench scale clean-venv template-check policy-check package fuzz
+.PHONY: setup demo test lint ci standins bench scale clean-venv template-check policy-check package fuzz fmt-check clippy layout help
 
+## Installs the pinned Python tools into .venv and the IAM evaluator (npm ci); the other targets call it.
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt tests/access/package-lock.json
@@ -91,13 +92,30 @@ FUZZ_MINUTES ?= 10
 fuzz: setup
 	FUZZ_SECONDS=$$(( $(FUZZ_MINUTES) * 60 )) cargo test $(CARGO_FLAGS) -p bridgekeeper-tests --test fuzz -- --nocapture bad_input
 
-## Format, lint and template checks (CI runs these after the tests).
-lint: setup template-check
+## The code is formatted as cargo fmt leaves it.
+fmt-check:
 	cargo fmt --all --check
-	cargo clippy $(CARGO_FLAGS) --all-targets -- -D warnings
-	if [ -x ../shared/tools/check-layout ]; then ../shared/tools/check-layout; fi
 
+## Clippy on every crate and target, warnings as errors.
+clippy:
+	cargo clippy $(CARGO_FLAGS) --all-targets -- -D warnings
+
+## The one-name rule (folder, package, binary, SAM Binary, events/<name>/): ../shared/tools/check-layout.
+layout:
+	@if [ -x ../shared/tools/check-layout ]; then ../shared/tools/check-layout; \
+	  else echo "layout: ../shared/tools/check-layout is not here; NOT checked"; fi
+
+## Format, lint, template and layout checks (CI runs these after the tests).
+lint: fmt-check clippy template-check layout
+
+## What CI runs: every test, then every check (.ci/run calls these targets one by one).
 ci: test lint
+
+## This list: every target and what its ## lines say.
+help:
+	@awk '/^## /{doc = doc (doc ? "\n    " : "") substr($$0, 4); next} \
+	  /^[a-z][a-z-]*:/{split($$0, t, ":"); if (doc) printf "%-16s %s\n", t[1], doc; doc = ""; next} \
+	  /^$$/{doc = ""}' $(MAKEFILE_LIST)
 
 clean-venv:
 	rm -rf $(VENV)
