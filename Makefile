@@ -73,14 +73,14 @@ policy-check: template-check
 	    --reference-policy target/template-check/reference-policy.json --reference-policy-type identity; \
 	done
 
-## sam build from a fresh clone: the arm64 target, cargo-lambda (+ zig) and the SAM CLI, then every
-## function's bootstrap in .aws-sam/build/<LogicalId>/ (what sam deploy ships).
 SAM_VENV := $(VENV)/sam
 $(SAM_VENV)/.installed: requirements-package.txt
 	python3 -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check --requirement requirements-package.txt
 	touch $@
 
+## sam build from a fresh clone: the arm64 target, cargo-lambda (+ zig) and the SAM CLI, then every
+## function's bootstrap in .aws-sam/build/<LogicalId>/ (what sam deploy ships).
 package: setup $(SAM_VENV)/.installed
 	rustup target add aarch64-unknown-linux-gnu
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --beta-features --no-cached
