@@ -192,7 +192,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{Export, ExportTask, Snapshot, Source, SourceInfo};
-    use crate::handler::tests::{COMPLETED, FakeRds};
+    use crate::fakes::{COMPLETED, FakeRds};
 
     const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
     const STAGING: &str = "222222222222";

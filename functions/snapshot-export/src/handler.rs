@@ -403,13 +403,8 @@ async fn snapshot_created<R: Rds, N: Notifier, M: Remember>(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::collections::{BTreeMap, HashMap};
-    use std::sync::Mutex;
-
-    use bridgekeeper::AwsError;
+mod tests {
     use bridgekeeper::config::Env;
-    use bridgekeeper::events::SnapshotKind;
     use bridgekeeper::notify::Severity;
     use chrono::TimeZone;
 
@@ -425,158 +420,13 @@ pub(crate) mod tests {
         let memory = bridgekeeper::idempotency::testing::Memory::default();
         super::handle(event, config, rds, notifier, &memory).await
     }
-    use crate::domain::{Export, ExportTask, Snapshot, Source, SourceInfo};
+    use crate::domain::{ExportTask, Snapshot};
 
     const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
-    pub(crate) const COMPLETED: &str =
-        include_str!("../../../events/snapshot-export/export-completed.json");
+    use crate::fakes::{COMPLETED, FakeRds};
     const SNAPSHOT_CREATED: &str =
         include_str!("../../../events/snapshot-export/snapshot-created.json");
     const ECR_PUSH: &str = include_str!("../../../events/image-rollout/push-latest.json");
-
-    #[derive(Default)]
-    pub(crate) struct FakeRds {
-        instances: Vec<SourceInfo>,
-        clusters: Vec<SourceInfo>,
-        snapshots: HashMap<String, Vec<Snapshot>>,
-        failing: HashMap<String, (&'static str, u16)>,
-        pub(crate) tasks: Mutex<Vec<ExportTask>>,
-        running: usize,
-        pub(crate) calls: Mutex<Vec<String>>,
-        /// StartExportTask is throttled once this many have started.
-        throttled_after: Option<usize>,
-    }
-
-    fn aws_error(op: &'static str, code: &str, status: u16) -> AwsError {
-        AwsError {
-            operation: op,
-            code: Some(code.into()),
-            message: None,
-            request_id: Some("req-1".into()),
-            status: Some(status),
-            class: bridgekeeper::error::classify_service(Some(code), Some(status)),
-            source: code.to_owned().into(),
-        }
-    }
-
-    impl FakeRds {
-        pub(crate) fn with_instances(ids: &[&str]) -> Self {
-            let mut rds = FakeRds::default();
-            for (n, id) in ids.iter().enumerate() {
-                rds.instances.push(SourceInfo {
-                    id: id.to_string(),
-                    kind: SnapshotKind::Instance,
-                    engine: "postgres".into(),
-                    tags: BTreeMap::from([("bridgekeeper:export".into(), "true".into())]),
-                    cluster: None,
-                });
-                let snap_id = format!("rds:{id}-2026-11-2{n}-02-10");
-                rds.snapshots.insert(
-                    id.to_string(),
-                    vec![Snapshot {
-                        arn: format!("arn:aws:rds:eu-west-1:123456789012:snapshot:{snap_id}"),
-                        id: snap_id,
-                        created: Some(
-                            chrono::Utc
-                                .with_ymd_and_hms(2026, 11, 20 + n as u32, 2, 10, 0)
-                                .unwrap(),
-                        ),
-                        snapshot_type: "automated".into(),
-                        status: "available".into(),
-                    }],
-                );
-            }
-            rds
-        }
-
-        fn call(&self, what: &str) {
-            self.calls.lock().unwrap().push(what.to_owned());
-        }
-
-        fn calls(&self) -> Vec<String> {
-            self.calls.lock().unwrap().clone()
-        }
-
-        fn count(&self, what: &str) -> usize {
-            self.calls().iter().filter(|c| c.as_str() == what).count()
-        }
-    }
-
-    impl Rds for FakeRds {
-        async fn list_instances(&self) -> Result<Vec<SourceInfo>, AwsError> {
-            self.call("DescribeDBInstances");
-            Ok(self.instances.clone())
-        }
-        async fn list_clusters(&self) -> Result<Vec<SourceInfo>, AwsError> {
-            self.call("DescribeDBClusters");
-            Ok(self.clusters.clone())
-        }
-        async fn snapshots(&self, source: &Source) -> Result<Vec<Snapshot>, AwsError> {
-            self.call("DescribeDBSnapshots");
-            if let Some((code, status)) = self.failing.get(&source.id) {
-                return Err(aws_error("rds:DescribeDBSnapshots", code, *status));
-            }
-            Ok(self.snapshots.get(&source.id).cloned().unwrap_or_default())
-        }
-        async fn export_tasks(&self, arn: &str) -> Result<Vec<ExportTask>, AwsError> {
-            self.call("DescribeExportTasks");
-            Ok(self
-                .tasks
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|t| t.source_arn == arn)
-                .cloned()
-                .collect())
-        }
-        async fn all_exports(&self) -> Result<Vec<ExportTask>, AwsError> {
-            self.call("DescribeExportTasks(all)");
-            if let Some((code, status)) = self.failing.get("DescribeExportTasks") {
-                return Err(aws_error("rds:DescribeExportTasks", code, *status));
-            }
-            // `running` exports of others' snapshots hold slots too.
-            let others = (0..self.running).map(|i| ExportTask {
-                id: format!("other-running-{i}"),
-                source_arn: "arn:aws:rds:eu-west-1:123456789012:snapshot:other".into(),
-                status: TaskStatus::InProgress,
-                s3_bucket: None,
-                s3_prefix: None,
-                failure_cause: None,
-                started: None,
-                ended: None,
-                size_gb: None,
-            });
-            let mut all = self.tasks.lock().unwrap().clone();
-            all.extend(others);
-            Ok(all)
-        }
-        async fn start_export(&self, e: &Export) -> Result<Started, AwsError> {
-            self.call("StartExportTask");
-            let mut tasks = self.tasks.lock().unwrap();
-            if self.throttled_after.is_some_and(|n| tasks.len() >= n)
-                && !tasks.iter().any(|t| t.id == e.task_id)
-            {
-                return Err(aws_error("rds:StartExportTask", "ThrottlingException", 400));
-            }
-            if tasks.iter().any(|t| t.id == e.task_id) {
-                return Ok(Started::AlreadyExists);
-            }
-            tasks.push(ExportTask {
-                id: e.task_id.clone(),
-                source_arn: e.snapshot_arn.clone(),
-                status: TaskStatus::Starting,
-                s3_bucket: Some(e.bucket.clone()),
-                s3_prefix: Some(e.prefix.clone()),
-                failure_cause: None,
-                started: None,
-                ended: None,
-                size_gb: None,
-            });
-            Ok(Started::Started {
-                status: TaskStatus::Starting,
-            })
-        }
-    }
 
     type FakeNotifier = bridgekeeper::notify::testing::Recorder;
 

@@ -4,6 +4,8 @@
 pub mod aws;
 pub mod config;
 pub mod domain;
+#[cfg(test)]
+mod fakes;
 pub mod fleet;
 pub mod handler;
 pub mod report;
