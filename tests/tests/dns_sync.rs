@@ -15,9 +15,10 @@ use bridgekeeper_tests::{
     unique,
 };
 use dns_sync::aws::{AwsDns, Dns};
-use dns_sync::domain::{DnsChange, LoadBalancer, RecordSet};
-use dns_sync::handler::{Response, handle};
+use dns_sync::handler::handle;
 use dns_sync::kube::KubeSources;
+use dns_sync::records::{DnsChange, LoadBalancer, RecordSet};
+use dns_sync::report::Response;
 use dns_sync::report::State;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};

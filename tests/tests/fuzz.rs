@@ -77,20 +77,20 @@ impl dns_sync::aws::Dns for Fakes {
         call();
         Ok(dns_sync::aws::ZoneListing::default())
     }
-    async fn records(&self, _: &str) -> Result<Vec<dns_sync::domain::RecordSet>, AwsError> {
+    async fn records(&self, _: &str) -> Result<Vec<dns_sync::records::RecordSet>, AwsError> {
         call();
         Ok(vec![])
     }
     async fn load_balancers(
         &self,
-    ) -> Result<HashMap<String, dns_sync::domain::LoadBalancer>, AwsError> {
+    ) -> Result<HashMap<String, dns_sync::records::LoadBalancer>, AwsError> {
         call();
         Ok(HashMap::new())
     }
     async fn apply(
         &self,
         _: &str,
-        _: &[dns_sync::domain::DnsChange],
+        _: &[dns_sync::records::DnsChange],
         _: &str,
     ) -> Result<String, AwsError> {
         call();

@@ -14,8 +14,9 @@ use bridgekeeper::accounts::{AccountError, Accounts, Scope};
 use bridgekeeper::error::SdkResultExt;
 use tracing::info;
 
-use crate::domain::{
-    AliasTarget, DnsChange, GeoProximity, LoadBalancer, RecordSet, Routing, Zone, normalize,
+use crate::domain::Zone;
+use crate::records::{
+    AliasTarget, DnsChange, GeoProximity, LoadBalancer, RecordSet, Routing, normalize,
 };
 
 /// What dns-sync asks of AWS; the handler is generic over it.

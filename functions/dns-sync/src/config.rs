@@ -5,8 +5,9 @@ use bridgekeeper::cluster::{ClusterTarget, targets_from_env};
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
 use bridgekeeper::notify::{SnsNotifier, Topics};
 
-use crate::domain::{Defaults, DeletionLimit, Policy, RecordKind, ZoneFilter, ZoneType};
+use crate::domain::{DeletionLimit, Policy, ZoneFilter, ZoneType};
 use crate::policy::HostPolicy;
+use crate::sources::{Defaults, RecordKind};
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -7,23 +7,11 @@ use serde::Serialize;
 
 use crate::policy::{HostPolicy, Refused};
 
-pub use crate::records::*;
-pub use crate::sources::{
-    Defaults, Endpoint, HOSTNAME_ANNOTATION, OPT_ANNOTATION, Skip, TTL_ANNOTATION, TYPE_ANNOTATION,
-    from_ingress, from_service,
+use crate::records::{
+    AliasTarget, DnsChange, LoadBalancer, MAX_BATCH_CHARS, MAX_BATCH_VALUES, OWNER_PREFIX, Owner,
+    RecordSet, owner_name, owner_value, parse_owner,
 };
-
-/// The ownership TXT record of `api.example.com` is `_bridgekeeper.api.example.com`: a TXT
-/// record cannot share its name with a CNAME, so it lives one label down.
-pub const OWNER_PREFIX: &str = "_bridgekeeper.";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RecordKind {
-    /// Alias A (and AAAA for a dualstack load balancer) to an ELB.
-    Alias,
-    Cname,
-}
+use crate::sources::{Endpoint, RecordKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -34,18 +22,6 @@ pub enum Policy {
     UpsertOnly,
     /// Only create records that do not exist.
     CreateOnly,
-}
-
-/// `API.Example.com.` → `api.example.com`; Route53's `\052` back to `*`. `None` if not a name.
-pub fn normalize(name: &str) -> Option<String> {
-    let n = name
-        .trim()
-        .trim_end_matches('.')
-        .replace("\\052", "*")
-        .to_ascii_lowercase();
-    let ok =
-        !n.is_empty() && n.len() <= 253 && n.split('.').all(|l| !l.is_empty() && l.len() <= 63);
-    ok.then_some(n)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -549,7 +525,7 @@ fn plan_host(
         name: owner_name(host),
         rtype: "TXT".into(),
         ttl: Some(input.ttl),
-        values: vec![owner_value(input.owner, ep)],
+        values: vec![owner_value(input.owner, &ep.cluster, &ep.source)],
         ..RecordSet::default()
     };
     let txt_change = match txt_now {
@@ -718,9 +694,40 @@ pub fn owned_hosts(existing: &[RecordSet], owner: &str) -> usize {
         .count()
 }
 
+/// Packs hosts into as few batches as Route53's limits allow, never splitting a host.
+pub fn batches(hosts: Vec<HostChanges>) -> Vec<Vec<HostChanges>> {
+    let mut out: Vec<Vec<HostChanges>> = Vec::new();
+    let (mut values, mut chars) = (0, 0);
+    for host in hosts.into_iter().filter(|h| !h.changes.is_empty()) {
+        let (v, c) = host
+            .changes
+            .iter()
+            .map(DnsChange::weight)
+            .fold((0, 0), |a, w| (a.0 + w.0, a.1 + w.1));
+        let fits = values + v <= MAX_BATCH_VALUES && chars + c <= MAX_BATCH_CHARS;
+        match out.last_mut() {
+            Some(batch) if fits => batch.push(host),
+            _ => {
+                out.push(vec![host]);
+                (values, chars) = (0, 0);
+            }
+        }
+        values += v;
+        chars += c;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::{MAX_TXT_STRING, Routing};
+    use crate::sources::Skip;
+
+    /// The ownership TXT value `ep` gets.
+    fn owner_txt(owner: &str, ep: &Endpoint) -> String {
+        owner_value(owner, &ep.cluster, &ep.source)
+    }
 
     const LB: &str = "k8s-shop-api-1854330541.eu-west-1.elb.amazonaws.com";
     const LB2: &str = "k8s-shop-api-2222222222.eu-west-1.elb.amazonaws.com";
@@ -786,7 +793,7 @@ mod tests {
         plain(
             &owner_name(host),
             "TXT",
-            &owner_value("bk", &ep(host, LB, RecordKind::Alias)),
+            &owner_txt("bk", &ep(host, LB, RecordKind::Alias)),
         )
     }
 
@@ -1200,7 +1207,7 @@ mod tests {
     #[test]
     fn a_host_whose_owner_is_gone_goes_to_the_next_claimant() {
         let mut gone = ours("api.example.com");
-        gone.values = vec![owner_value(
+        gone.values = vec![owner_txt(
             "bk",
             &claim("api.example.com", LB, "shop", "old", 1),
         )];
@@ -1523,7 +1530,7 @@ mod tests {
     fn ownership_values_keep_each_txt_string_within_255_characters() {
         let mut e = ep("api.example.com", LB, RecordKind::Alias);
         e.source = format!("prod/ingress/{}/{}", "n".repeat(63), "a".repeat(253));
-        let value = owner_value("bk", &e);
+        let value = owner_txt("bk", &e);
         let strings: Vec<&str> = value.split('"').skip(1).step_by(2).collect();
         assert!(strings.len() > 1, "{value}");
         assert!(strings.iter().all(|s| s.len() <= MAX_TXT_STRING), "{value}");
@@ -1651,7 +1658,7 @@ mod tests {
             plain(
                 &owner_name(host),
                 "TXT",
-                &owner_value("stack", &ep(host, LB, RecordKind::Alias)),
+                &owner_txt("stack", &ep(host, LB, RecordKind::Alias)),
             )
         };
         let existing = [

@@ -17,98 +17,12 @@ use tracing::{info, warn};
 use crate::aws::Dns;
 use crate::config::Config;
 use crate::domain::{
-    self, Conflict, DnsChange, Endpoint, Holds, HostChanges, Outcome, PlanInput, Policy, Skip,
-    Zone, ZonePlan,
+    self, Conflict, Holds, HostChanges, Outcome, PlanInput, Policy, Zone, ZonePlan,
 };
 use crate::kube::Sources;
-use crate::report::{self, State};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ZoneReport {
-    pub zone: String,
-    pub zone_id: String,
-    pub created: Vec<String>,
-    pub updated: Vec<String>,
-    pub deleted: Vec<String>,
-    pub unchanged: usize,
-    pub conflicts: Vec<Conflict>,
-    pub held: Vec<Conflict>,
-    /// Hosts Route53 refused (InvalidChangeBatch), with its message; the rest were applied.
-    pub rejected: Vec<Conflict>,
-    /// ChangeResourceRecordSets calls made (a refused batch is split and tried again).
-    pub batches: usize,
-    /// In a dry run: every change the run would make.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub changes: Vec<DnsChange>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The error is worth another run (throttling, a 5xx): after the report, the run fails
-    /// retryably.
-    #[serde(skip)]
-    pub retryable: bool,
-}
-
-impl ZoneReport {
-    fn new(zone: &Zone) -> Self {
-        ZoneReport {
-            zone: zone.name.clone(),
-            zone_id: zone.id.clone(),
-            created: vec![],
-            updated: vec![],
-            deleted: vec![],
-            unchanged: 0,
-            conflicts: vec![],
-            held: vec![],
-            rejected: vec![],
-            batches: 0,
-            changes: vec![],
-            error: None,
-            retryable: false,
-        }
-    }
-
-    pub fn changed(&self) -> usize {
-        self.created.len() + self.updated.len() + self.deleted.len()
-    }
-
-    fn applied(&mut self, h: HostChanges) {
-        match h.outcome {
-            Outcome::Created => self.created.push(h.host),
-            Outcome::Updated => self.updated.push(h.host),
-            Outcome::Deleted => self.deleted.push(h.host),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AccountError {
-    pub account: String,
-    pub error: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ClusterError {
-    pub cluster: String,
-    pub error: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Response {
-    pub dry_run: bool,
-    pub zones: Vec<ZoneReport>,
-    pub hosts_without_zone: Vec<String>,
-    pub skipped: Vec<Skip>,
-    pub cluster_errors: Vec<ClusterError>,
-    /// Member accounts whose zones could not be listed: their zones are left as they are, and
-    /// no new host is created anywhere (it might belong in one of their zones).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub account_errors: Vec<AccountError>,
-    /// Why sync deletions were held back, if they were.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deletions_held: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub notification: Option<String>,
-}
+use crate::records::{DnsChange, LoadBalancer};
+use crate::report::{self, AccountError, ClusterError, Response, State, ZoneReport};
+use crate::sources::{Endpoint, Skip, from_ingress, from_service};
 
 #[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -175,10 +89,10 @@ async fn read_cluster<S: Sources>(cluster: &str, config: &Config, sources: &S) -
             Ok((ings, svcs)) => {
                 let from_ing = ings
                     .iter()
-                    .map(|i| domain::from_ingress(cluster, i, &config.defaults));
+                    .map(|i| from_ingress(cluster, i, &config.defaults));
                 let from_svc = svcs
                     .iter()
-                    .map(|s| domain::from_service(cluster, s, &config.defaults));
+                    .map(|s| from_service(cluster, s, &config.defaults));
                 for (eps, skips) in from_ing.chain(from_svc) {
                     read.endpoints.extend(eps);
                     read.skipped.extend(skips);
@@ -435,7 +349,7 @@ fn emit_metrics(response: &Response) {
 
 struct PlanContext<'a> {
     config: &'a Config,
-    load_balancers: &'a HashMap<String, domain::LoadBalancer>,
+    load_balancers: &'a HashMap<String, LoadBalancer>,
     complete: &'a BTreeSet<String>,
     holds: &'a Holds,
     hold_new: Option<&'a str>,
@@ -583,7 +497,7 @@ mod tests {
 
     use super::*;
     use crate::aws::{AwsDns, ZoneListing};
-    use crate::domain::{LoadBalancer, RecordSet};
+    use crate::records::RecordSet;
 
     const CLASSIC: &str = "default-1854330541.ap-northeast-1.elb.amazonaws.com";
 
@@ -760,7 +674,7 @@ mod tests {
             cluster: cluster.into(),
             namespace: "shop".into(),
             created: None,
-            kind: crate::domain::RecordKind::Alias,
+            kind: crate::sources::RecordKind::Alias,
             ttl: 300,
             dualstack: false,
         };
@@ -768,7 +682,7 @@ mod tests {
             RecordSet {
                 name: host.into(),
                 rtype: "A".into(),
-                alias: Some(crate::domain::AliasTarget {
+                alias: Some(crate::records::AliasTarget {
                     zone_id: "Z14GRHDCWA56QT".into(),
                     dns_name: CLASSIC.into(),
                     evaluate_health: false,
@@ -776,10 +690,10 @@ mod tests {
                 ..RecordSet::default()
             },
             RecordSet {
-                name: domain::owner_name(host),
+                name: crate::records::owner_name(host),
                 rtype: "TXT".into(),
                 ttl: Some(300),
-                values: vec![domain::owner_value("bk", &ep)],
+                values: vec![crate::records::owner_value("bk", &ep.cluster, &ep.source)],
                 ..RecordSet::default()
             },
         ]

@@ -5,7 +5,21 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::domain::{Endpoint, HostChanges, OWNER_PREFIX};
+/// The ownership TXT record of `api.example.com` is `_bridgekeeper.api.example.com`: a TXT
+/// record cannot share its name with a CNAME, so it lives one label down.
+pub const OWNER_PREFIX: &str = "_bridgekeeper.";
+
+/// `API.Example.com.` → `api.example.com`; Route53's `\052` back to `*`. `None` if not a name.
+pub fn normalize(name: &str) -> Option<String> {
+    let n = name
+        .trim()
+        .trim_end_matches('.')
+        .replace("\\052", "*")
+        .to_ascii_lowercase();
+    let ok =
+        !n.is_empty() && n.len() <= 253 && n.split('.').all(|l| !l.is_empty() && l.len() <= 63);
+    ok.then_some(n)
+}
 
 /// Route53's limits on one ChangeResourceRecordSets call (an UPSERT counts twice).
 pub const MAX_BATCH_VALUES: usize = 1_000;
@@ -146,15 +160,11 @@ pub fn owner_name(host: &str) -> String {
 pub const MAX_TXT_STRING: usize = 255;
 
 /// `"heritage=bridgekeeper,owner=<owner>,cluster=<c>,source=<s>"`, in strings of at most 255.
-pub fn owner_value(owner: &str, ep: &Endpoint) -> String {
-    let source = ep
-        .source
-        .strip_prefix(&format!("{}/", ep.cluster))
-        .unwrap_or(&ep.source);
-    let text = format!(
-        "heritage=bridgekeeper,owner={owner},cluster={},source={source}",
-        ep.cluster
-    );
+pub fn owner_value(owner: &str, cluster: &str, source: &str) -> String {
+    let source = source
+        .strip_prefix(&format!("{cluster}/"))
+        .unwrap_or(source);
+    let text = format!("heritage=bridgekeeper,owner={owner},cluster={cluster},source={source}");
     // The text is ASCII (owner ids, cluster aliases and Kubernetes names), so bytes are characters.
     text.as_bytes()
         .chunks(MAX_TXT_STRING)
@@ -195,28 +205,4 @@ pub fn parse_owner(value: &str) -> Option<Owner> {
         cluster: get("cluster"),
         source: get("source"),
     })
-}
-
-/// Packs hosts into as few batches as Route53's limits allow, never splitting a host.
-pub fn batches(hosts: Vec<HostChanges>) -> Vec<Vec<HostChanges>> {
-    let mut out: Vec<Vec<HostChanges>> = Vec::new();
-    let (mut values, mut chars) = (0, 0);
-    for host in hosts.into_iter().filter(|h| !h.changes.is_empty()) {
-        let (v, c) = host
-            .changes
-            .iter()
-            .map(DnsChange::weight)
-            .fold((0, 0), |a, w| (a.0 + w.0, a.1 + w.1));
-        let fits = values + v <= MAX_BATCH_VALUES && chars + c <= MAX_BATCH_CHARS;
-        match out.last_mut() {
-            Some(batch) if fits => batch.push(host),
-            _ => {
-                out.push(vec![host]);
-                (values, chars) = (0, 0);
-            }
-        }
-        values += v;
-        chars += c;
-    }
-    out
 }

@@ -14,7 +14,96 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
-use crate::handler::Response;
+use crate::domain::{self, Conflict, HostChanges, Zone};
+use crate::records::DnsChange;
+use crate::sources::Skip;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZoneReport {
+    pub zone: String,
+    pub zone_id: String,
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub deleted: Vec<String>,
+    pub unchanged: usize,
+    pub conflicts: Vec<Conflict>,
+    pub held: Vec<Conflict>,
+    /// Hosts Route53 refused (InvalidChangeBatch), with its message; the rest were applied.
+    pub rejected: Vec<Conflict>,
+    /// ChangeResourceRecordSets calls made (a refused batch is split and tried again).
+    pub batches: usize,
+    /// In a dry run: every change the run would make.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<DnsChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The error is worth another run (throttling, a 5xx): after the report, the run fails
+    /// retryably.
+    #[serde(skip)]
+    pub retryable: bool,
+}
+
+impl ZoneReport {
+    pub fn new(zone: &Zone) -> Self {
+        ZoneReport {
+            zone: zone.name.clone(),
+            zone_id: zone.id.clone(),
+            created: vec![],
+            updated: vec![],
+            deleted: vec![],
+            unchanged: 0,
+            conflicts: vec![],
+            held: vec![],
+            rejected: vec![],
+            batches: 0,
+            changes: vec![],
+            error: None,
+            retryable: false,
+        }
+    }
+
+    pub fn changed(&self) -> usize {
+        self.created.len() + self.updated.len() + self.deleted.len()
+    }
+
+    pub fn applied(&mut self, h: HostChanges) {
+        match h.outcome {
+            domain::Outcome::Created => self.created.push(h.host),
+            domain::Outcome::Updated => self.updated.push(h.host),
+            domain::Outcome::Deleted => self.deleted.push(h.host),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountError {
+    pub account: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterError {
+    pub cluster: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Response {
+    pub dry_run: bool,
+    pub zones: Vec<ZoneReport>,
+    pub hosts_without_zone: Vec<String>,
+    pub skipped: Vec<Skip>,
+    pub cluster_errors: Vec<ClusterError>,
+    /// Member accounts whose zones could not be listed: their zones are left as they are, and
+    /// no new host is created anywhere (it might belong in one of their zones).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub account_errors: Vec<AccountError>,
+    /// Why sync deletions were held back, if they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletions_held: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification: Option<String>,
+}
 
 const KEY: &str = "report#problems";
 /// Problems whose text is kept, for the "Cleared:" lines; past it only fingerprints are kept.
@@ -377,7 +466,6 @@ mod tests {
 
     use super::*;
     use crate::domain::Conflict;
-    use crate::handler::ZoneReport;
 
     fn zone(conflicts: Vec<Conflict>) -> ZoneReport {
         ZoneReport {

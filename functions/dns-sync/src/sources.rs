@@ -8,8 +8,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-use crate::domain::{RecordKind, normalize};
 use crate::policy::check_host;
+use crate::records::normalize;
 
 pub const OPT_ANNOTATION: &str = "bridgekeeper.io/dns";
 pub const TYPE_ANNOTATION: &str = "bridgekeeper.io/record-type";
@@ -20,6 +20,14 @@ pub const HOSTNAME_ANNOTATION: &str = "bridgekeeper.io/hostname";
 pub const ALB_IP_TYPE_ANNOTATION: &str = "alb.ingress.kubernetes.io/ip-address-type";
 pub const NLB_IP_TYPE_ANNOTATION: &str =
     "service.beta.kubernetes.io/aws-load-balancer-ip-address-type";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordKind {
+    /// Alias A (and AAAA for a dualstack load balancer) to an ELB.
+    Alias,
+    Cname,
+}
 
 /// Defaults for records; annotations override them per Ingress or Service.
 #[derive(Debug, Clone)]

@@ -54,6 +54,8 @@ fn measure<T>(runs: usize, mut work: impl FnMut() -> T) -> (Duration, usize, T) 
 
 fn dns_sync() -> String {
     use dns_sync::domain::*;
+    use dns_sync::records::{AliasTarget, LoadBalancer, RecordSet, owner_name, owner_value};
+    use dns_sync::sources::{Endpoint, RecordKind};
     let lb = "k8s-shop-api-1854330541.eu-west-1.elb.amazonaws.com";
     let endpoint = |i: usize| Endpoint {
         host: format!("h{i:05}.example.com"),
@@ -89,7 +91,7 @@ fn dns_sync() -> String {
             name: owner_name(&ep.host),
             rtype: "TXT".into(),
             ttl: Some(300),
-            values: vec![owner_value("bk", ep)],
+            values: vec![owner_value("bk", &ep.cluster, &ep.source)],
             alias: None,
             routing: None,
         });
