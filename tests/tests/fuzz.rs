@@ -184,7 +184,7 @@ impl scaling_alerts::aws::AutoScaling for Fakes {
         &self,
         _: &bridgekeeper::accounts::Scope,
         _: &[String],
-    ) -> Result<HashMap<String, scaling_alerts::domain::GroupInfo>, bridgekeeper::Error> {
+    ) -> Result<HashMap<String, scaling_alerts::alert::GroupInfo>, bridgekeeper::Error> {
         call();
         Ok(HashMap::new())
     }
@@ -278,7 +278,7 @@ async fn run(
     let alerts = scaling_alerts::handler::Ports {
         asg: Fakes,
         ec2: Fakes,
-        notifiers: scaling_alerts::handler::Notifiers {
+        notifiers: scaling_alerts::delivery::Notifiers {
             all: Recorder::default(),
             errors: None,
             chat: None,

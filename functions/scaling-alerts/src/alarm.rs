@@ -9,7 +9,7 @@ use bridgekeeper::events::{AlarmMetric, AlarmStateChangeEvent, cloudwatch_time};
 use bridgekeeper::notify::{Notification, Severity};
 use chrono::{DateTime, Utc};
 
-use crate::domain::{GroupInfo, attributes, fmt_number};
+use crate::alert::{GroupInfo, attributes, fmt_number};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlarmEvent {

@@ -9,7 +9,7 @@ use bridgekeeper::Error;
 use bridgekeeper::accounts::{Accounts, Scope, ScopedClient};
 use bridgekeeper::error::SdkResultExt;
 
-use crate::domain::GroupInfo;
+use crate::alert::GroupInfo;
 use crate::nodes::NodeInfo;
 
 /// DescribeAutoScalingGroups takes at most 50 names per call.

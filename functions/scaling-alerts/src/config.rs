@@ -2,7 +2,7 @@ use bridgekeeper::accounts::Admitted;
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
 use bridgekeeper::notify::SnsNotifier;
 
-use crate::handler::Notifiers;
+use crate::delivery::Notifiers;
 
 /// What to do with an alarm change whose own actions CloudWatch muted or suppressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

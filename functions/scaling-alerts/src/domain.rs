@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::alarm::AlarmEvent;
+use crate::alert::{GroupInfo, attributes, plural};
 use crate::eks::NodegroupEvent;
 use crate::nodes::{NodeEvent, Pool};
 
@@ -94,18 +95,6 @@ impl Fact {
     }
 }
 
-/// What DescribeAutoScalingGroups says about a group.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GroupInfo {
-    pub cluster: Option<String>,
-    pub nodegroup: Option<String>,
-    pub desired: Option<i32>,
-    pub min: Option<i32>,
-    pub max: Option<i32>,
-    /// Instance id → instance type, for the instances still in the group.
-    pub instance_types: HashMap<String, String>,
-}
-
 /// Facts that become one notification, and the records they came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
@@ -173,21 +162,6 @@ pub fn desired_change(cause: &str) -> Option<(i64, i64)> {
     let (from, rest) = rest.split_once(" to ")?;
     let to: String = rest.chars().take_while(char::is_ascii_digit).collect();
     Some((from.trim().parse().ok()?, to.parse().ok()?))
-}
-
-pub(crate) fn fmt_number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{:.2}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_owned()
-    }
-}
-
-pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Where a group is, for people: `prod-eks/ng-1` when its EKS tags say so, else its name.
@@ -348,26 +322,10 @@ fn render_instances(
     )
 }
 
-pub(crate) fn attributes(
-    n: Notification,
-    source: &str,
-    group: Option<&str>,
-    info: Option<&GroupInfo>,
-) -> Notification {
-    let n = n.attribute("source", source);
-    let n = match group {
-        Some(g) => n.attribute("group", g),
-        None => n,
-    };
-    match info.and_then(|i| i.cluster.clone()) {
-        Some(c) => n.attribute("cluster", c),
-        None => n,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::fmt_number;
 
     fn launch(group: &str, id: &str) -> (String, Fact) {
         let e = InstanceEvent {

@@ -8,37 +8,19 @@ use bridgekeeper::accounts::Scope;
 use bridgekeeper::failures::{FailureRecord, FailureSink};
 use bridgekeeper::idempotency::{Claim, Remember, Store, event_id};
 use bridgekeeper::metrics::Metrics;
-use bridgekeeper::notify::{Format, Notification, Notifier, Severity};
+use bridgekeeper::notify::{Notification, Notifier};
 use bridgekeeper::{Classify, Error};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::alert::GroupInfo;
 use crate::aws::{AutoScaling, Instances};
 use crate::config::{Config, Silenced};
-use crate::domain::{self, Alert, Fact, GroupInfo, InstanceAction};
+use crate::delivery::Notifiers;
+use crate::domain::{self, Alert, Fact, InstanceAction};
 use crate::nodes;
 use crate::parse::parse;
-
-/// Where alerts go: every alert to `all` as text and to `chat` as the chat JSON; error-severity
-/// alerts also to `errors`.
-pub struct Notifiers<N> {
-    pub all: N,
-    pub errors: Option<N>,
-    pub chat: Option<N>,
-}
-
-impl<N> Notifiers<N> {
-    /// (name, format, topic) for one notification; the name keys what a topic already got.
-    fn targets(&self, severity: Severity) -> Vec<(&'static str, Format, &N)> {
-        let mut t = vec![("alerts", Format::Text, &self.all)];
-        if severity == Severity::Error {
-            t.extend(self.errors.as_ref().map(|n| ("errors", Format::Text, n)));
-        }
-        t.extend(self.chat.as_ref().map(|n| ("chat", Format::Chat, n)));
-        t
-    }
-}
 
 /// What the handler talks to, built once in `main`.
 pub struct Ports<A, E, N, S> {
@@ -545,6 +527,7 @@ async fn already_sent<S: Remember>(store: &S, events: &[String], target: &str) -
 
 #[cfg(test)]
 mod tests {
+    use bridgekeeper::notify::Severity;
     use std::collections::HashMap;
     use std::sync::Mutex;
 

@@ -2,8 +2,10 @@
 //! an SQS queue in batches, become short, readable, grouped SNS notifications.
 
 pub mod alarm;
+pub mod alert;
 pub mod aws;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod eks;
 pub mod handler;

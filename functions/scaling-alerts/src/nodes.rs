@@ -8,7 +8,7 @@ use std::fmt::Write;
 use bridgekeeper::notify::{Notification, Severity};
 use chrono::{DateTime, Utc};
 
-use crate::domain::plural;
+use crate::alert::plural;
 
 /// Where an instance belongs, from its tags.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
