@@ -8,8 +8,8 @@ use serde::Serialize;
 use crate::policy::{HostPolicy, Refused};
 
 use crate::records::{
-    AliasTarget, DnsChange, LoadBalancer, MAX_BATCH_CHARS, MAX_BATCH_VALUES, OWNER_PREFIX, Owner,
-    RecordSet, owner_name, owner_value, parse_owner,
+    AliasTarget, DnsChange, LoadBalancer, OWNER_PREFIX, Owner, RecordSet, owner_name, owner_value,
+    parse_owner,
 };
 use crate::sources::{Endpoint, RecordKind};
 
@@ -694,33 +694,11 @@ pub fn owned_hosts(existing: &[RecordSet], owner: &str) -> usize {
         .count()
 }
 
-/// Packs hosts into as few batches as Route53's limits allow, never splitting a host.
-pub fn batches(hosts: Vec<HostChanges>) -> Vec<Vec<HostChanges>> {
-    let mut out: Vec<Vec<HostChanges>> = Vec::new();
-    let (mut values, mut chars) = (0, 0);
-    for host in hosts.into_iter().filter(|h| !h.changes.is_empty()) {
-        let (v, c) = host
-            .changes
-            .iter()
-            .map(DnsChange::weight)
-            .fold((0, 0), |a, w| (a.0 + w.0, a.1 + w.1));
-        let fits = values + v <= MAX_BATCH_VALUES && chars + c <= MAX_BATCH_CHARS;
-        match out.last_mut() {
-            Some(batch) if fits => batch.push(host),
-            _ => {
-                out.push(vec![host]);
-                (values, chars) = (0, 0);
-            }
-        }
-        values += v;
-        chars += c;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::batches;
+    use crate::records::MAX_BATCH_CHARS;
     use crate::records::{MAX_TXT_STRING, Routing};
     use crate::sources::Skip;
 

@@ -420,7 +420,7 @@ async fn apply_zone<D: Dns>(
     report.conflicts = plan.conflicts;
     report.held = plan.held;
     if config.dry_run {
-        let batches = domain::batches(plan.hosts);
+        let batches = crate::batch::batches(plan.hosts);
         report.batches = batches.len();
         for h in batches.into_iter().flatten() {
             report.changes.extend(h.changes.iter().cloned());
@@ -428,7 +428,7 @@ async fn apply_zone<D: Dns>(
         }
         return Ok(report);
     }
-    let mut queue: VecDeque<Vec<HostChanges>> = domain::batches(plan.hosts).into();
+    let mut queue: VecDeque<Vec<HostChanges>> = crate::batch::batches(plan.hosts).into();
     while let Some(mut batch) = queue.pop_front() {
         let changes: Vec<DnsChange> = batch
             .iter()

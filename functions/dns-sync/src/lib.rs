@@ -2,6 +2,7 @@
 //! pointing at its load balancer, touching only records it owns.
 
 pub mod aws;
+pub mod batch;
 pub mod config;
 pub mod domain;
 pub mod elb;
