@@ -24,8 +24,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::{Mutex, OnceCell};
 use tracing::info;
 
+use crate::classify::{Class, Classify, classify_service};
 use crate::config::{ConfigError, Env};
-use crate::error::{Class, Classify, classify_service};
 
 /// The hub's own account id; the template sets it from `AWS::AccountId`.
 pub const ACCOUNT_VAR: &str = "ACCOUNT_ID";
@@ -118,6 +118,21 @@ pub struct Admitted {
     members: Vec<(String, String)>,
 }
 
+/// An event of an account the function does not serve (a NonRetryable invalid event).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotServed(pub String);
+
+impl Classify for NotServed {
+    fn class(&self) -> Class {
+        Class::NonRetryable
+    }
+
+    fn kind(&self) -> &'static str {
+        "InvalidEvent"
+    }
+}
+
 /// Where an admitted event came from, for notifications.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -189,7 +204,7 @@ impl Admitted {
 
     /// Who sent an event from `account`, or a NonRetryable error naming it. Without
     /// [`ACCOUNT_VAR`] (a local run) every account is admitted as the function's own.
-    pub fn check(&self, account: Option<&str>) -> Result<Origin, crate::Error> {
+    pub fn check(&self, account: Option<&str>) -> Result<Origin, NotServed> {
         let Some(own) = &self.own else {
             // Which account is the hub is not known: name the account by its id only.
             let account = account.unwrap_or("unknown").to_owned();
@@ -199,8 +214,9 @@ impl Admitted {
             });
         };
         let Some(account) = account else {
-            return Err(crate::Error::invalid_event(
-                "the event names no account; only events of this account and MEMBER_ACCOUNTS are acted on",
+            return Err(NotServed(
+                "the event names no account; only events of this account and MEMBER_ACCOUNTS are acted on"
+                    .into(),
             ));
         };
         if account == own {
@@ -214,7 +230,7 @@ impl Admitted {
                 account: account.to_owned(),
                 name: name.clone(),
             }),
-            None => Err(crate::Error::invalid_event(format!(
+            None => Err(NotServed(format!(
                 "an event from account {account:?}, which is neither this account ({own}) nor in \
                  MEMBER_ACCOUNTS; nothing done"
             ))),
@@ -243,19 +259,12 @@ pub enum AccountError {
          accounts; set the stack's MemberAccounts parameter"
     )]
     NoRole { account: String },
-    /// Something failed while acting in a member account.
-    #[error("account {account}: {source}")]
-    In {
-        account: String,
-        #[source]
-        source: Box<crate::Error>,
-    },
 }
 
 impl AccountError {
     /// As the failed AWS call it is (`sts:AssumeRole`), for adapters whose callers expect one.
-    pub fn into_aws(self) -> crate::AwsError {
-        crate::AwsError {
+    pub fn into_aws(self) -> crate::classify::AwsError {
+        crate::classify::AwsError {
             operation: "sts:AssumeRole",
             code: None,
             message: Some(self.to_string()),
@@ -265,18 +274,6 @@ impl AccountError {
             source: Box::new(self),
         }
     }
-
-    /// `err`, said to have happened in `account` (a member's name or id).
-    pub fn within(account: &str, err: crate::Error) -> crate::Error {
-        match err {
-            already @ crate::Error::Account(_) => already,
-            other => AccountError::In {
-                account: account.to_owned(),
-                source: Box::new(other),
-            }
-            .into(),
-        }
-    }
 }
 
 impl Classify for AccountError {
@@ -284,15 +281,11 @@ impl Classify for AccountError {
         match self {
             AccountError::AssumeRole { class, .. } => *class,
             AccountError::NoRole { .. } => Class::NonRetryable,
-            AccountError::In { source, .. } => source.class(),
         }
     }
 
     fn kind(&self) -> &'static str {
-        match self {
-            AccountError::In { source, .. } => source.kind(),
-            _ => "Account",
-        }
+        "Account"
     }
 }
 
@@ -318,14 +311,14 @@ fn assume_role_failure(err: &CredentialsError) -> (String, Class) {
                     };
                     (reason, classify_service(sdk.code(), status))
                 }
-                None => (crate::error::chain(err), Class::Retryable),
+                None => (crate::classify::chain(err), Class::Retryable),
             }
         }
         CredentialsError::ProviderTimedOut(_) => ("STS timed out".into(), Class::Retryable),
         CredentialsError::InvalidConfiguration(_) | CredentialsError::CredentialsNotLoaded(_) => {
-            (crate::error::chain(err), Class::NonRetryable)
+            (crate::classify::chain(err), Class::NonRetryable)
         }
-        _ => (crate::error::chain(err), Class::Retryable),
+        _ => (crate::classify::chain(err), Class::Retryable),
     }
 }
 
@@ -743,7 +736,7 @@ mod tests {
         let accounts = accounts(&sdk, Some("wrong-id"));
         let err = accounts.sdk(&Scope::account(MEMBER)).await.unwrap_err();
         assert_eq!(err.class(), Class::NonRetryable);
-        let text = crate::error::chain(&err);
+        let text = crate::classify::chain(&err);
         for part in [
             "account 222222222222",
             "arn:aws:iam::222222222222:role/bridgekeeper-dns-sync-eu-west-1",

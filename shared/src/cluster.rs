@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 use tracing::{debug, info};
 
 use crate::accounts::{AccountError, Accounts, Scope, is_account_id};
-use crate::error::{AwsError, Class, Classify, SdkResultExt};
+use crate::classify::{AwsError, Class, Classify, SdkResultExt};
 
 pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
 /// The header aws-iam-authenticator reads the cluster name from; it must be signed.
@@ -282,7 +282,7 @@ pub fn describe_kube(err: &kube::Error) -> String {
                 (r, m) => format!("HTTP {} {r}: {m}", s.code),
             }
         }
-        other => crate::error::chain(other),
+        other => crate::classify::chain(other),
     }
 }
 

@@ -14,14 +14,13 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{error, warn};
 
-use crate::error::{AwsError, Class, Classify, Error, SdkResultExt, chain};
+use crate::classify::{AwsError, Class, Classify, SdkResultExt, chain};
+use crate::error::{Error, MAX_MESSAGE_BYTES};
 use crate::notify::{Notification, Notifier};
 use crate::text::cap;
 
 /// SQS takes 256 KiB per message; the event is cut well below so the rest always fits.
 pub const MAX_EVENT_BYTES: usize = 192 * 1024;
-/// An error message that quotes its input is cut to this many bytes.
-pub const MAX_MESSAGE_BYTES: usize = 4 * 1024;
 
 /// One entry of the failed-invocations queue written by a function itself (Lambda's own
 /// `OnFailure` records have another shape: `requestContext`, `requestPayload`, `responsePayload`).

@@ -22,7 +22,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::error::{AwsError, Error, SdkResultExt};
+use crate::classify::{AwsError, SdkResultExt};
+use crate::error::Error;
 
 /// What a claim found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod aws;
+pub mod classify;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod config;
@@ -20,4 +21,5 @@ pub mod runtime;
 pub mod telemetry;
 pub mod text;
 
-pub use error::{AwsError, Class, Classify, Error};
+pub use classify::{AwsError, Class, Classify};
+pub use error::Error;

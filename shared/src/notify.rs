@@ -8,7 +8,7 @@ use std::future::Future;
 use aws_sdk_sns::types::MessageAttributeValue;
 use tracing::info;
 
-use crate::error::{AwsError, SdkResultExt};
+use crate::classify::{AwsError, SdkResultExt};
 
 /// SNS Publish: the subject "must be fewer than 100 characters" (SNS API reference), so 99.
 pub const MAX_SUBJECT_CHARS: usize = 99;

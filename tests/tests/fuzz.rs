@@ -342,7 +342,7 @@ async fn run(
             d.error_type, d.error_message
         ));
     }
-    if d.error_message.len() > bridgekeeper::failures::MAX_MESSAGE_BYTES + 256 {
+    if d.error_message.len() > bridgekeeper::error::MAX_MESSAGE_BYTES + 256 {
         return Err(format!(
             "{function}: error message of {} bytes is not capped",
             d.error_message.len()

@@ -2,7 +2,7 @@
 //! deliver the same request twice, and a retried Create finds the entry it made the first time.
 
 use bridgekeeper::AwsError;
-use bridgekeeper::error::SdkResultExt;
+use bridgekeeper::classify::SdkResultExt;
 use serde::Serialize;
 use tracing::info;
 

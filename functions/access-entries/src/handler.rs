@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
 use bridgekeeper::Error;
-use bridgekeeper::error::chain;
+use bridgekeeper::classify::chain;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;

@@ -11,7 +11,7 @@ use aws_sdk_route53::types::{
 };
 use bridgekeeper::AwsError;
 use bridgekeeper::accounts::{AccountError, Accounts, Scope};
-use bridgekeeper::error::SdkResultExt;
+use bridgekeeper::classify::SdkResultExt;
 use tracing::info;
 
 use crate::domain::Zone;

@@ -160,7 +160,7 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
                 push.repository,
                 push.tag,
                 push.short_digest(),
-                bridgekeeper::error::chain(&e)
+                bridgekeeper::classify::chain(&e)
             )));
         }
     }

@@ -7,7 +7,7 @@ use std::future::Future;
 
 use bridgekeeper::Error;
 use bridgekeeper::accounts::{Accounts, Scope, ScopedClient};
-use bridgekeeper::error::SdkResultExt;
+use bridgekeeper::classify::SdkResultExt;
 
 use crate::alert::GroupInfo;
 use crate::nodes::NodeInfo;

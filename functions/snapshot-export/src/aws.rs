@@ -4,7 +4,7 @@ use std::future::Future;
 
 use aws_sdk_rds::types::Tag;
 use bridgekeeper::AwsError;
-use bridgekeeper::error::SdkResultExt;
+use bridgekeeper::classify::SdkResultExt;
 use bridgekeeper::events::SnapshotKind;
 use chrono::{DateTime, Utc};
 use tracing::info;

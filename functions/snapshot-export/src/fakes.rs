@@ -34,7 +34,7 @@ pub fn aws_error(op: &'static str, code: &str, status: u16) -> AwsError {
         message: None,
         request_id: Some("req-1".into()),
         status: Some(status),
-        class: bridgekeeper::error::classify_service(Some(code), Some(status)),
+        class: bridgekeeper::classify::classify_service(Some(code), Some(status)),
         source: code.to_owned().into(),
     }
 }

@@ -5,7 +5,7 @@
 
 use std::future::Future;
 
-use bridgekeeper::accounts::{AccountError, Accounts, Origin, Scope};
+use bridgekeeper::accounts::{Accounts, Origin, Scope};
 use bridgekeeper::events::{Envelope, SCHEDULED_EVENT};
 use bridgekeeper::idempotency::Remember;
 use bridgekeeper::notify::{Notification, Notifier};
@@ -93,7 +93,7 @@ async fn in_member<F: RdsIn, N: Notifier, M: Remember>(
     notifier: &N,
     memory: &M,
 ) -> Result<Response, Error> {
-    let within = |e| AccountError::within(&member.name, e);
+    let within = |e: Error| e.within(&member.name);
     let rds = members.rds_in(&member.account).await.map_err(within)?;
     let memory = Scoped {
         inner: memory,
@@ -163,7 +163,7 @@ pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember>(
                 accounts.push(AccountRun {
                     account: name.clone(),
                     run: None,
-                    error: Some(bridgekeeper::error::chain(&e)),
+                    error: Some(bridgekeeper::classify::chain(&e)),
                 });
                 // A retryable failure wins: the retry re-runs every account, which starts nothing
                 // twice (deterministic task ids) and reports nothing twice (no news).
@@ -282,7 +282,7 @@ mod tests {
         let members = Members {
             rds: HashMap::from([(STAGING, staging.clone())]),
             refused: Some((PROD, |account| {
-                AccountError::NoRole {
+                bridgekeeper::accounts::AccountError::NoRole {
                     account: account.to_owned(),
                 }
                 .into()

@@ -53,8 +53,8 @@ fn measure<T>(runs: usize, mut work: impl FnMut() -> T) -> (Duration, usize, T) 
 }
 
 fn dns_sync() -> String {
-    use dns_sync::domain::*;
     use dns_sync::batch::batches;
+    use dns_sync::domain::*;
     use dns_sync::records::{AliasTarget, LoadBalancer, RecordSet, owner_name, owner_value};
     use dns_sync::sources::{Endpoint, RecordKind};
     let lb = "k8s-shop-api-1854330541.eu-west-1.elb.amazonaws.com";
