@@ -5,18 +5,10 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{
-    SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
-};
-use aws_sigv4::sign::v4;
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{HeaderValue, Request, header::AUTHORIZATION};
 use kube::client::ClientBuilder;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -25,12 +17,8 @@ use tracing::{debug, info};
 
 use crate::accounts::{AccountError, Accounts, Scope, is_account_id};
 use crate::classify::{AwsError, Class, Classify, SdkResultExt};
+use crate::cluster_auth::{BearerLayer, SharedToken, bearer, eks_token};
 
-pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
-/// The header aws-iam-authenticator reads the cluster name from; it must be signed.
-const CLUSTER_ID_HEADER: &str = "x-k8s-aws-id";
-/// The presigned URL's own lifetime; EKS accepts the token for 15 minutes from signing anyway.
-const PRESIGN_EXPIRES: Duration = Duration::from_secs(60);
 /// EKS honours a token for 15 minutes; `aws eks get-token` says 14. A token is re-minted once
 /// it is this old, when the next invocation asks for the client, so a token in use is at most
 /// this old plus the function's timeout (keep that under 9 minutes).
@@ -325,104 +313,6 @@ fn tls_refused(err: &(dyn std::error::Error + 'static)) -> bool {
         next = e.source();
     }
     false
-}
-
-/// The DNS suffix of `region`'s partition, as the SDK's partition table gives it: STS in
-/// Beijing is `sts.cn-north-1.amazonaws.com.cn`, and a token presigned for the wrong host is
-/// refused by every API server there.
-pub fn dns_suffix(region: &str) -> &'static str {
-    match region {
-        r if r.starts_with("cn-") => "amazonaws.com.cn",
-        r if r.starts_with("us-isob-") => "sc2s.sgov.gov",
-        r if r.starts_with("us-isof-") || r.starts_with("eu-isof-") => "csp.hci.ic.gov",
-        r if r.starts_with("eu-isoe-") => "cloud.adc-e.uk",
-        r if r.starts_with("us-iso-") => "c2s.ic.gov",
-        r if r.starts_with("eusc-") => "amazonaws.eu",
-        _ => "amazonaws.com",
-    }
-}
-
-/// A bearer token for EKS: `k8s-aws-v1.` + base64url (no padding) of a presigned STS
-/// `GetCallerIdentity` URL whose signed headers include `x-k8s-aws-id: <cluster>`.
-pub fn eks_token(
-    credentials: &Credentials,
-    region: &str,
-    cluster: &str,
-    time: SystemTime,
-) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    let identity = credentials.clone().into();
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(PRESIGN_EXPIRES);
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("sts")
-        .time(time)
-        .settings(settings)
-        .build()?
-        .into();
-    let url = format!(
-        "https://sts.{region}.{}/?Action=GetCallerIdentity&Version=2011-06-15",
-        dns_suffix(region)
-    );
-    let signable = SignableRequest::new(
-        "GET",
-        &url,
-        std::iter::once((CLUSTER_ID_HEADER, cluster)),
-        SignableBody::Bytes(&[]),
-    )?;
-    let (instructions, _signature) = sign(signable, &params)?.into_parts();
-    let mut request = Request::get(&url).body(())?;
-    instructions.apply_to_request_http1x(&mut request);
-    Ok(format!(
-        "{TOKEN_PREFIX}{}",
-        URL_SAFE_NO_PAD.encode(request.uri().to_string())
-    ))
-}
-
-/// The current bearer token, shared between [`ClusterAccess`] (which refreshes it) and the
-/// client's request layer (which reads it for every request).
-type SharedToken = Arc<RwLock<Option<HeaderValue>>>;
-
-#[derive(Clone)]
-struct BearerLayer(SharedToken);
-
-impl<S> tower::Layer<S> for BearerLayer {
-    type Service = BearerService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BearerService {
-            inner,
-            token: self.0.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-struct BearerService<S> {
-    inner: S,
-    token: SharedToken,
-}
-
-impl<S, B> tower::Service<Request<B>> for BearerService<S>
-where
-    S: tower::Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        if let Some(token) = self.token.read().expect("token lock").clone() {
-            req.headers_mut().insert(AUTHORIZATION, token);
-        }
-        self.inner.call(req)
-    }
 }
 
 struct Connected {
@@ -730,13 +620,6 @@ impl Clusters {
     }
 }
 
-fn bearer(token: &str) -> Result<HeaderValue, String> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| "the token has characters not allowed in a header".to_owned())?;
-    value.set_sensitive(true);
-    Ok(value)
-}
-
 /// DescribeCluster's `certificateAuthority.data`: base64 of a PEM bundle; kube wants DER.
 fn ca_certificates(data: &str) -> Result<Vec<Vec<u8>>, String> {
     let pem = base64::engine::general_purpose::STANDARD
@@ -755,6 +638,10 @@ fn ca_certificates(data: &str) -> Result<Vec<Vec<u8>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_credential_types::Credentials;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use crate::cluster_auth::{TOKEN_PREFIX, dns_suffix};
 
     /// Query parameters of the URL inside a token, sorted.
     fn token_params(token: &str) -> Vec<(String, String)> {

@@ -10,6 +10,8 @@ pub mod aws;
 pub mod classify;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+#[cfg(feature = "cluster")]
+pub mod cluster_auth;
 pub mod config;
 pub mod error;
 pub mod events;
