@@ -319,16 +319,14 @@ pub fn plan_zone(input: &PlanInput) -> ZonePlan {
 
     let wanted = claims(input, &existing, &mut plan);
     for (&host, ep) in &wanted {
-        if let Some(h) = plan_host(input, &existing, host, ep) {
-            match h {
-                Ok(Some(changes)) => plan.hosts.push(changes),
-                Ok(None) => plan.unchanged.push(host.to_owned()),
-                Err(Refusal::Conflict(reason)) => conflict(&mut plan, host, reason),
-                Err(Refusal::Held(reason)) => plan.held.push(Conflict {
-                    host: host.to_owned(),
-                    reason,
-                }),
-            }
+        match plan_host(input, &existing, host, ep) {
+            HostPlan::Changes(changes) => plan.hosts.push(changes),
+            HostPlan::Unchanged => plan.unchanged.push(host.to_owned()),
+            HostPlan::Conflict(reason) => conflict(&mut plan, host, reason),
+            HostPlan::Held(reason) => plan.held.push(Conflict {
+                host: host.to_owned(),
+                reason,
+            }),
         }
     }
 
@@ -440,19 +438,20 @@ fn claims<'e>(
     wanted
 }
 
-enum Refusal {
+/// What becomes of one wanted host.
+enum HostPlan {
+    /// Its records and ownership record change together.
+    Changes(HostChanges),
+    /// It is as the source wants it.
+    Unchanged,
+    /// Someone else's record, or one Route53 would refuse: left untouched and reported.
     Conflict(String),
+    /// Ours, but this run's policy or state does not change it.
     Held(String),
 }
 
-/// One wanted host: its changes (`Some`), nothing to do (`None`), or why it is left alone.
-#[allow(clippy::type_complexity)]
-fn plan_host(
-    input: &PlanInput,
-    existing: &Existing,
-    host: &str,
-    ep: &Endpoint,
-) -> Option<Result<Option<HostChanges>, Refusal>> {
+/// One wanted host: its changes, nothing to do, or why it is left alone.
+fn plan_host(input: &PlanInput, existing: &Existing, host: &str, ep: &Endpoint) -> HostPlan {
     let at_host = existing.at(host);
     let current: Vec<&RecordSet> = at_host
         .iter()
@@ -464,7 +463,7 @@ fn plan_host(
         .copied()
         .filter(|r| !MANAGED_TYPES.contains(&r.rtype.as_str()))
         .collect();
-    let refuse = |reason: String| Some(Err(Refusal::Conflict(reason)));
+    let refuse = HostPlan::Conflict;
     // Weighted, latency, failover... records are read whole and never half-changed: a simple
     // record cannot join them (Route53 refuses mixing routing policies on one name and type).
     if current.iter().any(|r| r.has_policy()) {
@@ -535,14 +534,14 @@ fn plan_host(
     };
     if current.is_empty() {
         if let (Some(why), None) = (input.hold_new, txt_now) {
-            return Some(Err(Refusal::Held(why.to_owned())));
+            return HostPlan::Held(why.to_owned());
         }
         let changes = desired.into_iter().map(DnsChange::Create).chain(txt_change);
-        return Some(Ok(Some(HostChanges {
+        return HostPlan::Changes(HostChanges {
             host: host.to_owned(),
             outcome: Outcome::Created,
             changes: changes.collect(),
-        })));
+        });
     }
     // Owned and present: the smallest change from what is there to what should be. A type change
     // (CNAME ↔ alias A) or a dropped AAAA deletes first, in the same batch (a CNAME cannot
@@ -561,7 +560,7 @@ fn plan_host(
     }
     changes.extend(txt_change);
     if changes.is_empty() {
-        return Some(Ok(None));
+        return HostPlan::Unchanged;
     }
     // Only sync deletes: the role's policy allows DELETE for no other policy (IAM refuses the
     // whole batch, every host in it, if one change is a DELETE it does not allow).
@@ -569,25 +568,25 @@ fn plan_host(
         && let Some(DnsChange::Delete(old)) =
             changes.iter().find(|c| matches!(c, DnsChange::Delete(_)))
     {
-        return Some(Err(Refusal::Held(format!(
+        return HostPlan::Held(format!(
             "its {} record must be deleted to become what the source asks for, and only the sync \
              policy deletes; left as it is",
             old.rtype
-        ))));
+        ));
     }
     if input.policy == Policy::CreateOnly {
-        return Some(Err(Refusal::Held(
+        return HostPlan::Held(
             "differs from the Ingress, but the create-only policy does not update".into(),
-        )));
+        );
     }
     if let Some(from) = adopted {
         tracing::info!(host, from = %from, "taking over a record of an earlier owner id");
     }
-    Some(Ok(Some(HostChanges {
+    HostPlan::Changes(HostChanges {
         host: host.to_owned(),
         outcome: Outcome::Updated,
         changes,
-    })))
+    })
 }
 
 /// `sync`: owned hosts whose source is gone. Held when the source's cluster could not be read or
