@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::alarm::AlarmEvent;
 use crate::alert::{GroupInfo, attributes, plural};
-use crate::eks::NodegroupEvent;
+use crate::nodegroups::NodegroupEvent;
 use crate::nodes::{NodeEvent, Pool};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -192,7 +192,7 @@ pub fn render(
                 .collect();
             crate::nodes::render(&events, environment)
         }
-        Fact::Nodegroup(n) => crate::eks::render(n, environment),
+        Fact::Nodegroup(n) => crate::nodegroups::render(n, environment),
     }
 }
 

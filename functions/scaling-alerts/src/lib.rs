@@ -7,8 +7,8 @@ pub mod aws;
 pub mod config;
 pub mod delivery;
 pub mod domain;
-pub mod eks;
 pub mod handler;
+pub mod nodegroups;
 pub mod nodes;
 pub mod parse;
 

@@ -8,7 +8,7 @@ use bridgekeeper::events::{
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Fact, InstanceAction, InstanceEvent};
-use crate::eks::{Call, NodegroupEvent, Sizes};
+use crate::nodegroups::{Call, NodegroupEvent, Sizes};
 use crate::nodes::{NodeEvent, NodeKind};
 
 /// `detail` of an `AWS API Call via CloudTrail` event for the EKS node-group calls.
