@@ -22,6 +22,7 @@ pub mod notify;
 pub mod runtime;
 pub mod telemetry;
 pub mod text;
+pub mod wiring;
 
 pub use classify::{AwsError, Class, Classify};
 pub use error::Error;

@@ -287,7 +287,7 @@ async fn run(
     };
     let err: Option<Error> = match function {
         "snapshot-export" => {
-            snapshot_export::handler::handle(payload, &c.snapshot, &Fakes, &recorder, &store)
+            snapshot_export::account::handle(payload, &c.snapshot, &Fakes, &recorder, &store)
                 .await
                 .err()
         }

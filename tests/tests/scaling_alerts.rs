@@ -15,7 +15,7 @@ use bridgekeeper_tests::{
 };
 use scaling_alerts::Config;
 use scaling_alerts::aws::{AutoScalingApi, Ec2Api};
-use scaling_alerts::handler::{Ports, handle, record_rejected};
+use scaling_alerts::handler::{Ports, handle_batch, record_rejected};
 
 fn sample(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("events/scaling-alerts").join(name)).unwrap()
@@ -71,7 +71,7 @@ async fn a_member_accounts_event_is_enriched_with_that_accounts_group() -> Resul
         notifiers: config.notifiers(aws_sdk_sns::Client::new(&env.sdk)),
         store: idempotency_store(&env.sdk, "scaling-alerts").await?,
     };
-    let response = handle(batch(&env.region, &[launch]), &config, &ports).await?;
+    let response = handle_batch(batch(&env.region, &[launch]), &config, &ports).await?;
     assert_eq!(response.notifications, 1, "{response:?}");
     let messages = inbox.receive().await?;
     assert_eq!(messages.len(), 1);
@@ -108,7 +108,7 @@ async fn a_batch_becomes_enriched_grouped_messages_and_a_bad_record_is_kept_once
         ("ENVIRONMENT", "prod"),
     ]))?;
     let ports = ports(&env.sdk, &config).await?;
-    let response = handle(batch(&env.region, &bodies), &config, &ports).await?;
+    let response = handle_batch(batch(&env.region, &bodies), &config, &ports).await?;
     let queue = FailedQueue::create(&env.sdk).await?;
     let sink = queue.sink();
     let response = record_rejected(response, &sink).await;
@@ -193,7 +193,7 @@ async fn a_spot_interruption_of_a_karpenter_node_is_found_by_its_tags_and_other_
         ("ENVIRONMENT", "prod"),
     ]))?;
     let ports = ports(&env.sdk, &config).await?;
-    let response = handle(batch(&env.region, &bodies), &config, &ports).await?;
+    let response = handle_batch(batch(&env.region, &bodies), &config, &ports).await?;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!((response.notifications, response.dropped), (1, 2));
 
@@ -238,7 +238,7 @@ async fn a_flapping_alarm_is_one_message_with_its_latest_state() -> Result<()> {
     ]))?;
     let ports = ports(&env.sdk, &config).await?;
     let event: SqsEvent = serde_json::from_str(&sample("sqs-flapping-alarm.json"))?;
-    let response = handle(event, &config, &ports).await?;
+    let response = handle_batch(event, &config, &ports).await?;
     assert_eq!((response.notifications, response.coalesced), (1, 2));
     let messages = inbox.receive().await?;
     assert_eq!(

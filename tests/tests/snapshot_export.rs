@@ -8,9 +8,9 @@ use bridgekeeper_tests::{
     HUB_ACCOUNT, Inbox, MEMBER_ACCOUNT, TestEnv, acting_in, hub_accounts, repo_root, unique,
 };
 use snapshot_export::Config;
+use snapshot_export::account::{Response, handle};
 use snapshot_export::aws::RdsApi;
-use snapshot_export::fleet::{self, MemberRds, Outcome};
-use snapshot_export::handler::{Response, handle};
+use snapshot_export::handler::{MemberRds, Outcome};
 
 fn event(name: &str) -> serde_json::Value {
     let path = repo_root().join("events/snapshot-export").join(name);
@@ -151,7 +151,7 @@ async fn a_member_accounts_tagged_database_is_exported_there_and_the_hubs_untagg
     ]);
     let notifier = config.notifier(aws_sdk_sns::Client::new(&w.env.sdk));
     let members = MemberRds(hub_accounts(&w.env.sdk, "snapshot-export"));
-    let outcome = fleet::handle(
+    let outcome = snapshot_export::handler::handle(
         event("schedule.json"),
         &config,
         &RdsApi::new(w.rds.clone()),

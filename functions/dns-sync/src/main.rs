@@ -1,57 +1,24 @@
 // kube nests deeply in the handler future's type.
 #![recursion_limit = "256"]
 
-use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
-use bridgekeeper::idempotency::{DynamoStore, once};
-use dns_sync::{Config, FUNCTION, aws::AwsDns, handler, kube::KubeSources};
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use bridgekeeper::wiring::Wiring;
+use dns_sync::{Config, FUNCTION, aws::AwsDns, handler, kube::KubeSources, report::State};
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    bridgekeeper::telemetry::init();
-    let env = bridgekeeper::config::Env::from_process();
-    let config = Config::from_env(&env)?;
-    let sdk = bridgekeeper::aws::sdk_config().await;
-    let accounts = bridgekeeper::accounts::Accounts::from_env(&env, &sdk, FUNCTION)?;
-    let failed = SqsFailureSink::from_env(&env, &sdk)?;
-    let store = DynamoStore::from_env(&env, &sdk, FUNCTION)?;
-    let sources = KubeSources::new(&config.clusters, &accounts);
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let w = Wiring::init(FUNCTION).await?;
+    let config = Config::from_env(&w.env)?;
+    let sources = KubeSources::new(&config.clusters, &w.accounts);
     let dns = AwsDns::across(
-        &accounts,
+        &w.accounts,
         &config.zone_accounts,
         &config.load_balancer_scopes(),
     );
-    let notifier = Queued {
-        inner: config.notifier(aws_sdk_sns::Client::new(&sdk)),
-        sink: &failed,
-        function: FUNCTION,
-    };
-    let state = dns_sync::report::State::new(&store);
-    let (config, sources, dns, notifier, state, failed, store) =
-        (&config, &sources, &dns, &notifier, &state, &failed, &store);
-    bridgekeeper::serve!(service_fn(
-        move |event: LambdaEvent<serde_json::Value>| async move {
-            let deadline = bridgekeeper::runtime::deadline(&event.context);
-            let outcome = once(
-                store,
-                &event.payload,
-                deadline,
-                &event.context.request_id,
-                || {
-                    handler::handle(
-                        event.payload.clone(),
-                        deadline,
-                        config,
-                        sources,
-                        dns,
-                        notifier,
-                        state,
-                    )
-                },
-            )
-            .await;
-            settle(FUNCTION, outcome, &event.payload, failed).await
-        },
-    ))
+    let notifier = w.queued(config.notifier(aws_sdk_sns::Client::new(&w.sdk)));
+    let state = State::new(&w.store);
+    let (config, sources, dns, notifier, state) = (&config, &sources, &dns, &notifier, &state);
+    w.serve_once(|event, deadline, _| {
+        handler::handle(event, deadline, config, sources, dns, notifier, state)
+    })
     .await
 }

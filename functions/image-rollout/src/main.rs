@@ -1,52 +1,19 @@
 // kube and futures nest deeply in the handler future's type.
 #![recursion_limit = "256"]
 
-use bridgekeeper::failures::{Queued, SqsFailureSink, settle};
-use bridgekeeper::idempotency::{DynamoStore, once};
+use bridgekeeper::wiring::Wiring;
 use image_rollout::{Config, FUNCTION, handler, kube::KubeClusters, registry::Ecr};
-use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    bridgekeeper::telemetry::init();
-    let env = bridgekeeper::config::Env::from_process();
-    let config = Config::from_env(&env)?;
-    let sdk = bridgekeeper::aws::sdk_config().await;
-    let accounts = bridgekeeper::accounts::Accounts::from_env(&env, &sdk, FUNCTION)?;
-    let failed = SqsFailureSink::from_env(&env, &sdk)?;
-    let store = DynamoStore::from_env(&env, &sdk, FUNCTION)?;
-    let clusters = KubeClusters::new(&config.clusters, &accounts);
-    let registry = Ecr::new(&sdk);
-    let inner = config.notifier(aws_sdk_sns::Client::new(&sdk));
-    let notifier = Queued {
-        inner,
-        sink: &failed,
-        function: FUNCTION,
-    };
-    let (config, clusters, registry, notifier, failed, store) =
-        (&config, &clusters, &registry, &notifier, &failed, &store);
-    bridgekeeper::serve!(service_fn(
-        move |event: LambdaEvent<serde_json::Value>| async move {
-            let deadline = bridgekeeper::runtime::deadline(&event.context);
-            let outcome = once(
-                store,
-                &event.payload,
-                deadline,
-                &event.context.request_id,
-                || {
-                    handler::handle(
-                        event.payload.clone(),
-                        deadline,
-                        config,
-                        clusters,
-                        registry,
-                        notifier,
-                    )
-                },
-            )
-            .await;
-            settle(FUNCTION, outcome, &event.payload, failed).await
-        },
-    ))
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let w = Wiring::init(FUNCTION).await?;
+    let config = Config::from_env(&w.env)?;
+    let clusters = KubeClusters::new(&config.clusters, &w.accounts);
+    let registry = Ecr::new(&w.sdk);
+    let notifier = w.queued(config.notifier(aws_sdk_sns::Client::new(&w.sdk)));
+    let (config, clusters, registry, notifier) = (&config, &clusters, &registry, &notifier);
+    w.serve_once(|event, deadline, _| {
+        handler::handle(event, deadline, config, clusters, registry, notifier)
+    })
     .await
 }

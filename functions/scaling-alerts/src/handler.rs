@@ -126,7 +126,7 @@ pub async fn handle_once<A: AutoScaling, E: Instances, N: Notifier, S: Store + R
             Err(e) => return Err(Error::from(e)),
         }
     }
-    let mut response = handle(kept, config, ports).await?;
+    let mut response = handle_batch(kept, config, ports).await?;
     response.duplicates = total - response.events;
     response.events = total;
     for (id, message_id) in claimed {
@@ -157,6 +157,27 @@ fn record_event_id(record: &SqsMessage) -> Option<String> {
         .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
         .as_ref()
         .and_then(event_id)
+}
+
+/// The entry: a batch (or one event invoked directly) reported once per event, and every
+/// unusable record kept in the failed-invocations queue.
+pub async fn handle<A, E, N, S, F>(
+    payload: serde_json::Value,
+    lease_until: SystemTime,
+    owner: &str,
+    config: &Config,
+    ports: &Ports<A, E, N, S>,
+    failed: &F,
+) -> Result<Response, Error>
+where
+    A: AutoScaling,
+    E: Instances,
+    N: Notifier,
+    S: Store + Remember,
+    F: FailureSink,
+{
+    let response = handle_once(payload, lease_until, owner, config, ports).await?;
+    Ok(record_rejected(response, failed).await)
 }
 
 /// Records each unusable record once in the failed-invocations queue; one the queue could not
@@ -204,14 +225,14 @@ pub async fn handle_payload<A: AutoScaling, E: Instances, N: Notifier, S: Rememb
     if probe.records.is_some() {
         let batch: SqsEvent = serde_json::from_value(payload)
             .map_err(|e| Error::invalid_event(format!("malformed SQS batch: {e}")))?;
-        return handle(batch, config, ports).await;
+        return handle_batch(batch, config, ports).await;
     }
     let mut record = SqsMessage::default();
     record.message_id = Some("direct-invoke".into());
     record.body = Some(payload.to_string());
     let mut batch = SqsEvent::default();
     batch.records.push(record);
-    let response = handle(batch, config, ports).await?;
+    let response = handle_batch(batch, config, ports).await?;
     match response.failures.first() {
         Some(f) if f.retryable => Err(Error::Transient(f.error.clone())),
         Some(f) => Err(Error::invalid_event(f.error.clone())),
@@ -232,7 +253,7 @@ fn sent_key(event_id: &str, target: &str) -> String {
     format!("sent#{event_id}#{target}")
 }
 
-pub async fn handle<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
+pub async fn handle_batch<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
     event: SqsEvent,
     config: &Config,
     ports: &Ports<A, E, N, S>,
@@ -715,7 +736,7 @@ mod tests {
 
     async fn one_with(body: &str, config: &Config) -> Notification {
         let p = ports();
-        let r = handle(batch(&[body]), config, &p).await.unwrap();
+        let r = handle_batch(batch(&[body]), config, &p).await.unwrap();
         assert!(r.batch_item_failures.is_empty(), "{r:?}");
         let sent = p.notifiers.all.sent();
         assert_eq!(sent.len(), 1, "{r:?}");
@@ -771,7 +792,9 @@ mod tests {
             ("MEMBER_ACCOUNTS", MEMBER),
             ("MEMBER_ROLE_NAME", "bridgekeeper-scaling-alerts"),
         ]);
-        let r = handle(batch(&[hub, &member]), &listed, &p).await.unwrap();
+        let r = handle_batch(batch(&[hub, &member]), &listed, &p)
+            .await
+            .unwrap();
         assert!(r.batch_item_failures.is_empty(), "{r:?}");
         let mut scopes = p.asg.scopes.lock().unwrap().clone();
         scopes.sort();
@@ -902,7 +925,7 @@ mod tests {
         // Arrival order ALARM(03:04), ALARM(03:14), OK(03:09): the alarm is firing.
         let event: SqsEvent = serde_json::from_str(sample!("sqs-flapping-alarm.json")).unwrap();
         let p = ports();
-        let r = handle(event, &config(&[]), &p).await.unwrap();
+        let r = handle_batch(event, &config(&[]), &p).await.unwrap();
         assert_eq!((r.notifications, r.coalesced), (1, 2));
         let n = &p.notifiers.all.sent()[0];
         assert_eq!(
@@ -936,12 +959,14 @@ mod tests {
             .as_deref()
             .unwrap()
             .replace("03:14:40", "03:20:40");
-        let r = handle(first, &config(&[]), &p).await.unwrap();
+        let r = handle_batch(first, &config(&[]), &p).await.unwrap();
         assert_eq!(r.notifications, 1);
         // The OK of 03:09 arrives after the ALARM of 03:14 was reported: the alarm still fires.
-        let r = handle(late, &config(&[]), &p).await.unwrap();
+        let r = handle_batch(late, &config(&[]), &p).await.unwrap();
         assert_eq!((r.notifications, r.dropped), (0, 1));
-        let r = handle(batch(&[&newer]), &config(&[]), &p).await.unwrap();
+        let r = handle_batch(batch(&[&newer]), &config(&[]), &p)
+            .await
+            .unwrap();
         assert_eq!(r.notifications, 1, "a newer change still goes out");
         assert_eq!(p.notifiers.all.sent().len(), 2);
     }
@@ -957,7 +982,9 @@ mod tests {
             sample!("alarm-muted.json"),
             sample!("alarm-composite-suppressed.json"),
         ];
-        handle(batch(&bodies), &config(&[]), &p).await.unwrap();
+        handle_batch(batch(&bodies), &config(&[]), &p)
+            .await
+            .unwrap();
         let sent = p.notifiers.all.sent();
         assert_eq!(
             sent[0].subject,
@@ -998,7 +1025,7 @@ mod tests {
             sample!("alarm-composite-suppressed.json"),
             sample!("alarm-math.json"),
         ];
-        let r = handle(batch(&bodies), &config(&[("SILENCED_ALARMS", "drop")]), &p)
+        let r = handle_batch(batch(&bodies), &config(&[("SILENCED_ALARMS", "drop")]), &p)
             .await
             .unwrap();
         assert_eq!((r.notifications, r.dropped), (1, 2));
@@ -1130,7 +1157,7 @@ mod tests {
         assert_ne!(forged, denied);
         let member = denied.replace("\"123456789012\"", "\"222222222222\"");
         let p = ports();
-        let r = handle(batch(&[&forged, &member]), &config, &p)
+        let r = handle_batch(batch(&[&forged, &member]), &config, &p)
             .await
             .unwrap();
         assert_eq!(r.failures.len(), 1, "{r:?}");
@@ -1228,7 +1255,9 @@ mod tests {
             sample!("rebalance-recommendation.json"),
         ];
         let p = ports();
-        let r = handle(batch(&bodies), &config(&[]), &p).await.unwrap();
+        let r = handle_batch(batch(&bodies), &config(&[]), &p)
+            .await
+            .unwrap();
         assert_eq!(r.notifications, 2);
         assert_eq!(
             subjects(&p.notifiers.all)[0],
@@ -1245,14 +1274,14 @@ mod tests {
             sample!("spot-interruption.json").replace(KARPENTER_NODE, "i-0ba57105700000000");
         let gone = sample!("instance-stopped.json").replace(KARPENTER_NODE, "i-0000000000000dead");
         let p = ports();
-        let r = handle(batch(&[&bastion, &gone]), &config(&[]), &p)
+        let r = handle_batch(batch(&[&bastion, &gone]), &config(&[]), &p)
             .await
             .unwrap();
         assert_eq!((r.dropped, r.notifications), (2, 0));
         assert!(r.failures.is_empty() && r.batch_item_failures.is_empty());
         assert!(p.notifiers.all.sent().is_empty());
         // A cluster this stack does not watch is not its business either.
-        let r = handle(
+        let r = handle_batch(
             batch(&[sample!("spot-interruption.json")]),
             &config(&[("CLUSTER_NAMES", "dev-eks")]),
             &p,
@@ -1278,7 +1307,7 @@ mod tests {
         let terminated = sample!("instance-stopped.json")
             .replace(KARPENTER_NODE, "i-0a1b2c3d4e5f60718")
             .replace("\"stopped\"", "\"terminated\"");
-        let r = handle(
+        let r = handle_batch(
             batch(&[sample!("terminate-successful.json"), &terminated]),
             &config(&[]),
             &p,
@@ -1296,7 +1325,7 @@ mod tests {
     async fn when_ec2_cannot_be_asked_only_the_node_records_return_to_the_queue() {
         let mut p = ports();
         p.ec2.fail = true;
-        let r = handle(
+        let r = handle_batch(
             batch(&[sample!("spot-interruption.json"), sample!("alarm-ok.json")]),
             &config(&[]),
             &p,
@@ -1356,7 +1385,7 @@ mod tests {
             .collect();
         let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
         let p = ports();
-        let r = handle(batch(&refs), &config(&[]), &p).await.unwrap();
+        let r = handle_batch(batch(&refs), &config(&[]), &p).await.unwrap();
         assert_eq!((r.events, r.notifications, r.coalesced), (10, 1, 9));
         let sent = p.notifiers.all.sent();
         assert!(
@@ -1384,7 +1413,7 @@ mod tests {
     async fn the_sample_batch_groups_by_kind_and_group_and_an_alarm_reads_its_latest_state() {
         let event: SqsEvent = serde_json::from_str(sample!("sqs-batch.json")).unwrap();
         let p = ports();
-        let r = handle(event, &config(&[]), &p).await.unwrap();
+        let r = handle_batch(event, &config(&[]), &p).await.unwrap();
         assert_eq!(
             subjects(&p.notifiers.all),
             [
@@ -1420,7 +1449,9 @@ mod tests {
             sample!("terminate-successful.json"),
             sample!("launch-successful.json"),
         ];
-        let r = handle(batch(&bodies), &config(&[]), &p).await.unwrap();
+        let r = handle_batch(batch(&bodies), &config(&[]), &p)
+            .await
+            .unwrap();
         assert_eq!(
             subjects(&p.notifiers.all),
             [
@@ -1442,7 +1473,9 @@ mod tests {
             r#"{"source": "aws.autoscaling", "detail-type": "EC2 Instance Launch Successful", "detail": {"no": "group"}}"#,
             r#"{"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {"instance-id": "i-1", "state": "running"}}"#,
         ];
-        let r = handle(batch(&bodies), &config(&[]), &p).await.unwrap();
+        let r = handle_batch(batch(&bodies), &config(&[]), &p)
+            .await
+            .unwrap();
         assert!(r.failures.iter().all(|f| !f.retryable));
         assert!(
             r.failures[1].error.contains("\"aws.s3\""),
@@ -1551,7 +1584,7 @@ mod tests {
             errors: None,
             chat: Some(Recorder::default()),
         });
-        handle(
+        handle_batch(
             batch(&[sample!("alarm-state-change.json")]),
             &config(&[]),
             &p,
@@ -1582,7 +1615,7 @@ mod tests {
     #[tokio::test]
     async fn unparseable_records_go_back_to_sqs_when_the_queue_is_unreachable() {
         let p = ports();
-        let r = handle(batch(&["not json at all"]), &config(&[]), &p)
+        let r = handle_batch(batch(&["not json at all"]), &config(&[]), &p)
             .await
             .unwrap();
         let broken = Kept {
@@ -1608,7 +1641,9 @@ mod tests {
             sample!("launch-successful.json"),
             sample!("launch-successful.json"),
         ];
-        let r = handle(batch(&bodies), &config(&[]), &p).await.unwrap();
+        let r = handle_batch(batch(&bodies), &config(&[]), &p)
+            .await
+            .unwrap();
         assert_eq!(r.batch_item_failures.len(), 2);
         assert!(r.failures.iter().all(|f| f.retryable));
         assert_eq!(r.notifications, 0);
@@ -1626,7 +1661,9 @@ mod tests {
             sample!("alarm-state-change.json"),
             sample!("rebalance-recommendation.json"),
         ];
-        handle(batch(&bodies), &config(&[]), &p).await.unwrap();
+        handle_batch(batch(&bodies), &config(&[]), &p)
+            .await
+            .unwrap();
         assert_eq!(p.notifiers.all.sent().len(), 3);
         assert_eq!(
             subjects(p.notifiers.errors.as_ref().unwrap()),
@@ -1638,7 +1675,7 @@ mod tests {
     async fn enrichment_failure_still_sends_the_alert() {
         let mut p = ports();
         p.asg.fail = true;
-        handle(
+        handle_batch(
             batch(&[sample!("launch-successful.json")]),
             &config(&[]),
             &p,

@@ -270,8 +270,8 @@ mod tests {
     use bridgekeeper::notify::{Notification, Notifier};
 
     use super::*;
+    use crate::account::{Response, handle};
     use crate::config::Config;
-    use crate::handler::{Response, handle};
 
     const THROTTLED: &str = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
         <Message>Rate exceeded</Message></Error><RequestId>req-throttled</RequestId></ErrorResponse>";

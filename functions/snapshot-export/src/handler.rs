@@ -1,955 +1,386 @@
-//! Event in, plan, act, report. The only place that knows the event shapes.
+//! Hub and spoke: the nightly run covers the function's own account and each account in
+//! `MEMBER_ACCOUNTS`, each through the member role there, with its own export role, its own
+//! five-export quota and its own report. An RDS event is handled in the account it happened in.
+//! Without members this is [`account::handle`], unchanged.
 
-use bridgekeeper::events::{
-    Envelope, RDS_CLUSTER_SNAPSHOT_EVENT, RDS_SNAPSHOT_EVENT, RdsEvent, SCHEDULED_EVENT,
-    ScheduledEvent,
-};
+use std::future::Future;
+
+use bridgekeeper::accounts::{Accounts, Origin, Scope};
+use bridgekeeper::events::{Envelope, SCHEDULED_EVENT};
 use bridgekeeper::idempotency::Remember;
-use bridgekeeper::metrics::{Metrics, Unit};
-use bridgekeeper::notify::Notifier;
-use bridgekeeper::{Class, Error};
+use bridgekeeper::notify::{Notification, Notifier};
+use bridgekeeper::{AwsError, Class, Classify, Error};
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::aws::{Rds, Started};
-use crate::config::{Config, SummaryPolicy};
-use crate::domain::{self, AlreadyExported, Destination, SourceFacts, TaskStatus};
-use crate::report::{ExportReport, RunSummary, SourceError};
+use crate::account::{self, Response};
+use crate::aws::{Rds, RdsApi};
+use crate::config::{Config, Member};
 
-/// The Lambda's response.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "trigger", rename_all = "snake_case")]
-pub enum Response {
-    Schedule(RunSummary),
-    /// An export finished: reported, then the free slot filled for the sources still waiting.
-    ExportEvent {
-        #[serde(flatten)]
-        report: ExportReport,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        next: Option<RunSummary>,
-    },
-    /// An automated snapshot was created: exported now if its source is selected.
-    SnapshotCreated {
-        snapshot: String,
-        source: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        run: Option<RunSummary>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        ignored: Option<String>,
-    },
-    /// An export task someone else started: not reported as Bridgekeeper's.
-    NotOurs {
-        task_id: String,
-        snapshot: String,
-    },
+/// A member account's RDS, reached through the member role.
+pub trait RdsIn: Send + Sync {
+    type Rds: Rds;
+    fn rds_in(&self, account: &str) -> impl Future<Output = Result<Self::Rds, Error>> + Send;
 }
 
-/// RDS's "automated snapshot created" events, for a DB instance and for an Aurora cluster.
-const SNAPSHOT_CREATED: [&str; 2] = ["RDS-EVENT-0091", "RDS-EVENT-0169"];
+pub struct MemberRds(pub Accounts);
 
-/// What started a slot-filling run; a chained run speaks only when it starts or fails something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Trigger {
-    Schedule,
-    Chained,
+impl RdsIn for MemberRds {
+    type Rds = RdsApi;
+
+    async fn rds_in(&self, account: &str) -> Result<RdsApi, Error> {
+        let sdk = self.0.sdk(&Scope::account(account)).await?;
+        Ok(RdsApi::new(aws_sdk_rds::Client::new(&sdk)))
+    }
 }
 
-pub async fn handle<R: Rds, N: Notifier, M: Remember>(
+/// The Lambda's response: as before for one account, one entry per account for a nightly run
+/// over several.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    One(Box<Response>),
+    Accounts { accounts: Vec<AccountRun> },
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountRun {
+    /// The member's name (`staging`), or `this account`.
+    pub account: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<Response>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a member's run remembers (which sources were reported overdue) is kept apart from the
+/// others': two accounts may have databases of one name.
+struct Scoped<'a, M> {
+    inner: &'a M,
+    account: &'a str,
+}
+
+impl<M: Remember> Remember for Scoped<'_, M> {
+    async fn recall(&self, key: &str) -> Result<Option<String>, AwsError> {
+        self.inner.recall(&format!("{}#{key}", self.account)).await
+    }
+
+    async fn remember(&self, key: &str, value: &str) -> Result<(), AwsError> {
+        self.inner
+            .remember(&format!("{}#{key}", self.account), value)
+            .await
+    }
+}
+
+/// Every report says which account it is about: a last line naming it, and the `account` and
+/// `account_name` message attributes (for subscription filters).
+struct InAccount<'a, N> {
+    inner: &'a N,
+    origin: Origin,
+}
+
+impl<N: Notifier> Notifier for InAccount<'_, N> {
+    async fn notify(&self, n: &Notification) -> Result<String, AwsError> {
+        self.inner.notify(&self.origin.stamp(n.clone())).await
+    }
+}
+
+async fn in_member<F: RdsIn, N: Notifier, M: Remember>(
     event: serde_json::Value,
     config: &Config,
-    rds: &R,
+    member: &Member,
+    members: &F,
     notifier: &N,
     memory: &M,
 ) -> Result<Response, Error> {
-    let ports = Ports {
-        rds,
-        notifier,
-        memory,
+    let within = |e: Error| e.within(&member.name);
+    let rds = members.rds_in(&member.account).await.map_err(within)?;
+    let memory = Scoped {
+        inner: memory,
+        account: &member.account,
     };
-    route(event, config, &ports).await
+    let notifier = InAccount {
+        inner: notifier,
+        origin: Origin {
+            account: member.account.clone(),
+            name: member.name.clone(),
+        },
+    };
+    account::handle(event, &config.for_member(member), &rds, &notifier, &memory)
+        .await
+        .map_err(within)
 }
 
-/// What the runs act through.
-struct Ports<'a, R, N, M> {
-    rds: &'a R,
-    notifier: &'a N,
-    memory: &'a M,
-}
-
-async fn route<R: Rds, N: Notifier, M: Remember>(
+pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember>(
     event: serde_json::Value,
     config: &Config,
-    p: &Ports<'_, R, N, M>,
-) -> Result<Response, Error> {
+    own: &R,
+    members: &F,
+    notifier: &N,
+    memory: &M,
+) -> Result<Outcome, Error> {
     let envelope = Envelope::of(&event)?;
-    let kind = envelope.kind();
-    let malformed =
-        |e: serde_json::Error| Error::invalid_event(format!("malformed {} event: {e}", kind.1));
-    match kind {
-        k if k == SCHEDULED_EVENT => {
-            let _: ScheduledEvent = serde_json::from_value(event).map_err(malformed)?;
-            scheduled(config, p, Trigger::Schedule, None)
-                .await
-                .map(Response::Schedule)
-        }
-        k if k == RDS_SNAPSHOT_EVENT || k == RDS_CLUSTER_SNAPSHOT_EVENT => {
-            let e: RdsEvent = serde_json::from_value(event).map_err(malformed)?;
-            if SNAPSHOT_CREATED.contains(&e.detail.event_id.as_str()) {
-                return snapshot_created(e, config, p).await;
-            }
-            export_event(e, config, p).await
-        }
-        ("", "") => Err(Error::invalid_event(
-            "no source or detail-type: expected a Scheduled Event or an RDS snapshot export event",
-        )),
-        (source, detail_type) => Err(Error::invalid_event(format!(
-            "source {source:?}, detail-type {detail_type:?} is not handled: expected a Scheduled Event \
-             or an RDS snapshot export event (RDS-EVENT-0159..0164)"
-        ))),
-    }
-}
-
-/// DB instances and clusters, as listed for the selection.
-type Listed = (Vec<domain::SourceInfo>, Vec<domain::SourceInfo>);
-
-/// Lists only what the selection can use: listed instance ids need no cluster listing.
-async fn list_sources<R: Rds>(config: &Config, rds: &R) -> Result<Listed, Error> {
-    let (want_instances, want_clusters) = match &config.selection {
-        domain::Selection::Ids {
-            instances,
-            clusters,
-        } => (!instances.is_empty(), !clusters.is_empty()),
-        domain::Selection::Tag { .. } => (true, true),
+    // An event of an account this stack does not cover (a member stack forwarding to a hub that
+    // does not list it, or any account of the organisation) is not ours to act on or report.
+    let origin = config.admitted.check(envelope.account())?;
+    // The hub's own run reports as the event's account: the hub's (a schedule, its own RDS).
+    let own_notifier = InAccount {
+        inner: notifier,
+        origin,
     };
-    let instances = if want_instances {
-        rds.list_instances().await?
-    } else {
-        vec![]
-    };
-    let clusters = if want_clusters {
-        rds.list_clusters().await?
-    } else {
-        vec![]
-    };
-    Ok((instances, clusters))
-}
-
-/// Retryable failures end the invocation (EventBridge/Lambda retry it, the DLQ keeps it);
-/// anything else is this source's problem, reported without stopping the others.
-fn per_source(
-    source: &str,
-    err: bridgekeeper::AwsError,
-    errors: &mut Vec<SourceError>,
-) -> Result<(), Error> {
-    if err.class() == Class::Retryable {
-        return Err(err.into());
-    }
-    warn!(source, error = %err, "source failed");
-    errors.push(SourceError {
-        source: source.to_owned(),
-        error: err.to_string(),
-    });
-    Ok(())
-}
-
-async fn scheduled<R: Rds, N: Notifier, M: Remember>(
-    config: &Config,
-    p: &Ports<'_, R, N, M>,
-    trigger: Trigger,
-    listed: Option<Listed>,
-) -> Result<RunSummary, Error> {
-    let (rds, notifier) = (p.rds, p.notifier);
-    let (instances, clusters) = match listed {
-        Some(l) => l,
-        None => list_sources(config, rds).await?,
-    };
-    let (sources, skipped) = domain::select_sources(&config.selection, &instances, &clusters);
-
-    let mut errors = Vec::new();
-    let mut facts = Vec::with_capacity(sources.len());
-    // One listing of the account's export tasks, not one per source: each snapshot's tasks and
-    // each source's last successful export.
-    let all_tasks: Vec<domain::ExportTask> = if sources.is_empty() {
-        vec![]
-    } else {
-        rds.all_exports().await?
-    };
-    let last = domain::last_exports(&all_tasks);
-    // The account's exports holding a slot (theirs and ours), from the same listing.
-    let running = all_tasks.iter().filter(|t| t.status.is_running()).count();
-    let mut by_snapshot = domain::tasks_by_source(all_tasks);
-    for source in sources {
-        let snapshot = match rds.snapshots(&source).await {
-            Ok(snaps) => domain::newest_automated(&snaps).cloned(),
-            Err(e) => {
-                per_source(&source.id, e, &mut errors)?;
-                continue;
-            }
+    let scheduled = envelope.kind() == SCHEDULED_EVENT;
+    if config.members.is_empty() || !scheduled {
+        let origin = envelope.origin().account;
+        let member = config
+            .members
+            .iter()
+            .find(|m| origin.as_deref() == Some(m.account.as_str()));
+        let response = match member {
+            Some(m) => in_member(event, config, m, members, notifier, memory).await,
+            None => account::handle(event, config, own, &own_notifier, memory).await,
         };
-        let tasks = snapshot
-            .as_ref()
-            .and_then(|s| by_snapshot.remove(&s.arn))
-            .unwrap_or_default();
-        facts.push(SourceFacts {
-            source,
-            snapshot,
-            tasks,
-        });
+        return response.map(|r| Outcome::One(Box::new(r)));
     }
 
-    let dest = Destination {
-        bucket: config.bucket.clone(),
-        prefix: config.prefix.clone(),
-        role_arn: config.role_arn.to_string(),
-        kms_key_arn: config.kms_key_arn.to_string(),
-        export_only: config.export_only.clone(),
-    };
-    let decided = domain::decide(&facts, &last, &dest, config.max_attempts);
-    let plan = decided.fill_slots(running, config.max_concurrent);
-
-    let mut summary = RunSummary {
-        dry_run: config.dry_run,
-        already_exported: plan.already_exported,
-        deferred: plan.deferred,
-        skipped: [skipped, plan.skipped].concat(),
-        running_before: plan.running_before,
-        errors,
-        ..RunSummary::default()
-    };
-    // A passing failure (throttling, a 5xx) after some exports started: what started is
-    // reported first, then the run fails retryably; the retry finds those tasks by their ids.
-    let mut retry: Option<Error> = None;
-    // Sources the retry will start: not overdue, only late.
-    let mut retrying: Vec<String> = Vec::new();
-    for export in plan.start {
-        if retry.is_some() {
-            retrying.push(export.source);
-            continue;
-        }
-        if config.dry_run {
-            info!(task = %export.task_id, snapshot = %export.snapshot, "dry run: would start export");
-            summary.started.push(export);
-            continue;
-        }
-        match rds.start_export(&export).await {
-            Ok(Started::Started { .. }) => summary.started.push(export),
-            Ok(Started::AlreadyExists) => summary.already_exported.push(AlreadyExported {
-                source: export.source,
-                snapshot: export.snapshot,
-                task_id: export.task_id,
-                status: TaskStatus::Unknown,
+    // Each account has its own quota and its own role: one failing never holds the others back.
+    let own_run = account::handle(event.clone(), config, own, &own_notifier, memory);
+    let member_runs = config.members.iter().map(|m| async {
+        let run = in_member(event.clone(), config, m, members, notifier, memory).await;
+        (m.name.clone(), run)
+    });
+    let (own_run, member_runs) = futures::join!(own_run, futures::future::join_all(member_runs));
+    let mut accounts = Vec::new();
+    let mut failed: Option<Error> = None;
+    for (name, run) in std::iter::once(("this account".to_owned(), own_run)).chain(member_runs) {
+        match run {
+            Ok(run) => accounts.push(AccountRun {
+                account: name,
+                run: Some(run),
+                error: None,
             }),
-            Err(e) if e.class() == Class::Retryable && !summary.started.is_empty() => {
-                warn!(source = %export.source, error = %e, "export not started; the run will be retried after its report");
-                summary.errors.push(SourceError {
-                    source: export.source.clone(),
-                    error: e.to_string(),
+            Err(e) => {
+                warn!(account = %name, error = %e, "account's nightly run failed");
+                accounts.push(AccountRun {
+                    account: name.clone(),
+                    run: None,
+                    error: Some(bridgekeeper::classify::chain(&e)),
                 });
-                retrying.push(export.source);
-                retry = Some(e.into());
+                // A retryable failure wins: the retry re-runs every account, which starts nothing
+                // twice (deterministic task ids) and reports nothing twice (no news).
+                if failed
+                    .as_ref()
+                    .is_none_or(|f| f.class() == Class::NonRetryable)
+                {
+                    failed = Some(e);
+                }
             }
-            Err(e) => per_source(&export.source, e, &mut summary.errors)?,
         }
     }
-
-    if !config.dry_run {
-        let exporting: Vec<&str> = summary
-            .started
-            .iter()
-            .map(|e| e.source.as_str())
-            // Its newest snapshot is exported or on its way: the objective is met or about to be.
-            .chain(summary.already_exported.iter().map(|a| a.source.as_str()))
-            .collect();
-        let waiting: Vec<&str> = summary
-            .deferred
-            .iter()
-            .map(|e| e.source.as_str())
-            .chain(retrying.iter().map(String::as_str))
-            .collect();
-        let overdue = domain::overdue(
-            &facts,
-            &last,
-            &exporting,
-            &waiting,
-            chrono::Utc::now(),
-            config.max_export_age,
-        );
-        summary.overdue = overdue.keys().cloned().collect();
-        crate::report::export_age(&overdue, config, p.memory, notifier).await?;
-    }
-
-    let mut metrics = Metrics::new(crate::FUNCTION);
-    metrics
-        .count(
-            "ExportsStarted",
-            if config.dry_run {
-                0
-            } else {
-                summary.started.len() as u64
-            },
-        )
-        .count("ExportsDeferred", summary.deferred.len() as u64)
-        .count("ExportsFailed", summary.errors.len() as u64)
-        .value(
-            "ExportsRunningBefore",
-            summary.running_before as f64,
-            Unit::Count,
-        );
-    metrics.flush();
-
-    let notify = match (trigger, config.summary) {
-        (_, SummaryPolicy::Never) => false,
-        (Trigger::Chained, _) => !summary.started.is_empty() || !summary.errors.is_empty(),
-        (Trigger::Schedule, SummaryPolicy::Always) => true,
-        (Trigger::Schedule, SummaryPolicy::Changes) => summary.has_news(),
-    };
-    if notify {
-        let id = notifier
-            .notify(&summary.notification(&config.environment))
-            .await?;
-        summary.notification = Some(id);
-    }
-    info!(
-        started = summary.started.len(),
-        deferred = summary.deferred.len(),
-        already = summary.already_exported.len(),
-        skipped = summary.skipped.len(),
-        errors = summary.errors.len(),
-        dry_run = config.dry_run,
-        "scheduled run done"
-    );
-    match retry {
+    match failed {
         Some(e) => Err(e),
-        None => Ok(summary),
+        None => Ok(Outcome::Accounts { accounts }),
     }
-}
-
-async fn export_event<R: Rds, N: Notifier, M: Remember>(
-    event: RdsEvent,
-    config: &Config,
-    p: &Ports<'_, R, N, M>,
-) -> Result<Response, Error> {
-    let (rds, notifier) = (p.rds, p.notifier);
-    let detail = &event.detail;
-    let Some((kind, outcome)) = detail.export_outcome() else {
-        return Err(Error::invalid_event(format!(
-            "{} ({}) is not a snapshot export event (RDS-EVENT-0159..0164)",
-            detail.event_id, detail.message
-        )));
-    };
-    let tasks = rds.export_tasks(&detail.source_arn).await?;
-    let task = domain::task_for_event(&tasks, &detail.source_arn, outcome);
-    if let Some(t) = task.filter(|t| !t.id.starts_with(domain::TASK_PREFIX)) {
-        info!(task = %t.id, snapshot = %detail.source_identifier, "an export someone else started; not reported");
-        return Ok(Response::NotOurs {
-            task_id: t.id.clone(),
-            snapshot: detail.source_identifier.clone(),
-        });
-    }
-    let mut report = ExportReport::new(kind, outcome, detail, task);
-    let id = notifier
-        .notify(&report.notification(&config.environment, &detail.message))
-        .await?;
-    report.notification = Some(id);
-
-    let mut metrics = Metrics::new(crate::FUNCTION);
-    let name = match outcome {
-        bridgekeeper::events::ExportOutcome::Completed => "ExportsCompleted",
-        bridgekeeper::events::ExportOutcome::Failed => "ExportsFailed",
-        bridgekeeper::events::ExportOutcome::Cancelled => "ExportsCancelled",
-    };
-    metrics.count(name, 1);
-    if let Some(gb) = report.size_gb {
-        metrics.value("ExportedGigabytes", gb as f64, Unit::Gigabytes);
-    }
-    metrics.flush();
-    info!(snapshot = %report.snapshot, outcome = ?outcome, task = ?report.task_id, "export event reported");
-    // A slot is free: the sources still waiting go now, not at the next nightly run.
-    let next = scheduled(config, p, Trigger::Chained, None).await?;
-    Ok(Response::ExportEvent {
-        report,
-        next: Some(next),
-    })
-}
-
-/// An automated snapshot exists: export it now (through the same fair slot-filling as the
-/// schedule), so a snapshot still `creating` at the scheduled time is not a day late.
-async fn snapshot_created<R: Rds, N: Notifier, M: Remember>(
-    event: RdsEvent,
-    config: &Config,
-    p: &Ports<'_, R, N, M>,
-) -> Result<Response, Error> {
-    let snapshot = event.detail.source_identifier.clone();
-    let source = domain::source_of_snapshot(&snapshot).to_owned();
-    let (instances, clusters) = list_sources(config, p.rds).await?;
-    let (selected, _) = domain::select_sources(&config.selection, &instances, &clusters);
-    if !selected.iter().any(|s| s.id == source) {
-        info!(snapshot = %snapshot, source = %source, "snapshot of a source that is not selected");
-        return Ok(Response::SnapshotCreated {
-            snapshot,
-            source,
-            run: None,
-            ignored: Some("its source is not selected for export".into()),
-        });
-    }
-    // The listing just made serves the slot-filling too.
-    let run = scheduled(config, p, Trigger::Chained, Some((instances, clusters))).await?;
-    Ok(Response::SnapshotCreated {
-        snapshot,
-        source,
-        run: Some(run),
-        ignored: None,
-    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
     use bridgekeeper::config::Env;
-    use bridgekeeper::notify::Severity;
-    use chrono::TimeZone;
+    use bridgekeeper::notify::testing::Recorder;
 
     use super::*;
-
-    /// The handler with a store of its own (what the export-age objective remembers).
-    async fn handle<R: Rds, N: Notifier>(
-        event: serde_json::Value,
-        config: &Config,
-        rds: &R,
-        notifier: &N,
-    ) -> Result<Response, Error> {
-        let memory = bridgekeeper::idempotency::testing::Memory::default();
-        super::handle(event, config, rds, notifier, &memory).await
-    }
-    use crate::domain::{ExportTask, Snapshot};
+    use crate::domain::{Export, ExportTask, Snapshot, Source, SourceInfo};
+    use crate::fakes::{COMPLETED, FakeRds};
 
     const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
-    use crate::fakes::{COMPLETED, FakeRds};
-    const SNAPSHOT_CREATED: &str =
-        include_str!("../../../events/snapshot-export/snapshot-created.json");
-    const ECR_PUSH: &str = include_str!("../../../events/image-rollout/push-latest.json");
+    const STAGING: &str = "222222222222";
+    const PROD: &str = "333333333333";
 
-    type FakeNotifier = bridgekeeper::notify::testing::Recorder;
+    /// A member account's RDS, shared with the test that reads what was started there.
+    struct Shared(Arc<FakeRds>);
 
-    /// Bridgekeeper's completed export task of the snapshot `export-completed.json` is about.
-    fn completed_task() -> ExportTask {
-        let e: bridgekeeper::events::RdsEvent = serde_json::from_str(COMPLETED).unwrap();
-        ExportTask {
-            id: "bk-shop-db-2026-11-21-02-10-0badf00d".into(),
-            source_arn: e.detail.source_arn.clone(),
-            status: TaskStatus::Complete,
-            s3_bucket: None,
-            s3_prefix: None,
-            failure_cause: None,
-            started: None,
-            ended: None,
-            size_gb: None,
+    impl Rds for Shared {
+        async fn list_instances(&self) -> Result<Vec<SourceInfo>, AwsError> {
+            self.0.list_instances().await
+        }
+        async fn list_clusters(&self) -> Result<Vec<SourceInfo>, AwsError> {
+            self.0.list_clusters().await
+        }
+        async fn snapshots(&self, source: &Source) -> Result<Vec<Snapshot>, AwsError> {
+            self.0.snapshots(source).await
+        }
+        async fn export_tasks(&self, arn: &str) -> Result<Vec<ExportTask>, AwsError> {
+            self.0.export_tasks(arn).await
+        }
+        async fn all_exports(&self) -> Result<Vec<ExportTask>, AwsError> {
+            self.0.all_exports().await
+        }
+        async fn start_export(&self, e: &Export) -> Result<crate::aws::Started, AwsError> {
+            self.0.start_export(e).await
         }
     }
 
-    fn config(extra: &[(&'static str, &'static str)]) -> Config {
-        let env = Env::from_pairs(crate::config::tests::REQUIRED.iter().chain(extra).copied());
-        Config::from_env(&env).unwrap()
+    /// An account that cannot be reached, and the error reaching it gives.
+    type Refused = (&'static str, fn(&str) -> Error);
+
+    /// Member accounts' RDS by account.
+    #[derive(Default)]
+    struct Members {
+        rds: HashMap<&'static str, Arc<FakeRds>>,
+        refused: Option<Refused>,
     }
 
-    fn json(s: &str) -> serde_json::Value {
-        serde_json::from_str(s).unwrap()
-    }
+    impl RdsIn for Members {
+        type Rds = Shared;
 
-    async fn run(rds: &FakeRds, n: &FakeNotifier, cfg: &Config) -> RunSummary {
-        match handle(json(SCHEDULE), cfg, rds, n).await.unwrap() {
-            Response::Schedule(s) => s,
-            other => panic!("expected a run summary, got {other:?}"),
+        async fn rds_in(&self, account: &str) -> Result<Shared, Error> {
+            if let Some((refused, error)) = self.refused
+                && refused == account
+            {
+                return Err(error(account));
+            }
+            Ok(Shared(self.rds[account].clone()))
         }
     }
 
-    #[tokio::test]
-    async fn foreign_or_malformed_events_are_rejected_before_any_call() {
-        use bridgekeeper::Classify;
-        let (rds, n, cfg) = (
-            FakeRds::with_instances(&["db"]),
-            FakeNotifier::default(),
-            config(&[]),
+    fn config() -> Config {
+        let mut vars: Vec<(&str, &str)> = crate::config::tests::REQUIRED.to_vec();
+        vars.extend([
+            ("MEMBER_ACCOUNTS", "staging=222222222222,prod=333333333333"),
+            ("MEMBER_ROLE_NAME", "bridgekeeper-snapshot-export"),
+            ("ACCOUNT_ID", "123456789012"),
+        ]);
+        Config::from_env(&Env::from_pairs(vars)).unwrap()
+    }
+
+    fn prefixes(rds: &FakeRds) -> Vec<String> {
+        let tasks = rds.tasks.lock().unwrap();
+        tasks.iter().filter_map(|t| t.s3_prefix.clone()).collect()
+    }
+
+    /// One invocation with the three-account configuration; what it returned, what it sent.
+    async fn run(
+        event: &str,
+        own: &FakeRds,
+        members: &Members,
+    ) -> (Result<Outcome, Error>, Recorder) {
+        let (notifier, memory) = (
+            Recorder::default(),
+            bridgekeeper::idempotency::testing::Memory::default(),
         );
-        for (event, says) in [
-            (
-                json(ECR_PUSH),
-                "source \"aws.ecr\", detail-type \"ECR Image Action\" is not handled",
-            ),
-            (json("{}"), "no source or detail-type"),
-            (json("[1, 2]"), "expected an EventBridge event object"),
-            (
-                json(
-                    r#"{"source": "aws.rds", "detail-type": "RDS DB Snapshot Event", "detail": {}}"#,
-                ),
-                "malformed RDS DB Snapshot Event event",
-            ),
-        ] {
-            let err = handle(event, &cfg, &rds, &n).await.unwrap_err();
-            assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
-            assert!(err.to_string().contains(says), "{err}");
-        }
-        assert_eq!(rds.calls(), Vec::<String>::new());
-        assert!(n.sent().is_empty());
+        let event = serde_json::from_str(event).unwrap();
+        let out = handle(event, &config(), own, members, &notifier, &memory).await;
+        (out, notifier)
     }
 
     #[tokio::test]
-    async fn schedule_starts_one_export_per_source_and_sends_one_summary() {
-        let (rds, n, cfg) = (
-            FakeRds::with_instances(&["a-db", "b-db"]),
-            FakeNotifier::default(),
-            config(&[]),
-        );
-        let s = run(&rds, &n, &cfg).await;
-        let started: Vec<_> = s.started.iter().map(|e| e.source.as_str()).collect();
-        assert_eq!(started, ["a-db", "b-db"]);
-        assert_eq!(rds.count("StartExportTask"), 2);
-        let sent = n.sent();
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].subject, "[dev] RDS snapshot exports: 2 started");
-        assert_eq!(s.notification.as_deref(), Some("msg-1"));
-    }
-
-    /// The review: a throttled StartExportTask after others had started returned the error, and
-    /// the report of the started exports was lost. Now they are reported, then the run retries;
-    /// the retry starts the rest and reports only those.
-    #[tokio::test]
-    async fn started_exports_are_reported_before_a_throttled_start_is_retried() {
-        let mut rds = FakeRds::with_instances(&["a-db", "b-db", "c-db"]);
-        rds.throttled_after = Some(1);
-        let (n, cfg) = (FakeNotifier::default(), config(&[]));
-        let err = handle(json(SCHEDULE), &cfg, &rds, &n).await.unwrap_err();
-        assert_eq!(bridgekeeper::Classify::class(&err), Class::Retryable);
-        let sent = n.sent();
-        assert_eq!(sent.len(), 1, "{sent:?}");
-        assert!(sent[0].subject.contains("1 started"), "{}", sent[0].subject);
-        assert!(
-            sent[0].body.contains("ThrottlingException"),
-            "{}",
-            sent[0].body
-        );
-        rds.throttled_after = None;
-        let s = run(&rds, &n, &cfg).await;
-        let started: Vec<_> = s.started.iter().map(|e| e.source.as_str()).collect();
-        assert_eq!(started, ["b-db", "c-db"]);
-        // a-db and the throttled b-db, then b-db and c-db: a-db is never asked twice.
-        assert_eq!(rds.count("StartExportTask"), 2 + 2);
-    }
-
-    #[tokio::test]
-    async fn the_same_event_three_times_starts_each_export_once() {
-        let (rds, n, cfg) = (
-            FakeRds::with_instances(&["a-db", "b-db"]),
-            FakeNotifier::default(),
-            config(&[]),
-        );
-        for _ in 0..3 {
-            run(&rds, &n, &cfg).await;
-        }
-        assert_eq!(rds.count("StartExportTask"), 2);
-        assert_eq!(rds.tasks.lock().unwrap().len(), 2);
-        // Runs two and three had nothing new to say.
-        assert_eq!(n.sent().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn calls_grow_linearly_and_already_exported_snapshots_start_nothing() {
-        let ids: Vec<String> = (0..8).map(|i| format!("db{i}")).collect();
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let (rds, n, cfg) = (
-            FakeRds::with_instances(&ids),
-            FakeNotifier::default(),
-            config(&[]),
-        );
-        rds.tasks
-            .lock()
-            .unwrap()
-            .extend(rds.snapshots.values().flatten().map(|s| ExportTask {
-                id: format!("done-{}", s.id.len()),
-                source_arn: s.arn.clone(),
-                status: TaskStatus::Complete,
-                s3_bucket: None,
-                s3_prefix: None,
-                failure_cause: None,
-                started: None,
-                ended: None,
-                size_gb: None,
-            }));
-        let s = run(&rds, &n, &cfg).await;
-        assert_eq!(s.already_exported.len(), 8);
-        // One listing each (instances, clusters, every export task), then one snapshot lookup
-        // per source; nothing else.
-        assert_eq!(rds.calls().len(), 3 + 8);
-        assert_eq!(rds.count("StartExportTask"), 0);
-    }
-
-    #[tokio::test]
-    async fn one_failing_source_is_reported_and_the_others_still_export() {
-        let mut rds = FakeRds::with_instances(&["a-db", "locked-db", "c-db"]);
-        rds.failing
-            .insert("locked-db".into(), ("AccessDenied", 403));
-        let (n, cfg) = (FakeNotifier::default(), config(&[]));
-        let s = run(&rds, &n, &cfg).await;
-        assert_eq!(s.started.len(), 2);
-        assert_eq!(s.errors.len(), 1);
-        assert_eq!(s.errors[0].source, "locked-db");
-        assert!(s.errors[0].error.contains("AccessDenied"), "{:?}", s.errors);
-        let sent = n.sent();
-        assert_eq!(sent[0].severity, Severity::Error);
-        assert!(
-            sent[0]
-                .body
-                .contains("locked-db: rds:DescribeDBSnapshots failed: AccessDenied")
-        );
-    }
-
-    #[tokio::test]
-    async fn throttling_that_outlasts_the_sdk_fails_the_invocation_as_retryable() {
-        use bridgekeeper::Classify;
-        let mut rds = FakeRds::with_instances(&["a-db", "b-db"]);
-        rds.failing.insert("b-db".into(), ("Throttling", 400));
-        let n = FakeNotifier::default();
-        let err = handle(json(SCHEDULE), &config(&[]), &rds, &n)
-            .await
-            .unwrap_err();
-        assert_eq!(err.diagnostic().error_type, "Retryable.Aws");
-        assert!(n.sent().is_empty());
-    }
-
-    #[tokio::test]
-    async fn dry_run_plans_the_same_exports_and_starts_none() {
-        let (rds, n) = (FakeRds::with_instances(&["a-db"]), FakeNotifier::default());
-        let s = run(&rds, &n, &config(&[("DRY_RUN", "true")])).await;
-        assert!(s.dry_run);
-        assert_eq!(s.started.len(), 1);
-        assert_eq!(rds.count("StartExportTask"), 0);
-        assert_eq!(
-            n.sent()[0].subject,
-            "[dev] RDS snapshot exports (dry run): 1 would start"
-        );
-    }
-
-    #[tokio::test]
-    async fn quota_defers_what_does_not_fit_and_says_so() {
-        let mut rds = FakeRds::with_instances(&["a", "b", "c"]);
-        rds.running = 4;
-        let n = FakeNotifier::default();
-        let s = run(&rds, &n, &config(&[])).await;
-        assert_eq!(
-            (s.started.len(), s.deferred.len(), s.running_before),
-            (1, 2, 4)
-        );
-        assert_eq!(s.started[0].source, "a", "oldest snapshot first");
-        assert!(
-            n.sent()[0].subject.ends_with("1 started, 2 deferred"),
-            "{}",
-            n.sent()[0].subject
-        );
-    }
-
-    #[tokio::test]
-    async fn an_existing_task_id_counts_as_already_exporting() {
-        let rds = FakeRds::with_instances(&["a-db"]);
-        let (n, cfg) = (FakeNotifier::default(), config(&[]));
-        // Another run started the same export between our look-up and our start.
-        let plan_id = {
-            let s = run(
-                &FakeRds::with_instances(&["a-db"]),
-                &FakeNotifier::default(),
-                &config(&[("DRY_RUN", "true")]),
-            )
-            .await;
-            s.started[0].task_id.clone()
-        };
-        rds.tasks.lock().unwrap().push(ExportTask {
-            id: plan_id.clone(),
-            source_arn: "arn:elsewhere".into(),
-            status: TaskStatus::Starting,
-            s3_bucket: None,
-            s3_prefix: None,
-            failure_cause: None,
-            started: None,
-            ended: None,
-            size_gb: None,
-        });
-        let s = run(&rds, &n, &cfg).await;
-        assert!(s.started.is_empty());
-        assert_eq!(s.already_exported[0].task_id, plan_id);
-        assert!(s.errors.is_empty());
-    }
-
-    #[tokio::test]
-    async fn summary_policy_never_stays_quiet_and_always_reports_quiet_nights() {
-        let rds = FakeRds::with_instances(&["a-db"]);
-        let n = FakeNotifier::default();
-        run(&rds, &n, &config(&[("SUMMARY_NOTIFICATIONS", "never")])).await;
-        assert!(n.sent().is_empty());
-        run(&rds, &n, &config(&[("SUMMARY_NOTIFICATIONS", "always")])).await;
-        assert_eq!(
-            n.sent()[0].subject,
-            "[dev] RDS snapshot exports: 0 started, 1 already exported"
-        );
-    }
-
-    #[tokio::test]
-    async fn export_completed_event_notifies_with_the_task_details() {
-        let rds = FakeRds::default();
-        let e: bridgekeeper::events::RdsEvent = serde_json::from_str(COMPLETED).unwrap();
-        rds.tasks.lock().unwrap().push(ExportTask {
-            id: "bk-shop-db-2026-11-21-02-10-0badf00d".into(),
-            source_arn: e.detail.source_arn.clone(),
-            status: TaskStatus::Complete,
-            s3_bucket: Some("exports-bucket".into()),
-            s3_prefix: Some("rds-exports/shop-db/2026-11-21".into()),
-            failure_cause: None,
-            started: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 21, 3, 0, 0).unwrap()),
-            ended: Some(
-                chrono::Utc
-                    .with_ymd_and_hms(2026, 11, 21, 3, 40, 0)
-                    .unwrap(),
-            ),
-            size_gb: Some(3),
-        });
-        let n = FakeNotifier::default();
-        let Response::ExportEvent { report: r, next } =
-            handle(json(COMPLETED), &config(&[]), &rds, &n)
-                .await
-                .unwrap()
-        else {
-            panic!("expected an export report")
-        };
-        // The freed slot goes to the sources still waiting (none here: nothing selected).
-        assert!(next.unwrap().started.is_empty());
-        assert_eq!(
-            r.s3_uri.as_deref(),
-            Some(
-                "s3://exports-bucket/rds-exports/shop-db/2026-11-21/bk-shop-db-2026-11-21-02-10-0badf00d/"
-            )
-        );
-        assert_eq!((r.size_gb, r.duration_minutes), (Some(3), Some(40)));
-        assert_eq!(rds.calls()[0], "DescribeExportTasks");
-        assert_eq!(
-            n.sent()[0].subject,
-            "[dev] RDS export completed: shop-db (rds:shop-db-2026-11-21-02-10)"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_snapshot_created_event_exports_its_selected_source_now_once() {
-        let (rds, n, cfg) = (
-            FakeRds::with_instances(&["shop-db", "billing"]),
-            FakeNotifier::default(),
-            config(&[]),
-        );
-        for _ in 0..3 {
-            let r = handle(json(SNAPSHOT_CREATED), &cfg, &rds, &n)
-                .await
-                .unwrap();
-            let Response::SnapshotCreated {
-                source, ignored, ..
-            } = r
-            else {
-                panic!("{r:?}")
-            };
-            assert_eq!((source.as_str(), ignored), ("shop-db", None));
-        }
-        // The fair slot-filling ran: both waiting sources went, each exactly once.
-        assert_eq!(rds.count("StartExportTask"), 2);
-        // One listing of the sources per delivery serves both the check and the slot-filling.
-        assert_eq!(rds.count("DescribeDBInstances"), 3);
-    }
-
-    #[tokio::test]
-    async fn a_snapshot_created_event_for_an_unselected_source_does_nothing() {
-        let (rds, n, cfg) = (
-            FakeRds::with_instances(&["billing"]),
-            FakeNotifier::default(),
-            config(&[]),
-        );
-        let r = handle(json(SNAPSHOT_CREATED), &cfg, &rds, &n)
-            .await
-            .unwrap();
-        assert!(
-            matches!(
-                r,
-                Response::SnapshotCreated {
-                    ignored: Some(_),
-                    run: None,
-                    ..
+    async fn a_refused_member_holds_no_other_account_back_and_fails_the_run_by_name() {
+        let own = FakeRds::with_instances(&["ops-db"]);
+        let staging = Arc::new(FakeRds::with_instances(&["orders"]));
+        let members = Members {
+            rds: HashMap::from([(STAGING, staging.clone())]),
+            refused: Some((PROD, |account| {
+                bridgekeeper::accounts::AccountError::NoRole {
+                    account: account.to_owned(),
                 }
-            ),
-            "{r:?}"
-        );
-        assert_eq!(rds.count("StartExportTask"), 0);
-        assert_eq!(rds.count("DescribeExportTasks(all)"), 0);
-        assert!(n.sent().is_empty());
-    }
-
-    #[tokio::test]
-    async fn an_export_completed_event_starts_the_next_waiting_export() {
-        let mut rds = FakeRds::with_instances(&["a-db", "b-db", "c-db"]);
-        // Four of the account's five slots are busy once this export has finished.
-        rds.running = 4;
-        rds.tasks.lock().unwrap().push(completed_task());
-        let n = FakeNotifier::default();
-        let r = handle(json(COMPLETED), &config(&[]), &rds, &n)
-            .await
-            .unwrap();
-        let Response::ExportEvent {
-            next: Some(next), ..
-        } = r
-        else {
-            panic!("{r:?}")
+                .into()
+            })),
         };
-        assert_eq!((next.started.len(), next.deferred.len()), (1, 2));
-        assert_eq!(rds.count("StartExportTask"), 1);
-        let subjects: Vec<String> = n.sent().into_iter().map(|m| m.subject).collect();
-        assert_eq!(
-            subjects.len(),
-            2,
-            "the export's report and what started next: {subjects:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn an_export_someone_else_started_is_not_reported_as_ours() {
-        let rds = FakeRds::default();
-        rds.tasks.lock().unwrap().push(ExportTask {
-            id: "analytics-team-export".into(),
-            ..completed_task()
-        });
-        let n = FakeNotifier::default();
-        let r = handle(json(COMPLETED), &config(&[]), &rds, &n)
-            .await
-            .unwrap();
-        assert!(matches!(r, Response::NotOurs { .. }), "{r:?}");
-        assert!(n.sent().is_empty());
-    }
-
-    #[tokio::test]
-    async fn skips_that_need_a_person_are_sent_even_when_only_changes_are() {
-        let mut rds = FakeRds::with_instances(&["new-db"]);
-        rds.snapshots.clear();
-        let n = FakeNotifier::default();
-        let s = run(&rds, &n, &config(&[("SUMMARY_NOTIFICATIONS", "changes")])).await;
-        assert!(s.skipped[0].needs_person);
-        let subjects: Vec<String> = n.sent().into_iter().map(|m| m.subject).collect();
+        let (err, notifier) = run(SCHEDULE, &own, &members).await;
+        let err = err.unwrap_err();
+        assert_eq!(err.class(), Class::NonRetryable);
+        assert!(err.to_string().contains("account 333333333333"), "{err}");
+        // The hub and staging were exported all the same, each under its own prefix.
+        assert_eq!(prefixes(&own).len(), 1);
+        assert!(prefixes(&own)[0].starts_with("rds-exports/ops-db/"));
+        let staged = prefixes(&staging);
+        assert_eq!(staged.len(), 1);
         assert!(
-            subjects.iter().any(|s| s.contains("RDS snapshot exports")),
-            "{subjects:?}"
+            staged[0].starts_with("rds-exports/222222222222/orders/"),
+            "{staged:?}"
         );
-        // And, never exported and not waiting for a slot, it is overdue.
+        let subjects: Vec<String> = notifier.sent().into_iter().map(|n| n.subject).collect();
         assert!(
-            subjects.iter().any(|s| s.contains("overdue: new-db")),
+            subjects.contains(&"[staging] RDS snapshot exports: 1 started".to_owned()),
             "{subjects:?}"
         );
     }
 
     #[tokio::test]
-    async fn an_overdue_source_is_reported_once_when_it_crosses_and_once_when_it_recovers() {
-        let mut rds = FakeRds::with_instances(&["old-db"]);
-        let newest = rds.snapshots["old-db"][0].clone();
-        let older = Snapshot {
-            id: "rds:old-db-2026-11-18-02-10".into(),
-            arn: "arn:aws:rds:eu-west-1:123456789012:snapshot:rds:old-db-2026-11-18-02-10".into(),
-            created: Some(
-                chrono::Utc
-                    .with_ymd_and_hms(2026, 11, 18, 2, 10, 0)
-                    .unwrap(),
-            ),
-            ..newest.clone()
+    async fn a_retryable_failure_in_one_account_fails_the_run_as_retryable() {
+        let own = FakeRds::with_instances(&["ops-db"]);
+        let members = Members {
+            rds: HashMap::from([(STAGING, Arc::new(FakeRds::with_instances(&["orders"])))]),
+            refused: Some((PROD, |_| Error::Transient("STS throttled".into()))),
         };
-        rds.snapshots.get_mut("old-db").unwrap().push(older.clone());
-        let task =
-            |id: &str, arn: &str, status, at: Option<chrono::DateTime<chrono::Utc>>| ExportTask {
-                id: id.into(),
-                source_arn: arn.into(),
-                status,
-                s3_bucket: None,
-                s3_prefix: None,
-                failure_cause: Some("KMS key disabled".into()),
-                started: None,
-                ended: at,
-                size_gb: None,
-            };
-        // The last good export was 50 hours ago; the newest snapshot failed three times.
-        let long_ago = chrono::Utc::now() - chrono::Duration::hours(50);
-        let mut tasks = vec![task(
-            "bk-old-db-1",
-            &older.arn,
-            TaskStatus::Complete,
-            Some(long_ago),
-        )];
-        for a in 1..=3 {
-            tasks.push(task(
-                &format!("bk-old-db-n{a}"),
-                &newest.arn,
-                TaskStatus::Failed,
-                None,
-            ));
-        }
-        rds.tasks.lock().unwrap().extend(tasks);
-        let (n, memory, cfg) = (
-            FakeNotifier::default(),
-            bridgekeeper::idempotency::testing::Memory::default(),
-            config(&[]),
-        );
-        for _ in 0..2 {
-            super::handle(json(SCHEDULE), &cfg, &rds, &n, &memory)
-                .await
-                .unwrap();
-        }
-        // The nightly summaries (a failed export needs a person) aside, the objective speaks once.
-        let objective = || -> Vec<bridgekeeper::notify::Notification> {
-            n.sent()
-                .into_iter()
-                .filter(|m| m.subject.contains("RDS exports "))
-                .collect()
-        };
-        let sent = objective();
-        assert_eq!(sent.len(), 1, "{sent:?}");
-        assert_eq!(sent[0].subject, "[dev] RDS exports overdue: old-db");
-        assert_eq!(sent[0].severity, Severity::Error);
-        assert!(sent[0].body.contains("(50 h ago)"), "{}", sent[0].body);
-        // Exported again: one all-clear, then quiet.
-        rds.tasks.lock().unwrap().push(task(
-            "bk-old-db-by-hand",
-            &newest.arn,
-            TaskStatus::Complete,
-            Some(chrono::Utc::now()),
-        ));
-        for _ in 0..2 {
-            super::handle(json(SCHEDULE), &cfg, &rds, &n, &memory)
-                .await
-                .unwrap();
-        }
-        let sent = objective();
-        assert_eq!(sent.len(), 2, "{sent:?}");
-        assert_eq!(
-            sent[1].subject,
-            "[dev] RDS exports back within 36 h: old-db"
-        );
-        assert_eq!(sent[1].severity, Severity::Resolved);
+        let (err, _) = run(SCHEDULE, &own, &members).await;
+        let err = err.unwrap_err();
+        assert_eq!(err.class(), Class::Retryable, "{err}");
+        assert!(err.to_string().contains("account prod"), "{err}");
     }
 
-    /// EventBridge delivers at least once: the entry point runs the handler once per event id
-    /// (the stack's idempotency store), so a redelivered completion is reported once.
     #[tokio::test]
-    async fn a_redelivered_completion_event_is_reported_once() {
-        let rds = FakeRds::default();
-        rds.tasks.lock().unwrap().push(completed_task());
-        let (n, store, cfg) = (
-            FakeNotifier::default(),
-            bridgekeeper::idempotency::testing::Memory::default(),
-            config(&[]),
+    async fn an_rds_event_is_handled_in_the_account_it_came_from() {
+        let own = FakeRds::default();
+        let staging = Arc::new(FakeRds::default());
+        let members = Members {
+            rds: HashMap::from([(STAGING, staging.clone())]),
+            refused: None,
+        };
+        let completed = COMPLETED.replace("\"123456789012\"", &format!("\"{STAGING}\""));
+        run(&completed, &own, &members).await.0.unwrap();
+        assert!(
+            own.calls.lock().unwrap().is_empty(),
+            "the hub's RDS is not asked"
         );
-        let lease = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
-        for _ in 0..3 {
-            bridgekeeper::idempotency::once(&store, &json(COMPLETED), lease, "request-1", || {
-                super::handle(json(COMPLETED), &cfg, &rds, &n, &store)
-            })
-            .await
-            .unwrap();
-        }
-        assert_eq!(n.sent().len(), 1);
+        assert!(!staging.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_rds_event_from_an_account_not_covered_is_refused_before_any_call() {
+        let own = FakeRds::default();
+        let staging = Arc::new(FakeRds::default());
+        let members = Members {
+            rds: HashMap::from([(STAGING, staging.clone())]),
+            refused: None,
+        };
+        let foreign = COMPLETED.replace("\"123456789012\"", "\"999999999999\"");
+        let (err, notifier) = run(&foreign, &own, &members).await;
+        let err = err.unwrap_err();
+        assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
+        assert!(
+            err.to_string().contains("account \"999999999999\""),
+            "{err}"
+        );
+        assert!(own.calls.lock().unwrap().is_empty());
+        assert!(staging.calls.lock().unwrap().is_empty());
+        assert!(notifier.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_members_the_response_is_the_single_accounts() {
+        let mut config = config();
+        config.members.clear();
+        let own = FakeRds::with_instances(&["ops-db"]);
+        let (notifier, memory) = (
+            Recorder::default(),
+            bridgekeeper::idempotency::testing::Memory::default(),
+        );
+        let schedule: serde_json::Value = serde_json::from_str(SCHEDULE).unwrap();
+        let out = handle(
+            schedule,
+            &config,
+            &own,
+            &Members::default(),
+            &notifier,
+            &memory,
+        )
+        .await
+        .unwrap();
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["trigger"], "schedule", "{json}");
+        assert!(matches!(out, Outcome::One(r) if matches!(*r, Response::Schedule(_))));
     }
 }

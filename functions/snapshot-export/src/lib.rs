@@ -1,12 +1,12 @@
 //! snapshot-export: every night, export the newest automated snapshot of each selected RDS
 //! instance and Aurora cluster to S3 (Parquet, KMS-encrypted); report how the exports end.
 
+pub mod account;
 pub mod aws;
 pub mod config;
 pub mod domain;
 #[cfg(test)]
 mod fakes;
-pub mod fleet;
 pub mod handler;
 pub mod report;
 

@@ -11,7 +11,7 @@ use bridgekeeper_tests::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, PostParams};
-use snapshot_export::handler::{Response, handle};
+use snapshot_export::account::{Response, handle};
 
 fn event(path: &str) -> Result<serde_json::Value> {
     let text =
@@ -559,11 +559,11 @@ async fn many_accounts_demo() -> Result<()> {
         ],
     )?;
     println!("\n-- snapshot-export's nightly run, MEMBER_ACCOUNTS=staging=222222222222");
-    let outcome = snapshot_export::fleet::handle(
+    let outcome = snapshot_export::handler::handle(
         event("snapshot-export/schedule.json")?,
         &config,
         &snapshot_export::aws::RdsApi::new(hub_rds.clone()),
-        &snapshot_export::fleet::MemberRds(bridgekeeper_tests::hub_accounts(
+        &snapshot_export::handler::MemberRds(bridgekeeper_tests::hub_accounts(
             &env.sdk,
             "snapshot-export",
         )),
@@ -571,7 +571,7 @@ async fn many_accounts_demo() -> Result<()> {
         &bridgekeeper_tests::idempotency_store(&env.sdk, "snapshot-export").await?,
     )
     .await?;
-    if let snapshot_export::fleet::Outcome::Accounts { accounts } = &outcome {
+    if let snapshot_export::handler::Outcome::Accounts { accounts } = &outcome {
         for a in accounts {
             let started = match &a.run {
                 Some(Response::Schedule(s)) => s.started.iter().map(|e| e.s3_uri.clone()).collect(),
