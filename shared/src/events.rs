@@ -71,6 +71,14 @@ impl Envelope {
         (self.source(), self.detail_type())
     }
 
+    /// The refusal of an event this function does not handle, naming it and what was expected.
+    pub fn not_handled(&self, expected: &str) -> crate::Error {
+        let (source, detail_type) = self.kind();
+        crate::Error::invalid_event(format!(
+            "source {source:?}, detail-type {detail_type:?} is not handled: expected {expected}"
+        ))
+    }
+
     /// The account the event names (the sender's word: see [`crate::accounts::Admitted`]).
     pub fn account(&self) -> Option<&str> {
         self.account.as_deref()

@@ -35,7 +35,8 @@ fn check_trigger(event: &serde_json::Value) -> Result<(), Error> {
     if is_schedule(event)? {
         return Ok(());
     }
-    match Envelope::of(event)?.kind() {
+    let envelope = Envelope::of(event)?;
+    match envelope.kind() {
         ("aws.elasticloadbalancing", "AWS API Call via CloudTrail") => {
             let call: EventBridgeEvent<CloudTrailCall> =
                 EventBridgeEvent::<CloudTrailCall>::deserialize(event).map_err(|e| {
@@ -48,10 +49,10 @@ fn check_trigger(event: &serde_json::Value) -> Result<(), Error> {
                 ))),
             }
         }
-        (s, d) => Err(Error::invalid_event(format!(
-            "source {s:?}, detail-type {d:?} is not handled: expected a Scheduled Event (aws.events, or bridgekeeper \
-             for a manual run) or a CloudTrail CreateLoadBalancer call"
-        ))),
+        _ => Err(envelope.not_handled(
+            "a Scheduled Event (aws.events, or bridgekeeper for a manual run) or a CloudTrail \
+             CreateLoadBalancer call",
+        )),
     }
 }
 

@@ -21,11 +21,8 @@ fn read_event(event: serde_json::Value) -> Result<Result<Push, String>, Error> {
     let envelope = Envelope::of(&event)?;
     let kind = envelope.kind();
     if kind != ECR_IMAGE_ACTION {
-        return Err(Error::invalid_event(format!(
-            "source {:?}, detail-type {:?} is not handled: expected an ECR Image Action event, or a \
-             Scheduled Event for the reconcile",
-            kind.0, kind.1
-        )));
+        return Err(envelope
+            .not_handled("an ECR Image Action event, or a Scheduled Event for the reconcile"));
     }
     let e: EcrImageActionEvent = serde_json::from_value(event)
         .map_err(|e| Error::invalid_event(format!("malformed ECR Image Action event: {e}")))?;

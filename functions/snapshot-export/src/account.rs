@@ -103,10 +103,9 @@ async fn route<R: Rds, N: Notifier, M: Remember>(
         ("", "") => Err(Error::invalid_event(
             "no source or detail-type: expected a Scheduled Event or an RDS snapshot export event",
         )),
-        (source, detail_type) => Err(Error::invalid_event(format!(
-            "source {source:?}, detail-type {detail_type:?} is not handled: expected a Scheduled Event \
-             or an RDS snapshot export event (RDS-EVENT-0159..0164)"
-        ))),
+        _ => Err(envelope.not_handled(
+            "a Scheduled Event or an RDS snapshot export event (RDS-EVENT-0159..0164)",
+        )),
     }
 }
 
