@@ -87,6 +87,28 @@ impl Env {
         Ok(self.parse(var, expected)?.unwrap_or(default))
     }
 
+    /// A whole number within `allowed` (a bound, a concurrency, a count), or `default` when
+    /// unset; out of range is refused by name, with the range.
+    pub fn number_in<T>(
+        &self,
+        var: &str,
+        default: T,
+        allowed: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let expected = format!("a number from {} to {}", allowed.start(), allowed.end());
+        let n = self.parse_or(var, &expected, default)?;
+        if !allowed.contains(&n) {
+            return Err(ConfigError::new(
+                var,
+                format!("is {n}, expected {expected}"),
+            ));
+        }
+        Ok(n)
+    }
+
     /// `true`/`false` (also `1`/`0`, `yes`/`no`), case-insensitive.
     pub fn flag(&self, var: &str, default: bool) -> Result<bool, ConfigError> {
         match self

@@ -84,13 +84,7 @@ impl Config {
             }
         }
         let max_deletions = max_deletions(env)?;
-        let cluster_concurrency = env.parse_or("CLUSTER_CONCURRENCY", "a number from 1", 8usize)?;
-        if cluster_concurrency == 0 {
-            return Err(ConfigError::new(
-                "CLUSTER_CONCURRENCY",
-                "is 0; use 1 or more",
-            ));
-        }
+        let cluster_concurrency = env.number_in("CLUSTER_CONCURRENCY", 8usize, 1..=64)?;
         let ttl = env.parse_or("DEFAULT_TTL", "a number of seconds", 300i64)?;
         let domains = env
             .list("DOMAIN_FILTER")

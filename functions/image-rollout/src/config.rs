@@ -38,11 +38,7 @@ pub struct Config {
 
 /// A bound on requests in flight: 1 to 64, 8 when unset.
 fn concurrency(env: &Env, var: &str) -> Result<usize, ConfigError> {
-    let n = env.parse_or(var, "a number from 1 to 64", 8usize)?;
-    if !(1..=64).contains(&n) {
-        return Err(ConfigError::new(var, format!("is {n}, expected 1 to 64")));
-    }
-    Ok(n)
+    env.number_in(var, 8usize, 1..=64)
 }
 
 fn rules(env: &Env, known: &[String]) -> Result<Vec<Rule>, ConfigError> {
@@ -132,9 +128,7 @@ impl Config {
             poll_interval: env.seconds_in("WATCH_POLL_SECONDS", Duration::from_secs(5), 1..=60)?,
             rollback_on_failure: env.flag("ROLLBACK_ON_FAILURE", false)?,
             allowed_registries: allowed_registries(env)?,
-            reconcile_max_tags: env
-                .parse_or("RECONCILE_MAX_TAGS", "a number from 1", 100usize)?
-                .max(1),
+            reconcile_max_tags: env.number_in("RECONCILE_MAX_TAGS", 100usize, 1..=10_000)?,
             dry_run: env.flag("DRY_RUN", false)?,
         })
     }

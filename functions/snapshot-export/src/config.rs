@@ -107,34 +107,15 @@ impl Config {
                 clusters,
             }
         };
-        let max_concurrent = env.parse_or(
+        // RDS runs at most 5 exports at once per account.
+        let max_concurrent = env.number_in(
             "MAX_CONCURRENT_EXPORTS",
-            "a number from 1 to 5",
             ACCOUNT_EXPORT_LIMIT,
+            1..=ACCOUNT_EXPORT_LIMIT,
         )?;
-        if !(1..=ACCOUNT_EXPORT_LIMIT).contains(&max_concurrent) {
-            return Err(ConfigError::new(
-                "MAX_CONCURRENT_EXPORTS",
-                format!(
-                    "is {max_concurrent}, expected a number from 1 to 5 (RDS runs at most 5 exports at once)"
-                ),
-            ));
-        }
-        let max_export_age = env.parse_or("MAX_EXPORT_AGE_HOURS", "a number of hours", 36i64)?;
         // chrono::Duration::hours panics past about 2.5e12 hours; a year is more than enough.
-        if !(1..=8_760).contains(&max_export_age) {
-            return Err(ConfigError::new(
-                "MAX_EXPORT_AGE_HOURS",
-                format!("is {max_export_age}, expected 1 to 8760 (a year)"),
-            ));
-        }
-        let max_attempts = env.parse_or("MAX_EXPORT_ATTEMPTS", "a number from 1 to 10", 3u32)?;
-        if !(1..=10).contains(&max_attempts) {
-            return Err(ConfigError::new(
-                "MAX_EXPORT_ATTEMPTS",
-                format!("is {max_attempts}, expected 1 to 10"),
-            ));
-        }
+        let max_export_age = env.number_in("MAX_EXPORT_AGE_HOURS", 36i64, 1..=8_760)?;
+        let max_attempts = env.number_in("MAX_EXPORT_ATTEMPTS", 3u32, 1..=10)?;
         let admitted = Admitted::from_env(env)?;
         let export_role = env
             .optional("MEMBER_EXPORT_ROLE_NAME")
