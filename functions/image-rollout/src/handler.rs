@@ -211,17 +211,12 @@ mod tests {
     use std::time::Duration;
 
     use bridgekeeper::Class;
-    use bridgekeeper::cluster::ClusterError;
 
     use bridgekeeper::notify::Severity;
 
     use crate::health::Progress;
     use crate::report::*;
-    use crate::workload::Kind;
-    use crate::workload::Workload;
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
 
     use bridgekeeper::Classify;
     use bridgekeeper::config::Env;
@@ -229,6 +224,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::fakes::*;
     use crate::registry::Registry;
 
     /// One delivery of an event file with the default rules and ECR as the events describe it.
@@ -257,229 +253,6 @@ mod tests {
 
     /// Deployments per cluster as JSON; patches applied with the json-patch crate, as the API
     /// server would.
-    #[derive(Default)]
-    struct FakeKube {
-        objects: Mutex<HashMap<(String, String, String), Value>>,
-        failing: HashMap<String, u16>,
-        /// Statuses the next patches answer with, in order, before patches go through.
-        patch_errors: Mutex<std::collections::VecDeque<u16>>,
-        patches: AtomicUsize,
-        in_flight: AtomicUsize,
-        max_in_flight: AtomicUsize,
-        lists_in_flight: AtomicUsize,
-        max_lists_in_flight: AtomicUsize,
-        calls: AtomicUsize,
-        status: Option<Value>,
-        /// Pods every `pods` call returns.
-        pods: Vec<Value>,
-        /// (cluster, namespace, name, image): another writer sets this image just before the
-        /// next patch lands (a second push of the tag, rolled at the same time).
-        raced_by: Mutex<Option<(String, String, String, String)>>,
-        /// A cluster whose API server accepts requests and never answers.
-        hanging: Option<&'static str>,
-    }
-
-    fn api_error(cluster: &str, code: u16) -> ClusterError {
-        ClusterError::api(
-            cluster,
-            "call",
-            kube::Error::Api(Box::new(kube::core::Status {
-                code,
-                ..Default::default()
-            })),
-        )
-    }
-
-    impl FakeKube {
-        fn add(&self, cluster: &str, ns: &str, name: &str, image: &str, annotations: Value) {
-            let d = json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": name, "namespace": ns, "annotations": annotations, "generation": 1},
-                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": {"spec": {"containers": [{"name": "app", "image": image}]}}}
-            });
-            self.objects
-                .lock()
-                .unwrap()
-                .insert((cluster.into(), ns.into(), name.into()), d);
-        }
-
-        /// Any workload kind, as JSON (names are unique per namespace across kinds here).
-        fn add_object(&self, cluster: &str, v: Value) {
-            let key = (
-                cluster.to_owned(),
-                v["metadata"]["namespace"].as_str().unwrap().to_owned(),
-                v["metadata"]["name"].as_str().unwrap().to_owned(),
-            );
-            self.objects.lock().unwrap().insert(key, v);
-        }
-
-        fn image(&self, cluster: &str, ns: &str, name: &str) -> String {
-            let objects = self.objects.lock().unwrap();
-            let v = &objects[&(cluster.into(), ns.into(), name.into())];
-            let kind = Workload::from_json(v.clone()).unwrap().kind;
-            v.pointer(&format!("{}/spec/containers/0/image", kind.template_path()))
-                .and_then(Value::as_str)
-                .unwrap()
-                .to_owned()
-        }
-    }
-
-    impl Kube for FakeKube {
-        async fn list(
-            &self,
-            cluster: &str,
-            namespace: Option<&str>,
-        ) -> Result<Vec<Workload>, ClusterError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            if let Some(code) = self.failing.get(cluster) {
-                return Err(api_error(cluster, *code));
-            }
-            if self.hanging == Some(cluster) {
-                std::future::pending::<()>().await;
-            }
-            let now = self.lists_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            self.max_lists_in_flight.fetch_max(now, Ordering::SeqCst);
-            tokio::task::yield_now().await;
-            self.lists_in_flight.fetch_sub(1, Ordering::SeqCst);
-            let objects = self.objects.lock().unwrap();
-            Ok(objects
-                .iter()
-                .filter(|((c, ns, _), _)| c == cluster && namespace.is_none_or(|n| n == ns))
-                .map(|(_, v)| Workload::from_json(v.clone()).unwrap())
-                .collect())
-        }
-
-        async fn get(
-            &self,
-            cluster: &str,
-            kind: Kind,
-            namespace: &str,
-            name: &str,
-        ) -> Result<Workload, ClusterError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            let mut v = self.objects.lock().unwrap()
-                [&(cluster.into(), namespace.into(), name.into())]
-                .clone();
-            if let Some(s) = &self.status {
-                v["status"] = s.clone();
-            }
-            let w = Workload::from_json(v).unwrap();
-            assert_eq!(w.kind, kind);
-            Ok(w)
-        }
-
-        async fn patch(
-            &self,
-            cluster: &str,
-            kind: Kind,
-            namespace: &str,
-            name: &str,
-            ops: &[Value],
-        ) -> Result<Workload, ClusterError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            if let Some(code) = self.patch_errors.lock().unwrap().pop_front() {
-                return Err(api_error(cluster, code));
-            }
-            if let Some((c, ns, n, image)) = self.raced_by.lock().unwrap().take() {
-                let mut objects = self.objects.lock().unwrap();
-                let v = objects.get_mut(&(c, ns, n)).unwrap();
-                v["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
-            }
-            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-            tokio::task::yield_now().await;
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            self.patches.fetch_add(1, Ordering::SeqCst);
-            let patch: json_patch::Patch =
-                serde_json::from_value(Value::Array(ops.to_vec())).unwrap();
-            let mut objects = self.objects.lock().unwrap();
-            let v = objects
-                .get_mut(&(cluster.into(), namespace.into(), name.into()))
-                .unwrap();
-            json_patch::patch(v, &patch).map_err(|_| api_error(cluster, 422))?;
-            v["metadata"]["generation"] =
-                json!(v["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
-            let w = Workload::from_json(v.clone()).unwrap();
-            assert_eq!(w.kind, kind);
-            Ok(w)
-        }
-
-        async fn pods(
-            &self,
-            _: &str,
-            _: &str,
-            _: &str,
-        ) -> Result<Vec<k8s_openapi::api::core::v1::Pod>, ClusterError> {
-            Ok(self
-                .pods
-                .iter()
-                .map(|p| serde_json::from_value(p.clone()).unwrap())
-                .collect())
-        }
-    }
-
-    const LATEST: &str = "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd";
-    const STABLE: &str = "sha256:3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b";
-    const NEWER: &str = "sha256:aaaa5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091aaa";
-
-    /// ECR as the event files describe it (latest and stable at their events' digests), with
-    /// tags moved by a test; `broken` answers AccessDenied.
-    #[derive(Default)]
-    struct FakeEcr {
-        moved: Mutex<HashMap<String, Option<String>>>,
-        broken: bool,
-        calls: AtomicUsize,
-        /// Answers for shop/api given before anything else, one per call.
-        answers: Mutex<std::collections::VecDeque<Option<String>>>,
-    }
-
-    impl FakeEcr {
-        fn moved(tag: &str, digest: Option<&str>) -> Self {
-            let ecr = FakeEcr::default();
-            ecr.moved
-                .lock()
-                .unwrap()
-                .insert(tag.into(), digest.map(str::to_owned));
-            ecr
-        }
-    }
-
-    impl Registry for FakeEcr {
-        async fn current_digest(
-            &self,
-            account: &str,
-            region: &str,
-            repository: &str,
-            tag: &str,
-        ) -> Result<Option<String>, bridgekeeper::AwsError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            assert_eq!((account, region), ("123456789012", "eu-west-1"));
-            if self.broken {
-                return Err(bridgekeeper::AwsError::fake(
-                    "ecr:DescribeImages",
-                    "AccessDeniedException",
-                    400,
-                    "not authorized to perform ecr:DescribeImages",
-                ));
-            }
-            if repository == "shop/api"
-                && let Some(answer) = self.answers.lock().unwrap().pop_front()
-            {
-                return Ok(answer);
-            }
-            if let Some(d) = self.moved.lock().unwrap().get(tag)
-                && repository == "shop/api"
-            {
-                return Ok(d.clone());
-            }
-            Ok(match (repository, tag) {
-                ("shop/api", "latest") => Some(LATEST.into()),
-                ("shop/api", "stable") => Some(STABLE.into()),
-                _ => None,
-            })
-        }
-    }
-
     fn config(extra: &[(&'static str, &'static str)]) -> Config {
         let base = [
             (

@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod domain;
+#[cfg(test)]
+mod fakes;
 pub mod handler;
 pub mod health;
 pub mod kube;
