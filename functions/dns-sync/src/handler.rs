@@ -479,7 +479,6 @@ async fn apply_zone<D: Dns>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
 
     use aws_sdk_route53::Client;
     use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsInput;
@@ -487,17 +486,15 @@ mod tests {
     use aws_sdk_route53::operation::list_resource_record_sets::ListResourceRecordSetsOutput;
     use aws_sdk_route53::types::HostedZone;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use bridgekeeper::AwsError;
-    use bridgekeeper::cluster::ClusterError as KubeError;
     use bridgekeeper::config::Env;
     use bridgekeeper::idempotency::testing::Memory;
     use bridgekeeper::notify::testing::Recorder;
-    use k8s_openapi::api::core::v1::Service;
     use k8s_openapi::api::networking::v1::Ingress;
     use serde_json::json;
 
     use super::*;
-    use crate::aws::{AwsDns, ZoneListing};
+    use crate::aws::AwsDns;
+    use crate::fakes::*;
     use crate::records::RecordSet;
 
     const CLASSIC: &str = "default-1854330541.ap-northeast-1.elb.amazonaws.com";
@@ -530,141 +527,6 @@ mod tests {
             "status": {"loadBalancer": {"ingress": [{"hostname": lb}]}}
         }))
         .unwrap()
-    }
-
-    /// Ingresses per cluster; a cluster named in `hang` never answers. Counts the ingress lists
-    /// in flight at once.
-    #[derive(Default)]
-    struct Clusters {
-        ingresses: Vec<(&'static str, Ingress)>,
-        hang: Option<&'static str>,
-        in_flight: std::sync::atomic::AtomicUsize,
-        widest: std::sync::atomic::AtomicUsize,
-    }
-
-    impl Sources for Clusters {
-        async fn ingresses(
-            &self,
-            cluster: &str,
-            _: Option<&str>,
-        ) -> Result<Vec<Ingress>, KubeError> {
-            use std::sync::atomic::Ordering::SeqCst;
-            if self.hang == Some(cluster) {
-                std::future::pending::<()>().await;
-            }
-            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
-            self.widest.fetch_max(now, SeqCst);
-            tokio::task::yield_now().await;
-            self.in_flight.fetch_sub(1, SeqCst);
-            Ok(self
-                .ingresses
-                .iter()
-                .filter(|(c, _)| *c == cluster)
-                .map(|(_, i)| i.clone())
-                .collect())
-        }
-        async fn services(&self, _: &str, _: Option<&str>) -> Result<Vec<Service>, KubeError> {
-            Ok(vec![])
-        }
-    }
-
-    /// One zone, `example.com`, applying batches to its record list.
-    struct Zone1 {
-        records: Mutex<Vec<RecordSet>>,
-        calls: Mutex<usize>,
-        /// A member account whose zones cannot be listed (its role refuses).
-        unreadable_account: Option<&'static str>,
-    }
-
-    impl Zone1 {
-        fn with(records: Vec<RecordSet>) -> Self {
-            Zone1 {
-                records: Mutex::new(records),
-                calls: Mutex::new(0),
-                unreadable_account: None,
-            }
-        }
-        fn names(&self) -> BTreeSet<String> {
-            let r = self.records.lock().unwrap();
-            r.iter()
-                .map(|r| format!("{} {}", r.rtype, r.name))
-                .collect()
-        }
-    }
-
-    impl Dns for Zone1 {
-        async fn zones(&self) -> Result<ZoneListing, AwsError> {
-            let mut listing = ZoneListing::from(vec![Zone {
-                id: "Z1".into(),
-                name: "example.com".into(),
-                private: false,
-            }]);
-            if let Some(account) = self.unreadable_account {
-                listing.unreadable.push((
-                    account.to_owned(),
-                    AwsError::fake("sts:AssumeRole", "AccessDenied", 403, "not authorized"),
-                ));
-            }
-            Ok(listing)
-        }
-        async fn records(&self, _: &str) -> Result<Vec<RecordSet>, AwsError> {
-            Ok(self.records.lock().unwrap().clone())
-        }
-        async fn load_balancers(&self) -> Result<HashMap<String, LoadBalancer>, AwsError> {
-            Ok(HashMap::new())
-        }
-        async fn apply(&self, _: &str, batch: &[DnsChange], _: &str) -> Result<String, AwsError> {
-            *self.calls.lock().unwrap() += 1;
-            let mut records = self.records.lock().unwrap();
-            for c in batch {
-                match c {
-                    DnsChange::Create(r) | DnsChange::Upsert(r) => {
-                        records.retain(|x| (&x.name, &x.rtype) != (&r.name, &r.rtype));
-                        records.push(r.clone());
-                    }
-                    DnsChange::Delete(r) => records.retain(|x| x != r),
-                }
-            }
-            Ok("C1".into())
-        }
-    }
-
-    /// example.com takes changes; example.org's records cannot be listed (throttled).
-    #[derive(Default)]
-    struct TwoZones {
-        applied: Mutex<Vec<String>>,
-    }
-
-    impl Dns for TwoZones {
-        async fn zones(&self) -> Result<ZoneListing, AwsError> {
-            let zone = |id: &str, name: &str| Zone {
-                id: id.into(),
-                name: name.into(),
-                private: false,
-            };
-            Ok(ZoneListing::from(vec![
-                zone("Z1", "example.com"),
-                zone("Z2", "example.org"),
-            ]))
-        }
-        async fn records(&self, zone: &str) -> Result<Vec<RecordSet>, AwsError> {
-            match zone {
-                "Z2" => Err(AwsError::fake(
-                    "route53:ListResourceRecordSets",
-                    "Throttling",
-                    400,
-                    "Rate exceeded",
-                )),
-                _ => Ok(vec![]),
-            }
-        }
-        async fn load_balancers(&self) -> Result<HashMap<String, LoadBalancer>, AwsError> {
-            Ok(HashMap::new())
-        }
-        async fn apply(&self, zone: &str, _: &[DnsChange], _: &str) -> Result<String, AwsError> {
-            self.applied.lock().unwrap().push(zone.to_owned());
-            Ok("C1".into())
-        }
     }
 
     fn owned(host: &str, cluster: &str) -> Vec<RecordSet> {

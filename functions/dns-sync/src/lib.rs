@@ -6,6 +6,8 @@ pub mod batch;
 pub mod config;
 pub mod domain;
 pub mod elb;
+#[cfg(test)]
+mod fakes;
 pub mod handler;
 pub mod kube;
 pub mod policy;

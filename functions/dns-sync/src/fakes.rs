@@ -1,0 +1,147 @@
+//! The crate's test doubles, for any of its tests: clusters that list fixed Ingresses (one may
+//! hang), a zone kept in memory that counts its changes, and two zones of which one is
+//! throttled.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use bridgekeeper::AwsError;
+use bridgekeeper::cluster::ClusterError as KubeError;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+
+use crate::aws::{Dns, ZoneListing};
+use crate::domain::Zone;
+use crate::kube::Sources;
+use crate::records::{DnsChange, LoadBalancer, RecordSet};
+
+/// Ingresses per cluster; a cluster named in `hang` never answers. Counts the ingress lists
+/// in flight at once.
+#[derive(Default)]
+pub struct Clusters {
+    pub ingresses: Vec<(&'static str, Ingress)>,
+    pub hang: Option<&'static str>,
+    pub in_flight: std::sync::atomic::AtomicUsize,
+    pub widest: std::sync::atomic::AtomicUsize,
+}
+
+impl Sources for Clusters {
+    async fn ingresses(&self, cluster: &str, _: Option<&str>) -> Result<Vec<Ingress>, KubeError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.hang == Some(cluster) {
+            std::future::pending::<()>().await;
+        }
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.widest.fetch_max(now, SeqCst);
+        tokio::task::yield_now().await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        Ok(self
+            .ingresses
+            .iter()
+            .filter(|(c, _)| *c == cluster)
+            .map(|(_, i)| i.clone())
+            .collect())
+    }
+    async fn services(&self, _: &str, _: Option<&str>) -> Result<Vec<Service>, KubeError> {
+        Ok(vec![])
+    }
+}
+
+/// One zone, `example.com`, applying batches to its record list.
+pub struct Zone1 {
+    pub records: Mutex<Vec<RecordSet>>,
+    pub calls: Mutex<usize>,
+    /// A member account whose zones cannot be listed (its role refuses).
+    pub unreadable_account: Option<&'static str>,
+}
+
+impl Zone1 {
+    pub fn with(records: Vec<RecordSet>) -> Self {
+        Zone1 {
+            records: Mutex::new(records),
+            calls: Mutex::new(0),
+            unreadable_account: None,
+        }
+    }
+    pub fn names(&self) -> BTreeSet<String> {
+        let r = self.records.lock().unwrap();
+        r.iter()
+            .map(|r| format!("{} {}", r.rtype, r.name))
+            .collect()
+    }
+}
+
+impl Dns for Zone1 {
+    async fn zones(&self) -> Result<ZoneListing, AwsError> {
+        let mut listing = ZoneListing::from(vec![Zone {
+            id: "Z1".into(),
+            name: "example.com".into(),
+            private: false,
+        }]);
+        if let Some(account) = self.unreadable_account {
+            listing.unreadable.push((
+                account.to_owned(),
+                AwsError::fake("sts:AssumeRole", "AccessDenied", 403, "not authorized"),
+            ));
+        }
+        Ok(listing)
+    }
+    async fn records(&self, _: &str) -> Result<Vec<RecordSet>, AwsError> {
+        Ok(self.records.lock().unwrap().clone())
+    }
+    async fn load_balancers(&self) -> Result<HashMap<String, LoadBalancer>, AwsError> {
+        Ok(HashMap::new())
+    }
+    async fn apply(&self, _: &str, batch: &[DnsChange], _: &str) -> Result<String, AwsError> {
+        *self.calls.lock().unwrap() += 1;
+        let mut records = self.records.lock().unwrap();
+        for c in batch {
+            match c {
+                DnsChange::Create(r) | DnsChange::Upsert(r) => {
+                    records.retain(|x| (&x.name, &x.rtype) != (&r.name, &r.rtype));
+                    records.push(r.clone());
+                }
+                DnsChange::Delete(r) => records.retain(|x| x != r),
+            }
+        }
+        Ok("C1".into())
+    }
+}
+
+/// example.com takes changes; example.org's records cannot be listed (throttled).
+#[derive(Default)]
+pub struct TwoZones {
+    pub applied: Mutex<Vec<String>>,
+}
+
+impl Dns for TwoZones {
+    async fn zones(&self) -> Result<ZoneListing, AwsError> {
+        let zone = |id: &str, name: &str| Zone {
+            id: id.into(),
+            name: name.into(),
+            private: false,
+        };
+        Ok(ZoneListing::from(vec![
+            zone("Z1", "example.com"),
+            zone("Z2", "example.org"),
+        ]))
+    }
+    async fn records(&self, zone: &str) -> Result<Vec<RecordSet>, AwsError> {
+        match zone {
+            "Z2" => Err(AwsError::fake(
+                "route53:ListResourceRecordSets",
+                "Throttling",
+                400,
+                "Rate exceeded",
+            )),
+            _ => Ok(vec![]),
+        }
+    }
+    async fn load_balancers(&self) -> Result<HashMap<String, LoadBalancer>, AwsError> {
+        Ok(HashMap::new())
+    }
+    async fn apply(&self, zone: &str, _: &[DnsChange], _: &str) -> Result<String, AwsError> {
+        self.applied.lock().unwrap().push(zone.to_owned());
+        Ok("C1".into())
+    }
+}
