@@ -550,7 +550,6 @@ async fn already_sent<S: Remember>(store: &S, events: &[String], target: &str) -
 mod tests {
     use bridgekeeper::notify::Severity;
     use std::collections::HashMap;
-    use std::sync::Mutex;
 
     use bridgekeeper::config::Env;
     use bridgekeeper::failures::testing::Kept;
@@ -558,8 +557,8 @@ mod tests {
     use bridgekeeper::notify::testing::Recorder;
 
     use super::*;
+    use crate::fakes::*;
     use crate::nodes::{NodeInfo, Pool};
-    use bridgekeeper::AwsError;
 
     macro_rules! sample {
         ($name:literal) => {
@@ -568,74 +567,6 @@ mod tests {
     }
 
     const KARPENTER_NODE: &str = "i-0c1d2e3f4a5b6c7d8";
-
-    fn denied(operation: &'static str) -> AwsError {
-        AwsError::fake(operation, "AccessDenied", 403, "denied")
-    }
-
-    const MEMBER: &str = "222222222222";
-
-    #[derive(Default)]
-    struct FakeAsg {
-        groups: HashMap<String, GroupInfo>,
-        /// What the member account's DescribeAutoScalingGroups knows.
-        member: HashMap<String, GroupInfo>,
-        calls: Mutex<Vec<Vec<String>>>,
-        scopes: Mutex<Vec<Scope>>,
-        fail: bool,
-    }
-
-    impl AutoScaling for FakeAsg {
-        async fn describe_groups(
-            &self,
-            scope: &Scope,
-            names: &[String],
-        ) -> Result<HashMap<String, GroupInfo>, Error> {
-            self.calls.lock().unwrap().push(names.to_vec());
-            self.scopes.lock().unwrap().push(scope.clone());
-            if self.fail {
-                return Err(denied("autoscaling:DescribeAutoScalingGroups").into());
-            }
-            let known = match scope.account.as_deref() {
-                Some(MEMBER) => &self.member,
-                _ => &self.groups,
-            };
-            Ok(names
-                .iter()
-                .filter_map(|n| Some((n.clone(), known.get(n)?.clone())))
-                .collect())
-        }
-    }
-
-    #[derive(Default)]
-    struct FakeEc2 {
-        instances: HashMap<String, NodeInfo>,
-        calls: Mutex<Vec<Vec<String>>>,
-        fail: bool,
-    }
-
-    impl Instances for FakeEc2 {
-        async fn describe_instances(
-            &self,
-            _: &Scope,
-            ids: &[String],
-        ) -> Result<HashMap<String, NodeInfo>, Error> {
-            self.calls.lock().unwrap().push(ids.to_vec());
-            if self.fail {
-                return Err(AwsError::fake(
-                    "ec2:DescribeInstances",
-                    "RequestLimitExceeded",
-                    503,
-                    "slow down",
-                )
-                .into());
-            }
-            Ok(ids
-                .iter()
-                .filter_map(|i| Some((i.clone(), self.instances.get(i)?.clone())))
-                .collect())
-        }
-    }
 
     fn prod_ng1() -> FakeAsg {
         let info = GroupInfo {

@@ -7,6 +7,8 @@ pub mod aws;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+#[cfg(test)]
+mod fakes;
 pub mod handler;
 pub mod nodegroups;
 pub mod nodes;
