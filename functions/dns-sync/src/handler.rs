@@ -141,22 +141,14 @@ async fn read_clusters<S: Sources>(
     .await
 }
 
-pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
-    event: serde_json::Value,
-    deadline: SystemTime,
+/// What the clusters ask for: every endpoint (from the clusters that could be read, and what
+/// could be read of the others), the clusters read whole, and the holds of skipped sources.
+async fn endpoints<S: Sources>(
     config: &Config,
     sources: &S,
-    dns: &D,
-    notifier: &N,
-    state: &State<'_, M>,
-) -> Result<Response, Error> {
-    let origin = config.admitted.check(Envelope::of(&event)?.account())?;
-    check_trigger(&event)?;
-    let mut response = Response {
-        dry_run: config.dry_run,
-        ..Response::default()
-    };
-
+    deadline: SystemTime,
+    response: &mut Response,
+) -> (Vec<Endpoint>, BTreeSet<String>, Holds) {
     let mut endpoints: Vec<Endpoint> = Vec::new();
     let mut complete = BTreeSet::new();
     for read in read_clusters(config, sources, deadline).await {
@@ -188,9 +180,26 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
         source: e.source,
         hosts: vec![],
     }));
+    (endpoints, complete, holds)
+}
 
+/// The zones it may write, what each is wanted to hold, and why new hosts wait (a member
+/// account's zones could not be listed). `true` when that listing failure is worth a retry.
+type ZonesWanted = (
+    Vec<Zone>,
+    HashMap<String, Vec<Endpoint>>,
+    Option<String>,
+    bool,
+);
+
+async fn zones<D: Dns>(
+    config: &Config,
+    dns: &D,
+    endpoints: Vec<Endpoint>,
+    response: &mut Response,
+) -> Result<ZonesWanted, Error> {
     let listing = dns.zones().await.map_err(Error::from)?;
-    let mut retry = listing
+    let retry = listing
         .unreadable
         .iter()
         .any(|(_, e)| e.class() == Class::Retryable);
@@ -229,43 +238,32 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
         }
     }
     response.hosts_without_zone.dedup();
+    Ok((zones, per_zone, hold_new, retry))
+}
 
-    // The published table names every ELB hostname form; DescribeLoadBalancers only for a form
-    // it does not know. Its failure stops the run: guessing would flip aliases to CNAMEs.
-    let load_balancers = if per_zone.values().flatten().any(domain::needs_lookup) {
-        dns.load_balancers().await.map_err(Error::from)?
-    } else {
-        HashMap::new()
-    };
-
-    if config.policy == Policy::Sync && complete.len() < config.clusters.len() {
-        response.deletions_held = Some(
-            "a cluster could not be read, so its hosts' absence proves nothing; its deletions are held"
-                .into(),
-        );
-    }
+/// Every zone's plan, after the deletion safety valve.
+async fn plan<D: Dns>(
+    ctx: &PlanContext<'_>,
+    zones: &[Zone],
+    mut per_zone: HashMap<String, Vec<Endpoint>>,
+    dns: &D,
+    response: &mut Response,
+) -> Result<Vec<Planned>, Error> {
+    let config = ctx.config;
     let wanted: Vec<(&Zone, Vec<Endpoint>)> = zones
         .iter()
         .map(|z| (z, per_zone.remove(&z.id).unwrap_or_default()))
         .filter(|(_, w)| !w.is_empty() || config.policy == Policy::Sync)
         .collect();
-    let ctx = PlanContext {
-        config,
-        load_balancers: &load_balancers,
-        complete: &complete,
-        holds: &holds,
-        hold_new: hold_new.as_deref(),
-    };
     let planned: Vec<Result<Planned, Error>> = futures::stream::iter(
         wanted
             .iter()
-            .map(|(zone, eps)| plan_zone(zone, eps, &ctx, dns)),
+            .map(|(zone, eps)| plan_zone(zone, eps, ctx, dns)),
     )
     .buffered(ZONE_CONCURRENCY)
     .collect()
     .await;
     let mut planned = planned.into_iter().collect::<Result<Vec<_>, _>>()?;
-
     if config.policy == Policy::Sync {
         let deleting: usize = planned
             .iter()
@@ -280,6 +278,52 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
             response.deletions_held = Some(reason);
         }
     }
+    Ok(planned)
+}
+
+/// One run, as external-dns's `RunOnce`: the endpoints the clusters ask for, the zones that
+/// hold them, a plan per zone, the changes applied, and what happened reported.
+pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
+    event: serde_json::Value,
+    deadline: SystemTime,
+    config: &Config,
+    sources: &S,
+    dns: &D,
+    notifier: &N,
+    state: &State<'_, M>,
+) -> Result<Response, Error> {
+    let origin = config.admitted.check(Envelope::of(&event)?.account())?;
+    check_trigger(&event)?;
+    let mut response = Response {
+        dry_run: config.dry_run,
+        ..Response::default()
+    };
+
+    let (endpoints, complete, holds) = endpoints(config, sources, deadline, &mut response).await;
+    let (zones, per_zone, hold_new, mut retry) =
+        zones(config, dns, endpoints, &mut response).await?;
+
+    // The published table names every ELB hostname form; DescribeLoadBalancers only for a form
+    // it does not know. Its failure stops the run: guessing would flip aliases to CNAMEs.
+    let load_balancers = if per_zone.values().flatten().any(domain::needs_lookup) {
+        dns.load_balancers().await.map_err(Error::from)?
+    } else {
+        HashMap::new()
+    };
+    if config.policy == Policy::Sync && complete.len() < config.clusters.len() {
+        response.deletions_held = Some(
+            "a cluster could not be read, so its hosts' absence proves nothing; its deletions are held"
+                .into(),
+        );
+    }
+    let ctx = PlanContext {
+        config,
+        load_balancers: &load_balancers,
+        complete: &complete,
+        holds: &holds,
+        hold_new: hold_new.as_deref(),
+    };
+    let planned = plan(&ctx, &zones, per_zone, dns, &mut response).await?;
 
     let reports: Vec<Result<ZoneReport, Error>> =
         futures::stream::iter(planned.into_iter().map(|p| apply_zone(p, config, dns)))
