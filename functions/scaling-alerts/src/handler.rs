@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsEvent, SqsMessage};
 use bridgekeeper::accounts::Scope;
 use bridgekeeper::failures::{FailureRecord, FailureSink};
 use bridgekeeper::idempotency::{Claim, Remember, Store, event_id};
@@ -31,10 +31,11 @@ pub struct Ports<A, E, N, S> {
     pub store: S,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ItemFailure {
-    #[serde(rename = "itemIdentifier")]
-    pub item_identifier: String,
+/// A record SQS is to deliver again (`batchItemFailures`), as the event crate names it.
+pub fn item_failure(message_id: impl Into<String>) -> BatchItemFailure {
+    let mut f = BatchItemFailure::default();
+    f.item_identifier = message_id.into();
+    f
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,7 +52,7 @@ pub struct RecordError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Response {
     #[serde(rename = "batchItemFailures")]
-    pub batch_item_failures: Vec<ItemFailure>,
+    pub batch_item_failures: Vec<BatchItemFailure>,
     pub events: usize,
     pub notifications: usize,
     pub coalesced: usize,
@@ -76,9 +77,7 @@ impl Response {
                 error: e.to_string(),
                 retryable: e.class() == bridgekeeper::Class::Retryable,
             });
-            self.batch_item_failures.push(ItemFailure {
-                item_identifier: id,
-            });
+            self.batch_item_failures.push(item_failure(id));
         }
     }
 }
@@ -194,9 +193,7 @@ pub async fn record_rejected<S: FailureSink>(mut response: Response, sink: &S) -
         let record = FailureRecord::rejected(crate::FUNCTION, &Error::invalid_event(why), &event);
         if let Err(e) = sink.record(&record).await {
             warn!(message_id = %id, error = %e, "failed-invocations queue unreachable; record returned to SQS");
-            response.batch_item_failures.push(ItemFailure {
-                item_identifier: id,
-            });
+            response.batch_item_failures.push(item_failure(id));
         }
     }
     response
@@ -1265,9 +1262,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             r.batch_item_failures,
-            [ItemFailure {
-                item_identifier: "m0".into()
-            }]
+            [item_failure("m0")]
         );
         assert!(r.failures[0].retryable);
         assert_eq!(p.notifiers.all.sent().len(), 1);
