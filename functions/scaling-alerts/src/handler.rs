@@ -1260,10 +1260,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(
-            r.batch_item_failures,
-            [item_failure("m0")]
-        );
+        assert_eq!(r.batch_item_failures, [item_failure("m0")]);
         assert!(r.failures[0].retryable);
         assert_eq!(p.notifiers.all.sent().len(), 1);
     }
