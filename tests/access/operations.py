@@ -27,7 +27,13 @@ SERVICES = {
     "eks": ("eks", "eks"), "autoscaling": ("autoscaling", "autoscaling"), "ec2": ("ec2", "ec2"),
     "sts": ("sts", "sts"),
 }
-CALLS_THROUGH = {"cluster": {"accounts"}}
+# Shared modules that call others on a function's behalf: a cluster target in a member account
+# is reached through that account's role; every main is built on `wiring`, which records refused
+# events (failures), claims them (idempotency) and assumes member roles (accounts).
+CALLS_THROUGH = {
+    "cluster": {"accounts", "cluster_auth"},
+    "wiring": {"failures", "idempotency", "accounts"},
+}
 # Presigned, never sent by the function: EKS calls it to check the token (no permission needed).
 NOT_CALLS = {"sts:GetCallerIdentity"}
 
