@@ -6,7 +6,7 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CARGO_FLAGS := --workspace --locked
 
-.PHONY: setup demo test lint ci standins bench scale clean-venv template-check policy-check package fuzz fmt-check clippy layout help
+.PHONY: setup demo test lint ci standins bench scale clean-venv template-check policy-check package fuzz bins fmt-check clippy layout help
 
 ## Installs the pinned Python tools into .venv and the IAM evaluator (npm ci); the other targets call it.
 setup: $(VENV)/.installed
@@ -92,6 +92,11 @@ FUZZ_MINUTES ?= 10
 fuzz: setup
 	FUZZ_SECONDS=$$(( $(FUZZ_MINUTES) * 60 )) cargo test $(CARGO_FLAGS) -p bridgekeeper-tests --test fuzz -- --nocapture bad_input
 
+## Every function's binary as a deploy builds it (not as a test harness): catches what only
+## code generation sees, such as a handler future too deep for the default recursion limit.
+bins:
+	cargo build $(CARGO_FLAGS) --bins
+
 ## The code is formatted as cargo fmt leaves it.
 fmt-check:
 	cargo fmt --all --check
@@ -106,7 +111,7 @@ layout:
 	  else echo "layout: ../shared/tools/check-layout is not here; NOT checked"; fi
 
 ## Format, lint, template and layout checks (CI runs these after the tests).
-lint: fmt-check clippy template-check layout
+lint: bins fmt-check clippy template-check layout
 
 ## What CI runs: every test, then every check (.ci/run calls these targets one by one).
 ci: test lint

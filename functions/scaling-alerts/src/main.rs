@@ -1,3 +1,6 @@
+// The batch pipeline nests deeply in the handler future's type.
+#![recursion_limit = "256"]
+
 use bridgekeeper::wiring::Wiring;
 use scaling_alerts::aws::{AutoScalingApi, Ec2Api};
 use scaling_alerts::{Config, FUNCTION, handler};
