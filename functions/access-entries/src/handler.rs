@@ -209,59 +209,10 @@ async fn apply<A: AccessEntries>(plan: &Plan, entries: &A) -> Vec<ClusterResult>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::respond::RespondError;
-    use bridgekeeper::{AwsError, Class, Classify};
-    use std::sync::Mutex;
+    use crate::fakes::{Answers, FakeEks};
+    use bridgekeeper::{Class, Classify};
 
     const ROLE: &str = "arn:aws:iam::111122223333:role/bk-DnsSyncFunctionRole-X";
-
-    #[derive(Default)]
-    struct FakeEks {
-        calls: Mutex<Vec<String>>,
-        fail_on: Option<&'static str>,
-        hang: bool,
-    }
-
-    impl AccessEntries for FakeEks {
-        async fn ensure(&self, c: &str, _: &str, g: &[String]) -> Result<Outcome, AwsError> {
-            if self.hang {
-                std::future::pending::<()>().await;
-            }
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("ensure {c} {}", g.join("+")));
-            if self.fail_on == Some(c) {
-                return Err(AwsError::fake(
-                    "eks:CreateAccessEntry",
-                    "ResourceNotFoundException",
-                    404,
-                    &format!("No cluster found for name: {c}."),
-                ));
-            }
-            Ok(Outcome::Created)
-        }
-        async fn remove(&self, c: &str, _: &str) -> Result<Outcome, AwsError> {
-            self.calls.lock().unwrap().push(format!("remove {c}"));
-            Ok(Outcome::Deleted)
-        }
-    }
-
-    #[derive(Default)]
-    struct Answers {
-        sent: Mutex<Vec<(String, Response)>>,
-        broken: bool,
-    }
-
-    impl Respond for Answers {
-        async fn respond(&self, url: &str, r: &Response) -> Result<(), RespondError> {
-            if self.broken {
-                return Err(RespondError("connection refused".into()));
-            }
-            self.sent.lock().unwrap().push((url.to_owned(), r.clone()));
-            Ok(())
-        }
-    }
 
     fn sample(name: &str) -> Value {
         let path = format!(

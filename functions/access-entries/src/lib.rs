@@ -4,6 +4,8 @@
 
 pub mod aws;
 pub mod domain;
+#[cfg(test)]
+mod fakes;
 pub mod handler;
 pub mod respond;
 
