@@ -24,22 +24,65 @@ pub async fn reconcile<K: Kube, R: Registry>(
     until: Option<tokio::time::Instant>,
     report_by: tokio::time::Instant,
 ) -> (Vec<ImageCheck>, Vec<ClusterReport>) {
-    let targets = domain::all_targets(&config.rules);
     // Two passes, one cluster at a time: first the tags each cluster follows (its workloads
     // dropped once read), then, with the tags resolved, each cluster listed again and rolled.
     // Only one cluster's workloads are ever held (5,000 at most ~46 MB: make scale).
-    let followed_per: Vec<(Target, Result<Vec<Followed>, String>)> =
-        stream::iter(targets.into_iter().map(|t| async move {
-            let r = list_in_time(kube, &t, report_by)
-                .await
-                .map(|w| domain::followed_tags(&config.rules, &t.cluster, &w));
-            (t, r)
-        }))
-        .buffered(1)
-        .collect()
-        .await;
+    let followed_per: Vec<(Target, Result<Vec<Followed>, String>)> = stream::iter(
+        domain::all_targets(&config.rules)
+            .into_iter()
+            .map(|t| async move {
+                let r = list_in_time(kube, &t, report_by)
+                    .await
+                    .map(|w| domain::followed_tags(&config.rules, &t.cluster, &w));
+                (t, r)
+            }),
+    )
+    .buffered(1)
+    .collect()
+    .await;
+    let (checks, current) = resolve(config, registry, &followed_per, report_by).await;
+    let ctx = Rolling {
+        config,
+        kube,
+        registry,
+        until,
+        report_by,
+    };
+    let (ctx, current) = (&ctx, &current);
+    let reports: Vec<ClusterReport> = stream::iter(
+        followed_per
+            .into_iter()
+            .map(|(target, followed)| roll_cluster(ctx, target, followed, current)),
+    )
+    .buffered(1)
+    .collect()
+    .await;
 
-    // Each followed tag resolved once, however many clusters and workloads follow it.
+    let rolled: usize = reports.iter().map(|r| r.rolled.len()).sum();
+    Metrics::new(crate::FUNCTION)
+        .count(
+            "ReconcileRolled",
+            if config.dry_run { 0 } else { rolled as u64 },
+        )
+        .count("ReconcileTagsChecked", checks.len() as u64)
+        .count(
+            "ReconcileTagsUnread",
+            checks.iter().filter(|c| c.error.is_some()).count() as u64,
+        )
+        .flush();
+    info!(tags = checks.len(), rolled, "reconcile done");
+    (checks, reports)
+}
+
+/// Each followed tag resolved once, however many clusters and workloads follow it: only in
+/// allowed registries, at most `RECONCILE_MAX_TAGS`, concurrently (bounded), each cut off where
+/// the invocation must report. What ECR answered for each, and the digests it could confirm.
+async fn resolve<R: Registry>(
+    config: &Config,
+    registry: &R,
+    followed_per: &[(Target, Result<Vec<Followed>, String>)],
+    report_by: tokio::time::Instant,
+) -> (Vec<ImageCheck>, HashMap<Followed, String>) {
     let mut followed: Vec<Followed> = followed_per
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok())
@@ -59,7 +102,6 @@ pub async fn reconcile<K: Kube, R: Registry>(
             "more followed tags than RECONCILE_MAX_TAGS; the rest wait for a later run"
         );
     }
-    // Resolved concurrently (bounded), each cut off where the invocation must report.
     let resolved: Vec<(Followed, Result<Option<String>, String>)> =
         stream::iter(followed.into_iter().map(|key| async move {
             let (account, region) = Push::ecr_parts(&key.0).unwrap_or_default();
@@ -99,98 +141,78 @@ pub async fn reconcile<K: Kube, R: Registry>(
     checks.sort_by(|a, b| {
         (&a.registry, &a.repository, &a.tag).cmp(&(&b.registry, &b.repository, &b.tag))
     });
+    (checks, current)
+}
 
-    let current = &current;
-    let reports: Vec<ClusterReport> = stream::iter(followed_per.into_iter().map(
-        |(target, followed)| async move {
-            let mut report = ClusterReport::new(&target.cluster);
-            let followed = match followed {
-                Ok(f) => f,
-                Err(e) => {
-                    report.error = Some(e);
-                    return report;
-                }
-            };
-            // None of the tags it follows could be resolved: nothing to roll, no second listing.
-            if !followed.iter().any(|k| current.contains_key(k)) {
-                return report;
-            }
-            let deployments = match list_in_time(kube, &target, report_by).await {
-                Ok(w) => w,
-                Err(e) => {
-                    report.error = Some(e);
-                    return report;
-                }
-            };
-            let mut pushes: Vec<Push> = followed
-                .into_iter()
-                .filter_map(|key| {
-                    let digest = current.get(&key)?.clone();
-                    let (registry, repository, tag) = key;
-                    Some(Push {
-                        registry,
-                        repository,
-                        tag,
-                        digest,
-                    })
+/// One cluster's second pass: listed again, and each tag it follows rolled to the digest ECR
+/// confirmed, one tag after another.
+async fn roll_cluster<K: Kube, R: Registry>(
+    ctx: &Rolling<'_, K, R>,
+    target: Target,
+    followed: Result<Vec<Followed>, String>,
+    current: &HashMap<Followed, String>,
+) -> ClusterReport {
+    let mut report = ClusterReport::new(&target.cluster);
+    let followed = match followed {
+        Ok(f) => f,
+        Err(e) => {
+            report.error = Some(e);
+            return report;
+        }
+    };
+    // None of the tags it follows could be resolved: nothing to roll, no second listing.
+    if !followed.iter().any(|k| current.contains_key(k)) {
+        return report;
+    }
+    let deployments = match list_in_time(ctx.kube, &target, ctx.report_by).await {
+        Ok(w) => w,
+        Err(e) => {
+            report.error = Some(e);
+            return report;
+        }
+    };
+    let mut pushes: Vec<Push> = followed
+        .into_iter()
+        .filter_map(|key| {
+            let digest = current.get(&key)?.clone();
+            let (registry, repository, tag) = key;
+            Some(Push {
+                registry,
+                repository,
+                tag,
+                digest,
+            })
+        })
+        .collect();
+    pushes.sort_by(|a, b| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)));
+    // One tag after another in a cluster: two tags of one workload never patch it at once.
+    for push in &pushes {
+        for t in domain::targets(&ctx.config.rules, push)
+            .into_iter()
+            .filter(|t| t.cluster == target.cluster)
+        {
+            let mine: Vec<Workload> = deployments
+                .iter()
+                .filter(|d| {
+                    let ns = d.metadata.namespace.as_deref().unwrap_or_default();
+                    t.namespaces
+                        .as_ref()
+                        .is_none_or(|n| n.iter().any(|x| x == ns))
                 })
+                .cloned()
                 .collect();
-            pushes.sort_by(|a, b| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)));
-            // One tag after another in a cluster: two tags of one workload never patch it at once.
-            for push in &pushes {
-                for t in domain::targets(&config.rules, push)
+            let r = roll_listed(&t, push, ctx, mine).await;
+            report.rolled.extend(r.rolled);
+            report.failed.extend(r.failed);
+            // "already at" for every current workload is the normal case, not news.
+            report.skipped.extend(
+                r.skipped
                     .into_iter()
-                    .filter(|t| t.cluster == target.cluster)
-                {
-                    let mine: Vec<Workload> = deployments
-                        .iter()
-                        .filter(|d| {
-                            let ns = d.metadata.namespace.as_deref().unwrap_or_default();
-                            t.namespaces
-                                .as_ref()
-                                .is_none_or(|n| n.iter().any(|x| x == ns))
-                        })
-                        .cloned()
-                        .collect();
-                    let ctx = Rolling {
-                        config,
-                        kube,
-                        registry,
-                        until,
-                        report_by,
-                    };
-                    let r = roll_listed(&t, push, &ctx, mine).await;
-                    report.rolled.extend(r.rolled);
-                    report.failed.extend(r.failed);
-                    // "already at" for every current workload is the normal case, not news.
-                    report.skipped.extend(
-                        r.skipped
-                            .into_iter()
-                            .filter(|s| !s.reason.starts_with("already")),
-                    );
-                }
-            }
-            report
-        },
-    ))
-    .buffered(1)
-    .collect()
-    .await;
-
-    let rolled: usize = reports.iter().map(|r| r.rolled.len()).sum();
-    Metrics::new(crate::FUNCTION)
-        .count(
-            "ReconcileRolled",
-            if config.dry_run { 0 } else { rolled as u64 },
-        )
-        .count("ReconcileTagsChecked", checks.len() as u64)
-        .count(
-            "ReconcileTagsUnread",
-            checks.iter().filter(|c| c.error.is_some()).count() as u64,
-        )
-        .flush();
-    info!(tags = checks.len(), rolled, "reconcile done");
-    (checks, reports)
+                    .filter(|s| !s.reason.starts_with("already")),
+            );
+        }
+    }
+    report
 }
 
 /// A cluster's workloads, or why they could not be listed before the report deadline.
