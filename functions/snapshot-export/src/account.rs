@@ -152,76 +152,18 @@ fn per_source(
     Ok(())
 }
 
-async fn scheduled<R: Rds, N: Notifier, M: Remember>(
+/// Starts the planned exports. A passing failure (throttling, a 5xx) after some started stops
+/// the starting: what started is reported first, then the run fails retryably (the retry finds
+/// those tasks by their ids); the sources left for the retry are only late, not overdue.
+async fn start<R: Rds>(
     config: &Config,
-    p: &Ports<'_, R, N, M>,
-    trigger: Trigger,
-    listed: Option<Listed>,
-) -> Result<RunSummary, Error> {
-    let (rds, notifier) = (p.rds, p.notifier);
-    let (instances, clusters) = match listed {
-        Some(l) => l,
-        None => list_sources(config, rds).await?,
-    };
-    let (sources, skipped) = domain::select_sources(&config.selection, &instances, &clusters);
-
-    let mut errors = Vec::new();
-    let mut facts = Vec::with_capacity(sources.len());
-    // One listing of the account's export tasks, not one per source: each snapshot's tasks and
-    // each source's last successful export.
-    let all_tasks: Vec<domain::ExportTask> = if sources.is_empty() {
-        vec![]
-    } else {
-        rds.all_exports().await?
-    };
-    let last = domain::last_exports(&all_tasks);
-    // The account's exports holding a slot (theirs and ours), from the same listing.
-    let running = all_tasks.iter().filter(|t| t.status.is_running()).count();
-    let mut by_snapshot = domain::tasks_by_source(all_tasks);
-    for source in sources {
-        let snapshot = match rds.snapshots(&source).await {
-            Ok(snaps) => domain::newest_automated(&snaps).cloned(),
-            Err(e) => {
-                per_source(&source.id, e, &mut errors)?;
-                continue;
-            }
-        };
-        let tasks = snapshot
-            .as_ref()
-            .and_then(|s| by_snapshot.remove(&s.arn))
-            .unwrap_or_default();
-        facts.push(SourceFacts {
-            source,
-            snapshot,
-            tasks,
-        });
-    }
-
-    let dest = Destination {
-        bucket: config.bucket.clone(),
-        prefix: config.prefix.clone(),
-        role_arn: config.role_arn.to_string(),
-        kms_key_arn: config.kms_key_arn.to_string(),
-        export_only: config.export_only.clone(),
-    };
-    let decided = domain::decide(&facts, &last, &dest, config.max_attempts);
-    let plan = decided.fill_slots(running, config.max_concurrent);
-
-    let mut summary = RunSummary {
-        dry_run: config.dry_run,
-        already_exported: plan.already_exported,
-        deferred: plan.deferred,
-        skipped: [skipped, plan.skipped].concat(),
-        running_before: plan.running_before,
-        errors,
-        ..RunSummary::default()
-    };
-    // A passing failure (throttling, a 5xx) after some exports started: what started is
-    // reported first, then the run fails retryably; the retry finds those tasks by their ids.
+    rds: &R,
+    exports: Vec<domain::Export>,
+    summary: &mut RunSummary,
+) -> Result<(Option<Error>, Vec<String>), Error> {
     let mut retry: Option<Error> = None;
-    // Sources the retry will start: not overdue, only late.
     let mut retrying: Vec<String> = Vec::new();
-    for export in plan.start {
+    for export in exports {
         if retry.is_some() {
             retrying.push(export.source);
             continue;
@@ -251,6 +193,83 @@ async fn scheduled<R: Rds, N: Notifier, M: Remember>(
             Err(e) => per_source(&export.source, e, &mut summary.errors)?,
         }
     }
+    Ok((retry, retrying))
+}
+
+/// What the run decides from, in one listing of the account's export tasks (not one per
+/// source): each selected source's newest automated snapshot and its tasks, each source's last
+/// successful export, and how many exports hold a slot now (theirs and ours).
+async fn gather<R: Rds>(
+    rds: &R,
+    sources: Vec<domain::Source>,
+    errors: &mut Vec<SourceError>,
+) -> Result<(Vec<SourceFacts>, domain::LastExports, usize), Error> {
+    let mut facts = Vec::with_capacity(sources.len());
+    let all_tasks: Vec<domain::ExportTask> = if sources.is_empty() {
+        vec![]
+    } else {
+        rds.all_exports().await?
+    };
+    let last = domain::last_exports(&all_tasks);
+    let running = all_tasks.iter().filter(|t| t.status.is_running()).count();
+    let mut by_snapshot = domain::tasks_by_source(all_tasks);
+    for source in sources {
+        let snapshot = match rds.snapshots(&source).await {
+            Ok(snaps) => domain::newest_automated(&snaps).cloned(),
+            Err(e) => {
+                per_source(&source.id, e, errors)?;
+                continue;
+            }
+        };
+        let tasks = snapshot
+            .as_ref()
+            .and_then(|s| by_snapshot.remove(&s.arn))
+            .unwrap_or_default();
+        facts.push(SourceFacts {
+            source,
+            snapshot,
+            tasks,
+        });
+    }
+    Ok((facts, last, running))
+}
+
+async fn scheduled<R: Rds, N: Notifier, M: Remember>(
+    config: &Config,
+    p: &Ports<'_, R, N, M>,
+    trigger: Trigger,
+    listed: Option<Listed>,
+) -> Result<RunSummary, Error> {
+    let (rds, notifier) = (p.rds, p.notifier);
+    let (instances, clusters) = match listed {
+        Some(l) => l,
+        None => list_sources(config, rds).await?,
+    };
+    let (sources, skipped) = domain::select_sources(&config.selection, &instances, &clusters);
+
+    let mut errors = Vec::new();
+    let (facts, last, running) = gather(rds, sources, &mut errors).await?;
+
+    let dest = Destination {
+        bucket: config.bucket.clone(),
+        prefix: config.prefix.clone(),
+        role_arn: config.role_arn.to_string(),
+        kms_key_arn: config.kms_key_arn.to_string(),
+        export_only: config.export_only.clone(),
+    };
+    let decided = domain::decide(&facts, &last, &dest, config.max_attempts);
+    let plan = decided.fill_slots(running, config.max_concurrent);
+
+    let mut summary = RunSummary {
+        dry_run: config.dry_run,
+        already_exported: plan.already_exported,
+        deferred: plan.deferred,
+        skipped: [skipped, plan.skipped].concat(),
+        running_before: plan.running_before,
+        errors,
+        ..RunSummary::default()
+    };
+    let (retry, retrying) = start(config, rds, plan.start, &mut summary).await?;
 
     if !config.dry_run {
         let exporting: Vec<&str> = summary
