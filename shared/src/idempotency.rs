@@ -128,6 +128,33 @@ fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+/// A write conditioned on the claim's owner: `Ok(false)` when the condition failed (the claim
+/// has passed to a newer invocation), the AWS error otherwise.
+fn still_owned<O, E>(
+    operation: &'static str,
+    done: Result<
+        O,
+        aws_smithy_runtime_api::client::result::SdkError<
+            E,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
+    >,
+) -> Result<bool, AwsError>
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+{
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
+    match done {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(AwsError::from_sdk(operation, e)),
+    }
+}
+
 impl Store for DynamoStore {
     async fn begin(
         &self,
@@ -190,16 +217,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
             .send()
             .await;
-        match done {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(AwsError::from_sdk("dynamodb:UpdateItem", e)),
-        }
+        still_owned("dynamodb:UpdateItem", done)
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<bool, AwsError> {
@@ -215,16 +233,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":in_progress", AttributeValue::S("IN_PROGRESS".into()))
             .send()
             .await;
-        match done {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(AwsError::from_sdk("dynamodb:DeleteItem", e)),
-        }
+        still_owned("dynamodb:DeleteItem", done)
     }
 }
 

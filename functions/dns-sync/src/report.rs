@@ -470,25 +470,11 @@ mod tests {
     fn zone(conflicts: Vec<Conflict>) -> ZoneReport {
         ZoneReport {
             conflicts,
-            ..empty_zone()
-        }
-    }
-
-    fn empty_zone() -> ZoneReport {
-        ZoneReport {
-            zone: "example.com".into(),
-            zone_id: "Z1".into(),
-            created: vec![],
-            updated: vec![],
-            deleted: vec![],
-            unchanged: 0,
-            conflicts: vec![],
-            held: vec![],
-            rejected: vec![],
-            batches: 0,
-            changes: vec![],
-            error: None,
-            retryable: false,
+            ..ZoneReport::new(&Zone {
+                id: "Z1".into(),
+                name: "example.com".into(),
+                private: false,
+            })
         }
     }
 
