@@ -541,31 +541,43 @@ impl ClusterAccess {
     }
 }
 
-/// Every object `api` lists, page by page (500 a page), following continue tokens.
-pub async fn list_all<K>(api: &kube::Api<K>) -> Result<Vec<K>, kube::Error>
+/// What `keep` makes of each object listed at `path` (`K::url_path`), `page` objects a page,
+/// following continue tokens. Each page is read straight into `T`, which may be a shadow naming
+/// only the fields wanted (serde skips the rest as it reads), and only one page of `T` is held at
+/// a time: a cluster of thousands costs what is kept, not what was listed.
+pub async fn list_as<T, U>(
+    client: &kube::Client,
+    path: &str,
+    page: u32,
+    mut keep: impl FnMut(T) -> Option<U>,
+) -> Result<Vec<U>, kube::Error>
 where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    T: serde::de::DeserializeOwned,
 {
-    list_kept(api, Some).await
-}
-
-/// What `keep` makes of each object `api` lists, page by page: only one page of whole objects
-/// is held at a time, so a cluster of thousands costs what is kept, not what was listed.
-pub async fn list_kept<K, T>(
-    api: &kube::Api<K>,
-    mut keep: impl FnMut(K) -> Option<T>,
-) -> Result<Vec<T>, kube::Error>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let mut all = Vec::new();
-    let mut params = kube::api::ListParams::default().limit(500);
+    #[derive(serde::Deserialize)]
+    #[serde(bound = "T: serde::de::DeserializeOwned")]
+    struct Page<T> {
+        #[serde(default)]
+        metadata: PageMeta,
+        #[serde(default = "Vec::new")]
+        items: Vec<T>,
+    }
+    #[derive(Default, serde::Deserialize)]
+    struct PageMeta {
+        #[serde(rename = "continue", default)]
+        continue_: Option<String>,
+    }
+    let mut params = kube::api::ListParams::default().limit(page);
+    let mut kept = Vec::new();
     loop {
-        let page = api.list(&params).await?;
-        all.extend(page.items.into_iter().filter_map(&mut keep));
+        let request = kube::core::Request::new(path)
+            .list(&params)
+            .map_err(kube::Error::BuildRequest)?;
+        let page: Page<T> = client.request(request).await?;
+        kept.extend(page.items.into_iter().filter_map(&mut keep));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
-            None => return Ok(all),
+            None => return Ok(kept),
         }
     }
 }

@@ -3,10 +3,9 @@
 use std::future::Future;
 
 use bridgekeeper::accounts::Accounts;
-use bridgekeeper::cluster::{ClusterError, ClusterTarget, Clusters, list_kept};
+use bridgekeeper::cluster::{ClusterError, ClusterTarget, Clusters, list_as};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::Api;
 use serde::de::DeserializeOwned;
 
 /// What dns-sync reads from a cluster; the handler is generic over it.
@@ -49,14 +48,12 @@ impl KubeSources {
         K::DynamicType: Default,
     {
         let what = format!("list {kind} in {}", namespace.unwrap_or("all namespaces"));
+        let path = K::url_path(&K::DynamicType::default(), namespace);
         self.clusters
-            .call(cluster, &what, |client| async move {
-                let api: Api<K> = match namespace {
-                    Some(ns) => Api::namespaced(client, ns),
-                    None => Api::all(client),
-                };
+            .call(cluster, &what, |client| {
+                let path = path.clone();
                 // A page of whole objects at a time; only what the planner reads is kept.
-                list_kept(&api, keep).await
+                async move { list_as(&client, &path, 500, keep).await }
             })
             .await
     }

@@ -6,7 +6,9 @@ use std::fmt::Debug;
 use std::future::Future;
 
 use bridgekeeper::accounts::Accounts;
-use bridgekeeper::cluster::{ClusterAccess, ClusterError, ClusterTarget, Clusters};
+use bridgekeeper::cluster::{ClusterAccess, ClusterError, ClusterTarget, Clusters, list_as};
+
+use crate::listing::Shadow;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
@@ -103,28 +105,19 @@ impl KubeClusters {
         let kind = Kind::of::<K>();
         self.clusters
             .call(cluster, &what, |client| async move {
-                // Page by page, each read into the listing's shadow (crate::listing), never
-                // into the full types: a page of fat workloads costs what is kept.
+                // Each page read into the listing's shadow (crate::listing), never into the full
+                // types; 250 a page: a page of fat workloads is ~18 MB of JSON (make scale).
                 let path = K::url_path(&(), namespace);
-                // 250 a page: a page of fat workloads is ~18 MB of JSON (make scale).
-                let mut params = ListParams::default().limit(PAGE);
-                let mut kept = Vec::new();
-                loop {
-                    let request = kube::core::Request::new(&path)
-                        .list(&params)
-                        .map_err(kube::Error::BuildRequest)?;
-                    let page: crate::listing::Page = client.request(request).await?;
-                    for shadow in page.items.into_iter().filter(|s| s.runs_ecr_image()) {
-                        match shadow.into_workload(kind) {
-                            Ok(w) => kept.push(w),
-                            Err(e) => warn!(cluster, error = %e, "a listed {kind} could not be read; skipped"),
-                        }
+                list_as(&client, &path, PAGE, |shadow: Shadow| {
+                    if !shadow.runs_ecr_image() {
+                        return None;
                     }
-                    match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                        Some(token) => params = params.continue_token(&token),
-                        None => return Ok(kept),
-                    }
-                }
+                    shadow
+                        .into_workload(kind)
+                        .map_err(|e| warn!(cluster, error = %e, "a listed {kind} could not be read; skipped"))
+                        .ok()
+                })
+                .await
             })
             .await
     }

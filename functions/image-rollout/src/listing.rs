@@ -12,20 +12,6 @@ use serde_json::{Value, json};
 use crate::workload::{Kind, Workload};
 
 #[derive(Debug, Deserialize)]
-pub struct Page {
-    #[serde(default)]
-    pub metadata: PageMeta,
-    #[serde(default)]
-    pub items: Vec<Shadow>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct PageMeta {
-    #[serde(rename = "continue", default)]
-    pub continue_: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
 pub struct Shadow {
     #[serde(default)]
     metadata: Meta,
