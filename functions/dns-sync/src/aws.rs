@@ -14,10 +14,10 @@ use bridgekeeper::accounts::{AccountError, Accounts, Scope};
 use bridgekeeper::classify::SdkResultExt;
 use tracing::info;
 
-use crate::domain::Zone;
 use crate::records::{
     AliasTarget, DnsChange, GeoProximity, LoadBalancer, RecordSet, Routing, normalize,
 };
+use crate::zones::Zone;
 
 /// What dns-sync asks of AWS; the handler is generic over it.
 /// The hosted zones found, and the member accounts whose zones could not be listed (each

@@ -5,9 +5,10 @@ use bridgekeeper::cluster::{ClusterTarget, targets_from_env};
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
 use bridgekeeper::notify::{SnsNotifier, Topics};
 
-use crate::domain::{DeletionLimit, Policy, ZoneFilter, ZoneType};
+use crate::domain::{DeletionLimit, Policy};
 use crate::policy::HostPolicy;
 use crate::sources::{Defaults, RecordKind};
+use crate::zones::{ZoneFilter, ZoneType};
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::aws::{Dns, ZoneListing};
-use crate::domain::Zone;
 use crate::kube::Sources;
 use crate::records::{DnsChange, LoadBalancer, RecordSet};
+use crate::zones::Zone;
 
 /// Ingresses per cluster; a cluster named in `hang` never answers. Counts the ingress lists
 /// in flight at once.

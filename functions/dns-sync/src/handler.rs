@@ -16,13 +16,12 @@ use tracing::{info, warn};
 
 use crate::aws::Dns;
 use crate::config::Config;
-use crate::domain::{
-    self, Conflict, Holds, HostChanges, Outcome, PlanInput, Policy, Zone, ZonePlan,
-};
+use crate::domain::{self, Conflict, Holds, HostChanges, Outcome, PlanInput, Policy, ZonePlan};
 use crate::kube::Sources;
 use crate::records::{DnsChange, LoadBalancer};
 use crate::report::{self, AccountError, ClusterError, Response, State, ZoneReport};
 use crate::sources::{Endpoint, Skip, from_ingress, from_service};
+use crate::zones::Zone;
 
 #[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -229,7 +228,7 @@ async fn zones<D: Dns>(
         .collect();
     let mut per_zone: HashMap<String, Vec<Endpoint>> = HashMap::new();
     for ep in endpoints {
-        let holders = domain::zones_for(&ep.host, &zones);
+        let holders = crate::zones::zones_for(&ep.host, &zones);
         if holders.is_empty() {
             response.hosts_without_zone.push(ep.host.clone());
         }

@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
-use crate::domain::{self, Conflict, HostChanges, Zone};
+use crate::domain::{self, Conflict, HostChanges};
 use crate::records::DnsChange;
 use crate::sources::Skip;
+use crate::zones::Zone;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ZoneReport {
