@@ -3,7 +3,6 @@
 //! `aws eks get-token` makes it), or a plain URL (local stand-ins, non-EKS clusters).
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,168 +14,21 @@ use rustls_pki_types::pem::PemObject;
 use tokio::sync::Mutex;
 use tracing::{debug, info};
 
-use crate::accounts::{AccountError, Accounts, Scope, is_account_id};
+use crate::accounts::{AccountError, Accounts};
 use crate::classify::{AwsError, Class, Classify, SdkResultExt};
 use crate::cluster_auth::{BearerLayer, SharedToken, bearer, eks_token};
+use crate::cluster_target::ClusterTarget;
 
 /// EKS honours a token for 15 minutes; `aws eks get-token` says 14. A token is re-minted once
 /// it is this old, when the next invocation asks for the client, so a token in use is at most
 /// this old plus the function's timeout (keep that under 9 minutes).
 pub const TOKEN_REFRESH_AFTER: Duration = Duration::from_secs(5 * 60);
 
-/// `LOCAL_HTTP_CLUSTERS=true`: local runs may name `http://` stand-ins in `CLUSTERS`.
-pub const LOCAL_HTTP_VAR: &str = "LOCAL_HTTP_CLUSTERS";
-
 /// How long connecting to an API server may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an API server may leave a request unanswered (a page of 500 objects is well
 /// under a second on a healthy server).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where a cluster is: `https://...`/`http://...` is a URL; an EKS cluster ARN
-/// (`arn:aws:eks:<region>:<account>:cluster/<name>`) is a cluster in that account and region,
-/// reached with the member role there; anything else an EKS cluster name in the function's own.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClusterTarget {
-    Eks { name: String, scope: Scope },
-    Url { url: String },
-}
-
-impl ClusterTarget {
-    /// An EKS cluster by name, in the function's own account and region.
-    pub fn eks(name: impl Into<String>) -> Self {
-        ClusterTarget::Eks {
-            name: name.into(),
-            scope: Scope::default(),
-        }
-    }
-}
-
-/// EKS cluster names: 1-100 characters, a letter or digit first, then letters, digits, - and _.
-fn is_eks_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 100
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-impl FromStr for ClusterTarget {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.starts_with("http://") || s.starts_with("https://") {
-            s.parse::<http::Uri>()
-                .map_err(|e| format!("{s:?} is not a valid URL: {e}"))?;
-            return Ok(ClusterTarget::Url { url: s.to_owned() });
-        }
-        if s.starts_with("arn:") {
-            let arn = s.parse::<crate::config::Arn>().ok();
-            let cluster = arn.as_ref().and_then(|a| {
-                let name = a.resource().strip_prefix("cluster/")?;
-                (a.service() == "eks"
-                    && !a.region().is_empty()
-                    && is_account_id(a.account())
-                    && is_eks_name(name))
-                .then(|| ClusterTarget::Eks {
-                    name: name.to_owned(),
-                    scope: Scope::account(a.account()).in_region(a.region()),
-                })
-            });
-            return cluster.ok_or_else(|| {
-                format!(
-                    "{s:?} is not an EKS cluster ARN (arn:aws:eks:<region>:<account>:cluster/<name>)"
-                )
-            });
-        }
-        if is_eks_name(s) {
-            Ok(ClusterTarget::eks(s))
-        } else {
-            Err(format!(
-                "{s:?} is neither an http(s) URL nor a valid EKS cluster name"
-            ))
-        }
-    }
-}
-
-impl fmt::Display for ClusterTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClusterTarget::Eks { name, scope } if *scope == Scope::default() => {
-                write!(f, "eks:{name}")
-            }
-            ClusterTarget::Eks { name, scope } => write!(f, "eks:{name} ({scope})"),
-            ClusterTarget::Url { url } => f.write_str(url),
-        }
-    }
-}
-
-/// `alias=<EKS cluster name, EKS cluster ARN or URL>`, comma-separated
-/// (`dev=dev-eks,prod=arn:aws:eks:eu-west-1:222222222222:cluster/prod`), from the variable `var`;
-/// aliases are what rules and reports call the clusters.
-pub fn targets_from_env(
-    env: &crate::config::Env,
-    var: &str,
-) -> Result<Vec<(String, ClusterTarget)>, crate::config::ConfigError> {
-    let bad = |why: String| crate::config::ConfigError::new(var, why);
-    let list = env.list(var);
-    if list.is_empty() {
-        return Err(bad(
-            "is not set; expected alias=<EKS cluster name or URL>, comma-separated".into(),
-        ));
-    }
-    let mut out: Vec<(String, ClusterTarget)> = Vec::new();
-    for item in list {
-        let (alias, target) = item.split_once('=').ok_or_else(|| {
-            bad(format!(
-                "entry {item:?} is not alias=<EKS cluster name or URL>"
-            ))
-        })?;
-        let alias = alias.trim().to_owned();
-        if out.iter().any(|(a, _)| *a == alias) {
-            return Err(bad(format!("alias {alias:?} appears twice")));
-        }
-        let target: ClusterTarget = target
-            .parse()
-            .map_err(|why| bad(format!("entry {alias:?}: {why}")))?;
-        // A real API server speaks https: a plain http:// target would send the bearer token
-        // in the clear. Only a local run against a stand-in says so, explicitly.
-        if let ClusterTarget::Url { url } = &target
-            && url.starts_with("http://")
-            && !env.flag(LOCAL_HTTP_VAR, false)?
-        {
-            return Err(bad(format!(
-                "entry {alias:?} is plain http ({url}); API servers are reached over https, and \
-                 http:// is only for local stand-ins ({LOCAL_HTTP_VAR}=true)"
-            )));
-        }
-        out.push((alias, target));
-    }
-    // The template grants DescribeCluster and an access entry for EKS_CLUSTERS only: a name
-    // missing there would fail every run with AccessDenied, so it fails at init instead. A
-    // member account's clusters are granted by the member stack, not here.
-    let granted = env.list(GRANTED_VAR);
-    let own = env.optional(crate::accounts::ACCOUNT_VAR);
-    if !granted.is_empty() {
-        for (alias, target) in &out {
-            if let ClusterTarget::Eks { name, scope } = target
-                && (scope.account.is_none() || scope.account == own)
-                && !granted.iter().any(|g| g == name)
-            {
-                return Err(bad(format!(
-                    "entry {alias:?} names EKS cluster {name:?}, which is not in {GRANTED_VAR} \
-                     ({}); add it to the stack's EksClusters parameter",
-                    granted.join(",")
-                )));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The EKS cluster names the stack granted the function (DescribeCluster, access entry).
-pub const GRANTED_VAR: &str = "EKS_CLUSTERS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -650,6 +502,8 @@ fn ca_certificates(data: &str) -> Result<Vec<Vec<u8>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounts::Scope;
+    use crate::cluster_target::{LOCAL_HTTP_VAR, targets_from_env};
     use aws_credential_types::Credentials;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 

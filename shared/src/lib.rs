@@ -12,6 +12,8 @@ pub mod classify;
 pub mod cluster;
 #[cfg(feature = "cluster")]
 pub mod cluster_auth;
+#[cfg(feature = "cluster")]
+pub mod cluster_target;
 pub mod config;
 pub mod error;
 pub mod events;

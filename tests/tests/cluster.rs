@@ -2,7 +2,8 @@
 //! and patches a Deployment with kube-rs.
 
 use anyhow::Result;
-use bridgekeeper::cluster::{ClusterAccess, ClusterError, ClusterTarget};
+use bridgekeeper::cluster::{ClusterAccess, ClusterError};
+use bridgekeeper::cluster_target::ClusterTarget;
 use bridgekeeper_tests::{kmock, unique};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};

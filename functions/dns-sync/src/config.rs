@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use bridgekeeper::accounts::{Admitted, Scope};
-use bridgekeeper::cluster::{ClusterTarget, targets_from_env};
+use bridgekeeper::cluster_target::{ClusterTarget, targets_from_env};
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
 use bridgekeeper::notify::{SnsNotifier, Topics};
 

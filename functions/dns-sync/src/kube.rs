@@ -3,7 +3,8 @@
 use std::future::Future;
 
 use bridgekeeper::accounts::Accounts;
-use bridgekeeper::cluster::{ClusterError, ClusterTarget, Clusters, list_as};
+use bridgekeeper::cluster::{ClusterError, Clusters, list_as};
+use bridgekeeper::cluster_target::ClusterTarget;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use serde::de::DeserializeOwned;

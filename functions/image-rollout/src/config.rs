@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use bridgekeeper::accounts::Admitted;
-use bridgekeeper::cluster::ClusterTarget;
+use bridgekeeper::cluster_target::ClusterTarget;
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
 use bridgekeeper::notify::{SnsNotifier, Topics};
 
@@ -98,7 +98,7 @@ fn allowed_registries(env: &Env) -> Result<Option<Vec<String>>, ConfigError> {
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
-        let clusters = bridgekeeper::cluster::targets_from_env(env, "CLUSTERS")?;
+        let clusters = bridgekeeper::cluster_target::targets_from_env(env, "CLUSTERS")?;
         let aliases: Vec<String> = clusters.iter().map(|(a, _)| a.clone()).collect();
         let mode = env.choice(
             "ROLLOUT_MODE",

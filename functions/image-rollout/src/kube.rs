@@ -6,7 +6,8 @@ use std::fmt::Debug;
 use std::future::Future;
 
 use bridgekeeper::accounts::Accounts;
-use bridgekeeper::cluster::{ClusterAccess, ClusterError, ClusterTarget, Clusters, list_as};
+use bridgekeeper::cluster::{ClusterAccess, ClusterError, Clusters, list_as};
+use bridgekeeper::cluster_target::ClusterTarget;
 
 use crate::listing::Shadow;
 use k8s_openapi::NamespaceResourceScope;
