@@ -249,7 +249,9 @@ pub async fn notification<M: Remember>(
         .collect();
     let last = state.last().await;
     let at = now();
-    let unchanged_set = Reported::of(&current, vec![]).digest == last.digest;
+    // Built once: compared with what was kept, and kept (with the send times) if it changed.
+    let mut kept = Reported::of(&current, vec![]);
+    let unchanged_set = kept.digest == last.digest;
     let fingerprints: BTreeMap<String, &String> =
         current.iter().map(|l| (fingerprint(l), l)).collect();
     let new: Vec<&String> = if unchanged_set {
@@ -280,7 +282,8 @@ pub async fn notification<M: Remember>(
     let changed: usize = r.zones.iter().map(|z| z.changed()).sum();
     if changed == 0 && new.is_empty() && cleared_texts.is_empty() {
         // The sample may differ while the set is the same (a new sample order): keep it fresh.
-        let remember = (!unchanged_set).then(|| Reported::of(&current, last.sent.clone()));
+        kept.sent = last.sent.clone();
+        let remember = (!unchanged_set).then_some(kept);
         return Outcome {
             notification: None,
             remember,
@@ -302,7 +305,8 @@ pub async fn notification<M: Remember>(
     }
     let mut sent = sent;
     sent.push(at);
-    let remember = Some(Reported::of(&current, sent));
+    kept.sent = sent;
+    let remember = Some(kept);
     let mut parts = Vec::new();
     for (n, what) in [
         (changed, "records changed"),
