@@ -393,6 +393,32 @@ impl ClusterAccess {
     }
 }
 
+/// What `list` returns for each of `namespaces` in turn, or for all namespaces at once (`None`)
+/// when none are configured. The first error ends it; what was listed before it is returned with
+/// it, for a caller that keeps what it could read.
+pub async fn in_namespaces<'a, T, E, F, Fut>(
+    namespaces: &'a [String],
+    mut list: F,
+) -> (Vec<T>, Result<(), E>)
+where
+    F: FnMut(Option<&'a str>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, E>>,
+{
+    let all: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    let mut listed = Vec::new();
+    for ns in all {
+        match list(ns).await {
+            Ok(items) => listed.extend(items),
+            Err(e) => return (listed, Err(e)),
+        }
+    }
+    (listed, Ok(()))
+}
+
 /// What `keep` makes of each object listed at `path` (`K::url_path`), `page` objects a page,
 /// following continue tokens. Each page is read straight into `T`, which may be a shadow naming
 /// only the fields wanted (serde skips the rest as it reads), and only one page of `T` is held at
@@ -1062,6 +1088,28 @@ mod tests {
         let err = ca_certificates(&STANDARD.encode("not a certificate")).unwrap_err();
         assert!(err.contains("no certificate"), "{err}");
         assert!(ca_certificates("%%%").unwrap_err().contains("not base64"));
+    }
+
+    #[tokio::test]
+    async fn namespaces_are_listed_in_turn_or_all_at_once_and_an_error_keeps_what_came_before() {
+        let asked = std::sync::Mutex::new(Vec::new());
+        let list = |ns: Option<&str>| {
+            asked.lock().unwrap().push(ns.map(str::to_owned));
+            let answer = match ns {
+                Some("broken") => Err("forbidden"),
+                other => Ok(vec![other.unwrap_or("*").to_owned()]),
+            };
+            async move { answer }
+        };
+        let (all, done) = in_namespaces(&[], list).await;
+        assert_eq!((all, done), (vec!["*".to_owned()], Ok(())));
+        let names = ["shop", "broken", "api"].map(String::from);
+        let (some, done) = in_namespaces(&names, list).await;
+        assert_eq!((some, done), (vec!["shop".to_owned()], Err("forbidden")));
+        assert_eq!(
+            *asked.lock().unwrap(),
+            [None, Some("shop".to_owned()), Some("broken".to_owned())]
+        );
     }
 }
 

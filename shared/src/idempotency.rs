@@ -300,6 +300,46 @@ pub struct Duplicate {
     pub claim: Claim,
 }
 
+/// Claims `id` for `owner` until `lease_until`: `Some` with what the store answered; `None` when
+/// it could not be asked (throttled, a 5xx, no answer: the caller acts rather than drop the
+/// event, and it is counted); an error when it refused for good (AccessDenied, no such table:
+/// deduplication would be off for good, unseen, so nothing is done).
+pub async fn claim<S: Store>(
+    store: &S,
+    id: &str,
+    lease_until: SystemTime,
+    owner: &str,
+) -> Result<Option<Claim>, Error> {
+    match store.begin(id, lease_until, owner).await {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if e.class() == crate::Class::Retryable => {
+            skipped(id, &e);
+            Ok(None)
+        }
+        Err(e) => {
+            warn!(event_id = %id, error = %e, "idempotency store refused: nothing done");
+            Err(Error::from(e))
+        }
+    }
+}
+
+/// Ends `owner`'s claim on `id`: completed when the work was done, released (so a retry can
+/// run) when it was not. A claim that passed to a newer invocation is left as it is.
+pub async fn settle<S: Store>(store: &S, id: &str, owner: &str, done: bool) {
+    let recorded = if done {
+        store.complete(id, owner).await
+    } else {
+        store.release(id, owner).await
+    };
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => {
+            warn!(event_id = %id, "the claim had passed to a newer invocation; left as it is")
+        }
+        Err(e) => warn!(event_id = %id, error = %e, "idempotency record not updated"),
+    }
+}
+
 /// Runs `handler` once per event id (see the module docs), holding the claim for `owner` (the
 /// invocation's request id) until `lease_until`.
 pub async fn once<S, F, Fut, T>(
@@ -319,19 +359,7 @@ where
     let Some(id) = event_id(event) else {
         return handler().await.map(to_value);
     };
-    let claim = match store.begin(&id, lease_until, owner).await {
-        Ok(c) => Some(c),
-        // Throttled, a 5xx, no answer: act rather than drop the event, and say so.
-        Err(e) if e.class() == crate::Class::Retryable => {
-            skipped(&id, &e);
-            None
-        }
-        // AccessDenied, no such table: deduplication would be off for good, unseen.
-        Err(e) => {
-            warn!(event_id = %id, error = %e, "idempotency store refused: nothing done");
-            return Err(Error::from(e));
-        }
-    };
+    let claim = claim(store, &id, lease_until, owner).await?;
     if let Some(c @ (Claim::Completed | Claim::InProgress)) = claim {
         info!(event_id = %id, claim = ?c, "duplicate delivery: handled before or being handled now, nothing done");
         let duplicate = Duplicate {
@@ -343,17 +371,7 @@ where
     }
     let outcome = handler().await;
     if claim == Some(Claim::New) {
-        let recorded = match &outcome {
-            Ok(_) => store.complete(&id, owner).await,
-            Err(_) => store.release(&id, owner).await,
-        };
-        match recorded {
-            Ok(true) => {}
-            Ok(false) => {
-                warn!(event_id = %id, "the claim had passed to a newer invocation; left as it is")
-            }
-            Err(e) => warn!(event_id = %id, error = %e, "idempotency record not updated"),
-        }
+        settle(store, &id, owner, outcome.is_ok()).await;
     }
     outcome.map(to_value)
 }

@@ -9,6 +9,7 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use tracing::info;
 
 use crate::classify::{AwsError, SdkResultExt};
+use crate::config::{Arn, ConfigError, Env, environment};
 
 /// SNS Publish: the subject "must be fewer than 100 characters" (SNS API reference), so 99.
 pub const MAX_SUBJECT_CHARS: usize = 99;
@@ -339,18 +340,42 @@ pub struct Topics<N> {
     pub chat: Option<N>,
 }
 
-impl Topics<SnsNotifier> {
-    pub fn sns(
-        client: aws_sdk_sns::Client,
-        mail_topic: &str,
-        chat_topic: Option<&str>,
-        function: &str,
-        environment: &str,
-    ) -> Self {
-        let topic = |arn: &str| SnsNotifier::new(client.clone(), arn, function, environment);
+/// Where a function's notifications go, as the stack sets it for every function:
+/// `ALERTS_TOPIC_ARN` (mail), `CHAT_TOPIC_ARN` (optional, AWS Chatbot's JSON) and `ENVIRONMENT`
+/// (every subject's prefix and attribute).
+#[derive(Debug, Clone)]
+pub struct Destinations {
+    pub function: &'static str,
+    pub environment: String,
+    pub alerts: Arn,
+    pub chat: Option<Arn>,
+}
+
+impl Destinations {
+    pub fn from_env(env: &Env, function: &'static str) -> Result<Self, ConfigError> {
+        Ok(Destinations {
+            function,
+            environment: environment(env),
+            alerts: env.arn("ALERTS_TOPIC_ARN")?,
+            chat: env.optional_arn("CHAT_TOPIC_ARN")?,
+        })
+    }
+
+    /// One topic, publishing as this function.
+    pub fn topic(&self, client: &aws_sdk_sns::Client, arn: &Arn) -> SnsNotifier {
+        SnsNotifier::new(
+            client.clone(),
+            arn.as_str(),
+            self.function,
+            &self.environment,
+        )
+    }
+
+    /// Mail, then chat, as one notifier.
+    pub fn sns(&self, client: aws_sdk_sns::Client) -> Topics<SnsNotifier> {
         Topics {
-            mail: topic(mail_topic),
-            chat: chat_topic.map(topic),
+            mail: self.topic(&client, &self.alerts),
+            chat: self.chat.as_ref().map(|arn| self.topic(&client, arn)),
         }
     }
 }

@@ -152,7 +152,7 @@ impl World {
             &config.clusters,
             &bridgekeeper::accounts::Accounts::single(&self.env.sdk),
         );
-        let notifier = config.notifier(aws_sdk_sns::Client::new(&self.env.sdk));
+        let notifier = config.topics.sns(aws_sdk_sns::Client::new(&self.env.sdk));
         let event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
             repo_root().join("events/dns-sync/schedule.json"),
         )?)?;
@@ -482,7 +482,10 @@ async fn bad_input_is_rejected_before_any_call() -> Result<()> {
         &w.config(&[]).clusters,
         &bridgekeeper::accounts::Accounts::single(&w.env.sdk),
     );
-    let notifier = w.config(&[]).notifier(aws_sdk_sns::Client::new(&w.env.sdk));
+    let notifier = w
+        .config(&[])
+        .topics
+        .sns(aws_sdk_sns::Client::new(&w.env.sdk));
     let push: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
         repo_root().join("events/image-rollout/push-latest.json"),
     )?)?;

@@ -275,7 +275,7 @@ async fn run(
     let recorder = Recorder::default();
     let store = Memory::default();
     // scaling-alerts sends through its own notifiers; every other function through `recorder`.
-    let alerts = scaling_alerts::handler::Ports {
+    let alerts = scaling_alerts::pipeline::Ports {
         asg: Fakes,
         ec2: Fakes,
         notifiers: scaling_alerts::delivery::Notifiers {

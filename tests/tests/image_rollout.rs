@@ -161,7 +161,7 @@ impl World {
         accounts: &bridgekeeper::accounts::Accounts,
     ) -> Result<Response> {
         let clusters = KubeClusters::new(&config.clusters, accounts);
-        let notifier = config.notifier(aws_sdk_sns::Client::new(&self.env.sdk));
+        let notifier = config.topics.sns(aws_sdk_sns::Client::new(&self.env.sdk));
         let ecr = Ecr::new(&self.env.sdk);
         let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(300);
         Ok(handle(event, deadline, config, &clusters, &ecr, &notifier).await?)
@@ -180,7 +180,7 @@ async fn a_push_rolls_exactly_the_matching_deployments_once_even_when_delivered_
     let rolled: Vec<_> = first.clusters[0]
         .rolled
         .iter()
-        .map(|r| format!("{}/{}", r.namespace, r.name))
+        .map(|r| format!("{}/{}", r.workload.namespace, r.workload.name))
         .collect();
     let mut expected = vec![
         format!("{}/api", w.api),
@@ -514,8 +514,8 @@ async fn the_reconcile_catches_up_a_missed_push_and_then_makes_zero_patches() ->
     let mine = |c: &image_rollout::report::ClusterReport| -> Vec<String> {
         c.rolled
             .iter()
-            .filter(|x| x.namespace == w.shop || x.namespace == w.api)
-            .map(|x| format!("{}:{}/{}", c.cluster, x.namespace, x.name))
+            .filter(|x| x.workload.namespace == w.shop || x.workload.namespace == w.api)
+            .map(|x| format!("{}:{}/{}", c.cluster, x.workload.namespace, x.workload.name))
             .collect()
     };
     let mut rolled: Vec<String> = r.clusters.iter().flat_map(mine).collect();
@@ -601,8 +601,8 @@ async fn a_statefulset_a_daemonset_and_a_cronjob_are_rolled() -> Result<()> {
     let mut kinds: Vec<String> = r.clusters[0]
         .rolled
         .iter()
-        .filter(|x| x.namespace == ns)
-        .map(|x| format!("{} {}", x.kind, x.name))
+        .filter(|x| x.workload.namespace == ns)
+        .map(|x| format!("{} {}", x.workload.kind, x.workload.name))
         .collect();
     kinds.sort();
     assert_eq!(

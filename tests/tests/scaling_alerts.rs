@@ -15,7 +15,8 @@ use bridgekeeper_tests::{
 };
 use scaling_alerts::Config;
 use scaling_alerts::aws::{AutoScalingApi, Ec2Api};
-use scaling_alerts::handler::{Ports, handle_batch, record_rejected};
+use scaling_alerts::batch::record_rejected;
+use scaling_alerts::pipeline::{Ports, handle_batch};
 
 fn sample(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("events/scaling-alerts").join(name)).unwrap()

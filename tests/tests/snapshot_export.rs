@@ -97,7 +97,7 @@ impl World {
     }
 
     async fn run(&self, config: &Config, event: serde_json::Value) -> Result<Response> {
-        let notifier = config.notifier(aws_sdk_sns::Client::new(&self.env.sdk));
+        let notifier = config.topics.sns(aws_sdk_sns::Client::new(&self.env.sdk));
         let rds = RdsApi::new(self.rds.clone());
         Ok(handle(event, config, &rds, &notifier, &self.memory).await?)
     }
@@ -149,7 +149,7 @@ async fn a_member_accounts_tagged_database_is_exported_there_and_the_hubs_untagg
         ("MEMBER_ROLE_NAME", "bridgekeeper-snapshot-export"),
         ("ACCOUNT_ID", HUB_ACCOUNT),
     ]);
-    let notifier = config.notifier(aws_sdk_sns::Client::new(&w.env.sdk));
+    let notifier = config.topics.sns(aws_sdk_sns::Client::new(&w.env.sdk));
     let members = MemberRds(hub_accounts(&w.env.sdk, "snapshot-export"));
     let outcome = snapshot_export::handler::handle(
         event("schedule.json"),

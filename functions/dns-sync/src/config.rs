@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use bridgekeeper::accounts::{Admitted, Scope};
 use bridgekeeper::cluster_target::{ClusterTarget, targets_from_env};
-use bridgekeeper::config::{Arn, ConfigError, Env, environment};
-use bridgekeeper::notify::{SnsNotifier, Topics};
+use bridgekeeper::config::{ConfigError, Env, environment};
+use bridgekeeper::notify::Destinations;
 
 use crate::domain::{DeletionLimit, Policy};
 use crate::policy::HostPolicy;
@@ -15,9 +15,8 @@ pub struct Config {
     pub environment: String,
     /// The accounts whose events trigger a run (the hub's and `MEMBER_ACCOUNTS`).
     pub admitted: Admitted,
-    pub topic_arn: Arn,
-    /// `CHAT_TOPIC_ARN`: an optional topic that gets the chat JSON of every notification.
-    pub chat_topic_arn: Option<Arn>,
+    /// The alerts topic, and the chat topic that gets the chat JSON of every notification.
+    pub topics: Destinations,
     pub clusters: Vec<(String, ClusterTarget)>,
     /// Empty: all namespaces.
     pub namespaces: Vec<String>,
@@ -100,8 +99,7 @@ impl Config {
         Ok(Config {
             admitted: Admitted::from_env(env)?,
             environment: environment(env),
-            topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
-            chat_topic_arn: env.optional_arn("CHAT_TOPIC_ARN")?,
+            topics: Destinations::from_env(env, crate::FUNCTION)?,
             clusters: targets_from_env(env, "CLUSTERS")?,
             namespaces: env.list("NAMESPACES"),
             owner,
@@ -149,16 +147,6 @@ impl Config {
     /// at most this many; past it a person decides.
     pub fn default_max_deletions() -> DeletionLimit {
         DeletionLimit::Hosts(10)
-    }
-
-    pub fn notifier(&self, sns: aws_sdk_sns::Client) -> Topics<SnsNotifier> {
-        Topics::sns(
-            sns,
-            self.topic_arn.as_str(),
-            self.chat_topic_arn.as_ref().map(Arn::as_str),
-            crate::FUNCTION,
-            &self.environment,
-        )
     }
 }
 

@@ -8,10 +8,11 @@ use serde::Serialize;
 use crate::policy::{HostPolicy, Refused};
 
 use crate::records::{
-    AliasTarget, DnsChange, LoadBalancer, OWNER_PREFIX, Owner, RecordSet, owner_name, owner_value,
-    parse_owner,
+    DnsChange, LoadBalancer, OWNER_PREFIX, Owner, RecordSet, owner_name, owner_value, parse_owner,
+    types,
 };
-use crate::sources::{Endpoint, RecordKind};
+use crate::sources::Endpoint;
+use crate::targets::desired_records;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -85,49 +86,6 @@ impl ZonePlan {
 }
 
 const MANAGED_TYPES: [&str; 3] = ["A", "AAAA", "CNAME"];
-
-/// What an alias to `target` needs: the published table for the hostname's form (any account,
-/// Classic Load Balancers too), else ELBv2's answer when the account could read it.
-pub fn load_balancer(
-    ep: &Endpoint,
-    from_api: &HashMap<String, LoadBalancer>,
-) -> Option<LoadBalancer> {
-    let api_dualstack = from_api.get(&ep.target).is_some_and(|lb| lb.dualstack);
-    match crate::elb::canonical(&ep.target) {
-        Some(c) => Some(LoadBalancer {
-            canonical_zone_id: c.zone_id.to_owned(),
-            dualstack: c.dualstack || ep.dualstack || api_dualstack,
-        }),
-        None => from_api.get(&ep.target).map(|lb| LoadBalancer {
-            canonical_zone_id: lb.canonical_zone_id.clone(),
-            dualstack: lb.dualstack || ep.dualstack,
-        }),
-    }
-}
-
-/// Whether planning `ep` needs the DescribeLoadBalancers listing: an alias is wanted and the
-/// hostname's form is not in the table.
-pub fn needs_lookup(ep: &Endpoint) -> bool {
-    ep.kind == RecordKind::Alias && crate::elb::canonical(&ep.target).is_none()
-}
-
-fn alias_records(ep: &Endpoint, lb: &LoadBalancer) -> Vec<RecordSet> {
-    let alias = |rtype: &str| RecordSet {
-        name: ep.host.clone(),
-        rtype: rtype.into(),
-        alias: Some(AliasTarget {
-            zone_id: lb.canonical_zone_id.clone(),
-            dns_name: ep.target.clone(),
-            evaluate_health: false,
-        }),
-        ..RecordSet::default()
-    };
-    let mut out = vec![alias("A")];
-    if lb.dualstack {
-        out.push(alias("AAAA"));
-    }
-    out
-}
 
 /// What the ownership name `_bridgekeeper.<host>` holds.
 enum Registry<'a> {
@@ -243,11 +201,6 @@ fn conflict(plan: &mut ZonePlan, host: &str, reason: String) {
         host: host.to_owned(),
         reason,
     });
-}
-
-fn types(records: &[&RecordSet]) -> String {
-    let t: BTreeSet<&str> = records.iter().map(|r| r.rtype.as_str()).collect();
-    t.into_iter().collect::<Vec<_>>().join("/")
 }
 
 /// The minimal changes for one zone, after Route53's rules are applied to what the zone already
@@ -392,72 +345,16 @@ enum HostPlan {
 /// One wanted host: its changes, nothing to do, or why it is left alone.
 fn plan_host(input: &PlanInput, existing: &Existing, host: &str, ep: &Endpoint) -> HostPlan {
     let at_host = existing.at(host);
-    let current: Vec<&RecordSet> = at_host
+    let (current, others): (Vec<&RecordSet>, Vec<&RecordSet>) = at_host
         .iter()
-        .copied()
-        .filter(|r| MANAGED_TYPES.contains(&r.rtype.as_str()))
-        .collect();
-    let others: Vec<&RecordSet> = at_host
-        .iter()
-        .copied()
-        .filter(|r| !MANAGED_TYPES.contains(&r.rtype.as_str()))
-        .collect();
-    let refuse = HostPlan::Conflict;
-    // Weighted, latency, failover... records are read whole and never half-changed: a simple
-    // record cannot join them (Route53 refuses mixing routing policies on one name and type).
-    if current.iter().any(|r| r.has_policy()) {
-        return refuse(format!(
-            "existing {} records with a routing policy (set identifier or traffic policy); left untouched",
-            types(&current)
-        ));
-    }
-    let registry = existing.registry(host, input.owner, input.adopt);
-    let (txt_now, adopted) = match registry {
-        Registry::Foreign(what) => return refuse(format!("{what}; left untouched")),
-        Registry::OtherOwner(o) => {
-            return refuse(format!(
-                "ownership record names owner {o:?}; left untouched"
-            ));
-        }
-        Registry::Free if !current.is_empty() => {
-            return refuse(format!(
-                "existing {} record with no ownership record; left untouched",
-                types(&current)
-            ));
-        }
-        Registry::Free => (None, None),
-        Registry::Ours(t) => (Some(t), None),
-        Registry::Adoptable(t, from) => (Some(t), Some(from)),
+        .partition(|r| MANAGED_TYPES.contains(&r.rtype.as_str()));
+    let (txt_now, adopted) = match ownership(input, existing, host, &current) {
+        Ok(owned) => owned,
+        Err(why) => return HostPlan::Conflict(why),
     };
-    let lb = load_balancer(ep, input.load_balancers);
-    let apex = host == input.zone;
-    // RFC 1034 §3.6.2, Route53's "CNAME ... can't be created at the zone apex / conflicts with
-    // other records": a CNAME shares its name with nothing, and the apex always has SOA and NS.
-    let no_cname = apex || !others.is_empty();
-    let desired = match (&lb, ep.kind) {
-        (Some(lb), RecordKind::Alias) => alias_records(ep, lb),
-        (Some(lb), RecordKind::Cname) if no_cname => alias_records(ep, lb),
-        (None, _) if no_cname => {
-            let why = if apex {
-                "the zone apex can only be an alias (A/AAAA), never a CNAME".to_owned()
-            } else {
-                format!(
-                    "a CNAME cannot share its name with the existing {} record",
-                    types(&others)
-                )
-            };
-            return refuse(format!(
-                "{why}, and {} is not a load balancer it can alias; nothing submitted",
-                ep.target
-            ));
-        }
-        _ => vec![RecordSet {
-            name: host.to_owned(),
-            rtype: "CNAME".into(),
-            ttl: Some(ep.ttl),
-            values: vec![ep.target.clone()],
-            ..RecordSet::default()
-        }],
+    let desired = match desired_records(input.load_balancers, input.zone, host, ep, &others) {
+        Ok(records) => records,
+        Err(why) => return HostPlan::Conflict(why),
     };
     let txt = RecordSet {
         name: owner_name(host),
@@ -482,22 +379,7 @@ fn plan_host(input: &PlanInput, existing: &Existing, host: &str, ep: &Endpoint) 
             changes: changes.collect(),
         });
     }
-    // Owned and present: the smallest change from what is there to what should be. A type change
-    // (CNAME ↔ alias A) or a dropped AAAA deletes first, in the same batch (a CNAME cannot
-    // coexist with an A of the same name).
-    let mut changes: Vec<DnsChange> = current
-        .iter()
-        .filter(|c| !desired.iter().any(|d| d.rtype == c.rtype))
-        .map(|c| DnsChange::Delete((*c).clone()))
-        .collect();
-    for d in desired {
-        match current.iter().find(|c| c.rtype == d.rtype) {
-            Some(c) if c.same_as(&d) => {}
-            Some(_) => changes.push(DnsChange::Upsert(d)),
-            None => changes.push(DnsChange::Create(d)),
-        }
-    }
-    changes.extend(txt_change);
+    let changes = smallest_change(&current, desired, txt_change);
     if changes.is_empty() {
         return HostPlan::Unchanged;
     }
@@ -526,6 +408,61 @@ fn plan_host(input: &PlanInput, existing: &Existing, host: &str, ep: &Endpoint) 
         outcome: Outcome::Updated,
         changes,
     })
+}
+
+/// Whether the host's records are ours to change: its ownership record as it is now (`None`:
+/// free), and the earlier owner id it is adopted from; or why they are left untouched.
+fn ownership<'a>(
+    input: &PlanInput,
+    existing: &'a Existing,
+    host: &str,
+    current: &[&RecordSet],
+) -> Result<(Option<&'a RecordSet>, Option<String>), String> {
+    // Weighted, latency, failover... records are read whole and never half-changed: a simple
+    // record cannot join them (Route53 refuses mixing routing policies on one name and type).
+    if current.iter().any(|r| r.has_policy()) {
+        return Err(format!(
+            "existing {} records with a routing policy (set identifier or traffic policy); left untouched",
+            types(current)
+        ));
+    }
+    match existing.registry(host, input.owner, input.adopt) {
+        Registry::Foreign(what) => Err(format!("{what}; left untouched")),
+        Registry::OtherOwner(o) => Err(format!(
+            "ownership record names owner {o:?}; left untouched"
+        )),
+        Registry::Free if !current.is_empty() => Err(format!(
+            "existing {} record with no ownership record; left untouched",
+            types(current)
+        )),
+        Registry::Free => Ok((None, None)),
+        Registry::Ours(t) => Ok((Some(t), None)),
+        Registry::Adoptable(t, from) => Ok((Some(t), Some(from))),
+    }
+}
+
+/// Owned and present: the smallest change from what is there to what should be. A type change
+/// (CNAME ↔ alias A) or a dropped AAAA deletes first, in the same batch (a CNAME cannot coexist
+/// with an A of the same name).
+fn smallest_change(
+    current: &[&RecordSet],
+    desired: Vec<RecordSet>,
+    txt_change: Option<DnsChange>,
+) -> Vec<DnsChange> {
+    let mut changes: Vec<DnsChange> = current
+        .iter()
+        .filter(|c| !desired.iter().any(|d| d.rtype == c.rtype))
+        .map(|c| DnsChange::Delete((*c).clone()))
+        .collect();
+    for d in desired {
+        match current.iter().find(|c| c.rtype == d.rtype) {
+            Some(c) if c.same_as(&d) => {}
+            Some(_) => changes.push(DnsChange::Upsert(d)),
+            None => changes.push(DnsChange::Create(d)),
+        }
+    }
+    changes.extend(txt_change);
+    changes
 }
 
 /// `sync`: owned hosts whose source is gone. Held when the source's cluster could not be read or
@@ -636,9 +573,11 @@ pub fn owned_hosts(existing: &[RecordSet], owner: &str) -> usize {
 mod tests {
     use super::*;
     use crate::batch::batches;
+    use crate::records::AliasTarget;
     use crate::records::MAX_BATCH_CHARS;
     use crate::records::{MAX_TXT_STRING, Routing};
-    use crate::sources::Skip;
+    use crate::sources::{RecordKind, Skip};
+    use crate::targets::needs_lookup;
     use crate::zones::{Zone, ZoneFilter, ZoneType, zones_for};
 
     /// The ownership TXT value `ep` gets.

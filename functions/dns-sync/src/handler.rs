@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
+use bridgekeeper::cluster::in_namespaces;
 use bridgekeeper::events::{Envelope, EventBridgeEvent, is_schedule};
 use bridgekeeper::idempotency::Remember;
 use bridgekeeper::metrics::Metrics;
@@ -75,35 +76,25 @@ async fn read_cluster<S: Sources>(cluster: &str, config: &Config, sources: &S) -
         skipped: vec![],
         error: None,
     };
-    let namespaces: Vec<Option<&str>> = if config.namespaces.is_empty() {
-        vec![None]
-    } else {
-        config.namespaces.iter().map(|n| Some(n.as_str())).collect()
-    };
-    for ns in namespaces {
-        let listed = match sources.ingresses(cluster, ns).await {
-            Ok(ings) => sources.services(cluster, ns).await.map(|s| (ings, s)),
-            Err(e) => Err(e),
-        };
-        match listed {
-            Ok((ings, svcs)) => {
-                let from_ing = ings
-                    .iter()
-                    .map(|i| from_ingress(cluster, i, &config.defaults));
-                let from_svc = svcs
-                    .iter()
-                    .map(|s| from_service(cluster, s, &config.defaults));
-                for (eps, skips) in from_ing.chain(from_svc) {
-                    read.endpoints.extend(eps);
-                    read.skipped.extend(skips);
-                }
-            }
-            Err(e) => {
-                read.error = Some(e.to_string());
-                return read;
-            }
+    let (listed, done) = in_namespaces(&config.namespaces, |ns| async move {
+        let ingresses = sources.ingresses(cluster, ns).await?;
+        let services = sources.services(cluster, ns).await?;
+        Ok::<_, bridgekeeper::cluster::ClusterError>(vec![(ingresses, services)])
+    })
+    .await;
+    for (ings, svcs) in listed {
+        let from_ing = ings
+            .iter()
+            .map(|i| from_ingress(cluster, i, &config.defaults));
+        let from_svc = svcs
+            .iter()
+            .map(|s| from_service(cluster, s, &config.defaults));
+        for (eps, skips) in from_ing.chain(from_svc) {
+            read.endpoints.extend(eps);
+            read.skipped.extend(skips);
         }
     }
+    read.error = done.err().map(|e| e.to_string());
     read
 }
 
@@ -304,7 +295,11 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
 
     // The published table names every ELB hostname form; DescribeLoadBalancers only for a form
     // it does not know. Its failure stops the run: guessing would flip aliases to CNAMEs.
-    let load_balancers = if per_zone.values().flatten().any(domain::needs_lookup) {
+    let load_balancers = if per_zone
+        .values()
+        .flatten()
+        .any(crate::targets::needs_lookup)
+    {
         dns.load_balancers().await.map_err(Error::from)?
     } else {
         HashMap::new()

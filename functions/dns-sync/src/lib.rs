@@ -14,6 +14,7 @@ pub mod policy;
 pub mod records;
 pub mod report;
 pub mod sources;
+pub mod targets;
 pub mod zones;
 
 pub use config::Config;

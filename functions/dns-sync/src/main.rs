@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         &config.zone_accounts,
         &config.load_balancer_scopes(),
     );
-    let notifier = w.queued(config.notifier(aws_sdk_sns::Client::new(&w.sdk)));
+    let notifier = w.queued(config.topics.sns(aws_sdk_sns::Client::new(&w.sdk)));
     let state = State::new(&w.store);
     let (config, sources, dns, notifier, state) = (&config, &sources, &dns, &notifier, &state);
     w.serve_once(|event, deadline, _| {

@@ -1,7 +1,7 @@
 //! Pure: the record sets as Route53 lists them and dns-sync writes them, the ownership TXT
 //! that marks a name as Bridgekeeper's, and the packing of changes into Route53-sized batches.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -205,4 +205,10 @@ pub fn parse_owner(value: &str) -> Option<Owner> {
         cluster: get("cluster"),
         source: get("source"),
     })
+}
+
+/// The distinct types of `records`, as `A/AAAA`.
+pub fn types(records: &[&RecordSet]) -> String {
+    let t: BTreeSet<&str> = records.iter().map(|r| r.rtype.as_str()).collect();
+    t.into_iter().collect::<Vec<_>>().join("/")
 }

@@ -252,35 +252,8 @@ pub async fn notification<M: Remember>(
     // Built once: compared with what was kept, and kept (with the send times) if it changed.
     let mut kept = Reported::of(&current, vec![]);
     let unchanged_set = kept.digest == last.digest;
-    let fingerprints: BTreeMap<String, &String> =
-        current.iter().map(|l| (fingerprint(l), l)).collect();
-    let new: Vec<&String> = if unchanged_set {
-        vec![]
-    } else {
-        fingerprints
-            .iter()
-            .filter(|(f, _)| !last.problems.contains_key(*f))
-            .map(|(_, l)| *l)
-            .collect()
-    };
-    let cleared_texts: Vec<String> = if unchanged_set {
-        vec![]
-    } else {
-        last.problems
-            .iter()
-            .filter(|(f, _)| !fingerprints.contains_key(*f))
-            .map(|(_, text)| text.clone())
-            .collect()
-    };
-    let cleared: Vec<&String> = cleared_texts.iter().filter(|t| !t.is_empty()).collect();
-    let cleared_unnamed = cleared_texts.len() - cleared.len();
-    let still: Vec<&String> = fingerprints
-        .iter()
-        .filter(|(f, _)| last.problems.contains_key(*f))
-        .map(|(_, l)| *l)
-        .collect();
-    let changed: usize = r.zones.iter().map(|z| z.changed()).sum();
-    if changed == 0 && new.is_empty() && cleared_texts.is_empty() {
+    let news = News::since(&last, &current, unchanged_set, r);
+    if news.changed == 0 && news.new.is_empty() && news.cleared == 0 {
         // The sample may differ while the set is the same (a new sample order): keep it fresh.
         kept.sent = last.sent.clone();
         let remember = (!unchanged_set).then_some(kept);
@@ -289,7 +262,7 @@ pub async fn notification<M: Remember>(
             remember,
         };
     }
-    let sent = last.sent_last_hour(at);
+    let mut sent = last.sent_last_hour(at);
     if sent.len() >= MAX_MESSAGES_PER_HOUR {
         warn!(
             sent = sent.len(),
@@ -303,89 +276,149 @@ pub async fn notification<M: Remember>(
             remember: None,
         };
     }
-    let mut sent = sent;
     sent.push(at);
     kept.sent = sent;
-    let remember = Some(kept);
-    let mut parts = Vec::new();
-    for (n, what) in [
-        (changed, "records changed"),
-        (new.len(), "new problems"),
-        (cleared_texts.len(), "cleared"),
-    ] {
-        if n > 0 {
-            parts.push(format!("{n} {what}"));
+    Outcome {
+        notification: Some(news.words(r, environment, !current.is_empty())),
+        remember: Some(kept),
+    }
+}
+
+/// What changed since the last report: records changed this run, problems new, still open and
+/// cleared (by fingerprint; cleared ones whose text was not kept are only counted).
+struct News<'a> {
+    changed: usize,
+    new: Vec<&'a String>,
+    still: Vec<&'a String>,
+    cleared_named: Vec<String>,
+    cleared: usize,
+}
+
+impl<'a> News<'a> {
+    fn since(
+        last: &Reported,
+        current: &'a BTreeSet<String>,
+        unchanged_set: bool,
+        r: &Response,
+    ) -> News<'a> {
+        let fingerprints: BTreeMap<String, &String> =
+            current.iter().map(|l| (fingerprint(l), l)).collect();
+        let new: Vec<&String> = if unchanged_set {
+            vec![]
+        } else {
+            fingerprints
+                .iter()
+                .filter(|(f, _)| !last.problems.contains_key(*f))
+                .map(|(_, l)| *l)
+                .collect()
+        };
+        let cleared_texts: Vec<String> = if unchanged_set {
+            vec![]
+        } else {
+            last.problems
+                .iter()
+                .filter(|(f, _)| !fingerprints.contains_key(*f))
+                .map(|(_, text)| text.clone())
+                .collect()
+        };
+        let still: Vec<&String> = fingerprints
+            .iter()
+            .filter(|(f, _)| last.problems.contains_key(*f))
+            .map(|(_, l)| *l)
+            .collect();
+        News {
+            changed: r.zones.iter().map(|z| z.changed()).sum(),
+            new,
+            still,
+            cleared: cleared_texts.len(),
+            cleared_named: cleared_texts
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .collect(),
         }
     }
-    let zones: Vec<&str> = r
-        .zones
-        .iter()
-        .filter(|z| z.changed() > 0 || z.error.is_some() || !z.conflicts.is_empty())
-        .map(|z| z.zone.as_str())
-        .collect();
-    let subject = format!(
-        "[{environment}] DNS sync: {}{}",
-        parts.join(", "),
-        if zones.is_empty() {
-            String::new()
-        } else {
-            format!(" in {}", zones.join(", "))
-        }
-    );
-    let mut body = String::new();
-    for z in r.zones.iter().filter(|z| z.changed() > 0) {
-        let _ = writeln!(body, "Zone {} ({}):", z.zone, z.zone_id);
-        for (label, hosts) in [
-            ("created", &z.created),
-            ("updated", &z.updated),
-            ("deleted", &z.deleted),
+
+    /// The message: what changed, zone by zone, then the problems by state.
+    fn words(&self, r: &Response, environment: &str, open: bool) -> Notification {
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (self.changed, "records changed"),
+            (self.new.len(), "new problems"),
+            (self.cleared, "cleared"),
         ] {
-            for h in hosts {
-                let _ = writeln!(body, "  {label:<9}{h}");
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
             }
         }
-        let _ = writeln!(body, "  ({} unchanged)\n", z.unchanged);
-    }
-    let label = |key: &str| key.split_once(' ').map_or("", |(k, _)| k).to_uppercase();
-    for (title, keys) in [
-        ("New problems:", new.clone()),
-        ("Still open:", still),
-        ("Cleared:", cleared.clone()),
-    ] {
-        if keys.is_empty() {
-            continue;
-        }
-        let _ = writeln!(body, "{title}");
-        for k in keys {
-            let line = k.split_once(' ').map_or(k.as_str(), |(_, l)| l);
-            let _ = writeln!(body, "  {:<9}{line}", label(k));
-        }
-        body.push('\n');
-    }
-    if cleared_unnamed > 0 {
-        let _ = writeln!(
-            body,
-            "Cleared: {cleared_unnamed} more problems (too many to keep their text)\n"
+        let zones: Vec<&str> = r
+            .zones
+            .iter()
+            .filter(|z| z.changed() > 0 || z.error.is_some() || !z.conflicts.is_empty())
+            .map(|z| z.zone.as_str())
+            .collect();
+        let subject = format!(
+            "[{environment}] DNS sync: {}{}",
+            parts.join(", "),
+            if zones.is_empty() {
+                String::new()
+            } else {
+                format!(" in {}", zones.join(", "))
+            }
         );
-    }
-    if let Some(why) = &r.deletions_held {
-        let _ = writeln!(body, "Deletions held: {why}");
-    }
-    let severity = if new
-        .iter()
-        .any(|k| k.starts_with("error ") || k.starts_with("rejected "))
-    {
-        Severity::Error
-    } else if !current.is_empty() {
-        Severity::Warning
-    } else {
-        Severity::Info
-    };
-    let n = Notification::new(subject, body.trim_end().to_owned(), severity)
-        .attribute("zone", zones.join(","));
-    Outcome {
-        notification: Some(n),
-        remember,
+        let mut body = String::new();
+        for z in r.zones.iter().filter(|z| z.changed() > 0) {
+            let _ = writeln!(body, "Zone {} ({}):", z.zone, z.zone_id);
+            for (label, hosts) in [
+                ("created", &z.created),
+                ("updated", &z.updated),
+                ("deleted", &z.deleted),
+            ] {
+                for h in hosts {
+                    let _ = writeln!(body, "  {label:<9}{h}");
+                }
+            }
+            let _ = writeln!(body, "  ({} unchanged)\n", z.unchanged);
+        }
+        let label = |key: &str| key.split_once(' ').map_or("", |(k, _)| k).to_uppercase();
+        let cleared: Vec<&String> = self.cleared_named.iter().collect();
+        for (title, keys) in [
+            ("New problems:", &self.new),
+            ("Still open:", &self.still),
+            ("Cleared:", &cleared),
+        ] {
+            if keys.is_empty() {
+                continue;
+            }
+            let _ = writeln!(body, "{title}");
+            for k in keys {
+                let line = k.split_once(' ').map_or(k.as_str(), |(_, l)| l);
+                let _ = writeln!(body, "  {:<9}{line}", label(k));
+            }
+            body.push('\n');
+        }
+        let cleared_unnamed = self.cleared - self.cleared_named.len();
+        if cleared_unnamed > 0 {
+            let _ = writeln!(
+                body,
+                "Cleared: {cleared_unnamed} more problems (too many to keep their text)\n"
+            );
+        }
+        if let Some(why) = &r.deletions_held {
+            let _ = writeln!(body, "Deletions held: {why}");
+        }
+        let severity = if self
+            .new
+            .iter()
+            .any(|k| k.starts_with("error ") || k.starts_with("rejected "))
+        {
+            Severity::Error
+        } else if open {
+            Severity::Warning
+        } else {
+            Severity::Info
+        };
+        Notification::new(subject, body.trim_end().to_owned(), severity)
+            .attribute("zone", zones.join(","))
     }
 }
 

@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use bridgekeeper::accounts::Admitted;
 use bridgekeeper::cluster_target::ClusterTarget;
-use bridgekeeper::config::{Arn, ConfigError, Env, environment};
-use bridgekeeper::notify::{SnsNotifier, Topics};
+use bridgekeeper::config::{ConfigError, Env, environment};
+use bridgekeeper::notify::Destinations;
 
 use crate::domain::{Mode, Rule, RuleSpec};
 
@@ -12,9 +12,8 @@ pub struct Config {
     pub environment: String,
     /// The accounts whose pushes it acts on (the hub's and `MEMBER_ACCOUNTS`).
     pub admitted: Admitted,
-    pub topic_arn: Arn,
-    /// `CHAT_TOPIC_ARN`: an optional topic that gets the chat JSON of every notification.
-    pub chat_topic_arn: Option<Arn>,
+    /// The alerts topic, and the chat topic that gets the chat JSON of every notification.
+    pub topics: Destinations,
     /// Alias → where the cluster is, in the order given.
     pub clusters: Vec<(String, ClusterTarget)>,
     pub rules: Vec<Rule>,
@@ -111,8 +110,7 @@ impl Config {
         Ok(Config {
             admitted: Admitted::from_env(env)?,
             environment: environment(env),
-            topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
-            chat_topic_arn: env.optional_arn("CHAT_TOPIC_ARN")?,
+            topics: Destinations::from_env(env, crate::FUNCTION)?,
             rules: rules(env, &aliases)?,
             clusters,
             mode,
@@ -131,16 +129,6 @@ impl Config {
             reconcile_max_tags: env.number_in("RECONCILE_MAX_TAGS", 100usize, 1..=10_000)?,
             dry_run: env.flag("DRY_RUN", false)?,
         })
-    }
-
-    pub fn notifier(&self, sns: aws_sdk_sns::Client) -> Topics<SnsNotifier> {
-        Topics::sns(
-            sns,
-            self.topic_arn.as_str(),
-            self.chat_topic_arn.as_ref().map(Arn::as_str),
-            crate::FUNCTION,
-            &self.environment,
-        )
     }
 }
 

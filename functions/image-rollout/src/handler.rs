@@ -1,6 +1,7 @@
 //! Push event in, workloads rolled, report out. The only place that knows the event shape.
 
 use bridgekeeper::Error;
+use bridgekeeper::accounts::Origin;
 use bridgekeeper::events::{
     ECR_IMAGE_ACTION, EcrActionType, EcrImageActionEvent, EcrResult, Envelope, is_schedule,
 };
@@ -75,6 +76,7 @@ fn read_event(event: serde_json::Value) -> Result<Result<Push, String>, Error> {
     }))
 }
 
+/// The entry: a push rolls the workloads that run its tag; a schedule runs the reconcile.
 pub async fn handle<K: Kube, R: Registry, N: Notifier>(
     event: serde_json::Value,
     deadline: std::time::SystemTime,
@@ -84,26 +86,16 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
     notifier: &N,
 ) -> Result<Response, Error> {
     let origin = config.admitted.check(Envelope::of(&event)?.account())?;
-    let until = crate::watch::watch_until(config, deadline);
-    let report_by = crate::watch::report_by(deadline);
+    let ctx = Rolling {
+        config,
+        kube,
+        registry,
+        until: crate::watch::watch_until(config, deadline),
+        report_by: crate::watch::report_by(deadline),
+    };
     // A schedule (or a manual run in its shape): the reconcile.
     if is_schedule(&event)? {
-        let (images, clusters) =
-            crate::reconcile::reconcile(config, kube, registry, until, report_by).await;
-        let mut response = Response {
-            push: None,
-            dry_run: config.dry_run,
-            ignored: None,
-            superseded_by: None,
-            clusters,
-            images,
-            notification: None,
-        };
-        let n = reconcile_notification(&response.clusters, &config.environment, config.dry_run);
-        if let Some(n) = n {
-            response.notification = Some(notifier.notify(&origin.stamp(n)).await?);
-        }
-        return Ok(response);
+        return reconcile(&ctx, notifier, &origin).await;
     }
     let read = read_event(event)?;
     let mut response = Response {
@@ -125,71 +117,25 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
         info!(reason = ?response.ignored, "nothing to roll");
         return Ok(response);
     }
-    // Roll only to what the tag is now: a late or out-of-order event must not move anything back.
-    match registry.current_digest_of(&push).await {
-        Ok(Some(now)) if now == push.digest => {}
-        Ok(now) => {
-            let what = now.as_deref().unwrap_or("nothing (the tag was deleted)");
-            info!(tag = %push.tag, event_digest = %push.digest, now = what, "push superseded");
-            response.ignored = Some(format!(
-                "superseded: {}:{} now points at {what}, not at this event's {}",
-                push.repository,
-                push.tag,
-                push.short_digest()
-            ));
-            response.superseded_by = now;
-            Metrics::new(crate::FUNCTION)
-                .count("PushesSuperseded", 1)
-                .flush();
-            return Ok(response);
-        }
-        // The event is the sender's word: anyone who may put an event on the bus or invoke the
-        // function can write one. Nothing rolls until ECR confirms the digest is the tag's.
-        // Retryable whatever ECR said (throttling, AccessDenied, a timeout): Lambda's retries and
-        // the reconcile catch up once it answers; a rollout on the event's word never happens.
-        Err(e) => {
-            warn!(error = %e, "ECR could not confirm the pushed digest; nothing rolled");
-            Metrics::new(crate::FUNCTION)
-                .count("RegistryUnreadable", 1)
-                .flush();
-            return Err(Error::Transient(format!(
-                "ECR could not confirm that {}:{} is {}, so nothing was rolled: {}",
-                push.repository,
-                push.tag,
-                push.short_digest(),
-                bridgekeeper::classify::chain(&e)
-            )));
-        }
+    if let Err(superseded_by) = confirm(registry, &push).await? {
+        let what = superseded_by
+            .as_deref()
+            .unwrap_or("nothing (the tag was deleted)");
+        response.ignored = Some(format!(
+            "superseded: {}:{} now points at {what}, not at this event's {}",
+            push.repository,
+            push.tag,
+            push.short_digest()
+        ));
+        response.superseded_by = superseded_by;
+        return Ok(response);
     }
-    let ctx = Rolling {
-        config,
-        kube,
-        registry,
-        until,
-        report_by,
-    };
     response.clusters = stream::iter(&targets)
         .map(|t| roll_cluster(t, &push, &ctx))
         .buffered(config.cluster_concurrency)
         .collect()
         .await;
-
-    let mut metrics = Metrics::new(crate::FUNCTION);
-    let count =
-        |f: fn(&ClusterReport) -> usize| response.clusters.iter().map(f).sum::<usize>() as u64;
-    metrics
-        .count(
-            "WorkloadsRolled",
-            if config.dry_run {
-                0
-            } else {
-                count(|c| c.rolled.len())
-            },
-        )
-        .count("WorkloadsSkipped", count(|c| c.skipped.len()))
-        .count("WorkloadsFailed", count(|c| c.failed.len()))
-        .count("ClustersFailed", count(|c| usize::from(c.error.is_some())));
-    metrics.flush();
+    count(&response.clusters, config.dry_run);
 
     if let Some(n) = notification(&response, &push, &config.environment) {
         let n = origin.stamp(n);
@@ -204,6 +150,86 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
         )));
     }
     Ok(response)
+}
+
+/// The scheduled reconcile, and its report.
+async fn reconcile<K: Kube, R: Registry, N: Notifier>(
+    ctx: &Rolling<'_, K, R>,
+    notifier: &N,
+    origin: &Origin,
+) -> Result<Response, Error> {
+    let config = ctx.config;
+    let (images, clusters) =
+        crate::reconcile::reconcile(config, ctx.kube, ctx.registry, ctx.until, ctx.report_by).await;
+    let mut response = Response {
+        push: None,
+        dry_run: config.dry_run,
+        ignored: None,
+        superseded_by: None,
+        clusters,
+        images,
+        notification: None,
+    };
+    let n = reconcile_notification(&response.clusters, &config.environment, config.dry_run);
+    if let Some(n) = n {
+        response.notification = Some(notifier.notify(&origin.stamp(n)).await?);
+    }
+    Ok(response)
+}
+
+/// Roll only to what the tag is now: a late or out-of-order event must not move anything back.
+/// `Ok(Err(now))`: the tag has moved on (to `now`, or was deleted).
+async fn confirm<R: Registry>(
+    registry: &R,
+    push: &Push,
+) -> Result<Result<(), Option<String>>, Error> {
+    match registry.current_digest_of(push).await {
+        Ok(Some(now)) if now == push.digest => Ok(Ok(())),
+        Ok(now) => {
+            let what = now.as_deref().unwrap_or("nothing (the tag was deleted)");
+            info!(tag = %push.tag, event_digest = %push.digest, now = what, "push superseded");
+            Metrics::new(crate::FUNCTION)
+                .count("PushesSuperseded", 1)
+                .flush();
+            Ok(Err(now))
+        }
+        // The event is the sender's word: anyone who may put an event on the bus or invoke the
+        // function can write one. Nothing rolls until ECR confirms the digest is the tag's.
+        // Retryable whatever ECR said (throttling, AccessDenied, a timeout): Lambda's retries and
+        // the reconcile catch up once it answers; a rollout on the event's word never happens.
+        Err(e) => {
+            warn!(error = %e, "ECR could not confirm the pushed digest; nothing rolled");
+            Metrics::new(crate::FUNCTION)
+                .count("RegistryUnreadable", 1)
+                .flush();
+            Err(Error::Transient(format!(
+                "ECR could not confirm that {}:{} is {}, so nothing was rolled: {}",
+                push.repository,
+                push.tag,
+                push.short_digest(),
+                bridgekeeper::classify::chain(&e)
+            )))
+        }
+    }
+}
+
+/// The push's outcome as metrics.
+fn count(clusters: &[ClusterReport], dry_run: bool) {
+    let mut metrics = Metrics::new(crate::FUNCTION);
+    let count = |f: fn(&ClusterReport) -> usize| clusters.iter().map(f).sum::<usize>() as u64;
+    metrics
+        .count(
+            "WorkloadsRolled",
+            if dry_run {
+                0
+            } else {
+                count(|c| c.rolled.len())
+            },
+        )
+        .count("WorkloadsSkipped", count(|c| c.skipped.len()))
+        .count("WorkloadsFailed", count(|c| c.failed.len()))
+        .count("ClustersFailed", count(|c| usize::from(c.error.is_some())));
+    metrics.flush();
 }
 
 #[cfg(test)]
@@ -365,7 +391,7 @@ mod tests {
         let rolled: Vec<_> = dev
             .rolled
             .iter()
-            .map(|x| format!("{}/{}", x.namespace, x.name))
+            .map(|x| format!("{}/{}", x.workload.namespace, x.workload.name))
             .collect();
         assert_eq!(rolled, ["other/api", "shop/api", "shop/worker"]);
         assert_eq!(dev.skipped.len(), 1);
@@ -945,7 +971,7 @@ mod tests {
         assert!(
             r.clusters
                 .iter()
-                .all(|c| c.rolled.iter().all(|x| x.namespace != "tenant"))
+                .all(|c| c.rolled.iter().all(|x| x.workload.namespace != "tenant"))
         );
 
         let ecr = FakeEcr::default();
@@ -980,7 +1006,7 @@ mod tests {
         let skipped = r.clusters[0]
             .skipped
             .iter()
-            .find(|s| s.namespace == "kube-system")
+            .find(|s| s.workload.namespace == "kube-system")
             .unwrap();
         assert!(skipped.reason.contains("system namespace"), "{skipped:?}");
         assert_eq!(kube.image("dev", "kube-system", "agent"), latest);
@@ -992,7 +1018,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.clusters[0].rolled.len(), 1);
-        assert_eq!(r.clusters[0].rolled[0].namespace, "kube-system");
+        assert_eq!(r.clusters[0].rolled[0].workload.namespace, "kube-system");
     }
 
     /// The review: the reconcile held every cluster's workloads at once. It now reads one
@@ -1025,9 +1051,9 @@ mod tests {
             .clusters
             .iter()
             .flat_map(|c| {
-                c.rolled
-                    .iter()
-                    .map(move |x| format!("{}:{}/{}", c.cluster, x.namespace, x.name))
+                c.rolled.iter().map(move |x| {
+                    format!("{}:{}/{}", c.cluster, x.workload.namespace, x.workload.name)
+                })
             })
             .collect();
         assert_eq!(
@@ -1294,7 +1320,7 @@ mod tests {
         let rolled: Vec<String> = r.clusters[0]
             .rolled
             .iter()
-            .map(|x| format!("{} {} {:?}", x.kind, x.name, x.containers))
+            .map(|x| format!("{} {} {:?}", x.workload.kind, x.workload.name, x.containers))
             .collect();
         assert_eq!(
             rolled,

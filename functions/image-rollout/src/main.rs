@@ -10,7 +10,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_env(&w.env)?;
     let clusters = KubeClusters::new(&config.clusters, &w.accounts);
     let registry = Ecr::new(&w.sdk);
-    let notifier = w.queued(config.notifier(aws_sdk_sns::Client::new(&w.sdk)));
+    let notifier = w.queued(config.topics.sns(aws_sdk_sns::Client::new(&w.sdk)));
     let (config, clusters, registry, notifier) = (&config, &clusters, &registry, &notifier);
     w.serve_once(|event, deadline, _| {
         handler::handle(event, deadline, config, clusters, registry, notifier)

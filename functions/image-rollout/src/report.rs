@@ -8,13 +8,12 @@ use serde::Serialize;
 
 use crate::domain::{Push, Strategy};
 use crate::health::Progress;
-use crate::workload::Kind;
+use crate::workload::{Kind, WorkloadRef};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rolled {
-    pub kind: Kind,
-    pub namespace: String,
-    pub name: String,
+    #[serde(flatten)]
+    pub workload: WorkloadRef,
     /// The image it was rolled to (pinned), or restarted for.
     pub image: String,
     pub strategy: Strategy,
@@ -29,17 +28,15 @@ pub struct Rolled {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
-    pub kind: Kind,
-    pub namespace: String,
-    pub name: String,
+    #[serde(flatten)]
+    pub workload: WorkloadRef,
     pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failed {
-    pub kind: Kind,
-    pub namespace: String,
-    pub name: String,
+    #[serde(flatten)]
+    pub workload: WorkloadRef,
     pub error: String,
 }
 
@@ -101,14 +98,6 @@ pub struct ImageCheck {
     pub error: Option<String>,
 }
 
-/// `shop/api` for a Deployment (the common case reads as before), `StatefulSet shop/db` otherwise.
-pub fn label(kind: Kind, namespace: &str, name: &str) -> String {
-    match kind {
-        Kind::Deployment => format!("{namespace}/{name}"),
-        other => format!("{other} {namespace}/{name}"),
-    }
-}
-
 /// "3 Deployments" when they all are, "3 workloads" when the kinds mix.
 pub fn counted(kinds: impl Iterator<Item = Kind>) -> String {
     let kinds: Vec<Kind> = kinds.collect();
@@ -151,7 +140,12 @@ pub fn notification(r: &Response, push: &Push, environment: &str) -> Option<Noti
         "[{environment}] {}:{tag} ({}) rolled to {} in {}",
         push.repository,
         push.short_digest(),
-        counted(r.clusters.iter().flat_map(|c| &c.rolled).map(|x| x.kind)),
+        counted(
+            r.clusters
+                .iter()
+                .flat_map(|c| &c.rolled)
+                .map(|x| x.workload.kind)
+        ),
         clusters.join(", ")
     );
     if failed + not_done > 0 {
@@ -175,33 +169,19 @@ pub fn notification(r: &Response, push: &Push, environment: &str) -> Option<Noti
             let _ = writeln!(
                 body,
                 "  rolled  {} [{}]{state}",
-                label(x.kind, &x.namespace, &x.name),
+                x.workload.label(),
                 x.containers.join(", ")
             );
         }
         for x in c.rolled.iter().filter(|x| x.rolled_back.is_some()) {
             let what = x.rolled_back.as_deref().unwrap_or_default();
-            let _ = writeln!(
-                body,
-                "  ROLLBACK {}: {what}",
-                label(x.kind, &x.namespace, &x.name)
-            );
+            let _ = writeln!(body, "  ROLLBACK {}: {what}", x.workload.label());
         }
         for x in &c.failed {
-            let _ = writeln!(
-                body,
-                "  FAILED  {}: {}",
-                label(x.kind, &x.namespace, &x.name),
-                x.error
-            );
+            let _ = writeln!(body, "  FAILED  {}: {}", x.workload.label(), x.error);
         }
         for x in &c.skipped {
-            let _ = writeln!(
-                body,
-                "  skipped {}: {}",
-                label(x.kind, &x.namespace, &x.name),
-                x.reason
-            );
+            let _ = writeln!(body, "  skipped {}: {}", x.workload.label(), x.reason);
         }
     }
     let severity = if failed + not_done > 0 {
@@ -235,7 +215,12 @@ pub fn reconcile_notification(
         .collect();
     let mut subject = format!(
         "[{environment}] image reconcile: {} caught up in {}",
-        counted(clusters.iter().flat_map(|c| &c.rolled).map(|x| x.kind)),
+        counted(
+            clusters
+                .iter()
+                .flat_map(|c| &c.rolled)
+                .map(|x| x.workload.kind)
+        ),
         names.join(", ")
     );
     if failed > 0 {
@@ -246,11 +231,11 @@ pub fn reconcile_notification(
     );
     for c in clusters {
         for x in &c.rolled {
-            let what = label(x.kind, &x.namespace, &x.name);
+            let what = x.workload.label();
             let _ = writeln!(body, "  {}: rolled {what} to {}", c.cluster, x.image);
         }
         for x in &c.failed {
-            let what = label(x.kind, &x.namespace, &x.name);
+            let what = x.workload.label();
             let _ = writeln!(body, "  {}: FAILED {what}: {}", c.cluster, x.error);
         }
     }

@@ -12,23 +12,19 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::domain::{self, Decision, Push, Rollout, Strategy, Target};
+use bridgekeeper::cluster::in_namespaces;
+
 use crate::health::Progress;
 use crate::kube::Kube;
 use crate::registry::Registry;
 use crate::report::{ClusterReport, Failed, Rolled, Skipped};
 use crate::workload::Workload;
 
+/// The target's workloads, in its rule's namespaces or all.
 pub async fn list<K: Kube>(kube: &K, target: &Target) -> Result<Vec<Workload>, ClusterError> {
-    match &target.namespaces {
-        None => kube.list(&target.cluster, None).await,
-        Some(namespaces) => {
-            let mut all = Vec::new();
-            for ns in namespaces {
-                all.extend(kube.list(&target.cluster, Some(ns)).await?);
-            }
-            Ok(all)
-        }
-    }
+    let namespaces = target.namespaces.as_deref().unwrap_or_default();
+    let (listed, done) = in_namespaces(namespaces, |ns| kube.list(&target.cluster, ns)).await;
+    done.map(|()| listed)
 }
 
 pub async fn roll_cluster<K: Kube, R: Registry>(
@@ -69,7 +65,7 @@ pub async fn roll_listed<K: Kube, R: Registry>(
     let now = chrono::Utc::now();
     let mut to_roll = Vec::new();
     for d in deployments {
-        let (namespace, name) = d.key();
+        let (namespace, _) = d.key();
         let decision = match domain::decide(&d, push, config.mode, target.strategy, now) {
             Decision::Roll(r) => match domain::system_namespace(&namespace, target) {
                 Some(why) => Decision::Skip(why),
@@ -80,9 +76,7 @@ pub async fn roll_listed<K: Kube, R: Registry>(
         match decision {
             Decision::Unrelated => {}
             Decision::Skip(reason) => report.skipped.push(Skipped {
-                kind: d.kind,
-                namespace,
-                name,
+                workload: d.reference(),
                 reason,
             }),
             Decision::Roll(rollout) => to_roll.push((d, rollout)),
@@ -119,16 +113,15 @@ pub async fn roll_listed<K: Kube, R: Registry>(
         .buffer_unordered(crate::watch::WATCH_CONCURRENCY)
         .collect()
         .await;
-    let order = |a: &String, b: &String, c: &String, d: &String| (a, b).cmp(&(c, d));
     report
         .rolled
-        .sort_by(|a, b| order(&a.namespace, &a.name, &b.namespace, &b.name));
+        .sort_by(|a, b| a.workload.place().cmp(&b.workload.place()));
     report
         .skipped
-        .sort_by(|a, b| order(&a.namespace, &a.name, &b.namespace, &b.name));
+        .sort_by(|a, b| a.workload.place().cmp(&b.workload.place()));
     report
         .failed
-        .sort_by(|a, b| order(&a.namespace, &a.name, &b.namespace, &b.name));
+        .sort_by(|a, b| a.workload.place().cmp(&b.workload.place()));
     report
 }
 
@@ -139,11 +132,8 @@ fn rolled(
     strategy: Strategy,
     progress: Option<Progress>,
 ) -> Rolled {
-    let (namespace, name) = d.key();
     Rolled {
-        kind: d.kind,
-        namespace,
-        name,
+        workload: d.reference(),
         image: push.pinned_image(),
         strategy,
         containers: r.containers().iter().map(|c| c.name.clone()).collect(),
@@ -200,13 +190,15 @@ async fn roll_one<K: Kube, R: Registry>(
     mut rollout: Rollout,
 ) -> Outcome {
     let (config, kube, registry, report_by) = (ctx.config, ctx.kube, ctx.registry, ctx.report_by);
-    let (namespace, name) = d.key();
-    let kind = d.kind;
+    let workload = d.reference();
+    let (kind, namespace, name) = (
+        workload.kind,
+        workload.namespace.clone(),
+        workload.name.clone(),
+    );
     let failed = |error: String| {
         Outcome::Failed(Failed {
-            kind,
-            namespace: namespace.clone(),
-            name: name.clone(),
+            workload: workload.clone(),
             error,
         })
     };
@@ -229,9 +221,7 @@ async fn roll_one<K: Kube, R: Registry>(
                     Ok(now) => {
                         let now = now.as_deref().unwrap_or("nothing (the tag was deleted)");
                         return Outcome::Skipped(Skipped {
-                            kind,
-                            namespace,
-                            name,
+                            workload,
                             reason: format!(
                                 "changed while it was being rolled, and {}:{} now points at {now}: \
                                  superseded",
@@ -255,21 +245,11 @@ async fn roll_one<K: Kube, R: Registry>(
                 match domain::decide(&d, push, config.mode, target.strategy, chrono::Utc::now()) {
                     Decision::Roll(r) => rollout = r,
                     Decision::Skip(reason) => {
-                        return Outcome::Skipped(Skipped {
-                            kind,
-                            namespace,
-                            name,
-                            reason,
-                        });
+                        return Outcome::Skipped(Skipped { workload, reason });
                     }
                     Decision::Unrelated => {
                         let reason = "no longer runs the image".to_owned();
-                        return Outcome::Skipped(Skipped {
-                            kind,
-                            namespace,
-                            name,
-                            reason,
-                        });
+                        return Outcome::Skipped(Skipped { workload, reason });
                     }
                 }
             }

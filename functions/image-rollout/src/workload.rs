@@ -92,6 +92,31 @@ pub enum Status {
     Scheduled,
 }
 
+/// A workload by name, in what a run reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkloadRef {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl WorkloadRef {
+    /// `shop/api` for a Deployment (the common case reads as before), `StatefulSet shop/db`
+    /// otherwise.
+    pub fn label(&self) -> String {
+        let (namespace, name) = (&self.namespace, &self.name);
+        match self.kind {
+            Kind::Deployment => format!("{namespace}/{name}"),
+            other => format!("{other} {namespace}/{name}"),
+        }
+    }
+
+    /// Reports list workloads by namespace, then name.
+    pub fn place(&self) -> (&str, &str) {
+        (&self.namespace, &self.name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workload {
     pub kind: Kind,
@@ -161,6 +186,16 @@ impl Workload {
             template,
             selector: self.selector,
             status: self.status,
+        }
+    }
+
+    /// What outcomes and messages name it by.
+    pub fn reference(&self) -> WorkloadRef {
+        let (namespace, name) = self.key();
+        WorkloadRef {
+            kind: self.kind,
+            namespace,
+            name,
         }
     }
 

@@ -430,4 +430,142 @@ mod tests {
             None
         );
     }
+
+    use bridgekeeper::notify::Severity;
+    use bridgekeeper::notify::testing::Recorder;
+
+    use crate::delivery::Notifiers;
+    use crate::fakes::*;
+
+    use crate::pipeline::handle_batch;
+
+    #[tokio::test]
+    async fn alarm_says_metric_threshold_comparison_and_previous_state() {
+        let n = one(sample!("alarm-state-change.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] ALARM: api-cpu-high (CPUUtilization > 80)"
+        );
+        assert_eq!(
+            n.body,
+            "api-cpu-high is ALARM (was OK).\n\n\
+             Metric:      AWS/EC2 CPUUtilization (Average, 300 s) AutoScalingGroupName=eks-prod-ng-1-a2c4e6g8\n\
+             Condition:   CPUUtilization > 80, latest 93.5\n\
+             Reason:      Threshold Crossed: 1 out of the last 1 datapoints [93.5 (21/11/26 16:59:00)] was greater than the threshold (80.0) (minimum 1 datapoint for OK -> ALARM transition).\n\
+             Description: API pods' nodes are running hot\n\
+             Time:        2026-11-21 17:04:40 UTC\n\n\
+             From account 123456789012 (hub)."
+        );
+        assert_eq!(n.severity, Severity::Error);
+        assert_eq!(n.attributes["alarm"], "api-cpu-high");
+        assert_eq!(n.attributes["cluster"], "prod-eks");
+    }
+
+    #[tokio::test]
+    async fn ok_after_alarm_is_resolved() {
+        let n = one(sample!("alarm-ok.json")).await;
+        assert_eq!(n.subject, "[prod] OK: api-cpu-high (CPUUtilization > 80)");
+        assert!(
+            n.body.starts_with("api-cpu-high is OK (was ALARM)."),
+            "{}",
+            n.body
+        );
+        assert_eq!(n.severity, Severity::Resolved);
+    }
+
+    #[tokio::test]
+    async fn muted_and_suppressed_alarms_say_why_and_never_reach_the_errors_topic() {
+        let p = with(Notifiers {
+            all: Recorder::default(),
+            errors: Some(Recorder::default()),
+            chat: None,
+        });
+        let bodies = [
+            sample!("alarm-muted.json"),
+            sample!("alarm-composite-suppressed.json"),
+        ];
+        handle_batch(batch(&bodies), &config(&[]), &p)
+            .await
+            .unwrap();
+        let sent = p.notifiers.all.sent();
+        assert_eq!(
+            sent[0].subject,
+            "[prod] ALARM (muted): api-cpu-high (CPUUtilization > 80)"
+        );
+        assert!(
+            sent[0].body.contains(
+                "Actions:     muted by alarm mute rule nightly-maintenance until 2026-11-22 04:00 UTC; sent for the record, not paged"
+            ),
+            "{}",
+            sent[0].body
+        );
+        assert_eq!(
+            sent[1].subject,
+            "[prod] ALARM (suppressed): prod-api-degraded"
+        );
+        assert!(
+            sent[1].body.contains(
+                "Actions:     suppressed by WaitPeriod (Actions suppressed by WaitPeriod)"
+            ),
+            "{}",
+            sent[1].body
+        );
+        assert!(
+            sent[1]
+                .body
+                .contains("Rule:        ALARM(api-cpu-high) OR ALARM(nodes-network-high)")
+        );
+        assert!(sent.iter().all(|n| n.severity == Severity::Info));
+        assert!(p.notifiers.errors.as_ref().unwrap().sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_math_alarm_names_the_expression_it_alarms_on_not_its_first_input() {
+        let n = one(sample!("alarm-math.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] ALARM: nodes-network-high (Total Network Traffic > 10000)"
+        );
+        assert!(!n.body.contains("NetworkIn >"), "{}", n.body);
+        assert!(
+            n.body.contains(
+                "Expression:  e1 = SUM(METRICS()) (Total Network Traffic)\n\
+                 Inputs:      m1 = AWS/EC2 NetworkIn (Maximum, 300 s) AutoScalingGroupName=eks-prod-ng-1-a2c4e6g8\n\
+                 \x20            m2 = AWS/EC2 NetworkOut (Maximum, 300 s) AutoScalingGroupName=eks-prod-ng-1-a2c4e6g8\n\
+                 Condition:   Total Network Traffic > 10000, latest 45628\n"
+            ),
+            "{}",
+            n.body
+        );
+        assert_eq!(n.severity, Severity::Error);
+        // The expression has no dimensions; its inputs' Auto Scaling group still enriches it.
+        assert_eq!(n.attributes["cluster"], "prod-eks");
+    }
+
+    #[tokio::test]
+    async fn an_anomaly_alarm_names_its_metric_and_band() {
+        let n = one(sample!("alarm-anomaly.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] ALARM: api-latency-anomaly (TargetResponseTime outside 0.02–0.3)"
+        );
+        assert!(
+            n.body.contains(
+                "Metric:      AWS/ApplicationELB TargetResponseTime (Average, 60 s) LoadBalancer=app/k8s-prod-api/0123456789abcdef\n\
+                 Band:        ANOMALY_DETECTION_BAND(m1, 0.8)\n\
+                 Condition:   TargetResponseTime outside 0.02–0.3, latest 0.9\n"
+            ),
+            "{}",
+            n.body
+        );
+    }
+
+    #[tokio::test]
+    async fn long_multibyte_names_stay_valid_and_within_the_subject_limit() {
+        let long =
+            sample!("alarm-state-change.json").replace("api-cpu-high", &"überlast-ñ-🚀".repeat(12));
+        let n = one(&long).await;
+        assert_eq!(n.subject.chars().count(), 99);
+        assert!(n.subject.ends_with('…'));
+    }
 }

@@ -48,3 +48,15 @@ pub fn attributes(
         None => n,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_without_noise() {
+        assert_eq!(fmt_number(80.0), "80");
+        assert_eq!(fmt_number(93.456), "93.46");
+        assert_eq!(fmt_number(0.5), "0.5");
+    }
+}

@@ -1,6 +1,6 @@
 use bridgekeeper::accounts::Admitted;
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
-use bridgekeeper::notify::SnsNotifier;
+use bridgekeeper::notify::{Destinations, SnsNotifier};
 
 use crate::delivery::Notifiers;
 
@@ -18,9 +18,10 @@ pub struct Config {
     pub environment: String,
     /// The accounts whose events it reports (the hub's and `MEMBER_ACCOUNTS`).
     pub admitted: Admitted,
-    pub topic_arn: Arn,
+    /// The alerts topic (every alert, text) and the chat topic (every alert, chat JSON).
+    pub topics: Destinations,
+    /// `ERRORS_TOPIC_ARN`: error-severity alerts also go here.
     pub errors_topic_arn: Option<Arn>,
-    pub chat_topic_arn: Option<Arn>,
     /// `CLUSTER_NAMES`: EC2 events count only for nodes of these clusters; empty = any cluster
     /// an instance's EKS tags name.
     pub clusters: Vec<String>,
@@ -39,9 +40,8 @@ impl Config {
         Ok(Config {
             admitted: Admitted::from_env(env)?,
             environment: environment(env),
-            topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
+            topics: Destinations::from_env(env, crate::FUNCTION)?,
             errors_topic_arn: env.optional_arn("ERRORS_TOPIC_ARN")?,
-            chat_topic_arn: env.optional_arn("CHAT_TOPIC_ARN")?,
             clusters: env.list("CLUSTER_NAMES"),
             silenced: env.choice(
                 "SILENCED_ALARMS",
@@ -52,18 +52,11 @@ impl Config {
     }
 
     pub fn notifiers(&self, sns: aws_sdk_sns::Client) -> Notifiers<SnsNotifier> {
-        let notifier = |arn: &Arn| {
-            SnsNotifier::new(
-                sns.clone(),
-                arn.as_str(),
-                crate::FUNCTION,
-                &self.environment,
-            )
-        };
+        let topic = |arn: &Arn| self.topics.topic(&sns, arn);
         Notifiers {
-            all: notifier(&self.topic_arn),
-            errors: self.errors_topic_arn.as_ref().map(notifier),
-            chat: self.chat_topic_arn.as_ref().map(notifier),
+            all: topic(&self.topics.alerts),
+            errors: self.errors_topic_arn.as_ref().map(topic),
+            chat: self.topics.chat.as_ref().map(topic),
         }
     }
 }
@@ -92,13 +85,13 @@ mod tests {
         ]);
         let c = Config::from_env(&env).unwrap();
         assert_eq!(c.errors_topic_arn.unwrap().resource(), "pager");
-        assert_eq!(c.chat_topic_arn.unwrap().resource(), "chat");
+        assert_eq!(c.topics.chat.unwrap().resource(), "chat");
         assert_eq!(c.clusters, ["prod-eks", "ops-eks"]);
         assert_eq!(c.silenced, Silenced::Drop);
         assert_eq!(c.environment, "prod");
         let defaults = Config::from_env(&Env::from_pairs([ALERTS])).unwrap();
         assert_eq!(defaults.silenced, Silenced::Info);
-        assert!(defaults.clusters.is_empty() && defaults.chat_topic_arn.is_none());
+        assert!(defaults.clusters.is_empty() && defaults.topics.chat.is_none());
     }
 
     #[test]

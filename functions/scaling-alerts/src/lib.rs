@@ -3,7 +3,9 @@
 
 pub mod alarm;
 pub mod alert;
+pub mod autoscaling;
 pub mod aws;
+pub mod batch;
 pub mod config;
 pub mod delivery;
 pub mod domain;
@@ -13,6 +15,7 @@ pub mod handler;
 pub mod nodegroups;
 pub mod nodes;
 pub mod parse;
+pub mod pipeline;
 
 pub use config::Config;
 

@@ -3,7 +3,7 @@
 
 use bridgekeeper::wiring::Wiring;
 use scaling_alerts::aws::{AutoScalingApi, Ec2Api};
-use scaling_alerts::{Config, FUNCTION, handler};
+use scaling_alerts::{Config, FUNCTION, handler, pipeline};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -11,7 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_env(&w.env)?;
     // Unpublished alerts go back to SQS (batch item failures), whose redelivery is the retry;
     // each record's event is claimed once by the handler itself.
-    let ports = handler::Ports {
+    let ports = pipeline::Ports {
         asg: AutoScalingApi::new(w.accounts.clone()),
         ec2: Ec2Api::new(w.accounts.clone()),
         notifiers: config.notifiers(aws_sdk_sns::Client::new(&w.sdk)),

@@ -196,3 +196,110 @@ pub fn render(n: &NodegroupEvent, env: &str) -> Notification {
     }
     note
 }
+
+#[cfg(test)]
+mod tests {
+
+    use bridgekeeper::notify::Severity;
+
+    use crate::fakes::*;
+
+    #[tokio::test]
+    async fn node_group_resize_says_who_and_what() {
+        let n = one(sample!("nodegroup-config-update.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Node group prod-eks/ng-1 resized: desired 8, min 3, max 12"
+        );
+        assert!(
+            n.body
+                .contains("By:       arn:aws:sts::123456789012:assumed-role/PlatformAdmin/jane"),
+            "{}",
+            n.body
+        );
+        assert_eq!(
+            (
+                n.attributes["source"].as_str(),
+                n.attributes["cluster"].as_str()
+            ),
+            ("eks", "prod-eks")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_denied_node_group_call_is_an_error_not_a_resize() {
+        let n = one(sample!("nodegroup-config-failed.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] FAILED: node group prod-eks/ng-1 configuration change: InvalidParameterException"
+        );
+        assert!(
+            n.body.contains(
+                "Error:    InvalidParameterException: Minimum capacity 3 can't be greater than maximum capacity 2"
+            ),
+            "{}",
+            n.body
+        );
+        assert_eq!(n.severity, Severity::Error);
+        let n = one(sample!("nodegroup-config-denied.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] DENIED: node group prod-eks/ng-1 configuration change: AccessDenied"
+        );
+        assert!(
+            n.body
+                .contains("assumed-role/Developer/sam is not authorized")
+        );
+        assert_eq!(n.severity, Severity::Error);
+    }
+
+    /// The review's fence breakout, through a CloudTrail error message (the caller writes part
+    /// of it: names, ARNs).
+    #[tokio::test]
+    async fn a_cloudtrail_error_message_never_leaves_the_chat_code_block() {
+        let hostile = "denied ```\n[verify](https://evil.example) @here <!channel>";
+        let body = sample!("nodegroup-config-denied.json").replace(
+            "User: arn:aws:sts::123456789012:assumed-role/Developer/sam is not authorized",
+            &hostile.replace('\n', "\\n"),
+        );
+        let n = one(&body).await;
+        assert!(
+            n.body.contains("```"),
+            "the hostile text is quoted: {}",
+            n.body
+        );
+        assert_eq!(bridgekeeper::notify::testing::chat_not_inert(&n), None);
+    }
+
+    #[tokio::test]
+    async fn a_labels_and_taints_update_is_not_called_a_resize() {
+        let n = one(sample!("nodegroup-labels-update.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Node group prod-eks/ng-1 updated: labels, taints"
+        );
+        assert!(!n.body.contains("resized"), "{}", n.body);
+    }
+
+    #[tokio::test]
+    async fn node_group_creation_deletion_and_version_updates_read_well() {
+        let n = one(sample!("nodegroup-create.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Node group prod-eks/ng-spot creation started"
+        );
+        assert!(n.body.contains("Types:    m6i.large, m6a.large (SPOT)"));
+        assert!(n.body.contains("Sizes:    desired 2, min 0, max 10"));
+        let n = one(sample!("nodegroup-delete.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Node group prod-eks/ng-old deletion started"
+        );
+        assert_eq!(n.severity, Severity::Warning);
+        let n = one(sample!("nodegroup-version-update.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Node group prod-eks/ng-1 update to release 1.33.5-20261110 started"
+        );
+    }
+}

@@ -363,4 +363,47 @@ mod tests {
             Ok(())
         );
     }
+
+    use bridgekeeper::notify::Severity;
+
+    use crate::fakes::*;
+    use crate::nodes::{NodeInfo, Pool};
+
+    #[tokio::test]
+    async fn a_spot_interruption_of_a_karpenter_node_names_pool_cluster_type_and_zone() {
+        let n = one(sample!("spot-interruption.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Spot interruption: 1 node of Karpenter NodePool default in prod-eks"
+        );
+        assert_eq!(
+            n.body,
+            "EC2 reclaims 1 node of Karpenter NodePool default in prod-eks (cluster prod-eks): it will terminate it in about two minutes, at 03:14:05 UTC.\n\n\
+             Cluster:   prod-eks\n\
+             NodePool:  Karpenter NodePool default\n\
+             Instances: i-0c1d2e3f4a5b6c7d8  m6i.large  spot  eu-west-1a\n\
+             Time:      2026-11-22 03:12:05 UTC\n\n\
+             From account 123456789012 (hub)."
+        );
+        assert_eq!(n.severity, Severity::Warning);
+        assert_eq!(n.attributes["nodepool"], "default");
+        assert_eq!(n.attributes["cluster"], "prod-eks");
+    }
+
+    #[tokio::test]
+    async fn rebalance_and_unexplained_stops_read_well() {
+        let n = one(sample!("rebalance-recommendation.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Rebalance recommendation: 1 node of Karpenter NodePool default in prod-eks"
+        );
+        assert_eq!(n.severity, Severity::Info);
+        let n = one(sample!("instance-stopped.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] 1 node stopped: Karpenter NodePool default in prod-eks"
+        );
+        assert!(n.body.contains("no Auto Scaling activity explains it"));
+        assert_eq!(n.severity, Severity::Warning);
+    }
 }

@@ -7,7 +7,8 @@ use bridgekeeper::events::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Fact, InstanceAction, InstanceEvent};
+use crate::autoscaling::{InstanceAction, InstanceEvent};
+use crate::domain::Fact;
 use crate::nodegroups::{Call, NodegroupEvent, Sizes};
 use crate::nodes::{NodeEvent, NodeKind};
 
@@ -109,41 +110,10 @@ pub fn parse(record: &SqsMessage) -> Result<(Scope, Fact), String> {
 
 fn read(body: &str, envelope: &Envelope) -> Result<Fact, String> {
     let (source, detail_type) = (envelope.source(), envelope.detail_type());
-    let malformed = |e: serde_json::Error| format!("malformed {detail_type} event: {e}");
+    let malformed = &|e: serde_json::Error| format!("malformed {detail_type} event: {e}");
     let instance_action = InstanceAction::from_detail_type(detail_type);
     match (source, detail_type, instance_action) {
-        ("aws.autoscaling", _, Some(action)) => {
-            if action.is_hook() {
-                let e: EventBridgeEvent<LifecycleAction> =
-                    serde_json::from_str(body).map_err(malformed)?;
-                let d = e.detail;
-                return Ok(Fact::Instance(InstanceEvent {
-                    action,
-                    group: d.auto_scaling_group_name,
-                    instance_id: d.ec2_instance_id.filter(|i| !i.is_empty()),
-                    zone: None,
-                    cause: None,
-                    status_message: None,
-                    hook: d.lifecycle_hook_name.map(|h| match d.lifecycle_transition {
-                        Some(t) => format!("{h} ({t})"),
-                        None => h,
-                    }),
-                    time: e.time,
-                }));
-            }
-            let e: AutoScalingInstanceEvent = serde_json::from_str(body).map_err(malformed)?;
-            let d = e.detail;
-            Ok(Fact::Instance(InstanceEvent {
-                action,
-                group: d.auto_scaling_group_name,
-                instance_id: d.ec2_instance_id.filter(|i| !i.is_empty()),
-                zone: d.details.and_then(|x| x.availability_zone),
-                cause: d.cause,
-                status_message: d.status_message,
-                hook: None,
-                time: d.end_time.or(e.time),
-            }))
-        }
+        ("aws.autoscaling", _, Some(action)) => instance(body, action, malformed),
         (source, detail_type, _) if (source, detail_type) == ALARM_STATE_CHANGE => {
             let e: AlarmStateChangeEvent = serde_json::from_str(body).map_err(malformed)?;
             Ok(Fact::Alarm(crate::alarm::read(e)))
@@ -154,83 +124,121 @@ fn read(body: &str, envelope: &Envelope) -> Result<Fact, String> {
             | "EC2 Instance Rebalance Recommendation"
             | "EC2 Instance State-change Notification",
             _,
-        ) => {
-            let e: EventBridgeEvent<Ec2InstanceDetail> =
-                serde_json::from_str(body).map_err(malformed)?;
-            let d = e.detail;
-            let kind = match detail_type {
-                "EC2 Spot Instance Interruption Warning" => NodeKind::SpotInterruption {
-                    action: d.instance_action.unwrap_or_else(|| "terminate".into()),
-                },
-                "EC2 Instance Rebalance Recommendation" => NodeKind::Rebalance,
-                _ => match d.state {
-                    Some(s) if NODE_LOSING_STATES.contains(&s.as_str()) => NodeKind::State(s),
-                    other => {
-                        return Err(format!(
-                            "instance state {other:?} does not take a node away (expected one of {NODE_LOSING_STATES:?})"
-                        ));
-                    }
-                },
-            };
-            Ok(Fact::Node(NodeEvent {
-                kind,
-                instance_id: d.instance_id,
-                time: e.time,
-                node: None,
-            }))
-        }
-        ("aws.eks", "AWS API Call via CloudTrail", _) => {
-            let e: EventBridgeEvent<CloudTrailCall> =
-                serde_json::from_str(body).map_err(malformed)?;
-            let call = e.detail;
-            let Some(kind) = Call::from_event_name(&call.event_name) else {
-                return Err(format!(
-                    "EKS API call {} is not a node group change",
-                    call.event_name
-                ));
-            };
-            let mut req = call.request_parameters.unwrap_or_default();
-            if req.name.is_none() {
-                // A denied call has no requestParameters; its message names the node group ARN.
-                if let Some((cluster, nodegroup)) =
-                    call.error_message.as_deref().and_then(nodegroup_in_arn)
-                {
-                    req.name = Some(cluster);
-                    req.nodegroup_name = Some(nodegroup);
-                }
-            }
-            let changed = [
-                ("labels", req.labels.is_some()),
-                ("taints", req.taints.is_some()),
-                ("update config", req.update_config.is_some()),
-                ("node repair config", req.node_repair_config.is_some()),
-            ]
-            .into_iter()
-            .filter_map(|(what, set)| set.then_some(what))
-            .collect();
-            Ok(Fact::Nodegroup(NodegroupEvent {
-                call: Some(kind),
-                cluster: req.name,
-                nodegroup: req.nodegroup_name,
-                scaling: req.scaling_config.map(|s| Sizes {
-                    min: s.min_size,
-                    max: s.max_size,
-                    desired: s.desired_size,
-                }),
-                changed,
-                version: req.version,
-                release: req.release_version,
-                instance_types: req.instance_types,
-                capacity: req.capacity_type,
-                error: call.error_code.map(|c| (c, call.error_message)),
-                who: call.user_identity.and_then(|u| u.arn),
-                time: call.event_time.or(e.time),
-            }))
-        }
+        ) => node(body, detail_type, malformed),
+        ("aws.eks", "AWS API Call via CloudTrail", _) => nodegroup_call(body, malformed),
         _ => Err(format!(
             "source {source:?}, detail-type {detail_type:?} is not a scaling, node or alarm event"
         )),
     }
+}
+
+type Malformed<'a> = &'a dyn Fn(serde_json::Error) -> String;
+
+/// An Auto Scaling instance launch, termination or lifecycle action.
+fn instance(body: &str, action: InstanceAction, malformed: Malformed) -> Result<Fact, String> {
+    if action.is_hook() {
+        let e: EventBridgeEvent<LifecycleAction> = serde_json::from_str(body).map_err(malformed)?;
+        let d = e.detail;
+        return Ok(Fact::Instance(InstanceEvent {
+            action,
+            group: d.auto_scaling_group_name,
+            instance_id: d.ec2_instance_id.filter(|i| !i.is_empty()),
+            zone: None,
+            cause: None,
+            status_message: None,
+            hook: d.lifecycle_hook_name.map(|h| match d.lifecycle_transition {
+                Some(t) => format!("{h} ({t})"),
+                None => h,
+            }),
+            time: e.time,
+        }));
+    }
+    let e: AutoScalingInstanceEvent = serde_json::from_str(body).map_err(malformed)?;
+    let d = e.detail;
+    Ok(Fact::Instance(InstanceEvent {
+        action,
+        group: d.auto_scaling_group_name,
+        instance_id: d.ec2_instance_id.filter(|i| !i.is_empty()),
+        zone: d.details.and_then(|x| x.availability_zone),
+        cause: d.cause,
+        status_message: d.status_message,
+        hook: None,
+        time: d.end_time.or(e.time),
+    }))
+}
+
+/// An EC2 Spot interruption warning, rebalance recommendation or state change.
+fn node(body: &str, detail_type: &str, malformed: Malformed) -> Result<Fact, String> {
+    let e: EventBridgeEvent<Ec2InstanceDetail> = serde_json::from_str(body).map_err(malformed)?;
+    let d = e.detail;
+    let kind = match detail_type {
+        "EC2 Spot Instance Interruption Warning" => NodeKind::SpotInterruption {
+            action: d.instance_action.unwrap_or_else(|| "terminate".into()),
+        },
+        "EC2 Instance Rebalance Recommendation" => NodeKind::Rebalance,
+        _ => match d.state {
+            Some(s) if NODE_LOSING_STATES.contains(&s.as_str()) => NodeKind::State(s),
+            other => {
+                return Err(format!(
+                    "instance state {other:?} does not take a node away (expected one of {NODE_LOSING_STATES:?})"
+                ));
+            }
+        },
+    };
+    Ok(Fact::Node(NodeEvent {
+        kind,
+        instance_id: d.instance_id,
+        time: e.time,
+        node: None,
+    }))
+}
+
+/// An EKS node-group call, as CloudTrail recorded it (allowed, failed or denied).
+fn nodegroup_call(body: &str, malformed: Malformed) -> Result<Fact, String> {
+    let e: EventBridgeEvent<CloudTrailCall> = serde_json::from_str(body).map_err(malformed)?;
+    let call = e.detail;
+    let Some(kind) = Call::from_event_name(&call.event_name) else {
+        return Err(format!(
+            "EKS API call {} is not a node group change",
+            call.event_name
+        ));
+    };
+    let mut req = call.request_parameters.unwrap_or_default();
+    if req.name.is_none() {
+        // A denied call has no requestParameters; its message names the node group ARN.
+        if let Some((cluster, nodegroup)) = call.error_message.as_deref().and_then(nodegroup_in_arn)
+        {
+            req.name = Some(cluster);
+            req.nodegroup_name = Some(nodegroup);
+        }
+    }
+    let changed = [
+        ("labels", req.labels.is_some()),
+        ("taints", req.taints.is_some()),
+        ("update config", req.update_config.is_some()),
+        ("node repair config", req.node_repair_config.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(what, set)| set.then_some(what))
+    .collect();
+    Ok(Fact::Nodegroup(NodegroupEvent {
+        call: Some(kind),
+        cluster: req.name,
+        nodegroup: req.nodegroup_name,
+        scaling: req.scaling_config.map(|s| Sizes {
+            min: s.min_size,
+            max: s.max_size,
+            desired: s.desired_size,
+        }),
+        changed,
+        version: req.version,
+        release: req.release_version,
+        instance_types: req.instance_types,
+        capacity: req.capacity_type,
+        error: call.error_code.map(|c| (c, call.error_message)),
+        who: call.user_identity.and_then(|u| u.arn),
+        time: call.event_time.or(e.time),
+    }))
 }
 
 /// `...:nodegroup/<cluster>/<nodegroup>/<uuid>` anywhere in `text`.
@@ -244,4 +252,140 @@ fn nodegroup_in_arn(text: &str) -> Option<(String, String)> {
         .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
         .collect();
     (!nodegroup.is_empty()).then(|| (cluster.to_owned(), nodegroup))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(body: &str) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.body = Some(body.to_owned());
+        m
+    }
+
+    fn fact(body: &str) -> Fact {
+        parse(&record(body)).unwrap().1
+    }
+
+    fn sample(name: &str) -> String {
+        let path = format!(
+            "{}/../../events/scaling-alerts/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap()
+    }
+
+    #[test]
+    fn a_launch_keeps_its_group_instance_zone_cause_and_end_time() {
+        let Fact::Instance(e) = fact(&sample("launch-successful.json")) else {
+            panic!("not an instance event");
+        };
+        assert_eq!(e.action, InstanceAction::Launch);
+        assert_eq!(e.group, "eks-prod-ng-1-a2c4e6g8");
+        assert_eq!(e.instance_id.as_deref(), Some("i-0a1b2c3d4e5f60718"));
+        assert_eq!(e.zone.as_deref(), Some("eu-west-1b"));
+        assert!(e.cause.unwrap().contains("desired capacity from 4 to 5"));
+        assert_eq!(
+            e.time.unwrap().to_rfc3339(),
+            "2026-11-21T09:12:47.208+00:00"
+        );
+    }
+
+    #[test]
+    fn a_lifecycle_action_names_its_hook_and_transition() {
+        let Fact::Instance(e) = fact(&sample("lifecycle-launch.json")) else {
+            panic!("not an instance event");
+        };
+        assert_eq!(e.action, InstanceAction::LaunchHook);
+        assert_eq!(
+            e.hook.as_deref(),
+            Some("warm-up (autoscaling:EC2_INSTANCE_LAUNCHING)")
+        );
+    }
+
+    #[test]
+    fn the_envelope_gives_the_account_and_region() {
+        let (scope, _) = parse(&record(&sample("alarm-ok.json"))).unwrap();
+        assert_eq!(scope, Scope::account("123456789012").in_region("eu-west-1"));
+    }
+
+    #[test]
+    fn ec2_events_become_node_events_of_their_kind() {
+        let kind = |name: &str| match fact(&sample(name)) {
+            Fact::Node(n) => n.kind,
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(
+            kind("spot-interruption.json"),
+            NodeKind::SpotInterruption {
+                action: "terminate".into()
+            }
+        );
+        assert_eq!(kind("rebalance-recommendation.json"), NodeKind::Rebalance);
+        assert_eq!(
+            kind("instance-stopped.json"),
+            NodeKind::State("stopped".into())
+        );
+    }
+
+    #[test]
+    fn a_denied_node_group_call_is_named_from_the_arn_in_its_message() {
+        let Fact::Nodegroup(n) = fact(&sample("nodegroup-config-denied.json")) else {
+            panic!("not a node group event");
+        };
+        assert_eq!(n.cluster.as_deref(), Some("prod-eks"));
+        assert_eq!(n.nodegroup.as_deref(), Some("ng-1"));
+        assert_eq!(n.error.unwrap().0, "AccessDenied");
+    }
+
+    #[test]
+    fn a_labels_update_lists_what_it_changed() {
+        let Fact::Nodegroup(n) = fact(&sample("nodegroup-labels-update.json")) else {
+            panic!("not a node group event");
+        };
+        assert!(n.changed.contains(&"labels"), "{:?}", n.changed);
+        assert!(n.scaling.is_none());
+    }
+
+    #[test]
+    fn foreign_malformed_and_unwanted_events_are_refused_with_the_reason() {
+        let refused = |body: &str| parse(&record(body)).unwrap_err();
+        assert!(refused("not json").starts_with("the body is not an EventBridge event"));
+        assert!(
+            refused(r#"{"source": "aws.s3", "detail-type": "Object Created", "detail": {}}"#)
+                .contains("is not a scaling, node or alarm event")
+        );
+        assert!(
+            refused(r#"{"source": "aws.autoscaling", "detail-type": "EC2 Instance Launch Successful", "detail": {}}"#)
+                .starts_with("malformed EC2 Instance Launch Successful event")
+        );
+        assert!(
+            refused(r#"{"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {"instance-id": "i-1", "state": "pending"}}"#)
+                .contains("does not take a node away")
+        );
+        assert!(
+            refused(r#"{"source": "aws.eks", "detail-type": "AWS API Call via CloudTrail", "detail": {"eventName": "ListNodegroups"}}"#)
+                .contains("is not a node group change")
+        );
+        assert_eq!(
+            parse(&SqsMessage::default()).unwrap_err(),
+            "the record has no body"
+        );
+    }
+
+    #[test]
+    fn a_node_group_arn_is_found_anywhere_in_a_message() {
+        assert_eq!(
+            nodegroup_in_arn(
+                "on resource: arn:aws:eks:eu-west-1:1:nodegroup/prod-eks/ng-1/5ac5 now"
+            ),
+            Some(("prod-eks".into(), "ng-1".into()))
+        );
+        assert_eq!(
+            nodegroup_in_arn("arn:aws:eks:eu-west-1:1:nodegroup//ng-1"),
+            None
+        );
+        assert_eq!(nodegroup_in_arn("no arn here"), None);
+    }
 }

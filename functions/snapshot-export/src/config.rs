@@ -1,6 +1,6 @@
 use bridgekeeper::accounts::Admitted;
 use bridgekeeper::config::{Arn, ConfigError, Env, environment};
-use bridgekeeper::notify::{SnsNotifier, Topics};
+use bridgekeeper::notify::Destinations;
 
 use crate::domain::Selection;
 
@@ -20,9 +20,8 @@ pub struct Config {
     pub environment: String,
     /// The accounts whose events it acts on (the hub's and `MEMBER_ACCOUNTS`).
     pub admitted: Admitted,
-    pub topic_arn: Arn,
-    /// `CHAT_TOPIC_ARN`: an optional topic that gets the chat JSON of every notification.
-    pub chat_topic_arn: Option<Arn>,
+    /// The alerts topic, and the chat topic that gets the chat JSON of every notification.
+    pub topics: Destinations,
     pub bucket: String,
     pub prefix: String,
     pub role_arn: Arn,
@@ -131,8 +130,7 @@ impl Config {
         )?;
         Ok(Config {
             environment: environment(env),
-            topic_arn: env.arn("ALERTS_TOPIC_ARN")?,
-            chat_topic_arn: env.optional_arn("CHAT_TOPIC_ARN")?,
+            topics: Destinations::from_env(env, crate::FUNCTION)?,
             bucket,
             prefix,
             role_arn: env.arn("EXPORT_ROLE_ARN")?,
@@ -177,16 +175,6 @@ impl Config {
             members: Vec::new(),
             ..self.clone()
         }
-    }
-
-    pub fn notifier(&self, sns: aws_sdk_sns::Client) -> Topics<SnsNotifier> {
-        Topics::sns(
-            sns,
-            self.topic_arn.as_str(),
-            self.chat_topic_arn.as_ref().map(Arn::as_str),
-            crate::FUNCTION,
-            &self.environment,
-        )
     }
 }
 

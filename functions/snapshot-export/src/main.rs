@@ -10,7 +10,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_env(&w.env)?;
     let rds = RdsApi::new(aws_sdk_rds::Client::new(&w.sdk));
     let members = handler::MemberRds(w.accounts.clone());
-    let notifier = w.queued(config.notifier(aws_sdk_sns::Client::new(&w.sdk)));
+    let notifier = w.queued(config.topics.sns(aws_sdk_sns::Client::new(&w.sdk)));
     let (config, rds, members, notifier, store) = (&config, &rds, &members, &notifier, &w.store);
     w.serve_once(|event, _, _| handler::handle(event, config, rds, members, notifier, store))
         .await

@@ -66,7 +66,7 @@ async fn snapshot_export_demo() -> Result<()> {
     // Two slots for three sources: the night is worked through, not cut short.
     let config = export_config(&env, &inbox, &[("MAX_CONCURRENT_EXPORTS", "2")])?;
     let api = snapshot_export::aws::RdsApi::new(rds.clone());
-    let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
+    let notifier = config.topics.sns(aws_sdk_sns::Client::new(&env.sdk));
     let store = bridgekeeper_tests::idempotency_store(&env.sdk, "snapshot-export").await?;
 
     println!(
@@ -165,7 +165,7 @@ async fn scaling_alerts_demo() -> Result<()> {
         ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
         ("ENVIRONMENT", "prod"),
     ]))?;
-    let ports = scaling_alerts::handler::Ports {
+    let ports = scaling_alerts::pipeline::Ports {
         asg: scaling_alerts::aws::AutoScalingApi::new(Accounts::single(&env.sdk)),
         ec2: scaling_alerts::aws::Ec2Api::new(Accounts::single(&env.sdk)),
         notifiers: config.notifiers(aws_sdk_sns::Client::new(&env.sdk)),
@@ -305,7 +305,7 @@ async fn image_rollout_demo() -> Result<()> {
     let kube =
         image_rollout::kube::KubeClusters::new(&config.clusters, &Accounts::single(&env.sdk));
     let ecr = image_rollout::registry::Ecr::new(&env.sdk);
-    let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
+    let notifier = config.topics.sns(aws_sdk_sns::Client::new(&env.sdk));
     let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(300);
     let run = |e: serde_json::Value| {
         image_rollout::handler::handle(e, deadline, &config, &kube, &ecr, &notifier)
@@ -332,7 +332,10 @@ async fn image_rollout_demo() -> Result<()> {
             c.skipped.len()
         );
         for s in &c.skipped {
-            println!("    {}/{}: {}", s.namespace, s.name, s.reason);
+            println!(
+                "    {}/{}: {}",
+                s.workload.namespace, s.workload.name, s.reason
+            );
         }
     }
     println!("  notifications sent: {}", inbox.receive().await?.len());
@@ -423,7 +426,7 @@ async fn dns_sync_demo() -> Result<()> {
         route53.clone(),
         aws_sdk_elasticloadbalancingv2::Client::new(&env.sdk),
     );
-    let notifier = config.notifier(aws_sdk_sns::Client::new(&env.sdk));
+    let notifier = config.topics.sns(aws_sdk_sns::Client::new(&env.sdk));
     let memory = bridgekeeper_tests::idempotency_store(&env.sdk, "dns-sync").await?;
     let state = dns_sync::report::State::new(&memory);
     let show_records = || async {
@@ -567,7 +570,7 @@ async fn many_accounts_demo() -> Result<()> {
             &env.sdk,
             "snapshot-export",
         )),
-        &config.notifier(aws_sdk_sns::Client::new(&env.sdk)),
+        &config.topics.sns(aws_sdk_sns::Client::new(&env.sdk)),
         &bridgekeeper_tests::idempotency_store(&env.sdk, "snapshot-export").await?,
     )
     .await?;
@@ -613,7 +616,7 @@ async fn many_accounts_demo() -> Result<()> {
         ("ENVIRONMENT", "staging"),
     ]))?;
     let accounts = bridgekeeper_tests::hub_accounts(&env.sdk, "scaling-alerts");
-    let ports = scaling_alerts::handler::Ports {
+    let ports = scaling_alerts::pipeline::Ports {
         asg: scaling_alerts::aws::AutoScalingApi::new(accounts.clone()),
         ec2: scaling_alerts::aws::Ec2Api::new(accounts),
         notifiers: alerts.notifiers(aws_sdk_sns::Client::new(&env.sdk)),

@@ -1,0 +1,680 @@
+//! One batch's records through the pipeline: parsed and admitted, EC2 events kept only for
+//! nodes, enriched from Auto Scaling, coalesced into alerts, late or silenced alarm changes
+//! dropped, each alert rendered and delivered.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use bridgekeeper::Error;
+use bridgekeeper::accounts::Scope;
+use bridgekeeper::idempotency::Remember;
+use bridgekeeper::metrics::Metrics;
+use bridgekeeper::notify::Notifier;
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use crate::alert::GroupInfo;
+use crate::autoscaling::InstanceAction;
+use crate::aws::{AutoScaling, Instances};
+use crate::batch::{RecordError, Response};
+use crate::config::{Config, Silenced};
+use crate::delivery::{self, Notifiers};
+use crate::domain::{self, Alert, Fact};
+use crate::nodes;
+use crate::parse::parse;
+
+/// What the handler talks to, built once in `main`.
+pub struct Ports<A, E, N, S> {
+    pub asg: A,
+    pub ec2: E,
+    pub notifiers: Notifiers<N>,
+    /// Handled event ids, and which topics already got a partly delivered alert.
+    pub store: S,
+}
+
+/// The batch's records, each reported in one alert or returned to SQS (`batch_item_failures`).
+pub async fn handle_batch<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
+    event: SqsEvent,
+    config: &Config,
+    ports: &Ports<A, E, N, S>,
+) -> Result<Response, Error> {
+    let mut response = Response {
+        events: event.records.len(),
+        ..Response::default()
+    };
+    let (facts, records, origins) = admit(&event, config, &mut response);
+    let facts = nodes_only(facts, &origins, config, &ports.ec2, &mut response).await;
+
+    let groups = enrich(&facts, &origins, &ports.asg).await;
+    let no_groups = HashMap::new();
+
+    let parsed = facts.len();
+    // Two accounts' groups or alarms of the same name are different things: never one alert.
+    let mut by_origin: BTreeMap<&Scope, Vec<(String, Fact)>> = BTreeMap::new();
+    for (id, fact) in facts {
+        by_origin.entry(&origins[&id]).or_default().push((id, fact));
+    }
+    let alerts: Vec<Alert> = by_origin.into_values().flat_map(domain::coalesce).collect();
+    response.coalesced = parsed - alerts.len();
+    for alert in alerts {
+        let scope = alert.records.first().and_then(|id| origins.get(id));
+        if config.silenced == Silenced::Drop && silenced(&alert) {
+            info!(records = alert.records.len(), "silenced alarm not sent");
+            response.dropped += alert.records.len();
+            continue;
+        }
+        let latest = latest_alarm(&alert, scope);
+        if let Some((name, at)) = &latest
+            && already_newer(&ports.store, name, *at).await
+        {
+            info!(alarm = %name, records = alert.records.len(), "late alarm change: a newer state was reported");
+            response.dropped += alert.records.len();
+            continue;
+        }
+        let known = scope.and_then(|s| groups.get(s)).unwrap_or(&no_groups);
+        let mut n = domain::render(&alert, known, &config.environment);
+        if let Some(Ok(origin)) = scope.map(|s| config.admitted.check(s.account.as_deref())) {
+            n = origin.stamp(n);
+        }
+        let sent = delivery::deliver(
+            &alert,
+            &n,
+            &records,
+            &ports.notifiers,
+            &ports.store,
+            &mut response,
+        )
+        .await;
+        if let (true, Some((name, at))) = (sent, latest) {
+            let key = format!("alarm#{name}");
+            if let Err(e) = ports.store.remember(&key, &at.to_rfc3339()).await {
+                warn!(alarm = %name, error = %e, "reported alarm state not remembered");
+            }
+        }
+    }
+
+    summarize(&response);
+    Ok(response)
+}
+
+/// Records → facts and where each came from (its account and region); a record that cannot be
+/// read, or comes from an account the stack does not serve, is refused for good.
+type Admitted<'a> = (
+    Vec<(String, Fact)>,
+    HashMap<String, &'a SqsMessage>,
+    HashMap<String, Scope>,
+);
+
+fn admit<'a>(event: &'a SqsEvent, config: &Config, response: &mut Response) -> Admitted<'a> {
+    let mut facts = Vec::new();
+    let mut records: HashMap<String, &SqsMessage> = HashMap::new();
+    let mut origins: HashMap<String, Scope> = HashMap::new();
+    for record in &event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let admitted = parse(record).and_then(|(origin, fact)| {
+            config
+                .admitted
+                .check(origin.account.as_deref())
+                .map(|_| (origin, fact))
+                .map_err(|e| e.to_string())
+        });
+        match admitted {
+            Ok((origin, fact)) => {
+                records.insert(id.clone(), record);
+                origins.insert(id.clone(), origin);
+                facts.push((id, fact));
+            }
+            Err(why) => {
+                warn!(message_id = %id, reason = %why, "record rejected");
+                response.failures.push(RecordError {
+                    message_id: id.clone(),
+                    error: why,
+                    retryable: false,
+                });
+                response
+                    .rejected
+                    .push((id, record.body.clone().unwrap_or_default()));
+            }
+        }
+    }
+
+    (facts, records, origins)
+}
+
+/// What Auto Scaling says about the batch's groups (one DescribeAutoScalingGroups per account
+/// and region). Enrichment is a nicety: without it the alert still goes out, with less context.
+async fn enrich<'a, A: AutoScaling>(
+    facts: &[(String, Fact)],
+    origins: &'a HashMap<String, Scope>,
+    asg: &A,
+) -> HashMap<&'a Scope, HashMap<String, GroupInfo>> {
+    let mut names: BTreeMap<&Scope, BTreeSet<String>> = BTreeMap::new();
+    for (id, fact) in facts {
+        if let Some(group) = fact.group() {
+            names
+                .entry(&origins[id])
+                .or_default()
+                .insert(group.to_owned());
+        }
+    }
+    let mut groups: HashMap<&Scope, HashMap<String, GroupInfo>> = HashMap::new();
+    for (scope, names) in names {
+        let names: Vec<String> = names.into_iter().collect();
+        match asg.describe_groups(scope, &names).await {
+            Ok(found) => {
+                groups.insert(scope, found);
+            }
+            Err(e) => warn!(error = %e, origin = %scope, "enrichment skipped"),
+        }
+    }
+    groups
+}
+
+/// The batch's figures, as metrics and one log line.
+fn summarize(response: &Response) {
+    let mut metrics = Metrics::new(crate::FUNCTION);
+    metrics
+        .count("Events", response.events as u64)
+        .count("NotificationsSent", response.notifications as u64)
+        .count("EventsCoalesced", response.coalesced as u64)
+        .count("EventsDropped", response.dropped as u64)
+        .count("RecordsFailed", response.batch_item_failures.len() as u64);
+    metrics.flush();
+    info!(
+        events = response.events,
+        notifications = response.notifications,
+        coalesced = response.coalesced,
+        dropped = response.dropped,
+        failed = response.batch_item_failures.len(),
+        "batch done"
+    );
+}
+
+/// An alarm alert's name (with its account and region: names are unique only within those) and
+/// the time of its latest change.
+fn latest_alarm(alert: &Alert, origin: Option<&Scope>) -> Option<(String, DateTime<Utc>)> {
+    let latest = alert.alarms().into_iter().max_by_key(|a| a.time)?;
+    let name = match origin {
+        Some(Scope {
+            account: Some(account),
+            region,
+        }) => format!(
+            "{}/{}/{account}",
+            latest.name,
+            region.as_deref().unwrap_or_default()
+        ),
+        _ => latest.name.clone(),
+    };
+    Some((name, latest.time?))
+}
+
+/// EventBridge delivers late and out of order: a change older than (or as old as) the one last
+/// reported for the alarm would report a state the alarm has left. Unknown or unreadable: send.
+async fn already_newer<S: Remember>(store: &S, alarm: &str, at: DateTime<Utc>) -> bool {
+    match store.recall(&format!("alarm#{alarm}")).await {
+        Ok(Some(t)) => DateTime::parse_from_rfc3339(&t).is_ok_and(|reported| reported >= at),
+        _ => false,
+    }
+}
+
+/// The latest change of an alarm alert had its actions muted or suppressed.
+fn silenced(alert: &Alert) -> bool {
+    let alarms = alert.alarms();
+    // As in alarm::render: of equal times, the later arrival is the latest (max_by_key keeps
+    // the last of equal elements).
+    let latest = alarms.iter().max_by_key(|a| a.time);
+    latest.is_some_and(|a| a.silenced.is_some())
+}
+
+/// Fills in what EC2 says about the instances the batch's EC2 events name (one
+/// DescribeInstances per account and region) and drops the events that are not about nodes of a
+/// watched cluster. If EC2 cannot be asked, those records go back to SQS: whether they are nodes
+/// is not known.
+async fn nodes_only<E: Instances>(
+    facts: Vec<(String, Fact)>,
+    origins: &HashMap<String, Scope>,
+    config: &Config,
+    ec2: &E,
+    response: &mut Response,
+) -> Vec<(String, Fact)> {
+    let mut ids: BTreeMap<&Scope, BTreeSet<String>> = BTreeMap::new();
+    for (record, fact) in &facts {
+        if let Fact::Node(n) = fact {
+            ids.entry(&origins[record])
+                .or_default()
+                .insert(n.instance_id.clone());
+        }
+    }
+    if ids.is_empty() {
+        return facts;
+    }
+    let mut found = HashMap::new();
+    let mut unknown: Vec<(&Scope, Error)> = Vec::new();
+    for (scope, ids) in ids {
+        let ids: Vec<String> = ids.into_iter().collect();
+        match ec2.describe_instances(scope, &ids).await {
+            Ok(described) => found.extend(described.into_iter().map(|(id, n)| ((scope, id), n))),
+            Err(e) => {
+                warn!(error = %e, origin = %scope, instances = ids.len(), "instances not described; their records return to the queue");
+                unknown.push((scope, e));
+            }
+        }
+    }
+    let (facts, retried): (Vec<_>, Vec<_>) = facts.into_iter().partition(|(record, f)| {
+        !matches!(f, Fact::Node(_)) || !unknown.iter().any(|(s, _)| *s == &origins[record])
+    });
+    for (scope, e) in &unknown {
+        let records = retried
+            .iter()
+            .filter(|(record, _)| &origins[record] == *scope)
+            .map(|(record, _)| record.clone());
+        response.retry(records, e);
+    }
+    let auto_scaled: HashSet<String> = facts
+        .iter()
+        .filter_map(|(_, f)| match f {
+            Fact::Instance(e) if e.action != InstanceAction::Launch => e.instance_id.clone(),
+            _ => None,
+        })
+        .collect();
+    let mut kept = Vec::with_capacity(facts.len());
+    for (record, mut fact) in facts {
+        if let Fact::Node(n) = &mut fact {
+            n.node = found
+                .get(&(&origins[&record], n.instance_id.clone()))
+                .cloned();
+            if let Err(why) = nodes::keep(n, &config.clusters, &auto_scaled) {
+                info!(instance = %n.instance_id, reason = why.as_str(), "EC2 event dropped");
+                response.dropped += 1;
+                continue;
+            }
+        }
+        kept.push((record, fact));
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+
+    use std::collections::{BTreeSet, HashMap};
+
+    use aws_lambda_events::event::sqs::SqsEvent;
+    use bridgekeeper::accounts::Scope;
+
+    use bridgekeeper::notify::Severity;
+
+    use crate::alert::GroupInfo;
+    use crate::batch::item_failure;
+
+    use crate::fakes::*;
+    use crate::nodes::{NodeInfo, Pool};
+    use crate::pipeline::handle_batch;
+
+    /// The same launch in the hub's account and, forwarded, in a member's: each is described in
+    /// its own account and reported on its own, though the group names are the same.
+    #[tokio::test]
+    async fn a_member_accounts_event_is_enriched_from_that_account_and_never_merged() {
+        let hub = sample!("launch-successful.json");
+        let member = hub.replace("\"123456789012\"", &format!("\"{MEMBER}\""));
+        let mut p = ports();
+        p.asg.member = HashMap::from([(
+            "eks-prod-ng-1-a2c4e6g8".to_owned(),
+            GroupInfo {
+                cluster: Some("staging-eks".into()),
+                nodegroup: Some("ng-1".into()),
+                desired: Some(2),
+                ..GroupInfo::default()
+            },
+        )]);
+        let listed = config(&[
+            ("MEMBER_ACCOUNTS", MEMBER),
+            ("MEMBER_ROLE_NAME", "bridgekeeper-scaling-alerts"),
+        ]);
+        let r = handle_batch(batch(&[hub, &member]), &listed, &p)
+            .await
+            .unwrap();
+        assert!(r.batch_item_failures.is_empty(), "{r:?}");
+        let mut scopes = p.asg.scopes.lock().unwrap().clone();
+        scopes.sort();
+        assert_eq!(
+            scopes,
+            [
+                Scope::account("123456789012").in_region("eu-west-1"),
+                Scope::account(MEMBER).in_region("eu-west-1"),
+            ]
+        );
+        let sent = p.notifiers.all.sent();
+        assert_eq!(sent.len(), 2, "{r:?}");
+        let clusters: BTreeSet<_> = sent
+            .iter()
+            .map(|m| m.attributes["cluster"].clone())
+            .collect();
+        assert_eq!(
+            clusters,
+            BTreeSet::from(["prod-eks".to_owned(), "staging-eks".to_owned()])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_flapping_alarm_ends_on_its_latest_state_by_time_not_by_arrival() {
+        // Arrival order ALARM(03:04), ALARM(03:14), OK(03:09): the alarm is firing.
+        let event: SqsEvent = serde_json::from_str(sample!("sqs-flapping-alarm.json")).unwrap();
+        let p = ports();
+        let r = handle_batch(event, &config(&[]), &p).await.unwrap();
+        assert_eq!((r.notifications, r.coalesced), (1, 2));
+        let n = &p.notifiers.all.sent()[0];
+        assert_eq!(
+            n.subject,
+            "[prod] ALARM: api-cpu-high (CPUUtilization > 80), 3 changes"
+        );
+        assert!(
+            n.body.starts_with(
+                "api-cpu-high is ALARM (was OK).\n\n\
+                 Changes:     3 in this batch: OK → ALARM → OK → ALARM\n"
+            ),
+            "{}",
+            n.body
+        );
+        assert!(n.body.contains("Time:        2026-11-22 03:14:40 UTC"));
+        assert_eq!(n.severity, Severity::Error);
+    }
+
+    #[tokio::test]
+    async fn a_late_alarm_change_older_than_the_reported_state_is_not_sent() {
+        let p = ports();
+        let event: SqsEvent = serde_json::from_str(sample!("sqs-flapping-alarm.json")).unwrap();
+        let (mut first, mut late) = (event.clone(), event);
+        first
+            .records
+            .retain(|r| r.body.as_deref().unwrap().contains("03:14:40"));
+        late.records
+            .retain(|r| r.body.as_deref().unwrap().contains("03:09:40"));
+        let newer = first.records[0]
+            .body
+            .as_deref()
+            .unwrap()
+            .replace("03:14:40", "03:20:40");
+        let r = handle_batch(first, &config(&[]), &p).await.unwrap();
+        assert_eq!(r.notifications, 1);
+        // The OK of 03:09 arrives after the ALARM of 03:14 was reported: the alarm still fires.
+        let r = handle_batch(late, &config(&[]), &p).await.unwrap();
+        assert_eq!((r.notifications, r.dropped), (0, 1));
+        let r = handle_batch(batch(&[&newer]), &config(&[]), &p)
+            .await
+            .unwrap();
+        assert_eq!(r.notifications, 1, "a newer change still goes out");
+        assert_eq!(p.notifiers.all.sent().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn silenced_alarms_can_be_dropped_and_are_counted() {
+        let p = ports();
+        let bodies = [
+            sample!("alarm-muted.json"),
+            sample!("alarm-composite-suppressed.json"),
+            sample!("alarm-math.json"),
+        ];
+        let r = handle_batch(batch(&bodies), &config(&[("SILENCED_ALARMS", "drop")]), &p)
+            .await
+            .unwrap();
+        assert_eq!((r.notifications, r.dropped), (1, 2));
+        assert_eq!(
+            subjects(&p.notifiers.all),
+            ["[prod] ALARM: nodes-network-high (Total Network Traffic > 10000)"]
+        );
+    }
+
+    /// The review's forged denial: a CloudTrail-shaped "DENIED: node group deletion" put on the
+    /// bus from an account the stack does not serve became an error-severity alert naming prod.
+    #[tokio::test]
+    async fn an_event_from_an_unlisted_account_is_rejected_and_never_reported() {
+        let config = config(&[
+            ("ACCOUNT_ID", "123456789012"),
+            ("MEMBER_ACCOUNTS", "staging=222222222222"),
+            ("MEMBER_ROLE_NAME", "bridgekeeper-scaling-alerts"),
+        ]);
+        let denied = sample!("nodegroup-config-denied.json");
+        let forged = denied.replace("\"123456789012\"", "\"444444444444\"");
+        assert_ne!(forged, denied);
+        let member = denied.replace("\"123456789012\"", "\"222222222222\"");
+        let p = ports();
+        let r = handle_batch(batch(&[&forged, &member]), &config, &p)
+            .await
+            .unwrap();
+        assert_eq!(r.failures.len(), 1, "{r:?}");
+        assert!(r.failures[0].error.contains("444444444444"));
+        assert!(!r.failures[0].retryable);
+        assert_eq!(r.rejected.len(), 1);
+        let sent = p.notifiers.all.sent();
+        assert_eq!(sent.len(), 1, "only the member's event: {sent:?}");
+        assert!(
+            sent[0]
+                .body
+                .ends_with("From account 222222222222 (staging).")
+        );
+        assert_eq!(sent[0].attributes["account_name"], "staging");
+    }
+
+    #[tokio::test]
+    async fn interruptions_of_one_pool_are_one_message_and_one_describe_instances() {
+        let second = sample!("spot-interruption.json")
+            .replace(KARPENTER_NODE, "i-0d2e3f4a5b6c7d8e9")
+            .replace("a1b2c3d4-0001", "a1b2c3d4-0009");
+        let bodies = [
+            sample!("spot-interruption.json"),
+            second.as_str(),
+            sample!("rebalance-recommendation.json"),
+        ];
+        let p = ports();
+        let r = handle_batch(batch(&bodies), &config(&[]), &p)
+            .await
+            .unwrap();
+        assert_eq!(r.notifications, 2);
+        assert_eq!(
+            subjects(&p.notifiers.all)[0],
+            "[prod] Spot interruption: 2 nodes of Karpenter NodePool default in prod-eks"
+        );
+        let calls = p.ec2.calls.lock().unwrap();
+        assert_eq!(calls.len(), 1, "one DescribeInstances per batch");
+        assert_eq!(calls[0].len(), 2, "each instance asked once: {calls:?}");
+    }
+
+    #[tokio::test]
+    async fn events_about_instances_that_are_not_nodes_are_dropped_and_counted() {
+        let bastion =
+            sample!("spot-interruption.json").replace(KARPENTER_NODE, "i-0ba57105700000000");
+        let gone = sample!("instance-stopped.json").replace(KARPENTER_NODE, "i-0000000000000dead");
+        let p = ports();
+        let r = handle_batch(batch(&[&bastion, &gone]), &config(&[]), &p)
+            .await
+            .unwrap();
+        assert_eq!((r.dropped, r.notifications), (2, 0));
+        assert!(r.failures.is_empty() && r.batch_item_failures.is_empty());
+        assert!(p.notifiers.all.sent().is_empty());
+        // A cluster this stack does not watch is not its business either.
+        let r = handle_batch(
+            batch(&[sample!("spot-interruption.json")]),
+            &config(&[("CLUSTER_NAMES", "dev-eks")]),
+            &p,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.dropped, 1);
+        assert!(p.notifiers.all.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_termination_auto_scaling_reports_itself_is_not_reported_twice() {
+        let mut p = ports();
+        p.ec2.instances.insert(
+            "i-0a1b2c3d4e5f60718".into(),
+            NodeInfo {
+                cluster: Some("prod-eks".into()),
+                pool: Some(Pool::NodeGroup("ng-1".into())),
+                auto_scaling_group: Some("eks-prod-ng-1-a2c4e6g8".into()),
+                ..NodeInfo::default()
+            },
+        );
+        let terminated = sample!("instance-stopped.json")
+            .replace(KARPENTER_NODE, "i-0a1b2c3d4e5f60718")
+            .replace("\"stopped\"", "\"terminated\"");
+        let r = handle_batch(
+            batch(&[sample!("terminate-successful.json"), &terminated]),
+            &config(&[]),
+            &p,
+        )
+        .await
+        .unwrap();
+        assert_eq!((r.notifications, r.dropped), (1, 1));
+        assert_eq!(
+            subjects(&p.notifiers.all),
+            ["[prod] 1 node terminated in prod-eks/ng-1, desired 5→4"]
+        );
+    }
+
+    #[tokio::test]
+    async fn when_ec2_cannot_be_asked_only_the_node_records_return_to_the_queue() {
+        let mut p = ports();
+        p.ec2.fail = true;
+        let r = handle_batch(
+            batch(&[sample!("spot-interruption.json"), sample!("alarm-ok.json")]),
+            &config(&[]),
+            &p,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.batch_item_failures, [item_failure("m0")]);
+        assert!(r.failures[0].retryable);
+        assert_eq!(p.notifiers.all.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn every_sample_reads_within_the_subject_limit() {
+        for body in [
+            sample!("alarm-anomaly.json"),
+            sample!("alarm-composite-suppressed.json"),
+            sample!("alarm-math.json"),
+            sample!("alarm-muted.json"),
+            sample!("instance-stopped.json"),
+            sample!("lifecycle-launch.json"),
+            sample!("lifecycle-terminate.json"),
+            sample!("nodegroup-config-denied.json"),
+            sample!("nodegroup-config-failed.json"),
+            sample!("nodegroup-create.json"),
+            sample!("nodegroup-delete.json"),
+            sample!("nodegroup-labels-update.json"),
+            sample!("nodegroup-version-update.json"),
+            sample!("rebalance-recommendation.json"),
+            sample!("spot-interruption.json"),
+        ] {
+            let n = one(body).await;
+            assert!(!n.subject.ends_with('…'), "cut: {}", n.subject);
+        }
+    }
+
+    #[tokio::test]
+    async fn ten_launches_in_one_group_become_one_notification_listing_all() {
+        let bodies: Vec<String> = (0..10)
+            .map(|i| {
+                sample!("launch-successful.json")
+                    .replace("i-0a1b2c3d4e5f60718", &format!("i-{i:017}"))
+            })
+            .collect();
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let p = ports();
+        let r = handle_batch(batch(&refs), &config(&[]), &p).await.unwrap();
+        assert_eq!((r.events, r.notifications, r.coalesced), (10, 1, 9));
+        let sent = p.notifiers.all.sent();
+        assert!(
+            sent[0]
+                .subject
+                .starts_with("[prod] 10 nodes launched in prod-eks/ng-1"),
+            "{}",
+            sent[0].subject
+        );
+        for i in 0..10 {
+            assert!(sent[0].body.contains(&format!("i-{i:017}")));
+        }
+        assert_eq!(
+            p.asg.calls.lock().unwrap().len(),
+            1,
+            "one DescribeAutoScalingGroups per batch"
+        );
+        assert!(
+            p.ec2.calls.lock().unwrap().is_empty(),
+            "no EC2 events, no EC2 call"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sample_batch_groups_by_kind_and_group_and_an_alarm_reads_its_latest_state() {
+        let event: SqsEvent = serde_json::from_str(sample!("sqs-batch.json")).unwrap();
+        let p = ports();
+        let r = handle_batch(event, &config(&[]), &p).await.unwrap();
+        assert_eq!(
+            subjects(&p.notifiers.all),
+            [
+                "[prod] 3 nodes launched in prod-eks/ng-1, desired 4→7",
+                "[prod] OK: api-cpu-high (CPUUtilization > 80), 2 changes",
+                "[prod] Node group prod-eks/ng-1 resized: desired 8, min 3, max 12",
+            ]
+        );
+        let alarm = &p.notifiers.all.sent()[1];
+        assert_eq!(alarm.severity, Severity::Resolved);
+        assert!(
+            alarm.body.starts_with(
+                "api-cpu-high is OK again.\n\nChanges:     2 in this batch: OK → ALARM → OK\n"
+            ),
+            "{}",
+            alarm.body
+        );
+        assert_eq!((r.events, r.notifications, r.coalesced), (6, 3, 3));
+        assert_eq!(
+            *p.asg.calls.lock().unwrap(),
+            [vec!["eks-prod-ng-1-a2c4e6g8".to_owned()]]
+        );
+    }
+
+    #[tokio::test]
+    async fn mixed_groups_and_kinds_stay_separate() {
+        let other = sample!("launch-successful.json")
+            .replace("eks-prod-ng-1-a2c4e6g8", "eks-prod-ng-2-b3d5f7h9");
+        let p = ports();
+        let bodies = [
+            sample!("launch-successful.json"),
+            other.as_str(),
+            sample!("terminate-successful.json"),
+            sample!("launch-successful.json"),
+        ];
+        let r = handle_batch(batch(&bodies), &config(&[]), &p)
+            .await
+            .unwrap();
+        assert_eq!(
+            subjects(&p.notifiers.all),
+            [
+                "[prod] 2 nodes launched in prod-eks/ng-1, desired 4→5",
+                "[prod] 1 node launched in eks-prod-ng-2-b3d5f7h9, desired 4→5",
+                "[prod] 1 node terminated in prod-eks/ng-1, desired 5→4",
+            ]
+        );
+        assert_eq!(r.coalesced, 1);
+    }
+
+    #[tokio::test]
+    async fn enrichment_failure_still_sends_the_alert() {
+        let mut p = ports();
+        p.asg.fail = true;
+        handle_batch(
+            batch(&[sample!("launch-successful.json")]),
+            &config(&[]),
+            &p,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            p.notifiers.all.sent()[0].subject,
+            "[prod] 1 node launched in eks-prod-ng-1-a2c4e6g8, desired 4→5"
+        );
+    }
+}
