@@ -126,3 +126,92 @@ pub fn bearer(token: &str) -> Result<HeaderValue, String> {
     value.set_sensitive(true);
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use aws_credential_types::Credentials;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+
+    /// Query parameters of the URL inside a token, sorted.
+    fn token_params(token: &str) -> Vec<(String, String)> {
+        let url = URL_SAFE_NO_PAD
+            .decode(token.strip_prefix(TOKEN_PREFIX).unwrap())
+            .unwrap();
+        let url = String::from_utf8(url).unwrap();
+        let (base, query) = url.split_once('?').unwrap();
+        assert_eq!(base, "https://sts.us-east-1.amazonaws.com/");
+        let mut params: Vec<(String, String)> = query
+            .split('&')
+            .map(|kv| kv.split_once('=').unwrap())
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        params.sort();
+        params
+    }
+
+    #[test]
+    fn eks_token_matches_an_independent_signer() {
+        // Expected signature computed with botocore's SigV4QueryAuth (the signer behind
+        // `aws eks get-token`) for the same credentials, region, cluster and time.
+        let creds = Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        );
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_262_400); // 2026-11-21T12:00:00Z
+        let token = eks_token(&creds, "us-east-1", "prod-cluster", time).unwrap();
+        assert!(token.starts_with("k8s-aws-v1."));
+        assert!(!token.contains('='), "base64url without padding");
+        let params = token_params(&token);
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("Action"), Some("GetCallerIdentity"));
+        assert_eq!(get("X-Amz-Expires"), Some("60"));
+        assert_eq!(get("X-Amz-Date"), Some("20261121T120000Z"));
+        assert_eq!(
+            get("X-Amz-Credential"),
+            Some("AKIDEXAMPLE%2F20261121%2Fus-east-1%2Fsts%2Faws4_request")
+        );
+        assert_eq!(get("X-Amz-SignedHeaders"), Some("host%3Bx-k8s-aws-id"));
+        assert_eq!(
+            get("X-Amz-Signature"),
+            Some("17c3bb10316be292fc69a2bef4dbe803846694a5a32f12ab79dd8a374c795bd3")
+        );
+    }
+
+    #[test]
+    fn eks_token_differs_per_cluster_and_carries_the_session_token() {
+        let creds = Credentials::new("AKID", "SECRET", Some("SESSION/TOKEN".into()), None, "test");
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_262_400);
+        let a = eks_token(&creds, "us-east-1", "dev", time).unwrap();
+        let b = eks_token(&creds, "us-east-1", "prod", time).unwrap();
+        assert_ne!(a, b);
+        assert!(
+            token_params(&a)
+                .iter()
+                .any(|(k, v)| k == "X-Amz-Security-Token" && v == "SESSION%2FTOKEN")
+        );
+    }
+
+    /// The review: the token was presigned for sts.<region>.amazonaws.com in every partition;
+    /// China's API servers need amazonaws.com.cn.
+    #[test]
+    fn the_sts_host_of_the_token_is_the_partitions() {
+        let creds = Credentials::for_tests();
+        let url_of = |region: &str| {
+            let token = eks_token(&creds, region, "prod", SystemTime::now()).unwrap();
+            let b64 = token.strip_prefix(TOKEN_PREFIX).unwrap();
+            String::from_utf8(URL_SAFE_NO_PAD.decode(b64).unwrap()).unwrap()
+        };
+        assert!(url_of("cn-north-1").starts_with("https://sts.cn-north-1.amazonaws.com.cn/"));
+        assert!(url_of("eu-west-1").starts_with("https://sts.eu-west-1.amazonaws.com/"));
+        assert!(url_of("us-gov-west-1").starts_with("https://sts.us-gov-west-1.amazonaws.com/"));
+        assert_eq!(dns_suffix("us-iso-east-1"), "c2s.ic.gov");
+        assert_eq!(dns_suffix("us-isob-east-1"), "sc2s.sgov.gov");
+    }
+}

@@ -153,3 +153,134 @@ pub fn targets_from_env(
 
 /// The EKS cluster names the stack granted the function (DescribeCluster, access entry).
 pub const GRANTED_VAR: &str = "EKS_CLUSTERS";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::Scope;
+
+    #[test]
+    fn cluster_lists_parse_and_bad_entries_are_named() {
+        use crate::config::Env;
+        let env = Env::from_pairs([
+            ("CLUSTERS", "dev=dev-eks, local=http://127.0.0.1:5556"),
+            (LOCAL_HTTP_VAR, "true"),
+        ]);
+        let t = targets_from_env(&env, "CLUSTERS").unwrap();
+        assert_eq!(t[0], ("dev".into(), ClusterTarget::eks("dev-eks")));
+        assert_eq!(t[1].0, "local");
+        for bad in ["dev", "dev=a,dev=b", "dev=not a name", ""] {
+            let env = Env::from_pairs([("CLUSTERS", bad)]);
+            assert_eq!(
+                targets_from_env(&env, "CLUSTERS").unwrap_err().var,
+                "CLUSTERS",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_eks_target_the_stack_did_not_grant_fails_at_init() {
+        use crate::config::Env;
+        let env = Env::from_pairs([
+            (
+                "CLUSTERS",
+                "dev=dev-eks,prod=prod-eks,local=http://127.0.0.1:1",
+            ),
+            ("EKS_CLUSTERS", "dev-eks"),
+            (LOCAL_HTTP_VAR, "true"),
+        ]);
+        let err = targets_from_env(&env, "CLUSTERS").unwrap_err();
+        assert!(err.problem.contains("\"prod-eks\""), "{err}");
+        assert!(err.problem.contains("EKS_CLUSTERS"), "{err}");
+        let env = Env::from_pairs([
+            ("CLUSTERS", "dev=dev-eks,local=http://127.0.0.1:1"),
+            ("EKS_CLUSTERS", "dev-eks,prod-eks"),
+            (LOCAL_HTTP_VAR, "true"),
+        ]);
+        assert_eq!(targets_from_env(&env, "CLUSTERS").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn targets_parse_from_url_or_name() {
+        assert_eq!(
+            "http://127.0.0.1:8080".parse::<ClusterTarget>().unwrap(),
+            ClusterTarget::Url {
+                url: "http://127.0.0.1:8080".into()
+            }
+        );
+        assert_eq!(
+            " prod-eks_1 ".parse::<ClusterTarget>().unwrap(),
+            ClusterTarget::eks("prod-eks_1")
+        );
+        for bad in ["", "-prod", "prod cluster", "eks:prod", &"x".repeat(101)] {
+            assert!(bad.parse::<ClusterTarget>().is_err(), "{bad:?}");
+        }
+    }
+
+    /// The review: plain http:// targets were accepted for real clusters (the bearer token in
+    /// the clear); now only with the explicit local-runs switch.
+    #[test]
+    fn a_plain_http_cluster_needs_the_local_runs_switch() {
+        use crate::config::Env;
+        let env = Env::from_pairs([("CLUSTERS", "prod=http://10.0.0.1:6443")]);
+        let err = targets_from_env(&env, "CLUSTERS").unwrap_err();
+        assert_eq!(err.var, "CLUSTERS");
+        assert!(err.problem.contains(LOCAL_HTTP_VAR), "{err}");
+        let local = Env::from_pairs([
+            ("CLUSTERS", "prod=http://127.0.0.1:8080"),
+            (LOCAL_HTTP_VAR, "true"),
+        ]);
+        assert_eq!(targets_from_env(&local, "CLUSTERS").unwrap().len(), 1);
+        let tls = Env::from_pairs([("CLUSTERS", "prod=https://10.0.0.1:6443")]);
+        assert_eq!(targets_from_env(&tls, "CLUSTERS").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_cluster_arn_names_its_account_and_region() {
+        let target: ClusterTarget = "arn:aws:eks:us-east-2:222222222222:cluster/prod-eks"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            target,
+            ClusterTarget::Eks {
+                name: "prod-eks".into(),
+                scope: Scope::account("222222222222").in_region("us-east-2"),
+            }
+        );
+        assert_eq!(
+            target.to_string(),
+            "eks:prod-eks (account 222222222222 in us-east-2)"
+        );
+        for bad in [
+            "arn:aws:eks:us-east-2:2222:cluster/prod",
+            "arn:aws:ecs:us-east-2:222222222222:cluster/prod",
+            "arn:aws:eks::222222222222:cluster/prod",
+            "arn:aws:eks:us-east-2:222222222222:nodegroup/prod/ng/1",
+            "arn:aws:eks:us-east-2:222222222222:cluster/bad name",
+        ] {
+            let err = bad.parse::<ClusterTarget>().unwrap_err();
+            assert!(err.contains("not an EKS cluster ARN"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_member_accounts_cluster_is_granted_by_the_member_stack_not_eks_clusters() {
+        use crate::config::Env;
+        let member = "prod=arn:aws:eks:eu-west-1:222222222222:cluster/prod-eks";
+        let env = Env::from_pairs([
+            ("CLUSTERS", member),
+            ("EKS_CLUSTERS", "dev-eks"),
+            ("ACCOUNT_ID", "111111111111"),
+        ]);
+        assert_eq!(targets_from_env(&env, "CLUSTERS").unwrap().len(), 1);
+        // The same ARN in the hub's own account needs the hub's grant like a plain name.
+        let env = Env::from_pairs([
+            ("CLUSTERS", member),
+            ("EKS_CLUSTERS", "dev-eks"),
+            ("ACCOUNT_ID", "222222222222"),
+        ]);
+        let err = targets_from_env(&env, "CLUSTERS").unwrap_err();
+        assert!(err.problem.contains("\"prod-eks\""), "{err}");
+    }
+}

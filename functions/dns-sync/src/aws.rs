@@ -441,13 +441,12 @@ impl Dns for AwsDns {
 
 /// What moto cannot do: a change pending in the zone (PriorRequestNotComplete), throttling.
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::time::Duration;
 
+    use crate::fakes::applied;
     use aws_sdk_route53::Client;
     use aws_sdk_route53::config::retry::RetryConfig;
-    use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsOutput;
-    use aws_sdk_route53::types::{ChangeInfo, ChangeStatus};
     use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
     use bridgekeeper::Class;
 
@@ -481,19 +480,6 @@ pub(crate) mod tests {
             values: vec!["lb.example.net".into()],
             ..RecordSet::default()
         })]
-    }
-
-    /// Route53's answer to an accepted batch.
-    pub(crate) fn applied() -> ChangeResourceRecordSetsOutput {
-        let info = ChangeInfo::builder()
-            .id("/change/C1")
-            .status(ChangeStatus::Pending)
-            .submitted_at(aws_sdk_route53::primitives::DateTime::from_secs(0))
-            .build()
-            .unwrap();
-        ChangeResourceRecordSetsOutput::builder()
-            .change_info(info)
-            .build()
     }
 
     #[tokio::test]

@@ -5,6 +5,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
+use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsOutput;
+use aws_sdk_route53::types::{ChangeInfo, ChangeStatus};
 use bridgekeeper::AwsError;
 use bridgekeeper::cluster::ClusterError as KubeError;
 use k8s_openapi::api::core::v1::Service;
@@ -144,4 +146,17 @@ impl Dns for TwoZones {
         self.applied.lock().unwrap().push(zone.to_owned());
         Ok("C1".into())
     }
+}
+
+/// Route53's answer to an accepted batch.
+pub fn applied() -> ChangeResourceRecordSetsOutput {
+    let info = ChangeInfo::builder()
+        .id("/change/C1")
+        .status(ChangeStatus::Pending)
+        .submitted_at(aws_sdk_route53::primitives::DateTime::from_secs(0))
+        .build()
+        .unwrap();
+    ChangeResourceRecordSetsOutput::builder()
+        .change_info(info)
+        .build()
 }

@@ -935,7 +935,7 @@ mod tests {
             .build();
         let applied = mock!(Client::change_resource_record_sets)
             .sequence()
-            .output(crate::aws::tests::applied)
+            .output(crate::fakes::applied)
             .repeatedly()
             .build();
         let route53 = mock_client!(

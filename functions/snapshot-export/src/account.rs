@@ -272,49 +272,9 @@ async fn scheduled<R: Rds, N: Notifier, M: Remember>(
     let (retry, retrying) = start(config, rds, plan.start, &mut summary).await?;
 
     if !config.dry_run {
-        let exporting: Vec<&str> = summary
-            .started
-            .iter()
-            .map(|e| e.source.as_str())
-            // Its newest snapshot is exported or on its way: the objective is met or about to be.
-            .chain(summary.already_exported.iter().map(|a| a.source.as_str()))
-            .collect();
-        let waiting: Vec<&str> = summary
-            .deferred
-            .iter()
-            .map(|e| e.source.as_str())
-            .chain(retrying.iter().map(String::as_str))
-            .collect();
-        let overdue = domain::overdue(
-            &facts,
-            &last,
-            &exporting,
-            &waiting,
-            chrono::Utc::now(),
-            config.max_export_age,
-        );
-        summary.overdue = overdue.keys().cloned().collect();
-        crate::report::export_age(&overdue, config, p.memory, notifier).await?;
+        check_age(config, p, &facts, &last, &retrying, &mut summary).await?;
     }
-
-    let mut metrics = Metrics::new(crate::FUNCTION);
-    metrics
-        .count(
-            "ExportsStarted",
-            if config.dry_run {
-                0
-            } else {
-                summary.started.len() as u64
-            },
-        )
-        .count("ExportsDeferred", summary.deferred.len() as u64)
-        .count("ExportsFailed", summary.errors.len() as u64)
-        .value(
-            "ExportsRunningBefore",
-            summary.running_before as f64,
-            Unit::Count,
-        );
-    metrics.flush();
+    count(&summary, config.dry_run);
 
     let notify = match (trigger, config.summary) {
         (_, SummaryPolicy::Never) => false,
@@ -341,6 +301,63 @@ async fn scheduled<R: Rds, N: Notifier, M: Remember>(
         Some(e) => Err(e),
         None => Ok(summary),
     }
+}
+
+/// The export-age objective after this run: the sources neither exported nor on their way whose
+/// newest export is older than `MAX_EXPORT_AGE` go to `report::export_age`.
+async fn check_age<R: Rds, N: Notifier, M: Remember>(
+    config: &Config,
+    p: &Ports<'_, R, N, M>,
+    facts: &[SourceFacts],
+    last: &domain::LastExports,
+    retrying: &[String],
+    summary: &mut RunSummary,
+) -> Result<(), Error> {
+    let exporting: Vec<&str> = summary
+        .started
+        .iter()
+        .map(|e| e.source.as_str())
+        // Its newest snapshot is exported or on its way: the objective is met or about to be.
+        .chain(summary.already_exported.iter().map(|a| a.source.as_str()))
+        .collect();
+    let waiting: Vec<&str> = summary
+        .deferred
+        .iter()
+        .map(|e| e.source.as_str())
+        .chain(retrying.iter().map(String::as_str))
+        .collect();
+    let overdue = domain::overdue(
+        facts,
+        last,
+        &exporting,
+        &waiting,
+        chrono::Utc::now(),
+        config.max_export_age,
+    );
+    summary.overdue = overdue.keys().cloned().collect();
+    crate::report::export_age(&overdue, config, p.memory, p.notifier).await
+}
+
+/// The run's figures as metrics.
+fn count(summary: &RunSummary, dry_run: bool) {
+    let mut metrics = Metrics::new(crate::FUNCTION);
+    metrics
+        .count(
+            "ExportsStarted",
+            if dry_run {
+                0
+            } else {
+                summary.started.len() as u64
+            },
+        )
+        .count("ExportsDeferred", summary.deferred.len() as u64)
+        .count("ExportsFailed", summary.errors.len() as u64)
+        .value(
+            "ExportsRunningBefore",
+            summary.running_before as f64,
+            Unit::Count,
+        );
+    metrics.flush();
 }
 
 async fn export_event<R: Rds, N: Notifier, M: Remember>(
@@ -466,7 +483,7 @@ mod tests {
     }
 
     fn config(extra: &[(&'static str, &'static str)]) -> Config {
-        let env = Env::from_pairs(crate::config::tests::REQUIRED.iter().chain(extra).copied());
+        let env = Env::from_pairs(crate::fakes::REQUIRED.iter().chain(extra).copied());
         Config::from_env(&env).unwrap()
     }
 

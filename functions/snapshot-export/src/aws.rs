@@ -293,7 +293,7 @@ mod tests {
     }
 
     fn config() -> Config {
-        let env = bridgekeeper::config::Env::from_pairs(crate::config::tests::REQUIRED);
+        let env = bridgekeeper::config::Env::from_pairs(crate::fakes::REQUIRED);
         Config::from_env(&env).unwrap()
     }
 

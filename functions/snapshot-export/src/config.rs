@@ -179,22 +179,9 @@ impl Config {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    pub const REQUIRED: [(&str, &str); 4] = [
-        (
-            "ALERTS_TOPIC_ARN",
-            "arn:aws:sns:eu-west-1:123456789012:alerts",
-        ),
-        ("EXPORT_BUCKET", "exports-bucket"),
-        ("EXPORT_ROLE_ARN", "arn:aws:iam::123456789012:role/export"),
-        (
-            "EXPORT_KMS_KEY_ARN",
-            "arn:aws:kms:eu-west-1:123456789012:key/1234abcd",
-        ),
-    ];
-
+    use crate::fakes::REQUIRED;
     fn env_with(extra: &[(&'static str, &'static str)]) -> Env {
         Env::from_pairs(REQUIRED.iter().chain(extra).copied())
     }

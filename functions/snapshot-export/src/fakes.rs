@@ -157,3 +157,17 @@ impl Rds for FakeRds {
         })
     }
 }
+
+/// The variables a snapshot-export Config cannot do without, as the hub sets them.
+pub const REQUIRED: [(&str, &str); 4] = [
+    (
+        "ALERTS_TOPIC_ARN",
+        "arn:aws:sns:eu-west-1:123456789012:alerts",
+    ),
+    ("EXPORT_BUCKET", "exports-bucket"),
+    ("EXPORT_ROLE_ARN", "arn:aws:iam::123456789012:role/export"),
+    (
+        "EXPORT_KMS_KEY_ARN",
+        "arn:aws:kms:eu-west-1:123456789012:key/1234abcd",
+    ),
+];

@@ -246,7 +246,7 @@ mod tests {
     }
 
     fn config() -> Config {
-        let mut vars: Vec<(&str, &str)> = crate::config::tests::REQUIRED.to_vec();
+        let mut vars: Vec<(&str, &str)> = crate::fakes::REQUIRED.to_vec();
         vars.extend([
             ("MEMBER_ACCOUNTS", "staging=222222222222,prod=333333333333"),
             ("MEMBER_ROLE_NAME", "bridgekeeper-snapshot-export"),
