@@ -1,16 +1,24 @@
 //! The crate's test doubles, for any of its tests: a cluster API that keeps its workloads as
 //! JSON and applies real JSON patches (test ops included), and an ECR that knows the tags the
-//! sample events push.
+//! sample events push; and the harness that delivers the sample events to the handler.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::time::Duration;
+
+use bridgekeeper::Error;
 use bridgekeeper::cluster::ClusterError;
+use bridgekeeper::config::Env;
+use bridgekeeper::notify::Notifier;
+use bridgekeeper::notify::testing::Recorder;
 use serde_json::{Value, json};
 
+use crate::config::Config;
 use crate::kube::Kube;
 use crate::registry::Registry;
+use crate::report::Response;
 use crate::workload::{Kind, Workload};
 
 #[derive(Default)]
@@ -231,4 +239,132 @@ impl Registry for FakeEcr {
             _ => None,
         })
     }
+}
+
+// The harness: the sample events, the default rules, and the clusters they roll.
+
+/// One delivery of an event file with the default rules and ECR as the events describe it.
+pub async fn deliver(kube: &FakeKube, n: &Recorder, file: &str) -> Response {
+    handle(event(file), &config(&[]), kube, &FakeEcr::default(), n)
+        .await
+        .unwrap()
+}
+
+/// The handler with five minutes left in the invocation.
+pub async fn handle<K: Kube, R: Registry, N: Notifier>(
+    event: Value,
+    config: &Config,
+    kube: &K,
+    registry: &R,
+    notifier: &N,
+) -> Result<Response, Error> {
+    let deadline = std::time::SystemTime::now() + Duration::from_secs(300);
+    crate::handler::handle(event, deadline, config, kube, registry, notifier).await
+}
+
+pub const PUSH_LATEST: &str = include_str!("../../../events/image-rollout/push-latest.json");
+
+pub const PUSH_STABLE: &str = include_str!("../../../events/image-rollout/push-stable.json");
+
+pub const PUSH_FAILED: &str = include_str!("../../../events/image-rollout/push-failed.json");
+
+pub const REGISTRY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+
+pub const PUSH_UNTAGGED: &str = include_str!("../../../events/image-rollout/push-untagged.json");
+
+pub const PUSH_ATTESTATION: &str =
+    include_str!("../../../events/image-rollout/push-attestation.json");
+
+pub const RECONCILE: &str = include_str!("../../../events/image-rollout/reconcile.json");
+
+/// Deployments per cluster as JSON; patches applied with the json-patch crate, as the API
+/// server would.
+pub fn config(extra: &[(&'static str, &'static str)]) -> Config {
+    let base = [
+        (
+            "ALERTS_TOPIC_ARN",
+            "arn:aws:sns:eu-west-1:123456789012:alerts",
+        ),
+        ("CLUSTERS", "dev=dev-eks,prod=prod-eks"),
+        (
+            "ROLLOUT_RULES",
+            r#"[{"repository": "shop/*", "tag": "latest", "clusters": ["dev"]},
+                {"repository": "shop/*", "tag": "stable", "clusters": ["prod"]}]"#,
+        ),
+        ("WATCH", "false"),
+        ("ACCOUNT_ID", "123456789012"),
+        ("AWS_REGION", "eu-west-1"),
+        ("ROLLOUT_MODE", "opt-out"),
+    ];
+    Config::from_env(&Env::from_pairs(base.iter().chain(extra).copied())).unwrap()
+}
+
+pub fn event(s: &str) -> Value {
+    serde_json::from_str(s).unwrap()
+}
+
+pub fn world() -> FakeKube {
+    let kube = FakeKube::default();
+    let latest = format!("{REGISTRY}/shop/api:latest");
+    kube.add("dev", "shop", "api", &latest, json!({}));
+    kube.add("dev", "shop", "worker", &latest, json!({}));
+    kube.add("dev", "other", "api", &latest, json!({}));
+    kube.add(
+        "dev",
+        "shop",
+        "frozen",
+        &latest,
+        json!({"bridgekeeper.io/rollout": "false"}),
+    );
+    kube.add(
+        "dev",
+        "shop",
+        "web",
+        &format!("{REGISTRY}/shop/web:latest"),
+        json!({}),
+    );
+    kube.add(
+        "prod",
+        "shop",
+        "api",
+        &format!("{REGISTRY}/shop/api:stable"),
+        json!({}),
+    );
+    kube
+}
+
+pub fn pushed(digest: &str, time: &str) -> Value {
+    let mut e = event(&PUSH_LATEST.replace(LATEST, digest));
+    e["time"] = json!(time);
+    e
+}
+
+pub fn stuck_pod(reason: &str, message: &str, digest: &str) -> Value {
+    json!({
+        "metadata": {"name": "api-7d9f-x1", "annotations": {"bridgekeeper.io/image-digest": digest}},
+        "status": {"containerStatuses": [{"name": "app", "image": "", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}}}]}
+    })
+}
+
+pub fn one_deployment() -> FakeKube {
+    let kube = FakeKube::default();
+    kube.add(
+        "dev",
+        "shop",
+        "api",
+        &format!("{REGISTRY}/shop/api:latest"),
+        json!({}),
+    );
+    kube
+}
+
+pub fn watching(extra: &[(&'static str, &'static str)]) -> Config {
+    let mut vars = vec![
+        ("WATCH", "true"),
+        ("WATCH_TIMEOUT_SECONDS", "120"),
+        ("WATCH_POLL_SECONDS", "5"),
+    ];
+    vars.extend_from_slice(extra);
+    config(&vars)
 }

@@ -271,3 +271,167 @@ fn capped(followed: Vec<Followed>, cap: usize, turn: u64) -> (Vec<Followed>, usi
     let taken = followed.into_iter().cycle().skip(start).take(cap).collect();
     (taken, n - cap)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use bridgekeeper::notify::testing::Recorder;
+
+    use serde_json::json;
+
+    use crate::fakes::*;
+
+    /// The review's registry flood: 200 Deployments naming ECR registries in accounts and
+    /// regions nobody allowed made the reconcile look each up, one after another, as the hub.
+    #[tokio::test]
+    async fn the_reconcile_follows_only_allowed_registries_and_at_most_its_cap() {
+        let (kube, n, ecr) = (world(), Recorder::default(), FakeEcr::default());
+        for i in 0..200 {
+            kube.add(
+                "dev",
+                "tenant",
+                &format!("bogus-{i}"),
+                &format!(
+                    "{:012}.dkr.ecr.xx-bogus-{i}.amazonaws.com/shop/api:latest",
+                    100_000 + i
+                ),
+                json!({}),
+            );
+        }
+        let r = handle(event(RECONCILE), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(
+            ecr.calls.load(Ordering::SeqCst),
+            3,
+            "only the hub's registry is asked"
+        );
+        let refused = r
+            .images
+            .iter()
+            .filter(|i| {
+                i.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("ALLOWED_REGISTRIES"))
+            })
+            .count();
+        assert_eq!(refused, 200);
+        assert!(
+            r.clusters
+                .iter()
+                .all(|c| c.rolled.iter().all(|x| x.workload.namespace != "tenant"))
+        );
+
+        let ecr = FakeEcr::default();
+        let r = handle(
+            event(RECONCILE),
+            &config(&[("RECONCILE_MAX_TAGS", "2")]),
+            &world(),
+            &ecr,
+            &n,
+        )
+        .await
+        .unwrap();
+        assert_eq!(ecr.calls.load(Ordering::SeqCst), 2, "{:?}", r.images);
+    }
+
+    /// The review: the reconcile held every cluster's workloads at once. It now reads one
+    /// cluster at a time: a listing to learn the tags it follows, and one to roll.
+    #[tokio::test]
+    async fn the_reconcile_holds_one_cluster_at_a_time() {
+        let (kube, n, ecr) = (world(), Recorder::default(), FakeEcr::default());
+        handle(event(RECONCILE), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(kube.max_lists_in_flight.load(Ordering::SeqCst), 1);
+        let before = kube.calls.load(Ordering::SeqCst);
+        handle(event(RECONCILE), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(
+            kube.calls.load(Ordering::SeqCst) - before,
+            4,
+            "dev and prod, twice each; no patch"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_reconcile_catches_up_missed_pushes_then_makes_zero_patches() {
+        let (kube, n, ecr) = (world(), Recorder::default(), FakeEcr::default());
+        let r = handle(event(RECONCILE), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        let rolled: Vec<String> = r
+            .clusters
+            .iter()
+            .flat_map(|c| {
+                c.rolled.iter().map(move |x| {
+                    format!("{}:{}/{}", c.cluster, x.workload.namespace, x.workload.name)
+                })
+            })
+            .collect();
+        assert_eq!(
+            rolled,
+            [
+                "dev:other/api",
+                "dev:shop/api",
+                "dev:shop/worker",
+                "prod:shop/api"
+            ]
+        );
+        assert_eq!(
+            kube.image("prod", "shop", "api"),
+            format!("{REGISTRY}/shop/api@{STABLE}")
+        );
+        // shop/web:latest is followed too, but ECR has no such tag: checked, nothing rolled.
+        let tags: Vec<(&str, &str, bool)> = r
+            .images
+            .iter()
+            .map(|i| (i.repository.as_str(), i.tag.as_str(), i.digest.is_some()))
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                ("shop/api", "latest", true),
+                ("shop/api", "stable", true),
+                ("shop/web", "latest", false)
+            ]
+        );
+        assert_eq!(
+            ecr.calls.load(Ordering::SeqCst),
+            3,
+            "each followed tag resolved once"
+        );
+        let sent = n.sent();
+        assert_eq!(sent.len(), 1);
+        assert!(
+            sent[0]
+                .subject
+                .contains("image reconcile: 4 Deployments caught up"),
+            "{}",
+            sent[0].subject
+        );
+
+        let patches = kube.patches.load(Ordering::SeqCst);
+        let again = handle(event(RECONCILE), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(
+            kube.patches.load(Ordering::SeqCst),
+            patches,
+            "zero patches when current"
+        );
+        assert!(again.clusters.iter().all(|c| c.rolled.is_empty()));
+        assert_eq!(n.sent().len(), 1, "nothing to say");
+        // A pin made by a push is followed through its tracked tag: a newer digest catches up.
+        let moved = FakeEcr::moved("latest", Some(NEWER));
+        handle(event(RECONCILE), &config(&[]), &kube, &moved, &n)
+            .await
+            .unwrap();
+        assert_eq!(
+            kube.image("dev", "shop", "api"),
+            format!("{REGISTRY}/shop/api@{NEWER}")
+        );
+    }
+}

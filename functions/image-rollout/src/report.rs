@@ -249,3 +249,153 @@ pub fn reconcile_notification(
             .array_attribute("cluster", names),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push() -> Push {
+        Push {
+            registry: "123456789012.dkr.ecr.eu-west-1.amazonaws.com".into(),
+            repository: "shop/api".into(),
+            tag: "latest".into(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+        }
+    }
+
+    fn workload(kind: Kind, namespace: &str, name: &str) -> WorkloadRef {
+        WorkloadRef {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    fn rolled(kind: Kind, name: &str, progress: Option<Progress>) -> Rolled {
+        Rolled {
+            workload: workload(kind, "shop", name),
+            image: push().pinned_image(),
+            strategy: Strategy::PinDigest,
+            containers: vec!["app".into()],
+            progress,
+            rolled_back: None,
+        }
+    }
+
+    fn response(clusters: Vec<ClusterReport>) -> Response {
+        Response {
+            push: Some(push()),
+            dry_run: false,
+            ignored: None,
+            superseded_by: None,
+            clusters,
+            images: vec![],
+            notification: None,
+        }
+    }
+
+    #[test]
+    fn a_deployment_reads_as_its_place_and_other_kinds_name_their_kind() {
+        assert_eq!(
+            workload(Kind::Deployment, "shop", "api").label(),
+            "shop/api"
+        );
+        assert_eq!(
+            workload(Kind::StatefulSet, "shop", "db").label(),
+            "StatefulSet shop/db"
+        );
+        assert_eq!(counted([Kind::CronJob].into_iter()), "1 CronJob");
+        assert_eq!(
+            counted([Kind::Deployment, Kind::Deployment].into_iter()),
+            "2 Deployments"
+        );
+        assert_eq!(
+            counted([Kind::Deployment, Kind::DaemonSet].into_iter()),
+            "2 workloads"
+        );
+    }
+
+    #[test]
+    fn a_push_that_rolled_one_and_failed_one_says_both_and_is_an_error() {
+        let mut dev = ClusterReport::new("dev");
+        dev.rolled
+            .push(rolled(Kind::Deployment, "api", Some(Progress::Succeeded)));
+        dev.failed.push(Failed {
+            workload: workload(Kind::StatefulSet, "shop", "db"),
+            error: "forbidden".into(),
+        });
+        dev.skipped.push(Skipped {
+            workload: workload(Kind::Deployment, "shop", "frozen"),
+            reason: "opted out".into(),
+        });
+        let mut prod = ClusterReport::new("prod");
+        prod.error = Some("no answer within 10 s".into());
+        let n = notification(&response(vec![dev, prod]), &push(), "dev").unwrap();
+        assert_eq!(
+            n.subject,
+            "[dev] shop/api:latest (abababababab) rolled to 1 Deployment in dev, prod, 2 failed"
+        );
+        assert_eq!(
+            n.body,
+            format!(
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/api:latest was pushed as sha256:{}.\n\n\
+                 Cluster dev:\n  \
+                 rolled  shop/api [app] — rolled out\n  \
+                 FAILED  StatefulSet shop/db: forbidden\n  \
+                 skipped shop/frozen: opted out\n\n\
+                 Cluster prod:\n  \
+                 could not be reached: no answer within 10 s",
+                "ab".repeat(32)
+            )
+        );
+        assert_eq!(n.severity, Severity::Error);
+        assert_eq!(n.attributes["repository"], "shop/api");
+    }
+
+    #[test]
+    fn a_dry_run_or_a_push_that_changed_nothing_sends_nothing() {
+        let mut dev = ClusterReport::new("dev");
+        dev.skipped.push(Skipped {
+            workload: workload(Kind::Deployment, "shop", "frozen"),
+            reason: "opted out".into(),
+        });
+        assert!(notification(&response(vec![dev.clone()]), &push(), "dev").is_none());
+        dev.rolled.push(rolled(Kind::Deployment, "api", None));
+        let mut dry = response(vec![dev]);
+        dry.dry_run = true;
+        assert!(notification(&dry, &push(), "dev").is_none());
+    }
+
+    #[test]
+    fn a_rollout_that_did_not_become_ready_counts_as_failed() {
+        let mut dev = ClusterReport::new("dev");
+        let stuck = Progress::Failed("ImagePullBackOff".into());
+        dev.rolled
+            .push(rolled(Kind::Deployment, "api", Some(stuck)));
+        let n = notification(&response(vec![dev]), &push(), "dev").unwrap();
+        assert!(n.subject.ends_with("in dev, 1 failed"), "{}", n.subject);
+        assert_eq!(n.severity, Severity::Error);
+    }
+
+    #[test]
+    fn the_reconcile_speaks_only_when_it_caught_up_or_failed() {
+        let mut dev = ClusterReport::new("dev");
+        assert!(reconcile_notification(std::slice::from_ref(&dev), "dev", false).is_none());
+        dev.rolled.push(rolled(Kind::Deployment, "api", None));
+        assert!(reconcile_notification(std::slice::from_ref(&dev), "dev", true).is_none());
+        let n = reconcile_notification(&[dev], "dev", false).unwrap();
+        assert_eq!(
+            n.subject,
+            "[dev] image reconcile: 1 Deployment caught up in dev"
+        );
+        assert_eq!(
+            n.body,
+            format!(
+                "These workloads were not on their tag's current image (a push event was missed or failed):\n  \
+                 dev: rolled shop/api to {}",
+                push().pinned_image()
+            )
+        );
+        assert_eq!(n.severity, Severity::Warning);
+    }
+}

@@ -273,3 +273,279 @@ async fn roll_one<K: Kube, R: Registry>(
         Box::new(patched),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use bridgekeeper::notify::testing::Recorder;
+    use bridgekeeper::{Class, Classify};
+    use serde_json::json;
+
+    use crate::fakes::*;
+
+    #[tokio::test]
+    async fn dry_run_reports_the_plan_and_patches_nothing() {
+        let (kube, n) = (world(), Recorder::default());
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[("DRY_RUN", "true")]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.clusters[0].rolled.len(), 3);
+        assert_eq!(kube.patches.load(Ordering::SeqCst), 0);
+        assert!(n.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn patches_fan_out_no_wider_than_configured() {
+        let kube = FakeKube::default();
+        for i in 0..20 {
+            kube.add(
+                "dev",
+                "shop",
+                &format!("d{i:02}"),
+                &format!("{REGISTRY}/shop/api:latest"),
+                json!({}),
+            );
+        }
+        let n = Recorder::default();
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[("MAX_CONCURRENT_PATCHES", "3")]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.clusters[0].rolled.len(), 20);
+        let widest = kube.max_in_flight.load(Ordering::SeqCst);
+        assert!((2..=3).contains(&widest), "{widest} patches at once");
+    }
+
+    /// The review's lost update: push A verified and listed, push B of the same tag rolled
+    /// meanwhile, and A's patch (which tested only the container's name) moved production back
+    /// to the older digest. The patch now tests the image it replaces; the 422 makes A ask ECR
+    /// again, and A is superseded.
+    #[tokio::test]
+    async fn a_push_overtaken_while_rolling_never_moves_a_workload_back() {
+        let kube = FakeKube::default();
+        let latest = format!("{REGISTRY}/shop/api:latest");
+        kube.add("dev", "shop", "api", &latest, json!({}));
+        let b_image = format!("{REGISTRY}/shop/api@{NEWER}");
+        *kube.raced_by.lock().unwrap() =
+            Some(("dev".into(), "shop".into(), "api".into(), b_image.clone()));
+        let ecr = FakeEcr::default();
+        // A's digest when A is verified; B's once B has been pushed.
+        ecr.answers
+            .lock()
+            .unwrap()
+            .extend([Some(LATEST.to_owned()), Some(NEWER.to_owned())]);
+        let n = Recorder::default();
+        let r = handle(event(PUSH_LATEST), &config(&[]), &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(kube.image("dev", "shop", "api"), b_image);
+        assert!(r.clusters[0].rolled.is_empty(), "{r:?}");
+        assert!(
+            r.clusters[0].skipped[0].reason.contains("superseded"),
+            "{:?}",
+            r.clusters[0].skipped
+        );
+    }
+
+    /// The review's hanging cluster: nothing bounded the list or the patch, so the function
+    /// slept until Lambda stopped it, with some workloads patched and no report. Now the other
+    /// cluster rolls, the hanging one is reported, and the run returns before its deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_cluster_that_never_answers_is_reported_and_the_run_ends_in_time() {
+        let mut kube = world();
+        kube.hanging = Some("prod");
+        let cfg = config(&[(
+            "ROLLOUT_RULES",
+            r#"[{"repository": "shop/*", "tag": "latest", "clusters": ["dev", "prod"]}]"#,
+        )]);
+        let n = Recorder::default();
+        let deadline = std::time::SystemTime::now() + Duration::from_secs(60);
+        let started = tokio::time::Instant::now();
+        let err = crate::handler::handle(
+            event(PUSH_LATEST),
+            deadline,
+            &cfg,
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(60));
+        assert_eq!(
+            err.class(),
+            Class::Retryable,
+            "the hanging cluster is tried again"
+        );
+        let sent = n.sent();
+        assert_eq!(
+            sent.len(),
+            1,
+            "what was rolled is reported before the retry"
+        );
+        assert!(
+            sent[0]
+                .body
+                .contains("no answer before the invocation's deadline"),
+            "{}",
+            sent[0].body
+        );
+        assert_eq!(
+            kube.image("dev", "shop", "api"),
+            format!("{REGISTRY}/shop/api@{LATEST}")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_409_or_a_422_on_the_guard_is_re_read_re_planned_and_applied() {
+        // 422 is what a real API server answers when a JSON-patch test op fails (kmock says 500).
+        for status in [409, 422] {
+            let kube = world();
+            kube.patch_errors.lock().unwrap().push_back(status);
+            let n = Recorder::default();
+            let r = deliver(&kube, &n, PUSH_LATEST).await;
+            assert_eq!(r.clusters[0].rolled.len(), 3, "{status}");
+            assert!(r.clusters[0].failed.is_empty(), "{status}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_and_server_errors_are_retried_with_backoff_then_reported() {
+        let kube = world();
+        kube.patch_errors.lock().unwrap().extend([429, 503]);
+        let n = Recorder::default();
+        let r = deliver(&kube, &n, PUSH_LATEST).await;
+        assert_eq!(r.clusters[0].rolled.len(), 3, "{r:?}");
+        // One Deployment whose patches keep failing: reported failed, after its retries.
+        let kube = FakeKube::default();
+        kube.add(
+            "dev",
+            "shop",
+            "api",
+            &format!("{REGISTRY}/shop/api:latest"),
+            json!({}),
+        );
+        kube.patch_errors.lock().unwrap().extend([500; 4]);
+        let r = deliver(&kube, &n, PUSH_LATEST).await;
+        assert_eq!(r.clusters[0].failed.len(), 1);
+        assert!(r.clusters[0].failed[0].error.contains("500"), "{r:?}");
+        assert!(
+            kube.patch_errors.lock().unwrap().is_empty(),
+            "1 try + 3 retries"
+        );
+    }
+
+    /// The shipped defaults let any push of a tag a kube-system workload runs roll it.
+    #[tokio::test]
+    async fn a_system_namespace_is_rolled_only_when_a_rule_lists_it() {
+        let kube = world();
+        let latest = format!("{REGISTRY}/shop/api:latest");
+        kube.add("dev", "kube-system", "agent", &latest, json!({}));
+        let n = Recorder::default();
+        let r = handle(
+            event(PUSH_LATEST),
+            &config(&[]),
+            &kube,
+            &FakeEcr::default(),
+            &n,
+        )
+        .await
+        .unwrap();
+        let skipped = r.clusters[0]
+            .skipped
+            .iter()
+            .find(|s| s.workload.namespace == "kube-system")
+            .unwrap();
+        assert!(skipped.reason.contains("system namespace"), "{skipped:?}");
+        assert_eq!(kube.image("dev", "kube-system", "agent"), latest);
+        let listed = config(&[(
+            "ROLLOUT_RULES",
+            r#"[{"repository": "shop/*", "tag": "latest", "clusters": ["dev"], "namespaces": ["kube-system"]}]"#,
+        )]);
+        let r = handle(event(PUSH_LATEST), &listed, &kube, &FakeEcr::default(), &n)
+            .await
+            .unwrap();
+        assert_eq!(r.clusters[0].rolled.len(), 1);
+        assert_eq!(r.clusters[0].rolled[0].workload.namespace, "kube-system");
+    }
+
+    #[tokio::test]
+    async fn statefulsets_daemonsets_and_cronjobs_roll_like_deployments() {
+        let kube = FakeKube::default();
+        let latest = format!("{REGISTRY}/shop/api:latest");
+        let pod = |init: bool| {
+            let c = json!([{"name": "app", "image": latest}]);
+            if init {
+                json!({"initContainers": [{"name": "migrate", "image": latest}], "containers": [{"name": "app", "image": "busybox"}]})
+            } else {
+                json!({"containers": c})
+            }
+        };
+        kube.add_object("dev", json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "shop", "generation": 1},
+            "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": {"spec": pod(false)}}}));
+        kube.add_object("dev", json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "shop", "generation": 1},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {"spec": pod(true)}}}));
+        kube.add_object("dev", json!({"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "report", "namespace": "shop", "generation": 1},
+            "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {"spec": pod(false)}}}}}));
+        let n = Recorder::default();
+        let r = deliver(&kube, &n, PUSH_LATEST).await;
+        let rolled: Vec<String> = r.clusters[0]
+            .rolled
+            .iter()
+            .map(|x| format!("{} {} {:?}", x.workload.kind, x.workload.name, x.containers))
+            .collect();
+        assert_eq!(
+            rolled,
+            [
+                "DaemonSet agent [\"migrate\"]",
+                "StatefulSet db [\"app\"]",
+                "CronJob report [\"app\"]"
+            ]
+        );
+        let pinned = format!("{REGISTRY}/shop/api@{LATEST}");
+        assert_eq!(kube.image("dev", "shop", "db"), pinned);
+        assert_eq!(kube.image("dev", "shop", "report"), pinned);
+        let agent =
+            kube.objects.lock().unwrap()[&("dev".into(), "shop".into(), "agent".into())].clone();
+        assert_eq!(
+            agent["spec"]["template"]["spec"]["initContainers"][0]["image"],
+            pinned.as_str()
+        );
+        assert_eq!(
+            agent["spec"]["template"]["spec"]["containers"][0]["image"],
+            "busybox"
+        );
+        assert!(
+            n.sent()[0].subject.contains("rolled to 3 workloads"),
+            "{}",
+            n.sent()[0].subject
+        );
+        assert!(
+            n.sent()[0]
+                .body
+                .contains("rolled  StatefulSet shop/db [app]"),
+            "{}",
+            n.sent()[0].body
+        );
+        // Delivered again: nothing moves.
+        let patches = kube.patches.load(Ordering::SeqCst);
+        deliver(&kube, &n, PUSH_LATEST).await;
+        assert_eq!(kube.patches.load(Ordering::SeqCst), patches);
+    }
+}
