@@ -16,7 +16,9 @@ use aws_smithy_runtime_api::client::runtime_components::{
 use aws_smithy_types::config_bag::ConfigBag;
 
 /// The default credential/region chain, with the SDK's HTTP client on rustls + ring (the same TLS
-/// stack kube uses, so the binary carries one). `AWS_ENDPOINT_URL` (local stand-ins) is honoured.
+/// stack kube uses, so the binary carries one). `AWS_ENDPOINT_URL` and, for `sam local invoke`
+/// (which passes only the template's variables), a non-empty `LOCAL_ENDPOINT_URL` send every
+/// call to local stand-ins.
 ///
 /// Lambda hands the function its role's credentials and its region in the environment. When they
 /// are there, they are used directly: the default chain would otherwise build (not call) the
@@ -30,6 +32,12 @@ pub fn loader() -> ConfigLoader {
         aws_config::defaults(BehaviorVersion::latest()).http_client(ValidateOnce::new(https));
     if let Some(region) = std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()) {
         loader = loader.region(Region::new(region));
+    }
+    if let Some(url) = std::env::var("LOCAL_ENDPOINT_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        loader = loader.endpoint_url(url);
     }
     let has = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
     if has("AWS_ACCESS_KEY_ID") && has("AWS_SECRET_ACCESS_KEY") {

@@ -24,6 +24,7 @@ pub mod notify;
 pub mod runtime;
 pub mod telemetry;
 pub mod text;
+pub mod trust;
 pub mod wiring;
 
 pub use classify::{AwsError, Class, Classify};

@@ -31,6 +31,11 @@ impl Wiring {
     /// with its name, before any event is taken.
     pub async fn init(function: &'static str) -> Result<Wiring, lambda_runtime::Error> {
         crate::telemetry::init();
+        // Before the SDK builds its connector, which would panic on an empty store.
+        if let Err(e) = crate::trust::check() {
+            tracing::error!(error = %e, "init failed");
+            return Err(e.into());
+        }
         let env = Env::from_process();
         let sdk = crate::aws::sdk_config().await;
         let accounts = Accounts::from_env(&env, &sdk, function)?;

@@ -1,9 +1,10 @@
 """Runs one local stand-in on a free loopback port until its standard input closes.
 
-    python serve.py moto [PORT]    # moto's server: RDS, S3, Route53, EKS, ECR, ELBv2, SNS, SQS, STS, ...
-    python serve.py kmock [PORT]   # kmock's Kubernetes emulator, with the kinds Bridgekeeper uses declared
+    python serve.py moto [PORT [HOST]]    # moto's server: RDS, S3, Route53, EKS, ECR, ELBv2, SNS, SQS, STS, ...
+    python serve.py kmock [PORT [HOST]]   # kmock's Kubernetes emulator, with the kinds Bridgekeeper uses declared
 
-PORT defaults to 0: a free port, chosen by the system.
+PORT defaults to 0: a free port, chosen by the system. HOST defaults to 127.0.0.1; `make standins`
+gives the Docker bridge's address so that `sam local invoke`'s containers reach the stand-ins too.
 
 It prints one line, `READY <url>`, once the server answers. Tying its life to standard input
 means the stand-in goes away with whatever started it (a test binary that panicked included).
@@ -31,10 +32,10 @@ def wait_for_stdin_eof() -> None:
         pass
 
 
-def serve_moto(port: int) -> None:
+def serve_moto(port: int, host: str) -> None:
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     print(f"READY http://{host}:{port}", flush=True)
@@ -42,14 +43,14 @@ def serve_moto(port: int) -> None:
     server.stop()
 
 
-async def serve_kmock(port: int) -> None:
+async def serve_kmock(port: int, host: str) -> None:
     import kmock
 
     async with kmock.KubernetesEmulator() as emulator:
         for key, (kind, namespaced) in KUBE_RESOURCES.items():
             emulator.resources[key] = kmock.ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS)
-        async with kmock.Server(emulator, host="127.0.0.1", port=port or None) as server:
-            print(f"READY http://127.0.0.1:{server.port}", flush=True)
+        async with kmock.Server(emulator, host=host, port=port or None) as server:
+            print(f"READY http://{host}:{server.port}", flush=True)
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, wait_for_stdin_eof)
 
@@ -57,9 +58,10 @@ async def serve_kmock(port: int) -> None:
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else ""
     port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    host = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
     if which == "moto":
-        serve_moto(port)
+        serve_moto(port, host)
     elif which == "kmock":
-        asyncio.run(serve_kmock(port))
+        asyncio.run(serve_kmock(port, host))
     else:
-        sys.exit("usage: serve.py moto|kmock [PORT]")
+        sys.exit("usage: serve.py moto|kmock [PORT [HOST]]")

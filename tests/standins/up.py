@@ -1,15 +1,25 @@
-"""`make standins`: runs moto and kmock on fixed loopback ports for trying functions by hand,
-seeds them with what the sample events refer to, and writes `.local.env` for cargo lambda.
+"""`make standins`: runs moto and kmock on fixed ports for trying functions by hand, seeds them
+with what the sample events refer to, and writes the functions' variables twice:
+
+    .local.env        cargo lambda watch --env-file .local.env
+    .sam-local.json   sam local invoke <LogicalId> -e events/<name>/<file> --env-vars .sam-local.json
 
     make standins                                   # terminal 1 (Ctrl-C stops the stand-ins)
     cargo lambda watch --env-file .local.env        # terminal 2
     cargo lambda invoke snapshot-export --data-file events/snapshot-export/schedule.json
+
+The stand-ins listen on the Docker bridge's address when the machine has one (SAM's containers
+sit on that bridge: SAM 1.170's `--docker-network host` does not move them into the host's
+network), else on 127.0.0.1; either way, only this machine reaches them.
 """
+import fcntl
+import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boto3
@@ -19,23 +29,44 @@ MOTO_PORT = int(os.environ.get("MOTO_PORT", "5555"))
 KMOCK_PORT = int(os.environ.get("KMOCK_PORT", "5556"))
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
+# SAM's names for the functions (template.yaml), by folder.
+LOGICAL_IDS = {
+    "snapshot-export": "SnapshotExportFunction",
+    "scaling-alerts": "ScalingAlertsFunction",
+    "image-rollout": "ImageRolloutFunction",
+    "dns-sync": "DnsSyncFunction",
+    "access-entries": "AccessEntriesFunction",
+}
 
 
-def start(which: str, port: int) -> subprocess.Popen:
-    # serve.py runs until its standard input closes: when this script ends, however it ends.
-    cmd = [sys.executable, str(ROOT / "tests/standins/serve.py"), which, str(port)]
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def bridge_address(interface: str = "docker0") -> str | None:
+    """The IPv4 address of Docker's default bridge on this machine, if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", interface.encode()))  # SIOCGIFADDR
+        except OSError:
+            return None
+    return socket.inet_ntoa(packed[20:24])
 
 
-def wait_http(port: int) -> None:
-    import socket
+def start(which: str, port: int, host: str) -> tuple[subprocess.Popen, str]:
+    """One stand-in, and its URL once it answers. It runs until its standard input closes: when
+    the script that started it ends, however it ends."""
+    # moto and kmock are in .venv (the SAM CLI's venv, which may run this, has neither).
+    python = ROOT / ".venv/bin/python"
+    cmd = [str(python if python.exists() else sys.executable), str(ROOT / "tests/standins/serve.py"), which, str(port), host]
+    child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = child.stdout.readline().strip()
+    if not line.startswith("READY "):
+        child.kill()
+        sys.exit(f"{which} did not start on {host}:{port}")
+    return child, line.removeprefix("READY ")
 
-    for _ in range(300):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    sys.exit(f"nothing answers on 127.0.0.1:{port}")
+
+def stop(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        child.stdin.close()
+        child.wait(timeout=10)
 
 
 def seed(endpoint: str) -> dict[str, str]:
@@ -61,7 +92,24 @@ def seed(endpoint: str) -> dict[str, str]:
     ec2, elb = boto3.client("ec2", **kw), boto3.client("elbv2", **kw)
     subnets = [x["SubnetId"] for x in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]]
     lb = elb.create_load_balancer(Name="k8s-shop-web", Subnets=subnets[:2], Type="application")["LoadBalancers"][0]["DNSName"]
+    seed_ecr(boto3.client("ecr", **kw))
     return {"topic": topic, "queue": queue, "failed": failed, "zone": zone.split("/")[-1], "lb": lb}
+
+
+def seed_ecr(ecr) -> None:
+    """shop/api:latest and :stable at the digests the sample push events name: image-rollout rolls
+    only once ECR confirms the pushed digest is the tag's (moto takes the digest it is given)."""
+    ecr.create_repository(repositoryName="shop/api")
+    for n, tag in enumerate(("latest", "stable"), start=1):
+        event = json.loads((ROOT / f"events/image-rollout/push-{tag}.json").read_text())
+        manifest = {
+            "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": "sha256:" + "c" * 64},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1,
+                        "digest": f"sha256:{n:02x}" + "0" * 62}],
+        }
+        ecr.put_image(repositoryName="shop/api", imageTag=tag, imageManifest=json.dumps(manifest),
+                      imageDigest=event["detail"]["image-digest"])
 
 
 def seed_kube(url: str, lb: str) -> None:
@@ -116,33 +164,54 @@ def function_env(seeded: dict, aws_url: str, kube_url: str) -> dict[str, str]:
     }
 
 
-def main() -> None:
-    children = [start("moto", MOTO_PORT), start("kmock", KMOCK_PORT)]
-    wait_http(MOTO_PORT)
-    wait_http(KMOCK_PORT)
-    endpoint = f"http://127.0.0.1:{MOTO_PORT}"
+def sam_env_vars(env: dict[str, str]) -> dict:
+    """SAM's --env-vars file: `Parameters` applies to every function, and SAM passes a function
+    only the variables the template declares for it. The credentials are not among them (SAM
+    passes the shell's), and `AWS_ENDPOINT_URL` is not: the template declares
+    `LOCAL_ENDPOINT_URL` for that."""
+    skip = {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"}
+    common = {k: v for k, v in env.items() if k not in skip}
+    common["LOCAL_ENDPOINT_URL"] = env["AWS_ENDPOINT_URL"]
+    # SAM lets the shell's value of a declared variable override the template's: a host whose
+    # SSL_CERT_FILE names its own bundle would hand the container a path it does not have.
+    common["SSL_CERT_FILE"] = "/etc/pki/tls/certs/ca-bundle.crt"
+    return {"Parameters": common}
+
+
+def up(moto_port: int, kmock_port: int, host: str) -> tuple[list[subprocess.Popen], dict, dict[str, str]]:
+    """Both stand-ins started and seeded: the children, what was seeded, every function's variables."""
+    moto, endpoint = start("moto", moto_port, host)
+    kmock, kube_url = start("kmock", kmock_port, host)
     seeded = seed(endpoint)
-    kube_url = f"http://127.0.0.1:{KMOCK_PORT}"
     seed_kube(kube_url, seeded["lb"])
-    env = function_env(seeded, endpoint, kube_url)
+    seeded["kube_url"] = kube_url
+    return [moto, kmock], seeded, function_env(seeded, endpoint, kube_url)
+
+
+def main() -> None:
+    host = bridge_address() or "127.0.0.1"
+    children, seeded, env = up(MOTO_PORT, KMOCK_PORT, host)
+    endpoint, kube_url = env["AWS_ENDPOINT_URL"], seeded["kube_url"]
     (ROOT / ".local.env").write_text("".join(f"{k}='{v}'\n" for k, v in env.items()))
+    (ROOT / ".sam-local.json").write_text(json.dumps(sam_env_vars(env), indent=2) + "\n")
     print(f"moto (AWS):        {endpoint}")
-    print(f"kmock (Kubernetes): http://127.0.0.1:{KMOCK_PORT}")
+    print(f"kmock (Kubernetes): {kube_url}")
     print(f"seeded: SNS topic {seeded['topic']} (read it via SQS {seeded['queue']}),")
     print(f"        failed-invocations queue {seeded['failed']}, idempotency table bridgekeeper-idempotency")
     print("        RDS instances shop-db, billing-db and Aurora cluster orders-aurora, tagged bridgekeeper:export=true")
     print("        Deployments shop-dev/api, shop-dev/worker (shop/api:latest) and shop-prod/api (shop/api:stable)")
     print(f"        hosted zone shop.local.example.com ({seeded['zone']}), load balancer {seeded['lb']},")
     print("        Ingress shop-web/shop for api.shop.local.example.com and the apex")
-    print("wrote .local.env; now: cargo lambda watch --env-file .local.env   (Ctrl-C here stops the stand-ins)", flush=True)
+    print("        ECR shop/api:latest and :stable at the digests of events/image-rollout/push-{latest,stable}.json")
+    print("wrote .local.env      (cargo lambda watch --env-file .local.env)")
+    print("      .sam-local.json (sam local invoke <LogicalId> -e events/<name>/<file> --env-vars .sam-local.json)")
+    print("Ctrl-C here stops the stand-ins.", flush=True)
     try:
         signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
-        for child in children:
-            child.stdin.close()
-            child.wait(timeout=10)
+        stop(children)
 
 
 if __name__ == "__main__":
