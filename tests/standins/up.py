@@ -161,6 +161,8 @@ def function_env(seeded: dict, aws_url: str, kube_url: str) -> dict[str, str]:
         "ZONE_IDS": seeded["zone"],
         "OWNER_ID": "bridgekeeper-local",
         "HOST_POLICY": "shop-web=shop.local.example.com,shop-web=@shop.local.example.com",
+        # The role events/access-entries/*.json name, as if it were this stack's dns-sync role.
+        "ALLOWED_PRINCIPALS": "arn:aws:iam::111122223333:role/bk-DnsSyncFunctionRole-X",
     }
 
 

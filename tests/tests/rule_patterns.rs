@@ -30,6 +30,9 @@ const EXPECTED: &[(&str, &[&str])] = &[
             // Tagged, so the rule passes it (an anything-but alone would also drop pushes
             // without artifact-media-type); the function refuses it by its media type.
             "image-rollout/push-attestation.json",
+            // Bad input on purpose (sam-local checks the function refuses it): the rule does
+            // not look at the digest.
+            "image-rollout/push-bad-digest.json",
         ],
     ),
     (
