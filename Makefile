@@ -3,10 +3,12 @@
 
 SHELL := /bin/bash
 VENV := .venv
+# The SAM CLI, apart from .venv: it pins a newer boto3 than moto's (requirements-package.txt).
+SAM_VENV := $(VENV)/sam
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CARGO_FLAGS := --workspace --locked
 
-.PHONY: setup demo test lint ci standins bench scale clean-venv template-check policy-check package fuzz bins fmt-check clippy layout help
+.PHONY: setup demo test lint ci standins sam-local sam-layout stack-env bench scale clean-venv template-check policy-check package fuzz bins fmt-check clippy layout help
 
 ## Installs the pinned Python tools into .venv and the IAM evaluator (npm ci); the other targets call it.
 setup: $(VENV)/.installed
@@ -31,9 +33,29 @@ demo: setup
 test: setup
 	cargo test $(CARGO_FLAGS) --all-targets
 
-## Stand-ins on fixed ports for trying functions by hand with cargo lambda (see README).
+## Stand-ins on fixed ports for trying functions by hand, seeded; writes .local.env (cargo lambda)
+## and .sam-local.json (sam local invoke --env-vars). See README, "Running a function locally".
 standins: setup
 	$(VENV)/bin/python tests/standins/up.py
+
+## Every sample in events/ through `sam local invoke` (AWS's runtime emulator from the SAM CLI
+## package, in Docker) against fresh stand-ins, each result checked (tests/samlocal/checks.py).
+## Uses the `make bins` build laid out as sam build lays it out. Starts dockerd when it can (as
+## root, installing Debian's docker.io if missing) and stops what it started; without Docker it
+## fails and says how to get it. EVENTS="events/dns-sync/schedule.json ..." runs some.
+sam-local: setup $(SAM_VENV)/.installed bins
+	$(SAM_VENV)/bin/python tests/samlocal/run.py $(EVENTS)
+
+## For `sam local invoke` by hand (README): the `make bins` build laid out in target/sam-local
+## with its template, and the local base image when public.ecr.aws cannot be reached.
+sam-layout: setup $(SAM_VENV)/.installed bins
+	$(SAM_VENV)/bin/python tests/samlocal/run.py --prepare
+
+## The env-vars file for `sam local invoke` against a deployed stack: STACK=<name> [REGION=...]
+## writes .sam-stack.json from each function's deployed variables (deploy/local_env.py says
+## which permissions the local credentials need).
+stack-env: setup
+	$(VENV)/bin/python deploy/local_env.py $(STACK) $(if $(REGION),--region $(REGION)) --out .sam-stack.json
 
 ## Release builds (x86_64 and arm64) and the benchmark: init, warm latency, memory, size, API calls,
 ## cost, cold invocations next to a Python/boto3 peer, and the fan-out over 1/4/8 clusters behind a
@@ -52,7 +74,7 @@ scale:
 ## call in the code listed in the map.
 template-check: setup
 	cfn-lint template.yaml
-	$(VENV)/bin/python -m unittest -q tests/access/test_evaluate.py tests/access/test_findings.py tests/access/test_guardrails.py
+	$(VENV)/bin/python -m unittest -q tests/access/test_evaluate.py tests/access/test_findings.py tests/access/test_guardrails.py tests/samlocal/test_local_env.py
 	$(VENV)/bin/python tests/access/operations.py
 	$(VENV)/bin/python tests/template/check.py
 
@@ -73,7 +95,6 @@ policy-check: template-check
 	    --reference-policy target/template-check/reference-policy.json --reference-policy-type identity; \
 	done
 
-SAM_VENV := $(VENV)/sam
 $(SAM_VENV)/.installed: requirements-package.txt
 	python3 -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check --requirement requirements-package.txt
@@ -113,8 +134,8 @@ layout:
 ## Format, lint, template and layout checks (CI runs these after the tests).
 lint: bins fmt-check clippy template-check layout
 
-## What CI runs: every test, then every check (.ci/run calls these targets one by one).
-ci: test lint
+## What CI runs: every test, every check, every sample through sam local (.ci/run calls these targets one by one).
+ci: test lint sam-local
 
 ## This list: every target and what its ## lines say.
 help:

@@ -293,26 +293,21 @@ def main() -> None:
     build(args.skip_build)
 
     # The stand-ins on free ports, seeded like `make standins`, each behind a counting proxy.
-    up.MOTO_PORT, up.KMOCK_PORT = free_port(), free_port()
-    children = [up.start("moto", up.MOTO_PORT), up.start("kmock", up.KMOCK_PORT)]
+    children, seeded, local = up.up(free_port(), free_port(), "127.0.0.1")
+    moto_url = local["AWS_ENDPOINT_URL"]
     try:
-        up.wait_http(up.MOTO_PORT)
-        up.wait_http(up.KMOCK_PORT)
-        seeded = up.seed(f"http://127.0.0.1:{up.MOTO_PORT}")
-        up.seed_kube(f"http://127.0.0.1:{up.KMOCK_PORT}", seeded["lb"])
-        aws = CountingProxy(f"http://127.0.0.1:{up.MOTO_PORT}")
-        kube = CountingProxy(f"http://127.0.0.1:{up.KMOCK_PORT}")
+        aws = CountingProxy(moto_url)
+        kube = CountingProxy(seeded["kube_url"])
         env = {**up.function_env(seeded, aws.url, kube.url), **dict(kv.split("=", 1) for kv in args.set)}
-        rows = run(args, env, aws, kube, f"http://127.0.0.1:{up.MOTO_PORT}") if args.only in (None, "table") else []
+        rows = run(args, env, aws, kube, moto_url) if args.only in (None, "table") else []
         tls = trust_rows(args, env) if args.only in (None, "tls") else []
-        cold = cold_rows(args, env, aws, kube, f"http://127.0.0.1:{up.MOTO_PORT}") if args.only in (None, "cold") else []
+        cold = cold_rows(args, env, aws, kube, moto_url) if args.only in (None, "cold") else []
         if args.only in (None, "fanout"):
             print(f"fan-out: {args.latency_ms:.0f} ms per request, N = {', '.join(map(str, FANOUT))} ...", flush=True)
-        fan = fanout(args, env, f"http://127.0.0.1:{up.MOTO_PORT}", seeded["lb"]) if args.only in (None, "fanout") else []
+        fan = fanout(args, env, moto_url, seeded["lb"]) if args.only in (None, "fanout") else []
         report(rows, tls, cold, fan, args)
     finally:
-        for c in children:
-            c.stdin.close()
+        up.stop(children)
 
 
 def free_port() -> int:
@@ -527,10 +522,8 @@ def fanout(args, env: dict, moto_url: str, lb: str) -> list:
     delay = args.latency_ms / 1000
     n_max = max(FANOUT)
     ports = [free_port() for _ in range(n_max)]
-    children = [up.start("kmock", p) for p in ports]
+    children = [up.start("kmock", p, "127.0.0.1")[0] for p in ports]
     try:
-        for p in ports:
-            up.wait_http(p)
         kw = dict(endpoint_url=moto_url, region_name=up.REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
         r53 = boto3.client("route53", **kw)
         zones = [r53.create_hosted_zone(Name=f"fan{i}.bench.example.com", CallerReference=f"fan{i}")["HostedZone"]["Id"].split("/")[-1]

@@ -85,7 +85,10 @@ mod tests {
     fn a_missing_bundle_is_named_with_its_path() {
         let err = from_file("/nonexistent/ca-bundle.crt").unwrap_err();
         assert_eq!(err.var, "SSL_CERT_FILE");
-        assert!(err.problem.contains("\"/nonexistent/ca-bundle.crt\""), "{err}");
+        assert!(
+            err.problem.contains("\"/nonexistent/ca-bundle.crt\""),
+            "{err}"
+        );
         assert!(err.problem.contains("No such file"), "{err}");
     }
 

@@ -3,6 +3,7 @@ that runs AWS's Lambda Runtime Interface Emulator (shipped in the SAM CLI packag
 fresh stand-ins; each result is checked (see checks.py). Run by .ci/run.
 
     .venv/sam/bin/python tests/samlocal/run.py [FILE ...]    # all of events/, or the files given
+    .venv/sam/bin/python tests/samlocal/run.py --prepare     # make sam-layout: the layout and image only
 
 What it does, and undoes:
 - Docker: uses the engine that answers; else, as root, starts `dockerd` (installing Debian's
@@ -235,7 +236,23 @@ def invoke(template: Path, image: str, env_vars: Path, event: Path, endpoint: st
     return answer, done.stderr + done.stdout, seconds
 
 
+def prepare() -> None:
+    """The layout and the image, for running `sam local invoke` by hand (README)."""
+    template, binaries = lay_out()
+    log(f"laid out {len(binaries)} functions for sam local: --template {template.relative_to(ROOT)}")
+    if not engine_answers():
+        log("no Docker engine answers: start one (dockerd as root, or Docker Desktop) for sam local invoke")
+        return
+    image = base_image(binaries)
+    flags = "" if image == AWS_IMAGE else f" --invoke-image {image} --skip-pull-image"
+    log(f"now, with make standins running:\n  {SAM.relative_to(ROOT)} local invoke DnsSyncFunction "
+        f"--template {template.relative_to(ROOT)} -e events/dns-sync/schedule.json --env-vars .sam-local.json "
+        f"--parameter-overrides Architecture={ARCH}{flags}")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--prepare"]:
+        return prepare()
     chosen = [ROOT / a for a in sys.argv[1:]] or sorted((ROOT / "events").glob("*/*.json"))
     WORK.mkdir(parents=True, exist_ok=True)
     daemon = start_engine()

@@ -58,10 +58,13 @@ fn a_broken_ssl_cert_file_is_a_named_init_error_in_every_function() {
 
 #[test]
 fn a_good_trust_store_lets_init_go_on_to_the_configuration() {
-    let bundle = ["/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/certs/ca-certificates.crt"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("a CA bundle on the test machine");
+    let bundle = [
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/certs/ca-certificates.crt",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("a CA bundle on the test machine");
     let said = init_with("snapshot-export", &[("SSL_CERT_FILE", bundle)]);
     assert!(!said.contains("SSL_CERT_FILE"), "{said}");
     assert!(said.contains("ALERTS_TOPIC_ARN"), "{said}");
