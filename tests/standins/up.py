@@ -166,18 +166,30 @@ def function_env(seeded: dict, aws_url: str, kube_url: str) -> dict[str, str]:
     }
 
 
+# What belongs to one function (the rest is the template's Globals, every function's).
+FUNCTION_VARS = {
+    "SnapshotExportFunction": ("EXPORT_BUCKET", "EXPORT_ROLE_ARN", "EXPORT_KMS_KEY_ARN"),
+    "ImageRolloutFunction": ("CLUSTERS", "ROLLOUT_RULES", "WATCH_TIMEOUT_SECONDS"),
+    "DnsSyncFunction": ("CLUSTERS", "ZONE_IDS", "OWNER_ID", "HOST_POLICY"),
+    "AccessEntriesFunction": ("ALLOWED_PRINCIPALS",),
+}
+
+
 def sam_env_vars(env: dict[str, str]) -> dict:
-    """SAM's --env-vars file: `Parameters` applies to every function, and SAM passes a function
-    only the variables the template declares for it. The credentials are not among them (SAM
-    passes the shell's), and `AWS_ENDPOINT_URL` is not: the template declares
-    `LOCAL_ENDPOINT_URL` for that."""
+    """SAM's --env-vars file: `Parameters` for every function, then each function's own by its
+    logical id. SAM passes a function only the variables the template declares for it: the
+    credentials are not among them (SAM passes the shell's), and `AWS_ENDPOINT_URL` is not (the
+    template declares `LOCAL_ENDPOINT_URL` for that)."""
     skip = {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"}
-    common = {k: v for k, v in env.items() if k not in skip}
+    own = {v for names in FUNCTION_VARS.values() for v in names}
+    common = {k: v for k, v in env.items() if k not in skip | own}
     common["LOCAL_ENDPOINT_URL"] = env["AWS_ENDPOINT_URL"]
     # SAM lets the shell's value of a declared variable override the template's: a host whose
     # SSL_CERT_FILE names its own bundle would hand the container a path it does not have.
     common["SSL_CERT_FILE"] = "/etc/pki/tls/certs/ca-bundle.crt"
-    return {"Parameters": common}
+    return {"Parameters": common} | {
+        logical_id: {k: env[k] for k in names} for logical_id, names in FUNCTION_VARS.items()
+    }
 
 
 def up(moto_port: int, kmock_port: int, host: str) -> tuple[list[subprocess.Popen], dict, dict[str, str]]:
