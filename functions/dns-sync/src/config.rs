@@ -37,6 +37,8 @@ pub struct Config {
     /// `HOST_POLICY`: which namespaces may claim which names.
     pub host_policy: HostPolicy,
     pub defaults: Defaults,
+    /// `EVALUATE_TARGET_HEALTH`: load balancer aliases follow the load balancer's health.
+    pub evaluate_target_health: bool,
     pub dry_run: bool,
 }
 
@@ -124,6 +126,7 @@ impl Config {
             host_policy: HostPolicy::parse(&env.list("HOST_POLICY"))
                 .map_err(|e| ConfigError::new("HOST_POLICY", e))?,
             defaults: Defaults { kind, ttl },
+            evaluate_target_health: env.flag("EVALUATE_TARGET_HEALTH", true)?,
             dry_run: env.flag("DRY_RUN", false)?,
         })
     }

@@ -12,7 +12,7 @@ use crate::records::{
     types,
 };
 use crate::sources::Endpoint;
-use crate::targets::desired_records;
+use crate::targets::{Aliasing, desired_records};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -139,6 +139,8 @@ pub struct PlanInput<'a> {
     /// Why hosts that exist nowhere yet are not created this run (a member account's zones
     /// could not be listed: the host may belong there).
     pub hold_new: Option<&'a str>,
+    /// `EVALUATE_TARGET_HEALTH`, and whether the zone is private.
+    pub aliasing: Aliasing,
 }
 
 struct Existing<'a> {
@@ -352,7 +354,14 @@ fn plan_host(input: &PlanInput, existing: &Existing, host: &str, ep: &Endpoint) 
         Ok(owned) => owned,
         Err(why) => return HostPlan::Conflict(why),
     };
-    let desired = match desired_records(input.load_balancers, input.zone, host, ep, &others) {
+    let desired = match desired_records(
+        input.load_balancers,
+        input.aliasing,
+        input.zone,
+        host,
+        ep,
+        &others,
+    ) {
         Ok(records) => records,
         Err(why) => return HostPlan::Conflict(why),
     };
@@ -572,6 +581,15 @@ pub fn owned_hosts(existing: &[RecordSet], owner: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The aliases of these tests' zones as they were written before EVALUATE_TARGET_HEALTH:
+    /// the planning rules are what these tests check, not the health setting.
+    fn unhealthy_free() -> Aliasing {
+        Aliasing {
+            evaluate_health: false,
+            private_zone: false,
+        }
+    }
     use crate::batch::batches;
     use crate::records::AliasTarget;
     use crate::records::MAX_BATCH_CHARS;
@@ -669,6 +687,7 @@ mod tests {
             ttl: 300,
             host_policy: &open(),
             hold_new: None,
+            aliasing: unhealthy_free(),
         })
     }
 
@@ -718,6 +737,7 @@ mod tests {
             ttl: 300,
             host_policy: &open(),
             hold_new: None,
+            aliasing: unhealthy_free(),
         })
     }
 
@@ -1097,6 +1117,7 @@ mod tests {
             ttl: 300,
             host_policy: &open(),
             hold_new: None,
+            aliasing: unhealthy_free(),
         });
         assert!(batched(&p).is_empty(), "{:?}", actions(&p));
         assert!(p.conflicts[0].reason.contains("could not be read"));
@@ -1122,6 +1143,7 @@ mod tests {
                 ttl: 300,
                 host_policy: policy,
                 hold_new: None,
+                aliasing: unhealthy_free(),
             })
         };
         let apex = claim("example.com", LB2, "shop", "evil", 1);
@@ -1204,6 +1226,7 @@ mod tests {
             ttl: 300,
             host_policy: &open(),
             hold_new: None,
+            aliasing: unhealthy_free(),
         });
         assert!(p.hosts_with(Outcome::Deleted).is_empty() && batched(&p).is_empty());
     }
@@ -1414,6 +1437,7 @@ mod tests {
             ttl: 300,
             host_policy: &policy,
             hold_new: None,
+            aliasing: unhealthy_free(),
         };
         // Its annotation broke: the source still exists, its records stay.
         let by_source = Holds::from_skips(&[Skip {
@@ -1496,6 +1520,7 @@ mod tests {
             ttl: 300,
             host_policy: &open(),
             hold_new: None,
+            aliasing: unhealthy_free(),
         });
         assert_eq!(actions(&p), ["UPSERT TXT _bridgekeeper.api.example.com"]);
         assert!(p.conflicts.is_empty() && p.hosts_with(Outcome::Deleted).is_empty());
@@ -1547,5 +1572,158 @@ mod tests {
         };
         let allowed: Vec<Zone> = zones.iter().filter(|x| public.allows(x)).cloned().collect();
         assert_eq!(zones_for("api.example.com", &allowed).len(), 1);
+    }
+
+    /// The planner with this zone's aliasing: the targets' own zones, no DescribeLoadBalancers.
+    fn plan_with(aliasing: Aliasing, existing: &[RecordSet], endpoints: &[Endpoint]) -> ZonePlan {
+        let (none, complete) = (HashMap::new(), BTreeSet::from(["prod".to_owned()]));
+        plan_zone(&PlanInput {
+            zone: "example.com",
+            endpoints,
+            existing,
+            load_balancers: &none,
+            owner: "bk",
+            policy: Policy::Sync,
+            adopt: &[],
+            complete_clusters: &complete,
+            holds: &Holds::default(),
+            ttl: 300,
+            host_policy: &open(),
+            hold_new: None,
+            aliasing,
+        })
+    }
+
+    fn written(p: &ZonePlan, rtype: &str) -> Vec<AliasTarget> {
+        p.hosts
+            .iter()
+            .flat_map(|h| &h.changes)
+            .filter_map(|c| match c {
+                DnsChange::Create(r) | DnsChange::Upsert(r) if r.rtype == rtype => r.alias.clone(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn load_balancer_aliases_evaluate_target_health_unless_the_setting_says_not() {
+        let nlb = "k8s-shop-nlb-0123456789.elb.ca-west-1.amazonaws.com";
+        let eps = [ep("api.example.com", nlb, RecordKind::Alias)];
+        let p = plan_with(Aliasing::default(), &[], &eps);
+        let a = &written(&p, "A")[0];
+        assert_eq!(
+            (a.zone_id.as_str(), a.evaluate_health),
+            ("Z02754302KBB00W2LKWZ9", true)
+        );
+        let off = Aliasing {
+            evaluate_health: false,
+            ..Aliasing::default()
+        };
+        assert!(!written(&plan_with(off, &[], &eps), "A")[0].evaluate_health);
+        // A record written before the setting existed is brought to it, in place.
+        let before = alias("api.example.com", "A", nlb);
+        let mut before = before;
+        before.alias.as_mut().unwrap().zone_id = "Z02754302KBB00W2LKWZ9".into();
+        let p = plan_with(
+            Aliasing::default(),
+            &[before, ours("api.example.com")],
+            &eps,
+        );
+        assert_eq!(actions(&p), ["UPSERT A api.example.com"]);
+    }
+
+    #[test]
+    fn cloudfront_is_aliased_without_health_and_never_in_a_private_zone() {
+        let cf = "d111111abcdef8.cloudfront.net";
+        let eps = [
+            ep("example.com", cf, RecordKind::Alias),
+            ep("www.example.com", cf, RecordKind::Alias),
+        ];
+        let p = plan_with(Aliasing::default(), &[], &eps);
+        let aliases = written(&p, "A");
+        assert_eq!(aliases.len(), 2);
+        assert!(
+            aliases
+                .iter()
+                .all(|a| a.zone_id == "Z2FDTNDATAQYW2" && !a.evaluate_health),
+            "{aliases:?}"
+        );
+        // Route53 refuses CloudFront aliases in private zones: a CNAME below the apex, and
+        // nothing (a conflict) at the apex, where a CNAME cannot stand.
+        let private = Aliasing {
+            private_zone: true,
+            ..Aliasing::default()
+        };
+        let p = plan_with(private, &[], &eps);
+        assert_eq!(
+            actions(&p),
+            [
+                "CREATE CNAME www.example.com",
+                "CREATE TXT _bridgekeeper.www.example.com"
+            ]
+        );
+        assert_eq!(p.conflicts[0].host, "example.com");
+        assert!(
+            p.conflicts[0]
+                .reason
+                .contains("not a target it can alias here")
+        );
+    }
+
+    #[test]
+    fn global_accelerators_and_vpc_endpoints_are_aliased_by_their_hostnames() {
+        let eps = [
+            ep(
+                "ga.example.com",
+                "a1234567890abcdef.awsglobalaccelerator.com",
+                RecordKind::Alias,
+            ),
+            ep(
+                "example.com",
+                "vpce-0123456789abcdef0-abcdefgh.vpce-svc-0123456789abcdef0.eu-west-1.vpce.amazonaws.com",
+                RecordKind::Alias,
+            ),
+        ];
+        let p = plan_with(Aliasing::default(), &[], &eps);
+        let mut zones: Vec<(String, bool)> = written(&p, "A")
+            .into_iter()
+            .map(|a| (a.zone_id, a.evaluate_health))
+            .collect();
+        zones.sort();
+        assert_eq!(
+            zones,
+            [
+                ("Z2BJ6XQ5FK7U4H".into(), false),
+                ("Z38GZ743OKFT7T".into(), false)
+            ]
+        );
+    }
+
+    /// HTTPS and SVCB (RFC 9460) records, and types the planner has never heard of, live beside
+    /// an alias A/AAAA: read without error, never changed, and no reason to hold ours back.
+    #[test]
+    fn https_svcb_and_unknown_records_beside_ours_are_left_alone() {
+        let host = "api.example.com";
+        let eps = [ep(host, LB, RecordKind::Alias)];
+        let others = [
+            plain(host, "HTTPS", "1 . alpn=h2,h3"),
+            plain(host, "SVCB", "1 svc.example.com."),
+            plain(host, "RESINFO", "qnamemin"),
+        ];
+        let p = plan_with(unhealthy_free(), &others, &eps);
+        assert_eq!(
+            actions(&p),
+            [
+                "CREATE A api.example.com",
+                "CREATE TXT _bridgekeeper.api.example.com"
+            ]
+        );
+        assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+        // Ours present too: nothing to do, the others untouched.
+        let mut existing = others.to_vec();
+        existing.extend([alias(host, "A", LB), ours(host)]);
+        let p = plan_with(unhealthy_free(), &existing, &eps);
+        assert!(actions(&p).is_empty(), "{:?}", actions(&p));
+        assert_eq!(p.unchanged, [host]);
     }
 }

@@ -22,6 +22,7 @@ use crate::kube::Sources;
 use crate::records::{DnsChange, LoadBalancer};
 use crate::report::{self, AccountError, ClusterError, Response, State, ZoneReport};
 use crate::sources::{Endpoint, Skip, from_ingress, from_service};
+use crate::targets::Aliasing;
 use crate::zones::Zone;
 
 #[derive(Deserialize, Serialize)]
@@ -437,6 +438,10 @@ async fn plan_zone<D: Dns>(
         ttl: config.defaults.ttl,
         host_policy: &config.host_policy,
         hold_new: ctx.hold_new,
+        aliasing: Aliasing {
+            evaluate_health: config.evaluate_target_health,
+            private_zone: zone.private,
+        },
     });
     Ok(Planned {
         owned: domain::owned_hosts(&existing, &config.owner),

@@ -1,11 +1,11 @@
 //! dns-sync: keep the Route53 records of each Ingress's (and LoadBalancer Service's) hosts
 //! pointing at its load balancer, touching only records it owns.
 
+pub mod alias_zones;
 pub mod aws;
 pub mod batch;
 pub mod config;
 pub mod domain;
-pub mod elb;
 #[cfg(test)]
 mod fakes;
 pub mod handler;

@@ -57,6 +57,7 @@ fn dns_sync() -> String {
     use dns_sync::domain::*;
     use dns_sync::records::{AliasTarget, LoadBalancer, RecordSet, owner_name, owner_value};
     use dns_sync::sources::{Endpoint, RecordKind};
+    use dns_sync::targets::Aliasing;
     let lb = "k8s-shop-api-1854330541.eu-west-1.elb.amazonaws.com";
     let endpoint = |i: usize| Endpoint {
         host: format!("h{i:05}.example.com"),
@@ -84,7 +85,8 @@ fn dns_sync() -> String {
             alias: Some(AliasTarget {
                 zone_id: "Z32O12XQLNTSW2".into(),
                 dns_name: lb.into(),
-                evaluate_health: false,
+                // As dns-sync writes a load balancer alias by default (EVALUATE_TARGET_HEALTH).
+                evaluate_health: true,
             }),
             routing: None,
         });
@@ -129,6 +131,7 @@ fn dns_sync() -> String {
             ttl: 300,
             host_policy: &host_policy,
             hold_new: None,
+            aliasing: Aliasing::default(),
         })
     });
     assert_eq!(
