@@ -125,7 +125,11 @@ impl Config {
             policy,
             host_policy: HostPolicy::parse(&env.list("HOST_POLICY"))
                 .map_err(|e| ConfigError::new("HOST_POLICY", e))?,
-            defaults: Defaults { kind, ttl },
+            defaults: Defaults {
+                kind,
+                ttl,
+                tls_hosts: env.flag("INGRESS_TLS_HOSTS", true)?,
+            },
             evaluate_target_health: env.flag("EVALUATE_TARGET_HEALTH", true)?,
             dry_run: env.flag("DRY_RUN", false)?,
         })

@@ -34,6 +34,9 @@ pub enum RecordKind {
 pub struct Defaults {
     pub kind: RecordKind,
     pub ttl: i64,
+    /// `INGRESS_TLS_HOSTS`: an Ingress's `spec.tls[].hosts` are its hosts too (external-dns
+    /// publishes them by default; `false` ignores them, as its `--ignore-ingress-tls-spec`).
+    pub tls_hosts: bool,
 }
 
 /// One host that should point at one load balancer.
@@ -191,12 +194,18 @@ pub fn from_ingress(
     ing: &Ingress,
     defaults: &Defaults,
 ) -> (Vec<Endpoint>, Vec<Skip>) {
-    let hosts: BTreeSet<String> = ing
+    let rules = ing
         .spec
         .iter()
         .flat_map(|s| s.rules.iter().flatten())
-        .filter_map(|r| r.host.clone())
-        .collect();
+        .filter_map(|r| r.host.clone());
+    let tls = ing
+        .spec
+        .iter()
+        .filter(|_| defaults.tls_hosts)
+        .flat_map(|s| s.tls.iter().flatten())
+        .flat_map(|t| t.hosts.iter().flatten().cloned());
+    let hosts: BTreeSet<String> = rules.chain(tls).collect();
     let status = ing.status.as_ref().and_then(|s| s.load_balancer.as_ref());
     let targets = hostnames(status.and_then(|lb| lb.ingress.as_ref()), |i| &i.hostname);
     endpoints(
@@ -234,11 +243,19 @@ fn read_meta(m: ObjectMeta) -> ObjectMeta {
     }
 }
 
-/// An Ingress as a listing keeps it: its metadata that matters, its rules' hosts, its load
-/// balancer's hostnames. Thousands of Ingresses then cost what the planner reads.
+/// An Ingress as a listing keeps it: its metadata that matters, its rules' and TLS hosts, its
+/// load balancer's hostnames. Thousands of Ingresses then cost what the planner reads.
 pub fn slim_ingress(i: Ingress) -> Option<Ingress> {
-    use k8s_openapi::api::networking::v1::{IngressRule, IngressSpec};
+    use k8s_openapi::api::networking::v1::{IngressRule, IngressSpec, IngressTLS};
     let spec = i.spec.map(|s| IngressSpec {
+        tls: s.tls.map(|tls| {
+            tls.into_iter()
+                .map(|t| IngressTLS {
+                    hosts: t.hosts,
+                    secret_name: None,
+                })
+                .collect()
+        }),
         rules: s.rules.map(|rules| {
             rules
                 .into_iter()
@@ -325,6 +342,7 @@ mod tests {
         let defaults = Defaults {
             kind: RecordKind::Alias,
             ttl: 300,
+            tls_hosts: true,
         };
         let (eps, skips) = from_ingress("prod", &ing(json!({})), &defaults);
         let hosts: Vec<_> = eps.iter().map(|e| e.host.as_str()).collect();
@@ -360,6 +378,7 @@ mod tests {
             &Defaults {
                 kind: RecordKind::Alias,
                 ttl: 300,
+                tls_hosts: true,
             },
         );
         assert_eq!(eps.len(), 2);
@@ -374,6 +393,7 @@ mod tests {
             &Defaults {
                 kind: RecordKind::Alias,
                 ttl: 300,
+                tls_hosts: true,
             },
         );
         assert!(eps.is_empty());
@@ -394,6 +414,7 @@ mod tests {
         let defaults = Defaults {
             kind: RecordKind::Alias,
             ttl: 300,
+            tls_hosts: true,
         };
         let (eps, skips) = from_service("prod", &svc, &defaults);
         let hosts: Vec<&str> = eps.iter().map(|e| e.host.as_str()).collect();
@@ -414,6 +435,7 @@ mod tests {
         let defaults = Defaults {
             kind: RecordKind::Alias,
             ttl: 300,
+            tls_hosts: true,
         };
         let ing: Ingress = serde_json::from_value(json!({
             "metadata": {"name": "api", "namespace": "shop", "creationTimestamp": "2026-01-02T03:04:05Z",
@@ -445,5 +467,40 @@ mod tests {
         );
         assert!(slim_service(svc("ClusterIP", true)).is_none());
         assert!(slim_service(svc("LoadBalancer", false)).is_none());
+    }
+
+    #[test]
+    fn an_ingress_publishes_its_tls_hosts_unless_told_not_to() {
+        let ing: Ingress = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {
+                "tls": [{"hosts": ["secure.example.com", "api.example.com"], "secretName": "web-tls"}],
+                "rules": [{"host": "api.example.com"}]
+            },
+            "status": {"loadBalancer": {"ingress": [{"hostname": LB}]}}
+        }))
+        .unwrap();
+        let mut defaults = Defaults {
+            kind: RecordKind::Alias,
+            ttl: 300,
+            tls_hosts: true,
+        };
+        let hosts = |d: &Defaults| -> Vec<String> {
+            from_ingress("prod", &ing, d)
+                .0
+                .into_iter()
+                .map(|e| e.host)
+                .collect()
+        };
+        assert_eq!(hosts(&defaults), ["api.example.com", "secure.example.com"]);
+        // The listing keeps them (and drops the secret's name).
+        let slim = slim_ingress(ing.clone()).unwrap();
+        assert_eq!(
+            from_ingress("prod", &slim, &defaults),
+            from_ingress("prod", &ing, &defaults)
+        );
+        assert!(slim.spec.unwrap().tls.unwrap()[0].secret_name.is_none());
+        defaults.tls_hosts = false;
+        assert_eq!(hosts(&defaults), ["api.example.com"]);
     }
 }
