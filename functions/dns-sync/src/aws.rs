@@ -167,14 +167,13 @@ async fn list_load_balancers(
     Ok(all
         .iter()
         .filter_map(|lb| {
-            let dualstack = lb
-                .ip_address_type()
-                .is_some_and(|t| t.as_str().starts_with("dualstack"));
+            let address_type = lb.ip_address_type().map(|t| t.as_str()).unwrap_or_default();
             Some((
                 normalize(lb.dns_name()?)?,
                 LoadBalancer {
                     canonical_zone_id: lb.canonical_hosted_zone_id()?.to_owned(),
-                    dualstack,
+                    dualstack: address_type.starts_with("dualstack"),
+                    ipv6_only: address_type == crate::sources::IPV6_ONLY,
                 },
             ))
         })

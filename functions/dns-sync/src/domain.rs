@@ -617,6 +617,7 @@ mod tests {
             kind,
             ttl: 300,
             dualstack: false,
+            ipv6_only: false,
         }
     }
 
@@ -633,6 +634,7 @@ mod tests {
         let lb = |d| LoadBalancer {
             canonical_zone_id: "Z32O12XQLNTSW2".into(),
             dualstack: d,
+            ipv6_only: false,
         };
         HashMap::from([(LB.to_owned(), lb(false)), (LB2.to_owned(), lb(true))])
     }
@@ -1725,5 +1727,49 @@ mod tests {
         let p = plan_with(unhealthy_free(), &existing, &eps);
         assert!(actions(&p).is_empty(), "{:?}", actions(&p));
         assert_eq!(p.unchanged, [host]);
+    }
+
+    /// ELB's "dualstack without public IPv4 ... to support IPv6 addresses only": an A alias
+    /// would send IPv4 clients where no public IPv4 address answers.
+    #[test]
+    fn a_load_balancer_without_public_ipv4_gets_aaaa_and_no_a() {
+        let host = "v6.example.com";
+        let mut e = ep(host, LB, RecordKind::Alias);
+        e.dualstack = true;
+        e.ipv6_only = true;
+        let p = plan_with(unhealthy_free(), &[], std::slice::from_ref(&e));
+        assert_eq!(
+            actions(&p),
+            [
+                "CREATE AAAA v6.example.com",
+                "CREATE TXT _bridgekeeper.v6.example.com"
+            ]
+        );
+        // A load balancer that was dualstack before: its A goes (sync), or is held (upsert-only).
+        let existing = [alias(host, "A", LB), alias(host, "AAAA", LB), ours(host)];
+        let p = plan_with(unhealthy_free(), &existing, std::slice::from_ref(&e));
+        assert_eq!(actions(&p), ["DELETE A v6.example.com"]);
+        let (none, complete) = (HashMap::new(), BTreeSet::from(["prod".to_owned()]));
+        let held = plan_zone(&PlanInput {
+            zone: "example.com",
+            endpoints: std::slice::from_ref(&e),
+            existing: &existing,
+            load_balancers: &none,
+            owner: "bk",
+            policy: Policy::UpsertOnly,
+            adopt: &[],
+            complete_clusters: &complete,
+            holds: &Holds::default(),
+            ttl: 300,
+            host_policy: &open(),
+            hold_new: None,
+            aliasing: unhealthy_free(),
+        });
+        assert!(actions(&held).is_empty());
+        assert!(
+            held.held[0].reason.contains("its A record must be deleted"),
+            "{:?}",
+            held.held
+        );
     }
 }

@@ -583,6 +583,7 @@ mod tests {
             kind: crate::sources::RecordKind::Alias,
             ttl: 300,
             dualstack: false,
+            ipv6_only: false,
         };
         vec![
             RecordSet {

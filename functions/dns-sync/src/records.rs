@@ -125,6 +125,8 @@ impl RecordSet {
 pub struct LoadBalancer {
     pub canonical_zone_id: String,
     pub dualstack: bool,
+    /// `dualstack-without-public-ipv4`: IPv6 only.
+    pub ipv6_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -20,6 +20,9 @@ pub const HOSTNAME_ANNOTATION: &str = "bridgekeeper.io/hostname";
 pub const ALB_IP_TYPE_ANNOTATION: &str = "alb.ingress.kubernetes.io/ip-address-type";
 pub const NLB_IP_TYPE_ANNOTATION: &str =
     "service.beta.kubernetes.io/aws-load-balancer-ip-address-type";
+/// The ip-address-type (annotation value and ELBv2's `IpAddressType`) of a load balancer with
+/// no public IPv4 address.
+pub const IPV6_ONLY: &str = "dualstack-without-public-ipv4";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,6 +58,9 @@ pub struct Endpoint {
     pub ttl: i64,
     /// The source says its load balancer is dualstack (IPv4 and IPv6).
     pub dualstack: bool,
+    /// `dualstack-without-public-ipv4`: the load balancer answers IPv6 only ("to support IPv6
+    /// addresses only", ELB's IP address types), so it gets an AAAA alias and no A.
+    pub ipv6_only: bool,
 }
 
 /// A source that asked for records this run could not plan. Its hosts keep what they have: in
@@ -71,6 +77,7 @@ struct Settings {
     kind: RecordKind,
     ttl: i64,
     dualstack: bool,
+    ipv6_only: bool,
 }
 
 fn settings(
@@ -107,13 +114,16 @@ fn settings(
             }
         },
     };
-    let dualstack = [ALB_IP_TYPE_ANNOTATION, NLB_IP_TYPE_ANNOTATION]
-        .iter()
-        .any(|k| get(k).is_some_and(|v| v.starts_with("dualstack")));
+    let address_type = |wanted: &dyn Fn(&str) -> bool| {
+        [ALB_IP_TYPE_ANNOTATION, NLB_IP_TYPE_ANNOTATION]
+            .iter()
+            .any(|k| get(k).is_some_and(|v| wanted(&v)))
+    };
     Ok(Some(Settings {
         kind,
         ttl,
-        dualstack,
+        dualstack: address_type(&|v| v.starts_with("dualstack")),
+        ipv6_only: address_type(&|v| v == IPV6_ONLY),
     }))
 }
 
@@ -175,6 +185,7 @@ fn endpoints(
             kind: s.kind,
             ttl: s.ttl,
             dualstack: s.dualstack,
+            ipv6_only: s.ipv6_only,
         })
         .collect();
     (out, skipped)
@@ -502,5 +513,29 @@ mod tests {
         assert!(slim.spec.unwrap().tls.unwrap()[0].secret_name.is_none());
         defaults.tls_hosts = false;
         assert_eq!(hosts(&defaults), ["api.example.com"]);
+    }
+
+    #[test]
+    fn the_controllers_ip_address_type_says_dualstack_or_ipv6_only() {
+        let ing = |value: &str| -> Ingress {
+            serde_json::from_value(json!({
+                "metadata": {"name": "v6", "namespace": "shop", "annotations": {ALB_IP_TYPE_ANNOTATION: value}},
+                "spec": {"rules": [{"host": "v6.example.com"}]},
+                "status": {"loadBalancer": {"ingress": [{"hostname": LB}]}}
+            }))
+            .unwrap()
+        };
+        let defaults = Defaults {
+            kind: RecordKind::Alias,
+            ttl: 300,
+            tls_hosts: true,
+        };
+        let read = |value: &str| {
+            let e = &from_ingress("prod", &ing(value), &defaults).0[0];
+            (e.dualstack, e.ipv6_only)
+        };
+        assert_eq!(read("ipv4"), (false, false));
+        assert_eq!(read("dualstack"), (true, false));
+        assert_eq!(read(IPV6_ONLY), (true, true));
     }
 }

@@ -31,6 +31,8 @@ impl Default for Aliasing {
 pub struct Alias {
     pub zone_id: String,
     pub dualstack: bool,
+    /// No public IPv4 address: AAAA only, never an A pointing where IPv4 clients cannot go.
+    pub ipv6_only: bool,
     pub evaluate_health: bool,
 }
 
@@ -42,7 +44,9 @@ pub fn alias_for(
     from_api: &HashMap<String, LoadBalancer>,
     aliasing: Aliasing,
 ) -> Option<Alias> {
-    let api_dualstack = from_api.get(&ep.target).is_some_and(|lb| lb.dualstack);
+    let api = from_api.get(&ep.target);
+    let api_dualstack = api.is_some_and(|lb| lb.dualstack);
+    let ipv6_only = ep.ipv6_only || api.is_some_and(|lb| lb.ipv6_only);
     match canonical(&ep.target) {
         // Route53's AliasTarget: "Resource record sets can't be created for CloudFront
         // distributions in a private hosted zone."
@@ -50,6 +54,7 @@ pub fn alias_for(
         Some(c) => Some(Alias {
             zone_id: c.zone_id.to_owned(),
             dualstack: c.dualstack || ep.dualstack || api_dualstack,
+            ipv6_only,
             // Route53's AliasTarget: "You can't set EvaluateTargetHealth to true when the alias
             // target is a CloudFront distribution"; the setting is for load balancers only.
             evaluate_health: c.kind.is_load_balancer() && aliasing.evaluate_health,
@@ -57,6 +62,7 @@ pub fn alias_for(
         None => from_api.get(&ep.target).map(|lb| Alias {
             zone_id: lb.canonical_zone_id.clone(),
             dualstack: lb.dualstack || ep.dualstack,
+            ipv6_only,
             evaluate_health: aliasing.evaluate_health,
         }),
     }
@@ -79,8 +85,11 @@ fn alias_records(ep: &Endpoint, to: &Alias) -> Vec<RecordSet> {
         }),
         ..RecordSet::default()
     };
-    let mut out = vec![alias("A")];
-    if to.dualstack {
+    let mut out = Vec::new();
+    if !to.ipv6_only {
+        out.push(alias("A"));
+    }
+    if to.dualstack || to.ipv6_only {
         out.push(alias("AAAA"));
     }
     out

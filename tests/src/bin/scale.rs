@@ -69,6 +69,7 @@ fn dns_sync() -> String {
         kind: RecordKind::Alias,
         ttl: 300,
         dualstack: false,
+        ipv6_only: false,
     };
     // A host policy of one entry per namespace, as a multi-tenant cluster has.
     let policy_entries: Vec<String> = (0..50).map(|n| format!("ns{n}=example.com")).collect();
@@ -114,6 +115,7 @@ fn dns_sync() -> String {
         LoadBalancer {
             canonical_zone_id: "Z32O12XQLNTSW2".into(),
             dualstack: false,
+            ipv6_only: false,
         },
     )]);
     let complete = BTreeSet::from(["prod".to_owned()]);
