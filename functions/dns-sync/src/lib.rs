@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 #[cfg(test)]
 mod fakes;
+pub mod gateway;
 pub mod handler;
 pub mod kube;
 pub mod policy;

@@ -127,8 +127,18 @@ fn settings(
     }))
 }
 
-/// `resource` is `ingress` or `service`; the source reads `<cluster>/<resource>/<namespace>/<name>`.
-fn endpoints(
+/// `<cluster>/<resource>/<namespace>/<name>`: how a source is named in reports and in its
+/// hosts' ownership records.
+pub(crate) fn source_of(cluster: &str, resource: &str, meta: &ObjectMeta) -> String {
+    let namespace = meta.namespace.as_deref().unwrap_or("default");
+    format!(
+        "{cluster}/{resource}/{namespace}/{}",
+        meta.name.as_deref().unwrap_or("")
+    )
+}
+
+/// `resource` is `ingress`, `service` or a route kind (`httproute`, ...).
+pub(crate) fn endpoints(
     cluster: &str,
     resource: &str,
     meta: &ObjectMeta,
@@ -137,10 +147,7 @@ fn endpoints(
     defaults: &Defaults,
 ) -> (Vec<Endpoint>, Vec<Skip>) {
     let namespace = meta.namespace.as_deref().unwrap_or("default");
-    let source = format!(
-        "{cluster}/{resource}/{namespace}/{}",
-        meta.name.as_deref().unwrap_or("")
-    );
+    let source = source_of(cluster, resource, meta);
     let mut skipped = Vec::new();
     let mut valid = BTreeSet::new();
     for h in hosts {
