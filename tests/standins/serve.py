@@ -23,6 +23,11 @@ KUBE_RESOURCES = {
     "networking.k8s.io/v1/ingresses": ("Ingress", True),
     "v1/services": ("Service", True),
     "v1/namespaces": ("Namespace", False),
+    # The Gateway API's standard channel; the experimental route kinds stay undeclared (404),
+    # as on a cluster that installed only the standard CRDs.
+    "gateway.networking.k8s.io/v1/gateways": ("Gateway", True),
+    "gateway.networking.k8s.io/v1/httproutes": ("HTTPRoute", True),
+    "gateway.networking.k8s.io/v1/grpcroutes": ("GRPCRoute", True),
 }
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 

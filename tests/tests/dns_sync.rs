@@ -610,3 +610,78 @@ async fn an_unreachable_cluster_holds_its_deletions_and_the_reachable_one_is_app
     drop(silent);
     Ok(())
 }
+
+/// An object of a Gateway API kind, created with its status (kmock keeps what it is given).
+async fn create_gateway_api(
+    w: &World,
+    kind: &str,
+    plural: &str,
+    object: serde_json::Value,
+) -> Result<()> {
+    let client = bridgekeeper::cluster::ClusterAccess::url(&kmock().url, None)
+        .client()
+        .await?;
+    let resource = kube::discovery::ApiResource {
+        group: "gateway.networking.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "gateway.networking.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client, &w.ns, &resource);
+    let object: kube::api::DynamicObject = serde_json::from_value(object)?;
+    api.create(&PostParams::default(), &object).await?;
+    Ok(())
+}
+
+/// The "done when": a Gateway with an HTTPRoute, and an Ingress whose only hosts are its
+/// TLS hosts, in kmock; both get their alias and ownership records. The experimental route kinds
+/// (TLSRoute, TCPRoute, UDPRoute) are not served there, as on a cluster with the standard
+/// channel only: not an error.
+#[tokio::test]
+async fn a_gateway_route_and_a_tls_only_ingress_get_their_records() -> Result<()> {
+    let w = World::new().await?;
+    let (gw_host, tls_host) = (format!("gw.{}", w.zone), format!("secure.{}", w.zone));
+    create_gateway_api(&w, "Gateway", "gateways", json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "web", "namespace": w.ns},
+        "spec": {"gatewayClassName": "alb", "listeners": [
+            {"name": "https", "protocol": "HTTPS", "port": 443, "hostname": format!("*.{}", w.zone)}]},
+        "status": {"addresses": [{"type": "Hostname", "value": w.lb.0}]}
+    }))
+    .await?;
+    create_gateway_api(&w, "HTTPRoute", "httproutes", json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "api", "namespace": w.ns},
+        "spec": {"hostnames": [gw_host, "elsewhere.example.org"], "parentRefs": [{"name": "web"}]},
+        "status": {"parents": [{"parentRef": {"name": "web"}, "controllerName": "gateway.k8s.aws/alb",
+            "conditions": [{"type": "Accepted", "status": "True"}]}]}
+    }))
+    .await?;
+    let ing: Ingress = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "secure", "namespace": w.ns},
+        "spec": {"tls": [{"hosts": [tls_host], "secretName": "secure-tls"}],
+                 "defaultBackend": {"service": {"name": "web", "port": {"number": 443}}}},
+        "status": {"loadBalancer": {"ingress": [{"hostname": w.lb.0}]}}
+    }))?;
+    w.ingresses()
+        .await?
+        .create(&PostParams::default(), &ing)
+        .await?;
+
+    let r = w.run(&w.config(&[])).await?;
+    assert!(r.cluster_errors.is_empty(), "{:?}", r.cluster_errors);
+    let z = &r.zones[0];
+    assert_eq!(z.created, [gw_host.clone(), tls_host.clone()], "{z:?}");
+    for host in [&gw_host, &tls_host] {
+        let records = w.records(host).await?;
+        assert_eq!(records, [("A".to_owned(), w.lb.0.clone())], "{host}");
+    }
+    let txt = w.records(&format!("_bridgekeeper.{gw_host}")).await?;
+    assert!(
+        txt[0].1.contains(&format!("source=httproute/{}/api", w.ns)),
+        "{txt:?}"
+    );
+    Ok(())
+}

@@ -115,6 +115,22 @@ impl dns_sync::kube::Sources for Fakes {
         call();
         Ok(vec![])
     }
+    async fn routes(
+        &self,
+        _: &str,
+        _: Option<&str>,
+    ) -> Result<Vec<dns_sync::gateway::Route>, ClusterError> {
+        call();
+        Ok(vec![])
+    }
+    async fn gateways(
+        &self,
+        _: &str,
+        _: Option<&str>,
+    ) -> Result<Vec<dns_sync::gateway::Gateway>, ClusterError> {
+        call();
+        Ok(vec![])
+    }
 }
 
 impl image_rollout::registry::Registry for Fakes {

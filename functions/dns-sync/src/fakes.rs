@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::aws::{Dns, ZoneListing};
+use crate::gateway::{Gateway, Route};
 use crate::kube::Sources;
 use crate::records::{DnsChange, LoadBalancer, RecordSet};
 use crate::zones::Zone;
@@ -22,6 +23,8 @@ use crate::zones::Zone;
 #[derive(Default)]
 pub struct Clusters {
     pub ingresses: Vec<(&'static str, Ingress)>,
+    pub routes: Vec<(&'static str, Route)>,
+    pub gateways: Vec<(&'static str, Gateway)>,
     pub hang: Option<&'static str>,
     pub in_flight: std::sync::atomic::AtomicUsize,
     pub widest: std::sync::atomic::AtomicUsize,
@@ -47,6 +50,20 @@ impl Sources for Clusters {
     async fn services(&self, _: &str, _: Option<&str>) -> Result<Vec<Service>, KubeError> {
         Ok(vec![])
     }
+    async fn routes(&self, cluster: &str, _: Option<&str>) -> Result<Vec<Route>, KubeError> {
+        Ok(of(&self.routes, cluster))
+    }
+    async fn gateways(&self, cluster: &str, _: Option<&str>) -> Result<Vec<Gateway>, KubeError> {
+        Ok(of(&self.gateways, cluster))
+    }
+}
+
+fn of<T: Clone>(listed: &[(&str, T)], cluster: &str) -> Vec<T> {
+    listed
+        .iter()
+        .filter(|(c, _)| *c == cluster)
+        .map(|(_, x)| x.clone())
+        .collect()
 }
 
 /// One zone, `example.com`, applying batches to its record list.

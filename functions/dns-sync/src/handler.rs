@@ -12,12 +12,15 @@ use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::Notifier;
 use bridgekeeper::{Class, Error};
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::aws::Dns;
 use crate::config::Config;
 use crate::domain::{self, Conflict, Holds, HostChanges, Outcome, PlanInput, Policy, ZonePlan};
+use crate::gateway;
 use crate::kube::Sources;
 use crate::records::{DnsChange, LoadBalancer};
 use crate::report::{self, AccountError, ClusterError, Response, State, ZoneReport};
@@ -70,6 +73,15 @@ struct ClusterRead {
     error: Option<String>,
 }
 
+/// One namespace's sources (or all namespaces').
+struct Listed {
+    ingresses: Vec<Ingress>,
+    services: Vec<Service>,
+    routes: Vec<gateway::Route>,
+    gateways: Vec<gateway::Gateway>,
+    gateway_api_error: Option<String>,
+}
+
 async fn read_cluster<S: Sources>(cluster: &str, config: &Config, sources: &S) -> ClusterRead {
     let mut read = ClusterRead {
         cluster: cluster.to_owned(),
@@ -80,22 +92,58 @@ async fn read_cluster<S: Sources>(cluster: &str, config: &Config, sources: &S) -
     let (listed, done) = in_namespaces(&config.namespaces, |ns| async move {
         let ingresses = sources.ingresses(cluster, ns).await?;
         let services = sources.services(cluster, ns).await?;
-        Ok::<_, bridgekeeper::cluster::ClusterError>(vec![(ingresses, services)])
+        // Gateway API sources that cannot be read (a cluster whose RBAC predates them answers
+        // 403) cost the cluster its deletions, not its Ingresses' records.
+        let gateway_api = async {
+            Ok::<_, bridgekeeper::cluster::ClusterError>((
+                sources.routes(cluster, ns).await?,
+                sources.gateways(cluster, ns).await?,
+            ))
+        };
+        let (routes, gateways, gateway_api_error) = match gateway_api.await {
+            Ok((r, g)) => (r, g, None),
+            Err(e) => (vec![], vec![], Some(e.to_string())),
+        };
+        let listed = Listed {
+            ingresses,
+            services,
+            routes,
+            gateways,
+            gateway_api_error,
+        };
+        Ok::<_, bridgekeeper::cluster::ClusterError>(vec![listed])
     })
     .await;
-    for (ings, svcs) in listed {
-        let from_ing = ings
+    let (mut routes, mut gateways, mut gateway_api_error) = (Vec::new(), Vec::new(), None);
+    for l in listed {
+        let from_ing = l
+            .ingresses
             .iter()
             .map(|i| from_ingress(cluster, i, &config.defaults));
-        let from_svc = svcs
+        let from_svc = l
+            .services
             .iter()
             .map(|s| from_service(cluster, s, &config.defaults));
         for (eps, skips) in from_ing.chain(from_svc) {
             read.endpoints.extend(eps);
             read.skipped.extend(skips);
         }
+        routes.extend(l.routes);
+        gateways.extend(l.gateways);
+        gateway_api_error = gateway_api_error.or(l.gateway_api_error);
     }
-    read.error = done.err().map(|e| e.to_string());
+    // After every namespace: a route's Gateway is often in another (an infra namespace).
+    let (eps, skips) = gateway::from_routes(cluster, &routes, &gateways, &config.defaults);
+    read.endpoints.extend(eps);
+    read.skipped.extend(skips);
+    read.error = done
+        .err()
+        .map(|e| e.to_string())
+        .or(gateway_api_error.map(|e| {
+            format!(
+                "Gateway API routes could not be read ({e}); apply deploy/rbac/dns-sync.yaml again"
+            )
+        }));
     read
 }
 

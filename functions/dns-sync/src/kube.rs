@@ -1,4 +1,5 @@
-//! The Kubernetes adapter: lists Ingresses and LoadBalancer Services.
+//! The Kubernetes adapter: lists Ingresses, LoadBalancer Services, Gateway API routes and
+//! Gateways.
 
 use std::future::Future;
 
@@ -8,6 +9,8 @@ use bridgekeeper::cluster_target::ClusterTarget;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use serde::de::DeserializeOwned;
+
+use crate::gateway::{GATEWAY_VERSIONS, Gateway, ROUTE_KINDS, Route};
 
 /// What dns-sync reads from a cluster; the handler is generic over it.
 pub trait Sources: Send + Sync {
@@ -21,6 +24,17 @@ pub trait Sources: Send + Sync {
         cluster: &str,
         namespace: Option<&str>,
     ) -> impl Future<Output = Result<Vec<Service>, ClusterError>> + Send;
+    /// Every Gateway API route kind the API server serves; none when it serves none.
+    fn routes(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Route>, ClusterError>> + Send;
+    fn gateways(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Gateway>, ClusterError>> + Send;
 }
 
 pub struct KubeSources {
@@ -60,6 +74,42 @@ impl KubeSources {
     }
 }
 
+impl KubeSources {
+    /// The objects of `plural` at the first of `versions` the API server serves: an object is
+    /// the same at every version, and a cluster without the Gateway API CRDs serves none (404,
+    /// not an error).
+    async fn list_served<T>(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        plural: &str,
+        versions: &[&str],
+    ) -> Result<Vec<T>, ClusterError>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        for version in versions {
+            let what = format!(
+                "list {plural}.{version} in {}",
+                namespace.unwrap_or("all namespaces")
+            );
+            let path = crate::gateway::path(plural, version, namespace);
+            let listed = self
+                .clusters
+                .call(cluster, &what, |client| {
+                    let path = path.clone();
+                    async move { list_as(&client, &path, 500, Some).await }
+                })
+                .await;
+            match listed {
+                Err(e) if e.status() == Some(404) => continue,
+                other => return other,
+            }
+        }
+        Ok(vec![])
+    }
+}
+
 impl Sources for KubeSources {
     async fn ingresses(
         &self,
@@ -81,6 +131,30 @@ impl Sources for KubeSources {
         namespace: Option<&str>,
     ) -> Result<Vec<Service>, ClusterError> {
         self.list(cluster, namespace, "services", crate::sources::slim_service)
+            .await
+    }
+
+    async fn routes(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Route>, ClusterError> {
+        let mut all = Vec::new();
+        for k in ROUTE_KINDS {
+            let listed: Vec<Route> = self
+                .list_served(cluster, namespace, k.plural, k.versions)
+                .await?;
+            all.extend(listed.into_iter().map(|r| Route { kind: k.kind, ..r }));
+        }
+        Ok(all)
+    }
+
+    async fn gateways(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Gateway>, ClusterError> {
+        self.list_served(cluster, namespace, "gateways", GATEWAY_VERSIONS)
             .await
     }
 }
