@@ -20,6 +20,7 @@ use dns_sync::kube::KubeSources;
 use dns_sync::records::{DnsChange, LoadBalancer, RecordSet};
 use dns_sync::report::Response;
 use dns_sync::report::State;
+use dns_sync::zones::Zone;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -35,8 +36,8 @@ impl Dns for Counting {
     async fn zones(&self) -> Result<dns_sync::aws::ZoneListing, AwsError> {
         self.inner.zones().await
     }
-    async fn records(&self, zone_id: &str) -> Result<Vec<RecordSet>, AwsError> {
-        self.inner.records(zone_id).await
+    async fn records(&self, zone: &Zone) -> Result<Vec<RecordSet>, AwsError> {
+        self.inner.records(zone).await
     }
     async fn load_balancers(&self) -> Result<HashMap<String, LoadBalancer>, AwsError> {
         self.lb_listings.fetch_add(1, Ordering::SeqCst);
@@ -44,12 +45,12 @@ impl Dns for Counting {
     }
     async fn apply(
         &self,
-        zone_id: &str,
+        zone: &Zone,
         batch: &[DnsChange],
         comment: &str,
     ) -> Result<String, AwsError> {
         self.applies.fetch_add(1, Ordering::SeqCst);
-        self.inner.apply(zone_id, batch, comment).await
+        self.inner.apply(zone, batch, comment).await
     }
 }
 

@@ -77,7 +77,10 @@ impl dns_sync::aws::Dns for Fakes {
         call();
         Ok(dns_sync::aws::ZoneListing::default())
     }
-    async fn records(&self, _: &str) -> Result<Vec<dns_sync::records::RecordSet>, AwsError> {
+    async fn records(
+        &self,
+        _: &dns_sync::zones::Zone,
+    ) -> Result<Vec<dns_sync::records::RecordSet>, AwsError> {
         call();
         Ok(vec![])
     }
@@ -89,7 +92,7 @@ impl dns_sync::aws::Dns for Fakes {
     }
     async fn apply(
         &self,
-        _: &str,
+        _: &dns_sync::zones::Zone,
         _: &[dns_sync::records::DnsChange],
         _: &str,
     ) -> Result<String, AwsError> {

@@ -40,10 +40,8 @@ impl From<Vec<Zone>> for ZoneListing {
 pub trait Dns: Send + Sync {
     /// The hub's own zones (their listing failing fails the run) and the member accounts'.
     fn zones(&self) -> impl Future<Output = Result<ZoneListing, AwsError>> + Send;
-    fn records(
-        &self,
-        zone_id: &str,
-    ) -> impl Future<Output = Result<Vec<RecordSet>, AwsError>> + Send;
+    fn records(&self, zone: &Zone)
+    -> impl Future<Output = Result<Vec<RecordSet>, AwsError>> + Send;
     /// Load balancers by normalized DNS name.
     fn load_balancers(
         &self,
@@ -51,7 +49,7 @@ pub trait Dns: Send + Sync {
     /// One ChangeResourceRecordSets call; returns the change id.
     fn apply(
         &self,
-        zone_id: &str,
+        zone: &Zone,
         batch: &[DnsChange],
         comment: &str,
     ) -> impl Future<Output = Result<String, AwsError>> + Send;
@@ -69,8 +67,6 @@ struct Members {
     accounts: Accounts,
     zone_accounts: Vec<String>,
     lb_scopes: Vec<Scope>,
-    /// Zone id → the member account it was listed in (zone ids are unique across accounts).
-    owners: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl AwsDns {
@@ -90,7 +86,7 @@ impl AwsDns {
     pub fn across(accounts: &Accounts, zone_accounts: &[String], lb_scopes: &[Scope]) -> Self {
         let own = accounts.own();
         let mut dns = AwsDns::new(
-            aws_sdk_route53::Client::new(own),
+            route53_client(own),
             aws_sdk_elasticloadbalancingv2::Client::new(own),
         );
         let zone_accounts: Vec<String> = zone_accounts
@@ -110,31 +106,47 @@ impl AwsDns {
                 accounts: accounts.clone(),
                 zone_accounts,
                 lb_scopes,
-                owners: Default::default(),
             });
         }
         dns
     }
 
     /// The Route53 client for a zone: the member's if it was listed in a member account.
-    async fn route53_for(&self, zone: &str) -> Result<aws_sdk_route53::Client, AwsError> {
-        let Some(m) = &self.members else {
-            return Ok(self.route53.clone());
-        };
-        let owner = m.owners.lock().expect("owners lock").get(zone).cloned();
-        match owner {
-            None => Ok(self.route53.clone()),
-            Some(account) => Ok(aws_sdk_route53::Client::new(
+    async fn route53_for(&self, zone: &Zone) -> Result<aws_sdk_route53::Client, AwsError> {
+        match (&self.members, &zone.account) {
+            (Some(m), Some(account)) => Ok(route53_client(
                 &m.accounts
                     .sdk(&Scope::account(account))
                     .await
                     .map_err(AccountError::into_aws)?,
             )),
+            _ => Ok(self.route53.clone()),
         }
     }
 }
 
-async fn list_zones(route53: &aws_sdk_route53::Client) -> Result<Vec<Zone>, AwsError> {
+/// Route53 allows five requests per second per account, shared with every other tool there
+/// ("Quotas on API requests", Route 53 Developer Guide): adaptive retry slows this client down
+/// when it is throttled instead of spending its attempts at once. The attempts reach well past a
+/// run's deadline; the handler cuts each call off at that deadline.
+pub fn route53_client(sdk: &aws_config::SdkConfig) -> aws_sdk_route53::Client {
+    let retry = aws_sdk_route53::config::retry::RetryConfig::adaptive()
+        .with_max_attempts(ROUTE53_ATTEMPTS)
+        .with_max_backoff(std::time::Duration::from_secs(10));
+    aws_sdk_route53::Client::from_conf(
+        aws_sdk_route53::config::Builder::from(sdk)
+            .retry_config(retry)
+            .build(),
+    )
+}
+
+/// With backoff capped at 10 s, about three minutes of throttling.
+pub const ROUTE53_ATTEMPTS: u32 = 20;
+
+async fn list_zones(
+    route53: &aws_sdk_route53::Client,
+    account: Option<&str>,
+) -> Result<Vec<Zone>, AwsError> {
     let pages = route53.list_hosted_zones().into_paginator().items().send();
     let all: Vec<_> = pages
         .collect::<Result<_, _>>()
@@ -147,6 +159,7 @@ async fn list_zones(route53: &aws_sdk_route53::Client) -> Result<Vec<Zone>, AwsE
                 id: zone_id(z.id()),
                 name: normalize(z.name())?,
                 private: z.config().is_some_and(|c| c.private_zone()),
+                account: account.map(str::to_owned),
             })
         })
         .collect())
@@ -304,7 +317,7 @@ fn to_route53(r: &RecordSet) -> Result<ResourceRecordSet, aws_sdk_route53::error
 
 impl Dns for AwsDns {
     async fn zones(&self) -> Result<ZoneListing, AwsError> {
-        let mut listing = ZoneListing::from(list_zones(&self.route53).await?);
+        let mut listing = ZoneListing::from(list_zones(&self.route53, None).await?);
         let Some(m) = &self.members else {
             return Ok(listing);
         };
@@ -315,16 +328,10 @@ impl Dns for AwsDns {
                     .sdk(&Scope::account(account))
                     .await
                     .map_err(AccountError::into_aws)?;
-                list_zones(&aws_sdk_route53::Client::new(&sdk)).await
+                list_zones(&route53_client(&sdk), Some(account)).await
             };
             match theirs.await {
-                Ok(theirs) => {
-                    let mut owners = m.owners.lock().expect("owners lock");
-                    for z in &theirs {
-                        owners.insert(z.id.clone(), account.clone());
-                    }
-                    listing.zones.extend(theirs);
-                }
+                Ok(theirs) => listing.zones.extend(theirs),
                 Err(e) => {
                     tracing::warn!(account = %account, error = %e, "zones of a member account not listed");
                     listing.unreadable.push((account.clone(), e));
@@ -334,13 +341,15 @@ impl Dns for AwsDns {
         Ok(listing)
     }
 
-    async fn records(&self, zone: &str) -> Result<Vec<RecordSet>, AwsError> {
+    async fn records(&self, zone: &Zone) -> Result<Vec<RecordSet>, AwsError> {
         // ListResourceRecordSets pages by (name, type, identifier) rather than a token.
         let route53 = self.route53_for(zone).await?;
         let mut out = Vec::new();
         let mut next: Option<(String, RrType, Option<String>)> = None;
         loop {
-            let mut req = route53.list_resource_record_sets().hosted_zone_id(zone);
+            let mut req = route53
+                .list_resource_record_sets()
+                .hosted_zone_id(&zone.id);
             if let Some((name, rtype, id)) = next.take() {
                 req = req
                     .start_record_name(name)
@@ -384,7 +393,7 @@ impl Dns for AwsDns {
 
     async fn apply(
         &self,
-        zone: &str,
+        zone: &Zone,
         batch: &[DnsChange],
         comment: &str,
     ) -> Result<String, AwsError> {
@@ -424,7 +433,7 @@ impl Dns for AwsDns {
             .route53_for(zone)
             .await?
             .change_resource_record_sets()
-            .hosted_zone_id(zone)
+            .hosted_zone_id(&zone.id)
             .change_batch(change_batch)
             .send()
             .await
@@ -433,7 +442,7 @@ impl Dns for AwsDns {
             .change_info()
             .map(|c| c.id().to_owned())
             .unwrap_or_default();
-        info!(zone, changes = batch_len, change = %id, "route53 batch applied");
+        info!(zone = %zone.id, changes = batch_len, change = %id, "route53 batch applied");
         Ok(id)
     }
 }
@@ -471,6 +480,15 @@ mod tests {
         AwsDns::new(route53, elb)
     }
 
+    fn z1() -> Zone {
+        Zone {
+            id: "Z1".into(),
+            name: "example.com".into(),
+            private: false,
+            account: None,
+        }
+    }
+
     fn batch() -> Vec<DnsChange> {
         vec![DnsChange::Create(RecordSet {
             name: "api.example.com".into(),
@@ -489,7 +507,7 @@ mod tests {
             .times(2)
             .output(applied)
             .build();
-        let id = dns(&rule).apply("Z1", &batch(), "test").await.unwrap();
+        let id = dns(&rule).apply(&z1(), &batch(), "test").await.unwrap();
         assert_eq!(id, "/change/C1");
         assert_eq!(rule.num_calls(), 3);
     }
@@ -501,7 +519,7 @@ mod tests {
             .http_status(400, Some(PENDING.into()))
             .repeatedly()
             .build();
-        let err = dns(&rule).apply("Z1", &batch(), "test").await.unwrap_err();
+        let err = dns(&rule).apply(&z1(), &batch(), "test").await.unwrap_err();
         assert_eq!(err.code.as_deref(), Some("PriorRequestNotComplete"));
         assert_eq!(err.class, Class::Retryable);
         assert_eq!(rule.num_calls(), 4);
@@ -517,7 +535,7 @@ mod tests {
             )
             .output(applied)
             .build();
-        assert!(dns(&rule).apply("Z1", &batch(), "test").await.is_ok());
+        assert!(dns(&rule).apply(&z1(), &batch(), "test").await.is_ok());
         assert_eq!(rule.num_calls(), 2);
     }
 

@@ -39,6 +39,9 @@ pub struct Config {
     pub defaults: Defaults,
     /// `EVALUATE_TARGET_HEALTH`: load balancer aliases follow the load balancer's health.
     pub evaluate_target_health: bool,
+    /// `DRIFT_INTERVAL_SECONDS`: how long a zone read (and the zone listing) is trusted while
+    /// the clusters want what was applied; 0 reads every zone every run.
+    pub drift_interval: Duration,
     pub dry_run: bool,
 }
 
@@ -131,6 +134,11 @@ impl Config {
                 tls_hosts: env.flag("INGRESS_TLS_HOSTS", true)?,
             },
             evaluate_target_health: env.flag("EVALUATE_TARGET_HEALTH", true)?,
+            drift_interval: env.seconds_in(
+                "DRIFT_INTERVAL_SECONDS",
+                Duration::from_secs(3600),
+                0..=86_400,
+            )?,
             dry_run: env.flag("DRY_RUN", false)?,
         })
     }

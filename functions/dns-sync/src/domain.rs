@@ -1560,6 +1560,7 @@ mod tests {
             id: id.into(),
             name: "example.com".into(),
             private,
+            account: None,
         };
         let zones = [z("ZPUB", false), z("ZPRIV", true)];
         let ids: Vec<&str> = zones_for("api.example.com", &zones)

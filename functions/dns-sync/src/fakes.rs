@@ -1,9 +1,10 @@
 //! The crate's test doubles, for any of its tests: clusters that list fixed Ingresses (one may
-//! hang), a zone kept in memory that counts its changes, and two zones of which one is
-//! throttled.
+//! hang), a zone kept in memory that counts its changes, two zones of which one is throttled,
+//! and any number of zones in memory counting every Route53 call.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsOutput;
 use aws_sdk_route53::types::{ChangeInfo, ChangeStatus};
@@ -96,6 +97,7 @@ impl Dns for Zone1 {
             id: "Z1".into(),
             name: "example.com".into(),
             private: false,
+            account: None,
         }]);
         if let Some(account) = self.unreadable_account {
             listing.unreadable.push((
@@ -105,24 +107,15 @@ impl Dns for Zone1 {
         }
         Ok(listing)
     }
-    async fn records(&self, _: &str) -> Result<Vec<RecordSet>, AwsError> {
+    async fn records(&self, _: &Zone) -> Result<Vec<RecordSet>, AwsError> {
         Ok(self.records.lock().unwrap().clone())
     }
     async fn load_balancers(&self) -> Result<HashMap<String, LoadBalancer>, AwsError> {
         Ok(HashMap::new())
     }
-    async fn apply(&self, _: &str, batch: &[DnsChange], _: &str) -> Result<String, AwsError> {
+    async fn apply(&self, _: &Zone, batch: &[DnsChange], _: &str) -> Result<String, AwsError> {
         *self.calls.lock().unwrap() += 1;
-        let mut records = self.records.lock().unwrap();
-        for c in batch {
-            match c {
-                DnsChange::Create(r) | DnsChange::Upsert(r) => {
-                    records.retain(|x| (&x.name, &x.rtype) != (&r.name, &r.rtype));
-                    records.push(r.clone());
-                }
-                DnsChange::Delete(r) => records.retain(|x| x != r),
-            }
-        }
+        apply_to(&mut self.records.lock().unwrap(), batch);
         Ok("C1".into())
     }
 }
@@ -139,14 +132,15 @@ impl Dns for TwoZones {
             id: id.into(),
             name: name.into(),
             private: false,
+            account: None,
         };
         Ok(ZoneListing::from(vec![
             zone("Z1", "example.com"),
             zone("Z2", "example.org"),
         ]))
     }
-    async fn records(&self, zone: &str) -> Result<Vec<RecordSet>, AwsError> {
-        match zone {
+    async fn records(&self, zone: &Zone) -> Result<Vec<RecordSet>, AwsError> {
+        match zone.id.as_str() {
             "Z2" => Err(AwsError::fake(
                 "route53:ListResourceRecordSets",
                 "Throttling",
@@ -159,10 +153,99 @@ impl Dns for TwoZones {
     async fn load_balancers(&self) -> Result<HashMap<String, LoadBalancer>, AwsError> {
         Ok(HashMap::new())
     }
-    async fn apply(&self, zone: &str, _: &[DnsChange], _: &str) -> Result<String, AwsError> {
-        self.applied.lock().unwrap().push(zone.to_owned());
+    async fn apply(&self, zone: &Zone, _: &[DnsChange], _: &str) -> Result<String, AwsError> {
+        self.applied.lock().unwrap().push(zone.id.clone());
         Ok("C1".into())
     }
+}
+
+/// Zones `z0.example.com` … kept in memory; every call counted, as Route53 would bill its quota.
+/// `stalled` zones never answer a read (a throttle that outlasts the run).
+#[derive(Default)]
+pub struct Counted {
+    pub zones: Vec<Zone>,
+    pub records: Mutex<HashMap<String, Vec<RecordSet>>>,
+    pub stalled: BTreeSet<String>,
+    pub listings: AtomicUsize,
+    pub reads: AtomicUsize,
+    pub batches: AtomicUsize,
+}
+
+impl Counted {
+    pub fn zones(n: usize) -> Self {
+        Counted {
+            zones: (0..n)
+                .map(|i| Zone {
+                    id: format!("Z{i}"),
+                    name: format!("z{i}.example.com"),
+                    private: false,
+                    account: None,
+                })
+                .collect(),
+            ..Counted::default()
+        }
+    }
+    /// Listings, zone reads and change batches so far.
+    pub fn calls(&self) -> (usize, usize, usize) {
+        (
+            self.listings.load(SeqCst),
+            self.reads.load(SeqCst),
+            self.batches.load(SeqCst),
+        )
+    }
+}
+
+impl Dns for Counted {
+    async fn zones(&self) -> Result<ZoneListing, AwsError> {
+        self.listings.fetch_add(1, SeqCst);
+        Ok(ZoneListing::from(self.zones.clone()))
+    }
+    async fn records(&self, zone: &Zone) -> Result<Vec<RecordSet>, AwsError> {
+        self.reads.fetch_add(1, SeqCst);
+        if self.stalled.contains(&zone.id) {
+            std::future::pending::<()>().await;
+        }
+        let records = self.records.lock().unwrap();
+        Ok(records.get(&zone.id).cloned().unwrap_or_default())
+    }
+    async fn load_balancers(&self) -> Result<HashMap<String, LoadBalancer>, AwsError> {
+        Ok(HashMap::new())
+    }
+    async fn apply(&self, zone: &Zone, batch: &[DnsChange], _: &str) -> Result<String, AwsError> {
+        self.batches.fetch_add(1, SeqCst);
+        let mut all = self.records.lock().unwrap();
+        apply_to(all.entry(zone.id.clone()).or_default(), batch);
+        Ok("C1".into())
+    }
+}
+
+/// A batch as Route53 carries it out.
+fn apply_to(records: &mut Vec<RecordSet>, batch: &[DnsChange]) {
+    for c in batch {
+        match c {
+            DnsChange::Create(r) | DnsChange::Upsert(r) => {
+                records.retain(|x| (&x.name, &x.rtype) != (&r.name, &r.rtype));
+                records.push(r.clone());
+            }
+            DnsChange::Delete(r) => records.retain(|x| x != r),
+        }
+    }
+}
+
+/// An Ingress in `shop` naming `hosts`, published at `lb`.
+pub fn ingress(name: &str, hosts: &[String], lb: &str) -> Ingress {
+    let rules: Vec<_> = hosts.iter().map(|h| serde_json::json!({ "host": h })).collect();
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"rules": rules},
+        "status": {"loadBalancer": {"ingress": [{"hostname": lb}]}}
+    }))
+    .unwrap()
+}
+
+/// The sample schedule event.
+pub fn schedule() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../../events/dns-sync/schedule.json")).unwrap()
 }
 
 /// Route53's answer to an accepted batch.

@@ -2,7 +2,7 @@
 //! plan per zone, the safety valve, the batches applied host by host where Route53 refuses one;
 //! report out. The only place that knows the event shapes.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use bridgekeeper::cluster::in_namespaces;
@@ -10,7 +10,7 @@ use bridgekeeper::events::{Envelope, EventBridgeEvent, is_schedule};
 use bridgekeeper::idempotency::Remember;
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::Notifier;
-use bridgekeeper::{Class, Error};
+use bridgekeeper::Error;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -19,14 +19,12 @@ use tracing::{info, warn};
 
 use crate::aws::Dns;
 use crate::config::Config;
-use crate::domain::{self, Conflict, Holds, HostChanges, Outcome, PlanInput, Policy, ZonePlan};
+use crate::domain::Holds;
 use crate::gateway;
 use crate::kube::Sources;
-use crate::records::{DnsChange, LoadBalancer};
-use crate::report::{self, AccountError, ClusterError, Response, State, ZoneReport};
+use crate::report::{self, ClusterError, Response, State, ZoneReport};
 use crate::sources::{Endpoint, Skip, from_ingress, from_service};
-use crate::targets::Aliasing;
-use crate::zones::Zone;
+use crate::zone_run::{self, Clock, Wanted};
 
 #[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -62,8 +60,6 @@ fn check_trigger(event: &serde_json::Value) -> Result<(), Error> {
 
 /// Time kept back from the clusters for Route53: listing, planning and applying every zone.
 const ROUTE53_RESERVE: Duration = Duration::from_secs(20);
-/// Route53 allows five requests per second per account; more zones at once only means throttling.
-const ZONE_CONCURRENCY: usize = 3;
 
 /// What one cluster asks for, or why it could not be read.
 struct ClusterRead {
@@ -222,104 +218,6 @@ async fn endpoints<S: Sources>(
     (endpoints, complete, holds)
 }
 
-/// The zones it may write, what each is wanted to hold, and why new hosts wait (a member
-/// account's zones could not be listed). `true` when that listing failure is worth a retry.
-type ZonesWanted = (
-    Vec<Zone>,
-    HashMap<String, Vec<Endpoint>>,
-    Option<String>,
-    bool,
-);
-
-async fn zones<D: Dns>(
-    config: &Config,
-    dns: &D,
-    endpoints: Vec<Endpoint>,
-    response: &mut Response,
-) -> Result<ZonesWanted, Error> {
-    let listing = dns.zones().await.map_err(Error::from)?;
-    let retry = listing
-        .unreadable
-        .iter()
-        .any(|(_, e)| e.class() == Class::Retryable);
-    response.account_errors = listing
-        .unreadable
-        .iter()
-        .map(|(account, e)| AccountError {
-            account: account.clone(),
-            error: e.to_string(),
-        })
-        .collect();
-    let hold_new = (!response.account_errors.is_empty()).then(|| {
-        let accounts: Vec<&str> = response
-            .account_errors
-            .iter()
-            .map(|a| a.account.as_str())
-            .collect();
-        format!(
-            "new host not created: the zones of account {} could not be listed, and it may belong in one of them",
-            accounts.join(", ")
-        )
-    });
-    let zones: Vec<Zone> = listing
-        .zones
-        .into_iter()
-        .filter(|z| config.zones.allows(z))
-        .collect();
-    let mut per_zone: HashMap<String, Vec<Endpoint>> = HashMap::new();
-    for ep in endpoints {
-        let holders = crate::zones::zones_for(&ep.host, &zones);
-        if holders.is_empty() {
-            response.hosts_without_zone.push(ep.host.clone());
-        }
-        for z in holders {
-            per_zone.entry(z.id.clone()).or_default().push(ep.clone());
-        }
-    }
-    response.hosts_without_zone.dedup();
-    Ok((zones, per_zone, hold_new, retry))
-}
-
-/// Every zone's plan, after the deletion safety valve.
-async fn plan<D: Dns>(
-    ctx: &PlanContext<'_>,
-    zones: &[Zone],
-    mut per_zone: HashMap<String, Vec<Endpoint>>,
-    dns: &D,
-    response: &mut Response,
-) -> Result<Vec<Planned>, Error> {
-    let config = ctx.config;
-    let wanted: Vec<(&Zone, Vec<Endpoint>)> = zones
-        .iter()
-        .map(|z| (z, per_zone.remove(&z.id).unwrap_or_default()))
-        .filter(|(_, w)| !w.is_empty() || config.policy == Policy::Sync)
-        .collect();
-    let planned: Vec<Result<Planned, Error>> = futures::stream::iter(
-        wanted
-            .iter()
-            .map(|(zone, eps)| plan_zone(zone, eps, ctx, dns)),
-    )
-    .buffered(ZONE_CONCURRENCY)
-    .collect()
-    .await;
-    let mut planned = planned.into_iter().collect::<Result<Vec<_>, _>>()?;
-    if config.policy == Policy::Sync {
-        let deleting: usize = planned
-            .iter()
-            .map(|p| p.plan.hosts_with(Outcome::Deleted).len())
-            .sum();
-        let owned: usize = planned.iter().map(|p| p.owned).sum();
-        if let Some(reason) = config.max_deletions.exceeded(deleting, owned) {
-            warn!(deleting, owned, "deletion safety valve tripped");
-            for p in &mut planned {
-                p.plan.hold_deletions(&reason);
-            }
-            response.deletions_held = Some(reason);
-        }
-    }
-    Ok(planned)
-}
-
 /// One run, as external-dns's `RunOnce`: the endpoints the clusters ask for, the zones that
 /// hold them, a plan per zone, the changes applied, and what happened reported.
 pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
@@ -339,42 +237,14 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
     };
 
     let (endpoints, complete, holds) = endpoints(config, sources, deadline, &mut response).await;
-    let (zones, per_zone, hold_new, mut retry) =
-        zones(config, dns, endpoints, &mut response).await?;
-
-    // The published table names every ELB hostname form; DescribeLoadBalancers only for a form
-    // it does not know. Its failure stops the run: guessing would flip aliases to CNAMEs.
-    let load_balancers = if per_zone
-        .values()
-        .flatten()
-        .any(crate::targets::needs_lookup)
-    {
-        dns.load_balancers().await.map_err(Error::from)?
-    } else {
-        HashMap::new()
+    // A manual run reads every zone: the way to make a run look at what the ledger spares.
+    let clock = Clock::new(deadline, Envelope::of(&event)?.source() != "bridgekeeper");
+    let wanted = Wanted {
+        endpoints,
+        complete,
+        holds,
     };
-    if config.policy == Policy::Sync && complete.len() < config.clusters.len() {
-        response.deletions_held = Some(
-            "a cluster could not be read, so its hosts' absence proves nothing; its deletions are held"
-                .into(),
-        );
-    }
-    let ctx = PlanContext {
-        config,
-        load_balancers: &load_balancers,
-        complete: &complete,
-        holds: &holds,
-        hold_new: hold_new.as_deref(),
-    };
-    let planned = plan(&ctx, &zones, per_zone, dns, &mut response).await?;
-
-    let reports: Vec<Result<ZoneReport, Error>> =
-        futures::stream::iter(planned.into_iter().map(|p| apply_zone(p, config, dns)))
-            .buffered(ZONE_CONCURRENCY)
-            .collect()
-            .await;
-    response.zones = reports.into_iter().collect::<Result<Vec<_>, _>>()?;
-    retry |= response.zones.iter().any(|z| z.retryable);
+    let retry = zone_run::run(wanted, config, dns, state.store(), &clock, &mut response).await?;
     response.zones.retain(|z| {
         z.error.is_some()
             || z.batches > 0
@@ -435,139 +305,6 @@ fn emit_metrics(response: &Response) {
     metrics.flush();
 }
 
-struct PlanContext<'a> {
-    config: &'a Config,
-    load_balancers: &'a HashMap<String, LoadBalancer>,
-    complete: &'a BTreeSet<String>,
-    holds: &'a Holds,
-    hold_new: Option<&'a str>,
-}
-
-/// A zone read and planned, not yet applied.
-struct Planned {
-    report: ZoneReport,
-    plan: ZonePlan,
-    /// Hosts this deployment owns in the zone (for a percentage deletion limit).
-    owned: usize,
-}
-
-async fn plan_zone<D: Dns>(
-    zone: &Zone,
-    wanted: &[Endpoint],
-    ctx: &PlanContext<'_>,
-    dns: &D,
-) -> Result<Planned, Error> {
-    let mut report = ZoneReport::new(zone);
-    let existing = match dns.records(&zone.id).await {
-        Ok(r) => r,
-        // Nothing is planned for a zone that could not be listed, so nothing in it is deleted;
-        // the other zones go on, and a passing failure makes the run retry after its report.
-        Err(e) => {
-            report.retryable = e.class() == Class::Retryable;
-            report.error = Some(e.to_string());
-            return Ok(Planned {
-                report,
-                plan: ZonePlan::default(),
-                owned: 0,
-            });
-        }
-    };
-    let config = ctx.config;
-    let plan = domain::plan_zone(&PlanInput {
-        zone: &zone.name,
-        endpoints: wanted,
-        existing: &existing,
-        load_balancers: ctx.load_balancers,
-        owner: &config.owner,
-        adopt: &config.adopt,
-        policy: config.policy,
-        complete_clusters: ctx.complete,
-        holds: ctx.holds,
-        ttl: config.defaults.ttl,
-        host_policy: &config.host_policy,
-        hold_new: ctx.hold_new,
-        aliasing: Aliasing {
-            evaluate_health: config.evaluate_target_health,
-            private_zone: zone.private,
-        },
-    });
-    Ok(Planned {
-        owned: domain::owned_hosts(&existing, &config.owner),
-        report,
-        plan,
-    })
-}
-
-/// Applies a zone's batches. A batch Route53 refuses (InvalidChangeBatch) is halved until the
-/// refused host stands alone: one bad host costs one host, and the rest go through in this run.
-async fn apply_zone<D: Dns>(
-    planned: Planned,
-    config: &Config,
-    dns: &D,
-) -> Result<ZoneReport, Error> {
-    let Planned {
-        mut report, plan, ..
-    } = planned;
-    report.unchanged = plan.unchanged.len();
-    report.conflicts = plan.conflicts;
-    report.held = plan.held;
-    if config.dry_run {
-        let batches = crate::batch::batches(plan.hosts);
-        report.batches = batches.len();
-        for h in batches.into_iter().flatten() {
-            report.changes.extend(h.changes.iter().cloned());
-            report.applied(h);
-        }
-        return Ok(report);
-    }
-    let mut queue: VecDeque<Vec<HostChanges>> = crate::batch::batches(plan.hosts).into();
-    while let Some(mut batch) = queue.pop_front() {
-        let changes: Vec<DnsChange> = batch
-            .iter()
-            .flat_map(|h| h.changes.iter().cloned())
-            .collect();
-        let comment = format!(
-            "bridgekeeper dns-sync ({}): {} hosts",
-            config.owner,
-            batch.len()
-        );
-        report.batches += 1;
-        match dns.apply(&report.zone_id, &changes, &comment).await {
-            Ok(_) => batch.into_iter().for_each(|h| report.applied(h)),
-            // What was applied stays reported; the run retries after its report.
-            Err(e) if e.class() == Class::Retryable => {
-                warn!(zone = %report.zone, error = %e, "batch not taken; the run will be retried");
-                report.retryable = true;
-                report.error = Some(e.to_string());
-                break;
-            }
-            Err(e) if e.code.as_deref() == Some("InvalidChangeBatch") && batch.len() > 1 => {
-                let rest = batch.split_off(batch.len() / 2);
-                queue.push_front(rest);
-                queue.push_front(batch);
-            }
-            Err(e) if e.code.as_deref() == Some("InvalidChangeBatch") => {
-                let host = batch.remove(0).host;
-                warn!(zone = %report.zone, host, error = %e, "route53 refused the host");
-                report.rejected.push(Conflict {
-                    host,
-                    reason: e
-                        .message
-                        .clone()
-                        .unwrap_or_else(|| "InvalidChangeBatch".into()),
-                });
-            }
-            // Access denied, no such zone...: every other batch of the zone would fail alike.
-            Err(e) => {
-                warn!(zone = %report.zone, error = %e, "batch failed");
-                report.error = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    Ok(report)
-}
-
 #[cfg(test)]
 mod tests {
 
@@ -577,11 +314,10 @@ mod tests {
     use aws_sdk_route53::operation::list_resource_record_sets::ListResourceRecordSetsOutput;
     use aws_sdk_route53::types::HostedZone;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use bridgekeeper::Class;
     use bridgekeeper::config::Env;
     use bridgekeeper::idempotency::testing::Memory;
     use bridgekeeper::notify::testing::Recorder;
-    use k8s_openapi::api::networking::v1::Ingress;
-    use serde_json::json;
 
     use super::*;
     use crate::aws::AwsDns;
@@ -604,20 +340,6 @@ mod tests {
         ];
         vars.extend_from_slice(extra);
         Config::from_env(&Env::from_pairs(vars)).unwrap()
-    }
-
-    fn schedule() -> serde_json::Value {
-        serde_json::from_str(include_str!("../../../events/dns-sync/schedule.json")).unwrap()
-    }
-
-    fn ingress(name: &str, hosts: &[String], lb: &str) -> Ingress {
-        let rules: Vec<_> = hosts.iter().map(|h| json!({ "host": h })).collect();
-        serde_json::from_value(json!({
-            "metadata": {"name": name, "namespace": "shop"},
-            "spec": {"rules": rules},
-            "status": {"loadBalancer": {"ingress": [{"hostname": lb}]}}
-        }))
-        .unwrap()
     }
 
     fn owned(host: &str, cluster: &str) -> Vec<RecordSet> {

@@ -11,11 +11,13 @@ mod fakes;
 pub mod gateway;
 pub mod handler;
 pub mod kube;
+pub mod ledger;
 pub mod policy;
 pub mod records;
 pub mod report;
 pub mod sources;
 pub mod targets;
+pub mod zone_run;
 pub mod zones;
 
 pub use config::Config;

@@ -76,6 +76,18 @@ impl ZoneReport {
     }
 }
 
+/// Zones whose wanted records were those last applied, within `DRIFT_INTERVAL_SECONDS` of
+/// their last read, are not read (see `ledger`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reads {
+    /// The hosted zones were listed (not taken from the ledger).
+    pub zones_listed: bool,
+    /// Zones whose records were read.
+    pub zones_read: usize,
+    /// Zones left unread: what they hold is what was applied, and was read recently.
+    pub zones_unchanged: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccountError {
     pub account: String,
@@ -102,6 +114,8 @@ pub struct Response {
     /// Why sync deletions were held back, if they were.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deletions_held: Option<String>,
+    /// What this run asked of Route53.
+    pub route53: Reads,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notification: Option<String>,
 }
@@ -213,6 +227,11 @@ impl<'a, M: Remember> State<'a, M> {
                 warm().unwrap_or_default()
             }
         }
+    }
+
+    /// The store itself, for what else dns-sync keeps (the Route53 ledger).
+    pub fn store(&self) -> &'a M {
+        self.memory
     }
 
     /// Remembers what was reported; called only once the report went out.
@@ -512,6 +531,7 @@ mod tests {
                 id: "Z1".into(),
                 name: "example.com".into(),
                 private: false,
+                account: None,
             })
         }
     }

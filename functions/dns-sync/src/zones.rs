@@ -1,14 +1,17 @@
 //! Pure: the hosted zones dns-sync may write to, and which of them holds a host.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Zone {
     /// Without the `/hostedzone/` prefix.
     pub id: String,
     /// Normalized: no trailing dot.
     pub name: String,
     pub private: bool,
+    /// The member account it was listed in (`ZONE_ACCOUNTS`); `None`: the function's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +76,7 @@ mod tests {
             id: id.into(),
             name: name.into(),
             private,
+            account: None,
         };
         let zones = [
             z("Z1", "example.com", false),
