@@ -30,13 +30,17 @@ struct Counting {
     inner: AwsDns,
     applies: AtomicUsize,
     lb_listings: AtomicUsize,
+    zone_listings: AtomicUsize,
+    zone_reads: AtomicUsize,
 }
 
 impl Dns for Counting {
     async fn zones(&self) -> Result<dns_sync::aws::ZoneListing, AwsError> {
+        self.zone_listings.fetch_add(1, Ordering::SeqCst);
         self.inner.zones().await
     }
     async fn records(&self, zone: &Zone) -> Result<Vec<RecordSet>, AwsError> {
+        self.zone_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.records(zone).await
     }
     async fn load_balancers(&self) -> Result<HashMap<String, LoadBalancer>, AwsError> {
@@ -115,6 +119,8 @@ impl World {
             inner,
             applies: AtomicUsize::new(0),
             lb_listings: AtomicUsize::new(0),
+            zone_listings: AtomicUsize::new(0),
+            zone_reads: AtomicUsize::new(0),
         };
         Ok(World {
             env,
@@ -327,14 +333,31 @@ async fn a_fresh_sync_creates_alias_and_txt_then_reruns_write_nothing() -> Resul
         "{txt:?}"
     );
 
-    // The same event twice more: zero ChangeResourceRecordSets calls. The published table names
-    // the load balancer's alias zone, so DescribeLoadBalancers is never called.
+    // The same event twice more: the clusters want what was applied, so no Route53 call at all
+    // (the ledger in the store). The published table names the load balancer's alias zone, so
+    // DescribeLoadBalancers is never called.
+    let calls = |w: &World| {
+        (
+            w.dns.zone_listings.load(Ordering::SeqCst),
+            w.dns.zone_reads.load(Ordering::SeqCst),
+            w.applies(),
+        )
+    };
+    assert_eq!(calls(&w), (1, 1, 1));
     for _ in 0..2 {
         let again = w.run(&config).await?;
-        assert_eq!(again.zones[0].unchanged, 2);
-        assert!(again.zones[0].created.is_empty() && again.zones[0].updated.is_empty());
+        assert!(again.zones.is_empty(), "{again:?}");
+        assert_eq!(
+            (again.route53.zones_read, again.route53.zones_unchanged),
+            (0, 1)
+        );
     }
-    assert_eq!(w.applies(), 1);
+    assert_eq!(calls(&w), (1, 1, 1));
+    // Past the drift interval the zone is read again and found right: nothing written.
+    let drift = w.run(&w.config(&[("DRIFT_INTERVAL_SECONDS", "0")])).await?;
+    assert_eq!(drift.zones[0].unchanged, 2);
+    assert!(drift.zones[0].created.is_empty() && drift.zones[0].updated.is_empty());
+    assert_eq!(calls(&w), (2, 2, 1));
     assert_eq!(w.dns.lb_listings.load(Ordering::SeqCst), 0);
 
     let messages = w.inbox.receive().await?;

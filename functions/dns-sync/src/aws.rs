@@ -347,9 +347,7 @@ impl Dns for AwsDns {
         let mut out = Vec::new();
         let mut next: Option<(String, RrType, Option<String>)> = None;
         loop {
-            let mut req = route53
-                .list_resource_record_sets()
-                .hosted_zone_id(&zone.id);
+            let mut req = route53.list_resource_record_sets().hosted_zone_id(&zone.id);
             if let Some((name, rtype, id)) = next.take() {
                 req = req
                     .start_record_name(name)

@@ -27,6 +27,8 @@ pub struct Clusters {
     pub routes: Vec<(&'static str, Route)>,
     pub gateways: Vec<(&'static str, Gateway)>,
     pub hang: Option<&'static str>,
+    /// The cluster's RBAC predates the Gateway API reads: routes answer 403.
+    pub gateway_api_forbidden: bool,
     pub in_flight: std::sync::atomic::AtomicUsize,
     pub widest: std::sync::atomic::AtomicUsize,
 }
@@ -52,6 +54,18 @@ impl Sources for Clusters {
         Ok(vec![])
     }
     async fn routes(&self, cluster: &str, _: Option<&str>) -> Result<Vec<Route>, KubeError> {
+        if self.gateway_api_forbidden {
+            let status = kube::core::Status {
+                code: 403,
+                message: "httproutes.gateway.networking.k8s.io is forbidden".into(),
+                ..Default::default()
+            };
+            return Err(KubeError::api(
+                cluster,
+                "list httproutes.v1",
+                kube::Error::Api(Box::new(status)),
+            ));
+        }
         Ok(of(&self.routes, cluster))
     }
     async fn gateways(&self, cluster: &str, _: Option<&str>) -> Result<Vec<Gateway>, KubeError> {
@@ -234,7 +248,10 @@ fn apply_to(records: &mut Vec<RecordSet>, batch: &[DnsChange]) {
 
 /// An Ingress in `shop` naming `hosts`, published at `lb`.
 pub fn ingress(name: &str, hosts: &[String], lb: &str) -> Ingress {
-    let rules: Vec<_> = hosts.iter().map(|h| serde_json::json!({ "host": h })).collect();
+    let rules: Vec<_> = hosts
+        .iter()
+        .map(|h| serde_json::json!({ "host": h }))
+        .collect();
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "namespace": "shop"},
         "spec": {"rules": rules},

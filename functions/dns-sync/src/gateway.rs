@@ -5,6 +5,10 @@
 //! A route is used only where its parent accepted it (`status.parents[].conditions` `Accepted`
 //! `True`) and the Gateway has a hostname address (`status.addresses`); otherwise it is skipped
 //! and holds its deletions, like an Ingress without a load balancer yet.
+//!
+//! A route's parent may also be a ListenerSet (standard since Gateway API v1.5, `XListenerSet`
+//! in `gateway.networking.x-k8s.io` before): listeners a team attaches to a shared Gateway,
+//! which carries the address. Its listeners count once the Gateway accepted the set.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +17,8 @@ use serde::Deserialize;
 
 use crate::sources::{Defaults, Endpoint, HOSTNAME_ANNOTATION, Skip, endpoints, source_of};
 
-const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+const EXPERIMENTAL_GROUP: &str = "gateway.networking.x-k8s.io";
 
 /// A route kind and the API versions it may be served at, newest first: the first one the API
 /// server serves is listed (an object is the same at every version it is served at).
@@ -53,14 +58,23 @@ pub const ROUTE_KINDS: [RouteKind; 5] = [
     },
 ];
 
-/// Gateways, at the versions they may be served at.
-pub const GATEWAY_VERSIONS: &[&str] = &["v1", "v1beta1"];
+/// What holds listeners and is listed with Gateways: (kind, API group, plural, versions).
+pub const LISTENER_HOLDERS: [(&str, &str, &str, &[&str]); 3] = [
+    ("Gateway", GATEWAY_GROUP, "gateways", &["v1", "v1beta1"]),
+    ("ListenerSet", GATEWAY_GROUP, "listenersets", &["v1"]),
+    (
+        "XListenerSet",
+        EXPERIMENTAL_GROUP,
+        "xlistenersets",
+        &["v1alpha1"],
+    ),
+];
 
-/// The API path of `plural` at `version`, in `namespace` or all.
-pub fn path(plural: &str, version: &str, namespace: Option<&str>) -> String {
+/// The API path of `plural` at `version` of the Gateway API's `group`, in `namespace` or all.
+pub fn path(group: &str, plural: &str, version: &str, namespace: Option<&str>) -> String {
     match namespace {
-        Some(ns) => format!("/apis/{GATEWAY_GROUP}/{version}/namespaces/{ns}/{plural}"),
-        None => format!("/apis/{GATEWAY_GROUP}/{version}/{plural}"),
+        Some(ns) => format!("/apis/{group}/{version}/namespaces/{ns}/{plural}"),
+        None => format!("/apis/{group}/{version}/{plural}"),
     }
 }
 
@@ -125,8 +139,13 @@ pub struct Condition {
     pub status: String,
 }
 
+/// A Gateway, or a ListenerSet (`kind`): listeners attached to the Gateway its `parentRef` names,
+/// which carries the address.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Gateway {
+    /// Set by the lister; `Gateway` unless it is a ListenerSet or XListenerSet.
+    #[serde(skip, default = "gateway_kind")]
+    pub kind: &'static str,
     #[serde(default)]
     pub metadata: ObjectMeta,
     #[serde(default)]
@@ -135,10 +154,18 @@ pub struct Gateway {
     pub status: GatewayStatus,
 }
 
+fn gateway_kind() -> &'static str {
+    "Gateway"
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GatewaySpec {
     #[serde(default)]
     pub listeners: Vec<Listener>,
+    /// A ListenerSet's Gateway.
+    #[serde(default)]
+    pub parent_ref: Option<ParentRef>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -154,6 +181,9 @@ pub struct Listener {
 pub struct GatewayStatus {
     #[serde(default)]
     pub addresses: Vec<GatewayAddress>,
+    /// A ListenerSet's: `Accepted` once its Gateway took it.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -197,9 +227,85 @@ fn references(status: &ParentRef, wanted: &ParentRef, route_namespace: &str) -> 
         && status.port == wanted.port
 }
 
-fn is_gateway(p: &ParentRef) -> bool {
-    p.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
-        && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
+/// The listed Gateway or ListenerSet a parent reference names, if it is one of those kinds.
+fn holder_kind(p: &ParentRef) -> Option<&'static str> {
+    let group = p.group.as_deref().unwrap_or(GATEWAY_GROUP);
+    let kind = p.kind.as_deref().unwrap_or("Gateway");
+    LISTENER_HOLDERS
+        .iter()
+        .find(|(k, g, _, _)| *k == kind && *g == group)
+        .map(|(k, ..)| *k)
+}
+
+fn find<'g>(
+    gateways: &'g [Gateway],
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Option<&'g Gateway> {
+    gateways.iter().find(|g| {
+        g.kind == kind
+            && g.metadata.name.as_deref() == Some(name)
+            && g.metadata.namespace.as_deref().unwrap_or("default") == namespace
+    })
+}
+
+fn accepted(conditions: &[Condition]) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == "Accepted" && c.status == "True")
+}
+
+/// The listeners a parent reference attaches to and the addresses they answer at, or why the
+/// route cannot be published there yet.
+fn resolve<'g>(
+    kind: &str,
+    parent: &ParentRef,
+    namespace: &str,
+    gateways: &'g [Gateway],
+) -> Result<(Vec<&'g Listener>, Vec<String>), String> {
+    let ns = parent.namespace.as_deref().unwrap_or(namespace);
+    let named = format!("{kind} {ns}/{}", parent.name);
+    let holder = find(gateways, kind, ns, &parent.name)
+        .ok_or_else(|| format!("{named} was not found (not listed, or outside NAMESPACES)"))?;
+    let gateway = match &holder.spec.parent_ref {
+        Some(gw) if kind != "Gateway" => {
+            if !accepted(&holder.status.conditions) {
+                return Err(format!("{named} is not accepted by its Gateway (yet)"));
+            }
+            let gw_ns = gw.namespace.as_deref().unwrap_or(ns);
+            find(gateways, "Gateway", gw_ns, &gw.name).ok_or_else(|| {
+                format!(
+                    "Gateway {gw_ns}/{} of {named} was not found (not listed, or outside NAMESPACES)",
+                    gw.name
+                )
+            })?
+        }
+        _ => holder,
+    };
+    let targets: Vec<String> = gateway
+        .status
+        .addresses
+        .iter()
+        .filter(|a| a.type_.as_deref().unwrap_or("Hostname") == "Hostname")
+        .map(|a| a.value.clone())
+        .collect();
+    if targets.is_empty() {
+        return Err(format!(
+            "Gateway {} has no hostname address in its status yet",
+            gateway.metadata.name.as_deref().unwrap_or_default()
+        ));
+    }
+    let listeners = holder
+        .spec
+        .listeners
+        .iter()
+        .filter(|l| {
+            parent.section_name.as_ref().is_none_or(|s| *s == l.name)
+                && parent.port.is_none_or(|p| l.port == Some(p))
+        })
+        .collect();
+    Ok((listeners, targets))
 }
 
 /// The hosts of every route, each at its parent Gateway's address; a route that cannot be
@@ -252,39 +358,32 @@ fn from_route(
         hosts: wanted.iter().map(|h| h.to_ascii_lowercase()).collect(),
     };
     let mut out = (Vec::new(), Vec::new());
-    for parent in route.spec.parent_refs.iter().filter(|p| is_gateway(p)) {
-        let gw_ns = parent.namespace.as_deref().unwrap_or(namespace);
-        let named = format!("Gateway {gw_ns}/{}", parent.name);
-        let accepted = route.status.parents.iter().any(|s| {
-            references(&s.parent_ref, parent, namespace)
-                && s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Accepted" && c.status == "True")
-        });
-        if !accepted {
-            out.1.push(skip(format!("not accepted by {named} (yet)")));
-            continue;
-        }
-        let Some(gateway) = gateways.iter().find(|g| {
-            g.metadata.name.as_deref() == Some(parent.name.as_str())
-                && g.metadata.namespace.as_deref().unwrap_or("default") == gw_ns
-        }) else {
+    for (parent, kind) in route
+        .spec
+        .parent_refs
+        .iter()
+        .filter_map(|p| Some((p, holder_kind(p)?)))
+    {
+        let ns = parent.namespace.as_deref().unwrap_or(namespace);
+        let is_accepted = route
+            .status
+            .parents
+            .iter()
+            .any(|s| references(&s.parent_ref, parent, namespace) && accepted(&s.conditions));
+        if !is_accepted {
             out.1.push(skip(format!(
-                "{named} was not found (not listed, or outside NAMESPACES)"
+                "not accepted by {kind} {ns}/{} (yet)",
+                parent.name
             )));
             continue;
+        }
+        let (listeners, targets) = match resolve(kind, parent, namespace, gateways) {
+            Ok(found) => found,
+            Err(why) => {
+                out.1.push(skip(why));
+                continue;
+            }
         };
-        let targets: Vec<String> = gateway
-            .status
-            .addresses
-            .iter()
-            .filter(|a| a.type_.as_deref().unwrap_or("Hostname") == "Hostname")
-            .map(|a| a.value.clone())
-            .collect();
-        let listeners = gateway.spec.listeners.iter().filter(|l| {
-            parent.section_name.as_ref().is_none_or(|s| *s == l.name)
-                && parent.port.is_none_or(|p| l.port == Some(p))
-        });
         let mut hosts = BTreeSet::new();
         for l in listeners {
             if wanted.is_empty() {
@@ -295,13 +394,6 @@ fn from_route(
                     .iter()
                     .filter_map(|h| intersect(l.hostname.as_deref(), h)),
             );
-        }
-        if targets.is_empty() && !hosts.is_empty() {
-            out.1.push(Skip {
-                hosts: hosts.into_iter().collect(),
-                ..skip(format!("{named} has no hostname address in its status yet"))
-            });
-            continue;
         }
         let (e, s) = endpoints(
             cluster,
@@ -434,6 +526,68 @@ mod tests {
             ("shop", Some(1_767_323_045))
         );
         assert!(skips.is_empty(), "{skips:?}");
+    }
+
+    fn listener_set(kind: &'static str, accepted: bool) -> Gateway {
+        let mut ls: Gateway = serde_json::from_value(json!({
+            "metadata": {"name": "shop-listeners", "namespace": "shop"},
+            "spec": {"parentRef": {"name": "web", "namespace": "infra"},
+                     "listeners": [{"name": "shop", "hostname": "*.shop.example.com", "port": 443}]},
+            "status": {"conditions": [{"type": "Accepted", "status": if accepted { "True" } else { "False" }}]}
+        }))
+        .unwrap();
+        ls.kind = kind;
+        ls
+    }
+
+    fn attached_to_listener_set(group: &str, kind: &str) -> Route {
+        let parent = json!({"group": group, "kind": kind, "name": "shop-listeners"});
+        serde_json::from_value(json!({
+            "metadata": {"name": "api", "namespace": "shop"},
+            "spec": {"hostnames": ["api.shop.example.com", "api.example.org"], "parentRefs": [parent]},
+            "status": {"parents": [{"parentRef": parent, "conditions": [{"type": "Accepted", "status": "True"}]}]}
+        }))
+        .map(|r: Route| Route { kind: "HTTPRoute", ..r })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_route_on_a_listener_set_is_published_at_its_gateways_address() {
+        let gw = gateway(json!([]), json!([{"type": "Hostname", "value": ALB}]));
+        for (group, kind) in [
+            ("gateway.networking.k8s.io", "ListenerSet"),
+            ("gateway.networking.x-k8s.io", "XListenerSet"),
+        ] {
+            let sets = [gw.clone(), listener_set(kind, true)];
+            let r = attached_to_listener_set(group, kind);
+            let (eps, skips) = from_routes("prod", &[r], &sets, &defaults());
+            assert_eq!(hosts(&eps), [("api.shop.example.com", ALB)], "{kind}");
+            assert!(skips.is_empty(), "{skips:?}");
+        }
+    }
+
+    #[test]
+    fn a_listener_set_its_gateway_has_not_accepted_holds_its_routes() {
+        let gw = gateway(json!([]), json!([{"type": "Hostname", "value": ALB}]));
+        let r = attached_to_listener_set("gateway.networking.k8s.io", "ListenerSet");
+        let (eps, skips) = from_routes(
+            "prod",
+            &[r],
+            &[gw, listener_set("ListenerSet", false)],
+            &defaults(),
+        );
+        assert!(eps.is_empty());
+        assert!(
+            skips[0].reason.contains("not accepted by its Gateway"),
+            "{skips:?}"
+        );
+        assert!(skips[0].hosts.contains(&"api.shop.example.com".to_owned()));
+        // A ListenerSet parentRef in the wrong group names nothing dns-sync knows.
+        let stray = attached_to_listener_set("example.com", "ListenerSet");
+        assert_eq!(
+            from_routes("prod", &[stray], &[], &defaults()),
+            (vec![], vec![])
+        );
     }
 
     #[test]

@@ -5,12 +5,12 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
+use bridgekeeper::Error;
 use bridgekeeper::cluster::in_namespaces;
 use bridgekeeper::events::{Envelope, EventBridgeEvent, is_schedule};
 use bridgekeeper::idempotency::Remember;
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::Notifier;
-use bridgekeeper::Error;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -423,6 +423,40 @@ mod tests {
         );
         assert_eq!(sources.widest.load(std::sync::atomic::Ordering::SeqCst), 0);
         assert!(n.sent().is_empty());
+    }
+
+    /// A cluster whose RBAC predates the Gateway API reads (403 on the routes): its Ingresses'
+    /// records are still kept right, its deletions wait, and the message says what to apply.
+    #[tokio::test]
+    async fn a_cluster_forbidding_gateway_api_reads_keeps_its_ingress_records_and_holds_deletions()
+    {
+        let sources = Clusters {
+            ingresses: vec![(
+                "prod",
+                ingress("old", &["api.example.com".to_owned()], CLASSIC),
+            )],
+            gateway_api_forbidden: true,
+            ..Default::default()
+        };
+        // An owned host no source names any more: under sync it would be deleted.
+        let mut existing = owned("gone.example.com", "prod");
+        existing.extend(owned("api.example.com", "prod"));
+        if let Some(a) = existing[2].alias.as_mut() {
+            a.dns_name = "old-1.ap-northeast-1.elb.amazonaws.com".into();
+        }
+        let dns = Zone1::with(existing);
+        let (n, memory) = (Recorder::default(), Memory::default());
+        let r = run(&config(&[]), &sources, &dns, &n, &State::new(&memory)).await;
+        let z = &r.zones[0];
+        assert_eq!(z.updated, ["api.example.com"], "{r:?}");
+        assert!(z.deleted.is_empty());
+        assert!(z.held.iter().any(|h| h.host == "gone.example.com"), "{r:?}");
+        let error = &r.cluster_errors[0].error;
+        assert!(
+            error.contains("403") && error.contains("deploy/rbac/dns-sync.yaml"),
+            "{error}"
+        );
+        assert!(n.sent()[0].body.contains("deploy/rbac/dns-sync.yaml"));
     }
 
     /// The review: one member account's AccessDenied (its role deleted) failed the run for

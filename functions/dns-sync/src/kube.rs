@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use serde::de::DeserializeOwned;
 
-use crate::gateway::{GATEWAY_VERSIONS, Gateway, ROUTE_KINDS, Route};
+use crate::gateway::{GATEWAY_GROUP, Gateway, LISTENER_HOLDERS, ROUTE_KINDS, Route};
 
 /// What dns-sync reads from a cluster; the handler is generic over it.
 pub trait Sources: Send + Sync {
@@ -30,6 +30,7 @@ pub trait Sources: Send + Sync {
         cluster: &str,
         namespace: Option<&str>,
     ) -> impl Future<Output = Result<Vec<Route>, ClusterError>> + Send;
+    /// Gateways and ListenerSets (standard and experimental), each marked with its kind.
     fn gateways(
         &self,
         cluster: &str,
@@ -82,6 +83,7 @@ impl KubeSources {
         &self,
         cluster: &str,
         namespace: Option<&str>,
+        group: &str,
         plural: &str,
         versions: &[&str],
     ) -> Result<Vec<T>, ClusterError>
@@ -93,7 +95,7 @@ impl KubeSources {
                 "list {plural}.{version} in {}",
                 namespace.unwrap_or("all namespaces")
             );
-            let path = crate::gateway::path(plural, version, namespace);
+            let path = crate::gateway::path(group, plural, version, namespace);
             let listed = self
                 .clusters
                 .call(cluster, &what, |client| {
@@ -142,7 +144,7 @@ impl Sources for KubeSources {
         let mut all = Vec::new();
         for k in ROUTE_KINDS {
             let listed: Vec<Route> = self
-                .list_served(cluster, namespace, k.plural, k.versions)
+                .list_served(cluster, namespace, GATEWAY_GROUP, k.plural, k.versions)
                 .await?;
             all.extend(listed.into_iter().map(|r| Route { kind: k.kind, ..r }));
         }
@@ -154,7 +156,13 @@ impl Sources for KubeSources {
         cluster: &str,
         namespace: Option<&str>,
     ) -> Result<Vec<Gateway>, ClusterError> {
-        self.list_served(cluster, namespace, "gateways", GATEWAY_VERSIONS)
-            .await
+        let mut all = Vec::new();
+        for (kind, group, plural, versions) in LISTENER_HOLDERS {
+            let listed: Vec<Gateway> = self
+                .list_served(cluster, namespace, group, plural, versions)
+                .await?;
+            all.extend(listed.into_iter().map(|g| Gateway { kind, ..g }));
+        }
+        Ok(all)
     }
 }

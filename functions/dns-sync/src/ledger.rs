@@ -179,12 +179,30 @@ mod tests {
     #[test]
     fn an_unchanged_zone_read_within_the_interval_is_not_read_again() {
         let l = ledger();
-        assert_eq!(l.unchanged("Z1", "d1", 1_000 + 3_599, HOUR).unwrap().owned, 3);
-        assert!(l.unchanged("Z1", "d2", 1_001, HOUR).is_none(), "changed desire");
-        assert!(l.unchanged("Z1", "d1", 1_000 + 3_600, HOUR).is_none(), "interval over");
-        assert!(l.unchanged("Z1", "d1", 999, HOUR).is_none(), "clock stepped back");
-        assert!(l.unchanged("Z2", "d1", 1_001, HOUR).is_none(), "never applied");
-        assert!(l.unchanged("Z1", "d1", 1_000, Duration::ZERO).is_none(), "interval 0");
+        assert_eq!(
+            l.unchanged("Z1", "d1", 1_000 + 3_599, HOUR).unwrap().owned,
+            3
+        );
+        assert!(
+            l.unchanged("Z1", "d2", 1_001, HOUR).is_none(),
+            "changed desire"
+        );
+        assert!(
+            l.unchanged("Z1", "d1", 1_000 + 3_600, HOUR).is_none(),
+            "interval over"
+        );
+        assert!(
+            l.unchanged("Z1", "d1", 999, HOUR).is_none(),
+            "clock stepped back"
+        );
+        assert!(
+            l.unchanged("Z2", "d1", 1_001, HOUR).is_none(),
+            "never applied"
+        );
+        assert!(
+            l.unchanged("Z1", "d1", 1_000, Duration::ZERO).is_none(),
+            "interval 0"
+        );
     }
 
     #[test]
@@ -228,13 +246,26 @@ mod tests {
         let mut moved = ep("a.example.com");
         moved.target = "lb-2.eu-west-1.elb.amazonaws.com".into();
         let mut held = Holds::default();
-        held.hosts.insert("b.example.com".into(), "prod/ingress/shop/b".into());
+        held.hosts
+            .insert("b.example.com".into(), "prod/ingress/shop/b".into());
         for other in [
             zone_digest(&zone("Z2"), &[ep("a.example.com")], &complete, &holds, None),
             zone_digest(&zone("Z1"), &[moved], &complete, &holds, None),
-            zone_digest(&zone("Z1"), &[ep("a.example.com")], &Default::default(), &holds, None),
+            zone_digest(
+                &zone("Z1"),
+                &[ep("a.example.com")],
+                &Default::default(),
+                &holds,
+                None,
+            ),
             zone_digest(&zone("Z1"), &[ep("a.example.com")], &complete, &held, None),
-            zone_digest(&zone("Z1"), &[ep("a.example.com")], &complete, &holds, Some("wait")),
+            zone_digest(
+                &zone("Z1"),
+                &[ep("a.example.com")],
+                &complete,
+                &holds,
+                Some("wait"),
+            ),
         ] {
             assert_ne!(base, other);
         }

@@ -100,8 +100,13 @@ pub async fn run<D: Dns, M: Remember>(
     let plan_for: Vec<(&Zone, Vec<Endpoint>, String)> = wanted_zones(config, &zones, per_zone)
         .into_iter()
         .map(|(z, eps)| {
-            let digest =
-                ledger::zone_digest(z, &eps, &wanted.complete, &wanted.holds, hold_new.as_deref());
+            let digest = ledger::zone_digest(
+                z,
+                &eps,
+                &wanted.complete,
+                &wanted.holds,
+                hold_new.as_deref(),
+            );
             (z, eps, digest)
         })
         .collect();
@@ -515,8 +520,9 @@ mod tests {
         Clusters {
             ingresses: (0..zones)
                 .map(|z| {
-                    let names: Vec<String> =
-                        (0..hosts).map(|h| format!("h{h}.z{z}.example.com")).collect();
+                    let names: Vec<String> = (0..hosts)
+                        .map(|h| format!("h{h}.z{z}.example.com"))
+                        .collect();
                     ("prod", ingress(&format!("web{z}"), &names, LB))
                 })
                 .collect(),
@@ -544,7 +550,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_that_wants_what_was_applied_asks_route53_nothing() {
-        let (cfg, sources, dns, memory) = (config(&[]), clusters(3, 4), Counted::zones(3), Memory::default());
+        let (cfg, sources, dns, memory) = (
+            config(&[]),
+            clusters(3, 4),
+            Counted::zones(3),
+            Memory::default(),
+        );
         let first = run(&cfg, &sources, &dns, &memory).await;
         assert_eq!(dns.calls(), (1, 3, 3), "{first:?}");
         let steady = run(&cfg, &sources, &dns, &memory).await;
@@ -573,7 +584,10 @@ mod tests {
         let before = dns.calls();
         let r = run(&cfg, &moved, &dns, &memory).await;
         let after = dns.calls();
-        assert_eq!((after.0 - before.0, after.1 - before.1, after.2 - before.2), (0, 1, 1));
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1, after.2 - before.2),
+            (0, 1, 1)
+        );
         assert_eq!(r.zones[0].zone, "z1.example.com");
         assert_eq!(r.zones[0].created, ["new.z1.example.com"]);
         assert_eq!(r.zones[0].deleted.len(), 3, "{r:?}");
@@ -598,11 +612,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_manual_run_reads_every_zone() {
-        let (cfg, sources, dns, memory) = (config(&[]), clusters(2, 2), Counted::zones(2), Memory::default());
+        let (cfg, sources, dns, memory) = (
+            config(&[]),
+            clusters(2, 2),
+            Counted::zones(2),
+            Memory::default(),
+        );
         run(&cfg, &sources, &dns, &memory).await;
         let mut manual = schedule();
         manual["source"] = "bridgekeeper".into();
-        let r = run_with(manual, &cfg, &sources, &dns, &memory).await.unwrap();
+        let r = run_with(manual, &cfg, &sources, &dns, &memory)
+            .await
+            .unwrap();
         assert_eq!(dns.calls(), (2, 4, 2));
         assert_eq!(r.route53.zones_read, 2);
     }
@@ -644,7 +665,10 @@ mod tests {
         );
         let sources = clusters(2, 1);
         let first = run(&cfg, &sources, &dns, &memory).await;
-        assert_eq!(first.zones.iter().map(|z| z.conflicts.len()).sum::<usize>(), 1);
+        assert_eq!(
+            first.zones.iter().map(|z| z.conflicts.len()).sum::<usize>(),
+            1
+        );
         let r = run(&cfg, &sources, &dns, &memory).await;
         assert_eq!(
             (r.route53.zones_read, r.route53.zones_unchanged),
@@ -687,8 +711,13 @@ mod tests {
         let sent = n.sent();
         assert_eq!(sent.len(), 1);
         assert!(sent[0].body.contains("time ran out"), "{}", sent[0].body);
-        assert!(sent[0].body.contains("h0.z0.example.com"), "{}", sent[0].body);
-        let kept: Ledger = serde_json::from_str(&memory.values.lock().unwrap()[ledger::KEY]).unwrap();
+        assert!(
+            sent[0].body.contains("h0.z0.example.com"),
+            "{}",
+            sent[0].body
+        );
+        let kept: Ledger =
+            serde_json::from_str(&memory.values.lock().unwrap()[ledger::KEY]).unwrap();
         assert!(kept.applied.contains_key("Z0") && !kept.applied.contains_key("Z1"));
     }
 }

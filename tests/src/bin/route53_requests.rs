@@ -7,9 +7,9 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
+use bridgekeeper::AwsError;
 use bridgekeeper::cluster::ClusterError;
 use bridgekeeper::config::Env;
-use bridgekeeper::AwsError;
 use bridgekeeper::notify::{Notification, Notifier};
 use bridgekeeper_tests::{Proxy, idempotency_store, moto, sdk_config_at, unique};
 use dns_sync::aws::{AwsDns, route53_client};
@@ -141,9 +141,17 @@ async fn main() -> Result<()> {
         let before = proxy.requests().len();
         let started = Instant::now();
         let deadline = SystemTime::now() + Duration::from_secs(900);
-        let r = handle(event.clone(), deadline, config, &cluster, &dns, &notifier, &state)
-            .await
-            .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+        let r = handle(
+            event.clone(),
+            deadline,
+            config,
+            &cluster,
+            &dns,
+            &notifier,
+            &state,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
         let (zones, reads, changes) = count(&proxy.requests()[before..]);
         let changed: usize = r.zones.iter().map(|z| z.changed()).sum();
         rows.push(format!(
