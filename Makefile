@@ -29,8 +29,11 @@ demo: setup
 	cargo test $(CARGO_FLAGS) --all-targets --no-run --quiet
 	$${CARGO_TARGET_DIR:-target}/debug/demo
 
-## Runs every test: unit tests and the integration tests against moto and kmock.
+## Runs every test: unit tests and the integration tests against moto and kmock. The build
+## first: `cargo test` alone links the functions' binaries only as test harnesses, and
+## tests/tests/init.rs starts the real ones (same features as the tests, so nothing twice).
 test: setup
+	cargo build $(CARGO_FLAGS) --all-targets
 	cargo test $(CARGO_FLAGS) --all-targets
 
 ## Stand-ins on fixed ports for trying functions by hand, seeded; writes .local.env (cargo lambda)

@@ -1,6 +1,7 @@
 //! The deployed binaries at init: a trust store the SDK could not use stops the cold start with
 //! an error naming the variable and the path, never a panic inside the SDK's TLS connector.
-//! `make test` (`cargo test --workspace --all-targets`) builds the binaries next to this test.
+//! `make test` builds the binaries next to this test (`cargo build --workspace --all-targets`;
+//! `cargo test` alone links them only as test harnesses).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,7 +21,7 @@ fn binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is not built: run make test (cargo test --workspace --all-targets)",
+        "{} is not built: run make test (cargo build --workspace --all-targets first)",
         path.display()
     );
     path

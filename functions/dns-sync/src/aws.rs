@@ -130,14 +130,17 @@ impl AwsDns {
 /// when it is throttled instead of spending its attempts at once. The attempts reach well past a
 /// run's deadline; the handler cuts each call off at that deadline.
 pub fn route53_client(sdk: &aws_config::SdkConfig) -> aws_sdk_route53::Client {
-    let retry = aws_sdk_route53::config::retry::RetryConfig::adaptive()
-        .with_max_attempts(ROUTE53_ATTEMPTS)
-        .with_max_backoff(std::time::Duration::from_secs(10));
     aws_sdk_route53::Client::from_conf(
         aws_sdk_route53::config::Builder::from(sdk)
-            .retry_config(retry)
+            .retry_config(route53_retry())
             .build(),
     )
+}
+
+fn route53_retry() -> aws_sdk_route53::config::retry::RetryConfig {
+    aws_sdk_route53::config::retry::RetryConfig::adaptive()
+        .with_max_attempts(ROUTE53_ATTEMPTS)
+        .with_max_backoff(std::time::Duration::from_secs(10))
 }
 
 /// With backoff capped at 10 s, about three minutes of throttling.
@@ -535,6 +538,51 @@ mod tests {
             .build();
         assert!(dns(&rule).apply(&z1(), &batch(), "test").await.is_ok());
         assert_eq!(rule.num_calls(), 2);
+    }
+
+    /// Sleeps that return at once (the test takes no time) and add up what was asked of them.
+    #[derive(Debug, Default, Clone)]
+    struct Waited(std::sync::Arc<std::sync::Mutex<Duration>>);
+
+    impl aws_sdk_route53::config::AsyncSleep for Waited {
+        fn sleep(&self, d: Duration) -> aws_sdk_route53::config::Sleep {
+            *self.0.lock().unwrap() += d;
+            aws_sdk_route53::config::Sleep::new(std::future::ready(()))
+        }
+    }
+
+    /// A throttle that outlasts the SDK's default three attempts (Route53's five requests a
+    /// second are shared with every tool in the account) is waited out, the adaptive retry
+    /// slowing the client down rather than spending its attempts at once.
+    #[tokio::test]
+    async fn a_long_throttle_is_waited_out_by_the_adaptive_retry() {
+        let mut rule = mock!(Client::list_hosted_zones).sequence();
+        for _ in 0..12 {
+            rule = rule.http_status(
+                400,
+                Some(PENDING.replace("PriorRequestNotComplete", "Throttling")),
+            );
+        }
+        let rule = rule
+            .output(|| {
+                aws_sdk_route53::operation::list_hosted_zones::ListHostedZonesOutput::builder()
+                    .set_hosted_zones(Some(vec![]))
+                    .marker("")
+                    .is_truncated(false)
+                    .max_items(100)
+                    .build()
+                    .unwrap()
+            })
+            .build();
+        let waited = Waited::default();
+        let sleep = aws_sdk_route53::config::SharedAsyncSleep::new(waited.clone());
+        let route53 = mock_client!(aws_sdk_route53, RuleMode::Sequential, [&rule], |c| c
+            .retry_config(route53_retry())
+            .sleep_impl(sleep.clone()));
+        assert!(list_zones(&route53, None).await.unwrap().is_empty());
+        assert_eq!(rule.num_calls(), 13);
+        // Spaced out, not sent back to back (how long depends on the rate the limiter measured).
+        assert!(*waited.0.lock().unwrap() > Duration::ZERO);
     }
 
     /// A DELETE must repeat every field of the record set, or Route53 answers "values provided do

@@ -55,7 +55,7 @@ impl Clock {
     }
 }
 
-/// Each Route53 call ends by the run's deadline: throttling the SDK is still absorbing then (its
+/// Each Route53 (and ELB) call ends by the run's deadline: throttling the SDK is still absorbing then (its
 /// adaptive retry waits rather than failing early) is a passing failure, reported with what was
 /// done and retried by the next run, not a Lambda timeout that reports nothing.
 async fn by<T>(
@@ -130,7 +130,14 @@ pub async fn run<D: Dns, M: Remember>(
         .flat_map(|(_, eps, _)| eps)
         .any(crate::targets::needs_lookup)
     {
-        dns.load_balancers().await.map_err(Error::from)?
+        let call = dns.load_balancers();
+        by(
+            clock.until,
+            "elasticloadbalancing:DescribeLoadBalancers",
+            call,
+        )
+        .await
+        .map_err(Error::from)?
     } else {
         HashMap::new()
     };
