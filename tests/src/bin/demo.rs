@@ -484,6 +484,10 @@ async fn dns_sync_demo() -> Result<()> {
                     println!("    conflict {}: {}", c.host, c.reason);
                 }
             }
+            println!(
+                "  Route53: zones listed {}, zones read {}, zones not read (wanted as last applied) {}",
+                r.route53.zones_listed as u8, r.route53.zones_read, r.route53.zones_unchanged
+            );
             anyhow::Ok(())
         }
     };
@@ -491,7 +495,11 @@ async fn dns_sync_demo() -> Result<()> {
     println!("  records now:");
     show_records().await?;
     show_inbox(&inbox).await?;
-    run("the same event again: nothing to change, no write call, no message".into()).await?;
+    run(
+        "the same event again: the clusters want what was applied, so no Route53 call, no message"
+            .into(),
+    )
+    .await?;
     println!("  messages: {}", inbox.receive().await?.len());
 
     let (lb2, _) = load_balancer(&env.region, "k8s-shop-api-v2", false)?;
