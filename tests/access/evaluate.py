@@ -126,6 +126,7 @@ def member_params_from_hub(hub):
         else p["SnapshotExportSourceTag"]
     out["ExportDbInstances"] = p["SnapshotExportDbInstances"]
     out["ExportDbClusters"] = p["SnapshotExportDbClusters"]
+    out["ExportManualSnapshots"] = p["SnapshotExportManualSnapshots"]
     out["DnsSyncPolicy"] = p["DnsSyncPolicy"]
     out["DnsSyncDomainFilter"] = p["DnsSyncDomainFilter"]
     return out

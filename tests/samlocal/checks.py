@@ -243,6 +243,9 @@ EXPECT: dict[str, Expect] = {
     "scaling-alerts/terminate-unsuccessful.json": Expect("one mail", answer={"notifications": 1},
                                                          mail=[alert("1 node failed to terminate in eks-prod-ng-1-a2c4e6g8, desired 5→4")]),
 
+    "snapshot-export/backup-snapshot-created.json": Expect(
+        "an AWS Backup snapshot the stand-ins do not hold: RDS is asked whose it is, nothing started",
+        answer={"ignored": "RDS no longer lists the snapshot", "run": None}),
     "snapshot-export/cluster-export-failed.json": Expect(
         "reports the failed export, then starts the night's exports in the freed slot",
         answer={"kind": "cluster", "next.started.len": 3},

@@ -37,9 +37,52 @@ def wait_for_stdin_eof() -> None:
         pass
 
 
+AWS_BACKUP_STAND_IN = "awsbackup-job-"
+
+
+def emulate_aws_backup_snapshots() -> None:
+    """What moto cannot produce: AWS Backup's RDS snapshots. AWS Backup names them
+    `awsbackup:job-<id>`, of type `awsbackup` for an instance and `manual` for Aurora (where that
+    type does not apply); RDS refuses a colon in a name given to CreateDBSnapshot, and moto has no
+    AWS Backup for RDS. So a snapshot created here as `awsbackup-job-<id>` becomes the one AWS
+    Backup would have made."""
+    from moto.rds.models import RDSBackend
+
+    create_db, create_cluster = RDSBackend.create_db_snapshot, RDSBackend.create_db_cluster_snapshot
+
+    def renamed(name: str) -> str | None:
+        return "awsbackup:job-" + name[len(AWS_BACKUP_STAND_IN):] if name.startswith(AWS_BACKUP_STAND_IN) else None
+
+    def db_snapshot(self, db_instance_identifier, db_snapshot_identifier, snapshot_type="manual", *a, **kw):
+        name = renamed(db_snapshot_identifier)
+        if name:
+            return create_db(self, db_instance_identifier, name, "awsbackup", *a, **kw)
+        return create_db(self, db_instance_identifier, db_snapshot_identifier, snapshot_type, *a, **kw)
+
+    def cluster_snapshot(self, db_cluster_identifier, db_cluster_snapshot_identifier, *a, **kw):
+        name = renamed(db_cluster_snapshot_identifier) or db_cluster_snapshot_identifier
+        return create_cluster(self, db_cluster_identifier, name, *a, **kw)
+
+    RDSBackend.create_db_snapshot = db_snapshot
+    RDSBackend.create_db_cluster_snapshot = cluster_snapshot
+
+    # A BackupRetentionPeriod of 0 turns RDS's automated backups off (what a database whose
+    # backups AWS Backup manages has); moto takes an automated snapshot regardless.
+    from moto.rds.models import DBInstance
+
+    save = DBInstance.save_automated_backup
+
+    def automated_backup(self) -> None:
+        if int(self.backup_retention_period or 0) > 0:
+            save(self)
+
+    DBInstance.save_automated_backup = automated_backup
+
+
 def serve_moto(port: int, host: str) -> None:
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+    emulate_aws_backup_snapshots()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

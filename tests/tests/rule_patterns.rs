@@ -41,6 +41,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "snapshot-export/export-completed.json",
             "snapshot-export/cluster-export-failed.json",
             "snapshot-export/snapshot-created.json",
+            "snapshot-export/backup-snapshot-created.json",
         ],
     ),
     (

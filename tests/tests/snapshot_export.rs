@@ -440,3 +440,89 @@ async fn the_snapshot_created_trigger_starts_one_export_however_often_delivered(
     assert_eq!(mine.len(), 1, "{mine:?}");
     Ok(())
 }
+
+/// A database whose backups AWS Backup manages keeps no automated snapshots (its backup
+/// retention is 0); its newest snapshot is AWS Backup's `awsbackup:job-…`, and that is exported,
+/// by the nightly run and by the snapshot-created event alike, with a valid deterministic id.
+#[tokio::test]
+async fn a_database_with_only_aws_backup_snapshots_is_exported() -> Result<()> {
+    let w = World::new().await?;
+    let db = unique("ledger-db");
+    w.rds
+        .create_db_instance()
+        .db_instance_identifier(&db)
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("not-a-real-password")
+        .backup_retention_period(0)
+        .tags(export_tag())
+        .send()
+        .await?;
+    // The stand-in turns `awsbackup-job-<id>` into AWS Backup's `awsbackup:job-<id>`.
+    let job = unique("0b1c2d3e");
+    w.rds
+        .create_db_snapshot()
+        .db_instance_identifier(&db)
+        .db_snapshot_identifier(format!("awsbackup-job-{job}"))
+        .send()
+        .await?;
+    let listed = w
+        .rds
+        .describe_db_snapshots()
+        .db_instance_identifier(&db)
+        .send()
+        .await?;
+    assert!(
+        listed
+            .db_snapshots()
+            .iter()
+            .all(|s| s.snapshot_type() != Some("automated")),
+        "the stand-in took an automated snapshot: {listed:?}"
+    );
+    let backup = format!("awsbackup:job-{job}");
+    let arn = format!(
+        "arn:aws:rds:{}:123456789012:snapshot:{backup}",
+        w.env.region
+    );
+
+    let mut created = event("snapshot-created.json");
+    created["detail"]["EventID"] = "RDS-EVENT-0042".into();
+    created["detail"]["Message"] = "Manual snapshot created".into();
+    created["detail"]["SourceIdentifier"] = backup.clone().into();
+    created["detail"]["SourceArn"] = arn.clone().into();
+    let config = w.config(&[("SOURCE_DB_INSTANCES", &db)]);
+    let r = w.run(&config, created).await?;
+    let Response::SnapshotCreated { source, run, .. } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(source, db);
+    let started = run.context("a run")?.started;
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0].snapshot, backup);
+    let task = w
+        .tasks()
+        .await?
+        .into_iter()
+        .find(|t| t.source_arn() == Some(arn.as_str()))
+        .context("no export task of the AWS Backup snapshot")?;
+    let id = task.export_task_identifier().unwrap_or_default();
+    assert!(snapshot_export::domain::is_valid_task_id(id), "{id}");
+    assert!(
+        task.s3_prefix()
+            .unwrap_or_default()
+            .contains(&format!("/{db}/")),
+        "{task:?}"
+    );
+    // The nightly run finds it exporting: nothing started twice.
+    let night = w.run(&config, event("schedule.json")).await?;
+    let Response::Schedule(s) = night else {
+        panic!("{night:?}")
+    };
+    assert!(
+        s.started.is_empty() && s.already_exported.len() == 1,
+        "{s:?}"
+    );
+    Ok(())
+}

@@ -45,8 +45,14 @@ pub enum Response {
     },
 }
 
-/// RDS's "automated snapshot created" events, for a DB instance and for an Aurora cluster.
-const SNAPSHOT_CREATED: [&str; 2] = ["RDS-EVENT-0091", "RDS-EVENT-0169"];
+/// RDS's "snapshot created" events, for a DB instance and for an Aurora cluster: automated
+/// (0091, 0169) and manual (0042, 0075), which AWS Backup's snapshots are created as.
+const SNAPSHOT_CREATED: [&str; 4] = [
+    "RDS-EVENT-0091",
+    "RDS-EVENT-0169",
+    "RDS-EVENT-0042",
+    "RDS-EVENT-0075",
+];
 
 /// What started a slot-filling run; a chained run speaks only when it starts or fails something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +208,7 @@ async fn start<R: Rds>(
 async fn gather<R: Rds>(
     rds: &R,
     sources: Vec<domain::Source>,
+    manual: bool,
     errors: &mut Vec<SourceError>,
 ) -> Result<(Vec<SourceFacts>, domain::LastExports, usize), Error> {
     let mut facts = Vec::with_capacity(sources.len());
@@ -214,8 +221,8 @@ async fn gather<R: Rds>(
     let running = all_tasks.iter().filter(|t| t.status.is_running()).count();
     let mut by_snapshot = domain::tasks_by_source(all_tasks);
     for source in sources {
-        let snapshot = match rds.snapshots(&source).await {
-            Ok(snaps) => domain::newest_automated(&snaps).cloned(),
+        let snapshot = match rds.snapshots(&source, manual).await {
+            Ok(snaps) => crate::snapshots::newest_exportable(&snaps, manual).cloned(),
             Err(e) => {
                 per_source(&source.id, e, errors)?;
                 continue;
@@ -248,7 +255,7 @@ async fn scheduled<R: Rds, N: Notifier, M: Remember>(
     let (sources, skipped) = domain::select_sources(&config.selection, &instances, &clusters);
 
     let mut errors = Vec::new();
-    let (facts, last, running) = gather(rds, sources, &mut errors).await?;
+    let (facts, last, running) = gather(rds, sources, config.manual_snapshots, &mut errors).await?;
 
     let dest = Destination {
         bucket: config.bucket.clone(),
@@ -416,7 +423,38 @@ async fn snapshot_created<R: Rds, N: Notifier, M: Remember>(
     p: &Ports<'_, R, N, M>,
 ) -> Result<Response, Error> {
     let snapshot = event.detail.source_identifier.clone();
-    let source = domain::source_of_snapshot(&snapshot).to_owned();
+    let automated = snapshot.starts_with("rds:");
+    let aws_backup = snapshot.starts_with(crate::snapshots::AWS_BACKUP_PREFIX);
+    if !automated && !aws_backup && !config.manual_snapshots {
+        info!(snapshot = %snapshot, "a manual snapshot; MANUAL_SNAPSHOTS is off");
+        return Ok(Response::SnapshotCreated {
+            source: String::new(),
+            snapshot,
+            run: None,
+            ignored: Some("a manual snapshot, and MANUAL_SNAPSHOTS is off".into()),
+        });
+    }
+    let source = if automated {
+        crate::snapshots::source_of_snapshot(&snapshot).to_owned()
+    } else {
+        // AWS Backup's and manual names do not say whose they are: RDS does.
+        let kind = if event.detail.source_type.contains("CLUSTER") {
+            bridgekeeper::events::SnapshotKind::Cluster
+        } else {
+            bridgekeeper::events::SnapshotKind::Instance
+        };
+        match p.rds.snapshot_source(kind, &snapshot).await? {
+            Some(source) => source,
+            None => {
+                return Ok(Response::SnapshotCreated {
+                    source: String::new(),
+                    snapshot,
+                    run: None,
+                    ignored: Some("RDS no longer lists the snapshot".into()),
+                });
+            }
+        }
+    };
     let (instances, clusters) = list_sources(config, p.rds).await?;
     let (selected, _) = domain::select_sources(&config.selection, &instances, &clusters);
     if !selected.iter().any(|s| s.id == source) {
@@ -456,7 +494,8 @@ mod tests {
         let memory = bridgekeeper::idempotency::testing::Memory::default();
         super::handle(event, config, rds, notifier, &memory).await
     }
-    use crate::domain::{ExportTask, Snapshot};
+    use crate::domain::ExportTask;
+    use crate::snapshots::Snapshot;
 
     const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
     use crate::fakes::{COMPLETED, FakeRds};
@@ -476,6 +515,7 @@ mod tests {
             s3_bucket: None,
             s3_prefix: None,
             failure_cause: None,
+            warning: None,
             started: None,
             ended: None,
             size_gb: None,
@@ -606,6 +646,7 @@ mod tests {
                 s3_bucket: None,
                 s3_prefix: None,
                 failure_cause: None,
+                warning: None,
                 started: None,
                 ended: None,
                 size_gb: None,
@@ -703,6 +744,7 @@ mod tests {
             s3_bucket: None,
             s3_prefix: None,
             failure_cause: None,
+            warning: None,
             started: None,
             ended: None,
             size_gb: None,
@@ -737,6 +779,7 @@ mod tests {
             s3_bucket: Some("exports-bucket".into()),
             s3_prefix: Some("rds-exports/shop-db/2026-11-21".into()),
             failure_cause: None,
+            warning: None,
             started: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 21, 3, 0, 0).unwrap()),
             ended: Some(
                 chrono::Utc
@@ -792,6 +835,69 @@ mod tests {
         assert_eq!(rds.count("StartExportTask"), 2);
         // One listing of the sources per delivery serves both the check and the slot-filling.
         assert_eq!(rds.count("DescribeDBInstances"), 3);
+    }
+
+    /// A database AWS Backup manages has no automated snapshots: its `awsbackup:job-…` snapshot
+    /// is its newest, found through RDS (the name does not say whose it is) and exported.
+    #[tokio::test]
+    async fn a_database_backed_up_by_aws_backup_is_exported_from_its_backup_snapshot() {
+        let (mut rds, n, cfg) = (
+            FakeRds::with_instances(&["shop-db"]),
+            FakeNotifier::default(),
+            config(&[]),
+        );
+        let backup = "awsbackup:job-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+        for s in rds.snapshots.get_mut("shop-db").unwrap() {
+            s.arn = format!("arn:aws:rds:eu-west-1:123456789012:snapshot:{backup}");
+            s.id = backup.into();
+            s.snapshot_type = "awsbackup".into();
+        }
+        let mut created = json(SNAPSHOT_CREATED);
+        created["detail"]["EventID"] = "RDS-EVENT-0042".into();
+        created["detail"]["SourceIdentifier"] = backup.into();
+        let r = handle(created, &cfg, &rds, &n).await.unwrap();
+        let Response::SnapshotCreated {
+            source,
+            ignored,
+            run,
+            ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!((source.as_str(), ignored), ("shop-db", None));
+        let started = &run.unwrap().started;
+        assert_eq!(started[0].snapshot, backup);
+        assert!(
+            domain::is_valid_task_id(&started[0].task_id),
+            "{}",
+            started[0].task_id
+        );
+        assert!(
+            started[0].s3_uri.contains("/shop-db/"),
+            "{}",
+            started[0].s3_uri
+        );
+    }
+
+    #[tokio::test]
+    async fn a_manual_snapshot_is_exported_only_when_manual_snapshots_are_allowed() {
+        let (rds, n) = (
+            FakeRds::with_instances(&["shop-db"]),
+            FakeNotifier::default(),
+        );
+        let mut created = json(SNAPSHOT_CREATED);
+        created["detail"]["EventID"] = "RDS-EVENT-0042".into();
+        created["detail"]["SourceIdentifier"] = "before-upgrade".into();
+        let r = handle(created.clone(), &config(&[]), &rds, &n)
+            .await
+            .unwrap();
+        let Response::SnapshotCreated { ignored, .. } = r else {
+            panic!("{r:?}")
+        };
+        assert!(ignored.unwrap().contains("MANUAL_SNAPSHOTS"));
+        assert_eq!(rds.count("StartExportTask"), 0);
+        assert_eq!(rds.count("DescribeDBInstances"), 0, "nothing asked of RDS");
     }
 
     #[tokio::test]
@@ -903,6 +1009,7 @@ mod tests {
                 s3_bucket: None,
                 s3_prefix: None,
                 failure_cause: Some("KMS key disabled".into()),
+                warning: None,
                 started: None,
                 ended: at,
                 size_gb: None,

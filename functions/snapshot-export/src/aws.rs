@@ -9,7 +9,8 @@ use bridgekeeper::events::SnapshotKind;
 use chrono::{DateTime, Utc};
 use tracing::info;
 
-use crate::domain::{Export, ExportTask, Snapshot, Source, SourceInfo, TaskStatus};
+use crate::domain::{Export, ExportTask, Source, SourceInfo, TaskStatus};
+use crate::snapshots::Snapshot;
 
 /// What starting an export came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,11 +26,20 @@ pub enum Started {
 pub trait Rds: Send + Sync {
     fn list_instances(&self) -> impl Future<Output = Result<Vec<SourceInfo>, AwsError>> + Send;
     fn list_clusters(&self) -> impl Future<Output = Result<Vec<SourceInfo>, AwsError>> + Send;
-    /// The source's automated snapshots.
+    /// The source's automated and AWS Backup snapshots, and its manual ones when `manual`
+    /// (`snapshots::newest_exportable` chooses among them).
     fn snapshots(
         &self,
         source: &Source,
+        manual: bool,
     ) -> impl Future<Output = Result<Vec<Snapshot>, AwsError>> + Send;
+    /// The instance or cluster a snapshot was taken of: a name like AWS Backup's
+    /// `awsbackup:job-<id>` does not say it.
+    fn snapshot_source(
+        &self,
+        kind: SnapshotKind,
+        snapshot_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
     /// Export tasks whose source is this snapshot.
     fn export_tasks(
         &self,
@@ -51,6 +61,79 @@ pub struct RdsApi {
 impl RdsApi {
     pub fn new(client: aws_sdk_rds::Client) -> Self {
         RdsApi { client }
+    }
+
+    /// An instance's snapshots of one type, or one snapshot by name; each with the instance it
+    /// was taken of.
+    async fn instance_snapshots(
+        &self,
+        instance: Option<&str>,
+        snapshot: Option<&str>,
+        snapshot_type: &str,
+    ) -> Result<Vec<(Snapshot, Option<String>)>, AwsError> {
+        let pages = self
+            .client
+            .describe_db_snapshots()
+            .set_db_instance_identifier(instance.map(str::to_owned))
+            .set_db_snapshot_identifier(snapshot.map(str::to_owned))
+            .set_snapshot_type((!snapshot_type.is_empty()).then(|| snapshot_type.to_owned()))
+            .into_paginator()
+            .items()
+            .send();
+        let all: Vec<_> = pages
+            .collect::<Result<_, _>>()
+            .await
+            .context("rds:DescribeDBSnapshots")?;
+        Ok(all
+            .iter()
+            .map(|s| {
+                let snap = Snapshot {
+                    id: s.db_snapshot_identifier().unwrap_or_default().to_owned(),
+                    arn: s.db_snapshot_arn().unwrap_or_default().to_owned(),
+                    created: time(s.snapshot_create_time()),
+                    snapshot_type: s.snapshot_type().unwrap_or_default().to_owned(),
+                    status: s.status().unwrap_or_default().to_owned(),
+                };
+                (snap, s.db_instance_identifier().map(str::to_owned))
+            })
+            .collect())
+    }
+
+    async fn cluster_snapshots(
+        &self,
+        cluster: Option<&str>,
+        snapshot: Option<&str>,
+        snapshot_type: &str,
+    ) -> Result<Vec<(Snapshot, Option<String>)>, AwsError> {
+        let pages = self
+            .client
+            .describe_db_cluster_snapshots()
+            .set_db_cluster_identifier(cluster.map(str::to_owned))
+            .set_db_cluster_snapshot_identifier(snapshot.map(str::to_owned))
+            .set_snapshot_type((!snapshot_type.is_empty()).then(|| snapshot_type.to_owned()))
+            .into_paginator()
+            .items()
+            .send();
+        let all: Vec<_> = pages
+            .collect::<Result<_, _>>()
+            .await
+            .context("rds:DescribeDBClusterSnapshots")?;
+        Ok(all
+            .iter()
+            .map(|s| {
+                let snap = Snapshot {
+                    id: s
+                        .db_cluster_snapshot_identifier()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    arn: s.db_cluster_snapshot_arn().unwrap_or_default().to_owned(),
+                    created: time(s.snapshot_create_time()),
+                    snapshot_type: s.snapshot_type().unwrap_or_default().to_owned(),
+                    status: s.status().unwrap_or_default().to_owned(),
+                };
+                (snap, s.db_cluster_identifier().map(str::to_owned))
+            })
+            .collect())
     }
 }
 
@@ -77,6 +160,7 @@ fn task(t: &aws_sdk_rds::types::ExportTask) -> ExportTask {
         s3_bucket: t.s3_bucket().map(str::to_owned),
         s3_prefix: t.s3_prefix().map(str::to_owned),
         failure_cause: t.failure_cause().map(str::to_owned),
+        warning: t.warning_message().map(str::to_owned),
         started: time(t.task_start_time()),
         ended: time(t.task_end_time()),
         size_gb: t.total_extracted_data_in_gb(),
@@ -130,59 +214,52 @@ impl Rds for RdsApi {
             .collect())
     }
 
-    async fn snapshots(&self, source: &Source) -> Result<Vec<Snapshot>, AwsError> {
-        match source.kind {
+    async fn snapshots(&self, source: &Source, manual: bool) -> Result<Vec<Snapshot>, AwsError> {
+        // One call per type: without a type RDS lists automated and manual ones only. The
+        // `awsbackup` type does not apply to Aurora, whose AWS Backup snapshots are `manual`.
+        let types: &[&str] = match (source.kind, manual) {
+            (SnapshotKind::Instance, false) => &["automated", "awsbackup"],
+            (SnapshotKind::Instance, true) => &["automated", "awsbackup", "manual"],
+            (SnapshotKind::Cluster, _) => &["automated", "manual"],
+        };
+        let mut all = Vec::new();
+        for t in types {
+            let listed = match source.kind {
+                SnapshotKind::Instance => {
+                    self.instance_snapshots(Some(&source.id), None, t).await?
+                }
+                SnapshotKind::Cluster => self.cluster_snapshots(Some(&source.id), None, t).await?,
+            };
+            all.extend(listed.into_iter().map(|(snapshot, _)| snapshot));
+        }
+        Ok(all)
+    }
+
+    async fn snapshot_source(
+        &self,
+        kind: SnapshotKind,
+        snapshot_id: &str,
+    ) -> Result<Option<String>, AwsError> {
+        // Without a type RDS lists automated and manual snapshots only, by name too.
+        let listed = match kind {
             SnapshotKind::Instance => {
-                let pages = self
-                    .client
-                    .describe_db_snapshots()
-                    .db_instance_identifier(&source.id)
-                    .snapshot_type("automated")
-                    .into_paginator()
-                    .items()
-                    .send();
-                let all: Vec<_> = pages
-                    .collect::<Result<_, _>>()
-                    .await
-                    .context("rds:DescribeDBSnapshots")?;
-                Ok(all
-                    .iter()
-                    .map(|s| Snapshot {
-                        id: s.db_snapshot_identifier().unwrap_or_default().to_owned(),
-                        arn: s.db_snapshot_arn().unwrap_or_default().to_owned(),
-                        created: time(s.snapshot_create_time()),
-                        snapshot_type: s.snapshot_type().unwrap_or_default().to_owned(),
-                        status: s.status().unwrap_or_default().to_owned(),
-                    })
-                    .collect())
+                let backup = snapshot_id.starts_with(crate::snapshots::AWS_BACKUP_PREFIX);
+                let t = if backup { "awsbackup" } else { "" };
+                self.instance_snapshots(None, Some(snapshot_id), t).await
             }
-            SnapshotKind::Cluster => {
-                let pages = self
-                    .client
-                    .describe_db_cluster_snapshots()
-                    .db_cluster_identifier(&source.id)
-                    .snapshot_type("automated")
-                    .into_paginator()
-                    .items()
-                    .send();
-                let all: Vec<_> = pages
-                    .collect::<Result<_, _>>()
-                    .await
-                    .context("rds:DescribeDBClusterSnapshots")?;
-                Ok(all
-                    .iter()
-                    .map(|s| Snapshot {
-                        id: s
-                            .db_cluster_snapshot_identifier()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        arn: s.db_cluster_snapshot_arn().unwrap_or_default().to_owned(),
-                        created: time(s.snapshot_create_time()),
-                        snapshot_type: s.snapshot_type().unwrap_or_default().to_owned(),
-                        status: s.status().unwrap_or_default().to_owned(),
-                    })
-                    .collect())
+            SnapshotKind::Cluster => self.cluster_snapshots(None, Some(snapshot_id), "").await,
+        };
+        match listed {
+            Ok(found) => Ok(found.into_iter().next().and_then(|(_, of)| of)),
+            // Deleted since the event (AWS Backup's retention, a person).
+            Err(e)
+                if e.code
+                    .as_deref()
+                    .is_some_and(|c| c.contains("SnapshotNotFound")) =>
+            {
+                Ok(None)
             }
+            Err(e) => Err(e),
         }
     }
 
@@ -404,8 +481,9 @@ mod tests {
                 none_for_snapshot.num_calls(),
                 snapshots.num_calls()
             ),
-            // One listing of every task: the snapshots' tasks and the running ones alike.
-            (1, 0, 7)
+            // One listing of every task: the snapshots' tasks and the running ones alike. Two
+            // snapshot listings a source: automated and AWS Backup's.
+            (1, 0, 14)
         );
     }
 

@@ -32,6 +32,9 @@ pub struct Config {
     pub max_attempts: u32,
     /// A selected source whose newest successful export is older than this is reported.
     pub max_export_age: chrono::Duration,
+    /// `MANUAL_SNAPSHOTS`: a manual snapshot newer than the automated and AWS Backup ones is
+    /// the one exported (off: manual snapshots are often ad hoc copies).
+    pub manual_snapshots: bool,
     pub dry_run: bool,
     pub summary: SummaryPolicy,
     /// `MEMBER_ACCOUNTS`: other accounts whose databases are exported too, each through the
@@ -140,6 +143,7 @@ impl Config {
             max_concurrent,
             max_attempts,
             max_export_age: chrono::Duration::hours(max_export_age),
+            manual_snapshots: env.flag("MANUAL_SNAPSHOTS", false)?,
             dry_run: env.flag("DRY_RUN", false)?,
             summary,
             members: members(&admitted),

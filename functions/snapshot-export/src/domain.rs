@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::snapshots::{Snapshot, source_of_task};
+
 /// RDS's limit on `ExportTaskIdentifier`.
 pub const MAX_TASK_ID_LEN: usize = 60;
 
@@ -163,30 +165,6 @@ pub fn select_sources(
     (chosen, skipped)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub id: String,
-    pub arn: String,
-    pub created: Option<DateTime<Utc>>,
-    /// `automated`, `manual`, `shared`, `public`, `awsbackup`.
-    pub snapshot_type: String,
-    /// `available`, `creating`, ...
-    pub status: String,
-}
-
-/// The newest automated snapshot that is available; manual, shared and unfinished ones are
-/// not candidates.
-pub fn newest_automated(snapshots: &[Snapshot]) -> Option<&Snapshot> {
-    snapshots
-        .iter()
-        .filter(|s| {
-            s.snapshot_type.eq_ignore_ascii_case("automated")
-                && s.status.eq_ignore_ascii_case("available")
-        })
-        .filter(|s| s.created.is_some())
-        .max_by_key(|s| s.created)
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskStatus {
@@ -231,6 +209,8 @@ pub struct ExportTask {
     pub s3_bucket: Option<String>,
     pub s3_prefix: Option<String>,
     pub failure_cause: Option<String>,
+    /// RDS's `WarningMessage`: a task can complete having skipped tables.
+    pub warning: Option<String>,
     pub started: Option<DateTime<Utc>>,
     pub ended: Option<DateTime<Utc>>,
     pub size_gb: Option<i32>,
@@ -388,13 +368,6 @@ pub type LastExports = HashMap<String, DateTime<Utc>>;
 /// Bridgekeeper's export task ids (`export_task_id`); others were started by someone else.
 pub const TASK_PREFIX: &str = "bk-";
 
-/// `arn:...:snapshot:rds:shop-db-2026-11-21-02-10` → `rds:shop-db-2026-11-21-02-10`.
-pub fn snapshot_id_of_arn(arn: &str) -> &str {
-    arn.split_once(":cluster-snapshot:")
-        .or_else(|| arn.split_once(":snapshot:"))
-        .map_or(arn, |(_, id)| id)
-}
-
 /// The newest completed export of each source, from the account's export tasks: what the
 /// fairness rule ranks by, and what the export-age objective measures.
 pub fn last_exports(tasks: &[ExportTask]) -> LastExports {
@@ -406,7 +379,7 @@ pub fn last_exports(tasks: &[ExportTask]) -> LastExports {
         let Some(at) = t.ended.or(t.started) else {
             continue;
         };
-        let source = source_of_snapshot(snapshot_id_of_arn(&t.source_arn)).to_owned();
+        let source = source_of_task(t).to_owned();
         let e = last.entry(source).or_insert(at);
         *e = (*e).max(at);
     }
@@ -539,16 +512,6 @@ pub fn task_for_event<'a>(
     newest(&mut mine.iter().filter(|t| t.status == wanted)).or_else(|| newest(&mut mine.iter()))
 }
 
-/// `rds:shop-db-2026-11-21-02-10` → `shop-db`: the source of an automated snapshot.
-pub fn source_of_snapshot(snapshot_id: &str) -> &str {
-    let id = snapshot_id.strip_prefix("rds:").unwrap_or(snapshot_id);
-    // Automated snapshot names end in -YYYY-MM-DD-HH-MM (16 characters and the hyphen).
-    let stamp = id.len().checked_sub(17).filter(|&i| {
-        id.as_bytes()[i] == b'-' && id[i + 1..].chars().all(|c| c.is_ascii_digit() || c == '-')
-    });
-    stamp.map_or(id, |i| &id[..i])
-}
-
 /// Facts grouped per snapshot ARN, for looking tasks up.
 pub fn tasks_by_source(tasks: Vec<ExportTask>) -> HashMap<String, Vec<ExportTask>> {
     let mut by: HashMap<String, Vec<ExportTask>> = HashMap::new();
@@ -632,6 +595,7 @@ mod tests {
             s3_bucket: Some("b".into()),
             s3_prefix: Some("p".into()),
             failure_cause: None,
+            warning: None,
             started: None,
             ended: None,
             size_gb: None,
@@ -752,36 +716,6 @@ mod tests {
     }
 
     #[test]
-    fn newest_automated_ignores_manual_and_unfinished_snapshots() {
-        let snaps = [
-            snap(
-                "rds:db-2026-11-19-02-10",
-                at(19, 2),
-                "automated",
-                "available",
-            ),
-            snap(
-                "rds:db-2026-11-20-02-10",
-                at(20, 2),
-                "automated",
-                "available",
-            ),
-            snap("before-upgrade", at(20, 9), "manual", "available"),
-            snap(
-                "rds:db-2026-11-21-02-10",
-                at(21, 2),
-                "automated",
-                "creating",
-            ),
-        ];
-        assert_eq!(
-            newest_automated(&snaps).unwrap().id,
-            "rds:db-2026-11-20-02-10"
-        );
-        assert_eq!(newest_automated(&snaps[2..]), None);
-    }
-
-    #[test]
     fn skips_snapshot_already_exported_or_exporting() {
         let f = facts("shop-db", 20, vec![]);
         let arn = f.snapshot.as_ref().unwrap().arn.clone();
@@ -824,6 +758,7 @@ mod tests {
             tasks: (0..n)
                 .map(|i| ExportTask {
                     failure_cause: Some("KMS key is disabled".into()),
+                    warning: None,
                     ..task(&format!("t{i}"), &arn, TaskStatus::Failed)
                 })
                 .collect(),
@@ -922,19 +857,6 @@ mod tests {
         );
         assert_eq!(e.role_arn, dest().role_arn);
         assert!(!e.prefix.contains(':'));
-    }
-
-    #[test]
-    fn source_of_an_automated_snapshot_drops_the_timestamp() {
-        assert_eq!(
-            source_of_snapshot("rds:shop-db-2026-11-21-02-10"),
-            "shop-db"
-        );
-        assert_eq!(
-            source_of_snapshot("manual-before-upgrade"),
-            "manual-before-upgrade"
-        );
-        assert_eq!(source_of_snapshot("rds:x"), "x");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use bridgekeeper::events::SnapshotKind;
 use chrono::TimeZone;
 
 use crate::aws::{Rds, Started};
-use crate::domain::{Export, ExportTask, Snapshot, Source, SourceInfo, TaskStatus};
+use crate::domain::{Export, ExportTask, Source, SourceInfo, TaskStatus};
+use crate::snapshots::Snapshot;
 
 /// An export of `rds:shop-db-…` completed, as RDS announces it.
 pub const COMPLETED: &str = include_str!("../../../events/snapshot-export/export-completed.json");
@@ -91,12 +92,24 @@ impl Rds for FakeRds {
         self.call("DescribeDBClusters");
         Ok(self.clusters.clone())
     }
-    async fn snapshots(&self, source: &Source) -> Result<Vec<Snapshot>, AwsError> {
+    async fn snapshots(&self, source: &Source, _: bool) -> Result<Vec<Snapshot>, AwsError> {
         self.call("DescribeDBSnapshots");
         if let Some((code, status)) = self.failing.get(&source.id) {
             return Err(aws_error("rds:DescribeDBSnapshots", code, *status));
         }
         Ok(self.snapshots.get(&source.id).cloned().unwrap_or_default())
+    }
+    async fn snapshot_source(
+        &self,
+        _: SnapshotKind,
+        snapshot_id: &str,
+    ) -> Result<Option<String>, AwsError> {
+        self.call("DescribeDBSnapshots(one)");
+        Ok(self
+            .snapshots
+            .iter()
+            .find(|(_, snaps)| snaps.iter().any(|s| s.id == snapshot_id))
+            .map(|(source, _)| source.clone()))
     }
     async fn export_tasks(&self, arn: &str) -> Result<Vec<ExportTask>, AwsError> {
         self.call("DescribeExportTasks");
@@ -122,6 +135,7 @@ impl Rds for FakeRds {
             s3_bucket: None,
             s3_prefix: None,
             failure_cause: None,
+            warning: None,
             started: None,
             ended: None,
             size_gb: None,
@@ -148,6 +162,7 @@ impl Rds for FakeRds {
             s3_bucket: Some(e.bucket.clone()),
             s3_prefix: Some(e.prefix.clone()),
             failure_cause: None,
+            warning: None,
             started: None,
             ended: None,
             size_gb: None,

@@ -191,8 +191,9 @@ mod tests {
     use bridgekeeper::notify::testing::Recorder;
 
     use super::*;
-    use crate::domain::{Export, ExportTask, Snapshot, Source, SourceInfo};
+    use crate::domain::{Export, ExportTask, Source, SourceInfo};
     use crate::fakes::{COMPLETED, FakeRds};
+    use crate::snapshots::Snapshot;
 
     const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
     const STAGING: &str = "222222222222";
@@ -208,8 +209,19 @@ mod tests {
         async fn list_clusters(&self) -> Result<Vec<SourceInfo>, AwsError> {
             self.0.list_clusters().await
         }
-        async fn snapshots(&self, source: &Source) -> Result<Vec<Snapshot>, AwsError> {
-            self.0.snapshots(source).await
+        async fn snapshots(
+            &self,
+            source: &Source,
+            manual: bool,
+        ) -> Result<Vec<Snapshot>, AwsError> {
+            self.0.snapshots(source, manual).await
+        }
+        async fn snapshot_source(
+            &self,
+            kind: bridgekeeper::events::SnapshotKind,
+            snapshot_id: &str,
+        ) -> Result<Option<String>, AwsError> {
+            self.0.snapshot_source(kind, snapshot_id).await
         }
         async fn export_tasks(&self, arn: &str) -> Result<Vec<ExportTask>, AwsError> {
             self.0.export_tasks(arn).await

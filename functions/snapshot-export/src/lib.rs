@@ -1,4 +1,4 @@
-//! snapshot-export: every night, export the newest automated snapshot of each selected RDS
+//! snapshot-export: every night, export the newest automated (or AWS Backup) snapshot of each selected RDS
 //! instance and Aurora cluster to S3 (Parquet, KMS-encrypted); report how the exports end.
 
 pub mod account;
@@ -9,6 +9,7 @@ pub mod domain;
 mod fakes;
 pub mod handler;
 pub mod report;
+pub mod snapshots;
 
 pub use config::Config;
 

@@ -6,7 +6,8 @@ use bridgekeeper::events::{ExportOutcome, RdsEventDetail, SnapshotKind};
 use bridgekeeper::notify::{Notification, Severity};
 use serde::Serialize;
 
-use crate::domain::{AlreadyExported, Export, ExportTask, Skip, source_of_snapshot};
+use crate::domain::{AlreadyExported, Export, ExportTask, Skip};
+use crate::snapshots::{source_of_snapshot, source_of_task};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceError {
@@ -165,7 +166,12 @@ impl ExportReport {
             outcome,
             kind,
             snapshot: detail.source_identifier.clone(),
-            source: source_of_snapshot(&detail.source_identifier).to_owned(),
+            source: task
+                .map_or_else(
+                    || source_of_snapshot(&detail.source_identifier),
+                    source_of_task,
+                )
+                .to_owned(),
             task_id: task.map(|t| t.id.clone()),
             s3_uri: task.and_then(ExportTask::s3_uri),
             size_gb: task.and_then(|t| t.size_gb),
@@ -318,6 +324,7 @@ mod tests {
             s3_bucket: Some("exports".into()),
             s3_prefix: Some("rds-exports/shop-db/2026-11-21".into()),
             failure_cause: None,
+            warning: None,
             started: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 21, 3, 0, 0).unwrap()),
             ended: Some(
                 chrono::Utc
@@ -361,7 +368,9 @@ mod tests {
         let task = ExportTask {
             status: TaskStatus::Failed,
             failure_cause: Some("The IAM role does not have s3:PutObject on the bucket".into()),
+            warning: None,
             size_gb: None,
+            s3_prefix: Some("rds-exports/orders-aurora/2026-11-21".into()),
             ..completed_task()
         };
         let r = ExportReport::new(

@@ -202,6 +202,7 @@ fn image_rollout() -> String {
 
 fn snapshot_export() -> String {
     use snapshot_export::domain::*;
+    use snapshot_export::snapshots::{Snapshot, newest_exportable};
     let instances: Vec<SourceInfo> = (0..500)
         .map(|i| SourceInfo {
             id: format!("db{i:03}"),
@@ -256,7 +257,7 @@ fn snapshot_export() -> String {
                     .collect();
                 SourceFacts {
                     source,
-                    snapshot: newest_automated(&snapshots).cloned(),
+                    snapshot: newest_exportable(&snapshots, false).cloned(),
                     tasks: vec![],
                 }
             })
@@ -564,6 +565,7 @@ fn export_history() -> String {
             s3_bucket: Some("exports".into()),
             s3_prefix: Some(format!("rds-exports/db{:03}", i % 500)),
             failure_cause: None,
+            warning: None,
             started: None,
             ended: None,
             size_gb: Some(100),
