@@ -48,9 +48,18 @@ impl snapshot_export::aws::Rds for Fakes {
     async fn snapshots(
         &self,
         _: &snapshot_export::domain::Source,
-    ) -> Result<Vec<snapshot_export::domain::Snapshot>, AwsError> {
+        _: bool,
+    ) -> Result<Vec<snapshot_export::snapshots::Snapshot>, AwsError> {
         call();
         Ok(vec![])
+    }
+    async fn snapshot_source(
+        &self,
+        _: bridgekeeper::events::SnapshotKind,
+        _: &str,
+    ) -> Result<Option<String>, AwsError> {
+        call();
+        Ok(None)
     }
     async fn export_tasks(
         &self,
