@@ -13,6 +13,9 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::aws::{Rds, Started};
+use crate::completion::Exports;
+use crate::files::ExportFiles;
+use crate::glue::Catalog;
 use crate::config::{Config, SummaryPolicy};
 use crate::domain::{self, AlreadyExported, Destination, SourceFacts, TaskStatus};
 use crate::report::{ExportReport, RunSummary, SourceError};
@@ -61,32 +64,35 @@ enum Trigger {
     Chained,
 }
 
-pub async fn handle<R: Rds, N: Notifier, M: Remember>(
+pub async fn handle<R: Rds, N: Notifier, M: Remember, F: ExportFiles, C: Catalog>(
     event: serde_json::Value,
     config: &Config,
     rds: &R,
     notifier: &N,
     memory: &M,
+    exports: Exports<'_, F, C>,
 ) -> Result<Response, Error> {
     let ports = Ports {
         rds,
         notifier,
         memory,
+        exports,
     };
     route(event, config, &ports).await
 }
 
 /// What the runs act through.
-struct Ports<'a, R, N, M> {
+struct Ports<'a, R, N, M, F, C> {
     rds: &'a R,
     notifier: &'a N,
     memory: &'a M,
+    exports: Exports<'a, F, C>,
 }
 
-async fn route<R: Rds, N: Notifier, M: Remember>(
+async fn route<R: Rds, N: Notifier, M: Remember, F: ExportFiles, C: Catalog>(
     event: serde_json::Value,
     config: &Config,
-    p: &Ports<'_, R, N, M>,
+    p: &Ports<'_, R, N, M, F, C>,
 ) -> Result<Response, Error> {
     let envelope = Envelope::of(&event)?;
     let kind = envelope.kind();
@@ -241,9 +247,9 @@ async fn gather<R: Rds>(
     Ok((facts, last, running))
 }
 
-async fn scheduled<R: Rds, N: Notifier, M: Remember>(
+async fn scheduled<R: Rds, N: Notifier, M: Remember, F: ExportFiles, C: Catalog>(
     config: &Config,
-    p: &Ports<'_, R, N, M>,
+    p: &Ports<'_, R, N, M, F, C>,
     trigger: Trigger,
     listed: Option<Listed>,
 ) -> Result<RunSummary, Error> {
@@ -312,9 +318,9 @@ async fn scheduled<R: Rds, N: Notifier, M: Remember>(
 
 /// The export-age objective after this run: the sources neither exported nor on their way whose
 /// newest export is older than `MAX_EXPORT_AGE` go to `report::export_age`.
-async fn check_age<R: Rds, N: Notifier, M: Remember>(
+async fn check_age<R: Rds, N: Notifier, M: Remember, F: ExportFiles, C: Catalog>(
     config: &Config,
-    p: &Ports<'_, R, N, M>,
+    p: &Ports<'_, R, N, M, F, C>,
     facts: &[SourceFacts],
     last: &domain::LastExports,
     retrying: &[String],
@@ -367,10 +373,10 @@ fn count(summary: &RunSummary, dry_run: bool) {
     metrics.flush();
 }
 
-async fn export_event<R: Rds, N: Notifier, M: Remember>(
+async fn export_event<R: Rds, N: Notifier, M: Remember, F: ExportFiles, C: Catalog>(
     event: RdsEvent,
     config: &Config,
-    p: &Ports<'_, R, N, M>,
+    p: &Ports<'_, R, N, M, F, C>,
 ) -> Result<Response, Error> {
     let (rds, notifier) = (p.rds, p.notifier);
     let detail = &event.detail;
@@ -390,6 +396,10 @@ async fn export_event<R: Rds, N: Notifier, M: Remember>(
         });
     }
     let mut report = ExportReport::new(kind, outcome, detail, task);
+    if let (Some(t), bridgekeeper::events::ExportOutcome::Completed) = (task, outcome) {
+        let c = crate::completion::complete(t, &report.source, config, p.exports).await;
+        report.completion = Some(c);
+    }
     let id = notifier
         .notify(&report.notification(&config.environment, &detail.message))
         .await?;
@@ -405,6 +415,13 @@ async fn export_event<R: Rds, N: Notifier, M: Remember>(
     if let Some(gb) = report.size_gb {
         metrics.value("ExportedGigabytes", gb as f64, Unit::Gigabytes);
     }
+    if let Some(t) = report.completion.as_ref().and_then(|c| c.tables.as_ref()) {
+        metrics
+            .count("TablesExported", t.exported as u64)
+            .count("TablesSkipped", t.skipped.len() as u64)
+            .count("TablesFailed", t.failed.len() as u64)
+            .count("ExportsEmpty", u64::from(!t.has_data));
+    }
     metrics.flush();
     info!(snapshot = %report.snapshot, outcome = ?outcome, task = ?report.task_id, "export event reported");
     // A slot is free: the sources still waiting go now, not at the next nightly run.
@@ -417,10 +434,10 @@ async fn export_event<R: Rds, N: Notifier, M: Remember>(
 
 /// An automated snapshot exists: export it now (through the same fair slot-filling as the
 /// schedule), so a snapshot still `creating` at the scheduled time is not a day late.
-async fn snapshot_created<R: Rds, N: Notifier, M: Remember>(
+async fn snapshot_created<R: Rds, N: Notifier, M: Remember, F: ExportFiles, C: Catalog>(
     event: RdsEvent,
     config: &Config,
-    p: &Ports<'_, R, N, M>,
+    p: &Ports<'_, R, N, M, F, C>,
 ) -> Result<Response, Error> {
     let snapshot = event.detail.source_identifier.clone();
     let automated = snapshot.starts_with("rds:");
@@ -484,6 +501,18 @@ mod tests {
 
     use super::*;
 
+    /// The handler with a store of its own and the given export bucket and catalog.
+    async fn handle_with<R: Rds, N: Notifier>(
+        event: serde_json::Value,
+        config: &Config,
+        rds: &R,
+        notifier: &N,
+        exports: Exports<'_, FakeFiles, FakeCatalog>,
+    ) -> Result<Response, Error> {
+        let memory = bridgekeeper::idempotency::testing::Memory::default();
+        super::handle(event, config, rds, notifier, &memory, exports).await
+    }
+
     /// The handler with a store of its own (what the export-age objective remembers).
     async fn handle<R: Rds, N: Notifier>(
         event: serde_json::Value,
@@ -492,13 +521,13 @@ mod tests {
         notifier: &N,
     ) -> Result<Response, Error> {
         let memory = bridgekeeper::idempotency::testing::Memory::default();
-        super::handle(event, config, rds, notifier, &memory).await
+        super::handle(event, config, rds, notifier, &memory, no_exports()).await
     }
     use crate::domain::ExportTask;
     use crate::snapshots::Snapshot;
 
     const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
-    use crate::fakes::{COMPLETED, FakeRds};
+    use crate::fakes::{COMPLETED, FakeCatalog, FakeFiles, FakeRds, no_exports};
     const SNAPSHOT_CREATED: &str =
         include_str!("../../../events/snapshot-export/snapshot-created.json");
     const ECR_PUSH: &str = include_str!("../../../events/image-rollout/push-latest.json");
@@ -789,8 +818,15 @@ mod tests {
             size_gb: Some(3),
         });
         let n = FakeNotifier::default();
+        let files = FakeFiles::export(FOLDER, serde_json::json!([
+            {"target": "shop.public.orders", "status": "COMPLETE"}
+        ]));
+        let exports = Exports {
+            files: &files,
+            catalog: &FakeCatalog::default(),
+        };
         let Response::ExportEvent { report: r, next } =
-            handle(json(COMPLETED), &config(&[]), &rds, &n)
+            handle_with(json(COMPLETED), &config(&[]), &rds, &n, exports)
                 .await
                 .unwrap()
         else {
@@ -809,6 +845,107 @@ mod tests {
         assert_eq!(
             n.sent()[0].subject,
             "[dev] RDS export completed: shop-db (rds:shop-db-2026-11-21-02-10)"
+        );
+    }
+
+    /// Where `export-completed.json`'s task wrote (as `completed_task` in the fakes' bucket).
+    const FOLDER: &str = "rds-exports/shop-db/2026-11-21/bk-shop-db-2026-11-21-02-10-0badf00d/";
+
+    /// The completed task of `export-completed.json`, written where [`FOLDER`] says.
+    fn rds_with_completed_task() -> FakeRds {
+        let rds = FakeRds::default();
+        rds.tasks.lock().unwrap().push(ExportTask {
+            s3_bucket: Some("exports-bucket".into()),
+            s3_prefix: Some("rds-exports/shop-db/2026-11-21".into()),
+            ..completed_task()
+        });
+        rds
+    }
+
+    async fn completion_of(
+        files: &FakeFiles,
+        catalog: &FakeCatalog,
+        cfg: &Config,
+    ) -> (ExportReport, bridgekeeper::notify::Notification) {
+        let (rds, n) = (rds_with_completed_task(), FakeNotifier::default());
+        let exports = Exports { files, catalog };
+        let r = handle_with(json(COMPLETED), cfg, &rds, &n, exports).await.unwrap();
+        let Response::ExportEvent { report, .. } = r else {
+            panic!("{r:?}")
+        };
+        (report, n.sent().remove(0))
+    }
+
+    /// aws-samples/rds-snapshot-export-to-s3-pipeline#17: an export RDS called complete held
+    /// nothing. RDS says which tables it skipped, in the table list beside the data.
+    #[tokio::test]
+    async fn a_completed_export_that_skipped_tables_is_a_warning_naming_them() {
+        let files = FakeFiles::export(FOLDER, serde_json::json!([
+            {"target": "shop.public.orders", "status": "COMPLETE"},
+            {"target": "shop.public.Weird Name", "status": "SKIPPED",
+             "warningMessage": "Column name contains special characters"},
+            {"target": "shop.public.attachments", "status": "SKIPPED",
+             "warningMessage": "Row size exceeds the 2 GB limit"}
+        ]));
+        let (r, sent) = completion_of(&files, &FakeCatalog::default(), &config(&[])).await;
+        assert_eq!(sent.severity, Severity::Warning);
+        assert!(sent.subject.contains("completed with warnings"), "{}", sent.subject);
+        for line in [
+            "Tables:   1 exported, 2 skipped, 0 failed",
+            "shop.public.Weird Name: Column name contains special characters",
+            "shop.public.attachments: Row size exceeds the 2 GB limit",
+        ] {
+            assert!(sent.body.contains(line), "{line:?} not in\n{}", sent.body);
+        }
+        let t = r.completion.unwrap().tables.unwrap();
+        assert_eq!((t.exported, t.skipped.len()), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn a_completed_export_with_no_table_data_is_an_error() {
+        let mut files = FakeFiles::export(FOLDER, serde_json::json!([]));
+        files.objects.retain(|k, _| !k.ends_with(".parquet"));
+        let (_, sent) = completion_of(&files, &FakeCatalog::default(), &config(&[])).await;
+        assert_eq!(sent.severity, Severity::Error);
+        assert!(sent.subject.contains("completed EMPTY"), "{}", sent.subject);
+    }
+
+    #[tokio::test]
+    async fn an_export_folder_that_cannot_be_read_is_reported_not_failed() {
+        let files = FakeFiles {
+            refused: true,
+            ..FakeFiles::default()
+        };
+        let (r, sent) = completion_of(&files, &FakeCatalog::default(), &config(&[])).await;
+        assert_eq!(sent.severity, Severity::Warning);
+        assert!(sent.body.contains("Not checked table by table"), "{}", sent.body);
+        assert!(r.completion.unwrap().unchecked.unwrap().contains("AccessDenied"));
+    }
+
+    /// Query-ready: each exported table in the source's Glue database, one partition per
+    /// export; a redelivered completion adds nothing twice.
+    #[tokio::test]
+    async fn with_the_catalog_on_each_exported_table_is_registered_once_per_export() {
+        let files = FakeFiles::export(FOLDER, serde_json::json!([
+            {"target": "shop.public.orders", "status": "COMPLETE",
+             "schemaMetadata": {"originalTypeMappings": [
+                 {"columnName": "id", "expectedExportedType": "int64"}]}},
+            {"target": "shop.public.skipped", "status": "SKIPPED"}
+        ]));
+        let catalog = FakeCatalog::default();
+        let cfg = config(&[("GLUE_DATABASE_PREFIX", "bk_dev_")]);
+        for _ in 0..2 {
+            let (r, sent) = completion_of(&files, &catalog, &cfg).await;
+            assert_eq!(
+                r.completion.unwrap().catalog,
+                Some(("bk_dev_shop_db".to_owned(), 1))
+            );
+            assert!(sent.body.contains("Catalog:  1 tables in Glue database bk_dev_shop_db"));
+        }
+        let all = catalog.tables.lock().unwrap();
+        assert_eq!(
+            all["bk_dev_shop_db"]["public_orders"],
+            [format!("s3://exports-bucket/{FOLDER}shop/public.orders/")]
         );
     }
 
@@ -1037,7 +1174,7 @@ mod tests {
             config(&[]),
         );
         for _ in 0..2 {
-            super::handle(json(SCHEDULE), &cfg, &rds, &n, &memory)
+            super::handle(json(SCHEDULE), &cfg, &rds, &n, &memory, no_exports())
                 .await
                 .unwrap();
         }
@@ -1061,7 +1198,7 @@ mod tests {
             Some(chrono::Utc::now()),
         ));
         for _ in 0..2 {
-            super::handle(json(SCHEDULE), &cfg, &rds, &n, &memory)
+            super::handle(json(SCHEDULE), &cfg, &rds, &n, &memory, no_exports())
                 .await
                 .unwrap();
         }
@@ -1088,7 +1225,7 @@ mod tests {
         let lease = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
         for _ in 0..3 {
             bridgekeeper::idempotency::once(&store, &json(COMPLETED), lease, "request-1", || {
-                super::handle(json(COMPLETED), &cfg, &rds, &n, &store)
+                super::handle(json(COMPLETED), &cfg, &rds, &n, &store, no_exports())
             })
             .await
             .unwrap();

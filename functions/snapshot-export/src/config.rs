@@ -35,6 +35,9 @@ pub struct Config {
     /// `MANUAL_SNAPSHOTS`: a manual snapshot newer than the automated and AWS Backup ones is
     /// the one exported (off: manual snapshots are often ad hoc copies).
     pub manual_snapshots: bool,
+    /// `GLUE_DATABASE_PREFIX`: each completed export's tables go into the Glue Data Catalog,
+    /// one database per source named `<prefix><source>`; unset: no catalog.
+    pub glue_database_prefix: Option<String>,
     pub dry_run: bool,
     pub summary: SummaryPolicy,
     /// `MEMBER_ACCOUNTS`: other accounts whose databases are exported too, each through the
@@ -144,6 +147,7 @@ impl Config {
             max_attempts,
             max_export_age: chrono::Duration::hours(max_export_age),
             manual_snapshots: env.flag("MANUAL_SNAPSHOTS", false)?,
+            glue_database_prefix: env.optional("GLUE_DATABASE_PREFIX"),
             dry_run: env.flag("DRY_RUN", false)?,
             summary,
             members: members(&admitted),

@@ -9,6 +9,9 @@ use bridgekeeper::events::SnapshotKind;
 use chrono::TimeZone;
 
 use crate::aws::{Rds, Started};
+use crate::catalog::CatalogTable;
+use crate::files::{ExportFiles, Folder};
+use crate::glue::Catalog;
 use crate::domain::{Export, ExportTask, Source, SourceInfo, TaskStatus};
 use crate::snapshots::Snapshot;
 
@@ -186,3 +189,95 @@ pub const REQUIRED: [(&str, &str); 4] = [
         "arn:aws:kms:eu-west-1:123456789012:key/1234abcd",
     ),
 ];
+
+/// An export bucket in memory: key → bytes. Folders are what the keys imply.
+#[derive(Default)]
+pub struct FakeFiles {
+    pub objects: BTreeMap<String, Vec<u8>>,
+    /// Every call fails as a bucket policy that refuses the role does.
+    pub refused: bool,
+}
+
+impl FakeFiles {
+    /// An export RDS completed at `folder` (ending in `/`), its table list as given, with data
+    /// for the tables it exported.
+    pub fn export(folder: &str, tables: serde_json::Value) -> Self {
+        let mut objects = BTreeMap::new();
+        objects.insert(
+            format!("{folder}export_tables_info_x_from_1_to_9.json"),
+            serde_json::to_vec(&serde_json::json!({ "perTableStatus": tables })).unwrap(),
+        );
+        objects.insert(format!("{folder}export_info_x.json"), b"{}".to_vec());
+        objects.insert(
+            format!("{folder}shop/public.orders/1/part-00000.gz.parquet"),
+            b"PAR1".to_vec(),
+        );
+        FakeFiles {
+            objects,
+            refused: false,
+        }
+    }
+}
+
+impl ExportFiles for FakeFiles {
+    async fn folder(&self, _: &str, prefix: &str) -> Result<Folder, AwsError> {
+        if self.refused {
+            return Err(aws_error("s3:ListBucket", "AccessDenied", 403));
+        }
+        let mut out = Folder::default();
+        for key in self.objects.keys().filter_map(|k| k.strip_prefix(prefix)) {
+            match key.split_once('/') {
+                Some((dir, _)) => {
+                    let dir = format!("{prefix}{dir}/");
+                    if !out.folders.contains(&dir) {
+                        out.folders.push(dir);
+                    }
+                }
+                None => out.files.push(format!("{prefix}{key}")),
+            }
+        }
+        Ok(out)
+    }
+    async fn read(&self, _: &str, key: &str) -> Result<Vec<u8>, AwsError> {
+        self.objects
+            .get(key)
+            .cloned()
+            .ok_or_else(|| aws_error("s3:GetObject", "NoSuchKey", 404))
+    }
+}
+
+/// A Glue catalog in memory: database → table → partitions.
+#[derive(Default)]
+pub struct FakeCatalog {
+    pub tables: Mutex<BTreeMap<String, BTreeMap<String, Vec<String>>>>,
+}
+
+impl Catalog for FakeCatalog {
+    async fn database(&self, name: &str, _: &str) -> Result<(), AwsError> {
+        self.tables.lock().unwrap().entry(name.into()).or_default();
+        Ok(())
+    }
+    async fn table(&self, database: &str, t: &CatalogTable) -> Result<(), AwsError> {
+        let mut all = self.tables.lock().unwrap();
+        let parts = all
+            .entry(database.into())
+            .or_default()
+            .entry(t.name.clone())
+            .or_default();
+        if !parts.contains(&t.partition_location) {
+            parts.push(t.partition_location.clone());
+        }
+        Ok(())
+    }
+}
+
+/// No export files, no catalog: for the runs that read neither.
+pub fn no_exports() -> crate::completion::Exports<'static, FakeFiles, FakeCatalog> {
+    static FILES: std::sync::LazyLock<FakeFiles> = std::sync::LazyLock::new(FakeFiles::default);
+    static CATALOG: std::sync::LazyLock<FakeCatalog> =
+        std::sync::LazyLock::new(FakeCatalog::default);
+    crate::completion::Exports {
+        files: &FILES,
+        catalog: &CATALOG,
+    }
+}

@@ -14,6 +14,9 @@ use serde::Serialize;
 use tracing::warn;
 
 use crate::account::{self, Response};
+use crate::completion::Exports;
+use crate::files::ExportFiles;
+use crate::glue::Catalog;
 use crate::aws::{Rds, RdsApi};
 use crate::config::{Config, Member};
 
@@ -85,13 +88,14 @@ impl<N: Notifier> Notifier for InAccount<'_, N> {
     }
 }
 
-async fn in_member<F: RdsIn, N: Notifier, M: Remember>(
+async fn in_member<F: RdsIn, N: Notifier, M: Remember, X: ExportFiles, G: Catalog>(
     event: serde_json::Value,
     config: &Config,
     member: &Member,
     members: &F,
     notifier: &N,
     memory: &M,
+    exports: Exports<'_, X, G>,
 ) -> Result<Response, Error> {
     let within = |e: Error| e.within(&member.name);
     let rds = members.rds_in(&member.account).await.map_err(within)?;
@@ -106,18 +110,21 @@ async fn in_member<F: RdsIn, N: Notifier, M: Remember>(
             name: member.name.clone(),
         },
     };
-    account::handle(event, &config.for_member(member), &rds, &notifier, &memory)
+    // The export bucket and the catalog are the hub's: read and written with the hub's role.
+    let member_config = config.for_member(member);
+    account::handle(event, &member_config, &rds, &notifier, &memory, exports)
         .await
         .map_err(within)
 }
 
-pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember>(
+pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember, X: ExportFiles, G: Catalog>(
     event: serde_json::Value,
     config: &Config,
     own: &R,
     members: &F,
     notifier: &N,
     memory: &M,
+    exports: Exports<'_, X, G>,
 ) -> Result<Outcome, Error> {
     let envelope = Envelope::of(&event)?;
     // An event of an account this stack does not cover (a member stack forwarding to a hub that
@@ -136,16 +143,16 @@ pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember>(
             .iter()
             .find(|m| origin.as_deref() == Some(m.account.as_str()));
         let response = match member {
-            Some(m) => in_member(event, config, m, members, notifier, memory).await,
-            None => account::handle(event, config, own, &own_notifier, memory).await,
+            Some(m) => in_member(event, config, m, members, notifier, memory, exports).await,
+            None => account::handle(event, config, own, &own_notifier, memory, exports).await,
         };
         return response.map(|r| Outcome::One(Box::new(r)));
     }
 
     // Each account has its own quota and its own role: one failing never holds the others back.
-    let own_run = account::handle(event.clone(), config, own, &own_notifier, memory);
+    let own_run = account::handle(event.clone(), config, own, &own_notifier, memory, exports);
     let member_runs = config.members.iter().map(|m| async {
-        let run = in_member(event.clone(), config, m, members, notifier, memory).await;
+        let run = in_member(event.clone(), config, m, members, notifier, memory, exports).await;
         (m.name.clone(), run)
     });
     let (own_run, member_runs) = futures::join!(own_run, futures::future::join_all(member_runs));
@@ -192,7 +199,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{Export, ExportTask, Source, SourceInfo};
-    use crate::fakes::{COMPLETED, FakeRds};
+    use crate::fakes::{COMPLETED, FakeRds, no_exports};
     use crate::snapshots::Snapshot;
 
     const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
@@ -283,7 +290,7 @@ mod tests {
             bridgekeeper::idempotency::testing::Memory::default(),
         );
         let event = serde_json::from_str(event).unwrap();
-        let out = handle(event, &config(), own, members, &notifier, &memory).await;
+        let out = handle(event, &config(), own, members, &notifier, &memory, no_exports()).await;
         (out, notifier)
     }
 
@@ -388,6 +395,7 @@ mod tests {
             &Members::default(),
             &notifier,
             &memory,
+            no_exports(),
         )
         .await
         .unwrap();

@@ -3,13 +3,18 @@
 
 pub mod account;
 pub mod aws;
+pub mod catalog;
+pub mod completion;
 pub mod config;
 pub mod domain;
+pub mod files;
+pub mod glue;
 #[cfg(test)]
 mod fakes;
 pub mod handler;
 pub mod report;
 pub mod snapshots;
+pub mod verify;
 
 pub use config::Config;
 

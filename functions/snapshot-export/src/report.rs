@@ -7,7 +7,9 @@ use bridgekeeper::notify::{Notification, Severity};
 use serde::Serialize;
 
 use crate::domain::{AlreadyExported, Export, ExportTask, Skip};
+use crate::completion::Completion;
 use crate::snapshots::{source_of_snapshot, source_of_task};
+use crate::verify::{TableCheck, named};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceError {
@@ -151,6 +153,12 @@ pub struct ExportReport {
     pub duration_minutes: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_cause: Option<String>,
+    /// RDS's `WarningMessage` on a completed task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// A completed export, checked table by table and catalogued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion: Option<Completion>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notification: Option<String>,
 }
@@ -177,13 +185,35 @@ impl ExportReport {
             size_gb: task.and_then(|t| t.size_gb),
             duration_minutes: task.and_then(|t| Some((t.ended? - t.started?).num_minutes())),
             failure_cause: task.and_then(|t| t.failure_cause.clone()),
+            warning: task.and_then(|t| t.warning.clone()),
+            completion: None,
             notification: None,
+        }
+    }
+
+    /// A completed export that skipped or failed tables, carries RDS's warning or could not be
+    /// checked is a warning; one that exported no table data at all is an error.
+    fn completed_severity(&self) -> (&'static str, Severity) {
+        let tables = self.completion.as_ref().and_then(|c| c.tables.as_ref());
+        if tables.is_some_and(|t| !t.has_data) {
+            return ("completed EMPTY", Severity::Error);
+        }
+        let doubtful = tables.is_some_and(TableCheck::is_incomplete)
+            || self.warning.is_some()
+            || self
+                .completion
+                .as_ref()
+                .is_some_and(|c| c.unchecked.is_some() || c.catalog_error.is_some());
+        if doubtful {
+            ("completed with warnings", Severity::Warning)
+        } else {
+            ("completed", Severity::Info)
         }
     }
 
     pub fn notification(&self, environment: &str, message: &str) -> Notification {
         let (what, severity) = match self.outcome {
-            ExportOutcome::Completed => ("completed", Severity::Info),
+            ExportOutcome::Completed => self.completed_severity(),
             ExportOutcome::Failed => ("FAILED", Severity::Error),
             ExportOutcome::Cancelled => ("cancelled", Severity::Warning),
         };
@@ -218,12 +248,51 @@ impl ExportReport {
             line("Task:", id.clone());
         }
         line("RDS says:", message.to_owned());
+        if let Some(w) = &self.warning {
+            line("Warning:", w.clone());
+        }
+        if let Some(c) = &self.completion {
+            self.completion_lines(c, &mut body);
+        }
         if self.outcome == ExportOutcome::Failed {
             body.push_str("\nThe next nightly run retries a failed export (up to MAX_EXPORT_ATTEMPTS times).\n");
         }
         Notification::new(subject, body.trim_end().to_owned(), severity)
             .attribute("source", self.source.clone())
             .attribute("outcome", format!("{:?}", self.outcome).to_lowercase())
+    }
+
+    fn completion_lines(&self, c: &Completion, body: &mut String) {
+        if let Some(t) = &c.tables {
+            let _ = writeln!(
+                body,
+                "{:<10}{} exported, {} skipped, {} failed",
+                "Tables:",
+                t.exported,
+                t.skipped.len(),
+                t.failed.len()
+            );
+            if !t.has_data {
+                body.push_str("\nNo table data was written: the export holds nothing to query. Check the export's database list (ExportOnly) and RDS's export limitations.\n");
+            }
+            for (label, missing) in [("Skipped", &t.skipped), ("Failed", &t.failed)] {
+                if !missing.is_empty() {
+                    let _ = writeln!(body, "\n{label} by RDS:");
+                    for l in named(missing) {
+                        let _ = writeln!(body, "  {l}");
+                    }
+                }
+            }
+        }
+        if let Some(why) = &c.unchecked {
+            let _ = writeln!(body, "\nNot checked table by table: {why}");
+        }
+        if let Some((db, n)) = &c.catalog {
+            let _ = writeln!(body, "{:<10}{n} tables in Glue database {db}", "Catalog:");
+        }
+        if let Some(e) = &c.catalog_error {
+            let _ = writeln!(body, "\nNot registered in the Glue catalog: {e}");
+        }
     }
 }
 
