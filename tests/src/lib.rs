@@ -761,3 +761,86 @@ pub async fn ecr_push(
         .map(str::to_owned)
         .ok_or_else(|| anyhow::anyhow!("PutImage returned no digest"))
 }
+
+/// What RDS writes for an export it completed, into moto's S3 (which runs no export): at the top
+/// of `<prefix>/<task id>/` the totals and the table list (`tables`: RDS's `perTableStatus`), and
+/// a Parquet file under each exported table's folder. Creates the bucket if needed.
+pub async fn write_export(
+    sdk: &SdkConfig,
+    bucket: &str,
+    folder: &str,
+    tables: serde_json::Value,
+) -> anyhow::Result<()> {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+    let mut create = s3.create_bucket().bucket(bucket);
+    // Outside us-east-1 S3 wants the bucket's region said.
+    if region != "us-east-1" {
+        create = create.create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                    region.as_str(),
+                ))
+                .build(),
+        );
+    }
+    if let Err(e) = create.send().await {
+        let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
+            .unwrap_or_default()
+            .to_owned();
+        anyhow::ensure!(
+            code.starts_with("BucketAlready"),
+            "create bucket {bucket}: {e:?}"
+        );
+    }
+    let put = |key: String, body: Vec<u8>| {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .send()
+    };
+    let task = folder
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("task");
+    put(
+        format!("{folder}export_info_{task}.json"),
+        serde_json::to_vec(
+            &serde_json::json!({"exportTaskIdentifier": task, "status": "COMPLETE"}),
+        )?,
+    )
+    .await?;
+    put(
+        format!(
+            "{folder}export_tables_info_{task}_from_1_to_{}.json",
+            tables.as_array().map_or(0, Vec::len)
+        ),
+        serde_json::to_vec(&serde_json::json!({ "perTableStatus": tables }))?,
+    )
+    .await?;
+    for t in tables.as_array().into_iter().flatten() {
+        let target = t["target"].as_str().unwrap_or_default();
+        if t["status"] != "COMPLETE" {
+            continue;
+        }
+        if let Some((database, rest)) = target.split_once('.') {
+            let dir = if rest.contains('.') {
+                rest.to_owned()
+            } else {
+                target.to_owned()
+            };
+            put(
+                format!("{folder}{database}/{dir}/1/part-00000-demo.gz.parquet"),
+                b"PAR1".to_vec(),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}

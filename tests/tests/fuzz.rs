@@ -81,6 +81,32 @@ impl snapshot_export::aws::Rds for Fakes {
     }
 }
 
+impl snapshot_export::files::ExportFiles for Fakes {
+    async fn folder(&self, _: &str, _: &str) -> Result<snapshot_export::files::Folder, AwsError> {
+        call();
+        Ok(Default::default())
+    }
+    async fn read(&self, _: &str, _: &str) -> Result<Vec<u8>, AwsError> {
+        call();
+        Ok(vec![])
+    }
+}
+
+impl snapshot_export::glue::Catalog for Fakes {
+    async fn database(&self, _: &str, _: &str) -> Result<(), AwsError> {
+        call();
+        Ok(())
+    }
+    async fn table(
+        &self,
+        _: &str,
+        _: &snapshot_export::catalog::CatalogTable,
+    ) -> Result<(), AwsError> {
+        call();
+        Ok(())
+    }
+}
+
 impl dns_sync::aws::Dns for Fakes {
     async fn zones(&self) -> Result<dns_sync::aws::ZoneListing, AwsError> {
         call();
@@ -315,9 +341,20 @@ async fn run(
     };
     let err: Option<Error> = match function {
         "snapshot-export" => {
-            snapshot_export::account::handle(payload, &c.snapshot, &Fakes, &recorder, &store)
-                .await
-                .err()
+            let exports = snapshot_export::completion::Exports {
+                files: &Fakes,
+                catalog: &Fakes,
+            };
+            snapshot_export::account::handle(
+                payload,
+                &c.snapshot,
+                &Fakes,
+                &recorder,
+                &store,
+                exports,
+            )
+            .await
+            .err()
         }
         "dns-sync" => {
             let state = dns_sync::report::State::new(&store);

@@ -10,6 +10,9 @@ use bridgekeeper_tests::{
 use snapshot_export::Config;
 use snapshot_export::account::{Response, handle};
 use snapshot_export::aws::RdsApi;
+use snapshot_export::completion::Exports;
+use snapshot_export::files::S3Files;
+use snapshot_export::glue::GlueCatalog;
 use snapshot_export::handler::{MemberRds, Outcome};
 
 fn event(name: &str) -> serde_json::Value {
@@ -99,7 +102,45 @@ impl World {
     async fn run(&self, config: &Config, event: serde_json::Value) -> Result<Response> {
         let notifier = config.topics.sns(aws_sdk_sns::Client::new(&self.env.sdk));
         let rds = RdsApi::new(self.rds.clone());
-        Ok(handle(event, config, &rds, &notifier, &self.memory).await?)
+        let (files, catalog) = self.exports();
+        let exports = Exports {
+            files: &files,
+            catalog: &catalog,
+        };
+        Ok(handle(event, config, &rds, &notifier, &self.memory, exports).await?)
+    }
+
+    /// What RDS would have written for the export at `s3_uri` (moto runs no export).
+    async fn rds_wrote(&self, s3_uri: &str, tables: serde_json::Value) -> Result<()> {
+        let folder = s3_uri
+            .strip_prefix(&format!("s3://{}/", self.bucket))
+            .context("the export's location is in the export bucket")?;
+        bridgekeeper_tests::write_export(&self.env.sdk, &self.bucket, folder, tables).await
+    }
+
+    /// RDS's completion event for an export this test started.
+    async fn completed(
+        &self,
+        export: &snapshot_export::domain::Export,
+    ) -> Result<serde_json::Value> {
+        let mut completed = event("export-completed.json");
+        let task = self
+            .tasks()
+            .await?
+            .into_iter()
+            .find(|t| t.export_task_identifier() == Some(export.task_id.as_str()))
+            .context("the export's task")?;
+        completed["detail"]["SourceArn"] = task.source_arn().unwrap_or_default().into();
+        completed["detail"]["SourceIdentifier"] = export.snapshot.clone().into();
+        Ok(completed)
+    }
+
+    /// The real S3 and Glue adapters, on moto.
+    fn exports(&self) -> (S3Files, GlueCatalog) {
+        (
+            S3Files::from_conf(&self.env.sdk),
+            GlueCatalog::new(aws_sdk_glue::Client::new(&self.env.sdk)),
+        )
     }
 
     async fn tasks(&self) -> Result<Vec<aws_sdk_rds::types::ExportTask>> {
@@ -158,6 +199,10 @@ async fn a_member_accounts_tagged_database_is_exported_there_and_the_hubs_untagg
         &members,
         &notifier,
         &w.memory,
+        Exports {
+            files: &w.exports().0,
+            catalog: &w.exports().1,
+        },
     )
     .await?;
     let Outcome::Accounts { accounts } = outcome else {
@@ -356,11 +401,15 @@ async fn export_completed_event_is_reported_with_its_location() -> Result<()> {
     let export = &run.started[0];
     w.inbox.receive().await?;
 
-    let mut completed = event("export-completed.json");
-    let snapshot_arn = w.tasks().await?[0].source_arn().unwrap().to_owned();
-    completed["detail"]["SourceArn"] = snapshot_arn.into();
-    completed["detail"]["SourceIdentifier"] = export.snapshot.clone().into();
-    let Response::ExportEvent { report, .. } = w.run(&config, completed).await? else {
+    w.rds_wrote(
+        &export.s3_uri,
+        serde_json::json!([
+            {"target": "shop.public.orders", "status": "COMPLETE"}
+        ]),
+    )
+    .await?;
+    let Response::ExportEvent { report, .. } = w.run(&config, w.completed(export).await?).await?
+    else {
         panic!("expected an export report")
     };
     assert_eq!(report.source, db);
@@ -524,5 +573,117 @@ async fn a_database_with_only_aws_backup_snapshots_is_exported() -> Result<()> {
         s.started.is_empty() && s.already_exported.len() == 1,
         "{s:?}"
     );
+    Ok(())
+}
+
+/// RDS calls an export complete though it skipped tables: the report is a warning naming them
+/// with RDS's reasons, and with the catalog on the exported tables are in Glue, at this export's
+/// folder, partitioned by its date.
+#[tokio::test]
+async fn a_completed_export_is_checked_table_by_table_and_catalogued() -> Result<()> {
+    let w = World::new().await?;
+    let db = unique("shop-db");
+    w.instance(&db, true).await?;
+    let prefix = format!("bk_{}_", unique("t").replace('-', "_"));
+    let config = w.config(&[("GLUE_DATABASE_PREFIX", prefix.as_str())]);
+    let run = summary(w.run(&config, event("schedule.json")).await?);
+    let export = &run.started[0];
+    w.inbox.receive().await?;
+    w.rds_wrote(
+        &export.s3_uri,
+        serde_json::json!([
+            {"target": "shop.public.orders", "status": "COMPLETE",
+             "schemaMetadata": {"originalTypeMappings": [
+                 {"columnName": "id", "expectedExportedType": "int64"},
+                 {"columnName": "placed_at", "expectedExportedType": "int96"}]}},
+            {"target": "shop.public.Order Notes", "status": "SKIPPED",
+             "warningMessage": "Column name contains a character Parquet does not allow"},
+            {"target": "shop.public.attachments", "status": "SKIPPED",
+             "warningMessage": "A row is larger than 2 GB"}
+        ]),
+    )
+    .await?;
+    let Response::ExportEvent { report, .. } = w.run(&config, w.completed(export).await?).await?
+    else {
+        panic!("expected an export report")
+    };
+    let tables = report
+        .completion
+        .as_ref()
+        .and_then(|c| c.tables.as_ref())
+        .context("checked")?;
+    assert_eq!(
+        (tables.exported, tables.skipped.len()),
+        (1, 2),
+        "{report:?}"
+    );
+
+    let messages = w.inbox.receive().await?;
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert_eq!(m.attributes["severity"], "warning");
+    assert!(
+        m.subject
+            .as_deref()
+            .unwrap_or_default()
+            .contains("completed with warnings")
+    );
+    for line in [
+        "Tables:   1 exported, 2 skipped, 0 failed",
+        "shop.public.Order Notes: Column name contains a character Parquet does not allow",
+        "shop.public.attachments: A row is larger than 2 GB",
+    ] {
+        assert!(m.body.contains(line), "{line:?} not in\n{}", m.body);
+    }
+
+    let glue = aws_sdk_glue::Client::new(&w.env.sdk);
+    let database = format!("{prefix}{db}").replace('-', "_");
+    let table = glue
+        .get_table()
+        .database_name(&database)
+        .name("public_orders")
+        .send()
+        .await?
+        .table
+        .context("the table")?;
+    let columns: Vec<_> = table
+        .storage_descriptor()
+        .map(|s| {
+            s.columns()
+                .iter()
+                .map(|c| {
+                    (
+                        c.name().to_owned(),
+                        c.r#type().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        columns,
+        [
+            ("id".to_owned(), "bigint".to_owned()),
+            ("placed_at".to_owned(), "timestamp".to_owned())
+        ]
+    );
+    let partitions = glue
+        .get_partitions()
+        .database_name(&database)
+        .table_name("public_orders")
+        .send()
+        .await?;
+    let p = &partitions.partitions()[0];
+    assert_eq!(
+        p.values(),
+        [export.s3_uri.rsplit('/').nth(2).unwrap_or_default()]
+    );
+    assert_eq!(
+        p.storage_descriptor().and_then(|s| s.location()),
+        Some(format!("{}shop/public.orders/", export.s3_uri).as_str())
+    );
+    // Skipped tables are not catalogued.
+    let all = glue.get_tables().database_name(&database).send().await?;
+    assert_eq!(all.table_list().len(), 1);
     Ok(())
 }

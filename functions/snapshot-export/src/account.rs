@@ -14,10 +14,10 @@ use tracing::{info, warn};
 
 use crate::aws::{Rds, Started};
 use crate::completion::Exports;
-use crate::files::ExportFiles;
-use crate::glue::Catalog;
 use crate::config::{Config, SummaryPolicy};
 use crate::domain::{self, AlreadyExported, Destination, SourceFacts, TaskStatus};
+use crate::files::ExportFiles;
+use crate::glue::Catalog;
 use crate::report::{ExportReport, RunSummary, SourceError};
 
 /// The Lambda's response.
@@ -818,9 +818,12 @@ mod tests {
             size_gb: Some(3),
         });
         let n = FakeNotifier::default();
-        let files = FakeFiles::export(FOLDER, serde_json::json!([
-            {"target": "shop.public.orders", "status": "COMPLETE"}
-        ]));
+        let files = FakeFiles::export(
+            FOLDER,
+            serde_json::json!([
+                {"target": "shop.public.orders", "status": "COMPLETE"}
+            ]),
+        );
         let exports = Exports {
             files: &files,
             catalog: &FakeCatalog::default(),
@@ -869,7 +872,9 @@ mod tests {
     ) -> (ExportReport, bridgekeeper::notify::Notification) {
         let (rds, n) = (rds_with_completed_task(), FakeNotifier::default());
         let exports = Exports { files, catalog };
-        let r = handle_with(json(COMPLETED), cfg, &rds, &n, exports).await.unwrap();
+        let r = handle_with(json(COMPLETED), cfg, &rds, &n, exports)
+            .await
+            .unwrap();
         let Response::ExportEvent { report, .. } = r else {
             panic!("{r:?}")
         };
@@ -880,16 +885,23 @@ mod tests {
     /// nothing. RDS says which tables it skipped, in the table list beside the data.
     #[tokio::test]
     async fn a_completed_export_that_skipped_tables_is_a_warning_naming_them() {
-        let files = FakeFiles::export(FOLDER, serde_json::json!([
-            {"target": "shop.public.orders", "status": "COMPLETE"},
-            {"target": "shop.public.Weird Name", "status": "SKIPPED",
-             "warningMessage": "Column name contains special characters"},
-            {"target": "shop.public.attachments", "status": "SKIPPED",
-             "warningMessage": "Row size exceeds the 2 GB limit"}
-        ]));
+        let files = FakeFiles::export(
+            FOLDER,
+            serde_json::json!([
+                {"target": "shop.public.orders", "status": "COMPLETE"},
+                {"target": "shop.public.Weird Name", "status": "SKIPPED",
+                 "warningMessage": "Column name contains special characters"},
+                {"target": "shop.public.attachments", "status": "SKIPPED",
+                 "warningMessage": "Row size exceeds the 2 GB limit"}
+            ]),
+        );
         let (r, sent) = completion_of(&files, &FakeCatalog::default(), &config(&[])).await;
         assert_eq!(sent.severity, Severity::Warning);
-        assert!(sent.subject.contains("completed with warnings"), "{}", sent.subject);
+        assert!(
+            sent.subject.contains("completed with warnings"),
+            "{}",
+            sent.subject
+        );
         for line in [
             "Tables:   1 exported, 2 skipped, 0 failed",
             "shop.public.Weird Name: Column name contains special characters",
@@ -918,20 +930,33 @@ mod tests {
         };
         let (r, sent) = completion_of(&files, &FakeCatalog::default(), &config(&[])).await;
         assert_eq!(sent.severity, Severity::Warning);
-        assert!(sent.body.contains("Not checked table by table"), "{}", sent.body);
-        assert!(r.completion.unwrap().unchecked.unwrap().contains("AccessDenied"));
+        assert!(
+            sent.body.contains("Not checked table by table"),
+            "{}",
+            sent.body
+        );
+        assert!(
+            r.completion
+                .unwrap()
+                .unchecked
+                .unwrap()
+                .contains("AccessDenied")
+        );
     }
 
     /// Query-ready: each exported table in the source's Glue database, one partition per
     /// export; a redelivered completion adds nothing twice.
     #[tokio::test]
     async fn with_the_catalog_on_each_exported_table_is_registered_once_per_export() {
-        let files = FakeFiles::export(FOLDER, serde_json::json!([
-            {"target": "shop.public.orders", "status": "COMPLETE",
-             "schemaMetadata": {"originalTypeMappings": [
-                 {"columnName": "id", "expectedExportedType": "int64"}]}},
-            {"target": "shop.public.skipped", "status": "SKIPPED"}
-        ]));
+        let files = FakeFiles::export(
+            FOLDER,
+            serde_json::json!([
+                {"target": "shop.public.orders", "status": "COMPLETE",
+                 "schemaMetadata": {"originalTypeMappings": [
+                     {"columnName": "id", "expectedExportedType": "int64"}]}},
+                {"target": "shop.public.skipped", "status": "SKIPPED"}
+            ]),
+        );
         let catalog = FakeCatalog::default();
         let cfg = config(&[("GLUE_DATABASE_PREFIX", "bk_dev_")]);
         for _ in 0..2 {
@@ -940,7 +965,10 @@ mod tests {
                 r.completion.unwrap().catalog,
                 Some(("bk_dev_shop_db".to_owned(), 1))
             );
-            assert!(sent.body.contains("Catalog:  1 tables in Glue database bk_dev_shop_db"));
+            assert!(
+                sent.body
+                    .contains("Catalog:  1 tables in Glue database bk_dev_shop_db")
+            );
         }
         let all = catalog.tables.lock().unwrap();
         assert_eq!(

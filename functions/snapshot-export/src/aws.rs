@@ -380,7 +380,15 @@ mod tests {
         event: serde_json::Value,
     ) -> Result<Response, bridgekeeper::Error> {
         let memory = bridgekeeper::idempotency::testing::Memory::default();
-        handle(event, &config(), rds, &Quiet, &memory, crate::fakes::no_exports()).await
+        handle(
+            event,
+            &config(),
+            rds,
+            &Quiet,
+            &memory,
+            crate::fakes::no_exports(),
+        )
+        .await
     }
 
     fn sample(text: &str) -> serde_json::Value {

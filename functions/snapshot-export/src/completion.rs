@@ -133,8 +133,14 @@ mod tests {
 
     #[test]
     fn the_date_of_an_export_is_its_folders() {
-        assert_eq!(export_date("rds-exports/shop-db/2026-11-21"), Some("2026-11-21"));
-        assert_eq!(export_date("rds-exports/shop-db/2026-11-21/"), Some("2026-11-21"));
+        assert_eq!(
+            export_date("rds-exports/shop-db/2026-11-21"),
+            Some("2026-11-21")
+        );
+        assert_eq!(
+            export_date("rds-exports/shop-db/2026-11-21/"),
+            Some("2026-11-21")
+        );
         assert_eq!(export_date("somewhere"), None);
     }
 }

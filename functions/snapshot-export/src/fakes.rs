@@ -10,9 +10,9 @@ use chrono::TimeZone;
 
 use crate::aws::{Rds, Started};
 use crate::catalog::CatalogTable;
+use crate::domain::{Export, ExportTask, Source, SourceInfo, TaskStatus};
 use crate::files::{ExportFiles, Folder};
 use crate::glue::Catalog;
-use crate::domain::{Export, ExportTask, Source, SourceInfo, TaskStatus};
 use crate::snapshots::Snapshot;
 
 /// An export of `rds:shop-db-…` completed, as RDS announces it.

@@ -20,8 +20,11 @@ pub trait ExportFiles: Send + Sync {
         bucket: &str,
         prefix: &str,
     ) -> impl Future<Output = Result<Folder, AwsError>> + Send;
-    fn read(&self, bucket: &str, key: &str)
-    -> impl Future<Output = Result<Vec<u8>, AwsError>> + Send;
+    fn read(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, AwsError>> + Send;
 }
 
 pub struct S3Files {
@@ -31,6 +34,15 @@ pub struct S3Files {
 impl S3Files {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
         S3Files { client }
+    }
+
+    /// For the SDK configuration the function loaded: path-style addressing when an endpoint is
+    /// given (a local stand-in has no per-bucket host names), virtual-hosted on AWS.
+    pub fn from_conf(sdk: &aws_config::SdkConfig) -> Self {
+        let conf = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build();
+        S3Files::new(aws_sdk_s3::Client::from_conf(conf))
     }
 }
 
@@ -54,8 +66,11 @@ impl ExportFiles for S3Files {
             .context("s3:ListBucket")?;
         let mut out = Folder::default();
         for page in pages {
-            out.files
-                .extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            out.files.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
             out.folders.extend(
                 page.common_prefixes()
                     .iter()

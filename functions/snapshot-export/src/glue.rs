@@ -63,10 +63,7 @@ fn invalid(e: aws_sdk_glue::error::BuildError) -> AwsError {
     }
 }
 
-fn storage(
-    location: &str,
-    columns: &[(String, String)],
-) -> Result<StorageDescriptor, AwsError> {
+fn storage(location: &str, columns: &[(String, String)]) -> Result<StorageDescriptor, AwsError> {
     let columns = columns
         .iter()
         .map(|(name, t)| Column::builder().name(name).r#type(t).build())
@@ -94,7 +91,12 @@ impl Catalog for GlueCatalog {
             .description(description)
             .build()
             .map_err(invalid)?;
-        let r = self.client.create_database().database_input(input).send().await;
+        let r = self
+            .client
+            .create_database()
+            .database_input(input)
+            .send()
+            .await;
         created("glue:CreateDatabase", r)
     }
 

@@ -14,11 +14,11 @@ use serde::Serialize;
 use tracing::warn;
 
 use crate::account::{self, Response};
+use crate::aws::{Rds, RdsApi};
 use crate::completion::Exports;
+use crate::config::{Config, Member};
 use crate::files::ExportFiles;
 use crate::glue::Catalog;
-use crate::aws::{Rds, RdsApi};
-use crate::config::{Config, Member};
 
 /// A member account's RDS, reached through the member role.
 pub trait RdsIn: Send + Sync {
@@ -290,7 +290,16 @@ mod tests {
             bridgekeeper::idempotency::testing::Memory::default(),
         );
         let event = serde_json::from_str(event).unwrap();
-        let out = handle(event, &config(), own, members, &notifier, &memory, no_exports()).await;
+        let out = handle(
+            event,
+            &config(),
+            own,
+            members,
+            &notifier,
+            &memory,
+            no_exports(),
+        )
+        .await;
         (out, notifier)
     }
 

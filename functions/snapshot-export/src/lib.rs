@@ -7,10 +7,10 @@ pub mod catalog;
 pub mod completion;
 pub mod config;
 pub mod domain;
-pub mod files;
-pub mod glue;
 #[cfg(test)]
 mod fakes;
+pub mod files;
+pub mod glue;
 pub mod handler;
 pub mod report;
 pub mod snapshots;

@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let rds = RdsApi::new(aws_sdk_rds::Client::new(&w.sdk));
     let members = handler::MemberRds(w.accounts.clone());
     let notifier = w.queued(config.topics.sns(aws_sdk_sns::Client::new(&w.sdk)));
-    let files = S3Files::new(aws_sdk_s3::Client::new(&w.sdk));
+    let files = S3Files::from_conf(&w.sdk);
     let catalog = GlueCatalog::new(aws_sdk_glue::Client::new(&w.sdk));
     let exports = Exports {
         files: &files,

@@ -6,8 +6,8 @@ use bridgekeeper::events::{ExportOutcome, RdsEventDetail, SnapshotKind};
 use bridgekeeper::notify::{Notification, Severity};
 use serde::Serialize;
 
-use crate::domain::{AlreadyExported, Export, ExportTask, Skip};
 use crate::completion::Completion;
+use crate::domain::{AlreadyExported, Export, ExportTask, Skip};
 use crate::snapshots::{source_of_snapshot, source_of_task};
 use crate::verify::{TableCheck, named};
 

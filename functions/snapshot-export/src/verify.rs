@@ -165,7 +165,10 @@ mod tests {
     fn several_info_files_add_up_and_an_unreadable_one_is_named() {
         let a = info(serde_json::json!([{"target": "a.t1", "status": "COMPLETE"}]));
         let b = info(serde_json::json!([{"target": "a.t2", "status": "COMPLETE"}]));
-        let bad = ("x/export_tables_info_bk-x_from_3_to_3.json".to_owned(), b"{".to_vec());
+        let bad = (
+            "x/export_tables_info_bk-x_from_3_to_3.json".to_owned(),
+            b"{".to_vec(),
+        );
         let c = check(&[a, b, bad], true);
         assert_eq!(c.exported, 2);
         assert_eq!(c.unreadable.len(), 1);
@@ -193,8 +196,12 @@ mod tests {
 
     #[test]
     fn only_table_info_files_are_read() {
-        assert!(is_tables_info("p/bk-x/export_tables_info_bk-x_from_1_to_96.json"));
+        assert!(is_tables_info(
+            "p/bk-x/export_tables_info_bk-x_from_1_to_96.json"
+        ));
         assert!(!is_tables_info("p/bk-x/export_info_bk-x.json"));
-        assert!(!is_tables_info("p/bk-x/shop/public.orders/1/part-0.parquet"));
+        assert!(!is_tables_info(
+            "p/bk-x/shop/public.orders/1/part-0.parquet"
+        ));
     }
 }

@@ -63,8 +63,24 @@ async fn snapshot_export_demo() -> Result<()> {
         .tags(tag)
         .send()
         .await?;
-    // Two slots for three sources: the night is worked through, not cut short.
-    let config = export_config(&env, &inbox, &[("MAX_CONCURRENT_EXPORTS", "2")])?;
+    // Two slots for three sources: the night is worked through, not cut short. Completed
+    // exports go into the Glue catalog, one database per source.
+    let config = export_config(
+        &env,
+        &inbox,
+        &[
+            ("MAX_CONCURRENT_EXPORTS", "2"),
+            ("GLUE_DATABASE_PREFIX", "bridgekeeper_demo_"),
+        ],
+    )?;
+    let exports = (
+        snapshot_export::files::S3Files::from_conf(&env.sdk),
+        snapshot_export::glue::GlueCatalog::new(aws_sdk_glue::Client::new(&env.sdk)),
+    );
+    let exports = snapshot_export::completion::Exports {
+        files: &exports.0,
+        catalog: &exports.1,
+    };
     let api = snapshot_export::aws::RdsApi::new(rds.clone());
     let notifier = config.topics.sns(aws_sdk_sns::Client::new(&env.sdk));
     let store = bridgekeeper_tests::idempotency_store(&env.sdk, "snapshot-export").await?;
@@ -78,6 +94,7 @@ async fn snapshot_export_demo() -> Result<()> {
         &api,
         &notifier,
         &store,
+        exports,
     )
     .await?
     else {
@@ -109,9 +126,35 @@ async fn snapshot_export_demo() -> Result<()> {
     let mut completed = event("snapshot-export/export-completed.json")?;
     completed["detail"]["SourceArn"] = task.source_arn().unwrap_or_default().into();
     completed["detail"]["SourceIdentifier"] = shop.snapshot.clone().into();
+    // What RDS wrote (moto runs no export): two tables exported, two it skipped, with its reasons.
+    let folder = format!(
+        "{}/{}/",
+        task.s3_prefix().unwrap_or_default().trim_end_matches('/'),
+        shop.task_id
+    );
+    bridgekeeper_tests::write_export(
+        &env.sdk,
+        "bridgekeeper-demo-exports",
+        &folder,
+        serde_json::json!([
+            {"target": "shop.public.orders", "status": "COMPLETE", "sizeGB": 1.2,
+             "schemaMetadata": {"originalTypeMappings": [
+                 {"columnName": "id", "expectedExportedType": "int64"},
+                 {"columnName": "total", "expectedExportedType": "decimal(10,2)"}]}},
+            {"target": "shop.public.customers", "status": "COMPLETE",
+             "schemaMetadata": {"originalTypeMappings": [
+                 {"columnName": "id", "expectedExportedType": "int64"},
+                 {"columnName": "email", "expectedExportedType": "binary (UTF8)"}]}},
+            {"target": "shop.public.Order Notes", "status": "SKIPPED",
+             "warningMessage": "The table has a column name with a character Parquet does not allow"},
+            {"target": "shop.public.attachments", "status": "SKIPPED",
+             "warningMessage": "A row is larger than the 2 GB RDS can export"}
+        ]),
+    )
+    .await?;
     if let Response::ExportEvent {
         next: Some(next), ..
-    } = handle(completed, &config, &api, &notifier, &store).await?
+    } = handle(completed, &config, &api, &notifier, &store, exports).await?
     {
         for e in &next.started {
             println!("  then started {} ({})", e.source, e.snapshot);
@@ -125,6 +168,7 @@ async fn snapshot_export_demo() -> Result<()> {
         &api,
         &notifier,
         &store,
+        exports,
     )
     .await?
     else {
@@ -580,6 +624,10 @@ async fn many_accounts_demo() -> Result<()> {
         )),
         &config.topics.sns(aws_sdk_sns::Client::new(&env.sdk)),
         &bridgekeeper_tests::idempotency_store(&env.sdk, "snapshot-export").await?,
+        snapshot_export::completion::Exports {
+            files: &snapshot_export::files::S3Files::from_conf(&env.sdk),
+            catalog: &snapshot_export::glue::GlueCatalog::new(aws_sdk_glue::Client::new(&env.sdk)),
+        },
     )
     .await?;
     if let snapshot_export::handler::Outcome::Accounts { accounts } = &outcome {
