@@ -25,8 +25,10 @@ SERVICES = {
     "dynamodb": ("dynamodb", "dynamodb"), "route53": ("route53", "route53"),
     "elasticloadbalancingv2": ("elbv2", "elasticloadbalancing"), "ecr": ("ecr", "ecr"),
     "eks": ("eks", "eks"), "autoscaling": ("autoscaling", "autoscaling"), "ec2": ("ec2", "ec2"),
-    "sts": ("sts", "sts"),
+    "sts": ("sts", "sts"), "s3": ("s3", "s3"), "glue": ("glue", "glue"),
 }
+# Operations whose IAM action has another name (Service Authorization Reference).
+ACTION_OF = {"s3:ListObjectsV2": "s3:ListBucket", "s3:ListObjects": "s3:ListBucket"}
 # Shared modules that call others on a function's behalf: a cluster target in a member account
 # is reached through that account's role; every main is built on `wiring`, which records refused
 # events (failures), claims them (idempotency) and assumes member roles (accounts).
@@ -63,7 +65,8 @@ def calls_in(path, ops_cache):
             ops_cache[service] = operations(service)
         for snake, op in ops_cache[service].items():
             if re.search(rf"\.{snake}\(\)", text):
-                found.add(f"{prefix}:{op}")
+                action = f"{prefix}:{op}"
+                found.add(ACTION_OF.get(action, action))
     if "AssumeRoleProvider" in text:
         found.add("sts:AssumeRole")
     return found - NOT_CALLS

@@ -258,7 +258,19 @@ async fn scheduled<R: Rds, N: Notifier, M: Remember, F: ExportFiles, C: Catalog>
         Some(l) => l,
         None => list_sources(config, rds).await?,
     };
-    let (sources, skipped) = domain::select_sources(&config.selection, &instances, &clusters);
+    let (mut sources, mut skipped) =
+        domain::select_sources(&config.selection, &instances, &clusters);
+    if domain::NO_EXPORT_REGIONS.contains(&config.region()) {
+        let why = format!(
+            "RDS does not offer snapshot export to S3 in {}",
+            config.region()
+        );
+        skipped.extend(sources.drain(..).map(|s| domain::Skip {
+            source: s.id,
+            reason: why.clone(),
+            needs_person: true,
+        }));
+    }
 
     let mut errors = Vec::new();
     let (facts, last, running) = gather(rds, sources, config.manual_snapshots, &mut errors).await?;
@@ -398,7 +410,7 @@ async fn export_event<R: Rds, N: Notifier, M: Remember, F: ExportFiles, C: Catal
     let mut report = ExportReport::new(kind, outcome, detail, task);
     if let (Some(t), bridgekeeper::events::ExportOutcome::Completed) = (task, outcome) {
         let c = crate::completion::complete(t, &report.source, config, p.exports).await;
-        report.completion = Some(c);
+        report.completion = Some(Box::new(c));
     }
     let id = notifier
         .notify(&report.notification(&config.environment, &detail.message))
@@ -1043,6 +1055,27 @@ mod tests {
             "{}",
             started[0].s3_uri
         );
+    }
+
+    #[tokio::test]
+    async fn in_a_region_without_export_to_s3_every_source_says_so_and_nothing_starts() {
+        let (rds, n) = (
+            FakeRds::with_instances(&["shop-db"]),
+            FakeNotifier::default(),
+        );
+        let cfg = config(&[(
+            "EXPORT_KMS_KEY_ARN",
+            "arn:aws:kms:mx-central-1:123456789012:key/0b1e5e7f-1111-2222-3333-444455556666",
+        )]);
+        let s = run(&rds, &n, &cfg).await;
+        assert!(s.started.is_empty());
+        assert_eq!(s.skipped[0].source, "shop-db");
+        assert!(
+            s.skipped[0].reason.contains("mx-central-1"),
+            "{:?}",
+            s.skipped
+        );
+        assert_eq!(rds.count("StartExportTask"), 0);
     }
 
     #[tokio::test]

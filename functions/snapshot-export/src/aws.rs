@@ -187,6 +187,7 @@ impl Rds for RdsApi {
                 engine: i.engine().unwrap_or_default().to_owned(),
                 tags: tags(i.tag_list()),
                 cluster: i.db_cluster_identifier().map(str::to_owned),
+                engine_mode: None,
             })
             .collect())
     }
@@ -210,6 +211,7 @@ impl Rds for RdsApi {
                 engine: c.engine().unwrap_or_default().to_owned(),
                 tags: tags(c.tag_list()),
                 cluster: None,
+                engine_mode: c.engine_mode().map(str::to_owned),
             })
             .collect())
     }

@@ -88,20 +88,22 @@ pub async fn complete<F: ExportFiles, C: Catalog>(
         has_data = check.has_data,
         "export checked"
     );
-    if let (Some(db_prefix), Some(date)) = (&config.glue_database_prefix, export_date(prefix)) {
-        if check.has_data {
-            let database = glue_name(&format!("{db_prefix}{source}"));
-            let root = prefix.rsplit_once('/').map_or(prefix, |(root, _)| root);
-            let tables = catalog::tables(
-                &check.tables,
-                &format!("s3://{bucket}/{root}/"),
-                &format!("s3://{bucket}/{folder}"),
-                date,
-            );
-            out.catalog_error = register(&database, source, &tables, exports.catalog).await;
-            if out.catalog_error.is_none() {
-                out.catalog = Some((database, tables.len()));
-            }
+    let catalogued = config
+        .glue_database_prefix
+        .as_ref()
+        .zip(export_date(prefix));
+    if let (Some((db_prefix, date)), true) = (catalogued, check.has_data) {
+        let database = glue_name(&format!("{db_prefix}{source}"));
+        let root = prefix.rsplit_once('/').map_or(prefix, |(root, _)| root);
+        let tables = catalog::tables(
+            &check.tables,
+            &format!("s3://{bucket}/{root}/"),
+            &format!("s3://{bucket}/{folder}"),
+            date,
+        );
+        out.catalog_error = register(&database, source, &tables, exports.catalog).await;
+        if out.catalog_error.is_none() {
+            out.catalog = Some((database, tables.len()));
         }
     }
     out.tables = Some(check);

@@ -157,6 +157,16 @@ impl Config {
         })
     }
 
+    /// The region the exports run in: the export key's (RDS exports only into a bucket of the
+    /// snapshot's region, encrypted with a key of it).
+    pub fn region(&self) -> &str {
+        self.kms_key_arn
+            .as_str()
+            .split(':')
+            .nth(3)
+            .unwrap_or_default()
+    }
+
     /// The configuration of one member account's run: its name in reports, its export role, and
     /// a prefix of its own in the shared bucket (two accounts may have databases of one name).
     pub fn for_member(&self, member: &Member) -> Config {
@@ -164,12 +174,7 @@ impl Config {
         let partition = role.split(':').nth(1).unwrap_or("aws");
         // The member stack names its export role for its region (IAM names are per account),
         // and RDS exports only into a bucket of the snapshot's region: the export key's.
-        let region = self
-            .kms_key_arn
-            .as_str()
-            .split(':')
-            .nth(3)
-            .unwrap_or_default();
+        let region = self.region();
         let role_arn = format!(
             "arn:{partition}:iam::{}:role/{}-{region}",
             member.account, self.member_export_role

@@ -34,6 +34,8 @@ pub struct SourceInfo {
     pub tags: BTreeMap<String, String>,
     /// For an instance: the cluster it belongs to (its snapshots are the cluster's).
     pub cluster: Option<String>,
+    /// For a cluster: `provisioned`, `serverless` (v1), ...
+    pub engine_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -69,14 +71,41 @@ impl Skip {
     }
 }
 
-/// Engines whose snapshots RDS can export to S3.
-fn exportable(info: &SourceInfo) -> bool {
+/// Why RDS cannot export this source's snapshots, if it cannot ("Exporting DB snapshot data to
+/// Amazon S3": RDS for MySQL, MariaDB and PostgreSQL; Aurora MySQL and PostgreSQL, provisioned).
+fn not_exportable(info: &SourceInfo) -> Option<String> {
     let e = info.engine.as_str();
-    match info.kind {
-        SnapshotKind::Instance => matches!(e, "mysql" | "mariadb" | "postgres"),
-        SnapshotKind::Cluster => e.starts_with("aurora") || matches!(e, "mysql" | "postgres"),
-    }
+    let why = match info.kind {
+        SnapshotKind::Instance if matches!(e, "mysql" | "mariadb" | "postgres") => return None,
+        SnapshotKind::Cluster if e.starts_with("aurora") => {
+            if info.engine_mode.as_deref() == Some("serverless") {
+                "an Aurora Serverless v1 cluster: RDS exports provisioned Aurora only".to_owned()
+            } else {
+                return None;
+            }
+        }
+        SnapshotKind::Cluster => {
+            format!("a Multi-AZ DB cluster ({e}): RDS does not export its snapshots to S3")
+        }
+        _ if e.starts_with("custom-") => {
+            format!("an RDS Custom instance ({e}): RDS does not export its snapshots to S3")
+        }
+        _ => format!("engine {e} is not supported by RDS snapshot export"),
+    };
+    Some(why)
 }
+
+/// Regions where RDS does not offer export to S3 (the supported Regions tables of the RDS and
+/// Aurora guides).
+pub const NO_EXPORT_REGIONS: &[&str] = &[
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-east-2",
+    "ap-southeast-7",
+    "mx-central-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+];
 
 /// The sources to export, and what was left out and why. Instances that belong to a cluster are
 /// covered by the cluster's snapshot; a listed identifier that does not exist is reported.
@@ -91,11 +120,8 @@ pub fn select_sources(
             Err(skip(format!(
                 "instance of cluster {cluster}: exported with the cluster's snapshot"
             )))
-        } else if !exportable(info) {
-            Err(skip(format!(
-                "engine {} is not supported by RDS snapshot export",
-                info.engine
-            )))
+        } else if let Some(why) = not_exportable(info) {
+            Err(skip(why))
         } else {
             Ok(Source {
                 id: info.id.clone(),
@@ -574,7 +600,44 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             cluster: None,
+            engine_mode: None,
         }
+    }
+
+    #[test]
+    fn sources_rds_cannot_export_say_why_by_name() {
+        let tag = [("bridgekeeper:export", "true")];
+        let mut serverless = info("old-aurora", SnapshotKind::Cluster, "aurora-mysql", &tag);
+        serverless.engine_mode = Some("serverless".into());
+        let instances = [
+            info("ledger", SnapshotKind::Instance, "db2-se", &tag),
+            info("erp", SnapshotKind::Instance, "custom-oracle-ee", &tag),
+            info("crm", SnapshotKind::Instance, "sqlserver-se", &tag),
+            info("shop", SnapshotKind::Instance, "postgres", &tag),
+        ];
+        let clusters = [
+            info("maz", SnapshotKind::Cluster, "postgres", &tag),
+            serverless,
+            info("orders", SnapshotKind::Cluster, "aurora-postgresql", &tag),
+        ];
+        let selection = Selection::Tag {
+            key: "bridgekeeper:export".into(),
+            value: "true".into(),
+        };
+        let (chosen, skipped) = select_sources(&selection, &instances, &clusters);
+        let ids: Vec<_> = chosen.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["shop", "orders"]);
+        let why = |id: &str| {
+            skipped
+                .iter()
+                .find(|s| s.source == id)
+                .map(|s| s.reason.clone())
+                .unwrap_or_default()
+        };
+        assert!(why("ledger").contains("engine db2-se"));
+        assert!(why("erp").contains("RDS Custom"));
+        assert!(why("maz").contains("Multi-AZ DB cluster"));
+        assert!(why("old-aurora").contains("Serverless v1"));
     }
 
     fn snap(id: &str, created: Option<DateTime<Utc>>, kind: &str, status: &str) -> Snapshot {

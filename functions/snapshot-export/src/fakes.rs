@@ -53,6 +53,7 @@ impl FakeRds {
                 engine: "postgres".into(),
                 tags: BTreeMap::from([("bridgekeeper:export".into(), "true".into())]),
                 cluster: None,
+                engine_mode: None,
             });
             let snap_id = format!("rds:{id}-2026-11-2{n}-02-10");
             rds.snapshots.insert(

@@ -158,7 +158,7 @@ pub struct ExportReport {
     pub warning: Option<String>,
     /// A completed export, checked table by table and catalogued.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub completion: Option<Completion>,
+    pub completion: Option<Box<Completion>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notification: Option<String>,
 }
