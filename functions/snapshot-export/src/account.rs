@@ -1079,6 +1079,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn each_source_exports_only_what_export_only_names_for_it() {
+        let (rds, n) = (
+            FakeRds::with_instances(&["shop-db", "billing"]),
+            FakeNotifier::default(),
+        );
+        let cfg = config(&[("EXPORT_ONLY", "shop-db:shop.public.orders,billing")]);
+        let s = run(&rds, &n, &cfg).await;
+        let only = |source: &str| {
+            s.started
+                .iter()
+                .find(|e| e.source == source)
+                .map(|e| e.export_only.clone())
+                .unwrap()
+        };
+        assert_eq!(only("shop-db"), ["shop.public.orders"]);
+        assert_eq!(only("billing"), ["billing"]);
+    }
+
+    #[tokio::test]
     async fn a_manual_snapshot_is_exported_only_when_manual_snapshots_are_allowed() {
         let (rds, n) = (
             FakeRds::with_instances(&["shop-db"]),

@@ -26,7 +26,8 @@ pub struct Config {
     pub prefix: String,
     pub role_arn: Arn,
     pub kms_key_arn: Arn,
-    pub export_only: Vec<String>,
+    /// `EXPORT_ONLY`: what each source exports.
+    pub export_only: crate::export_only::ExportOnly,
     pub selection: Selection,
     pub max_concurrent: usize,
     pub max_attempts: u32,
@@ -141,7 +142,8 @@ impl Config {
             prefix,
             role_arn: env.arn("EXPORT_ROLE_ARN")?,
             kms_key_arn: env.arn("EXPORT_KMS_KEY_ARN")?,
-            export_only: env.list("EXPORT_ONLY"),
+            export_only: crate::export_only::ExportOnly::parse(&env.list("EXPORT_ONLY"))
+                .map_err(|e| ConfigError::new("EXPORT_ONLY", e))?,
             selection,
             max_concurrent,
             max_attempts,
@@ -326,6 +328,8 @@ mod tests {
             ("MAX_EXPORT_AGE_HOURS", "36h"),
             // The review: chrono::Duration::hours panicked at init on this.
             ("MAX_EXPORT_AGE_HOURS", "9223372036854775807"),
+            ("EXPORT_ONLY", "shop.public.order-lines"),
+            ("MANUAL_SNAPSHOTS", "sometimes"),
         ] {
             let err = Config::from_env(&env_with(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var, "{err}");

@@ -354,7 +354,7 @@ pub struct Destination {
     pub prefix: String,
     pub role_arn: String,
     pub kms_key_arn: String,
-    pub export_only: Vec<String>,
+    pub export_only: crate::export_only::ExportOnly,
 }
 
 /// One source's facts: its newest automated snapshot (if any) and that snapshot's export tasks.
@@ -502,7 +502,7 @@ pub fn decide(
             prefix,
             role_arn: dest.role_arn.clone(),
             kms_key_arn: dest.kms_key_arn.clone(),
-            export_only: dest.export_only.clone(),
+            export_only: dest.export_only.for_source(&f.source.id),
         });
     }
     // `None` sorts before any time: never exported goes first.
@@ -671,7 +671,7 @@ mod tests {
             prefix: "rds-exports".into(),
             role_arn: "arn:aws:iam::123456789012:role/export".into(),
             kms_key_arn: "arn:aws:kms:eu-west-1:123456789012:key/k".into(),
-            export_only: vec![],
+            export_only: Default::default(),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod completion;
 pub mod config;
 pub mod domain;
+pub mod export_only;
 #[cfg(test)]
 mod fakes;
 pub mod files;

@@ -233,7 +233,7 @@ fn snapshot_export() -> String {
         prefix: "rds-exports".into(),
         role_arn: "arn:aws:iam::123456789012:role/export".into(),
         kms_key_arn: "arn:aws:kms:eu-west-1:123456789012:key/k".into(),
-        export_only: vec![],
+        export_only: Default::default(),
     };
     let (t, peak, plan) = measure(5, || {
         let (sources, _) = select_sources(&selection, &instances, &clusters);
