@@ -72,7 +72,8 @@ impl Skip {
 }
 
 /// Why RDS cannot export this source's snapshots, if it cannot ("Exporting DB snapshot data to
-/// Amazon S3": RDS for MySQL, MariaDB and PostgreSQL; Aurora MySQL and PostgreSQL, provisioned).
+/// Amazon S3": RDS for MySQL, MariaDB and PostgreSQL, Multi-AZ DB clusters of them; Aurora MySQL
+/// and PostgreSQL, provisioned; never Db2 or RDS Custom, StartExportTask).
 fn not_exportable(info: &SourceInfo) -> Option<String> {
     let e = info.engine.as_str();
     let why = match info.kind {
@@ -84,9 +85,10 @@ fn not_exportable(info: &SourceInfo) -> Option<String> {
                 return None;
             }
         }
-        SnapshotKind::Cluster => {
-            format!("a Multi-AZ DB cluster ({e}): RDS does not export its snapshots to S3")
-        }
+        // A Multi-AZ DB cluster's snapshots export like an instance's; only the live export of
+        // its data is refused ("You can't export cluster data from Multi-AZ DB clusters",
+        // StartExportTask).
+        SnapshotKind::Cluster if matches!(e, "mysql" | "postgres") => return None,
         _ if e.starts_with("custom-") => {
             format!("an RDS Custom instance ({e}): RDS does not export its snapshots to S3")
         }
@@ -617,6 +619,7 @@ mod tests {
         ];
         let clusters = [
             info("maz", SnapshotKind::Cluster, "postgres", &tag),
+            info("odd", SnapshotKind::Cluster, "neptune", &tag),
             serverless,
             info("orders", SnapshotKind::Cluster, "aurora-postgresql", &tag),
         ];
@@ -626,7 +629,8 @@ mod tests {
         };
         let (chosen, skipped) = select_sources(&selection, &instances, &clusters);
         let ids: Vec<_> = chosen.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(ids, ["shop", "orders"]);
+        // A Multi-AZ DB cluster's snapshots export; only its live data does not.
+        assert_eq!(ids, ["shop", "maz", "orders"]);
         let why = |id: &str| {
             skipped
                 .iter()
@@ -636,7 +640,7 @@ mod tests {
         };
         assert!(why("ledger").contains("engine db2-se"));
         assert!(why("erp").contains("RDS Custom"));
-        assert!(why("maz").contains("Multi-AZ DB cluster"));
+        assert!(why("odd").contains("engine neptune"));
         assert!(why("old-aurora").contains("Serverless v1"));
     }
 
