@@ -9,6 +9,8 @@ use bridgekeeper::idempotency::Remember;
 use bridgekeeper::metrics::{Metrics, Unit};
 use bridgekeeper::notify::Notifier;
 use bridgekeeper::{Class, Error};
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -118,6 +120,34 @@ async fn route<R: Rds, N: Notifier, M: Remember, F: ExportFiles, C: Catalog>(
         _ => Err(envelope.not_handled(
             "a Scheduled Event or an RDS snapshot export event (RDS-EVENT-0159..0164)",
         )),
+    }
+}
+
+const UNSUPPORTED_KEY: &str = "unsupported#reported";
+
+/// A source RDS cannot export is a person's news once, when first seen (the store keeps which
+/// were said); after that it stays in the JSON answer and in summaries sent for other news.
+async fn announce_unsupported<M: Remember>(skipped: &mut [domain::Skip], memory: &M) {
+    let said: BTreeSet<String> = match memory.recall(UNSUPPORTED_KEY).await {
+        Ok(v) => v.unwrap_or_default().lines().map(str::to_owned).collect(),
+        Err(e) => {
+            bridgekeeper::idempotency::skipped(UNSUPPORTED_KEY, &e);
+            BTreeSet::new()
+        }
+    };
+    let now: BTreeSet<String> = skipped
+        .iter()
+        .filter(|s| s.unsupported)
+        .map(|s| s.source.clone())
+        .collect();
+    for s in skipped.iter_mut().filter(|s| s.unsupported) {
+        s.needs_person |= !said.contains(&s.source);
+    }
+    if now != said {
+        let value = now.into_iter().collect::<Vec<_>>().join("\n");
+        if let Err(e) = memory.remember(UNSUPPORTED_KEY, &value).await {
+            warn!(error = %e, "sources RDS cannot export not remembered; the next run says them again");
+        }
     }
 }
 
@@ -268,9 +298,11 @@ async fn scheduled<R: Rds, N: Notifier, M: Remember, F: ExportFiles, C: Catalog>
         skipped.extend(sources.drain(..).map(|s| domain::Skip {
             source: s.id,
             reason: why.clone(),
-            needs_person: true,
+            needs_person: false,
+            unsupported: true,
         }));
     }
+    announce_unsupported(&mut skipped, p.memory).await;
 
     let mut errors = Vec::new();
     let (facts, last, running) = gather(rds, sources, config.manual_snapshots, &mut errors).await?;
@@ -1095,6 +1127,29 @@ mod tests {
         };
         assert_eq!(only("shop-db"), ["shop.public.orders"]);
         assert_eq!(only("billing"), ["billing"]);
+    }
+
+    /// A tagged database RDS cannot export is a person's news the first night, then not again.
+    #[tokio::test]
+    async fn a_source_rds_cannot_export_is_said_once() {
+        let mut rds = FakeRds::with_instances(&["shop-db"]);
+        rds.instances[0].engine = "sqlserver-se".into();
+        let (n, memory) = (
+            FakeNotifier::default(),
+            bridgekeeper::idempotency::testing::Memory::default(),
+        );
+        let cfg = config(&[]);
+        for _ in 0..3 {
+            super::handle(json(SCHEDULE), &cfg, &rds, &n, &memory, no_exports())
+                .await
+                .unwrap();
+        }
+        let sent = n.sent();
+        let mentions = sent
+            .iter()
+            .filter(|m| m.body.contains("engine sqlserver-se"))
+            .count();
+        assert_eq!(mentions, 1, "{sent:?}");
     }
 
     #[tokio::test]

@@ -52,6 +52,9 @@ pub struct Skip {
     /// the wrong resource): reported even when `SUMMARY_NOTIFICATIONS=changes`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub needs_person: bool,
+    /// RDS cannot export this source (its engine, its Region): said once, when first seen.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unsupported: bool,
 }
 
 impl Skip {
@@ -60,6 +63,7 @@ impl Skip {
             source: source.to_owned(),
             reason,
             needs_person: false,
+            unsupported: false,
         }
     }
 
@@ -123,7 +127,10 @@ pub fn select_sources(
                 "instance of cluster {cluster}: exported with the cluster's snapshot"
             )))
         } else if let Some(why) = not_exportable(info) {
-            Err(skip(why))
+            Err(Skip {
+                unsupported: true,
+                ..skip(why)
+            })
         } else {
             Ok(Source {
                 id: info.id.clone(),

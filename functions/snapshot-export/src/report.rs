@@ -476,6 +476,7 @@ mod tests {
                 source: "new-db".into(),
                 reason: "no available automated snapshot".into(),
                 needs_person: true,
+                unsupported: false,
             }],
             running_before: 5,
             ..RunSummary::default()
