@@ -133,6 +133,22 @@ def parameter_findings(template):
     return out
 
 
+def console_findings(template):
+    """The console's form (AWS::CloudFormation::Interface): every parameter in exactly one group,
+    with a label, and nothing named there that is not a parameter."""
+    params = set(template.get("Parameters", {}))
+    ui = template.get("Metadata", {}).get("AWS::CloudFormation::Interface")
+    if not ui:
+        return ["no AWS::CloudFormation::Interface: the console lists every parameter flat"]
+    grouped = [p for g in ui.get("ParameterGroups", []) for p in g.get("Parameters", [])]
+    labels = ui.get("ParameterLabels", {})
+    out = [f"{p} is in no ParameterGroup" for p in sorted(params - set(grouped))]
+    out += [f"{p} is in more than one ParameterGroup" for p in sorted({p for p in grouped if grouped.count(p) > 1})]
+    out += [f"{p} has no ParameterLabel" for p in sorted(params - set(labels))]
+    out += [f"the Interface names {p}, which is not a parameter" for p in sorted((set(grouped) | set(labels)) - params)]
+    return out
+
+
 def refusing_rules(template):
     r = Resolver(template)
     refused = []
@@ -228,6 +244,8 @@ def main():
             from_samconfig, found = samconfig_sets()
             sets.update(from_samconfig)
             failures += found
+        if own is PARAMS:
+            failures += [f"{rel}: {f}" for f in console_findings(source)]
         for name, rid, comment in skips_of(source):
             if rid not in known:
                 failures.append(f"{rel}: {name} skips {rid}, which checkov does not have")
