@@ -127,6 +127,7 @@ def member_params_from_hub(hub):
     out["ExportDbInstances"] = p["SnapshotExportDbInstances"]
     out["ExportDbClusters"] = p["SnapshotExportDbClusters"]
     out["ExportManualSnapshots"] = p["SnapshotExportManualSnapshots"]
+    out["ExportLiveClusters"] = p["SnapshotExportLiveClusters"]
     out["DnsSyncPolicy"] = p["DnsSyncPolicy"]
     out["DnsSyncDomainFilter"] = p["DnsSyncDomainFilter"]
     return out

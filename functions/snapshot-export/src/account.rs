@@ -244,7 +244,7 @@ async fn start<R: Rds>(
 async fn gather<R: Rds>(
     rds: &R,
     sources: Vec<domain::Source>,
-    manual: bool,
+    (manual, live): (bool, &[String]),
     errors: &mut Vec<SourceError>,
 ) -> Result<(Vec<SourceFacts>, domain::LastExports, usize), Error> {
     let mut facts = Vec::with_capacity(sources.len());
@@ -257,6 +257,23 @@ async fn gather<R: Rds>(
     let running = all_tasks.iter().filter(|t| t.status.is_running()).count();
     let mut by_snapshot = domain::tasks_by_source(all_tasks);
     for source in sources {
+        if live.contains(&source.id) && source.kind == bridgekeeper::events::SnapshotKind::Cluster {
+            let snapshot = crate::snapshots::live(&source.id, &source.arn, chrono::Utc::now());
+            // Every night's export of the cluster has its ARN as source: only tonight's count.
+            let tonight = domain::export_task_id(&snapshot.id, &snapshot.arn, 1);
+            let tasks = by_snapshot
+                .remove(&snapshot.arn)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| t.id == tonight || t.id.starts_with(&format!("{tonight}-a")))
+                .collect();
+            facts.push(SourceFacts {
+                source,
+                snapshot: Some(snapshot),
+                tasks,
+            });
+            continue;
+        }
         let snapshot = match rds.snapshots(&source, manual).await {
             Ok(snaps) => crate::snapshots::newest_exportable(&snaps, manual).cloned(),
             Err(e) => {
@@ -305,7 +322,8 @@ async fn scheduled<R: Rds, N: Notifier, M: Remember, F: ExportFiles, C: Catalog>
     announce_unsupported(&mut skipped, p.memory).await;
 
     let mut errors = Vec::new();
-    let (facts, last, running) = gather(rds, sources, config.manual_snapshots, &mut errors).await?;
+    let kinds = (config.manual_snapshots, config.live_clusters.as_slice());
+    let (facts, last, running) = gather(rds, sources, kinds, &mut errors).await?;
 
     let dest = Destination {
         bucket: config.bucket.clone(),
@@ -571,6 +589,7 @@ mod tests {
     use crate::snapshots::Snapshot;
 
     const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
+    use crate::domain::SourceInfo;
     use crate::fakes::{COMPLETED, FakeCatalog, FakeFiles, FakeRds, no_exports};
     const SNAPSHOT_CREATED: &str =
         include_str!("../../../events/snapshot-export/snapshot-created.json");
@@ -1150,6 +1169,56 @@ mod tests {
             .filter(|m| m.body.contains("engine sqlserver-se"))
             .count();
         assert_eq!(mentions, 1, "{sent:?}");
+    }
+
+    /// Aurora's export of live cluster data, opted in per cluster: the cluster's ARN is
+    /// exported (no snapshot listed), once a night however often the run comes; a completed
+    /// export of an earlier night does not count for tonight.
+    #[tokio::test]
+    async fn a_live_export_cluster_exports_its_data_once_a_night_without_a_snapshot() {
+        let mut rds = FakeRds::default();
+        let arn = "arn:aws:rds:eu-west-1:123456789012:cluster:orders-aurora";
+        rds.clusters.push(SourceInfo {
+            id: "orders-aurora".into(),
+            kind: bridgekeeper::events::SnapshotKind::Cluster,
+            engine: "aurora-postgresql".into(),
+            tags: [("bridgekeeper:export".to_owned(), "true".to_owned())].into(),
+            cluster: None,
+            engine_mode: Some("provisioned".into()),
+            arn: arn.into(),
+        });
+        // Last night's export of the same cluster, complete.
+        rds.tasks.lock().unwrap().push(ExportTask {
+            id: "bk-live-orders-aurora-2020-01-01-00000000".into(),
+            source_arn: arn.into(),
+            status: TaskStatus::Complete,
+            ..completed_task()
+        });
+        let (n, cfg) = (
+            FakeNotifier::default(),
+            config(&[("LIVE_EXPORT_CLUSTERS", "orders-aurora")]),
+        );
+        for _ in 0..2 {
+            run(&rds, &n, &cfg).await;
+        }
+        let tasks = rds.tasks.lock().unwrap();
+        let tonight: Vec<_> = tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Starting)
+            .collect();
+        assert_eq!(tonight.len(), 1, "{tasks:?}");
+        assert_eq!(tonight[0].source_arn, arn);
+        assert!(
+            tonight[0].id.starts_with("bk-live-orders-aurora-"),
+            "{}",
+            tonight[0].id
+        );
+        assert!(domain::is_valid_task_id(&tonight[0].id));
+        assert_eq!(
+            rds.count("DescribeDBSnapshots"),
+            0,
+            "no snapshot is listed for it"
+        );
     }
 
     #[tokio::test]

@@ -188,6 +188,7 @@ impl Rds for RdsApi {
                 tags: tags(i.tag_list()),
                 cluster: i.db_cluster_identifier().map(str::to_owned),
                 engine_mode: None,
+                arn: i.db_instance_arn().unwrap_or_default().to_owned(),
             })
             .collect())
     }
@@ -212,6 +213,7 @@ impl Rds for RdsApi {
                 tags: tags(c.tag_list()),
                 cluster: None,
                 engine_mode: c.engine_mode().map(str::to_owned),
+                arn: c.db_cluster_arn().unwrap_or_default().to_owned(),
             })
             .collect())
     }

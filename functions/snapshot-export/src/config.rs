@@ -36,6 +36,9 @@ pub struct Config {
     /// `MANUAL_SNAPSHOTS`: a manual snapshot newer than the automated and AWS Backup ones is
     /// the one exported (off: manual snapshots are often ad hoc copies).
     pub manual_snapshots: bool,
+    /// `LIVE_EXPORT_CLUSTERS`: Aurora clusters whose live data is exported each night instead
+    /// of their newest snapshot (RDS clones the cluster; no snapshot needed).
+    pub live_clusters: Vec<String>,
     /// `GLUE_DATABASE_PREFIX`: each completed export's tables go into the Glue Data Catalog,
     /// one database per source named `<prefix><source>`; unset: no catalog.
     pub glue_database_prefix: Option<String>,
@@ -149,6 +152,7 @@ impl Config {
             max_attempts,
             max_export_age: chrono::Duration::hours(max_export_age),
             manual_snapshots: env.flag("MANUAL_SNAPSHOTS", false)?,
+            live_clusters: env.list("LIVE_EXPORT_CLUSTERS"),
             glue_database_prefix: env.optional("GLUE_DATABASE_PREFIX"),
             dry_run: env.flag("DRY_RUN", false)?,
             summary,

@@ -36,12 +36,16 @@ pub struct SourceInfo {
     pub cluster: Option<String>,
     /// For a cluster: `provisioned`, `serverless` (v1), ...
     pub engine_mode: Option<String>,
+    /// Its ARN (an Aurora cluster's live data is exported from it).
+    pub arn: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Source {
     pub id: String,
     pub kind: SnapshotKind,
+    #[serde(skip)]
+    pub arn: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -135,6 +139,7 @@ pub fn select_sources(
             Ok(Source {
                 id: info.id.clone(),
                 kind: info.kind,
+                arn: info.arn.clone(),
             })
         }
     };
@@ -610,6 +615,7 @@ mod tests {
                 .collect(),
             cluster: None,
             engine_mode: None,
+            arn: format!("arn:aws:rds:eu-west-1:123456789012:db:{id}"),
         }
     }
 
@@ -691,6 +697,7 @@ mod tests {
             source: Source {
                 id: id.into(),
                 kind: SnapshotKind::Instance,
+                arn: String::new(),
             },
             snapshot: Some(snap(
                 &format!("rds:{id}-2026-11-{day:02}-02-10"),
@@ -765,7 +772,8 @@ mod tests {
             chosen,
             [Source {
                 id: "shop-db".into(),
-                kind: SnapshotKind::Instance
+                kind: SnapshotKind::Instance,
+                arn: "arn:aws:rds:eu-west-1:123456789012:db:shop-db".into(),
             }]
         );
         let reasons: Vec<_> = skipped

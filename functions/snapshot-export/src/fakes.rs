@@ -54,6 +54,7 @@ impl FakeRds {
                 tags: BTreeMap::from([("bridgekeeper:export".into(), "true".into())]),
                 cluster: None,
                 engine_mode: None,
+                arn: format!("arn:aws:rds:eu-west-1:123456789012:db:{id}"),
             });
             let snap_id = format!("rds:{id}-2026-11-2{n}-02-10");
             rds.snapshots.insert(

@@ -49,6 +49,20 @@ pub fn newest_exportable(snapshots: &[Snapshot], manual: bool) -> Option<&Snapsh
         .max_by_key(|s| s.created)
 }
 
+/// An Aurora cluster's live data, as tonight's "snapshot" of it: `StartExportTask` takes the
+/// cluster's ARN ("Exporting DB cluster data to Amazon S3"). One a day (UTC), so its task id —
+/// from the name, with the day in it — starts one export a day however often the run comes.
+pub fn live(cluster: &str, cluster_arn: &str, now: DateTime<Utc>) -> Snapshot {
+    let day = now.date_naive();
+    Snapshot {
+        id: format!("live:{cluster}-{day}"),
+        arn: cluster_arn.to_owned(),
+        created: day.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+        snapshot_type: "live".into(),
+        status: "available".into(),
+    }
+}
+
 /// `arn:...:snapshot:rds:shop-db-2026-11-21-02-10` → `rds:shop-db-2026-11-21-02-10`.
 pub fn snapshot_id_of_arn(arn: &str) -> &str {
     arn.split_once(":cluster-snapshot:")

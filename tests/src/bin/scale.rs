@@ -219,6 +219,7 @@ fn snapshot_export() -> String {
             tags: BTreeMap::from([("bridgekeeper:export".to_owned(), "true".to_owned())]),
             cluster: None,
             engine_mode: None,
+            arn: String::new(),
         })
         .collect();
     let (clusters, instances): (Vec<_>, Vec<_>) = instances
