@@ -48,6 +48,30 @@ async fn create(ns: &str, name: &str, image: &str, annotations: serde_json::Valu
     Ok(())
 }
 
+/// A Deployment a GitOps controller applied: its labels and annotations say which.
+async fn create_owned(
+    ns: &str,
+    name: &str,
+    image: &str,
+    labels: serde_json::Value,
+    annotations: serde_json::Value,
+) -> Result<()> {
+    let client = bridgekeeper::cluster::ClusterAccess::url(&kmock().url, None)
+        .client()
+        .await?;
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "labels": labels, "annotations": annotations},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "app", "image": image}]}}}
+    }))?;
+    Api::<Deployment>::namespaced(client, ns)
+        .create(&PostParams::default(), &d)
+        .await?;
+    Ok(())
+}
+
 async fn image(ns: &str, name: &str) -> Result<String> {
     let client = bridgekeeper::cluster::ClusterAccess::url(&kmock().url, None)
         .client()
@@ -648,5 +672,67 @@ async fn a_statefulset_a_daemonset_and_a_cronjob_are_rolled() -> Result<()> {
         job_pod.containers[0].image.as_deref(),
         Some(pinned.as_str())
     );
+    Ok(())
+}
+
+/// Argo CD's and Flux's workloads are not patched (their controllers would put the image
+/// back): each is named once in the push's report with who owns it; a rule with
+/// `"gitops": "patch"` rolls them.
+#[tokio::test]
+async fn workloads_argo_cd_and_flux_own_are_left_alone_and_named_once() -> Result<()> {
+    let w = World::new().await?;
+    let image_ref = format!("{REGISTRY}/{}:latest", w.repo);
+    let opted = json!({"bridgekeeper.io/rollout": "true"});
+    create_owned(
+        &w.shop,
+        "argo-api",
+        &image_ref,
+        json!({"argocd.argoproj.io/instance": "shop-prod"}),
+        opted.clone(),
+    )
+    .await?;
+    create_owned(
+        &w.shop,
+        "flux-api",
+        &image_ref,
+        json!({"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}),
+        opted,
+    )
+    .await?;
+    let dev = format!("dev={0},prod={0}", kmock().url);
+    let config = w.config(&dev, &[]);
+    let (pushed, digest) = w.push("latest", 7).await?;
+    for _ in 0..2 {
+        w.run(&config, pushed.clone()).await?;
+    }
+    assert_eq!(image(&w.shop, "argo-api").await?, image_ref);
+    assert_eq!(image(&w.shop, "flux-api").await?, image_ref);
+    let messages = w.inbox.receive().await?;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let body = &messages[0].body;
+    for (name, owner) in [
+        ("argo-api", "Argo CD application shop-prod"),
+        ("flux-api", "Flux Kustomization apps"),
+    ] {
+        assert_eq!(
+            body.matches(name).count(),
+            1,
+            "{name} named once in\n{body}"
+        );
+        assert!(body.contains(owner), "{owner} not in\n{body}");
+    }
+
+    // The team told its controllers to ignore the image: the rule patches them.
+    let rules = format!(
+        r#"[{{"repository": "{}", "tag": "latest", "clusters": ["dev"], "gitops": "patch"}}]"#,
+        w.repo
+    );
+    let patching = w.config(&dev, &[("ROLLOUT_RULES", rules.as_str())]);
+    let mut again = pushed.clone();
+    again["id"] = format!("{}-again", pushed["id"].as_str().unwrap_or("push")).into();
+    w.run(&patching, again).await?;
+    let pinned = format!("{REGISTRY}/{}@{digest}", w.repo);
+    assert_eq!(image(&w.shop, "argo-api").await?, pinned);
+    assert_eq!(image(&w.shop, "flux-api").await?, pinned);
     Ok(())
 }

@@ -189,6 +189,9 @@ pub struct RuleSpec {
     pub namespaces: Option<Vec<String>>,
     #[serde(default)]
     pub strategy: Strategy,
+    /// Workloads Argo CD, Flux or Helm own: `leave` (default) or `patch`.
+    #[serde(default)]
+    pub gitops: crate::gitops::GitOps,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +201,7 @@ pub struct Rule {
     pub clusters: Vec<String>,
     pub namespaces: Option<Vec<String>>,
     pub strategy: Strategy,
+    pub gitops: crate::gitops::GitOps,
 }
 
 impl Rule {
@@ -231,6 +235,7 @@ impl Rule {
             clusters: spec.clusters,
             namespaces: spec.namespaces.filter(|n| !n.is_empty()),
             strategy: spec.strategy,
+            gitops: spec.gitops,
         })
     }
 
@@ -246,6 +251,7 @@ pub struct Target {
     /// `None`: all namespaces.
     pub namespaces: Option<Vec<String>>,
     pub strategy: Strategy,
+    pub gitops: crate::gitops::GitOps,
 }
 
 /// Kubernetes keeps the `kube-` prefix for its own namespaces ("Namespaces": "avoid creating
@@ -304,6 +310,7 @@ pub fn all_targets(rules: &[Rule]) -> Vec<Target> {
                     cluster: cluster.clone(),
                     namespaces: rule.namespaces.clone(),
                     strategy: rule.strategy,
+                    gitops: rule.gitops,
                 }),
             }
         }
@@ -719,7 +726,8 @@ mod tests {
             Target {
                 cluster: "dev".into(),
                 namespaces: Some(vec!["shop".into(), "api".into()]),
-                strategy: Strategy::PinDigest
+                strategy: Strategy::PinDigest,
+                gitops: crate::gitops::GitOps::Leave,
             }
         );
         assert_eq!(t[1].strategy, Strategy::Restart);

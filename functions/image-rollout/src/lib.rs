@@ -5,6 +5,7 @@ pub mod config;
 pub mod domain;
 #[cfg(test)]
 mod fakes;
+pub mod gitops;
 pub mod handler;
 pub mod health;
 pub mod kube;

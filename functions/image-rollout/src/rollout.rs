@@ -67,7 +67,9 @@ pub async fn roll_listed<K: Kube, R: Registry>(
     for d in deployments {
         let (namespace, _) = d.key();
         let decision = match domain::decide(&d, push, config.mode, target.strategy, now) {
-            Decision::Roll(r) => match domain::system_namespace(&namespace, target) {
+            Decision::Roll(r) => match domain::system_namespace(&namespace, target)
+                .or_else(|| crate::gitops::held(&d, target.gitops))
+            {
                 Some(why) => Decision::Skip(why),
                 None => Decision::Roll(r),
             },

@@ -127,12 +127,18 @@ pub struct Workload {
     pub status: Status,
 }
 
-/// What a listing keeps of an annotation map: Bridgekeeper's own keys and the restart stamp;
-/// `None` stays `None` (a JSON patch adds to an existing map and creates a missing one).
+/// What a listing keeps of an annotation map: Bridgekeeper's own keys, the restart stamp, and
+/// what says a GitOps controller owns it (`gitops`); `None` stays `None` (a JSON patch adds to an
+/// existing map and creates a missing one).
 fn ours(annotations: Option<BTreeMap<String, String>>) -> Option<BTreeMap<String, String>> {
     annotations.map(|a| {
         a.into_iter()
-            .filter(|(k, _)| k.starts_with("bridgekeeper.io/") || k == RESTARTED_AT)
+            .filter(|(k, _)| {
+                k.starts_with("bridgekeeper.io/")
+                    || k == RESTARTED_AT
+                    || k == crate::gitops::ARGO_TRACKING
+                    || k == crate::gitops::HELM_RELEASE
+            })
             .collect()
     })
 }
