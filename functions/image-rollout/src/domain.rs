@@ -396,6 +396,8 @@ pub enum Decision {
     /// Does not run the pushed image: not reported.
     Unrelated,
     Skip(String),
+    /// Left alone until a person acts (the report says why and what to do).
+    Hold(String),
     Roll(Rollout),
 }
 
@@ -496,6 +498,22 @@ pub fn decide(
             let image = push.pinned_image();
             if containers.iter().all(|c| c.image == image) {
                 return Decision::Skip(format!("already at {}", push.short_digest()));
+            }
+            // Pinned to this digest once (the annotation says so), running something else now:
+            // someone, or a controller, set it back. Patching again would only start a loop.
+            if template.get(DIGEST_ANNOTATION) == Some(&push.digest) {
+                let now_runs: Vec<&str> = containers
+                    .iter()
+                    .filter(|c| c.image != image)
+                    .map(|c| c.image.as_str())
+                    .collect();
+                return Decision::Hold(format!(
+                    "set back to {} after Bridgekeeper pinned {} (a GitOps controller or a \
+                     person undid it): not patched again, so the two never loop; remove \
+                     {DIGEST_ANNOTATION} from its pod template to let it roll",
+                    now_runs.join(", "),
+                    push.short_digest()
+                ));
             }
             Decision::Roll(Rollout::PinDigest { containers, image })
         }
@@ -651,6 +669,32 @@ mod tests {
     fn rule(json: Value) -> Rule {
         let spec: RuleSpec = serde_json::from_value(json).unwrap();
         Rule::from_spec(spec, &["dev".into(), "prod".into(), "staging".into()]).unwrap()
+    }
+
+    #[test]
+    fn an_image_set_back_after_it_was_pinned_is_held_not_patched_again() {
+        let p = push("latest");
+        // Bridgekeeper pinned this digest once; something put the tag back since.
+        let d = deployment(
+            json!([{"name": "app", "image": format!("{REGISTRY}/shop/api:latest")}]),
+            json!([]),
+            Some(json!({ DIGEST_ANNOTATION: p.digest })),
+            json!({}),
+        );
+        let Decision::Hold(why) = decide(&d, &p, Mode::OptOut, Strategy::PinDigest, now()) else {
+            panic!("expected a hold")
+        };
+        assert!(
+            why.contains("set back to") && why.contains("not patched again"),
+            "{why}"
+        );
+        // A newer push (another digest) rolls it as usual.
+        let mut newer = push("latest");
+        newer.digest = format!("sha256:{}", "e".repeat(64));
+        assert!(matches!(
+            decide(&d, &newer, Mode::OptOut, Strategy::PinDigest, now()),
+            Decision::Roll(_)
+        ));
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub struct Skipped {
     #[serde(flatten)]
     pub workload: WorkloadRef,
     pub reason: String,
+    /// Left alone for a person to act on (a GitOps controller owns it, or its image was set
+    /// back after Bridgekeeper pinned it): the push's report goes out for it even when nothing
+    /// was rolled.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -126,7 +131,13 @@ pub fn notification(r: &Response, push: &Push, environment: &str) -> Option<Noti
         .flat_map(|c| &c.rolled)
         .filter(|x| matches!(x.progress, Some(Progress::Failed(_))))
         .count();
-    if rolled == 0 && failed == 0 {
+    let held = r
+        .clusters
+        .iter()
+        .flat_map(|c| &c.skipped)
+        .filter(|x| x.held)
+        .count();
+    if rolled == 0 && failed == 0 && held == 0 {
         return None;
     }
     let tag = push.tag.as_str();
@@ -150,6 +161,15 @@ pub fn notification(r: &Response, push: &Push, environment: &str) -> Option<Noti
     );
     if failed + not_done > 0 {
         subject.push_str(&format!(", {} failed", failed + not_done));
+    }
+    if rolled == 0 && failed == 0 {
+        subject = format!(
+            "[{environment}] {}:{tag} ({}) not rolled: {held} left for a person",
+            push.repository,
+            push.short_digest()
+        );
+    } else if held > 0 {
+        let _ = write!(subject, ", {held} left for a person");
     }
     let mut body = format!(
         "{}/{}:{tag} was pushed as {}.\n",
@@ -327,6 +347,7 @@ mod tests {
         dev.skipped.push(Skipped {
             workload: workload(Kind::Deployment, "shop", "frozen"),
             reason: "opted out".into(),
+            held: false,
         });
         let mut prod = ClusterReport::new("prod");
         prod.error = Some("no answer within 10 s".into());
@@ -353,11 +374,33 @@ mod tests {
     }
 
     #[test]
+    fn a_push_that_rolled_nothing_but_left_a_workload_for_a_person_says_so() {
+        let mut dev = ClusterReport::new("dev");
+        dev.skipped.push(Skipped {
+            workload: workload(Kind::Deployment, "shop", "api"),
+            reason: "managed by Argo CD application shop-prod: ...".into(),
+            held: true,
+        });
+        let n = notification(&response(vec![dev]), &push(), "dev").unwrap();
+        assert!(
+            n.subject.contains("not rolled: 1 left for a person"),
+            "{}",
+            n.subject
+        );
+        assert!(
+            n.body.contains("managed by Argo CD application shop-prod"),
+            "{}",
+            n.body
+        );
+    }
+
+    #[test]
     fn a_dry_run_or_a_push_that_changed_nothing_sends_nothing() {
         let mut dev = ClusterReport::new("dev");
         dev.skipped.push(Skipped {
             workload: workload(Kind::Deployment, "shop", "frozen"),
             reason: "opted out".into(),
+            held: false,
         });
         assert!(notification(&response(vec![dev.clone()]), &push(), "dev").is_none());
         dev.rolled.push(rolled(Kind::Deployment, "api", None));

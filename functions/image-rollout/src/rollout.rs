@@ -67,11 +67,13 @@ pub async fn roll_listed<K: Kube, R: Registry>(
     for d in deployments {
         let (namespace, _) = d.key();
         let decision = match domain::decide(&d, push, config.mode, target.strategy, now) {
-            Decision::Roll(r) => match domain::system_namespace(&namespace, target)
-                .or_else(|| crate::gitops::held(&d, target.gitops))
-            {
-                Some(why) => Decision::Skip(why),
-                None => Decision::Roll(r),
+            Decision::Roll(r) => match (
+                domain::system_namespace(&namespace, target),
+                crate::gitops::held(&d, target.gitops),
+            ) {
+                (Some(why), _) => Decision::Skip(why),
+                (None, Some(owner)) => Decision::Hold(owner),
+                (None, None) => Decision::Roll(r),
             },
             other => other,
         };
@@ -80,6 +82,12 @@ pub async fn roll_listed<K: Kube, R: Registry>(
             Decision::Skip(reason) => report.skipped.push(Skipped {
                 workload: d.reference(),
                 reason,
+                held: false,
+            }),
+            Decision::Hold(reason) => report.skipped.push(Skipped {
+                workload: d.reference(),
+                reason,
+                held: true,
             }),
             Decision::Roll(rollout) => to_roll.push((d, rollout)),
         }
@@ -229,6 +237,7 @@ async fn roll_one<K: Kube, R: Registry>(
                                  superseded",
                                 push.repository, push.tag
                             ),
+                            held: false,
                         });
                     }
                     Err(e) => {
@@ -247,11 +256,29 @@ async fn roll_one<K: Kube, R: Registry>(
                 match domain::decide(&d, push, config.mode, target.strategy, chrono::Utc::now()) {
                     Decision::Roll(r) => rollout = r,
                     Decision::Skip(reason) => {
-                        return Outcome::Skipped(Skipped { workload, reason });
+                        let held = false;
+                        return Outcome::Skipped(Skipped {
+                            workload,
+                            reason,
+                            held,
+                        });
+                    }
+                    Decision::Hold(reason) => {
+                        let held = true;
+                        return Outcome::Skipped(Skipped {
+                            workload,
+                            reason,
+                            held,
+                        });
                     }
                     Decision::Unrelated => {
                         let reason = "no longer runs the image".to_owned();
-                        return Outcome::Skipped(Skipped { workload, reason });
+                        let held = false;
+                        return Outcome::Skipped(Skipped {
+                            workload,
+                            reason,
+                            held,
+                        });
                     }
                 }
             }
