@@ -736,3 +736,36 @@ async fn workloads_argo_cd_and_flux_own_are_left_alone_and_named_once() -> Resul
     assert_eq!(image(&w.shop, "flux-api").await?, pinned);
     Ok(())
 }
+
+/// A rule with a semver range and `bump` moves a workload on 1.4.2 to a pushed 1.4.3, and a
+/// 1.4.1 pushed later (a late event, an older build) moves nothing back.
+#[tokio::test]
+async fn a_workload_on_1_4_2_moves_to_a_pushed_1_4_3_and_not_to_a_later_1_4_1() -> Result<()> {
+    let w = World::new().await?;
+    let on = format!("{REGISTRY}/{}:1.4.2", w.repo);
+    create(
+        &w.shop,
+        "versioned",
+        &on,
+        json!({"bridgekeeper.io/rollout": "true"}),
+    )
+    .await?;
+    let dev = format!("dev={0},prod={0}", kmock().url);
+    let rules = format!(
+        r#"[{{"repository": "{}", "semver": "^1.4", "bump": true, "clusters": ["dev"], "namespaces": ["{}"]}}]"#,
+        w.repo, w.shop
+    );
+    let config = w.config(&dev, &[("ROLLOUT_RULES", rules.as_str())]);
+    let (newer, digest) = w.push("1.4.3", 11).await?;
+    let r = w.run(&config, newer).await?;
+    let pinned = format!("{REGISTRY}/{}@{digest}", w.repo);
+    assert_eq!(image(&w.shop, "versioned").await?, pinned, "{r:?}");
+    let (older, _) = w.push("1.4.1", 12).await?;
+    let r = w.run(&config, older).await?;
+    assert_eq!(
+        image(&w.shop, "versioned").await?,
+        pinned,
+        "moved down: {r:?}"
+    );
+    Ok(())
+}

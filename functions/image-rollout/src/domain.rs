@@ -157,7 +157,30 @@ pub enum Strategy {
 pub enum TagPattern {
     Exact(String),
     Glob(glob::Pattern),
-    Semver(semver::VersionReq),
+    /// Any of these (Masterminds' `||`).
+    Semver(Vec<semver::VersionReq>),
+}
+
+/// A range as Flux and Argo CD Image Updater accept it (Masterminds/semver): comparators
+/// separated by spaces or commas (`>=1.4 <2`, `>=1.4, <2`), `^1.4`, `~1.4.0`, `1.x`, and
+/// alternatives joined by `||`. Pre-releases match only a comparator that names one (semver's
+/// rule, in both libraries).
+pub fn parse_range(range: &str) -> Result<Vec<semver::VersionReq>, String> {
+    range
+        .split("||")
+        .map(|alt| {
+            let mut parts: Vec<String> = Vec::new();
+            for token in alt.split([' ', ',']).filter(|t| !t.is_empty()) {
+                // `>= 1.4`: an operator written apart from its version belongs to it.
+                match parts.last_mut() {
+                    Some(last) if last.chars().all(|c| "<>=~^".contains(c)) => last.push_str(token),
+                    _ => parts.push(token.to_owned()),
+                }
+            }
+            let joined = parts.join(", ");
+            semver::VersionReq::parse(&joined).map_err(|e| format!("semver {range:?}: {e}"))
+        })
+        .collect()
 }
 
 impl TagPattern {
@@ -165,8 +188,9 @@ impl TagPattern {
         match self {
             TagPattern::Exact(t) => t == tag,
             TagPattern::Glob(p) => p.matches(tag),
-            TagPattern::Semver(req) => semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag))
-                .is_ok_and(|v| req.matches(&v)),
+            TagPattern::Semver(reqs) => {
+                version(tag).is_some_and(|v| reqs.iter().any(|r| r.matches(&v)))
+            }
         }
     }
 }
@@ -192,6 +216,10 @@ pub struct RuleSpec {
     /// Workloads Argo CD, Flux or Helm own: `leave` (default) or `patch`.
     #[serde(default)]
     pub gitops: crate::gitops::GitOps,
+    /// With `semver`: move workloads on a lower version of the repository to the pushed one
+    /// (never to a lower one), not only those on the pushed tag.
+    #[serde(default)]
+    pub bump: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +230,7 @@ pub struct Rule {
     pub namespaces: Option<Vec<String>>,
     pub strategy: Strategy,
     pub gitops: crate::gitops::GitOps,
+    pub bump: bool,
 }
 
 impl Rule {
@@ -216,12 +245,13 @@ impl Rule {
                 TagPattern::Glob(glob::Pattern::new(&t).map_err(|e| format!("tag {t:?}: {e}"))?)
             }
             (Some(t), None) => TagPattern::Exact(t),
-            (None, Some(r)) => TagPattern::Semver(
-                semver::VersionReq::parse(&r).map_err(|e| format!("semver {r:?}: {e}"))?,
-            ),
+            (None, Some(r)) => TagPattern::Semver(parse_range(&r)?),
         };
         if spec.clusters.is_empty() {
             return Err("clusters is empty".into());
+        }
+        if spec.bump && !matches!(tag, TagPattern::Semver(_)) {
+            return Err("bump moves workloads between versions: give a semver range".into());
         }
         if let Some(unknown) = spec.clusters.iter().find(|c| !known_clusters.contains(c)) {
             return Err(format!(
@@ -236,6 +266,7 @@ impl Rule {
             namespaces: spec.namespaces.filter(|n| !n.is_empty()),
             strategy: spec.strategy,
             gitops: spec.gitops,
+            bump: spec.bump,
         })
     }
 
@@ -252,6 +283,8 @@ pub struct Target {
     pub namespaces: Option<Vec<String>>,
     pub strategy: Strategy,
     pub gitops: crate::gitops::GitOps,
+    /// A matching rule moves workloads up between versions (`bump`).
+    pub bump: bool,
 }
 
 /// Kubernetes keeps the `kube-` prefix for its own namespaces ("Namespaces": "avoid creating
@@ -311,6 +344,7 @@ pub fn all_targets(rules: &[Rule]) -> Vec<Target> {
                     namespaces: rule.namespaces.clone(),
                     strategy: rule.strategy,
                     gitops: rule.gitops,
+                    bump: rule.bump,
                 }),
             }
         }
@@ -417,6 +451,23 @@ fn tracked_tags(template_annotations: &BTreeMap<String, String>) -> BTreeMap<Str
 /// Containers (and init containers) running this repository at this tag, or pinned by us to a
 /// digest while following this tag.
 pub fn matching_containers(d: &Workload, push: &Push) -> Vec<MatchedContainer> {
+    matching_containers_for(d, push, false)
+}
+
+/// A version tag (`1.4.3`, `v1.4.3`), as semver orders it.
+pub fn version(tag: &str) -> Option<semver::Version> {
+    semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok()
+}
+
+/// `pushed` is a higher version than `current`: a move up. Never down, never sideways, never
+/// between a version and something that is not one.
+fn newer(pushed: &str, current: &str) -> bool {
+    matches!((version(pushed), version(current)), (Some(p), Some(c)) if p > c)
+}
+
+/// With `bump`, also the containers on a lower version of the repository (by their tag, or the
+/// tag they were pinned for): the rule's range chose the push; the workload moves up to it.
+pub fn matching_containers_for(d: &Workload, push: &Push, bump: bool) -> Vec<MatchedContainer> {
     let Some(pod) = d.template.spec.as_ref() else {
         return vec![];
     };
@@ -442,9 +493,10 @@ pub fn matching_containers(d: &Workload, push: &Push) -> Vec<MatchedContainer> {
             {
                 return None;
             }
+            let follows = |tag: &str| tag == pushed_tag || (bump && newer(pushed_tag, tag));
             let follows = match (&r.tag, &r.digest) {
-                (Some(tag), _) => tag == pushed_tag,
-                (None, Some(_)) => tracked.get(&c.name).map(String::as_str) == Some(pushed_tag),
+                (Some(tag), _) => follows(tag),
+                (None, Some(_)) => tracked.get(&c.name).is_some_and(|t| follows(t)),
                 (None, None) => pushed_tag == "latest",
             };
             follows.then(|| MatchedContainer {
@@ -464,7 +516,17 @@ pub fn decide(
     strategy: Strategy,
     now: DateTime<Utc>,
 ) -> Decision {
-    let containers = matching_containers(d, push);
+    decide_for(d, push, (mode, strategy, false), now)
+}
+
+/// As [`decide`], for a target whose rule may `bump` versions.
+pub fn decide_for(
+    d: &Workload,
+    push: &Push,
+    (mode, strategy, bump): (Mode, Strategy, bool),
+    now: DateTime<Utc>,
+) -> Decision {
+    let containers = matching_containers_for(d, push, bump);
     if containers.is_empty() {
         return Decision::Unrelated;
     }
@@ -671,6 +733,88 @@ mod tests {
         Rule::from_spec(spec, &["dev".into(), "prod".into(), "staging".into()]).unwrap()
     }
 
+    /// Constraint cases in the form Masterminds/semver's `TestConstraintCheck` and Flux's
+    /// image-reflector `TestSemVerPolicy` use them: (range, version, matches).
+    #[test]
+    fn version_ranges_read_as_flux_and_argo_cd_image_updater_write_them() {
+        let cases = [
+            ("^1.4", "1.4.0", true),
+            ("^1.4", "1.9.9", true),
+            ("^1.4", "2.0.0", false),
+            ("^1.4", "1.3.9", false),
+            ("^0.2.3", "0.2.9", true),
+            ("^0.2.3", "0.3.0", false),
+            ("~1.4.0", "1.4.5", true),
+            ("~1.4.0", "1.5.0", false),
+            (">=1.4 <2", "1.10.0", true),
+            (">=1.4 <2", "2.0.0", false),
+            (">= 1.4, < 2", "1.4.0", true),
+            ("1.x", "1.9.0", true),
+            ("1.x", "2.0.0", false),
+            ("^1.4 || ^3", "3.1.0", true),
+            ("^1.4 || ^3", "2.5.0", false),
+            // Pre-releases only when the range names one (semver's rule, both libraries).
+            ("^1.4", "1.5.0-rc.1", false),
+            (">=1.5.0-rc.1", "1.5.0-rc.2", true),
+            ("^1.4", "v1.4.2", true),
+            ("^1.4", "latest", false),
+        ];
+        for (range, tag, want) in cases {
+            let reqs = parse_range(range).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                TagPattern::Semver(reqs).matches(tag),
+                want,
+                "{range} ~ {tag}"
+            );
+        }
+        assert!(parse_range(">=1.4 <<2").is_err());
+    }
+
+    /// keel-hq/keel#823: a late event of an older version moved workloads down. With `bump` a
+    /// workload moves up to a pushed version, and never down.
+    #[test]
+    fn a_workload_moves_up_to_a_pushed_version_and_never_down() {
+        let on = |tag: &str| simple(&format!("{REGISTRY}/shop/api:{tag}"));
+        let how = (Mode::OptOut, Strategy::PinDigest, true);
+        assert!(matches!(
+            decide_for(&on("1.4.2"), &push("1.4.3"), how, now()),
+            Decision::Roll(_)
+        ));
+        assert_eq!(
+            decide_for(&on("1.4.3"), &push("1.4.1"), how, now()),
+            Decision::Unrelated
+        );
+        // Pinned by Bridgekeeper while following 1.4.3: a later 1.4.1 leaves it there.
+        let pinned = deployment(
+            json!([{"name": "app", "image": format!("{REGISTRY}/shop/api@{DIGEST}")}]),
+            json!([]),
+            Some(json!({TRACKED_ANNOTATION: "{\"app\":\"1.4.3\"}"})),
+            json!({}),
+        );
+        assert_eq!(
+            decide_for(&pinned, &push("1.4.1"), how, now()),
+            Decision::Unrelated
+        );
+        // Without bump, a workload on 1.4.2 is not another version's business.
+        let fixed = (Mode::OptOut, Strategy::PinDigest, false);
+        assert_eq!(
+            decide_for(&on("1.4.2"), &push("1.4.3"), fixed, now()),
+            Decision::Unrelated
+        );
+        // A tag that is not a version never moves.
+        assert_eq!(
+            decide_for(&on("latest"), &push("1.4.3"), how, now()),
+            Decision::Unrelated
+        );
+        let err = Rule::from_spec(
+            serde_json::from_value(json!({"repository": "shop/api", "tag": "latest", "clusters": ["dev"], "bump": true}))
+                .unwrap(),
+            &["dev".to_owned()],
+        )
+        .unwrap_err();
+        assert!(err.contains("semver"), "{err}");
+    }
+
     #[test]
     fn an_image_set_back_after_it_was_pinned_is_held_not_patched_again() {
         let p = push("latest");
@@ -772,6 +916,7 @@ mod tests {
                 namespaces: Some(vec!["shop".into(), "api".into()]),
                 strategy: Strategy::PinDigest,
                 gitops: crate::gitops::GitOps::Leave,
+                bump: false,
             }
         );
         assert_eq!(t[1].strategy, Strategy::Restart);

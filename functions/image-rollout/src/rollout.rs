@@ -66,7 +66,8 @@ pub async fn roll_listed<K: Kube, R: Registry>(
     let mut to_roll = Vec::new();
     for d in deployments {
         let (namespace, _) = d.key();
-        let decision = match domain::decide(&d, push, config.mode, target.strategy, now) {
+        let how = (config.mode, target.strategy, target.bump);
+        let decision = match domain::decide_for(&d, push, how, now) {
             Decision::Roll(r) => match (
                 domain::system_namespace(&namespace, target),
                 crate::gitops::held(&d, target.gitops),
@@ -253,7 +254,8 @@ async fn roll_one<K: Kube, R: Registry>(
                     Ok(Err(e)) => return failed(e.to_string()),
                     Err(_) => return failed(DEADLINE.into()),
                 };
-                match domain::decide(&d, push, config.mode, target.strategy, chrono::Utc::now()) {
+                let how = (config.mode, target.strategy, target.bump);
+                match domain::decide_for(&d, push, how, chrono::Utc::now()) {
                     Decision::Roll(r) => rollout = r,
                     Decision::Skip(reason) => {
                         let held = false;
