@@ -72,7 +72,7 @@ fn allowed_registries(env: &Env) -> Result<Option<Vec<String>>, ConfigError> {
     let mut allowed = Vec::new();
     for r in env.list("ALLOWED_REGISTRIES") {
         let r = r.to_ascii_lowercase();
-        if crate::domain::Push::ecr_parts(&r).is_none() {
+        if crate::image::Push::ecr_parts(&r).is_none() {
             return Err(ConfigError::new(
                 "ALLOWED_REGISTRIES",
                 format!(
@@ -87,7 +87,7 @@ fn allowed_registries(env: &Env) -> Result<Option<Vec<String>>, ConfigError> {
         env.optional("AWS_REGION"),
     ) {
         (Some(account), Some(region)) => {
-            allowed.push(crate::domain::Push::ecr_registry(&account, &region));
+            allowed.push(crate::image::Push::ecr_registry(&account, &region));
             Ok(Some(allowed))
         }
         _ if allowed.is_empty() => Ok(None),
@@ -179,7 +179,19 @@ pub(crate) mod tests {
             ),
             (
                 r#"[{"repository": "a", "tag": "x", "semver": "1", "clusters": ["dev"]}]"#,
-                "either tag or semver",
+                "one of tag, semver and pattern",
+            ),
+            (
+                r#"[{"repository": "a", "pattern": "build-([0-9]+", "order": "numerical", "clusters": ["dev"]}]"#,
+                "pattern \"build-([0-9]+\"",
+            ),
+            (
+                r#"[{"repository": "a", "pattern": "build-([0-9]+)", "clusters": ["dev"]}]"#,
+                "needs order",
+            ),
+            (
+                r#"[{"repository": "a", "tag": "latest", "bump": true, "clusters": ["dev"]}]"#,
+                "semver range or a pattern",
             ),
             (
                 r#"[{"repository": "ok", "tag": "x", "clusters": ["dev"]}, {"repository": "b", "tag": "x", "clusters": ["qa"]}]"#,

@@ -7,17 +7,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::workload::Workload;
+use crate::workload::{OWNER_ANNOTATIONS, Workload};
 
 /// Argo CD's instance label (`application.instanceLabelKey`, its default) and its tracking
-/// annotation (`application.resourceTrackingMethod: annotation`, `<app>:<group>/<kind>:<ns>/<name>`).
+/// annotation (the listing keeps it: `workload::OWNER_ANNOTATIONS`).
 pub const ARGO_INSTANCE: &str = "argocd.argoproj.io/instance";
-pub const ARGO_TRACKING: &str = "argocd.argoproj.io/tracking-id";
+const ARGO_TRACKING: &str = OWNER_ANNOTATIONS[0];
 /// Flux's kustomize-controller and helm-controller label what they apply.
 const FLUX_KUSTOMIZATION: &str = "kustomize.toolkit.fluxcd.io/name";
 const FLUX_HELM_RELEASE: &str = "helm.toolkit.fluxcd.io/name";
 /// Helm marks what it installs (`app.kubernetes.io/managed-by: Helm`) with its release.
-pub const HELM_RELEASE: &str = "meta.helm.sh/release-name";
+const HELM_RELEASE: &str = OWNER_ANNOTATIONS[1];
 
 /// What a rule does with a workload a GitOps controller owns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

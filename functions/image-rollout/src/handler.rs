@@ -11,7 +11,8 @@ use futures::stream::{self, StreamExt};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::domain::{self, Push};
+use crate::domain;
+use crate::image::Push;
 use crate::kube::Kube;
 use crate::registry::Registry;
 use crate::report::{ClusterReport, Response, notification, reconcile_notification};
@@ -49,7 +50,7 @@ fn read_event(event: serde_json::Value) -> Result<Result<Push, String>, Error> {
         )));
     }
     let digest = d.image_digest.clone().unwrap_or_default();
-    if !domain::valid_digest(&digest) {
+    if !crate::image::valid_digest(&digest) {
         return Err(Error::invalid_event(format!(
             "ECR push event with image-digest {digest:?}: expected sha256: and 64 hex characters"
         )));
@@ -62,7 +63,7 @@ fn read_event(event: serde_json::Value) -> Result<Result<Push, String>, Error> {
                 .into(),
         ));
     };
-    if let Some(why) = domain::not_an_image(
+    if let Some(why) = crate::image::not_an_image(
         d.manifest_media_type.as_deref(),
         d.artifact_media_type.as_deref(),
     ) {

@@ -9,9 +9,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::domain::{
-    DIGEST_ANNOTATION, PREVIOUS_ANNOTATION, Push, ROLLED_BACK_ANNOTATION, annotations,
-    pointer_escape,
+    DIGEST_ANNOTATION, PREVIOUS_ANNOTATION, ROLLED_BACK_ANNOTATION, annotations, pointer_escape,
 };
+use crate::image::Push;
 use crate::workload::{Status, Workload};
 
 /// How a rolled Deployment is doing.

@@ -8,12 +8,14 @@ mod fakes;
 pub mod gitops;
 pub mod handler;
 pub mod health;
+pub mod image;
 pub mod kube;
 pub mod listing;
 pub mod reconcile;
 pub mod registry;
 pub mod report;
 pub mod rollout;
+pub mod versions;
 pub mod watch;
 pub mod workload;
 

@@ -10,7 +10,8 @@ use futures::stream::{self, StreamExt};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::domain::{self, Followed, Push, Target};
+use crate::domain::{self, Followed, Target};
+use crate::image::Push;
 use crate::kube::Kube;
 use crate::registry::Registry;
 use crate::report::{ClusterReport, ImageCheck};
@@ -119,7 +120,7 @@ async fn resolve<R: Registry>(
     for (key, answer) in resolved {
         let (registry_host, repository, tag) = key.clone();
         let (digest, error) = match answer {
-            Ok(Some(d)) if domain::valid_digest(&d) => (Some(d), None),
+            Ok(Some(d)) if crate::image::valid_digest(&d) => (Some(d), None),
             Ok(Some(d)) => (None, Some(format!("ECR answered digest {d:?}"))),
             Ok(None) => (None, None),
             Err(e) => {

@@ -25,14 +25,14 @@ pub trait Registry: Send + Sync {
     /// What the pushed tag points at now, in the push's registry.
     fn current_digest_of(
         &self,
-        push: &crate::domain::Push,
+        push: &crate::image::Push,
     ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send
     where
         Self: Sync,
     {
         async move {
             let (account, region) =
-                crate::domain::Push::ecr_parts(&push.registry).unwrap_or_default();
+                crate::image::Push::ecr_parts(&push.registry).unwrap_or_default();
             self.current_digest(account, region, &push.repository, &push.tag)
                 .await
         }

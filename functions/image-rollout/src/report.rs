@@ -6,8 +6,9 @@ use std::fmt::Write;
 use bridgekeeper::notify::{Notification, Severity};
 use serde::Serialize;
 
-use crate::domain::{Push, Strategy};
+use crate::domain::Strategy;
 use crate::health::Progress;
+use crate::image::Push;
 use crate::workload::{Kind, WorkloadRef};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -11,7 +11,8 @@ use futures::stream::{self, StreamExt};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::domain::{self, Decision, Push, Rollout, Strategy, Target};
+use crate::domain::{self, Decision, Rollout, Strategy, Target};
+use crate::image::Push;
 use bridgekeeper::cluster::in_namespaces;
 
 use crate::health::Progress;
@@ -66,7 +67,7 @@ pub async fn roll_listed<K: Kube, R: Registry>(
     let mut to_roll = Vec::new();
     for d in deployments {
         let (namespace, _) = d.key();
-        let how = (config.mode, target.strategy, target.bump);
+        let how = (config.mode, target.strategy, target.bump.as_ref());
         let decision = match domain::decide_for(&d, push, how, now) {
             Decision::Roll(r) => match (
                 domain::system_namespace(&namespace, target),
@@ -254,7 +255,7 @@ async fn roll_one<K: Kube, R: Registry>(
                     Ok(Err(e)) => return failed(e.to_string()),
                     Err(_) => return failed(DEADLINE.into()),
                 };
-                let how = (config.mode, target.strategy, target.bump);
+                let how = (config.mode, target.strategy, target.bump.as_ref());
                 match domain::decide_for(&d, push, how, chrono::Utc::now()) {
                     Decision::Roll(r) => rollout = r,
                     Decision::Skip(reason) => {

@@ -8,8 +8,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::domain::Push;
 use crate::health::{self, Progress};
+use crate::image::Push;
 use crate::kube::Kube;
 use crate::workload::Workload;
 

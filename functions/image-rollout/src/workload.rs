@@ -127,6 +127,14 @@ pub struct Workload {
     pub status: Status,
 }
 
+/// Annotations that say a GitOps controller owns a workload (`gitops`): Argo CD's tracking
+/// annotation (`application.resourceTrackingMethod: annotation`, `<app>:<group>/<kind>:<ns>/<name>`)
+/// and Helm's release.
+pub const OWNER_ANNOTATIONS: [&str; 2] = [
+    "argocd.argoproj.io/tracking-id",
+    "meta.helm.sh/release-name",
+];
+
 /// What a listing keeps of an annotation map: Bridgekeeper's own keys, the restart stamp, and
 /// what says a GitOps controller owns it (`gitops`); `None` stays `None` (a JSON patch adds to an
 /// existing map and creates a missing one).
@@ -136,8 +144,7 @@ fn ours(annotations: Option<BTreeMap<String, String>>) -> Option<BTreeMap<String
             .filter(|(k, _)| {
                 k.starts_with("bridgekeeper.io/")
                     || k == RESTARTED_AT
-                    || k == crate::gitops::ARGO_TRACKING
-                    || k == crate::gitops::HELM_RELEASE
+                    || OWNER_ANNOTATIONS.contains(&k.as_str())
             })
             .collect()
     })

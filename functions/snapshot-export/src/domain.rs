@@ -419,7 +419,7 @@ pub fn last_exports(tasks: &[ExportTask]) -> LastExports {
         let Some(at) = t.ended.or(t.started) else {
             continue;
         };
-        let source = source_of_task(t).to_owned();
+        let source = source_of_task(t.s3_prefix.as_deref(), &t.source_arn).to_owned();
         let e = last.entry(source).or_insert(at);
         *e = (*e).max(at);
     }

@@ -177,7 +177,7 @@ impl ExportReport {
             source: task
                 .map_or_else(
                     || source_of_snapshot(&detail.source_identifier),
-                    source_of_task,
+                    |t| source_of_task(t.s3_prefix.as_deref(), &t.source_arn),
                 )
                 .to_owned(),
             task_id: task.map(|t| t.id.clone()),

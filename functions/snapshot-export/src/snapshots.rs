@@ -9,8 +9,6 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ExportTask;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub id: String,
@@ -84,8 +82,8 @@ pub fn source_of_snapshot(snapshot_id: &str) -> &str {
 /// The source an export task exported: Bridgekeeper writes to `<prefix>/<source>/<date>`
 /// (`domain::export_prefix`), which names it whatever the snapshot is called; a task without
 /// that shape (someone else's) falls back to the snapshot's name.
-pub fn source_of_task(task: &ExportTask) -> &str {
-    let from_prefix = task.s3_prefix.as_deref().and_then(|p| {
+pub fn source_of_task<'t>(s3_prefix: Option<&'t str>, source_arn: &'t str) -> &'t str {
+    let from_prefix = s3_prefix.and_then(|p| {
         let mut parts = p.trim_matches('/').rsplit('/');
         let date = parts.next()?;
         let source = parts.next()?;
@@ -99,7 +97,7 @@ pub fn source_of_task(task: &ExportTask) -> &str {
             });
         (is_date && !source.is_empty()).then_some(source)
     });
-    from_prefix.unwrap_or_else(|| source_of_snapshot(snapshot_id_of_arn(&task.source_arn)))
+    from_prefix.unwrap_or_else(|| source_of_snapshot(snapshot_id_of_arn(source_arn)))
 }
 
 #[cfg(test)]
@@ -107,7 +105,6 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::domain::TaskStatus;
 
     fn at(day: u32, hour: u32) -> Option<DateTime<Utc>> {
         Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).single()
@@ -195,29 +192,14 @@ mod tests {
 
     #[test]
     fn a_task_names_its_source_by_where_it_wrote_whatever_the_snapshot_is_called() {
-        let task = |arn: &str, prefix: Option<&str>| ExportTask {
-            id: "bk-x".into(),
-            source_arn: arn.into(),
-            status: TaskStatus::Complete,
-            s3_bucket: Some("b".into()),
-            s3_prefix: prefix.map(str::to_owned),
-            failure_cause: None,
-            warning: None,
-            started: None,
-            ended: None,
-            size_gb: None,
-        };
         let backup = "arn:aws:rds:eu-west-1:123456789012:snapshot:awsbackup:job-1111";
         assert_eq!(
-            source_of_task(&task(backup, Some("rds-exports/orders/2026-11-20"))),
+            source_of_task(Some("rds-exports/orders/2026-11-20"), backup),
             "orders"
         );
-        assert_eq!(
-            source_of_task(&task(backup, Some("orders/2026-11-20"))),
-            "orders"
-        );
+        assert_eq!(source_of_task(Some("orders/2026-11-20"), backup), "orders");
         let automated = "arn:aws:rds:eu-west-1:123456789012:snapshot:rds:shop-2026-11-20-02-10";
-        assert_eq!(source_of_task(&task(automated, Some("elsewhere"))), "shop");
-        assert_eq!(source_of_task(&task(automated, None)), "shop");
+        assert_eq!(source_of_task(Some("elsewhere"), automated), "shop");
+        assert_eq!(source_of_task(None, automated), "shop");
     }
 }

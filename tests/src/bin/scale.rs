@@ -153,6 +153,7 @@ fn dns_sync() -> String {
 
 fn image_rollout() -> String {
     use image_rollout::domain::*;
+    use image_rollout::image::Push;
     use image_rollout::workload::Workload;
     let registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
     let deployments: Vec<Workload> = (0..2_000)
