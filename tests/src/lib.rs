@@ -829,14 +829,10 @@ pub async fn write_export(
         if t["status"] != "COMPLETE" {
             continue;
         }
-        if let Some((database, rest)) = target.split_once('.') {
-            let dir = if rest.contains('.') {
-                rest.to_owned()
-            } else {
-                target.to_owned()
-            };
+        // Where RDS writes the table, as the catalog reads it back.
+        if let Some(dir) = snapshot_export::catalog::table_folder(target) {
             put(
-                format!("{folder}{database}/{dir}/1/part-00000-demo.gz.parquet"),
+                format!("{folder}{dir}/1/part-00000-demo.gz.parquet"),
                 b"PAR1".to_vec(),
             )
             .await?;

@@ -229,7 +229,8 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
     notifier: &N,
     state: &State<'_, M>,
 ) -> Result<Response, Error> {
-    let origin = config.admitted.check(Envelope::of(&event)?.account())?;
+    let envelope = Envelope::of(&event)?;
+    let origin = config.admitted.check(envelope.account())?;
     check_trigger(&event)?;
     let mut response = Response {
         dry_run: config.dry_run,
@@ -238,7 +239,7 @@ pub async fn handle<S: Sources, D: Dns, N: Notifier, M: Remember>(
 
     let (endpoints, complete, holds) = endpoints(config, sources, deadline, &mut response).await;
     // A manual run reads every zone: the way to make a run look at what the ledger spares.
-    let clock = Clock::new(deadline, Envelope::of(&event)?.source() != "bridgekeeper");
+    let clock = Clock::new(deadline, envelope.source() != "bridgekeeper");
     let wanted = Wanted {
         endpoints,
         complete,

@@ -95,6 +95,7 @@ pub async fn run<D: Dns, M: Remember>(
     } else {
         Ledger::parse(None, &basis)
     };
+    let kept = ledger.clone();
     let (zones, per_zone, hold_new, mut retry) =
         zones(config, dns, &mut ledger, clock, wanted.endpoints, response).await?;
     let plan_for: Vec<(&Zone, Vec<Endpoint>, String)> = wanted_zones(config, &zones, per_zone)
@@ -173,7 +174,8 @@ pub async fn run<D: Dns, M: Remember>(
         response.zones.push(report);
     }
     ledger.retain_listed(&zones);
-    if !config.dry_run {
+    // A steady run changes nothing in it: no write either.
+    if !config.dry_run && ledger != kept {
         remember(store, &ledger).await;
     }
     Ok(retry)
@@ -576,6 +578,48 @@ mod tests {
             }
         );
         assert!(steady.zones.is_empty());
+    }
+
+    /// Counts the ledger's writes.
+    #[derive(Default)]
+    struct Writes(Memory, std::sync::atomic::AtomicUsize);
+
+    impl Remember for Writes {
+        async fn recall(&self, key: &str) -> Result<Option<String>, AwsError> {
+            self.0.recall(key).await
+        }
+        async fn remember(&self, key: &str, value: &str) -> Result<(), AwsError> {
+            if key == ledger::KEY {
+                self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            self.0.remember(key, value).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_steady_run_does_not_write_the_ledger_again() {
+        let (cfg, sources, dns, store) = (
+            config(&[]),
+            clusters(2, 2),
+            Counted::zones(2),
+            Writes::default(),
+        );
+        let n = Recorder::default();
+        for _ in 0..3 {
+            let deadline = SystemTime::now() + Duration::from_secs(120);
+            handle(
+                schedule(),
+                deadline,
+                &cfg,
+                &sources,
+                &dns,
+                &n,
+                &State::new(&store),
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(store.1.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

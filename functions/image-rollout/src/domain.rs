@@ -336,13 +336,9 @@ fn tracked_tags(template_annotations: &BTreeMap<String, String>) -> BTreeMap<Str
 }
 
 /// Containers (and init containers) running this repository at this tag, or pinned by us to a
-/// digest while following this tag.
-pub fn matching_containers(d: &Workload, push: &Push) -> Vec<MatchedContainer> {
-    matching_containers_for(d, push, None)
-}
-
-/// With `bump`, also the containers on a lower version of the repository (by their tag, or the
-/// tag they were pinned for): the rule's range chose the push; the workload moves up to it.
+/// digest while following this tag. With `bump`, also those on a lower version of the
+/// repository (by their tag, or the tag they were pinned for): the rule's range chose the push;
+/// the workload moves up to it.
 pub fn matching_containers_for(
     d: &Workload,
     push: &Push,
@@ -390,17 +386,7 @@ pub fn matching_containers_for(
         .collect()
 }
 
-pub fn decide(
-    d: &Workload,
-    push: &Push,
-    mode: Mode,
-    strategy: Strategy,
-    now: DateTime<Utc>,
-) -> Decision {
-    decide_for(d, push, (mode, strategy, None), now)
-}
-
-/// As [`decide`], for a target whose rule may `bump` versions.
+/// What to do with one workload for one push, by the target's mode, strategy and version order.
 pub fn decide_for(
     d: &Workload,
     push: &Push,
@@ -565,6 +551,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// The decisions of a rule that does not move versions.
+    fn decide(
+        d: &Workload,
+        push: &Push,
+        mode: Mode,
+        strategy: Strategy,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        decide_for(d, push, (mode, strategy, None), now)
+    }
+
+    fn matching_containers(d: &Workload, push: &Push) -> Vec<MatchedContainer> {
+        matching_containers_for(d, push, None)
+    }
 
     const REGISTRY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
     const DIGEST: &str = "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd";

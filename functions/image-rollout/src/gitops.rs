@@ -40,8 +40,9 @@ pub enum Owner {
 
 /// Flux first (its HelmReleases are Helm-labelled too), then Argo CD, then plain Helm.
 pub fn owner(w: &Workload) -> Option<Owner> {
-    let labels = w.metadata.labels.clone().unwrap_or_default();
-    let annotations = w.metadata.annotations.clone().unwrap_or_default();
+    let empty = std::collections::BTreeMap::new();
+    let labels = w.metadata.labels.as_ref().unwrap_or(&empty);
+    let annotations = w.metadata.annotations.as_ref().unwrap_or(&empty);
     if let Some(name) = labels.get(FLUX_KUSTOMIZATION) {
         return Some(Owner::FluxKustomization { name: name.clone() });
     }

@@ -184,12 +184,12 @@ fn image_rollout() -> String {
     let (t, peak, rolls) = measure(5, || {
         deployments
             .iter()
-            .filter_map(
-                |d| match decide(d, &push, Mode::OptOut, Strategy::PinDigest, now) {
+            .filter_map(|d| {
+                match decide_for(d, &push, (Mode::OptOut, Strategy::PinDigest, None), now) {
                     Decision::Roll(r) => Some(r.patch(d, &push)),
                     _ => None,
-                },
-            )
+                }
+            })
             .collect::<Vec<_>>()
     });
     assert_eq!(rolls.len(), 1_000);
