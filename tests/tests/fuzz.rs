@@ -184,6 +184,15 @@ impl image_rollout::registry::Registry for Fakes {
         // unreadable registry is a retry by design, not a verdict on the input.)
         Ok(None)
     }
+    async fn tagged_images(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<image_rollout::catchup::Tags, AwsError> {
+        call();
+        Ok(Default::default())
+    }
 }
 
 impl image_rollout::kube::Kube for Fakes {
@@ -370,6 +379,7 @@ async fn run(
             &Fakes,
             &Fakes,
             &recorder,
+            &store,
         )
         .await
         .err(),

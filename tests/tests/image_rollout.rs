@@ -90,6 +90,8 @@ struct World {
     api: String,
     /// This test's repository, `shop/api-<n>`.
     repo: String,
+    /// What the function remembers (the holds it named), on a table of its own in moto.
+    store: bridgekeeper::idempotency::DynamoStore,
 }
 
 impl World {
@@ -126,7 +128,10 @@ impl World {
         )
         .await?;
         deployments().await?;
+        let store =
+            bridgekeeper_tests::idempotency_store(&env.sdk, image_rollout::FUNCTION).await?;
         Ok(World {
+            store,
             env,
             inbox,
             shop,
@@ -188,7 +193,16 @@ impl World {
         let notifier = config.topics.sns(aws_sdk_sns::Client::new(&self.env.sdk));
         let ecr = Ecr::new(&self.env.sdk);
         let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(300);
-        Ok(handle(event, deadline, config, &clusters, &ecr, &notifier).await?)
+        Ok(handle(
+            event,
+            deadline,
+            config,
+            &clusters,
+            &ecr,
+            &notifier,
+            &self.store,
+        )
+        .await?)
     }
 }
 
@@ -574,6 +588,43 @@ async fn the_reconcile_catches_up_a_missed_push_and_then_makes_zero_patches() ->
     Ok(())
 }
 
+/// A version pushed while its event was lost: the reconcile lists the repository's tags in ECR,
+/// moves the workload on 1.4.2 to 1.4.3 (not to 2.0.0, outside its range), and the next
+/// reconcile moves nothing.
+#[tokio::test]
+async fn the_reconcile_moves_a_workload_on_1_4_2_to_a_1_4_3_whose_event_never_came() -> Result<()> {
+    let w = World::new().await?;
+    create(
+        &w.shop,
+        "versioned",
+        &format!("{REGISTRY}/{}:1.4.2", w.repo),
+        json!({"bridgekeeper.io/rollout": "true"}),
+    )
+    .await?;
+    let dev = format!("dev={0},prod={0}", kmock().url);
+    let rules = format!(
+        r#"[{{"repository": "{}", "semver": "^1.4", "bump": true, "clusters": ["dev"], "namespaces": ["{}"]}}]"#,
+        w.repo, w.shop
+    );
+    let config = w.config(&dev, &[("ROLLOUT_RULES", rules.as_str())]);
+    ecr_push(&w.env.sdk, &w.repo, "1.4.2", 21).await?;
+    let wanted = ecr_push(&w.env.sdk, &w.repo, "1.4.3", 22).await?;
+    ecr_push(&w.env.sdk, &w.repo, "2.0.0", 23).await?;
+    let r = w.run(&config, event_file("reconcile.json")).await?;
+    let pinned = format!("{REGISTRY}/{}@{wanted}", w.repo);
+    assert_eq!(image(&w.shop, "versioned").await?, pinned, "{r:?}");
+    let again = w.run(&config, event_file("reconcile.json")).await?;
+    assert!(
+        again
+            .clusters
+            .iter()
+            .all(|c| c.rolled.iter().all(|x| x.workload.namespace != w.shop)),
+        "{again:?}"
+    );
+    assert_eq!(image(&w.shop, "versioned").await?, pinned);
+    Ok(())
+}
+
 /// Every workload kind a team runs, in kmock: a StatefulSet, a DaemonSet (the image in an init
 /// container) and a CronJob (the template under `spec.jobTemplate`) roll on one push.
 #[tokio::test]
@@ -701,7 +752,7 @@ async fn workloads_argo_cd_and_flux_own_are_left_alone_and_named_once() -> Resul
     .await?;
     let dev = format!("dev={0},prod={0}", kmock().url);
     let config = w.config(&dev, &[]);
-    let (pushed, digest) = w.push("latest", 7).await?;
+    let (pushed, _) = w.push("latest", 7).await?;
     // A redelivery of the event is stopped by its id before the handler (`once`, tested in
     // idempotency.rs): one delivery here.
     w.run(&config, pushed.clone()).await?;
@@ -721,6 +772,21 @@ async fn workloads_argo_cd_and_flux_own_are_left_alone_and_named_once() -> Resul
         );
         assert!(body.contains(owner), "{owner} not in\n{body}");
     }
+    // The next push of the image rolls the others; the holds, named before, are only counted.
+    let (next, digest) = w.push("latest", 9).await?;
+    w.run(&config, next.clone()).await?;
+    let messages = w.inbox.receive().await?;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let body = &messages[0].body;
+    assert!(
+        !body.contains("argo-api") && !body.contains("flux-api"),
+        "{body}"
+    );
+    assert!(
+        body.contains("2 more left for a person, named in an earlier message"),
+        "{body}"
+    );
+    assert_eq!(image(&w.shop, "argo-api").await?, image_ref);
 
     // The team told its controllers to ignore the image: the rule patches them.
     let rules = format!(
@@ -728,8 +794,8 @@ async fn workloads_argo_cd_and_flux_own_are_left_alone_and_named_once() -> Resul
         w.repo
     );
     let patching = w.config(&dev, &[("ROLLOUT_RULES", rules.as_str())]);
-    let mut again = pushed.clone();
-    again["id"] = format!("{}-again", pushed["id"].as_str().unwrap_or("push")).into();
+    let mut again = next.clone();
+    again["id"] = format!("{}-again", next["id"].as_str().unwrap_or("push")).into();
     w.run(&patching, again).await?;
     let pinned = format!("{REGISTRY}/{}@{digest}", w.repo);
     assert_eq!(image(&w.shop, "argo-api").await?, pinned);

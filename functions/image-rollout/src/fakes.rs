@@ -192,6 +192,9 @@ pub struct FakeEcr {
     pub calls: AtomicUsize,
     /// Answers for shop/api given before anything else, one per call.
     pub answers: Mutex<std::collections::VecDeque<Option<String>>>,
+    /// shop/api's other tags, `tag → digest`, as DescribeImages lists them.
+    pub versions: crate::catchup::Tags,
+    pub listings: AtomicUsize,
 }
 
 impl FakeEcr {
@@ -233,11 +236,41 @@ impl Registry for FakeEcr {
         {
             return Ok(d.clone());
         }
+        if repository == "shop/api"
+            && let Some(d) = self.versions.get(tag)
+        {
+            return Ok(Some(d.clone()));
+        }
         Ok(match (repository, tag) {
             ("shop/api", "latest") => Some(LATEST.into()),
             ("shop/api", "stable") => Some(STABLE.into()),
             _ => None,
         })
+    }
+
+    async fn tagged_images(
+        &self,
+        account: &str,
+        region: &str,
+        repository: &str,
+    ) -> Result<crate::catchup::Tags, bridgekeeper::AwsError> {
+        self.listings.fetch_add(1, Ordering::SeqCst);
+        assert_eq!((account, region), ("123456789012", "eu-west-1"));
+        if self.broken {
+            return Err(bridgekeeper::AwsError::fake(
+                "ecr:DescribeImages",
+                "AccessDeniedException",
+                400,
+                "not authorized to perform ecr:DescribeImages",
+            ));
+        }
+        if repository != "shop/api" {
+            return Ok(crate::catchup::Tags::new());
+        }
+        let mut tags = self.versions.clone();
+        tags.insert("latest".into(), LATEST.into());
+        tags.insert("stable".into(), STABLE.into());
+        Ok(tags)
     }
 }
 
@@ -259,7 +292,8 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
     notifier: &N,
 ) -> Result<Response, Error> {
     let deadline = std::time::SystemTime::now() + Duration::from_secs(300);
-    crate::handler::handle(event, deadline, config, kube, registry, notifier).await
+    let memory = bridgekeeper::idempotency::testing::Memory::default();
+    crate::handler::handle(event, deadline, config, kube, registry, notifier, &memory).await
 }
 
 pub const PUSH_LATEST: &str = include_str!("../../../events/image-rollout/push-latest.json");

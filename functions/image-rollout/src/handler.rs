@@ -5,6 +5,7 @@ use bridgekeeper::accounts::Origin;
 use bridgekeeper::events::{
     ECR_IMAGE_ACTION, EcrActionType, EcrImageActionEvent, EcrResult, Envelope, is_schedule,
 };
+use bridgekeeper::idempotency::Remember;
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::Notifier;
 use futures::stream::{self, StreamExt};
@@ -78,13 +79,14 @@ fn read_event(event: serde_json::Value) -> Result<Result<Push, String>, Error> {
 }
 
 /// The entry: a push rolls the workloads that run its tag; a schedule runs the reconcile.
-pub async fn handle<K: Kube, R: Registry, N: Notifier>(
+pub async fn handle<K: Kube, R: Registry, N: Notifier, M: Remember>(
     event: serde_json::Value,
     deadline: std::time::SystemTime,
     config: &Config,
     kube: &K,
     registry: &R,
     notifier: &N,
+    memory: &M,
 ) -> Result<Response, Error> {
     let origin = config.admitted.check(Envelope::of(&event)?.account())?;
     let ctx = Rolling {
@@ -137,6 +139,9 @@ pub async fn handle<K: Kube, R: Registry, N: Notifier>(
         .collect()
         .await;
     count(&response.clusters, config.dry_run);
+    if !config.dry_run {
+        crate::held::mark_told(&mut response.clusters, &push, memory).await;
+    }
 
     if let Some(n) = notification(&response, &push, &config.environment) {
         let n = origin.stamp(n);

@@ -1,6 +1,7 @@
 //! image-rollout: when an image is pushed to ECR, roll the EKS workloads that run it; on a
 //! schedule, catch up the pushes whose events never came.
 
+pub mod catchup;
 pub mod config;
 pub mod domain;
 #[cfg(test)]
@@ -8,6 +9,7 @@ mod fakes;
 pub mod gitops;
 pub mod handler;
 pub mod health;
+pub mod held;
 pub mod image;
 pub mod kube;
 pub mod listing;

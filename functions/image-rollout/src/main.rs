@@ -11,9 +11,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let clusters = KubeClusters::new(&config.clusters, &w.accounts);
     let registry = Ecr::new(&w.sdk);
     let notifier = w.queued(config.topics.sns(aws_sdk_sns::Client::new(&w.sdk)));
-    let (config, clusters, registry, notifier) = (&config, &clusters, &registry, &notifier);
+    let (config, clusters, registry, notifier, store) =
+        (&config, &clusters, &registry, &notifier, &w.store);
     w.serve_once(|event, deadline, _| {
-        handler::handle(event, deadline, config, clusters, registry, notifier)
+        handler::handle(event, deadline, config, clusters, registry, notifier, store)
     })
     .await
 }

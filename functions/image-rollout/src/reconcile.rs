@@ -2,13 +2,16 @@
 //! came leaves workloads on an old image. Every `ImageRolloutReconcileSchedule` (15 minutes) the
 //! workloads the rules cover are read, each ECR tag they follow is resolved once, and those still
 //! on another digest are rolled by the same code as a push. Everything current: zero patches.
+//! Workloads following versions (`bump`) also catch up to the newest version their rule admits:
+//! each such repository's tags are listed once (`catchup.rs`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bridgekeeper::metrics::Metrics;
 use futures::stream::{self, StreamExt};
 use tracing::{info, warn};
 
+use crate::catchup::{self, CatchUp, Repository, Tags};
 use crate::config::Config;
 use crate::domain::{self, Followed, Target};
 use crate::image::Push;
@@ -16,7 +19,7 @@ use crate::kube::Kube;
 use crate::registry::Registry;
 use crate::report::{ClusterReport, ImageCheck};
 use crate::rollout::{Rolling, list, roll_listed};
-use crate::workload::Workload;
+use crate::workload::{Workload, WorkloadRef};
 
 pub async fn reconcile<K: Kube, R: Registry>(
     config: &Config,
@@ -41,7 +44,16 @@ pub async fn reconcile<K: Kube, R: Registry>(
     .buffered(1)
     .collect()
     .await;
-    let (checks, current) = resolve(config, registry, &followed_per, report_by).await;
+    let (mut checks, current) = resolve(config, registry, &followed_per, report_by).await;
+    let (listed, unlisted) = list_versions(config, registry, &followed_per, report_by).await;
+    checks.extend(unlisted);
+    let catch_up: Vec<CatchUp> = followed_per
+        .iter()
+        .map(|(t, f)| match f {
+            Ok(f) => catchup::missed(&config.rules, &t.cluster, f, &listed),
+            Err(_) => CatchUp::default(),
+        })
+        .collect();
     let ctx = Rolling {
         config,
         kube,
@@ -53,7 +65,10 @@ pub async fn reconcile<K: Kube, R: Registry>(
     let reports: Vec<ClusterReport> = stream::iter(
         followed_per
             .into_iter()
-            .map(|(target, followed)| roll_cluster(ctx, target, followed, current)),
+            .zip(catch_up)
+            .map(|((target, followed), missed)| {
+                roll_cluster(ctx, target, followed, missed, current)
+            }),
     )
     .buffered(1)
     .collect()
@@ -145,12 +160,69 @@ async fn resolve<R: Registry>(
     (checks, current)
 }
 
-/// One cluster's second pass: listed again, and each tag it follows rolled to the digest ECR
-/// confirmed, one tag after another.
+/// The tags of each repository a workload follows versions of, listed once each: in allowed
+/// registries, concurrently (bounded), cut off where the invocation must report. A repository
+/// that could not be listed is a check with its error.
+async fn list_versions<R: Registry>(
+    config: &Config,
+    registry: &R,
+    followed_per: &[(Target, Result<Vec<Followed>, String>)],
+    report_by: tokio::time::Instant,
+) -> (BTreeMap<Repository, Tags>, Vec<ImageCheck>) {
+    let repositories = catchup::repositories(
+        &config.rules,
+        followed_per
+            .iter()
+            .filter_map(|(t, f)| f.as_ref().ok().map(|f| (t.cluster.as_str(), f.as_slice()))),
+    );
+    let repositories = repositories.into_iter().filter(|(host, _)| {
+        config
+            .allowed_registries
+            .as_ref()
+            .is_none_or(|a| a.contains(host))
+    });
+    let answers: Vec<(Repository, Result<Tags, String>)> =
+        stream::iter(repositories.map(|key| async move {
+            let (account, region) = Push::ecr_parts(&key.0).unwrap_or_default();
+            let listing = registry.tagged_images(account, region, &key.1);
+            let answer = match tokio::time::timeout_at(report_by, listing).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("not listed before the invocation's deadline".to_owned()),
+            };
+            (key, answer)
+        }))
+        .buffer_unordered(config.max_concurrent)
+        .collect()
+        .await;
+    let mut listed = BTreeMap::new();
+    let mut unlisted = Vec::new();
+    for ((registry, repository), answer) in answers {
+        match answer {
+            Ok(tags) => {
+                listed.insert((registry, repository), tags);
+            }
+            Err(e) => {
+                warn!(repository = %repository, error = %e, "versions not listed");
+                unlisted.push(ImageCheck {
+                    registry,
+                    repository,
+                    tag: String::new(),
+                    digest: None,
+                    error: Some(format!("versions not listed: {e}")),
+                });
+            }
+        }
+    }
+    (listed, unlisted)
+}
+
+/// One cluster's second pass: listed again; the versions it missed rolled first, then each tag
+/// it follows rolled to the digest ECR confirmed, one tag after another.
 async fn roll_cluster<K: Kube, R: Registry>(
     ctx: &Rolling<'_, K, R>,
     target: Target,
     followed: Result<Vec<Followed>, String>,
+    missed: CatchUp,
     current: &HashMap<Followed, String>,
 ) -> ClusterReport {
     let mut report = ClusterReport::new(&target.cluster);
@@ -162,7 +234,7 @@ async fn roll_cluster<K: Kube, R: Registry>(
         }
     };
     // None of the tags it follows could be resolved: nothing to roll, no second listing.
-    if !followed.iter().any(|k| current.contains_key(k)) {
+    if missed.pushes.is_empty() && !followed.iter().any(|k| current.contains_key(k)) {
         return report;
     }
     let deployments = match list_in_time(ctx.kube, &target, ctx.report_by).await {
@@ -174,6 +246,7 @@ async fn roll_cluster<K: Kube, R: Registry>(
     };
     let mut pushes: Vec<Push> = followed
         .into_iter()
+        .filter(|key| !missed.superseded.contains(key))
         .filter_map(|key| {
             let digest = current.get(&key)?.clone();
             let (registry, repository, tag) = key;
@@ -186,8 +259,10 @@ async fn roll_cluster<K: Kube, R: Registry>(
         })
         .collect();
     pushes.sort_by(|a, b| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)));
-    // One tag after another in a cluster: two tags of one workload never patch it at once.
-    for push in &pushes {
+    // Versions first, highest first: the listing is from before any move, so a workload a push
+    // of a repository moved is not offered that repository's later (lower) pushes.
+    let mut moved: HashSet<(String, WorkloadRef)> = HashSet::new();
+    for push in missed.pushes.iter().chain(&pushes) {
         for t in domain::targets(&ctx.config.rules, push)
             .into_iter()
             .filter(|t| t.cluster == target.cluster)
@@ -200,9 +275,15 @@ async fn roll_cluster<K: Kube, R: Registry>(
                         .as_ref()
                         .is_none_or(|n| n.iter().any(|x| x == ns))
                 })
+                .filter(|d| !moved.contains(&(push.repository.clone(), d.reference())))
                 .cloned()
                 .collect();
             let r = roll_listed(&t, push, ctx, mine).await;
+            moved.extend(
+                r.rolled
+                    .iter()
+                    .map(|x| (push.repository.clone(), x.workload.clone())),
+            );
             report.rolled.extend(r.rolled);
             report.failed.extend(r.failed);
             // "already at" for every current workload is the normal case, not news.
@@ -433,6 +514,97 @@ mod tests {
         assert_eq!(
             kube.image("dev", "shop", "api"),
             format!("{REGISTRY}/shop/api@{NEWER}")
+        );
+    }
+
+    /// A version push whose event never came: the reconcile lists the repository's tags once,
+    /// moves the workload on 1.4.2 up to the newest its range admits (not 2.0.0, not the
+    /// pre-release), and the next reconcile makes zero patches.
+    #[tokio::test]
+    async fn the_reconcile_moves_a_workload_up_to_the_newest_version_its_range_admits() {
+        let (kube, n) = (world(), Recorder::default());
+        kube.add(
+            "dev",
+            "shop",
+            "versioned",
+            &format!("{REGISTRY}/shop/api:1.4.2"),
+            json!({}),
+        );
+        let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let ecr = FakeEcr {
+            versions: [
+                ("1.4.1", 'a'),
+                ("1.4.2", 'b'),
+                ("1.4.3", 'c'),
+                ("1.5.0-rc.1", 'd'),
+                ("2.0.0", 'e'),
+            ]
+            .into_iter()
+            .map(|(t, c)| (t.to_owned(), digest(c)))
+            .collect(),
+            ..FakeEcr::default()
+        };
+        let rules = r#"[{"repository": "shop/api", "semver": "^1.4", "bump": true, "clusters": ["dev"], "namespaces": ["shop"]}]"#;
+        let config = config(&[("ROLLOUT_RULES", rules)]);
+        let r = handle(event(RECONCILE), &config, &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(
+            kube.image("dev", "shop", "versioned"),
+            format!("{REGISTRY}/shop/api@{}", digest('c')),
+            "{r:?}"
+        );
+        let rolled: Vec<&str> = r
+            .clusters
+            .iter()
+            .flat_map(|c| c.rolled.iter().map(|x| x.workload.name.as_str()))
+            .collect();
+        assert_eq!(rolled, ["versioned"], "moved once, to 1.4.3 only");
+        assert_eq!(ecr.listings.load(Ordering::SeqCst), 1, "listed once");
+
+        let patches = kube.patches.load(Ordering::SeqCst);
+        let again = handle(event(RECONCILE), &config, &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(kube.patches.load(Ordering::SeqCst), patches, "{again:?}");
+    }
+
+    /// A repository ECR would not list is said in the checks; the rest of the run goes on.
+    #[tokio::test]
+    async fn a_repository_that_cannot_be_listed_is_a_check_with_its_error() {
+        let (kube, n) = (world(), Recorder::default());
+        kube.add(
+            "dev",
+            "shop",
+            "versioned",
+            &format!("{REGISTRY}/shop/api:1.4.2"),
+            json!({}),
+        );
+        let ecr = FakeEcr {
+            broken: true,
+            ..FakeEcr::default()
+        };
+        let rules =
+            r#"[{"repository": "shop/api", "semver": "^1.4", "bump": true, "clusters": ["dev"]}]"#;
+        let r = handle(
+            event(RECONCILE),
+            &config(&[("ROLLOUT_RULES", rules)]),
+            &kube,
+            &ecr,
+            &n,
+        )
+        .await
+        .unwrap();
+        assert!(
+            r.images.iter().any(|i| i.error.as_deref().is_some_and(|e| e
+                .starts_with("versions not listed")
+                && e.contains("AccessDenied"))),
+            "{:?}",
+            r.images
+        );
+        assert_eq!(
+            kube.image("dev", "shop", "versioned"),
+            format!("{REGISTRY}/shop/api:1.4.2")
         );
     }
 }

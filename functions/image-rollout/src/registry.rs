@@ -7,8 +7,9 @@ use std::sync::Mutex;
 
 use aws_config::SdkConfig;
 use aws_sdk_ecr::operation::describe_images::DescribeImagesError;
-use aws_sdk_ecr::types::ImageIdentifier;
+use aws_sdk_ecr::types::{DescribeImagesFilter, ImageIdentifier, TagStatus};
 use bridgekeeper::AwsError;
+use tracing::warn;
 
 /// What image-rollout asks of a registry; the handler is generic over it.
 pub trait Registry: Send + Sync {
@@ -21,6 +22,15 @@ pub trait Registry: Send + Sync {
         repository: &str,
         tag: &str,
     ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+
+    /// The tagged images of `repository`, `tag → digest`, as many as `MAX_LISTED_PAGES` pages
+    /// hold: what a reconcile catches versions up from. Empty when the repository is gone.
+    fn tagged_images(
+        &self,
+        account: &str,
+        region: &str,
+        repository: &str,
+    ) -> impl Future<Output = Result<crate::catchup::Tags, AwsError>> + Send;
 
     /// What the pushed tag points at now, in the push's registry.
     fn current_digest_of(
@@ -37,6 +47,20 @@ pub trait Registry: Send + Sync {
                 .await
         }
     }
+}
+
+/// ECR's default quota is 20,000 images per repository ("Amazon ECR service quotas"), and
+/// DescribeImages returns at most 1,000 a page: the whole of a repository at the default
+/// quota, and a bound on one reconcile's calls when a quota was raised.
+pub const MAX_LISTED_PAGES: usize = 20;
+const PAGE_SIZE: i32 = 1000;
+
+fn gone(e: &DescribeImagesError) -> bool {
+    matches!(
+        e,
+        DescribeImagesError::ImageNotFoundException(_)
+            | DescribeImagesError::RepositoryNotFoundException(_)
+    )
 }
 
 /// ECR in any region: the push event's `account` and `region` name the registry, which may be
@@ -90,18 +114,54 @@ impl Registry for Ecr {
                 .first()
                 .and_then(|d| d.image_digest())
                 .map(str::to_owned)),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(
-                        DescribeImagesError::ImageNotFoundException(_)
-                            | DescribeImagesError::RepositoryNotFoundException(_)
-                    )
-                ) =>
-            {
-                Ok(None)
-            }
+            Err(e) if e.as_service_error().is_some_and(gone) => Ok(None),
             Err(e) => Err(AwsError::from_sdk("ecr:DescribeImages", e)),
         }
+    }
+
+    async fn tagged_images(
+        &self,
+        account: &str,
+        region: &str,
+        repository: &str,
+    ) -> Result<crate::catchup::Tags, AwsError> {
+        let mut pages = self
+            .client(region)
+            .describe_images()
+            .registry_id(account)
+            .repository_name(repository)
+            .filter(
+                DescribeImagesFilter::builder()
+                    .tag_status(TagStatus::Tagged)
+                    .build(),
+            )
+            .into_paginator()
+            .page_size(PAGE_SIZE)
+            .send();
+        let mut tags = crate::catchup::Tags::new();
+        for _ in 0..MAX_LISTED_PAGES {
+            let Some(page) = pages.next().await else {
+                return Ok(tags);
+            };
+            let page = match page {
+                Ok(p) => p,
+                Err(e) if e.as_service_error().is_some_and(gone) => return Ok(tags),
+                Err(e) => return Err(AwsError::from_sdk("ecr:DescribeImages", e)),
+            };
+            for image in page.image_details() {
+                let Some(digest) = image.image_digest() else {
+                    continue;
+                };
+                for tag in image.image_tags() {
+                    tags.insert(tag.clone(), digest.to_owned());
+                }
+            }
+        }
+        warn!(
+            repository,
+            listed = tags.len(),
+            "more images than {MAX_LISTED_PAGES} pages of DescribeImages; versions past them are not seen"
+        );
+        Ok(tags)
     }
 }

@@ -37,6 +37,9 @@ pub struct Skipped {
     /// was rolled.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub held: bool,
+    /// Held, and named in an earlier message (`held.rs`): not named again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub told_before: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -136,7 +139,7 @@ pub fn notification(r: &Response, push: &Push, environment: &str) -> Option<Noti
         .clusters
         .iter()
         .flat_map(|c| &c.skipped)
-        .filter(|x| x.held)
+        .filter(|x| x.held && !x.told_before)
         .count();
     if rolled == 0 && failed == 0 && held == 0 {
         return None;
@@ -201,8 +204,15 @@ pub fn notification(r: &Response, push: &Push, environment: &str) -> Option<Noti
         for x in &c.failed {
             let _ = writeln!(body, "  FAILED  {}: {}", x.workload.label(), x.error);
         }
-        for x in &c.skipped {
+        for x in c.skipped.iter().filter(|x| !x.told_before) {
             let _ = writeln!(body, "  skipped {}: {}", x.workload.label(), x.reason);
+        }
+        let told = c.skipped.iter().filter(|x| x.told_before).count();
+        if told > 0 {
+            let _ = writeln!(
+                body,
+                "  {told} more left for a person, named in an earlier message"
+            );
         }
     }
     let severity = if failed + not_done > 0 {
@@ -349,6 +359,7 @@ mod tests {
             workload: workload(Kind::Deployment, "shop", "frozen"),
             reason: "opted out".into(),
             held: false,
+            told_before: false,
         });
         let mut prod = ClusterReport::new("prod");
         prod.error = Some("no answer within 10 s".into());
@@ -381,6 +392,7 @@ mod tests {
             workload: workload(Kind::Deployment, "shop", "api"),
             reason: "managed by Argo CD application shop-prod: ...".into(),
             held: true,
+            told_before: false,
         });
         let n = notification(&response(vec![dev]), &push(), "dev").unwrap();
         assert!(
@@ -402,6 +414,7 @@ mod tests {
             workload: workload(Kind::Deployment, "shop", "frozen"),
             reason: "opted out".into(),
             held: false,
+            told_before: false,
         });
         assert!(notification(&response(vec![dev.clone()]), &push(), "dev").is_none());
         dev.rolled.push(rolled(Kind::Deployment, "api", None));

@@ -85,11 +85,13 @@ pub async fn roll_listed<K: Kube, R: Registry>(
                 workload: d.reference(),
                 reason,
                 held: false,
+                told_before: false,
             }),
             Decision::Hold(reason) => report.skipped.push(Skipped {
                 workload: d.reference(),
                 reason,
                 held: true,
+                told_before: false,
             }),
             Decision::Roll(rollout) => to_roll.push((d, rollout)),
         }
@@ -240,6 +242,7 @@ async fn roll_one<K: Kube, R: Registry>(
                                 push.repository, push.tag
                             ),
                             held: false,
+                            told_before: false,
                         });
                     }
                     Err(e) => {
@@ -264,6 +267,7 @@ async fn roll_one<K: Kube, R: Registry>(
                             workload,
                             reason,
                             held,
+                            told_before: false,
                         });
                     }
                     Decision::Hold(reason) => {
@@ -272,6 +276,7 @@ async fn roll_one<K: Kube, R: Registry>(
                             workload,
                             reason,
                             held,
+                            told_before: false,
                         });
                     }
                     Decision::Unrelated => {
@@ -281,6 +286,7 @@ async fn roll_one<K: Kube, R: Registry>(
                             workload,
                             reason,
                             held,
+                            told_before: false,
                         });
                     }
                 }
@@ -413,6 +419,7 @@ mod tests {
             &kube,
             &FakeEcr::default(),
             &n,
+            &bridgekeeper::idempotency::testing::Memory::default(),
         )
         .await
         .unwrap_err();

@@ -310,6 +310,7 @@ mod tests {
             &kube,
             &FakeEcr::default(),
             &n,
+            &bridgekeeper::idempotency::testing::Memory::default(),
         )
         .await
         .unwrap();

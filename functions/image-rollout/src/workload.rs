@@ -93,7 +93,7 @@ pub enum Status {
 }
 
 /// A workload by name, in what a run reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct WorkloadRef {
     pub kind: Kind,
     pub namespace: String,

@@ -350,9 +350,10 @@ async fn image_rollout_demo() -> Result<()> {
         image_rollout::kube::KubeClusters::new(&config.clusters, &Accounts::single(&env.sdk));
     let ecr = image_rollout::registry::Ecr::new(&env.sdk);
     let notifier = config.topics.sns(aws_sdk_sns::Client::new(&env.sdk));
+    let store = bridgekeeper_tests::idempotency_store(&env.sdk, image_rollout::FUNCTION).await?;
     let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(300);
     let run = |e: serde_json::Value| {
-        image_rollout::handler::handle(e, deadline, &config, &kube, &ecr, &notifier)
+        image_rollout::handler::handle(e, deadline, &config, &kube, &ecr, &notifier, &store)
     };
 
     // ECR (moto) holds the pushed image; the event names its digest, as ECR's would.
