@@ -8,7 +8,7 @@ SAM_VENV := $(VENV)/sam
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CARGO_FLAGS := --workspace --locked
 
-.PHONY: setup demo test lint ci standins sam-local sam-layout stack-env bench scale clean-venv template-check policy-check package fuzz bins fmt-check clippy layout help
+.PHONY: deploy publish setup demo test lint ci standins sam-local sam-layout stack-env bench scale clean-venv template-check policy-check package fuzz bins fmt-check clippy layout help
 
 ## Installs the pinned Python tools into .venv and the IAM evaluator (npm ci); the other targets call it.
 setup: $(VENV)/.installed
@@ -60,6 +60,18 @@ sam-layout: setup $(SAM_VENV)/.installed bins
 stack-env: setup
 	$(VENV)/bin/python deploy/local_env.py $(STACK) $(if $(REGION),--region $(REGION)) --out .sam-stack.json
 
+## A first deployment in eight questions (environment, region, alert e-mail, clusters, zone, what
+## to export, what rolls where, time zone): writes samconfig.toml's entry, builds, deploys.
+## `sam deploy --config-env <env>` redeploys it; everything else is in samconfig.toml.
+deploy: setup $(SAM_VENV)/.installed
+	$(SAM_VENV)/bin/python deploy/guided.py
+
+## Publishes to the Serverless Application Repository (your credentials): sam build, then
+## deploy/publish.py adds the repository's address (git remote origin, or SOURCE_URL), packages
+## and publishes. tests/template/sar.py (make template-check) checks the metadata offline.
+publish: package
+	PATH=$(CURDIR)/$(SAM_VENV)/bin:$$PATH $(SAM_VENV)/bin/python deploy/publish.py
+
 ## Release builds (x86_64 and arm64) and the benchmark: init, warm latency, memory, size, API calls,
 ## cost, cold invocations next to a Python/boto3 peer, and the fan-out over 1/4/8 clusters behind a
 ## 100 ms latency proxy. BENCH_ARGS="--skip-build --only fanout" runs one part (see bench/bench.py).
@@ -77,11 +89,13 @@ scale: setup
 ## access map: every AWS call the functions make, evaluated with IAM's logic against the policies
 ## the hub and member stacks deploy (tests/access; its evaluator is tested first), and every SDK
 ## call in the code listed in the map.
-template-check: setup
+template-check: setup $(SAM_VENV)/.installed
 	cfn-lint template.yaml
-	$(VENV)/bin/python -m unittest -q tests/access/test_evaluate.py tests/access/test_findings.py tests/access/test_guardrails.py tests/samlocal/test_local_env.py
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --template template.yaml --region eu-west-1
+	$(VENV)/bin/python -m unittest -q tests/access/test_evaluate.py tests/access/test_findings.py tests/access/test_guardrails.py tests/samlocal/test_local_env.py tests/template/test_guided.py
 	$(VENV)/bin/python tests/access/operations.py
 	$(VENV)/bin/python tests/template/check.py
+	$(VENV)/bin/python tests/template/sar.py $$(ls target/template-check/template.yaml.*.json | grep -v noskips)
 
 ## For users with an AWS account, never in CI (it calls IAM Access Analyzer with your credentials):
 ## cfn-policy-validator's `validate` and `check-no-new-access` on every expanded template of

@@ -17,18 +17,29 @@ pub type AutoScalingInstanceEvent = EventBridgeEvent<AutoScalingInstanceDetail>;
 pub type AlarmStateChangeEvent = EventBridgeEvent<AlarmStateChange>;
 
 pub const SCHEDULED_EVENT: (&str, &str) = ("aws.events", "Scheduled Event");
+/// EventBridge Scheduler sends a Lambda target its schedule's `Input` and no envelope of its own;
+/// the stack's schedules write one in the Scheduled Event's shape with this source and the
+/// execution's id as `id` (template.yaml, `ScheduleV2`; events/*/scheduler.json).
+pub const SCHEDULER_SOURCE: &str = "aws.scheduler";
 pub const ECR_IMAGE_ACTION: (&str, &str) = ("aws.ecr", "ECR Image Action");
 pub const RDS_SNAPSHOT_EVENT: (&str, &str) = ("aws.rds", "RDS DB Snapshot Event");
 pub const RDS_CLUSTER_SNAPSHOT_EVENT: (&str, &str) = ("aws.rds", "RDS DB Cluster Snapshot Event");
 pub const ALARM_STATE_CHANGE: (&str, &str) = ("aws.cloudwatch", "CloudWatch Alarm State Change");
 
-/// A Scheduled Event, or a manual run in the same shape (`source: bridgekeeper`), read whole and
-/// typed: `Ok(false)` for any other event; a schedule whose fields have the wrong types is an
-/// invalid event, not a trigger.
+/// A run a schedule started: a legacy EventBridge rule's Scheduled Event, or the Input of an
+/// EventBridge Scheduler schedule (an upgraded stack may still get one of the former).
+pub fn scheduled(kind: (&str, &str)) -> bool {
+    let (s, d) = kind;
+    d == SCHEDULED_EVENT.1 && (s == SCHEDULED_EVENT.0 || s == SCHEDULER_SOURCE)
+}
+
+/// A scheduled run (`scheduled`), or a manual run in the same shape (`source: bridgekeeper`),
+/// read whole and typed: `Ok(false)` for any other event; a schedule whose fields have the wrong
+/// types is an invalid event, not a trigger.
 pub fn is_schedule(event: &serde_json::Value) -> Result<bool, crate::Error> {
     let envelope = Envelope::of(event)?;
     let (s, d) = envelope.kind();
-    if d != SCHEDULED_EVENT.1 || (s != SCHEDULED_EVENT.0 && s != "bridgekeeper") {
+    if !scheduled((s, d)) && (s, d) != ("bridgekeeper", SCHEDULED_EVENT.1) {
         return Ok(false);
     }
     ScheduledEvent::deserialize(event)
@@ -514,6 +525,24 @@ mod tests {
             outcomes[4],
             (SnapshotKind::Cluster, ExportOutcome::Cancelled)
         );
+    }
+
+    #[test]
+    fn a_scheduler_input_is_a_scheduled_run_with_its_execution_id() {
+        for f in [
+            include_str!("../../events/snapshot-export/scheduler.json"),
+            include_str!("../../events/dns-sync/scheduler.json"),
+            include_str!("../../events/image-rollout/scheduler.json"),
+        ] {
+            let v: serde_json::Value = serde_json::from_str(f).unwrap();
+            assert!(is_schedule(&v).unwrap(), "{f}");
+            let e: ScheduledEvent = round_trip(f);
+            assert!(scheduled((e.source.as_str(), e.detail_type.as_str())));
+            assert_eq!(e.source, SCHEDULER_SOURCE);
+            assert!(!e.id.as_deref().unwrap_or_default().is_empty());
+        }
+        let other = serde_json::json!({"source": "aws.scheduler", "detail-type": "Something Else", "detail": {}});
+        assert!(!is_schedule(&other).unwrap());
     }
 
     #[test]

@@ -522,6 +522,45 @@ def stack_paths(dep, hub_present=True):
                     elif not hub_present:
                         put["request"]["resource"]["accountId"] = stack.account
                     cases.append((f"{where}: rule {logical} puts events on {target['Arn']}", put, "Allowed"))
+        # Every Scheduler schedule: Scheduler assumes the target's role (its trust admits this
+        # stack's schedules only), which invokes the function and, after the retries, sends the
+        # run to the dead-letter queue (identity policy and queue policy).
+        for logical, _ in stack.created("AWS::Scheduler::Schedule"):
+            schedule_arn = stack.attr(logical, "Arn")
+            target = stack.props(logical)["Target"]
+            role = target["RoleArn"]
+            role_logical = next(lg for lg, _ in stack.created("AWS::IAM::Role")
+                                if stack.attr(lg, "Arn") == role)
+            trust = stack.props(role_logical)["AssumeRolePolicyDocument"]
+            sim = service_request("sts:AssumeRole", "scheduler.amazonaws.com", role, stack.account,
+                                  {"aws:SourceArn": schedule_arn, "aws:SourceAccount": stack.account})
+            sim["resourcePolicy"] = trust
+            cases.append((f"{where}: Scheduler assumes {role_logical} for schedule {logical}", sim, "Allowed"))
+            foreign = dict(sim)
+            foreign["request"] = dict(sim["request"], contextVariables=dict(
+                sim["request"]["contextVariables"],
+                **{"aws:SourceArn": f"arn:{stack.partition}:scheduler:{stack.region}:{stack.account}:schedule/default/someone-elses"}))
+            cases.append((f"{where}: Scheduler assumes {role_logical} for a schedule not the stack's",
+                          foreign, "Denied"))
+            session = f"arn:{stack.partition}:sts::{stack.account}:assumed-role/{role.rsplit('/', 1)[1]}/scheduler"
+            as_role = {"aws:PrincipalArn": role, "aws:PrincipalAccount": stack.account,
+                       "aws:SecureTransport": "true"}
+            invoke = {"request": {"action": "lambda:InvokeFunction", "principal": session,
+                                  "resource": {"resource": target["Arn"], "accountId": stack.account},
+                                  "contextVariables": dict(as_role)},
+                      "identityPolicies": identity_policies(stack, role_logical)}
+            cases.append((f"{where}: schedule {logical} invokes its function", invoke, "Allowed"))
+            dlq = target.get("DeadLetterConfig", {}).get("Arn")
+            if dlq:
+                _, policy = resource_policy([stack], dlq, "sqs:SendMessage")
+                send = {"request": {"action": "sqs:SendMessage", "principal": session,
+                                    "resource": {"resource": dlq, "accountId": stack.account},
+                                    "contextVariables": dict(as_role)},
+                        "identityPolicies": identity_policies(stack, role_logical)}
+                if policy is not None:
+                    send["resourcePolicy"] = policy
+                cases.append((f"{where}: schedule {logical} keeps an undelivered run in its dead-letter queue",
+                              send, "Allowed"))
         # Alarms publish to their topics as cloudwatch.amazonaws.com, with the alarm's ARN.
         for logical, _ in stack.created("AWS::CloudWatch::Alarm"):
             props = stack.props(logical)

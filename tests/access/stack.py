@@ -24,6 +24,8 @@ NAME_LIMITS = {
     "AWS::Lambda::Function": 64,
     "AWS::S3::Bucket": 63,
     "AWS::DynamoDB::Table": 255,
+    "AWS::Scheduler::ScheduleGroup": 64,
+    "AWS::Scheduler::Schedule": 64,
 }
 
 # Names given explicitly, and their limits (what a long stack name must still fit in).
@@ -118,6 +120,13 @@ class Stack(Resolver):
         if kind == "AWS::Events::Rule":
             n = named("Name")
             return {"Ref": n, "Arn": f"arn:{p}:events:{r}:{a}:rule/{n}"}
+        if kind == "AWS::Scheduler::ScheduleGroup":
+            n = named("Name")
+            return {"Ref": n, "Arn": f"arn:{p}:scheduler:{r}:{a}:schedule-group/{n}"}
+        if kind == "AWS::Scheduler::Schedule":
+            n = named("Name")
+            group = self.resolve(props["GroupName"]) if "GroupName" in props else "default"
+            return {"Ref": n, "Arn": f"arn:{p}:scheduler:{r}:{a}:schedule/{group}/{n}"}
         if kind == "AWS::CloudWatch::Alarm":
             n = named("AlarmName")
             return {"Ref": n, "Arn": f"arn:{p}:cloudwatch:{r}:{a}:alarm:{n}"}

@@ -33,6 +33,18 @@ PUT_BACK = [
     ("3: a rule's dead-letter queue does not admit it", "template.yaml",
      "                  - !GetAtt NodeStateEventsRule.Arn\n", "",
      "rule NodeStateEventsRule sends undeliverable events"),
+    ("3: a schedule's role trusts any schedule of the account", "template.yaml",
+     "              ArnLike:\n                aws:SourceArn:\n"
+     "                  - !Sub \"arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${SnapshotExportSchedules}/*\"\n"
+     "                  - !If [ImageRolloutEnabled, !Sub \"arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${ImageRolloutSchedules}/*\", !Ref AWS::NoValue]\n"
+     "                  - !If [DnsSyncEnabled, !Sub \"arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${DnsSyncSchedules}/*\", !Ref AWS::NoValue]\n",
+     "", "for a schedule not the stack's: AWS would allow it"),
+    ("3: a schedule cannot keep an undelivered run", "template.yaml",
+     "              - Sid: KeepUndeliveredRuns\n                Effect: Allow\n                Action: sqs:SendMessage",
+     "              - Sid: KeepUndeliveredRuns\n                Effect: Allow\n                Action: sqs:ReceiveMessage",
+     "keeps an undelivered run in its dead-letter queue: AWS would refuse it",
+     ("template.yaml", "            Principal: { AWS: !GetAtt SchedulerRole.Arn }\n            Action: sqs:SendMessage",
+      "            Principal: { AWS: !GetAtt SchedulerRole.Arn }\n            Action: sqs:ReceiveMessage")),
     ("4: the bus statement id built from the stack name", "template.yaml",
      'StatementId: !Sub\n        - "bridgekeeper-${Id}"\n        - Id: !Select [2, !Split ["/", !Ref AWS::StackId]]',
      'StatementId: !Sub "${AWS::StackName}-members"', "StatementId is"),

@@ -167,6 +167,10 @@ EXPECT: dict[str, Expect] = {
         answer={"zones.len": 0, "route53.zones_listed": False, "route53.zones_read": 0,
                 "route53.zones_unchanged": 1}),
 
+    "dns-sync/scheduler.json": Expect(
+        "EventBridge Scheduler's Input (ScheduleV2): the same scheduled run, nothing to change",
+        answer={"zones.len": 0, "route53.zones_read": 0, "route53.zones_unchanged": 1}),
+
     "image-rollout/push-attestation.json": Expect("an attestation: ignored", answer={"ignored": re.compile("attestation"), "push": None}),
     "image-rollout/push-bad-digest.json": Expect(
         "a malformed digest: refused (NonRetryable), kept in the failed-invocations queue",
@@ -186,6 +190,9 @@ EXPECT: dict[str, Expect] = {
     "image-rollout/push-version.json": Expect("v1.4.2: no rule follows it", answer={"ignored": "no rule matches shop/api:v1.4.2"}),
     "image-rollout/reconcile.json": Expect(
         "the reconcile: every followed tag already where ECR says, nothing rolled",
+        answer={"clusters.len": 2, "clusters.0.rolled": [], "clusters.1.rolled": [], "images.len": 2}),
+    "image-rollout/scheduler.json": Expect(
+        "the reconcile started by EventBridge Scheduler's Input: the same, nothing rolled",
         answer={"clusters.len": 2, "clusters.0.rolled": [], "clusters.1.rolled": [], "images.len": 2}),
 
     "scaling-alerts/alarm-anomaly.json": Expect("one alarm mail", answer={"notifications": 1},
@@ -261,6 +268,9 @@ EXPECT: dict[str, Expect] = {
         answer=refused(r"source \"aws\.s3\".* is not handled"), failed=["NonRetryable.InvalidEvent"]),
     "snapshot-export/schedule.json": Expect("the nightly run: every source exported already, nothing sent",
                                             answer={"trigger": "schedule", "already_exported.len": 3, "started": []}),
+    "snapshot-export/scheduler.json": Expect(
+        "the nightly run started by EventBridge Scheduler's Input: every source exported already",
+        answer={"trigger": "schedule", "already_exported.len": 3, "started": []}),
     "snapshot-export/snapshot-created.json": Expect("a new snapshot: the same run, nothing new",
                                                     answer={"run.already_exported.len": 3, "run.started": []}),
 }

@@ -2,8 +2,7 @@
 //! for the hub and each member account). The only place that knows the event shapes.
 
 use bridgekeeper::events::{
-    Envelope, RDS_CLUSTER_SNAPSHOT_EVENT, RDS_SNAPSHOT_EVENT, RdsEvent, SCHEDULED_EVENT,
-    ScheduledEvent,
+    Envelope, RDS_CLUSTER_SNAPSHOT_EVENT, RDS_SNAPSHOT_EVENT, RdsEvent, ScheduledEvent,
 };
 use bridgekeeper::idempotency::Remember;
 use bridgekeeper::metrics::{Metrics, Unit};
@@ -101,7 +100,7 @@ async fn route<R: Rds, N: Notifier, M: Remember, F: ExportFiles, C: Catalog>(
     let malformed =
         |e: serde_json::Error| Error::invalid_event(format!("malformed {} event: {e}", kind.1));
     match kind {
-        k if k == SCHEDULED_EVENT => {
+        k if bridgekeeper::events::scheduled(k) => {
             let _: ScheduledEvent = serde_json::from_value(event).map_err(malformed)?;
             scheduled(config, p, Trigger::Schedule, None)
                 .await

@@ -6,7 +6,7 @@
 use std::future::Future;
 
 use bridgekeeper::accounts::{Accounts, Origin, Scope};
-use bridgekeeper::events::{Envelope, SCHEDULED_EVENT};
+use bridgekeeper::events::Envelope;
 use bridgekeeper::idempotency::Remember;
 use bridgekeeper::notify::{Notification, Notifier};
 use bridgekeeper::{AwsError, Class, Classify, Error};
@@ -135,7 +135,7 @@ pub async fn handle<R: Rds, F: RdsIn, N: Notifier, M: Remember, X: ExportFiles, 
         inner: notifier,
         origin,
     };
-    let scheduled = envelope.kind() == SCHEDULED_EVENT;
+    let scheduled = bridgekeeper::events::scheduled(envelope.kind());
     if config.members.is_empty() || !scheduled {
         let origin = envelope.origin().account;
         let member = config
@@ -203,6 +203,7 @@ mod tests {
     use crate::snapshots::Snapshot;
 
     const SCHEDULE: &str = include_str!("../../../events/snapshot-export/schedule.json");
+    const SCHEDULER: &str = include_str!("../../../events/snapshot-export/scheduler.json");
     const STAGING: &str = "222222222222";
     const PROD: &str = "333333333333";
 
@@ -334,6 +335,27 @@ mod tests {
             subjects.contains(&"[staging] RDS snapshot exports: 1 started".to_owned()),
             "{subjects:?}"
         );
+    }
+
+    /// EventBridge Scheduler's Input (ScheduleV2) is the nightly run as the legacy rule's event
+    /// was: the hub and every member account export.
+    #[tokio::test]
+    async fn a_scheduler_run_exports_in_the_hub_and_every_member_as_a_rule_did() {
+        for event in [SCHEDULE, SCHEDULER] {
+            let own = FakeRds::with_instances(&["ops-db"]);
+            let staging = Arc::new(FakeRds::with_instances(&["orders"]));
+            let members = Members {
+                rds: HashMap::from([
+                    (STAGING, staging.clone()),
+                    (PROD, Arc::new(FakeRds::with_instances(&["payments"]))),
+                ]),
+                refused: None,
+            };
+            let (out, _) = run(event, &own, &members).await;
+            assert!(out.is_ok(), "{out:?}");
+            assert_eq!(prefixes(&own).len(), 1, "{event}");
+            assert_eq!(prefixes(&staging).len(), 1, "{event}");
+        }
     }
 
     #[tokio::test]
