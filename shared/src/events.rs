@@ -297,6 +297,10 @@ pub struct AlarmStateChange {
     /// EventBridge" samples).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mute_detail: Option<MuteDetail>,
+    /// The alarm's tags, when tag propagation is on ("Alarm events and EventBridge": an
+    /// `alarmTags` object, with `alarmTagsStatus`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub alarm_tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -58,7 +58,28 @@ pub struct Notification {
     /// Attributes whose value is a JSON array, sent as SNS `String.Array`: a subscription filter
     /// `{"cluster": ["prod"]}` matches a message for `["dev", "prod"]`.
     pub arrays: std::collections::BTreeSet<String>,
+    /// What only the chat copy carries (Amazon Q Developer's custom-notification fields).
+    pub chat: Chat,
 }
+
+/// The custom-notification fields beyond title and text ("Custom notifications", Amazon Q
+/// Developer in chat applications: `threadId`, `keywords`, `eventType`, `nextSteps`,
+/// `relatedResources`). Every value is rendered inert like the rest of the chat copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chat {
+    /// Messages with one thread id land in one thread: an alarm's ALARM and its OK.
+    pub thread: Option<String>,
+    pub event_type: Option<String>,
+    pub keywords: Vec<String>,
+    /// What a person runs or opens next, one line each.
+    pub next_steps: Vec<String>,
+    /// The resources the message is about (instance ids, ARNs).
+    pub related: Vec<String>,
+}
+
+/// The custom-notification schema's bounds Bridgekeeper keeps to (a chat message is read, not
+/// searched): a few keywords, steps and resources.
+const MAX_CHAT_LIST: usize = 5;
 
 impl Notification {
     pub fn new(subject: impl AsRef<str>, body: impl Into<String>, severity: Severity) -> Self {
@@ -68,7 +89,49 @@ impl Notification {
             severity,
             attributes: BTreeMap::new(),
             arrays: std::collections::BTreeSet::new(),
+            chat: Chat::default(),
         }
+    }
+
+    /// The chat thread this message belongs to: a stable id for one story (an alarm, a
+    /// rollout). Kept to letters, digits and `-_.:/` so no sender's text shapes it.
+    pub fn thread(mut self, id: impl AsRef<str>) -> Self {
+        let id: String = id
+            .as_ref()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(*c))
+            .take(256)
+            .collect();
+        self.chat.thread = (!id.is_empty()).then_some(id);
+        self
+    }
+
+    /// What kind of event this is, for chat (`ALARM`, `ImagePushed`).
+    pub fn event_type(mut self, t: impl Into<String>) -> Self {
+        self.chat.event_type = Some(t.into());
+        self
+    }
+
+    pub fn keyword(mut self, k: impl Into<String>) -> Self {
+        if self.chat.keywords.len() < MAX_CHAT_LIST {
+            self.chat.keywords.push(k.into());
+        }
+        self
+    }
+
+    /// A command or console page a person goes to next.
+    pub fn next_step(mut self, step: impl Into<String>) -> Self {
+        if self.chat.next_steps.len() < MAX_CHAT_LIST {
+            self.chat.next_steps.push(step.into());
+        }
+        self
+    }
+
+    pub fn related(mut self, resource: impl Into<String>) -> Self {
+        if self.chat.related.len() < MAX_CHAT_LIST {
+            self.chat.related.push(resource.into());
+        }
+        self
     }
 
     /// A `String.Array` attribute (SNS filter policies match any of its values).
@@ -296,18 +359,51 @@ pub fn chat_message(n: &Notification) -> String {
         .iter()
         .map(|(k, v)| (k, inert_title(v)))
         .collect();
+    let mut content = serde_json::json!({
+        "textType": "client-markdown",
+        "title": inert_title(&n.subject),
+        "description": format!("{fence}\n{body}\n{fence}"),
+    });
+    let mut metadata = serde_json::json!({
+        "enableCustomActions": false,
+        "additionalContext": context,
+    });
+    let c = &n.chat;
+    let list =
+        |items: &[String]| -> serde_json::Value { items.iter().map(|i| inert_title(i)).collect() };
+    if !c.next_steps.is_empty() {
+        // A step is shown as Markdown: each is one inline code span (a fence longer than any
+        // backtick run in it), so a name in a command stays text.
+        let steps: Vec<String> = c
+            .next_steps
+            .iter()
+            .map(|s| {
+                let s = inert(s);
+                let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+                let f = "`".repeat(longest + 1);
+                format!("{f} {s} {f}")
+            })
+            .collect();
+        content["nextSteps"] = steps.into();
+    }
+    if !c.keywords.is_empty() {
+        content["keywords"] = list(&c.keywords);
+    }
+    if let Some(t) = &c.thread {
+        metadata["threadId"] = t.clone().into();
+    }
+    if let Some(t) = &c.event_type {
+        metadata["eventType"] = inert_title(t).into();
+    }
+    if !c.related.is_empty() {
+        metadata["relatedResources"] = list(&c.related);
+    }
+    metadata["summary"] = inert_title(&n.subject).into();
     serde_json::json!({
         "version": "1.0",
         "source": "custom",
-        "content": {
-            "textType": "client-markdown",
-            "title": inert_title(&n.subject),
-            "description": format!("{fence}\n{body}\n{fence}"),
-        },
-        "metadata": {
-            "enableCustomActions": false,
-            "additionalContext": context,
-        }
+        "content": content,
+        "metadata": metadata,
     })
     .to_string()
 }
@@ -512,6 +608,47 @@ mod tests {
         assert_eq!(json["content"]["title"], "[prod] ALARM: x");
         assert_eq!(json["content"]["description"], "```\nx is ALARM\n```");
         assert_eq!(json["metadata"]["additionalContext"]["cluster"], "prod");
+    }
+
+    /// The custom-notification schema's fields ("Custom notifications", Amazon Q Developer in
+    /// chat applications): content.nextSteps and keywords, metadata.threadId, eventType, summary
+    /// and relatedResources, each a string or a list of strings, none able to add markup.
+    #[test]
+    fn the_chat_copy_threads_and_carries_next_steps_keywords_and_resources() {
+        let n = Notification::new("[prod] ALARM: api-cpu-high", "x", Severity::Error)
+            .thread("alarm/123456789012/eu-west-1/api-cpu-high <@here>")
+            .event_type("ALARM")
+            .keyword("prod")
+            .keyword("alarm")
+            .next_step("aws cloudwatch describe-alarm-history --alarm-name `api`-cpu <!channel>")
+            .related("i-0123456789abcdef0");
+        let json: serde_json::Value = serde_json::from_str(&chat_message(&n)).unwrap();
+        let string = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+        assert_eq!(
+            string(&json["metadata"]["threadId"]).as_deref(),
+            Some("alarm/123456789012/eu-west-1/api-cpu-highhere"),
+            "no markup character reaches the thread id"
+        );
+        assert_eq!(
+            string(&json["metadata"]["eventType"]).as_deref(),
+            Some("ALARM")
+        );
+        assert_eq!(
+            json["content"]["keywords"],
+            serde_json::json!(["prod", "alarm"])
+        );
+        assert_eq!(
+            json["metadata"]["relatedResources"],
+            serde_json::json!(["i-0123456789abcdef0"])
+        );
+        let step = json["content"]["nextSteps"][0].as_str().unwrap();
+        assert!(step.starts_with("`` ") && step.ends_with(" ``"), "{step}");
+        assert!(!step.contains("<!channel>"), "{step}");
+        assert!(string(&json["metadata"]["summary"]).is_some());
+        let crowded = (0..8).fold(Notification::new("s", "b", Severity::Info), |n, i| {
+            n.keyword(format!("k{i}"))
+        });
+        assert_eq!(crowded.chat.keywords.len(), MAX_CHAT_LIST);
     }
 
     #[test]

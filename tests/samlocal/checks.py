@@ -206,6 +206,19 @@ EXPECT: dict[str, Expect] = {
     "scaling-alerts/alarm-ok.json": Expect("older than api-cpu-high's reported change: not sent (stale)",
                                            answer={"notifications": 0, "dropped": 1}),
     "scaling-alerts/alarm-state-change.json": Expect("the same", answer={"notifications": 0, "dropped": 1}),
+    "scaling-alerts/alarm-tagged.json": Expect(
+        "tag propagation: its bridgekeeper:severity tag makes the ALARM a warning",
+        answer={"notifications": 1},
+        mail=[alert("ALARM: payments-cpu-high (CPUUtilization > 80)")]),
+    "scaling-alerts/health-scheduled-retirement.json": Expect(
+        "AWS Health's retirement of two instances: each looked up in EC2, neither a node here: dropped",
+        answer={"dropped": 2, "notifications": 0}),
+    "scaling-alerts/instance-refresh-checkpoint.json": Expect(
+        "an instance refresh at its checkpoint", answer={"notifications": 1},
+        mail=[alert("Instance refresh of eks-prod-ng-1-a2c4e6g8 reached its checkpoint: 50% replaced, waiting 300 s")]),
+    "scaling-alerts/instance-refresh-failed.json": Expect(
+        "the same refresh failed", answer={"notifications": 1},
+        mail=[alert("Instance refresh of eks-prod-ng-1-a2c4e6g8 failed")]),
     "scaling-alerts/instance-stopped.json": Expect("not a node of a watched cluster: dropped", answer={"dropped": 1, "notifications": 0}),
     "scaling-alerts/launch-successful.json": Expect("one mail", answer={"notifications": 1},
                                                     mail=[alert("1 node launched in eks-prod-ng-1-a2c4e6g8, desired 4→5")]),
@@ -245,6 +258,9 @@ EXPECT: dict[str, Expect] = {
         answer={"events": 2, "duplicates": 1, "notifications": 0, "batchItemFailures": [],
                 "failures.0.message_id": "7e0c1b2a-malformed-record", "failures.0.retryable": False},
         failed=["NonRetryable.InvalidEvent"]),
+    "scaling-alerts/warm-pool-return.json": Expect(
+        "a node returned to the warm pool is not a termination", answer={"notifications": 1},
+        mail=[alert("1 node held by a terminate lifecycle hook (into the warm pool) in eks-prod-ng-1-a2c4e6g8")]),
     "scaling-alerts/terminate-successful.json": Expect("one mail", answer={"notifications": 1},
                                                        mail=[alert("1 node terminated in eks-prod-ng-1-a2c4e6g8, desired 5→4")]),
     "scaling-alerts/terminate-unsuccessful.json": Expect("one mail", answer={"notifications": 1},

@@ -53,6 +53,9 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "scaling-alerts/terminate-unsuccessful.json",
             "scaling-alerts/lifecycle-launch.json",
             "scaling-alerts/lifecycle-terminate.json",
+            "scaling-alerts/warm-pool-return.json",
+            "scaling-alerts/instance-refresh-checkpoint.json",
+            "scaling-alerts/instance-refresh-failed.json",
         ],
     ),
     (
@@ -64,6 +67,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "scaling-alerts/alarm-math.json",
             "scaling-alerts/alarm-anomaly.json",
             "scaling-alerts/alarm-composite-suppressed.json",
+            "scaling-alerts/alarm-tagged.json",
         ],
     ),
     (
@@ -88,6 +92,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
     (
         "NodeStateEventsRule",
         &["scaling-alerts/instance-stopped.json"],
+    ),
+    (
+        "HealthEventsRule",
+        &["scaling-alerts/health-scheduled-retirement.json"],
     ),
     (
         "DnsSyncOnNewLoadBalancerRule",
@@ -116,6 +124,7 @@ const FORWARDED: &[(&str, &str)] = &[
         "NodeInterruptionEventsRule",
     ),
     ("ForwardNodeStateEvents", "NodeStateEventsRule"),
+    ("ForwardHealthEvents", "HealthEventsRule"),
     ("ForwardNewLoadBalancers", "DnsSyncOnNewLoadBalancerRule"),
 ];
 

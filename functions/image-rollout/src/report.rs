@@ -220,12 +220,33 @@ pub fn notification(r: &Response, push: &Push, environment: &str) -> Option<Noti
     } else {
         Severity::Info
     };
-    Some(
-        Notification::new(subject, body.trim_end().to_owned(), severity)
-            .attribute("repository", push.repository.clone())
-            .attribute("tag", tag.to_owned())
-            .array_attribute("cluster", clusters),
-    )
+    let mut n = Notification::new(subject, body.trim_end().to_owned(), severity)
+        .attribute("repository", push.repository.clone())
+        .attribute("tag", tag.to_owned())
+        .array_attribute("cluster", clusters)
+        // A tag's pushes are one story in chat: each rollout lands in the tag's thread.
+        .thread(format!("image/{}:{tag}", push.repository))
+        .event_type("ImageRollout")
+        .keyword(push.repository.clone())
+        .keyword(tag.to_owned())
+        .related(format!(
+            "{}/{}@{}",
+            push.registry, push.repository, push.digest
+        ));
+    let rolled = r
+        .clusters
+        .iter()
+        .flat_map(|c| c.rolled.iter().map(move |x| (c, x)));
+    for (c, x) in rolled.take(2) {
+        n = n.next_step(format!(
+            "kubectl --context {} -n {} rollout status {} {}",
+            c.cluster,
+            x.workload.namespace,
+            x.workload.kind.as_str().to_lowercase(),
+            x.workload.name
+        ));
+    }
+    Some(n)
 }
 
 /// A message only when the reconcile caught something up or failed to.
@@ -383,6 +404,12 @@ mod tests {
         );
         assert_eq!(n.severity, Severity::Error);
         assert_eq!(n.attributes["repository"], "shop/api");
+        // Chat: the tag's thread, and what to watch next.
+        assert_eq!(n.chat.thread.as_deref(), Some("image/shop/api:latest"));
+        assert_eq!(
+            n.chat.next_steps,
+            ["kubectl --context dev -n shop rollout status deployment api"]
+        );
     }
 
     #[test]

@@ -25,6 +25,32 @@ pub struct AlarmEvent {
     /// When the state changed: the state's own timestamp (milliseconds), else the event's time.
     pub time: Option<DateTime<Utc>>,
     pub silenced: Option<Silence>,
+    /// Its propagated tags (`alarmTags`): message attributes, and `bridgekeeper:severity`.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The tag that sets an alarm's severity (`info`, `warning` or `error`): a team says which of its
+/// alarms wake someone, without naming conventions.
+pub const SEVERITY_TAG: &str = "bridgekeeper:severity";
+/// Room left for tags among SNS's ten message attributes (the notifier's three, and `source`,
+/// `alarm`, `group` and `cluster`).
+const MAX_TAG_ATTRIBUTES: usize = 3;
+
+/// An SNS message attribute name for a tag key: letters, digits, `_`, `-` and `.` (SNS's rule),
+/// under `tag.` so a tag never replaces one of Bridgekeeper's attributes.
+fn tag_attribute(key: &str) -> Option<String> {
+    let name: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(200)
+        .collect();
+    (!name.is_empty() && !key.starts_with("aws:")).then(|| format!("tag.{name}"))
 }
 
 /// What an alarm alarms on.
@@ -150,6 +176,7 @@ pub fn read(e: AlarmStateChangeEvent) -> AlarmEvent {
         latest: reason_data.recent_datapoints.last().copied(),
         time,
         silenced: muted.or(suppressed),
+        tags: d.alarm_tags,
     }
 }
 
@@ -393,21 +420,46 @@ pub fn render(
     }
     let was_alarm =
         before.as_deref() == Some("ALARM") || ordered.iter().any(|c| c.state == "ALARM");
-    let severity = match (a.state.as_str(), silenced) {
-        (_, Some(_)) => Severity::Info,
-        ("ALARM", None) => Severity::Error,
-        ("OK", None) if was_alarm => Severity::Resolved,
+    let tagged = match a.tags.get(SEVERITY_TAG).map(|v| v.to_ascii_lowercase()) {
+        Some(v) if v == "info" => Some(Severity::Info),
+        Some(v) if v == "warning" => Some(Severity::Warning),
+        Some(v) if v == "error" => Some(Severity::Error),
+        _ => None,
+    };
+    let severity = match (a.state.as_str(), silenced, tagged) {
+        (_, Some(_), _) => Severity::Info,
+        ("ALARM", None, Some(s)) => s,
+        ("ALARM", None, None) => Severity::Error,
+        ("OK", None, _) if was_alarm => Severity::Resolved,
         _ => Severity::Info,
     };
     let group = a.dimensions.get("AutoScalingGroupName").map(String::as_str);
     let info = group.and_then(|g| groups.get(g));
-    attributes(
+    let mut n = attributes(
         Notification::new(subject, body.trim_end().to_owned(), severity),
         "cloudwatch",
         group,
         info,
     )
     .attribute("alarm", a.name.clone())
+    // An alarm's ALARM and its OK are one story: one chat thread.
+    .thread(format!("alarm/{}", a.name))
+    .event_type(a.state.clone())
+    .next_step(format!(
+        "aws cloudwatch describe-alarm-history --alarm-name {} --history-item-type StateUpdate --max-items 5",
+        a.name
+    ));
+    for (key, value) in a
+        .tags
+        .iter()
+        .filter(|(k, _)| k.as_str() != SEVERITY_TAG)
+        .take(MAX_TAG_ATTRIBUTES)
+    {
+        if let Some(name) = tag_attribute(key) {
+            n = n.attribute(name, value.clone());
+        }
+    }
+    n
 }
 
 #[cfg(test)]

@@ -59,6 +59,25 @@ impl InstanceAction {
     }
 }
 
+/// A move into or out of the group's warm pool (the events' `Origin` and `Destination`): the
+/// instance is kept stopped or hibernated, not lost ("Instance reuse policy", EC2 Auto Scaling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Warm {
+    Into,
+    OutOf,
+}
+
+impl Warm {
+    pub fn of(origin: Option<&str>, destination: Option<&str>) -> Option<Warm> {
+        match (origin, destination) {
+            (_, Some("WarmPool")) => Some(Warm::Into),
+            (Some("WarmPool"), _) => Some(Warm::OutOf),
+            _ => None,
+        }
+    }
+}
+
 /// One Auto Scaling instance event, as far as an alert needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceEvent {
@@ -71,6 +90,22 @@ pub struct InstanceEvent {
     /// Lifecycle actions: `hook-name (autoscaling:EC2_INSTANCE_LAUNCHING)`.
     pub hook: Option<String>,
     pub time: Option<DateTime<Utc>>,
+    pub warm: Option<Warm>,
+}
+
+impl InstanceEvent {
+    /// What happened to the instance: a return to the warm pool is not a termination.
+    pub fn verb(&self) -> String {
+        let a = self.action;
+        match (a, self.warm) {
+            (_, None) => a.verb().to_owned(),
+            (InstanceAction::Launch, Some(Warm::Into)) => "launched into the warm pool".into(),
+            (InstanceAction::Launch, Some(Warm::OutOf)) => "taken from the warm pool".into(),
+            (InstanceAction::Terminate, Some(Warm::Into)) => "returned to the warm pool".into(),
+            (_, Some(Warm::Into)) => format!("{} (into the warm pool)", a.verb()),
+            (_, Some(Warm::OutOf)) => format!("{} (out of the warm pool)", a.verb()),
+        }
+    }
 }
 
 /// `... changing the desired capacity from 4 to 5.` → (4, 5), from an activity's cause.
@@ -112,11 +147,7 @@ pub fn render(
             _ => None,
         }
     };
-    let what = format!(
-        "{} {}",
-        plural(events.len(), "node", "nodes"),
-        first.action.verb()
-    );
+    let what = format!("{} {}", plural(events.len(), "node", "nodes"), first.verb());
     let where_ = place(&first.group, info);
     let subject = match &desired {
         Some(d) => format!("[{env}] {what} in {where_}, {d}"),
@@ -319,6 +350,7 @@ mod tests {
 
     fn terminated(id: &str, cause: &str, at: &str) -> InstanceEvent {
         InstanceEvent {
+            warm: None,
             action: InstanceAction::Terminate,
             group: "workers".into(),
             instance_id: Some(id.into()),

@@ -9,6 +9,7 @@ use crate::alert::GroupInfo;
 use crate::autoscaling::{InstanceAction, InstanceEvent};
 use crate::nodegroups::NodegroupEvent;
 use crate::nodes::{NodeEvent, Pool};
+use crate::refresh::RefreshEvent;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fact {
@@ -16,6 +17,7 @@ pub enum Fact {
     Alarm(AlarmEvent),
     Nodegroup(NodegroupEvent),
     Node(NodeEvent),
+    Refresh(RefreshEvent),
 }
 
 impl Fact {
@@ -23,6 +25,7 @@ impl Fact {
     pub fn group(&self) -> Option<&str> {
         match self {
             Fact::Instance(e) => Some(&e.group),
+            Fact::Refresh(e) => Some(&e.group),
             Fact::Alarm(a) => a.dimensions.get("AutoScalingGroupName").map(String::as_str),
             Fact::Nodegroup(_) | Fact::Node(_) => None,
         }
@@ -51,7 +54,8 @@ impl Alert {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    Instances(InstanceAction, String),
+    Instances(InstanceAction, Option<crate::autoscaling::Warm>, String),
+    Refresh(String),
     Alarm(String),
     Nodes(String, Option<String>, Option<Pool>),
     Nodegroup(usize),
@@ -66,7 +70,8 @@ pub fn coalesce(facts: Vec<(String, Fact)>) -> Vec<Alert> {
     let mut alerts: HashMap<Key, Alert> = HashMap::new();
     for (i, (record, fact)) in facts.into_iter().enumerate() {
         let key = match &fact {
-            Fact::Instance(e) => Key::Instances(e.action, e.group.clone()),
+            Fact::Instance(e) => Key::Instances(e.action, e.warm, e.group.clone()),
+            Fact::Refresh(e) => Key::Refresh(e.refresh.clone()),
             Fact::Alarm(a) => Key::Alarm(a.name.clone()),
             Fact::Node(n) => {
                 let (kind, cluster, pool) = n.key();
@@ -121,6 +126,17 @@ pub fn render(
             crate::nodes::render(&events, environment)
         }
         Fact::Nodegroup(n) => crate::nodegroups::render(n, environment),
+        Fact::Refresh(_) => {
+            let events: Vec<&RefreshEvent> = alert
+                .facts
+                .iter()
+                .filter_map(|f| match f {
+                    Fact::Refresh(e) => Some(e),
+                    _ => None,
+                })
+                .collect();
+            crate::refresh::render(&events, groups, environment)
+        }
     }
 }
 
@@ -131,6 +147,7 @@ mod tests {
 
     fn launch(group: &str, id: &str) -> (String, Fact) {
         let e = InstanceEvent {
+            warm: None,
             action: InstanceAction::Launch,
             group: group.into(),
             instance_id: Some(id.into()),

@@ -16,6 +16,7 @@ pub mod nodegroups;
 pub mod nodes;
 pub mod parse;
 pub mod pipeline;
+pub mod refresh;
 
 pub use config::Config;
 

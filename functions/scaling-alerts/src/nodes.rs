@@ -96,6 +96,32 @@ pub enum NodeKind {
     Rebalance,
     /// `stopping`, `stopped`, `shutting-down` or `terminated`.
     State(String),
+    /// An AWS Health scheduled change: `AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED`, from `start`.
+    Scheduled {
+        code: String,
+        start: Option<DateTime<Utc>>,
+        description: Option<String>,
+        /// The Health event's ARN.
+        event: Option<String>,
+    },
+}
+
+/// What a scheduled change does, for people (AWS Health's EC2 event type codes).
+fn scheduled_words(code: &str) -> String {
+    match code {
+        "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED"
+        | "AWS_EC2_PERSISTENT_INSTANCE_RETIREMENT_SCHEDULED" => "retirement".into(),
+        "AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED" => "reboot for maintenance".into(),
+        "AWS_EC2_SYSTEM_REBOOT_MAINTENANCE_SCHEDULED" => "host reboot for maintenance".into(),
+        "AWS_EC2_INSTANCE_STOP_SCHEDULED" => "stop".into(),
+        "AWS_EC2_INSTANCE_NETWORK_MAINTENANCE_SCHEDULED" => "network maintenance".into(),
+        "AWS_EC2_INSTANCE_POWER_MAINTENANCE_SCHEDULED" => "power maintenance".into(),
+        other => other
+            .trim_start_matches("AWS_EC2_")
+            .trim_end_matches("_SCHEDULED")
+            .replace('_', " ")
+            .to_lowercase(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +179,10 @@ impl NodeEvent {
             NodeKind::SpotInterruption { action } => format!("spot:{action}"),
             NodeKind::Rebalance => "rebalance".to_owned(),
             NodeKind::State(s) => format!("state:{s}"),
+            NodeKind::Scheduled { code, start, .. } => format!(
+                "scheduled:{code}:{}",
+                start.map(|t| t.timestamp()).unwrap_or_default()
+            ),
         };
         let node = self.node.as_ref();
         (
@@ -194,6 +224,28 @@ pub fn render(events: &[&NodeEvent], env: &str) -> Notification {
             ),
             Severity::Info,
         ),
+        NodeKind::Scheduled { code, start, .. } => {
+            let what = scheduled_words(code);
+            let at = start
+                .map(|t| format!(" on {}", t.format("%Y-%m-%d %H:%M UTC")))
+                .unwrap_or_default();
+            let short = match &pool {
+                Pool::Karpenter(n) | Pool::NodeGroup(n) | Pool::AutoScaling(n) => n.as_str(),
+                Pool::None => "no pool",
+            };
+            let on = start
+                .map(|t| format!(" on {}", t.format("%Y-%m-%d %H:%M UTC")))
+                .unwrap_or_default();
+            (
+                format!("[{env}] Scheduled {what}{on}: {nodes} of {cluster}/{short}"),
+                format!(
+                    "AWS Health scheduled a {what} for {nodes} of {place} (cluster {cluster}){at}. \
+                     Replace {} before then: drain and terminate, and the pool launches new ones.",
+                    if events.len() == 1 { "it" } else { "them" }
+                ),
+                Severity::Warning,
+            )
+        }
         NodeKind::State(state) => (
             format!("[{env}] {nodes} {state}: {place}"),
             format!(
@@ -238,12 +290,38 @@ pub fn render(events: &[&NodeEvent], env: &str) -> Notification {
         .join("  ");
         line(if i == 0 { "Instances:" } else { "" }, &detail);
     }
+    if let NodeKind::Scheduled {
+        description: Some(d),
+        ..
+    } = &first.kind
+    {
+        let d = bridgekeeper::text::prefix(d.trim(), 600);
+        line("AWS says:", &d.replace('\n', " "));
+    }
     if let Some(t) = when {
         line("Time:", &t.format("%Y-%m-%d %H:%M:%S UTC").to_string());
     }
-    let n = Notification::new(subject, body.trim_end().to_owned(), severity)
+    let mut n = Notification::new(subject, body.trim_end().to_owned(), severity)
         .attribute("source", "ec2")
-        .attribute("cluster", cluster);
+        .attribute("cluster", cluster)
+        .event_type(match &first.kind {
+            NodeKind::SpotInterruption { .. } => "SpotInterruption",
+            NodeKind::Rebalance => "RebalanceRecommendation",
+            NodeKind::State(_) => "InstanceStateChange",
+            NodeKind::Scheduled { .. } => "ScheduledChange",
+        })
+        .keyword(cluster.to_owned());
+    for e in events {
+        n = n.related(e.instance_id.clone());
+    }
+    if let NodeKind::Scheduled {
+        event: Some(arn), ..
+    } = &first.kind
+    {
+        n = n.thread(format!("health/{arn}")).next_step(format!(
+            "aws health describe-event-details --region us-east-1 --event-arns {arn}"
+        ));
+    }
     match pool {
         Pool::Karpenter(p) => n.attribute("nodepool", p),
         Pool::NodeGroup(g) | Pool::AutoScaling(g) => n.attribute("group", g),

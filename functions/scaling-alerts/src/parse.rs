@@ -7,10 +7,11 @@ use bridgekeeper::events::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::autoscaling::{InstanceAction, InstanceEvent};
+use crate::autoscaling::{InstanceAction, InstanceEvent, Warm};
 use crate::domain::Fact;
 use crate::nodegroups::{Call, NodegroupEvent, Sizes};
 use crate::nodes::{NodeEvent, NodeKind};
+use crate::refresh::{RefreshDetail, RefreshEvent, Stage};
 
 /// `detail` of an `AWS API Call via CloudTrail` event for the EKS node-group calls.
 #[derive(Debug, Serialize, Deserialize)]
@@ -94,18 +95,111 @@ struct LifecycleAction {
     ec2_instance_id: Option<String>,
     #[serde(default)]
     lifecycle_transition: Option<String>,
+    #[serde(default)]
+    origin: Option<String>,
+    #[serde(default)]
+    destination: Option<String>,
 }
 
 /// The states of `EC2 Instance State-change Notification` that take a node away.
 pub const NODE_LOSING_STATES: [&str; 4] = ["stopping", "stopped", "shutting-down", "terminated"];
 
-/// The record's event as a [`Fact`], and where it happened (its envelope's account and region:
-/// a member account's forwarded events keep theirs).
-pub fn parse(record: &SqsMessage) -> Result<(Scope, Fact), String> {
+/// `detail` of an `AWS Health Event` ("Reference: AWS Health events Amazon EventBridge schema",
+/// AWS Health user guide).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthDetail {
+    #[serde(default)]
+    event_arn: Option<String>,
+    service: String,
+    event_type_code: String,
+    event_type_category: String,
+    /// `Fri, 27 Jan 2023 06:02:51 GMT` in AWS's samples; RFC 3339 is read too.
+    #[serde(default)]
+    start_time: Option<String>,
+    #[serde(default)]
+    event_description: Vec<HealthDescription>,
+    #[serde(default)]
+    affected_entities: Vec<HealthEntity>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthDescription {
+    #[serde(default)]
+    language: Option<String>,
+    latest_description: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthEntity {
+    entity_value: String,
+}
+
+/// The record's events as [`Fact`]s (an AWS Health event names each instance it affects: one
+/// fact each), and where they happened (its envelope's account and region: a member account's
+/// forwarded events keep theirs).
+pub fn parse(record: &SqsMessage) -> Result<(Scope, Vec<Fact>), String> {
     let body = record.body.as_deref().ok_or("the record has no body")?;
     let envelope: Envelope = serde_json::from_str(body)
         .map_err(|e| format!("the body is not an EventBridge event: {e}"))?;
-    Ok((envelope.origin(), read(body, &envelope)?))
+    let facts = match (envelope.source(), envelope.detail_type()) {
+        ("aws.health", "AWS Health Event") => health(body)?,
+        _ => vec![read(body, &envelope)?],
+    };
+    Ok((envelope.origin(), facts))
+}
+
+/// A scheduled change to EC2 instances (retirement, reboot, stop, maintenance), one fact per
+/// instance it names, so each is joined to its cluster and pool like any node event.
+fn health(body: &str) -> Result<Vec<Fact>, String> {
+    let e: EventBridgeEvent<HealthDetail> =
+        serde_json::from_str(body).map_err(|e| format!("malformed AWS Health Event event: {e}"))?;
+    let d = e.detail;
+    if d.service != "EC2" || d.event_type_category != "scheduledChange" {
+        return Err(format!(
+            "AWS Health event {} ({}, {}) is not a scheduled change to EC2 instances",
+            d.event_type_code, d.service, d.event_type_category
+        ));
+    }
+    let start = d.start_time.as_deref().and_then(|t| {
+        chrono::DateTime::parse_from_rfc2822(t)
+            .or_else(|_| chrono::DateTime::parse_from_rfc3339(t))
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    });
+    let description = d
+        .event_description
+        .iter()
+        .find(|x| x.language.as_deref().is_none_or(|l| l.starts_with("en")))
+        .map(|x| x.latest_description.clone());
+    let facts: Vec<Fact> = d
+        .affected_entities
+        .into_iter()
+        .map(|x| x.entity_value)
+        .filter(|v| v.starts_with("i-"))
+        .map(|instance_id| {
+            Fact::Node(NodeEvent {
+                kind: NodeKind::Scheduled {
+                    code: d.event_type_code.clone(),
+                    start,
+                    description: description.clone(),
+                    event: d.event_arn.clone(),
+                },
+                instance_id,
+                time: e.time,
+                node: None,
+            })
+        })
+        .collect();
+    if facts.is_empty() {
+        return Err(format!(
+            "AWS Health event {} names no EC2 instance",
+            d.event_type_code
+        ));
+    }
+    Ok(facts)
 }
 
 fn read(body: &str, envelope: &Envelope) -> Result<Fact, String> {
@@ -114,6 +208,14 @@ fn read(body: &str, envelope: &Envelope) -> Result<Fact, String> {
     let instance_action = InstanceAction::from_detail_type(detail_type);
     match (source, detail_type, instance_action) {
         ("aws.autoscaling", _, Some(action)) => instance(body, action, malformed),
+        ("aws.autoscaling", detail_type, None)
+            if Stage::from_detail_type(detail_type).is_some() =>
+        {
+            let e: EventBridgeEvent<RefreshDetail> =
+                serde_json::from_str(body).map_err(malformed)?;
+            let stage = Stage::from_detail_type(detail_type).unwrap_or(Stage::Started);
+            Ok(Fact::Refresh(RefreshEvent::new(e.detail, stage, e.time)))
+        }
         (source, detail_type, _) if (source, detail_type) == ALARM_STATE_CHANGE => {
             let e: AlarmStateChangeEvent = serde_json::from_str(body).map_err(malformed)?;
             Ok(Fact::Alarm(crate::alarm::read(e)))
@@ -151,6 +253,7 @@ fn instance(body: &str, action: InstanceAction, malformed: Malformed) -> Result<
                 None => h,
             }),
             time: e.time,
+            warm: Warm::of(d.origin.as_deref(), d.destination.as_deref()),
         }));
     }
     let e: AutoScalingInstanceEvent = serde_json::from_str(body).map_err(malformed)?;
@@ -164,6 +267,7 @@ fn instance(body: &str, action: InstanceAction, malformed: Malformed) -> Result<
         status_message: d.status_message,
         hook: None,
         time: d.end_time.or(e.time),
+        warm: Warm::of(d.origin.as_deref(), d.destination.as_deref()),
     }))
 }
 
@@ -265,7 +369,7 @@ mod tests {
     }
 
     fn fact(body: &str) -> Fact {
-        parse(&record(body)).unwrap().1
+        parse(&record(body)).unwrap().1.remove(0)
     }
 
     fn sample(name: &str) -> String {
@@ -327,6 +431,68 @@ mod tests {
             kind("instance-stopped.json"),
             NodeKind::State("stopped".into())
         );
+    }
+
+    #[test]
+    fn a_scheduled_retirement_is_a_node_event_per_instance_it_names() {
+        let (_, facts) = parse(&record(&sample("health-scheduled-retirement.json"))).unwrap();
+        let kinds: Vec<(String, String)> = facts
+            .iter()
+            .map(|f| match f {
+                Fact::Node(n) => match &n.kind {
+                    NodeKind::Scheduled { code, start, .. } => (
+                        n.instance_id.clone(),
+                        format!("{code} {}", start.unwrap().to_rfc3339()),
+                    ),
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (
+                    "i-0c1d2e3f4a5b6c7d8".to_owned(),
+                    "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED 2026-12-09T09:00:00+00:00".to_owned()
+                ),
+                (
+                    "i-0d2e3f4a5b6c7d8e9".to_owned(),
+                    "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED 2026-12-09T09:00:00+00:00".to_owned()
+                )
+            ]
+        );
+        let open_issue =
+            sample("health-scheduled-retirement.json").replace("scheduledChange", "issue");
+        assert!(
+            parse(&record(&open_issue))
+                .unwrap_err()
+                .contains("is not a scheduled change")
+        );
+    }
+
+    #[test]
+    fn instance_refresh_events_are_read_with_their_stage() {
+        let Fact::Refresh(r) = fact(&sample("instance-refresh-checkpoint.json")) else {
+            panic!("not a refresh");
+        };
+        assert_eq!(r.group, "eks-prod-ng-1-a2c4e6g8");
+        assert_eq!(
+            r.stage,
+            Stage::Checkpoint {
+                percentage: Some("50".into()),
+                delay: Some("300".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_return_to_the_warm_pool_is_read_as_one() {
+        let Fact::Instance(e) = fact(&sample("warm-pool-return.json")) else {
+            panic!("not an instance event");
+        };
+        assert_eq!(e.warm, Some(Warm::Into));
+        assert!(e.verb().contains("warm pool"), "{}", e.verb());
     }
 
     #[test]

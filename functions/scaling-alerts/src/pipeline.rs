@@ -111,18 +111,18 @@ fn admit<'a>(event: &'a SqsEvent, config: &Config, response: &mut Response) -> A
     let mut origins: HashMap<String, Scope> = HashMap::new();
     for record in &event.records {
         let id = record.message_id.clone().unwrap_or_default();
-        let admitted = parse(record).and_then(|(origin, fact)| {
+        let admitted = parse(record).and_then(|(origin, found)| {
             config
                 .admitted
                 .check(origin.account.as_deref())
-                .map(|_| (origin, fact))
+                .map(|_| (origin, found))
                 .map_err(|e| e.to_string())
         });
         match admitted {
-            Ok((origin, fact)) => {
+            Ok((origin, found)) => {
                 records.insert(id.clone(), record);
                 origins.insert(id.clone(), origin);
-                facts.push((id, fact));
+                facts.extend(found.into_iter().map(|fact| (id.clone(), fact)));
             }
             Err(why) => {
                 warn!(message_id = %id, reason = %why, "record rejected");
@@ -556,6 +556,10 @@ mod tests {
             sample!("alarm-composite-suppressed.json"),
             sample!("alarm-math.json"),
             sample!("alarm-muted.json"),
+            sample!("alarm-tagged.json"),
+            sample!("health-scheduled-retirement.json"),
+            sample!("instance-refresh-checkpoint.json"),
+            sample!("instance-refresh-failed.json"),
             sample!("instance-stopped.json"),
             sample!("lifecycle-launch.json"),
             sample!("lifecycle-terminate.json"),
@@ -567,10 +571,94 @@ mod tests {
             sample!("nodegroup-version-update.json"),
             sample!("rebalance-recommendation.json"),
             sample!("spot-interruption.json"),
+            sample!("warm-pool-return.json"),
         ] {
             let n = one(body).await;
             assert!(!n.subject.ends_with('…'), "cut: {}", n.subject);
         }
+    }
+
+    /// AWS Health's scheduled retirement of two Karpenter nodes: one message for the pool,
+    /// what to do and by when, threaded by the Health event and naming both instances.
+    #[tokio::test]
+    async fn a_scheduled_retirement_of_two_nodes_is_one_message_saying_when_and_what_to_do() {
+        let n = one(sample!("health-scheduled-retirement.json")).await;
+        assert_eq!(
+            n.subject,
+            "[prod] Scheduled retirement on 2026-12-09 09:00 UTC: 2 nodes of prod-eks/default"
+        );
+        assert_eq!(n.severity, Severity::Warning);
+        assert!(n.body.contains("Replace them before then"), "{}", n.body);
+        assert!(
+            n.body.contains("AWS says:  EC2 has detected degradation"),
+            "{}",
+            n.body
+        );
+        assert_eq!(n.chat.related.len(), 2);
+        assert!(
+            n.chat
+                .thread
+                .as_deref()
+                .unwrap()
+                .starts_with("health/arn:aws:health:")
+        );
+    }
+
+    /// Alarm tag propagation: the tags become message attributes (routing by team needs no
+    /// naming convention), and `bridgekeeper:severity` sets the severity.
+    #[tokio::test]
+    async fn a_tagged_alarm_carries_its_tags_and_the_severity_its_tag_says() {
+        let n = one(sample!("alarm-tagged.json")).await;
+        assert_eq!(n.severity, Severity::Warning);
+        assert_eq!(
+            n.attributes.get("tag.team").map(String::as_str),
+            Some("payments")
+        );
+        assert!(
+            !n.attributes
+                .keys()
+                .any(|k| k.contains("severity") && k != "severity")
+        );
+        assert_eq!(n.chat.thread.as_deref(), Some("alarm/payments-cpu-high"));
+    }
+
+    /// A node returned to the warm pool is kept, stopped, for the next scale-out: not lost.
+    #[tokio::test]
+    async fn a_return_to_the_warm_pool_does_not_read_as_a_termination() {
+        let n = one(sample!("warm-pool-return.json")).await;
+        assert!(n.subject.contains("into the warm pool"), "{}", n.subject);
+        assert!(!n.subject.contains("terminated"), "{}", n.subject);
+    }
+
+    /// One refresh's checkpoint and failure in one batch: one message, read as failed.
+    #[tokio::test]
+    async fn an_instance_refresh_that_fails_after_its_checkpoint_is_one_error() {
+        let p = ports();
+        let r = handle_batch(
+            batch(&[
+                sample!("instance-refresh-checkpoint.json"),
+                sample!("instance-refresh-failed.json"),
+            ]),
+            &config(&[]),
+            &p,
+        )
+        .await
+        .unwrap();
+        assert!(r.batch_item_failures.is_empty(), "{r:?}");
+        let sent = p.notifiers.all.sent();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(
+            sent[0].subject,
+            "[prod] Instance refresh of prod-eks/ng-1 failed"
+        );
+        assert_eq!(sent[0].severity, Severity::Error);
+        assert!(
+            sent[0]
+                .body
+                .contains("reached its checkpoint: 50% replaced"),
+            "{}",
+            sent[0].body
+        );
     }
 
     #[tokio::test]
