@@ -20,6 +20,7 @@ KUBE_RESOURCES = {
     "apps/v1/daemonsets": ("DaemonSet", True),
     "batch/v1/cronjobs": ("CronJob", True),
     "v1/pods": ("Pod", True),
+    "v1/events": ("Event", True),
     "networking.k8s.io/v1/ingresses": ("Ingress", True),
     "v1/services": ("Service", True),
     "v1/namespaces": ("Namespace", False),

@@ -249,3 +249,110 @@ async fn a_flapping_alarm_is_one_message_with_its_latest_state() -> Result<()> {
     assert_eq!(messages[0].attributes["severity"], "error");
     Ok(())
 }
+
+/// One Kubernetes Event in kmock, as kube-controller-manager, the scheduler or Karpenter writes
+/// it.
+async fn kube_event(
+    ns: &str,
+    name: &str,
+    object: (&str, &str),
+    reason: &str,
+    message: &str,
+) -> Result<()> {
+    use k8s_openapi::api::core::v1::Event;
+    use kube::api::{Api, PostParams};
+    let client = bridgekeeper::cluster::ClusterAccess::url(&bridgekeeper_tests::kmock().url, None)
+        .client()
+        .await?;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let e: Event = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": ns},
+        "involvedObject": {"kind": object.0, "name": object.1, "namespace": ns},
+        "reason": reason, "message": message, "type": "Normal", "count": 1,
+        "firstTimestamp": now, "lastTimestamp": now,
+    }))?;
+    Api::<Event>::namespaced(client, ns)
+        .create(&PostParams::default(), &e)
+        .await?;
+    Ok(())
+}
+
+/// The cluster's own story, from its Events in kmock: an HPA rescale, two pods of one
+/// Deployment the scheduler could not place, and a node Karpenter removes become one message
+/// each; a second run repeats none of them.
+#[tokio::test]
+async fn hpa_pending_pods_and_karpenter_events_are_told_once_each() -> Result<()> {
+    let env = TestEnv::aws().await;
+    let inbox = Inbox::create(&env.sdk).await?;
+    let ns = unique("shop");
+    let node = unique("ip-10-0-1-23");
+    kube_event(
+        &ns,
+        "api.1",
+        ("HorizontalPodAutoscaler", "api"),
+        "SuccessfulRescale",
+        "New size: 5; reason: cpu resource utilization (percentage of request) above target",
+    )
+    .await?;
+    for pod in ["api-7d9f8b6c5d-x2x9z", "api-7d9f8b6c5d-k8s2p"] {
+        kube_event(&ns, &format!("{pod}.1"), ("Pod", pod), "FailedScheduling",
+            "0/12 nodes are available: 12 Insufficient cpu. preemption: 0/12 nodes are available: 12 No preemption victims found for incoming pod.").await?;
+    }
+    kube_event(
+        &ns,
+        &format!("{node}.1"),
+        ("Node", &node),
+        "DisruptionTerminating",
+        "Disrupting Node: Underutilized/Delete",
+    )
+    .await?;
+    let clusters = format!("dev={}", bridgekeeper_tests::kmock().url);
+    let config = Config::from_env(&Env::from_pairs([
+        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
+        ("ENVIRONMENT", "dev"),
+        ("CLUSTERS", clusters.as_str()),
+        ("LOCAL_HTTP_CLUSTERS", "true"),
+    ]))?;
+    let ports = ports(&env.sdk, &config).await?;
+    let kube = scaling_alerts::kube::KubeClusterEvents::new(
+        &config.kube_clusters,
+        &Accounts::single(&env.sdk),
+    );
+    let run = scaling_alerts::handler::clusters(&config, &ports, &kube).await?;
+    assert!(run.clusters[0].error.is_none(), "{run:?}");
+    let mut subjects: Vec<String> = inbox
+        .receive()
+        .await?
+        .into_iter()
+        .filter_map(|m| m.subject)
+        .collect();
+    subjects.sort();
+    // kmock is shared: other tests' Events may be told too; this test's are exactly these.
+    let mine: Vec<&String> = subjects
+        .iter()
+        .filter(|s| s.contains(&ns) || s.contains("Karpenter"))
+        .collect();
+    assert!(
+        mine.iter().any(|s| s.as_str()
+            == format!(
+                "[dev] HPA {ns}/api scaled to 5 in dev: cpu resource utilization above target"
+            )),
+        "{subjects:?}"
+    );
+    assert!(
+        mine.iter()
+            .any(|s| s.as_str()
+                == format!("[dev] 2 pods of {ns}/api pending in dev: insufficient cpu")),
+        "{subjects:?}"
+    );
+    assert!(
+        mine.iter()
+            .any(|s| s.starts_with("[dev] Karpenter is removing") && s.contains("underutilized")),
+        "{subjects:?}"
+    );
+    let again = scaling_alerts::handler::clusters(&config, &ports, &kube).await?;
+    assert_eq!(again.clusters[0].notifications, 0, "{again:?}");
+    assert!(inbox.receive().await?.is_empty());
+    Ok(())
+}

@@ -13,7 +13,7 @@ use crate::alert::GroupInfo;
 use crate::nodes::NodeInfo;
 
 /// DescribeAutoScalingGroups takes at most 50 names per call.
-const NAMES_PER_CALL: usize = 50;
+pub const NAMES_PER_CALL: usize = 50;
 
 pub trait AutoScaling: Send + Sync {
     fn describe_groups(
@@ -95,8 +95,9 @@ pub trait Instances: Send + Sync {
     ) -> impl Future<Output = Result<HashMap<String, NodeInfo>, Error>> + Send;
 }
 
-/// An SQS batch carries at most 100 records, so one call covers a batch.
-const IDS_PER_CALL: usize = 100;
+/// Instance ids per DescribeInstances call: a batch of 1,000 records naming 1,000 instances is
+/// ten calls, one after another (make scale, "scaling-alerts storm").
+pub const IDS_PER_CALL: usize = 100;
 
 pub struct Ec2Api {
     client: ScopedClient<aws_sdk_ec2::Client>,

@@ -26,6 +26,9 @@ pub struct Config {
     /// an instance's EKS tags name.
     pub clusters: Vec<String>,
     pub silenced: Silenced,
+    /// The clusters whose Events a scheduled run reads (`CLUSTERS`, alias=EKS name or URL);
+    /// empty when the cluster's own story is not read.
+    pub kube_clusters: Vec<(String, bridgekeeper::cluster_target::ClusterTarget)>,
 }
 
 impl Config {
@@ -43,6 +46,10 @@ impl Config {
             topics: Destinations::from_env(env, crate::FUNCTION)?,
             errors_topic_arn: env.optional_arn("ERRORS_TOPIC_ARN")?,
             clusters: env.list("CLUSTER_NAMES"),
+            kube_clusters: match env.optional("CLUSTERS") {
+                Some(_) => bridgekeeper::cluster_target::targets_from_env(env, "CLUSTERS")?,
+                None => Vec::new(),
+            },
             silenced: env.choice(
                 "SILENCED_ALARMS",
                 &[("info", Silenced::Info), ("drop", Silenced::Drop)],

@@ -9,32 +9,80 @@ use bridgekeeper::Error;
 use bridgekeeper::failures::FailureSink;
 use bridgekeeper::idempotency::{self, Claim, Remember, Store};
 use bridgekeeper::notify::Notifier;
+use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 
 use crate::aws::{AutoScaling, Instances};
 use crate::batch::{Response, record_event_id, record_rejected};
+use crate::cluster_run::ClusterRun;
 use crate::config::Config;
+use crate::kube::ClusterEvents;
 use crate::pipeline::{Ports, handle_batch};
+
+/// DynamoDB claims in flight at once for one batch.
+const CLAIMS_AT_ONCE: usize = 16;
 
 /// The entry: a batch (or one event invoked directly) reported once per event, and every
 /// unusable record kept in the failed-invocations queue.
-pub async fn handle<A, E, N, S, F>(
+#[allow(clippy::too_many_arguments)]
+pub async fn handle<A, E, N, S, F, K>(
     payload: serde_json::Value,
     lease_until: SystemTime,
     owner: &str,
     config: &Config,
     ports: &Ports<A, E, N, S>,
     failed: &F,
-) -> Result<Response, Error>
+    kube: &K,
+) -> Result<Outcome, Error>
 where
     A: AutoScaling,
     E: Instances,
     N: Notifier,
     S: Store + Remember,
     F: FailureSink,
+    K: ClusterEvents,
 {
+    if payload.get("Records").is_none() && bridgekeeper::events::is_schedule(&payload)? {
+        return clusters(config, ports, kube).await.map(Outcome::Clusters);
+    }
     let response = handle_once(payload, lease_until, owner, config, ports).await?;
-    Ok(record_rejected(response, failed).await)
+    Ok(Outcome::Batch(record_rejected(response, failed).await))
+}
+
+/// What an invocation did: a batch of events, or a scheduled read of the clusters' Events.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    Batch(Response),
+    Clusters(ClusterRun),
+}
+
+/// A schedule (EventBridge Scheduler's Input, or a legacy rule's event): each cluster's Events
+/// since the last run.
+pub async fn clusters<A, E, N: Notifier, S: Remember, K: ClusterEvents>(
+    config: &Config,
+    ports: &Ports<A, E, N, S>,
+    kube: &K,
+) -> Result<ClusterRun, Error> {
+    if config.kube_clusters.is_empty() {
+        return Err(Error::invalid_event(
+            "a scheduled run reads the clusters' Events, and CLUSTERS is not set",
+        ));
+    }
+    let aliases: Vec<String> = config
+        .kube_clusters
+        .iter()
+        .map(|(a, _)| a.clone())
+        .collect();
+    Ok(crate::cluster_run::run(
+        &aliases,
+        kube,
+        &ports.notifiers,
+        &ports.store,
+        &config.environment,
+        chrono::Utc::now(),
+    )
+    .await)
 }
 
 /// [`handle_payload`], reporting each EventBridge event once: a record whose event id was handled
@@ -56,16 +104,36 @@ pub async fn handle_once<A: AutoScaling, E: Instances, N: Notifier, S: Store + R
     let mut seen = BTreeSet::new();
     let mut claimed: Vec<(String, String)> = Vec::new();
     let mut kept = SqsEvent::default();
+    let mut to_claim = Vec::new();
     for record in batch.records {
         let Some(id) = record_event_id(&record) else {
-            kept.records.push(record);
+            to_claim.push((None, record));
             continue;
         };
         // Within a batch regardless of the store: SQS may carry one event twice.
-        if !seen.insert(id.clone()) {
-            continue;
+        if seen.insert(id.clone()) {
+            to_claim.push((Some(id), record));
         }
-        match idempotency::claim(&ports.store, &id, lease_until, owner).await? {
+    }
+    // A batch holds up to 1,000 records (template.yaml): their claims go out a few at a time,
+    // in record order, not one after another.
+    let store = &ports.store;
+    let answers: Vec<_> = stream::iter(to_claim.into_iter().map(|(id, record)| async move {
+        let claim = match &id {
+            Some(id) => Some(idempotency::claim(store, id, lease_until, owner).await),
+            None => None,
+        };
+        (id, record, claim)
+    }))
+    .buffered(CLAIMS_AT_ONCE)
+    .collect()
+    .await;
+    for (id, record, claim) in answers {
+        let (Some(id), Some(claim)) = (id, claim) else {
+            kept.records.push(record);
+            continue;
+        };
+        match claim? {
             Some(Claim::New) => {
                 claimed.push((id, record.message_id.clone().unwrap_or_default()));
                 kept.records.push(record);

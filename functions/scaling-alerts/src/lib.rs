@@ -6,12 +6,15 @@ pub mod alert;
 pub mod autoscaling;
 pub mod aws;
 pub mod batch;
+pub mod cluster_run;
 pub mod config;
 pub mod delivery;
 pub mod domain;
 #[cfg(test)]
 mod fakes;
 pub mod handler;
+pub mod kube;
+pub mod kube_events;
 pub mod nodegroups;
 pub mod nodes;
 pub mod parse;

@@ -3,6 +3,7 @@
 
 use bridgekeeper::wiring::Wiring;
 use scaling_alerts::aws::{AutoScalingApi, Ec2Api};
+use scaling_alerts::kube::KubeClusterEvents;
 use scaling_alerts::{Config, FUNCTION, handler, pipeline};
 
 #[tokio::main(flavor = "current_thread")]
@@ -17,9 +18,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         notifiers: config.notifiers(aws_sdk_sns::Client::new(&w.sdk)),
         store: w.store.clone(),
     };
-    let (config, ports, failed) = (&config, &ports, &w.failed);
+    let kube = KubeClusterEvents::new(&config.kube_clusters, &w.accounts);
+    let (config, ports, failed, kube) = (&config, &ports, &w.failed, &kube);
     w.serve(|payload, deadline, request| async move {
-        handler::handle(payload, deadline, &request, config, ports, failed).await
+        handler::handle(payload, deadline, &request, config, ports, failed, kube).await
     })
     .await
 }

@@ -588,9 +588,171 @@ fn export_history() -> String {
     )
 }
 
+/// Counts calls, as the adapters would make them (their per-call limits), and messages.
+#[derive(Default)]
+struct Storm {
+    asg_calls: AtomicUsize,
+    ec2_calls: AtomicUsize,
+    sent: std::sync::Mutex<Vec<String>>,
+}
+
+impl scaling_alerts::aws::AutoScaling for &Storm {
+    async fn describe_groups(
+        &self,
+        _: &bridgekeeper::accounts::Scope,
+        names: &[String],
+    ) -> Result<HashMap<String, scaling_alerts::alert::GroupInfo>, bridgekeeper::Error> {
+        self.asg_calls.fetch_add(
+            names.len().div_ceil(scaling_alerts::aws::NAMES_PER_CALL),
+            Ordering::Relaxed,
+        );
+        Ok(HashMap::new())
+    }
+}
+
+impl scaling_alerts::aws::Instances for &Storm {
+    async fn describe_instances(
+        &self,
+        _: &bridgekeeper::accounts::Scope,
+        ids: &[String],
+    ) -> Result<HashMap<String, scaling_alerts::nodes::NodeInfo>, bridgekeeper::Error> {
+        self.ec2_calls.fetch_add(
+            ids.len().div_ceil(scaling_alerts::aws::IDS_PER_CALL),
+            Ordering::Relaxed,
+        );
+        let node = scaling_alerts::nodes::NodeInfo::from_tags(
+            &[
+                ("karpenter.sh/nodepool", "default"),
+                ("eks:eks-cluster-name", "prod-eks"),
+            ],
+            Some("m6i.large".into()),
+            Some("eu-west-1a".into()),
+            Some("spot".into()),
+        );
+        Ok(ids.iter().map(|i| (i.clone(), node.clone())).collect())
+    }
+}
+
+impl bridgekeeper::notify::Notifier for &Storm {
+    async fn notify(
+        &self,
+        n: &bridgekeeper::notify::Notification,
+    ) -> Result<String, bridgekeeper::AwsError> {
+        let mut sent = self.sent.lock().expect("lock");
+        sent.push(n.subject.clone());
+        Ok(format!("m-{}", sent.len()))
+    }
+}
+
+/// Nothing remembered: every batch is new, as in a storm.
+struct Forgetful;
+
+impl bridgekeeper::idempotency::Remember for Forgetful {
+    async fn recall(&self, _: &str) -> Result<Option<String>, bridgekeeper::AwsError> {
+        Ok(None)
+    }
+    async fn remember(&self, _: &str, _: &str) -> Result<(), bridgekeeper::AwsError> {
+        Ok(())
+    }
+}
+
+/// A node-group storm as the queue delivers it: 1,000 launches and 1,000 terminations in two
+/// node groups, and 200 Spot interruption warnings, within one batching window — two batches of
+/// 1,000 (BatchSize) and one of 200.
+fn scaling_storm() -> String {
+    let launch = include_str!("../../../events/scaling-alerts/launch-successful.json");
+    let terminate = include_str!("../../../events/scaling-alerts/terminate-successful.json");
+    let spot = include_str!("../../../events/scaling-alerts/spot-interruption.json");
+    let record = |i: usize, body: String| {
+        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+        m.message_id = Some(format!("m-{i}"));
+        m.body = Some(body);
+        m
+    };
+    let mut bodies = Vec::new();
+    for i in 0..2_000 {
+        let (sample, group) = if i % 2 == 0 {
+            (launch, i % 4)
+        } else {
+            (terminate, i % 4)
+        };
+        let mut e: serde_json::Value = serde_json::from_str(sample).expect("a sample");
+        e["id"] = json!(format!("storm-{i}"));
+        e["detail"]["AutoScalingGroupName"] = json!(format!("eks-prod-ng-{}-a2c4e6g8", group / 2));
+        e["detail"]["EC2InstanceId"] = json!(format!("i-{i:017x}"));
+        bodies.push(e.to_string());
+    }
+    for i in 0..200 {
+        let mut e: serde_json::Value = serde_json::from_str(spot).expect("a sample");
+        e["id"] = json!(format!("spot-{i}"));
+        e["detail"]["instance-id"] = json!(format!("i-{:017x}", 10_000 + i));
+        bodies.push(e.to_string());
+    }
+    let records: Vec<_> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| record(i, b))
+        .collect();
+    let config = scaling_alerts::Config::from_env(&bridgekeeper::config::Env::from_pairs([
+        (
+            "ALERTS_TOPIC_ARN",
+            "arn:aws:sns:eu-west-1:123456789012:alerts",
+        ),
+        ("ENVIRONMENT", "prod"),
+        ("ACCOUNT_ID", "123456789012"),
+    ]))
+    .expect("a config");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let (t, peak, storm) = measure(3, || {
+        let storm = Storm::default();
+        for batch in records.chunks(1_000) {
+            let ports = scaling_alerts::pipeline::Ports {
+                asg: &storm,
+                ec2: &storm,
+                notifiers: scaling_alerts::delivery::Notifiers {
+                    all: &storm,
+                    errors: None,
+                    chat: None,
+                },
+                store: Forgetful,
+            };
+            let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+            event.records = batch.to_vec();
+            let r = runtime
+                .block_on(scaling_alerts::pipeline::handle_batch(
+                    event, &config, &ports,
+                ))
+                .expect("the batch");
+            assert!(r.batch_item_failures.is_empty());
+        }
+        storm
+    });
+    let sent = storm.sent.lock().expect("lock").len();
+    let handful = if sent <= 12 {
+        ""
+    } else {
+        " — OVER A HANDFUL"
+    };
+    row_within(
+        "scaling-alerts storm: 1,000 launches + 1,000 terminations (two node groups) + 200 Spot warnings, in batches of 1,000",
+        t,
+        peak,
+        &format!(
+            "{sent} messages{handful}, {} DescribeAutoScalingGroups, {} DescribeInstances",
+            storm.asg_calls.load(Ordering::Relaxed),
+            storm.ec2_calls.load(Ordering::Relaxed)
+        ),
+        Duration::from_secs(5),
+        96,
+    )
+}
+
 fn main() {
     println!("| at scale | time (best) | peak heap | result | within its budget |");
     println!("|---|---|---|---|---|");
+    println!("{}", scaling_storm());
     println!("{}", dns_sync());
     println!("{}", image_rollout());
     println!("{}", snapshot_export());
