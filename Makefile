@@ -78,7 +78,8 @@ publish: package
 bench: setup
 	$(VENV)/bin/python bench/bench.py $(BENCH_ARGS)
 
-## The planners at scale (time and peak memory), in a release build; then dns-sync's Route53
+## The planners at scale (time and peak memory) and scaling-alerts' storm (messages, calls), in a
+## release build; then dns-sync's Route53
 ## requests per run for 20 zones × 2,000 records, counted against moto.
 scale: setup
 	cargo run --release --locked -p bridgekeeper-tests --bin scale

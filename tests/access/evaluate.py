@@ -287,6 +287,12 @@ class Requests:
             return [dict(hub_here, cluster=c, entry_role=dep.hub.attr(role, "Arn"),
                          group="bridgekeeper:image-rollout" if rollout else "bridgekeeper:dns-sync")
                     for c in names if c]
+        if name == "alerts_eks_clusters":
+            if not dep.hub.exists("ScalingAlertsAccess"):
+                return []
+            return [dict(hub_here, cluster=c, entry_role=dep.hub.attr("ScalingAlertsFunctionRole", "Arn"),
+                         group="bridgekeeper:scaling-alerts")
+                    for c in dep.hub.params["ScalingAlertsClusters"].split(",") if c]
         if name == "member_accounts":
             return [{"account": m, "region": REGION} for m in members]
         raise SystemExit(f"{self.map['function']}: access map names unknown 'each' {name!r}")

@@ -36,6 +36,7 @@ PUT_BACK = [
     ("3: a schedule's role trusts any schedule of the account", "template.yaml",
      "              ArnLike:\n                aws:SourceArn:\n"
      "                  - !Sub \"arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${SnapshotExportSchedules}/*\"\n"
+     "                  - !Sub \"arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${ScalingAlertsSchedules}/*\"\n"
      "                  - !If [ImageRolloutEnabled, !Sub \"arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${ImageRolloutSchedules}/*\", !Ref AWS::NoValue]\n"
      "                  - !If [DnsSyncEnabled, !Sub \"arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${DnsSyncSchedules}/*\", !Ref AWS::NoValue]\n",
      "", "for a schedule not the stack's: AWS would allow it"),

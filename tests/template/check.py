@@ -202,6 +202,24 @@ def known_checks():
     return {w.strip("|").strip() for w in out.split() if w.strip("|").startswith("CKV")}
 
 
+def schedule_findings(expanded):
+    """Every schedule is an EventBridge Scheduler schedule read in the stack's time zone (the rules'
+    ScheduleExpression is what AWS calls legacy, and is always UTC)."""
+    out = []
+    for name, res in expanded["Resources"].items():
+        if not isinstance(res, dict):
+            continue
+        props = res.get("Properties", {})
+        if res.get("Type") == "AWS::Events::Rule" and "ScheduleExpression" in props:
+            out.append(f"{name}: a scheduled EventBridge rule; use ScheduleV2 (EventBridge Scheduler)")
+        if res.get("Type") == "AWS::Scheduler::Schedule":
+            if props.get("ScheduleExpressionTimezone") != {"Ref": "ScheduleTimezone"}:
+                out.append(f"{name}: not read in ScheduleTimezone")
+            if "DeadLetterConfig" not in props.get("Target", {}):
+                out.append(f"{name}: no dead-letter queue")
+    return out
+
+
 def dashboard_findings(expanded):
     """A dashboard body is a JSON string CloudFormation only checks at deploy time."""
     out = []
@@ -280,6 +298,7 @@ def main():
                 found += [f"{rel} [{case}]: cfn-lint {lint.stderr.strip()}"] if lint.stderr.strip() else []
 
             found += [f"{rel} [{case}]: {p}" for p in dashboard_findings(expanded)]
+            found += [f"{rel} [{case}]: {p}" for p in schedule_findings(expanded)]
 
             report, err = checkov(target)
             if err:

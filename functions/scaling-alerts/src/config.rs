@@ -46,16 +46,17 @@ impl Config {
             topics: Destinations::from_env(env, crate::FUNCTION)?,
             errors_topic_arn: env.optional_arn("ERRORS_TOPIC_ARN")?,
             clusters: env.list("CLUSTER_NAMES"),
-            kube_clusters: match env.optional("CLUSTERS") {
-                Some(_) => bridgekeeper::cluster_target::targets_from_env(env, "CLUSTERS")?,
-                None => Vec::new(),
-            },
+            kube_clusters: kube_clusters(env)?,
             silenced: env.choice(
                 "SILENCED_ALARMS",
                 &[("info", Silenced::Info), ("drop", Silenced::Drop)],
                 Silenced::Info,
             )?,
         })
+    }
+
+    pub fn cluster_events(&self) -> bool {
+        !self.kube_clusters.is_empty()
     }
 
     pub fn notifiers(&self, sns: aws_sdk_sns::Client) -> Notifiers<SnsNotifier> {
@@ -68,6 +69,32 @@ impl Config {
     }
 }
 
+/// The clusters whose Events a scheduled run reads: `CLUSTERS` (alias=target, as dns-sync and
+/// image-rollout read it; a local run against kmock), else with `CLUSTER_EVENTS=true` the EKS
+/// clusters the stack granted (`EKS_CLUSTERS`, each its own alias).
+fn kube_clusters(
+    env: &Env,
+) -> Result<Vec<(String, bridgekeeper::cluster_target::ClusterTarget)>, ConfigError> {
+    use bridgekeeper::cluster_target::{ClusterTarget, targets_from_env};
+    if env.optional("CLUSTERS").is_some() {
+        return targets_from_env(env, "CLUSTERS");
+    }
+    if !env.flag("CLUSTER_EVENTS", false)? {
+        return Ok(Vec::new());
+    }
+    let names = env.list("EKS_CLUSTERS");
+    if names.is_empty() {
+        return Err(ConfigError::new(
+            "CLUSTER_EVENTS",
+            "is true, and EKS_CLUSTERS names no cluster to read",
+        ));
+    }
+    Ok(names
+        .into_iter()
+        .map(|n| (n.clone(), ClusterTarget::eks(n)))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +103,29 @@ mod tests {
         "ALERTS_TOPIC_ARN",
         "arn:aws:sns:eu-west-1:123456789012:alerts",
     );
+
+    #[test]
+    fn cluster_events_read_the_granted_eks_clusters_or_say_what_is_missing() {
+        let on = |eks: &'static str| {
+            Config::from_env(&Env::from_pairs([
+                ALERTS,
+                ("CLUSTER_EVENTS", "true"),
+                ("EKS_CLUSTERS", eks),
+            ]))
+        };
+        let c = on("prod-eks,ops-eks").unwrap();
+        let aliases: Vec<&str> = c.kube_clusters.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(aliases, ["prod-eks", "ops-eks"]);
+        assert!(
+            on("")
+                .unwrap_err()
+                .to_string()
+                .contains("EKS_CLUSTERS names no cluster")
+        );
+        let off =
+            Config::from_env(&Env::from_pairs([ALERTS, ("CLUSTER_EVENTS", "false")])).unwrap();
+        assert!(!off.cluster_events());
+    }
 
     #[test]
     fn reads_topics_clusters_and_the_silenced_policy() {
