@@ -215,7 +215,7 @@ EXPECT: dict[str, Expect] = {
         answer={"dropped": 2, "notifications": 0}),
     "scaling-alerts/instance-refresh-checkpoint.json": Expect(
         "an instance refresh at its checkpoint", answer={"notifications": 1},
-        mail=[alert("Instance refresh of eks-prod-ng-1-a2c4e6g8 reached its checkpoint: 50% replaced, waiting 300 s")]),
+        mail=[alert("Instance refresh of eks-prod-ng-1-a2c4e6g8 at its 50% checkpoint")]),
     "scaling-alerts/instance-refresh-failed.json": Expect(
         "the same refresh failed", answer={"notifications": 1},
         mail=[alert("Instance refresh of eks-prod-ng-1-a2c4e6g8 failed")]),

@@ -69,6 +69,17 @@ impl Stage {
         }
     }
 
+    /// The stage in a subject line (at most SNS's 99 characters, a group name included).
+    fn headline(&self) -> String {
+        match self {
+            Stage::Checkpoint { percentage, .. } => format!(
+                "at its {}% checkpoint",
+                percentage.as_deref().unwrap_or("?")
+            ),
+            other => other.words(),
+        }
+    }
+
     fn severity(&self) -> Severity {
         match self {
             Stage::Failed | Stage::RollbackFailed => Severity::Error,
@@ -139,7 +150,7 @@ pub fn render(
     };
     let subject = format!(
         "[{env}] Instance refresh of {place} {}",
-        latest.stage.words()
+        latest.stage.headline()
     );
     let mut body = format!(
         "The instance refresh {} of Auto Scaling group {} {}.\n\n",
