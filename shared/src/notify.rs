@@ -651,6 +651,79 @@ mod tests {
         assert_eq!(crowded.chat.keywords.len(), MAX_CHAT_LIST);
     }
 
+    /// Every key of the chat copy is one the custom-notification event schema defines, with its
+    /// type ("Custom notifications", Amazon Q Developer in chat applications: `version`,
+    /// `source`, `id`, `content` {`textType`, `title`, `description`, `nextSteps`, `keywords`},
+    /// `metadata` {`threadId`, `summary`, `eventType`, `relatedResources`, `additionalContext`,
+    /// `enableCustomActions`}); Amazon Q drops a message it cannot read.
+    #[test]
+    fn the_chat_copy_holds_only_the_schemas_fields_with_their_types() {
+        use serde_json::Value;
+        let full = Notification::new("[prod] s", "b", Severity::Warning)
+            .attribute("cluster", "prod")
+            .thread("alarm/x")
+            .event_type("ALARM")
+            .keyword("prod")
+            .next_step("kubectl get hpa -A")
+            .related("i-0123456789abcdef0");
+        for n in [full, Notification::new("s", "b", Severity::Info)] {
+            let json: Value = serde_json::from_str(&chat_message(&n)).unwrap();
+            let keys =
+                |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+            let allowed = |have: Vec<String>, schema: &[&str]| {
+                for k in have {
+                    assert!(schema.contains(&k.as_str()), "{k} is not in the schema");
+                }
+            };
+            allowed(
+                keys(&json),
+                &["version", "source", "id", "content", "metadata"],
+            );
+            allowed(
+                keys(&json["content"]),
+                &["textType", "title", "description", "nextSteps", "keywords"],
+            );
+            allowed(
+                keys(&json["metadata"]),
+                &[
+                    "threadId",
+                    "summary",
+                    "eventType",
+                    "relatedResources",
+                    "additionalContext",
+                    "enableCustomActions",
+                ],
+            );
+            for s in [
+                &json["version"],
+                &json["source"],
+                &json["content"]["textType"],
+            ] {
+                assert!(s.is_string());
+            }
+            for k in ["title", "description"] {
+                assert!(json["content"][k].is_string(), "{k}");
+            }
+            for k in ["threadId", "summary", "eventType"] {
+                let v = &json["metadata"][k];
+                assert!(v.is_null() || v.is_string(), "{k}");
+            }
+            for list in [
+                &json["content"]["nextSteps"],
+                &json["content"]["keywords"],
+                &json["metadata"]["relatedResources"],
+            ] {
+                assert!(
+                    list.is_null() || list.as_array().unwrap().iter().all(Value::is_string),
+                    "{list}"
+                );
+            }
+            let context = json["metadata"]["additionalContext"].as_object().unwrap();
+            assert!(context.values().all(Value::is_string));
+            assert!(json["metadata"]["enableCustomActions"].is_boolean());
+        }
+    }
+
     #[test]
     fn a_long_body_is_cut_in_the_chat_copy_and_says_so() {
         let n = Notification::new("s", "\"ü\"\n".repeat(60 * 1024), Severity::Info);
