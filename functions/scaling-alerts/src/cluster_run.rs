@@ -120,3 +120,85 @@ async fn one<K: ClusterEvents, N: Notifier, S: Remember>(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use bridgekeeper::idempotency::testing::Memory;
+    use bridgekeeper::notify::testing::Recorder;
+
+    use super::*;
+    use crate::fakes::FakeEvents;
+    use crate::kube_events::KubeEvent;
+
+    fn rescale(at: DateTime<Utc>) -> KubeEvent {
+        KubeEvent {
+            namespace: "shop".into(),
+            kind: "HorizontalPodAutoscaler".into(),
+            name: "api".into(),
+            reason: "SuccessfulRescale".into(),
+            message:
+                "New size: 5; reason: cpu resource utilization (percentage of request) above target"
+                    .into(),
+            count: 1,
+            last: at,
+        }
+    }
+
+    fn notifiers(all: Recorder) -> Notifiers<Recorder> {
+        Notifiers {
+            all,
+            errors: None,
+            chat: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_story_not_sent_is_told_again_by_the_next_run_and_then_never() {
+        let now = Utc::now();
+        let kube = FakeEvents::default();
+        kube.events
+            .lock()
+            .unwrap()
+            .push(rescale(now - chrono::Duration::minutes(2)));
+        let store = Memory::default();
+        let clusters = ["prod".to_owned()];
+        let down = notifiers(Recorder::failing("Throttling", 400));
+        let first = run(&clusters, &kube, &down, &store, "prod", now).await;
+        assert!(first.clusters[0].error.is_some(), "{first:?}");
+        let up = notifiers(Recorder::default());
+        let second = run(&clusters, &kube, &up, &store, "prod", now).await;
+        assert_eq!(second.clusters[0].notifications, 1, "{second:?}");
+        assert_eq!(up.all.sent().len(), 1);
+        let third = run(&clusters, &kube, &up, &store, "prod", now).await;
+        assert_eq!(third.clusters[0].notifications, 0, "{third:?}");
+        assert_eq!(up.all.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_cluster_is_named_and_old_events_are_not_news() {
+        let now = Utc::now();
+        let store = Memory::default();
+        let up = notifiers(Recorder::default());
+        let down = FakeEvents {
+            down: true,
+            ..FakeEvents::default()
+        };
+        let r = run(&["prod".to_owned()], &down, &up, &store, "prod", now).await;
+        assert!(
+            r.clusters[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("no route to host")
+        );
+        // A first run looks back 15 minutes: an hour-old rescale is not sent.
+        let kube = FakeEvents::default();
+        kube.events
+            .lock()
+            .unwrap()
+            .push(rescale(now - chrono::Duration::minutes(50)));
+        let r = run(&["prod".to_owned()], &kube, &up, &store, "prod", now).await;
+        assert_eq!(r.clusters[0].notifications, 0, "{r:?}");
+        assert!(up.all.sent().is_empty());
+    }
+}

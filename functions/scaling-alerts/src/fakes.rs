@@ -234,3 +234,25 @@ pub fn again(mut event: SqsEvent) -> SqsEvent {
     }
     event
 }
+
+/// A cluster's Events as a test sets them; `down` answers as an unreachable cluster does.
+#[derive(Default)]
+pub struct FakeEvents {
+    pub events: std::sync::Mutex<Vec<crate::kube_events::KubeEvent>>,
+    pub down: bool,
+}
+
+impl crate::kube::ClusterEvents for FakeEvents {
+    async fn events(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<crate::kube_events::KubeEvent>, bridgekeeper::cluster::ClusterError> {
+        if self.down {
+            return Err(bridgekeeper::cluster::ClusterError::Unusable {
+                cluster: cluster.into(),
+                why: "no route to host".into(),
+            });
+        }
+        Ok(self.events.lock().unwrap().clone())
+    }
+}
