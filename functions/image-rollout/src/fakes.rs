@@ -198,6 +198,19 @@ pub struct FakeEcr {
 }
 
 impl FakeEcr {
+    /// A `broken` registry's answer: AccessDenied, as ECR gives it to a role it does not allow.
+    fn refuse(&self) -> Result<(), bridgekeeper::AwsError> {
+        if self.broken {
+            return Err(bridgekeeper::AwsError::fake(
+                "ecr:DescribeImages",
+                "AccessDeniedException",
+                400,
+                "not authorized to perform ecr:DescribeImages",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn moved(tag: &str, digest: Option<&str>) -> Self {
         let ecr = FakeEcr::default();
         ecr.moved
@@ -218,14 +231,7 @@ impl Registry for FakeEcr {
     ) -> Result<Option<String>, bridgekeeper::AwsError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         assert_eq!((account, region), ("123456789012", "eu-west-1"));
-        if self.broken {
-            return Err(bridgekeeper::AwsError::fake(
-                "ecr:DescribeImages",
-                "AccessDeniedException",
-                400,
-                "not authorized to perform ecr:DescribeImages",
-            ));
-        }
+        self.refuse()?;
         if repository == "shop/api"
             && let Some(answer) = self.answers.lock().unwrap().pop_front()
         {
@@ -256,14 +262,7 @@ impl Registry for FakeEcr {
     ) -> Result<crate::catchup::Tags, bridgekeeper::AwsError> {
         self.listings.fetch_add(1, Ordering::SeqCst);
         assert_eq!((account, region), ("123456789012", "eu-west-1"));
-        if self.broken {
-            return Err(bridgekeeper::AwsError::fake(
-                "ecr:DescribeImages",
-                "AccessDeniedException",
-                400,
-                "not authorized to perform ecr:DescribeImages",
-            ));
-        }
+        self.refuse()?;
         if repository != "shop/api" {
             return Ok(crate::catchup::Tags::new());
         }

@@ -74,15 +74,16 @@ mod tests {
         let mut c = ClusterReport::new("dev");
         c.skipped = names
             .iter()
-            .map(|n| Skipped {
-                workload: WorkloadRef {
+            .map(|n| {
+                let workload = WorkloadRef {
                     kind: Kind::Deployment,
                     namespace: "shop".into(),
                     name: (*n).into(),
-                },
-                reason: format!("managed by Argo CD application {n}: point it at the new digest"),
-                held: true,
-                told_before: false,
+                };
+                Skipped::hold(
+                    workload,
+                    format!("managed by Argo CD application {n}: point it at the new digest"),
+                )
             })
             .collect();
         vec![c]

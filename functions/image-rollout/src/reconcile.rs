@@ -107,10 +107,7 @@ async fn resolve<R: Registry>(
     followed.sort();
     followed.dedup();
     let (followed, mut checks) = allowed(followed, config);
-    let now_minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 60);
-    let (followed, waiting) = capped(followed, config.reconcile_max_tags, now_minute);
+    let (followed, waiting) = capped(followed, config.reconcile_max_tags, now_minute());
     if waiting > 0 {
         warn!(
             waiting,
@@ -122,10 +119,7 @@ async fn resolve<R: Registry>(
         stream::iter(followed.into_iter().map(|key| async move {
             let (account, region) = Push::ecr_parts(&key.0).unwrap_or_default();
             let lookup = registry.current_digest(account, region, &key.1, &key.2);
-            let answer = match tokio::time::timeout_at(report_by, lookup).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err("not resolved before the invocation's deadline".to_owned()),
-            };
+            let answer = by_deadline(report_by, lookup, "not resolved").await;
             (key, answer)
         }))
         .buffer_unordered(config.max_concurrent)
@@ -175,20 +169,29 @@ async fn list_versions<R: Registry>(
             .iter()
             .filter_map(|(t, f)| f.as_ref().ok().map(|f| (t.cluster.as_str(), f.as_slice()))),
     );
-    let repositories = repositories.into_iter().filter(|(host, _)| {
-        config
-            .allowed_registries
-            .as_ref()
-            .is_none_or(|a| a.contains(host))
-    });
+    let repositories: Vec<Repository> = repositories
+        .into_iter()
+        .filter(|(host, _)| {
+            config
+                .allowed_registries
+                .as_ref()
+                .is_none_or(|a| a.contains(host))
+        })
+        .collect();
+    // As many repositories a run as tags (a tenant can follow versions of any number of them):
+    // the same turn, so every one is listed within a few runs.
+    let (repositories, waiting) = capped(repositories, config.reconcile_max_tags, now_minute());
+    if waiting > 0 {
+        warn!(
+            waiting,
+            "more version-following repositories than RECONCILE_MAX_TAGS; the rest wait for a later run"
+        );
+    }
     let answers: Vec<(Repository, Result<Tags, String>)> =
-        stream::iter(repositories.map(|key| async move {
+        stream::iter(repositories.into_iter().map(|key| async move {
             let (account, region) = Push::ecr_parts(&key.0).unwrap_or_default();
             let listing = registry.tagged_images(account, region, &key.1);
-            let answer = match tokio::time::timeout_at(report_by, listing).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err("not listed before the invocation's deadline".to_owned()),
-            };
+            let answer = by_deadline(report_by, listing, "not listed").await;
             (key, answer)
         }))
         .buffer_unordered(config.max_concurrent)
@@ -303,9 +306,18 @@ async fn list_in_time<K: Kube>(
     target: &Target,
     report_by: tokio::time::Instant,
 ) -> Result<Vec<Workload>, String> {
-    match tokio::time::timeout_at(report_by, list(kube, target)).await {
-        Ok(listed) => listed.map_err(|e| e.to_string()),
-        Err(_) => Err("no answer before the invocation's deadline".into()),
+    by_deadline(report_by, list(kube, target), "no answer").await
+}
+
+/// `work`'s answer, or `<what> before the invocation's deadline` once the run must report.
+async fn by_deadline<T, E: std::fmt::Display>(
+    report_by: tokio::time::Instant,
+    work: impl std::future::Future<Output = Result<T, E>>,
+    what: &str,
+) -> Result<T, String> {
+    match tokio::time::timeout_at(report_by, work).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("{what} before the invocation's deadline")),
     }
 }
 
@@ -344,14 +356,21 @@ fn allowed(followed: Vec<Followed>, config: &Config) -> (Vec<Followed>, Vec<Imag
 /// At most `cap` of the sorted tags, starting at a place that moves every minute, so that no
 /// tag (however many a tenant adds that sort first) waits more than a few runs. Also returns
 /// how many wait.
-fn capped(followed: Vec<Followed>, cap: usize, turn: u64) -> (Vec<Followed>, usize) {
-    let n = followed.len();
+fn capped<T: Clone>(items: Vec<T>, cap: usize, turn: u64) -> (Vec<T>, usize) {
+    let n = items.len();
     if n <= cap {
-        return (followed, 0);
+        return (items, 0);
     }
     let start = usize::try_from(turn % n as u64).unwrap_or(0);
-    let taken = followed.into_iter().cycle().skip(start).take(cap).collect();
+    let taken = items.into_iter().cycle().skip(start).take(cap).collect();
     (taken, n - cap)
+}
+
+/// Minutes since the epoch: the turn `capped` starts at, moving every minute.
+fn now_minute() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60)
 }
 
 #[cfg(test)]
@@ -606,5 +625,28 @@ mod tests {
             kube.image("dev", "shop", "versioned"),
             format!("{REGISTRY}/shop/api:1.4.2")
         );
+    }
+
+    /// A tenant can follow versions of any number of repositories: at most RECONCILE_MAX_TAGS
+    /// of them are listed in one run, the others in the next ones.
+    #[tokio::test]
+    async fn at_most_reconcile_max_tags_repositories_are_listed_in_one_run() {
+        let (kube, n, ecr) = (world(), Recorder::default(), FakeEcr::default());
+        for (name, repo) in [("a", "shop/api"), ("b", "shop/web"), ("c", "shop/jobs")] {
+            kube.add(
+                "dev",
+                "shop",
+                name,
+                &format!("{REGISTRY}/{repo}:1.4.2"),
+                json!({}),
+            );
+        }
+        let rules =
+            r#"[{"repository": "shop/*", "semver": "^1.4", "bump": true, "clusters": ["dev"]}]"#;
+        let config = config(&[("ROLLOUT_RULES", rules), ("RECONCILE_MAX_TAGS", "2")]);
+        handle(event(RECONCILE), &config, &kube, &ecr, &n)
+            .await
+            .unwrap();
+        assert_eq!(ecr.listings.load(Ordering::SeqCst), 2);
     }
 }

@@ -42,6 +42,26 @@ pub struct Skipped {
     pub told_before: bool,
 }
 
+impl Skipped {
+    /// Not rolled, for `reason`: nothing for a person to do.
+    pub fn skip(workload: WorkloadRef, reason: impl Into<String>) -> Self {
+        Skipped {
+            workload,
+            reason: reason.into(),
+            held: false,
+            told_before: false,
+        }
+    }
+
+    /// Left for a person: `reason` says who owns it and what to do instead.
+    pub fn hold(workload: WorkloadRef, reason: impl Into<String>) -> Self {
+        Skipped {
+            held: true,
+            ..Skipped::skip(workload, reason)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failed {
     #[serde(flatten)]
@@ -376,12 +396,10 @@ mod tests {
             workload: workload(Kind::StatefulSet, "shop", "db"),
             error: "forbidden".into(),
         });
-        dev.skipped.push(Skipped {
-            workload: workload(Kind::Deployment, "shop", "frozen"),
-            reason: "opted out".into(),
-            held: false,
-            told_before: false,
-        });
+        dev.skipped.push(Skipped::skip(
+            workload(Kind::Deployment, "shop", "frozen"),
+            "opted out",
+        ));
         let mut prod = ClusterReport::new("prod");
         prod.error = Some("no answer within 10 s".into());
         let n = notification(&response(vec![dev, prod]), &push(), "dev").unwrap();
@@ -415,12 +433,10 @@ mod tests {
     #[test]
     fn a_push_that_rolled_nothing_but_left_a_workload_for_a_person_says_so() {
         let mut dev = ClusterReport::new("dev");
-        dev.skipped.push(Skipped {
-            workload: workload(Kind::Deployment, "shop", "api"),
-            reason: "managed by Argo CD application shop-prod: ...".into(),
-            held: true,
-            told_before: false,
-        });
+        dev.skipped.push(Skipped::hold(
+            workload(Kind::Deployment, "shop", "api"),
+            "managed by Argo CD application shop-prod: ...",
+        ));
         let n = notification(&response(vec![dev]), &push(), "dev").unwrap();
         assert!(
             n.subject.contains("not rolled: 1 left for a person"),
@@ -437,12 +453,10 @@ mod tests {
     #[test]
     fn a_dry_run_or_a_push_that_changed_nothing_sends_nothing() {
         let mut dev = ClusterReport::new("dev");
-        dev.skipped.push(Skipped {
-            workload: workload(Kind::Deployment, "shop", "frozen"),
-            reason: "opted out".into(),
-            held: false,
-            told_before: false,
-        });
+        dev.skipped.push(Skipped::skip(
+            workload(Kind::Deployment, "shop", "frozen"),
+            "opted out",
+        ));
         assert!(notification(&response(vec![dev.clone()]), &push(), "dev").is_none());
         dev.rolled.push(rolled(Kind::Deployment, "api", None));
         let mut dry = response(vec![dev]);

@@ -81,18 +81,8 @@ pub async fn roll_listed<K: Kube, R: Registry>(
         };
         match decision {
             Decision::Unrelated => {}
-            Decision::Skip(reason) => report.skipped.push(Skipped {
-                workload: d.reference(),
-                reason,
-                held: false,
-                told_before: false,
-            }),
-            Decision::Hold(reason) => report.skipped.push(Skipped {
-                workload: d.reference(),
-                reason,
-                held: true,
-                told_before: false,
-            }),
+            Decision::Skip(reason) => report.skipped.push(Skipped::skip(d.reference(), reason)),
+            Decision::Hold(reason) => report.skipped.push(Skipped::hold(d.reference(), reason)),
             Decision::Roll(rollout) => to_roll.push((d, rollout)),
         }
     }
@@ -234,16 +224,14 @@ async fn roll_one<K: Kube, R: Registry>(
                     Ok(Some(now)) if now == push.digest => {}
                     Ok(now) => {
                         let now = now.as_deref().unwrap_or("nothing (the tag was deleted)");
-                        return Outcome::Skipped(Skipped {
+                        return Outcome::Skipped(Skipped::skip(
                             workload,
-                            reason: format!(
+                            format!(
                                 "changed while it was being rolled, and {}:{} now points at {now}: \
                                  superseded",
                                 push.repository, push.tag
                             ),
-                            held: false,
-                            told_before: false,
-                        });
+                        ));
                     }
                     Err(e) => {
                         return failed(format!(
@@ -262,32 +250,16 @@ async fn roll_one<K: Kube, R: Registry>(
                 match domain::decide_for(&d, push, how, chrono::Utc::now()) {
                     Decision::Roll(r) => rollout = r,
                     Decision::Skip(reason) => {
-                        let held = false;
-                        return Outcome::Skipped(Skipped {
-                            workload,
-                            reason,
-                            held,
-                            told_before: false,
-                        });
+                        return Outcome::Skipped(Skipped::skip(workload, reason));
                     }
                     Decision::Hold(reason) => {
-                        let held = true;
-                        return Outcome::Skipped(Skipped {
-                            workload,
-                            reason,
-                            held,
-                            told_before: false,
-                        });
+                        return Outcome::Skipped(Skipped::hold(workload, reason));
                     }
                     Decision::Unrelated => {
-                        let reason = "no longer runs the image".to_owned();
-                        let held = false;
-                        return Outcome::Skipped(Skipped {
+                        return Outcome::Skipped(Skipped::skip(
                             workload,
-                            reason,
-                            held,
-                            told_before: false,
-                        });
+                            "no longer runs the image",
+                        ));
                     }
                 }
             }

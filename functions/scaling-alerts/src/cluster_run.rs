@@ -103,14 +103,16 @@ async fn one<K: ClusterEvents, N: Notifier, S: Remember>(
     out.findings = found.len();
     let mut delivered = true;
     for n in render(cluster, &found, environment) {
+        let mut sent = true;
         for (target, format, notifier) in notifiers.targets(n.severity) {
             if let Err(e) = notifier.notify(&format.apply(&n)).await {
                 warn!(cluster, target, error = %e, "cluster story not sent; the next run tries again");
                 out.error = Some(e.to_string());
-                delivered = false;
+                sent = false;
             }
         }
-        out.notifications += 1;
+        out.notifications += usize::from(sent);
+        delivered &= sent;
     }
     // Moved on only once everything was told: a failed send is tried again by the next run.
     if let Some(mark) = watermark(&events).filter(|m| delivered && *m > since)
@@ -165,6 +167,7 @@ mod tests {
         let down = notifiers(Recorder::failing("Throttling", 400));
         let first = run(&clusters, &kube, &down, &store, "prod", now).await;
         assert!(first.clusters[0].error.is_some(), "{first:?}");
+        assert_eq!(first.clusters[0].notifications, 0, "not sent, not counted");
         let up = notifiers(Recorder::default());
         let second = run(&clusters, &kube, &up, &store, "prod", now).await;
         assert_eq!(second.clusters[0].notifications, 1, "{second:?}");

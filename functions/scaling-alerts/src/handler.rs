@@ -64,7 +64,7 @@ pub async fn clusters<A, E, N: Notifier, S: Remember, K: ClusterEvents>(
     ports: &Ports<A, E, N, S>,
     kube: &K,
 ) -> Result<ClusterRun, Error> {
-    if config.kube_clusters.is_empty() {
+    if !config.cluster_events() {
         return Err(Error::invalid_event(
             "a scheduled run reads the clusters' Events, and CLUSTERS is not set",
         ));
