@@ -15,6 +15,7 @@ pub type EcrImageActionEvent = EventBridgeEvent<EcrImageAction>;
 pub type RdsEvent = EventBridgeEvent<RdsEventDetail>;
 pub type AutoScalingInstanceEvent = EventBridgeEvent<AutoScalingInstanceDetail>;
 pub type AlarmStateChangeEvent = EventBridgeEvent<AlarmStateChange>;
+pub type AlarmContributorStateChangeEvent = EventBridgeEvent<AlarmContributorStateChange>;
 
 pub const SCHEDULED_EVENT: (&str, &str) = ("aws.events", "Scheduled Event");
 /// EventBridge Scheduler sends a Lambda target its schedule's `Input` and no envelope of its own;
@@ -25,6 +26,11 @@ pub const ECR_IMAGE_ACTION: (&str, &str) = ("aws.ecr", "ECR Image Action");
 pub const RDS_SNAPSHOT_EVENT: (&str, &str) = ("aws.rds", "RDS DB Snapshot Event");
 pub const RDS_CLUSTER_SNAPSHOT_EVENT: (&str, &str) = ("aws.rds", "RDS DB Cluster Snapshot Event");
 pub const ALARM_STATE_CHANGE: (&str, &str) = ("aws.cloudwatch", "CloudWatch Alarm State Change");
+/// One time series of a multi-time-series (Metrics Insights `GROUP BY`) alarm changed state.
+pub const ALARM_CONTRIBUTOR_STATE_CHANGE: (&str, &str) = (
+    "aws.cloudwatch",
+    "CloudWatch Alarm Contributor State Change",
+);
 
 /// A run a schedule started: a legacy EventBridge rule's Scheduled Event, or the Input of an
 /// EventBridge Scheduler schedule (an upgraded stack may still get one of the former).
@@ -303,6 +309,31 @@ pub struct AlarmStateChange {
     pub alarm_tags: BTreeMap<String, String>,
 }
 
+/// `detail` of `CloudWatch Alarm Contributor State Change` (CloudWatch "Alarm events and
+/// EventBridge", Multi Time Series Alarm): the contributor's id and attributes (its `GROUP BY`
+/// values) and its new state; no `previousState`, and a state reason without `reasonData`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmContributorStateChange {
+    pub alarm_name: String,
+    pub alarm_contributor: AlarmContributor,
+    pub state: AlarmState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<AlarmConfiguration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mute_detail: Option<MuteDetail>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub alarm_tags: BTreeMap<String, String>,
+}
+
+/// CloudWatch API `AlarmContributor`: an id of at most 1,024 characters, and up to 30 attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmContributor {
+    pub id: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MuteDetail {
@@ -385,6 +416,9 @@ pub struct AlarmConfiguration {
 #[serde(rename_all = "camelCase")]
 pub struct AlarmMetric {
     pub id: String,
+    /// A Metrics Insights query's period, given beside its `expression`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric_stat: Option<AlarmMetricStat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -206,6 +206,10 @@ EXPECT: dict[str, Expect] = {
     "scaling-alerts/alarm-ok.json": Expect("older than api-cpu-high's reported change: not sent (stale)",
                                            answer={"notifications": 0, "dropped": 1}),
     "scaling-alerts/alarm-state-change.json": Expect("the same", answer={"notifications": 0, "dropped": 1}),
+    "scaling-alerts/alarm-contributor.json": Expect(
+        "a Metrics Insights alarm's series in ALARM, named with its node group",
+        answer={"notifications": 1},
+        mail=[alert("ALARM: nodes-cpu-by-group (AutoScalingGroupName=eks-prod-ng-1-a2c4e6g8)")]),
     "scaling-alerts/alarm-tagged.json": Expect(
         "tag propagation: its bridgekeeper:severity tag makes the ALARM a warning",
         answer={"notifications": 1},

@@ -68,6 +68,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
             "scaling-alerts/alarm-anomaly.json",
             "scaling-alerts/alarm-composite-suppressed.json",
             "scaling-alerts/alarm-tagged.json",
+            "scaling-alerts/alarm-contributor.json",
         ],
     ),
     (

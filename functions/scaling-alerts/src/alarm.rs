@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
-use bridgekeeper::events::{AlarmMetric, AlarmStateChangeEvent, cloudwatch_time};
+use bridgekeeper::events::{AlarmMetric, AlarmStateChangeEvent, MuteDetail, cloudwatch_time};
 use bridgekeeper::notify::{Notification, Severity};
 use chrono::{DateTime, Utc};
 
@@ -99,7 +99,18 @@ pub enum Silence {
 }
 
 impl Silence {
-    fn says(&self) -> String {
+    /// The mute rule CloudWatch names in `muteDetail`, and until when it mutes.
+    pub fn muted(detail: Option<&MuteDetail>) -> Option<Silence> {
+        detail.map(|m| Silence::Muted {
+            rule: m
+                .muted_by_arn
+                .as_deref()
+                .map(|arn| arn.rsplit(':').next().unwrap_or(arn).to_owned()),
+            until: m.mute_window_end.as_deref().and_then(cloudwatch_time),
+        })
+    }
+
+    pub fn says(&self) -> String {
         match self {
             Silence::Muted { rule, until } => {
                 let mut s = format!(
@@ -118,7 +129,7 @@ impl Silence {
         }
     }
 
-    fn word(&self) -> &'static str {
+    pub fn word(&self) -> &'static str {
         match self {
             Silence::Muted { .. } => "muted",
             Silence::Suppressed { .. } => "suppressed",
@@ -150,13 +161,7 @@ pub fn read(e: AlarmStateChangeEvent) -> AlarmEvent {
         .map(|s| s.metric.dimensions.clone())
         .unwrap_or_default();
     // CloudWatch adds `muteDetail` to a change whose actions an alarm mute rule muted.
-    let muted = d.mute_detail.as_ref().map(|m| Silence::Muted {
-        rule: m
-            .muted_by_arn
-            .as_deref()
-            .map(|arn| arn.rsplit(':').next().unwrap_or(arn).to_owned()),
-        until: m.mute_window_end.as_deref().and_then(cloudwatch_time),
-    });
+    let muted = Silence::muted(d.mute_detail.as_ref());
     let suppressed = d
         .state
         .actions_suppressed_by
@@ -420,13 +425,8 @@ pub fn render(
     }
     let was_alarm =
         before.as_deref() == Some("ALARM") || ordered.iter().any(|c| c.state == "ALARM");
-    let tagged = match a.tags.get(SEVERITY_TAG).map(|v| v.to_ascii_lowercase()) {
-        Some(v) if v == "info" => Some(Severity::Info),
-        Some(v) if v == "warning" => Some(Severity::Warning),
-        Some(v) if v == "error" => Some(Severity::Error),
-        _ => None,
-    };
-    let severity = match (a.state.as_str(), silenced, tagged) {
+    let by_tag = tagged_severity(&a.tags);
+    let severity = match (a.state.as_str(), silenced, by_tag) {
         (_, Some(_), _) => Severity::Info,
         ("ALARM", None, Some(s)) => s,
         ("ALARM", None, None) => Severity::Error,
@@ -435,7 +435,7 @@ pub fn render(
     };
     let group = a.dimensions.get("AutoScalingGroupName").map(String::as_str);
     let info = group.and_then(|g| groups.get(g));
-    let mut n = attributes(
+    let n = attributes(
         Notification::new(subject, body.trim_end().to_owned(), severity),
         "cloudwatch",
         group,
@@ -449,8 +449,23 @@ pub fn render(
         "aws cloudwatch describe-alarm-history --alarm-name {} --history-item-type StateUpdate --max-items 5",
         a.name
     ));
-    for (key, value) in a
-        .tags
+    tagged(n, &a.tags)
+}
+
+/// The severity an alarm's `bridgekeeper:severity` tag asks for.
+pub fn tagged_severity(tags: &BTreeMap<String, String>) -> Option<Severity> {
+    match tags.get(SEVERITY_TAG).map(|v| v.to_ascii_lowercase()) {
+        Some(v) if v == "info" => Some(Severity::Info),
+        Some(v) if v == "warning" => Some(Severity::Warning),
+        Some(v) if v == "error" => Some(Severity::Error),
+        _ => None,
+    }
+}
+
+/// The alarm's first tags as `tag.<key>` message attributes (its severity tag is read, not
+/// passed on).
+pub fn tagged(mut n: Notification, tags: &BTreeMap<String, String>) -> Notification {
+    for (key, value) in tags
         .iter()
         .filter(|(k, _)| k.as_str() != SEVERITY_TAG)
         .take(MAX_TAG_ATTRIBUTES)

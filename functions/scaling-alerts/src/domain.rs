@@ -7,6 +7,7 @@ use bridgekeeper::notify::Notification;
 use crate::alarm::AlarmEvent;
 use crate::alert::GroupInfo;
 use crate::autoscaling::{InstanceAction, InstanceEvent};
+use crate::contributors::ContributorEvent;
 use crate::nodegroups::NodegroupEvent;
 use crate::nodes::{NodeEvent, Pool};
 use crate::refresh::RefreshEvent;
@@ -15,6 +16,7 @@ use crate::refresh::RefreshEvent;
 pub enum Fact {
     Instance(InstanceEvent),
     Alarm(AlarmEvent),
+    Contributor(ContributorEvent),
     Nodegroup(NodegroupEvent),
     Node(NodeEvent),
     Refresh(RefreshEvent),
@@ -27,6 +29,7 @@ impl Fact {
             Fact::Instance(e) => Some(&e.group),
             Fact::Refresh(e) => Some(&e.group),
             Fact::Alarm(a) => a.dimensions.get("AutoScalingGroupName").map(String::as_str),
+            Fact::Contributor(c) => c.group(),
             Fact::Nodegroup(_) | Fact::Node(_) => None,
         }
     }
@@ -50,6 +53,17 @@ impl Alert {
             })
             .collect()
     }
+
+    /// A multi-time-series alarm's contributor changes, in arrival order.
+    pub fn contributors(&self) -> Vec<&ContributorEvent> {
+        self.facts
+            .iter()
+            .filter_map(|f| match f {
+                Fact::Contributor(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -57,6 +71,7 @@ enum Key {
     Instances(InstanceAction, Option<crate::autoscaling::Warm>, String),
     Refresh(String),
     Alarm(String),
+    Contributors(String),
     Nodes(String, Option<String>, Option<Pool>),
     Nodegroup(usize),
 }
@@ -73,6 +88,7 @@ pub fn coalesce(facts: Vec<(String, Fact)>) -> Vec<Alert> {
             Fact::Instance(e) => Key::Instances(e.action, e.warm, e.group.clone()),
             Fact::Refresh(e) => Key::Refresh(e.refresh.clone()),
             Fact::Alarm(a) => Key::Alarm(a.name.clone()),
+            Fact::Contributor(c) => Key::Contributors(c.alarm.clone()),
             Fact::Node(n) => {
                 let (kind, cluster, pool) = n.key();
                 Key::Nodes(kind, cluster, pool)
@@ -114,6 +130,9 @@ pub fn render(
             crate::autoscaling::render(&events, groups, environment)
         }
         Fact::Alarm(_) => crate::alarm::render(&alert.alarms(), groups, environment),
+        Fact::Contributor(_) => {
+            crate::contributors::render(&alert.contributors(), groups, environment)
+        }
         Fact::Node(_) => {
             let events: Vec<&NodeEvent> = alert
                 .facts

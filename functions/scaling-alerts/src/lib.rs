@@ -8,6 +8,7 @@ pub mod aws;
 pub mod batch;
 pub mod cluster_run;
 pub mod config;
+pub mod contributors;
 pub mod delivery;
 pub mod domain;
 #[cfg(test)]

@@ -3,7 +3,8 @@
 use aws_lambda_events::event::sqs::SqsMessage;
 use bridgekeeper::accounts::Scope;
 use bridgekeeper::events::{
-    ALARM_STATE_CHANGE, AlarmStateChangeEvent, AutoScalingInstanceEvent, Envelope, EventBridgeEvent,
+    ALARM_CONTRIBUTOR_STATE_CHANGE, ALARM_STATE_CHANGE, AlarmContributorStateChangeEvent,
+    AlarmStateChangeEvent, AutoScalingInstanceEvent, Envelope, EventBridgeEvent,
 };
 use serde::{Deserialize, Serialize};
 
@@ -219,6 +220,11 @@ fn read(body: &str, envelope: &Envelope) -> Result<Fact, String> {
         (source, detail_type, _) if (source, detail_type) == ALARM_STATE_CHANGE => {
             let e: AlarmStateChangeEvent = serde_json::from_str(body).map_err(malformed)?;
             Ok(Fact::Alarm(crate::alarm::read(e)))
+        }
+        (source, detail_type, _) if (source, detail_type) == ALARM_CONTRIBUTOR_STATE_CHANGE => {
+            let e: AlarmContributorStateChangeEvent =
+                serde_json::from_str(body).map_err(malformed)?;
+            Ok(Fact::Contributor(crate::contributors::read(e)))
         }
         (
             "aws.ec2",

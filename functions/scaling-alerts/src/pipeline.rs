@@ -11,6 +11,7 @@ use bridgekeeper::idempotency::Remember;
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::Notifier;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use tracing::{info, warn};
 
 use crate::alert::GroupInfo;
@@ -63,6 +64,17 @@ pub async fn handle_batch<A: AutoScaling, E: Instances, N: Notifier, S: Remember
             response.dropped += alert.records.len();
             continue;
         }
+        let alert = match fresh_contributors(alert, scope, &ports.store).await {
+            Ok(alert) => alert,
+            Err(stale) => {
+                info!(
+                    records = stale,
+                    "late contributor changes: newer states were reported"
+                );
+                response.dropped += stale;
+                continue;
+            }
+        };
         let latest = latest_alarm(&alert, scope);
         if let Some((name, at)) = &latest
             && already_newer(&ports.store, name, *at).await
@@ -85,10 +97,13 @@ pub async fn handle_batch<A: AutoScaling, E: Instances, N: Notifier, S: Remember
             &mut response,
         )
         .await;
-        if let (true, Some((name, at))) = (sent, latest) {
-            let key = format!("alarm#{name}");
+        let reported = latest
+            .into_iter()
+            .map(|(name, at)| (format!("alarm#{name}"), at))
+            .chain(contributor_marks(&alert, scope));
+        for (key, at) in reported.filter(|_| sent) {
             if let Err(e) = ports.store.remember(&key, &at.to_rfc3339()).await {
-                warn!(alarm = %name, error = %e, "reported alarm state not remembered");
+                warn!(key = %key, error = %e, "reported alarm state not remembered");
             }
         }
     }
@@ -194,18 +209,93 @@ fn summarize(response: &Response) {
 /// the time of its latest change.
 fn latest_alarm(alert: &Alert, origin: Option<&Scope>) -> Option<(String, DateTime<Utc>)> {
     let latest = alert.alarms().into_iter().max_by_key(|a| a.time)?;
-    let name = match origin {
+    Some((qualified(&latest.name, origin), latest.time?))
+}
+
+fn qualified(alarm: &str, origin: Option<&Scope>) -> String {
+    match origin {
         Some(Scope {
             account: Some(account),
             region,
         }) => format!(
-            "{}/{}/{account}",
-            latest.name,
+            "{alarm}/{}/{account}",
             region.as_deref().unwrap_or_default()
         ),
-        _ => latest.name.clone(),
+        _ => alarm.to_owned(),
+    }
+}
+
+/// The store key of a contributor's last reported change, and the time of its latest change in
+/// the alert.
+fn contributor_marks(alert: &Alert, origin: Option<&Scope>) -> Vec<(String, DateTime<Utc>)> {
+    let mut latest: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+    for c in alert.contributors() {
+        if let Some(t) = c.time {
+            let key = format!("alarm#{}#{}", qualified(&c.alarm, origin), c.id);
+            let at = latest.entry(key).or_insert(t);
+            *at = (*at).max(t);
+        }
+    }
+    latest.into_iter().collect()
+}
+
+/// Claims checked at once against the store.
+const RECALLS: usize = 16;
+
+/// A multi-time-series alarm's contributor changes as old as (or older than) the one last
+/// reported for that contributor are dropped, as [`already_newer`] does for an alarm: its ALARM
+/// delivered after its OK must not say it alarms again. `Err(n)`: all `n` records were stale.
+async fn fresh_contributors<S: Remember>(
+    alert: Alert,
+    origin: Option<&Scope>,
+    store: &S,
+) -> Result<Alert, usize> {
+    if alert.contributors().is_empty() {
+        return Ok(alert);
+    }
+    let keys: Vec<Option<String>> = alert
+        .facts
+        .iter()
+        .map(|f| match f {
+            Fact::Contributor(c) => Some(format!("alarm#{}#{}", qualified(&c.alarm, origin), c.id)),
+            _ => None,
+        })
+        .collect();
+    let wanted: BTreeSet<&String> = keys.iter().flatten().collect();
+    let reported: HashMap<&String, DateTime<Utc>> = futures::stream::iter(wanted)
+        .map(|key| async move {
+            let at = match store.recall(key).await {
+                Ok(Some(t)) => DateTime::parse_from_rfc3339(&t)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc)),
+                _ => None,
+            };
+            (key, at)
+        })
+        .buffer_unordered(RECALLS)
+        .filter_map(|(key, at)| async move { at.map(|at| (key, at)) })
+        .collect()
+        .await;
+    let total = alert.records.len();
+    let mut kept = Alert {
+        facts: Vec::new(),
+        records: Vec::new(),
     };
-    Some((name, latest.time?))
+    for ((fact, record), key) in alert.facts.into_iter().zip(alert.records).zip(&keys) {
+        let stale = match (&fact, key.as_ref().and_then(|k| reported.get(k))) {
+            (Fact::Contributor(c), Some(reported)) => c.time.is_some_and(|t| t <= *reported),
+            _ => false,
+        };
+        if !stale {
+            kept.facts.push(fact);
+            kept.records.push(record);
+        }
+    }
+    if kept.facts.is_empty() {
+        Err(total)
+    } else {
+        Ok(kept)
+    }
 }
 
 /// EventBridge delivers late and out of order: a change older than (or as old as) the one last
@@ -219,11 +309,11 @@ async fn already_newer<S: Remember>(store: &S, alarm: &str, at: DateTime<Utc>) -
 
 /// The latest change of an alarm alert had its actions muted or suppressed.
 fn silenced(alert: &Alert) -> bool {
-    let alarms = alert.alarms();
     // As in alarm::render: of equal times, the later arrival is the latest (max_by_key keeps
     // the last of equal elements).
-    let latest = alarms.iter().max_by_key(|a| a.time);
-    latest.is_some_and(|a| a.silenced.is_some())
+    let alarm = alert.alarms().into_iter().max_by_key(|a| a.time);
+    let contributor = alert.contributors().into_iter().max_by_key(|c| c.time);
+    alarm.is_some_and(|a| a.silenced.is_some()) || contributor.is_some_and(|c| c.silenced.is_some())
 }
 
 /// Fills in what EC2 says about the instances the batch's EC2 events name (one
