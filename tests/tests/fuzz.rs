@@ -264,6 +264,30 @@ impl scaling_alerts::aws::Instances for Fakes {
     }
 }
 
+impl scaling_alerts::aws::NodegroupUpdates for Fakes {
+    fn following(&self) -> bool {
+        true
+    }
+
+    async fn describe(
+        &self,
+        _: &bridgekeeper::accounts::Scope,
+        _: &scaling_alerts::followup::FollowUp,
+    ) -> Result<Option<scaling_alerts::followup::UpdateState>, bridgekeeper::Error> {
+        call();
+        Ok(None)
+    }
+
+    async fn later(
+        &self,
+        _: &bridgekeeper::accounts::Scope,
+        _: &scaling_alerts::followup::FollowUp,
+    ) -> Result<(), bridgekeeper::Error> {
+        call();
+        Ok(())
+    }
+}
+
 impl access_entries::aws::AccessEntries for Fakes {
     async fn ensure(
         &self,
@@ -341,6 +365,7 @@ async fn run(
     let alerts = scaling_alerts::pipeline::Ports {
         asg: Fakes,
         ec2: Fakes,
+        updates: Fakes,
         notifiers: scaling_alerts::delivery::Notifiers {
             all: Recorder::default(),
             errors: None,

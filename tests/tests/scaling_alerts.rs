@@ -14,7 +14,7 @@ use bridgekeeper_tests::{
     instance, node_group, repo_root, unique,
 };
 use scaling_alerts::Config;
-use scaling_alerts::aws::{AutoScalingApi, Ec2Api};
+use scaling_alerts::aws::{AutoScalingApi, Ec2Api, UpdatesApi};
 use scaling_alerts::batch::record_rejected;
 use scaling_alerts::pipeline::{Ports, handle_batch};
 
@@ -38,12 +38,13 @@ fn batch(region: &str, bodies: &[String]) -> SqsEvent {
     event
 }
 
-type MotoPorts = Ports<AutoScalingApi, Ec2Api, SnsNotifier, DynamoStore>;
+type MotoPorts = Ports<AutoScalingApi, Ec2Api, SnsNotifier, DynamoStore, UpdatesApi>;
 
 async fn ports(sdk: &SdkConfig, config: &Config) -> Result<MotoPorts> {
     Ok(Ports {
         asg: AutoScalingApi::new(Accounts::single(sdk)),
         ec2: Ec2Api::new(Accounts::single(sdk)),
+        updates: UpdatesApi::new(Accounts::single(sdk), sdk, config.follow_up_queue.clone()),
         notifiers: config.notifiers(aws_sdk_sns::Client::new(sdk)),
         store: idempotency_store(sdk, "scaling-alerts").await?,
     })
@@ -68,7 +69,8 @@ async fn a_member_accounts_event_is_enriched_with_that_accounts_group() -> Resul
     let accounts = hub_accounts(&env.sdk, "scaling-alerts");
     let ports = Ports {
         asg: AutoScalingApi::new(accounts.clone()),
-        ec2: Ec2Api::new(accounts),
+        ec2: Ec2Api::new(accounts.clone()),
+        updates: UpdatesApi::new(accounts, &env.sdk, None),
         notifiers: config.notifiers(aws_sdk_sns::Client::new(&env.sdk)),
         store: idempotency_store(&env.sdk, "scaling-alerts").await?,
     };
@@ -354,5 +356,60 @@ async fn hpa_pending_pods_and_karpenter_events_are_told_once_each() -> Result<()
     let again = scaling_alerts::handler::clusters(&config, &ports, &kube).await?;
     assert_eq!(again.clusters[0].notifications, 0, "{again:?}");
     assert!(inbox.receive().await?.is_empty());
+    Ok(())
+}
+
+/// A node-group version update is told as it starts and followed: the function sends itself the
+/// follow-up through its own queue (FOLLOW_UP_QUEUE_URL), delayed 15 minutes, in the shape it
+/// reads back. (moto has no DescribeUpdate: what a follow-up asks EKS is tested with
+/// aws-smithy-mocks in the crate.)
+#[tokio::test]
+async fn a_node_group_update_sends_its_delayed_follow_up_to_the_functions_queue() -> Result<()> {
+    let env = TestEnv::aws().await;
+    let inbox = Inbox::create(&env.sdk).await?;
+    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("scaling-events"))
+        .send()
+        .await?
+        .queue_url
+        .unwrap();
+    let config = Config::from_env(&Env::from_pairs([
+        ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
+        ("ENVIRONMENT", "prod"),
+        ("FOLLOW_UP_QUEUE_URL", queue.as_str()),
+    ]))?;
+    let ports = ports(&env.sdk, &config).await?;
+    let call = sample("nodegroup-version-update.json");
+    for _ in 0..2 {
+        let r = handle_batch(batch(&env.region, &[call.clone()]), &config, &ports).await?;
+        assert!(r.batch_item_failures.is_empty(), "{r:?}");
+    }
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await?
+        .attributes
+        .unwrap_or_default();
+    let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
+        attributes.get(&name).cloned().unwrap_or_default()
+    };
+    // Once, though the call came twice; and not receivable before its delay.
+    assert_eq!(
+        (
+            count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+            count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        ),
+        ("1".to_owned(), "0".to_owned()),
+        "{attributes:?}"
+    );
+    let started = inbox.receive().await?;
+    assert_eq!(
+        started[0].subject.as_deref(),
+        Some("[prod] Node group prod-eks/ng-1 update to release 1.33.5-20261110 started")
+    );
     Ok(())
 }

@@ -10,6 +10,7 @@ use bridgekeeper::accounts::{Accounts, Scope, ScopedClient};
 use bridgekeeper::classify::SdkResultExt;
 
 use crate::alert::GroupInfo;
+use crate::followup::{DELAY, FollowUp, Status, UpdateState};
 use crate::nodes::NodeInfo;
 
 /// DescribeAutoScalingGroups takes at most 50 names per call.
@@ -158,5 +159,192 @@ impl Instances for Ec2Api {
             }
         }
         Ok(found)
+    }
+}
+
+/// A node-group update followed to its end: what EKS says about it, and the follow-up sent to
+/// the function's own queue for later.
+pub trait NodegroupUpdates: Send + Sync {
+    /// Whether updates are followed (`FOLLOW_UP_QUEUE_URL` is set).
+    fn following(&self) -> bool;
+    /// `DescribeUpdate`, in the account and region the update is in; `None` when EKS no longer
+    /// knows it.
+    fn describe(
+        &self,
+        scope: &Scope,
+        follow: &FollowUp,
+    ) -> impl Future<Output = Result<Option<UpdateState>, Error>> + Send;
+    /// The follow-up, delivered to the function again in [`DELAY`].
+    fn later(
+        &self,
+        scope: &Scope,
+        follow: &FollowUp,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+pub struct UpdatesApi {
+    eks: ScopedClient<aws_sdk_eks::Client>,
+    sqs: aws_sdk_sqs::Client,
+    queue: Option<String>,
+}
+
+impl UpdatesApi {
+    /// `queue`: the function's own queue (`FOLLOW_UP_QUEUE_URL`); `None` follows nothing.
+    pub fn new(accounts: Accounts, sdk: &aws_config::SdkConfig, queue: Option<String>) -> Self {
+        UpdatesApi {
+            eks: ScopedClient::new(&accounts, aws_sdk_eks::Client::new),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            queue,
+        }
+    }
+}
+
+impl NodegroupUpdates for UpdatesApi {
+    fn following(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    async fn describe(
+        &self,
+        scope: &Scope,
+        follow: &FollowUp,
+    ) -> Result<Option<UpdateState>, Error> {
+        let client = self.eks.get(scope).await?;
+        describe_update(&client, follow).await
+    }
+
+    async fn later(&self, scope: &Scope, follow: &FollowUp) -> Result<(), Error> {
+        let Some(queue) = &self.queue else {
+            return Ok(());
+        };
+        self.sqs
+            .send_message()
+            .queue_url(queue)
+            .message_body(follow.body(scope, chrono::Utc::now()))
+            .delay_seconds(DELAY.as_secs() as i32)
+            .send()
+            .await
+            .context("sqs:SendMessage")?;
+        Ok(())
+    }
+}
+
+/// `DescribeUpdate` of a node-group update; `None` when EKS answers ResourceNotFoundException
+/// (the node group, and with it its updates, was deleted).
+async fn describe_update(
+    client: &aws_sdk_eks::Client,
+    follow: &FollowUp,
+) -> Result<Option<UpdateState>, Error> {
+    let answer = client
+        .describe_update()
+        .name(&follow.cluster)
+        .nodegroup_name(&follow.nodegroup)
+        .update_id(&follow.update_id)
+        .send()
+        .await;
+    let update = match answer {
+        Ok(out) => out.update,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(bridgekeeper::AwsError::from_sdk("eks:DescribeUpdate", e).into()),
+    };
+    let Some(update) = update else {
+        return Ok(None);
+    };
+    Ok(Some(UpdateState {
+        status: Status::from_eks(update.status().map(|s| s.as_str()).unwrap_or("Unknown")),
+        errors: update
+            .errors()
+            .iter()
+            .map(|e| {
+                (
+                    e.error_code()
+                        .map(|c| c.as_str().to_owned())
+                        .unwrap_or_else(|| "Unknown".into()),
+                    e.error_message().unwrap_or_default().to_owned(),
+                    e.resource_ids().to_vec(),
+                )
+            })
+            .collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_eks::Client;
+    use aws_sdk_eks::operation::describe_update::{DescribeUpdateError, DescribeUpdateOutput};
+    use aws_sdk_eks::types::error::ResourceNotFoundException;
+    use aws_sdk_eks::types::{ErrorCode, ErrorDetail, Update, UpdateStatus};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    use super::*;
+
+    fn follow() -> FollowUp {
+        FollowUp {
+            cluster: "prod-eks".into(),
+            nodegroup: "ng-1".into(),
+            update_id: "1a2b3c4d-aaaa-bbbb-cccc-ddddeeeeffff".into(),
+            what: "update to release 1.33.5-20261110".into(),
+            started: None,
+            by: None,
+            round: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_update_reads_as_eks_error_details_asked_about_by_name() {
+        let rule = mock!(Client::describe_update)
+            .match_requests(|r| {
+                r.name() == Some("prod-eks")
+                    && r.nodegroup_name() == Some("ng-1")
+                    && r.update_id() == Some("1a2b3c4d-aaaa-bbbb-cccc-ddddeeeeffff")
+            })
+            .then_output(|| {
+                DescribeUpdateOutput::builder()
+                    .update(
+                        Update::builder()
+                            .id("1a2b3c4d-aaaa-bbbb-cccc-ddddeeeeffff")
+                            .status(UpdateStatus::Failed)
+                            .errors(
+                                ErrorDetail::builder()
+                                    .error_code(ErrorCode::PodEvictionFailure)
+                                    .error_message("Reached max retries while trying to evict pods")
+                                    .resource_ids("i-0a1b2c3d4e5f60718")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            });
+        let eks = mock_client!(aws_sdk_eks, RuleMode::Sequential, [&rule]);
+        let state = describe_update(&eks, &follow()).await.unwrap().unwrap();
+        assert_eq!(state.status, Status::Failed);
+        assert_eq!(
+            state.errors,
+            [(
+                "PodEvictionFailure".to_owned(),
+                "Reached max retries while trying to evict pods".to_owned(),
+                vec!["i-0a1b2c3d4e5f60718".to_owned()]
+            )]
+        );
+    }
+
+    /// DescribeUpdate answers ResourceNotFoundException (HTTP 404) for a deleted node group's
+    /// update (EKS API Reference, DescribeUpdate, Errors).
+    #[tokio::test]
+    async fn an_update_of_a_deleted_node_group_is_gone_not_an_error() {
+        let rule = mock!(Client::describe_update).then_error(|| {
+            DescribeUpdateError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .message("No node group found for name: ng-1.")
+                    .build(),
+            )
+        });
+        let eks = mock_client!(aws_sdk_eks, RuleMode::Sequential, [&rule]);
+        assert_eq!(describe_update(&eks, &follow()).await.unwrap(), None);
     }
 }

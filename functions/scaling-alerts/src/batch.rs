@@ -39,6 +39,8 @@ pub struct Response {
     /// watched cluster, alarm changes older than one already reported, and silenced alarms when
     /// `SILENCED_ALARMS=drop`.
     pub dropped: usize,
+    /// Follow-ups of node-group updates still running, sent on to be asked again later.
+    pub followed: usize,
     pub failures: Vec<RecordError>,
     /// Records that can never be used: kept in the failed-invocations queue by
     /// [`record_rejected`] instead of being received five times on their way to the DLQ.

@@ -29,6 +29,9 @@ pub struct Config {
     /// The clusters whose Events a scheduled run reads (`CLUSTERS`, alias=EKS name or URL);
     /// empty when the cluster's own story is not read.
     pub kube_clusters: Vec<(String, bridgekeeper::cluster_target::ClusterTarget)>,
+    /// `FOLLOW_UP_QUEUE_URL`: the function's own queue, where it sends itself the follow-ups of
+    /// node-group updates; unset, updates are reported as they start and not followed.
+    pub follow_up_queue: Option<String>,
 }
 
 impl Config {
@@ -47,6 +50,7 @@ impl Config {
             errors_topic_arn: env.optional_arn("ERRORS_TOPIC_ARN")?,
             clusters: env.list("CLUSTER_NAMES"),
             kube_clusters: kube_clusters(env)?,
+            follow_up_queue: follow_up_queue(env)?,
             silenced: env.choice(
                 "SILENCED_ALARMS",
                 &[("info", Silenced::Info), ("drop", Silenced::Drop)],
@@ -67,6 +71,29 @@ impl Config {
             chat: self.topics.chat.as_ref().map(topic),
         }
     }
+}
+
+/// An SQS queue URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`, or a stand-in's).
+fn follow_up_queue(env: &Env) -> Result<Option<String>, ConfigError> {
+    let Some(url) = env.optional("FOLLOW_UP_QUEUE_URL") else {
+        tracing::info!(
+            "FOLLOW_UP_QUEUE_URL is not set: node-group updates are told as they start, not followed to their end"
+        );
+        return Ok(None);
+    };
+    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .nth(1)
+            .is_some_and(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()));
+    if !ok {
+        return Err(ConfigError::new(
+            "FOLLOW_UP_QUEUE_URL",
+            "must be an SQS queue URL, https://sqs.<region>.amazonaws.com/<account>/<queue>",
+        ));
+    }
+    Ok(Some(url))
 }
 
 /// The clusters whose Events a scheduled run reads: `CLUSTERS` (alias=target, as dns-sync and

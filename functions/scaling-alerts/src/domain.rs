@@ -8,6 +8,7 @@ use crate::alarm::AlarmEvent;
 use crate::alert::GroupInfo;
 use crate::autoscaling::{InstanceAction, InstanceEvent};
 use crate::contributors::ContributorEvent;
+use crate::followup::{Ended, FollowUp};
 use crate::nodegroups::NodegroupEvent;
 use crate::nodes::{NodeEvent, Pool};
 use crate::refresh::RefreshEvent;
@@ -20,6 +21,10 @@ pub enum Fact {
     Nodegroup(NodegroupEvent),
     Node(NodeEvent),
     Refresh(RefreshEvent),
+    /// A node-group update to ask EKS about (the function's own follow-up).
+    FollowUp(FollowUp),
+    /// A followed update that ended, or is no longer followed.
+    UpdateEnded(Ended),
 }
 
 impl Fact {
@@ -30,7 +35,7 @@ impl Fact {
             Fact::Refresh(e) => Some(&e.group),
             Fact::Alarm(a) => a.dimensions.get("AutoScalingGroupName").map(String::as_str),
             Fact::Contributor(c) => c.group(),
-            Fact::Nodegroup(_) | Fact::Node(_) => None,
+            Fact::Nodegroup(_) | Fact::Node(_) | Fact::FollowUp(_) | Fact::UpdateEnded(_) => None,
         }
     }
 }
@@ -93,7 +98,7 @@ pub fn coalesce(facts: Vec<(String, Fact)>) -> Vec<Alert> {
                 let (kind, cluster, pool) = n.key();
                 Key::Nodes(kind, cluster, pool)
             }
-            Fact::Nodegroup(_) => Key::Nodegroup(i),
+            Fact::Nodegroup(_) | Fact::FollowUp(_) | Fact::UpdateEnded(_) => Key::Nodegroup(i),
         };
         let alert = alerts.entry(key.clone()).or_insert_with(|| {
             order.push(key);
@@ -145,6 +150,16 @@ pub fn render(
             crate::nodes::render(&events, environment)
         }
         Fact::Nodegroup(n) => crate::nodegroups::render(n, environment),
+        Fact::UpdateEnded(e) => crate::followup::render(e, environment),
+        // The pipeline answers follow-ups before rendering; one left is a bug, told as such.
+        Fact::FollowUp(f) => crate::followup::render(
+            &Ended {
+                follow: f.clone(),
+                state: None,
+                at: f.started.unwrap_or_default(),
+            },
+            environment,
+        ),
         Fact::Refresh(_) => {
             let events: Vec<&RefreshEvent> = alert
                 .facts

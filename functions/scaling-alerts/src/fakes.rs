@@ -16,10 +16,11 @@ use bridgekeeper::accounts::Scope;
 use bridgekeeper::{AwsError, Error};
 
 use crate::alert::GroupInfo;
-use crate::aws::{AutoScaling, Instances};
+use crate::aws::{AutoScaling, Instances, NodegroupUpdates};
 use crate::batch::Response;
 use crate::config::Config;
 use crate::delivery::Notifiers;
+use crate::followup::{FollowUp, UpdateState};
 use crate::handler::handle_once;
 use crate::nodes::NodeInfo;
 use crate::pipeline::{Ports, handle_batch};
@@ -150,7 +151,39 @@ pub fn instances() -> FakeEc2 {
     }
 }
 
-pub type TestPorts = Ports<FakeAsg, FakeEc2, Recorder, Memory>;
+pub type TestPorts = Ports<FakeAsg, FakeEc2, Recorder, Memory, FakeUpdates>;
+
+/// EKS's node-group updates as a test sets them (update id → state; absent: EKS no longer knows
+/// it), and the follow-ups sent to the queue.
+#[derive(Default)]
+pub struct FakeUpdates {
+    pub following: bool,
+    pub states: HashMap<String, UpdateState>,
+    pub described: Mutex<Vec<String>>,
+    pub later: Mutex<Vec<(Scope, FollowUp)>>,
+    pub down: bool,
+}
+
+impl NodegroupUpdates for FakeUpdates {
+    fn following(&self) -> bool {
+        self.following
+    }
+
+    async fn describe(&self, _: &Scope, f: &FollowUp) -> Result<Option<UpdateState>, Error> {
+        self.described.lock().unwrap().push(f.update_id.clone());
+        if self.down {
+            return Err(
+                AwsError::fake("eks:DescribeUpdate", "ServerException", 500, "down").into(),
+            );
+        }
+        Ok(self.states.get(&f.update_id).cloned())
+    }
+
+    async fn later(&self, scope: &Scope, f: &FollowUp) -> Result<(), Error> {
+        self.later.lock().unwrap().push((scope.clone(), f.clone()));
+        Ok(())
+    }
+}
 
 pub fn ports() -> TestPorts {
     with(Notifiers {
@@ -164,6 +197,7 @@ pub fn with(notifiers: Notifiers<Recorder>) -> TestPorts {
     Ports {
         asg: prod_ng1(),
         ec2: instances(),
+        updates: FakeUpdates::default(),
         notifiers,
         store: Memory::default(),
     }

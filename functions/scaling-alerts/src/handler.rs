@@ -12,7 +12,7 @@ use bridgekeeper::notify::Notifier;
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 
-use crate::aws::{AutoScaling, Instances};
+use crate::aws::{AutoScaling, Instances, NodegroupUpdates};
 use crate::batch::{Response, record_event_id, record_rejected};
 use crate::cluster_run::ClusterRun;
 use crate::config::Config;
@@ -25,12 +25,12 @@ const CLAIMS_AT_ONCE: usize = 16;
 /// The entry: a batch (or one event invoked directly) reported once per event, and every
 /// unusable record kept in the failed-invocations queue.
 #[allow(clippy::too_many_arguments)]
-pub async fn handle<A, E, N, S, F, K>(
+pub async fn handle<A, E, N, S, U, F, K>(
     payload: serde_json::Value,
     lease_until: SystemTime,
     owner: &str,
     config: &Config,
-    ports: &Ports<A, E, N, S>,
+    ports: &Ports<A, E, N, S, U>,
     failed: &F,
     kube: &K,
 ) -> Result<Outcome, Error>
@@ -39,6 +39,7 @@ where
     E: Instances,
     N: Notifier,
     S: Store + Remember,
+    U: NodegroupUpdates,
     F: FailureSink,
     K: ClusterEvents,
 {
@@ -59,9 +60,9 @@ pub enum Outcome {
 
 /// A schedule (EventBridge Scheduler's Input, or a legacy rule's event): each cluster's Events
 /// since the last run.
-pub async fn clusters<A, E, N: Notifier, S: Remember, K: ClusterEvents>(
+pub async fn clusters<A, E, N: Notifier, S: Remember, U, K: ClusterEvents>(
     config: &Config,
-    ports: &Ports<A, E, N, S>,
+    ports: &Ports<A, E, N, S, U>,
     kube: &K,
 ) -> Result<ClusterRun, Error> {
     if !config.cluster_events() {
@@ -88,12 +89,18 @@ pub async fn clusters<A, E, N: Notifier, S: Remember, K: ClusterEvents>(
 /// [`handle_payload`], reporting each EventBridge event once: a record whose event id was handled
 /// in an earlier batch, or appears twice in this one, is dropped before anything is sent. An id
 /// is completed once its alert went out and released when its record goes back to SQS.
-pub async fn handle_once<A: AutoScaling, E: Instances, N: Notifier, S: Store + Remember>(
+pub async fn handle_once<
+    A: AutoScaling,
+    E: Instances,
+    N: Notifier,
+    S: Store + Remember,
+    U: NodegroupUpdates,
+>(
     payload: serde_json::Value,
     lease_until: SystemTime,
     owner: &str,
     config: &Config,
-    ports: &Ports<A, E, N, S>,
+    ports: &Ports<A, E, N, S, U>,
 ) -> Result<Response, Error> {
     if payload.get("Records").is_none() {
         return handle_payload(payload, config, ports).await;
@@ -165,10 +172,16 @@ struct Probe {
 /// The Lambda's input: an SQS batch (the deployed path), or one EventBridge event invoked
 /// directly (`cargo lambda invoke --data-file events/scaling-alerts/alarm-ok.json`), which is
 /// handled as a batch of one and fails the invocation if it cannot be used.
-pub async fn handle_payload<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
+pub async fn handle_payload<
+    A: AutoScaling,
+    E: Instances,
+    N: Notifier,
+    S: Remember,
+    U: NodegroupUpdates,
+>(
     payload: serde_json::Value,
     config: &Config,
-    ports: &Ports<A, E, N, S>,
+    ports: &Ports<A, E, N, S, U>,
 ) -> Result<Response, Error> {
     bridgekeeper::runtime::readable(&payload)?;
     let probe: Probe = Probe::deserialize(&payload).map_err(|e| {

@@ -13,6 +13,8 @@ pub mod delivery;
 pub mod domain;
 #[cfg(test)]
 mod fakes;
+pub mod following;
+pub mod followup;
 pub mod handler;
 pub mod kube;
 pub mod kube_events;

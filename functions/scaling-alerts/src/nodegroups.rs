@@ -72,6 +72,8 @@ pub struct NodegroupEvent {
     pub error: Option<(String, Option<String>)>,
     pub who: Option<String>,
     pub time: Option<DateTime<Utc>>,
+    /// The id of the update an update call started (its CloudTrail `responseElements`).
+    pub update: Option<String>,
 }
 
 impl NodegroupEvent {
@@ -81,6 +83,29 @@ impl NodegroupEvent {
             self.cluster.as_deref().unwrap_or("?"),
             self.nodegroup.as_deref().unwrap_or("?")
         )
+    }
+
+    /// ` to release 1.33.5-20261110`, ` to Kubernetes 1.33`, ` to the latest AMI`.
+    fn to(&self) -> String {
+        match (&self.version, &self.release) {
+            (_, Some(r)) => format!(" to release {r}"),
+            (Some(v), None) => format!(" to Kubernetes {v}"),
+            (None, None) => " to the latest AMI".to_owned(),
+        }
+    }
+
+    /// What the call changes, as the follow-up of its update names it: `update to release …`,
+    /// `resize to desired 8, min 3, max 12`, `configuration change`.
+    pub fn what(&self) -> String {
+        match self.call {
+            Some(Call::UpdateVersion) => format!("update{}", self.to()),
+            Some(Call::UpdateConfig) => match self.scaling.as_ref().and_then(Sizes::text) {
+                Some(s) => format!("resize to {s}"),
+                None => "configuration change".to_owned(),
+            },
+            Some(c) => c.noun().to_owned(),
+            None => "change".to_owned(),
+        }
     }
 
     /// `AccessDenied`, `AccessDeniedException`, `UnauthorizedOperation`, ...
@@ -142,11 +167,7 @@ pub fn render(n: &NodegroupEvent, env: &str) -> Notification {
                 Severity::Warning,
             ),
             Call::UpdateVersion => {
-                let to = match (&n.version, &n.release) {
-                    (_, Some(r)) => format!(" to release {r}"),
-                    (Some(v), None) => format!(" to Kubernetes {v}"),
-                    (None, None) => " to the latest AMI".to_owned(),
-                };
+                let to = n.to();
                 (
                     format!("[{env}] Node group {name} update{to} started"),
                     format!("EKS is updating node group {name}{to}: its nodes are replaced."),
@@ -194,7 +215,11 @@ pub fn render(n: &NodegroupEvent, env: &str) -> Notification {
     if let Some(g) = &n.nodegroup {
         note = note.attribute("group", g.clone());
     }
-    note
+    // The update's start and the end its follow-up tells are one chat thread.
+    match crate::followup::FollowUp::of(n) {
+        Some(f) => note.thread(f.thread()),
+        None => note,
+    }
 }
 
 #[cfg(test)]

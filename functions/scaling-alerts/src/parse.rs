@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::autoscaling::{InstanceAction, InstanceEvent, Warm};
 use crate::domain::Fact;
+use crate::followup::{FOLLOW_UP, FollowUp};
 use crate::nodegroups::{Call, NodegroupEvent, Sizes};
 use crate::nodes::{NodeEvent, NodeKind};
 use crate::refresh::{RefreshDetail, RefreshEvent, Stage};
@@ -30,6 +31,20 @@ struct CloudTrailCall {
     error_code: Option<String>,
     #[serde(default)]
     error_message: Option<String>,
+    /// The API's response; for the update calls, the `Update` it started.
+    #[serde(default)]
+    response_elements: Option<NodegroupResponse>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct NodegroupResponse {
+    #[serde(default)]
+    update: Option<UpdateRef>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct UpdateRef {
+    id: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -221,6 +236,11 @@ fn read(body: &str, envelope: &Envelope) -> Result<Fact, String> {
             let e: AlarmStateChangeEvent = serde_json::from_str(body).map_err(malformed)?;
             Ok(Fact::Alarm(crate::alarm::read(e)))
         }
+        (source, detail_type, _) if (source, detail_type) == FOLLOW_UP => {
+            let e: EventBridgeEvent<FollowUp> = serde_json::from_str(body).map_err(malformed)?;
+            e.detail.check()?;
+            Ok(Fact::FollowUp(e.detail))
+        }
         (source, detail_type, _) if (source, detail_type) == ALARM_CONTRIBUTOR_STATE_CHANGE => {
             let e: AlarmContributorStateChangeEvent =
                 serde_json::from_str(body).map_err(malformed)?;
@@ -348,6 +368,7 @@ fn nodegroup_call(body: &str, malformed: Malformed) -> Result<Fact, String> {
         error: call.error_code.map(|c| (c, call.error_message)),
         who: call.user_identity.and_then(|u| u.arn),
         time: call.event_time.or(e.time),
+        update: call.response_elements.and_then(|r| r.update).map(|u| u.id),
     }))
 }
 

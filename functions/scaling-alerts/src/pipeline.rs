@@ -16,34 +16,45 @@ use tracing::{info, warn};
 
 use crate::alert::GroupInfo;
 use crate::autoscaling::InstanceAction;
-use crate::aws::{AutoScaling, Instances};
+use crate::aws::{AutoScaling, Instances, NodegroupUpdates};
 use crate::batch::{RecordError, Response};
 use crate::config::{Config, Silenced};
 use crate::delivery::{self, Notifiers};
 use crate::domain::{self, Alert, Fact};
+use crate::following;
 use crate::nodes;
 use crate::parse::parse;
 
 /// What the handler talks to, built once in `main`.
-pub struct Ports<A, E, N, S> {
+pub struct Ports<A, E, N, S, U> {
     pub asg: A,
     pub ec2: E,
+    /// Node-group updates followed to their end.
+    pub updates: U,
     pub notifiers: Notifiers<N>,
     /// Handled event ids, and which topics already got a partly delivered alert.
     pub store: S,
 }
 
 /// The batch's records, each reported in one alert or returned to SQS (`batch_item_failures`).
-pub async fn handle_batch<A: AutoScaling, E: Instances, N: Notifier, S: Remember>(
+pub async fn handle_batch<
+    A: AutoScaling,
+    E: Instances,
+    N: Notifier,
+    S: Remember,
+    U: NodegroupUpdates,
+>(
     event: SqsEvent,
     config: &Config,
-    ports: &Ports<A, E, N, S>,
+    ports: &Ports<A, E, N, S, U>,
 ) -> Result<Response, Error> {
     let mut response = Response {
         events: event.records.len(),
         ..Response::default()
     };
     let (facts, records, origins) = admit(&event, config, &mut response);
+    let facts =
+        following::follow(facts, &origins, &ports.updates, &ports.store, &mut response).await;
     let facts = nodes_only(facts, &origins, config, &ports.ec2, &mut response).await;
 
     let groups = enrich(&facts, &origins, &ports.asg).await;

@@ -610,6 +610,29 @@ impl scaling_alerts::aws::AutoScaling for &Storm {
     }
 }
 
+/// The storm starts no node-group update: nothing to follow.
+impl scaling_alerts::aws::NodegroupUpdates for &Storm {
+    fn following(&self) -> bool {
+        false
+    }
+
+    async fn describe(
+        &self,
+        _: &bridgekeeper::accounts::Scope,
+        _: &scaling_alerts::followup::FollowUp,
+    ) -> Result<Option<scaling_alerts::followup::UpdateState>, bridgekeeper::Error> {
+        Ok(None)
+    }
+
+    async fn later(
+        &self,
+        _: &bridgekeeper::accounts::Scope,
+        _: &scaling_alerts::followup::FollowUp,
+    ) -> Result<(), bridgekeeper::Error> {
+        Ok(())
+    }
+}
+
 impl scaling_alerts::aws::Instances for &Storm {
     async fn describe_instances(
         &self,
@@ -711,6 +734,7 @@ fn scaling_storm() -> String {
             let ports = scaling_alerts::pipeline::Ports {
                 asg: &storm,
                 ec2: &storm,
+                updates: &storm,
                 notifiers: scaling_alerts::delivery::Notifiers {
                     all: &storm,
                     errors: None,
