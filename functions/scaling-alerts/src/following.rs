@@ -20,7 +20,7 @@ const AT_ONCE: usize = 8;
 
 /// What one fact becomes.
 enum Done {
-    Keep(String, Fact),
+    Keep(String, Box<Fact>),
     /// Answered by a later follow-up; not told now.
     Followed,
     /// EKS or SQS could not be asked: the record comes back.
@@ -54,12 +54,12 @@ pub async fn follow<U: NodegroupUpdates, S: Remember>(
                 Fact::FollowUp(f) => answer(record, f, scope, updates).await,
                 Fact::Nodegroup(n) if updates.following() => match FollowUp::of(&n) {
                     Some(f) => match start(&f, scope, updates, store).await {
-                        Ok(()) => Done::Keep(record, Fact::Nodegroup(n)),
+                        Ok(()) => Done::Keep(record, Box::new(Fact::Nodegroup(n))),
                         Err(e) => Done::Retry(record, e),
                     },
-                    None => Done::Keep(record, Fact::Nodegroup(n)),
+                    None => Done::Keep(record, Box::new(Fact::Nodegroup(n))),
                 },
-                other => Done::Keep(record, other),
+                other => Done::Keep(record, Box::new(other)),
             }
         })
         .buffered(AT_ONCE)
@@ -68,7 +68,7 @@ pub async fn follow<U: NodegroupUpdates, S: Remember>(
     let mut kept = Vec::with_capacity(done.len());
     for d in done {
         match d {
-            Done::Keep(record, fact) => kept.push((record, fact)),
+            Done::Keep(record, fact) => kept.push((record, *fact)),
             Done::Followed => response.followed += 1,
             Done::Retry(record, e) => response.retry([record], &e),
         }
@@ -113,7 +113,7 @@ async fn answer<U: NodegroupUpdates>(
             Ok(()) => Done::Followed,
             Err(e) => Done::Retry(record, e),
         },
-        Next::Tell(ended) => Done::Keep(record, Fact::UpdateEnded(ended)),
+        Next::Tell(ended) => Done::Keep(record, Box::new(Fact::UpdateEnded(ended))),
     }
 }
 
