@@ -383,7 +383,12 @@ async fn a_node_group_update_sends_its_delayed_follow_up_to_the_functions_queue(
     let ports = ports(&env.sdk, &config).await?;
     let call = sample("nodegroup-version-update.json");
     for _ in 0..2 {
-        let r = handle_batch(batch(&env.region, &[call.clone()]), &config, &ports).await?;
+        let r = handle_batch(
+            batch(&env.region, std::slice::from_ref(&call)),
+            &config,
+            &ports,
+        )
+        .await?;
         assert!(r.batch_item_failures.is_empty(), "{r:?}");
     }
     let attributes = sqs
