@@ -29,7 +29,11 @@ enum Done {
 
 /// The store key that says an update's follow-ups have begun.
 fn begun(scope: &Scope, update: &str) -> String {
-    format!("follow#{scope}#{update}")
+    format!(
+        "follow#{}/{}#{update}",
+        scope.account.as_deref().unwrap_or("here"),
+        scope.region.as_deref().unwrap_or("here")
+    )
 }
 
 pub async fn follow<U: NodegroupUpdates, S: Remember>(
