@@ -206,6 +206,10 @@ EXPECT: dict[str, Expect] = {
     "scaling-alerts/alarm-ok.json": Expect("older than api-cpu-high's reported change: not sent (stale)",
                                            answer={"notifications": 0, "dropped": 1}),
     "scaling-alerts/alarm-state-change.json": Expect("the same", answer={"notifications": 0, "dropped": 1}),
+    "scaling-alerts/addon-health-degraded.json": Expect(
+        "an EKS add-on degraded, named by its ARN; DescribeAddon is asked (moto has none: the message says what EKS could not tell)",
+        answer={"notifications": 1},
+        mail=[alert("Add-on prod-eks/vpc-cni degraded")]),
     "scaling-alerts/alarm-contributor.json": Expect(
         "a Metrics Insights alarm's series in ALARM, named with its node group",
         answer={"notifications": 1},

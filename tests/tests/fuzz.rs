@@ -264,7 +264,7 @@ impl scaling_alerts::aws::Instances for Fakes {
     }
 }
 
-impl scaling_alerts::aws::NodegroupUpdates for Fakes {
+impl scaling_alerts::aws::Eks for Fakes {
     fn following(&self) -> bool {
         true
     }
@@ -278,6 +278,14 @@ impl scaling_alerts::aws::NodegroupUpdates for Fakes {
         Ok(None)
     }
 
+    async fn describe_addon(
+        &self,
+        _: &bridgekeeper::accounts::Scope,
+        _: &scaling_alerts::addons::AddonRef,
+    ) -> Result<Option<scaling_alerts::addons::AddonState>, bridgekeeper::Error> {
+        call();
+        Ok(None)
+    }
     async fn later(
         &self,
         _: &bridgekeeper::accounts::Scope,

@@ -99,6 +99,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &["scaling-alerts/health-scheduled-retirement.json"],
     ),
     (
+        "AddonEventsRule",
+        &["scaling-alerts/addon-health-degraded.json"],
+    ),
+    (
         "DnsSyncOnNewLoadBalancerRule",
         &["dns-sync/load-balancer-created.json"],
     ),
@@ -126,6 +130,7 @@ const FORWARDED: &[(&str, &str)] = &[
     ),
     ("ForwardNodeStateEvents", "NodeStateEventsRule"),
     ("ForwardHealthEvents", "HealthEventsRule"),
+    ("ForwardAddonEvents", "AddonEventsRule"),
     ("ForwardNewLoadBalancers", "DnsSyncOnNewLoadBalancerRule"),
 ];
 

@@ -9,6 +9,7 @@ use bridgekeeper::Error;
 use bridgekeeper::accounts::{Accounts, Scope, ScopedClient};
 use bridgekeeper::classify::SdkResultExt;
 
+use crate::addons::{AddonRef, AddonState};
 use crate::alert::GroupInfo;
 use crate::followup::{DELAY, FollowUp, Status, UpdateState};
 use crate::nodes::NodeInfo;
@@ -162,9 +163,9 @@ impl Instances for Ec2Api {
     }
 }
 
-/// A node-group update followed to its end: what EKS says about it, and the follow-up sent to
-/// the function's own queue for later.
-pub trait NodegroupUpdates: Send + Sync {
+/// What scaling-alerts asks EKS (a followed node-group update, an add-on an event names), and
+/// the follow-up of an update it sends its own queue for later.
+pub trait Eks: Send + Sync {
     /// Whether updates are followed (`FOLLOW_UP_QUEUE_URL` is set).
     fn following(&self) -> bool;
     /// `DescribeUpdate`, in the account and region the update is in; `None` when EKS no longer
@@ -174,6 +175,12 @@ pub trait NodegroupUpdates: Send + Sync {
         scope: &Scope,
         follow: &FollowUp,
     ) -> impl Future<Output = Result<Option<UpdateState>, Error>> + Send;
+    /// `DescribeAddon`: how an add-on stands now; `None` when EKS no longer knows it.
+    fn describe_addon(
+        &self,
+        scope: &Scope,
+        addon: &AddonRef,
+    ) -> impl Future<Output = Result<Option<AddonState>, Error>> + Send;
     /// The follow-up, delivered to the function again in [`DELAY`].
     fn later(
         &self,
@@ -199,7 +206,7 @@ impl UpdatesApi {
     }
 }
 
-impl NodegroupUpdates for UpdatesApi {
+impl Eks for UpdatesApi {
     fn following(&self) -> bool {
         self.queue.is_some()
     }
@@ -211,6 +218,15 @@ impl NodegroupUpdates for UpdatesApi {
     ) -> Result<Option<UpdateState>, Error> {
         let client = self.eks.get(scope).await?;
         describe_update(&client, follow).await
+    }
+
+    async fn describe_addon(
+        &self,
+        scope: &Scope,
+        addon: &AddonRef,
+    ) -> Result<Option<AddonState>, Error> {
+        let client = self.eks.get(scope).await?;
+        describe_addon(&client, addon).await
     }
 
     async fn later(&self, scope: &Scope, follow: &FollowUp) -> Result<(), Error> {
@@ -267,6 +283,51 @@ async fn describe_update(
                         .unwrap_or_else(|| "Unknown".into()),
                     e.error_message().unwrap_or_default().to_owned(),
                     e.resource_ids().to_vec(),
+                )
+            })
+            .collect(),
+    }))
+}
+
+/// `DescribeAddon`; `None` when EKS answers ResourceNotFoundException (the add-on was deleted).
+async fn describe_addon(
+    client: &aws_sdk_eks::Client,
+    addon: &AddonRef,
+) -> Result<Option<AddonState>, Error> {
+    let answer = client
+        .describe_addon()
+        .cluster_name(&addon.cluster)
+        .addon_name(&addon.addon)
+        .send()
+        .await;
+    let found = match answer {
+        Ok(out) => out.addon,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(bridgekeeper::AwsError::from_sdk("eks:DescribeAddon", e).into()),
+    };
+    Ok(found.map(|a| AddonState {
+        status: a
+            .status()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_else(|| "UNKNOWN".into()),
+        version: a.addon_version().map(str::to_owned),
+        issues: a
+            .health()
+            .map(|h| h.issues())
+            .unwrap_or_default()
+            .iter()
+            .map(|i| {
+                (
+                    i.code()
+                        .map(|c| c.as_str().to_owned())
+                        .unwrap_or_else(|| "Unknown".into()),
+                    i.message().unwrap_or_default().to_owned(),
+                    i.resource_ids().to_vec(),
                 )
             })
             .collect(),
@@ -346,5 +407,55 @@ mod tests {
         });
         let eks = mock_client!(aws_sdk_eks, RuleMode::Sequential, [&rule]);
         assert_eq!(describe_update(&eks, &follow()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_addon_reads_as_its_status_version_and_health_issues() {
+        use aws_sdk_eks::operation::describe_addon::DescribeAddonOutput;
+        use aws_sdk_eks::types::{Addon, AddonHealth, AddonIssue, AddonIssueCode, AddonStatus};
+        let rule = mock!(Client::describe_addon)
+            .match_requests(|r| {
+                r.cluster_name() == Some("prod-eks") && r.addon_name() == Some("vpc-cni")
+            })
+            .then_output(|| {
+                DescribeAddonOutput::builder()
+                    .addon(
+                        Addon::builder()
+                            .addon_name("vpc-cni")
+                            .status(AddonStatus::Degraded)
+                            .addon_version("v1.19.0-eksbuild.1")
+                            .health(
+                                AddonHealth::builder()
+                                    .issues(
+                                        AddonIssue::builder()
+                                            .code(AddonIssueCode::InsufficientNumberOfReplicas)
+                                            .message("not enough replicas")
+                                            .resource_ids("kube-system/aws-node")
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            });
+        let eks = mock_client!(aws_sdk_eks, RuleMode::Sequential, [&rule]);
+        let addon = AddonRef {
+            cluster: "prod-eks".into(),
+            addon: "vpc-cni".into(),
+        };
+        let state = describe_addon(&eks, &addon).await.unwrap().unwrap();
+        assert_eq!(
+            state,
+            AddonState {
+                status: "DEGRADED".into(),
+                version: Some("v1.19.0-eksbuild.1".into()),
+                issues: vec![(
+                    "InsufficientNumberOfReplicas".into(),
+                    "not enough replicas".into(),
+                    vec!["kube-system/aws-node".into()]
+                )],
+            }
+        );
     }
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use bridgekeeper::notify::Notification;
 
+use crate::addons::{AddonEvent, AddonRef};
 use crate::alarm::AlarmEvent;
 use crate::alert::GroupInfo;
 use crate::autoscaling::{InstanceAction, InstanceEvent};
@@ -21,6 +22,8 @@ pub enum Fact {
     Nodegroup(NodegroupEvent),
     Node(NodeEvent),
     Refresh(RefreshEvent),
+    /// An EKS add-on's change or health.
+    Addon(AddonEvent),
     /// A node-group update to ask EKS about (the function's own follow-up).
     FollowUp(FollowUp),
     /// A followed update that ended, or is no longer followed.
@@ -35,7 +38,11 @@ impl Fact {
             Fact::Refresh(e) => Some(&e.group),
             Fact::Alarm(a) => a.dimensions.get("AutoScalingGroupName").map(String::as_str),
             Fact::Contributor(c) => c.group(),
-            Fact::Nodegroup(_) | Fact::Node(_) | Fact::FollowUp(_) | Fact::UpdateEnded(_) => None,
+            Fact::Nodegroup(_)
+            | Fact::Node(_)
+            | Fact::FollowUp(_)
+            | Fact::UpdateEnded(_)
+            | Fact::Addon(_) => None,
         }
     }
 }
@@ -77,6 +84,7 @@ enum Key {
     Refresh(String),
     Alarm(String),
     Contributors(String),
+    Addon(AddonRef),
     Nodes(String, Option<String>, Option<Pool>),
     Nodegroup(usize),
 }
@@ -98,7 +106,10 @@ pub fn coalesce(facts: Vec<(String, Fact)>) -> Vec<Alert> {
                 let (kind, cluster, pool) = n.key();
                 Key::Nodes(kind, cluster, pool)
             }
-            Fact::Nodegroup(_) | Fact::FollowUp(_) | Fact::UpdateEnded(_) => Key::Nodegroup(i),
+            Fact::Addon(AddonEvent { addon: Some(a), .. }) => Key::Addon(a.clone()),
+            Fact::Nodegroup(_) | Fact::FollowUp(_) | Fact::UpdateEnded(_) | Fact::Addon(_) => {
+                Key::Nodegroup(i)
+            }
         };
         let alert = alerts.entry(key.clone()).or_insert_with(|| {
             order.push(key);
@@ -151,6 +162,19 @@ pub fn render(
         }
         Fact::Nodegroup(n) => crate::nodegroups::render(n, environment),
         Fact::UpdateEnded(e) => crate::followup::render(e, environment),
+        Fact::Addon(_) => {
+            // One add-on's events in a batch: the latest tells it (EKS's state is the same).
+            let latest = alert
+                .facts
+                .iter()
+                .filter_map(|f| match f {
+                    Fact::Addon(e) => Some(e),
+                    _ => None,
+                })
+                .max_by_key(|e| e.time)
+                .expect("an add-on alert has an add-on event");
+            crate::addons::render(latest, environment)
+        }
         // The pipeline answers follow-ups before rendering; one left is a bug, told as such.
         Fact::FollowUp(f) => crate::followup::render(
             &Ended {

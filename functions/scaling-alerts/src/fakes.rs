@@ -15,8 +15,9 @@ use bridgekeeper::notify::testing::Recorder;
 use bridgekeeper::accounts::Scope;
 use bridgekeeper::{AwsError, Error};
 
+use crate::addons::{AddonRef, AddonState};
 use crate::alert::GroupInfo;
-use crate::aws::{AutoScaling, Instances, NodegroupUpdates};
+use crate::aws::{AutoScaling, Eks, Instances};
 use crate::batch::Response;
 use crate::config::Config;
 use crate::delivery::Notifiers;
@@ -161,10 +162,13 @@ pub struct FakeUpdates {
     pub states: HashMap<String, UpdateState>,
     pub described: Mutex<Vec<String>>,
     pub later: Mutex<Vec<(Scope, FollowUp)>>,
+    /// `cluster/add-on` → how it stands; absent: EKS no longer knows it.
+    pub addons: HashMap<String, AddonState>,
+    pub addons_described: Mutex<Vec<String>>,
     pub down: bool,
 }
 
-impl NodegroupUpdates for FakeUpdates {
+impl Eks for FakeUpdates {
     fn following(&self) -> bool {
         self.following
     }
@@ -177,6 +181,18 @@ impl NodegroupUpdates for FakeUpdates {
             );
         }
         Ok(self.states.get(&f.update_id).cloned())
+    }
+
+    async fn describe_addon(
+        &self,
+        _: &Scope,
+        addon: &AddonRef,
+    ) -> Result<Option<AddonState>, Error> {
+        self.addons_described.lock().unwrap().push(addon.name());
+        if self.down {
+            return Err(AwsError::fake("eks:DescribeAddon", "ServerException", 500, "down").into());
+        }
+        Ok(self.addons.get(&addon.name()).cloned())
     }
 
     async fn later(&self, scope: &Scope, f: &FollowUp) -> Result<(), Error> {

@@ -10,7 +10,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use tracing::{info, warn};
 
-use crate::aws::NodegroupUpdates;
+use crate::aws::Eks;
 use crate::batch::Response;
 use crate::domain::Fact;
 use crate::followup::{FollowUp, Next};
@@ -36,7 +36,7 @@ fn begun(scope: &Scope, update: &str) -> String {
     )
 }
 
-pub async fn follow<U: NodegroupUpdates, S: Remember>(
+pub async fn follow<U: Eks, S: Remember>(
     facts: Vec<(String, Fact)>,
     origins: &HashMap<String, Scope>,
     updates: &U,
@@ -81,7 +81,7 @@ pub async fn follow<U: NodegroupUpdates, S: Remember>(
 }
 
 /// The first follow-up of an update, unless an earlier delivery of its call sent it.
-async fn start<U: NodegroupUpdates, S: Remember>(
+async fn start<U: Eks, S: Remember>(
     f: &FollowUp,
     scope: &Scope,
     updates: &U,
@@ -102,12 +102,7 @@ async fn start<U: NodegroupUpdates, S: Remember>(
     Ok(())
 }
 
-async fn answer<U: NodegroupUpdates>(
-    record: String,
-    f: FollowUp,
-    scope: &Scope,
-    updates: &U,
-) -> Done {
+async fn answer<U: Eks>(record: String, f: FollowUp, scope: &Scope, updates: &U) -> Done {
     let state = match updates.describe(scope, &f).await {
         Ok(state) => state,
         Err(e) => return Done::Retry(record, e),

@@ -12,7 +12,7 @@ use bridgekeeper::notify::Notifier;
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 
-use crate::aws::{AutoScaling, Instances, NodegroupUpdates};
+use crate::aws::{AutoScaling, Eks, Instances};
 use crate::batch::{Response, record_event_id, record_rejected};
 use crate::cluster_run::ClusterRun;
 use crate::config::Config;
@@ -39,7 +39,7 @@ where
     E: Instances,
     N: Notifier,
     S: Store + Remember,
-    U: NodegroupUpdates,
+    U: Eks,
     F: FailureSink,
     K: ClusterEvents,
 {
@@ -89,13 +89,7 @@ pub async fn clusters<A, E, N: Notifier, S: Remember, U, K: ClusterEvents>(
 /// [`handle_payload`], reporting each EventBridge event once: a record whose event id was handled
 /// in an earlier batch, or appears twice in this one, is dropped before anything is sent. An id
 /// is completed once its alert went out and released when its record goes back to SQS.
-pub async fn handle_once<
-    A: AutoScaling,
-    E: Instances,
-    N: Notifier,
-    S: Store + Remember,
-    U: NodegroupUpdates,
->(
+pub async fn handle_once<A: AutoScaling, E: Instances, N: Notifier, S: Store + Remember, U: Eks>(
     payload: serde_json::Value,
     lease_until: SystemTime,
     owner: &str,
@@ -172,13 +166,7 @@ struct Probe {
 /// The Lambda's input: an SQS batch (the deployed path), or one EventBridge event invoked
 /// directly (`cargo lambda invoke --data-file events/scaling-alerts/alarm-ok.json`), which is
 /// handled as a batch of one and fails the invocation if it cannot be used.
-pub async fn handle_payload<
-    A: AutoScaling,
-    E: Instances,
-    N: Notifier,
-    S: Remember,
-    U: NodegroupUpdates,
->(
+pub async fn handle_payload<A: AutoScaling, E: Instances, N: Notifier, S: Remember, U: Eks>(
     payload: serde_json::Value,
     config: &Config,
     ports: &Ports<A, E, N, S, U>,

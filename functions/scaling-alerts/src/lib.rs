@@ -1,6 +1,7 @@
 //! scaling-alerts: Auto Scaling, CloudWatch alarm, EC2 node and EKS node-group events, read from
 //! an SQS queue in batches, become short, readable, grouped SNS notifications.
 
+pub mod addons;
 pub mod alarm;
 pub mod alert;
 pub mod autoscaling;

@@ -8,6 +8,7 @@ use bridgekeeper::events::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::addons::{AddonEvent, AddonKind, AddonRef};
 use crate::autoscaling::{InstanceAction, InstanceEvent, Warm};
 use crate::domain::Fact;
 use crate::followup::{FOLLOW_UP, FollowUp};
@@ -254,6 +255,24 @@ fn read(body: &str, envelope: &Envelope) -> Result<Fact, String> {
             _,
         ) => node(body, detail_type, malformed),
         ("aws.eks", "AWS API Call via CloudTrail", _) => nodegroup_call(body, malformed),
+        ("aws.eks", detail_type, _) if AddonKind::from_detail_type(detail_type).is_some() => {
+            let e: EventBridgeEvent<serde_json::Value> =
+                serde_json::from_str(body).map_err(malformed)?;
+            Ok(Fact::Addon(AddonEvent {
+                kind: AddonKind::from_detail_type(detail_type).unwrap_or(AddonKind::Degraded),
+                // Its resources first (EventBridge's field for the ARNs an event is about), then
+                // anywhere: EKS documents no sample of these events.
+                addon: e
+                    .resources
+                    .iter()
+                    .flatten()
+                    .find_map(|r| AddonRef::find(r))
+                    .or_else(|| AddonRef::find(body)),
+                time: e.time,
+                now: None,
+                unasked: None,
+            }))
+        }
         _ => Err(format!(
             "source {source:?}, detail-type {detail_type:?} is not a scaling, node or alarm event"
         )),

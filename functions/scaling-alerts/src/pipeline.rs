@@ -14,9 +14,10 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tracing::{info, warn};
 
+use crate::addons::{AddonRef, AddonState};
 use crate::alert::GroupInfo;
 use crate::autoscaling::InstanceAction;
-use crate::aws::{AutoScaling, Instances, NodegroupUpdates};
+use crate::aws::{AutoScaling, Eks, Instances};
 use crate::batch::{RecordError, Response};
 use crate::config::{Config, Silenced};
 use crate::delivery::{self, Notifiers};
@@ -37,13 +38,7 @@ pub struct Ports<A, E, N, S, U> {
 }
 
 /// The batch's records, each reported in one alert or returned to SQS (`batch_item_failures`).
-pub async fn handle_batch<
-    A: AutoScaling,
-    E: Instances,
-    N: Notifier,
-    S: Remember,
-    U: NodegroupUpdates,
->(
+pub async fn handle_batch<A: AutoScaling, E: Instances, N: Notifier, S: Remember, U: Eks>(
     event: SqsEvent,
     config: &Config,
     ports: &Ports<A, E, N, S, U>,
@@ -58,6 +53,7 @@ pub async fn handle_batch<
     let facts = nodes_only(facts, &origins, config, &ports.ec2, &mut response).await;
 
     let groups = enrich(&facts, &origins, &ports.asg).await;
+    let facts = ask_addons(facts, &origins, &ports.updates).await;
     let no_groups = HashMap::new();
 
     let parsed = facts.len();
@@ -194,6 +190,53 @@ async fn enrich<'a, A: AutoScaling>(
         }
     }
     groups
+}
+
+/// How each add-on the batch's EKS events name stands now (one DescribeAddon per add-on; at
+/// most [`RECALLS`] at once). As with the groups, a failure to ask still sends the message,
+/// saying EKS could not be asked.
+async fn ask_addons<U: Eks>(
+    facts: Vec<(String, Fact)>,
+    origins: &HashMap<String, Scope>,
+    eks: &U,
+) -> Vec<(String, Fact)> {
+    let named: BTreeSet<(&Scope, &AddonRef)> = facts
+        .iter()
+        .filter_map(|(record, f)| match f {
+            Fact::Addon(e) => Some((&origins[record], e.addon.as_ref()?)),
+            _ => None,
+        })
+        .collect();
+    if named.is_empty() {
+        return facts;
+    }
+    let answers: HashMap<(Scope, AddonRef), Result<Option<AddonState>, String>> =
+        futures::stream::iter(named)
+            .map(|(scope, addon)| async move {
+                let answer = eks.describe_addon(scope, addon).await.map_err(|e| {
+                    warn!(error = %e, origin = %scope, addon = %addon.name(), "add-on not described");
+                    e.to_string()
+                });
+                ((scope.clone(), addon.clone()), answer)
+            })
+            .buffer_unordered(RECALLS)
+            .collect()
+            .await;
+    facts
+        .into_iter()
+        .map(|(record, mut fact)| {
+            if let Fact::Addon(e) = &mut fact
+                && let Some(addon) = &e.addon
+            {
+                match answers.get(&(origins[&record].clone(), addon.clone())) {
+                    Some(Ok(now)) => e.now = now.clone(),
+                    Some(Err(why)) => e.unasked = Some(why.clone()),
+                    None => {}
+                }
+            }
+            (record, fact)
+        })
+        .collect()
 }
 
 /// The batch's figures, as metrics and one log line.

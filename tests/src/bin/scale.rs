@@ -611,7 +611,7 @@ impl scaling_alerts::aws::AutoScaling for &Storm {
 }
 
 /// The storm starts no node-group update: nothing to follow.
-impl scaling_alerts::aws::NodegroupUpdates for &Storm {
+impl scaling_alerts::aws::Eks for &Storm {
     fn following(&self) -> bool {
         false
     }
@@ -624,6 +624,13 @@ impl scaling_alerts::aws::NodegroupUpdates for &Storm {
         Ok(None)
     }
 
+    async fn describe_addon(
+        &self,
+        _: &bridgekeeper::accounts::Scope,
+        _: &scaling_alerts::addons::AddonRef,
+    ) -> Result<Option<scaling_alerts::addons::AddonState>, bridgekeeper::Error> {
+        Ok(None)
+    }
     async fn later(
         &self,
         _: &bridgekeeper::accounts::Scope,
