@@ -156,6 +156,13 @@ impl Instances for Ec2Api {
                         .map(str::to_owned),
                     instance.instance_lifecycle().map(|l| l.as_str().to_owned()),
                 );
+                let info = NodeInfo {
+                    node_name: instance
+                        .private_dns_name()
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned),
+                    ..info
+                };
                 found.insert(id.to_owned(), info);
             }
         }

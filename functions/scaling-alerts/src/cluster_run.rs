@@ -12,8 +12,9 @@ use serde::Serialize;
 use tracing::warn;
 
 use crate::delivery::Notifiers;
+use crate::karpenter;
 use crate::kube::ClusterEvents;
-use crate::kube_events::{findings, render, watermark};
+use crate::kube_events::{Finding, findings, render, watermark};
 
 /// A first run, or one after the store forgot, looks back this far: an API server keeps Events
 /// for an hour (`--event-ttl`), and an older story is no longer news.
@@ -99,8 +100,21 @@ async fn one<K: ClusterEvents, N: Notifier, S: Remember>(
         }
     };
     out.events = events.len();
-    let found = findings(&events, since);
+    let mut found = findings(&events, since);
     out.findings = found.len();
+    let removed: Vec<String> = found
+        .iter()
+        .filter_map(|f| match f {
+            Finding::Disrupted { node, .. } => Some(node.clone()),
+            _ => None,
+        })
+        .collect();
+    let gone = karpenter::endings(cluster, removed, store).await;
+    for f in &mut found {
+        if let Finding::Disrupted { node, ended, .. } = f {
+            *ended = gone.iter().find(|(n, _)| n == node).map(|(_, g)| g.clone());
+        }
+    }
     let mut delivered = true;
     for n in render(cluster, &found, environment) {
         let mut sent = true;
@@ -113,6 +127,18 @@ async fn one<K: ClusterEvents, N: Notifier, S: Remember>(
         }
         out.notifications += usize::from(sent);
         delivered &= sent;
+    }
+    if delivered {
+        let decided = found
+            .iter()
+            .filter_map(|f| match f {
+                Finding::Disrupted { node, why, .. } => {
+                    Some((karpenter::decided(cluster, node), why.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        karpenter::remember(store, decided).await;
     }
     // Moved on only once everything was told: a failed send is tried again by the next run.
     if let Some(mark) = watermark(&events).filter(|m| delivered && *m > since)

@@ -107,6 +107,8 @@ macro_rules! sample {
 pub(crate) use sample;
 
 pub const KARPENTER_NODE: &str = "i-0c1d2e3f4a5b6c7d8";
+/// Its Kubernetes Node name (its private DNS name).
+pub const KARPENTER_NODE_NAME: &str = "ip-10-0-1-23.eu-west-1.compute.internal";
 
 pub fn prod_ng1() -> FakeAsg {
     let info = GroupInfo {
@@ -141,7 +143,13 @@ pub fn instances() -> FakeEc2 {
     };
     FakeEc2 {
         instances: HashMap::from([
-            (KARPENTER_NODE.into(), karpenter("eu-west-1a")),
+            (
+                KARPENTER_NODE.into(),
+                NodeInfo {
+                    node_name: Some(KARPENTER_NODE_NAME.into()),
+                    ..karpenter("eu-west-1a")
+                },
+            ),
             ("i-0d2e3f4a5b6c7d8e9".into(), karpenter("eu-west-1b")),
             (
                 "i-0ba57105700000000".into(),

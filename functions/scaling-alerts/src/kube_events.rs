@@ -14,7 +14,7 @@ use crate::alert::plural;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubeEvent {
     pub namespace: String,
-    /// The object it is about: `HorizontalPodAutoscaler`, `Pod`, `Node`, `NodeClaim`.
+    /// The object it is about: `HorizontalPodAutoscaler`, `Pod`, `Node`.
     pub kind: String,
     pub name: String,
     pub reason: String,
@@ -55,7 +55,12 @@ pub enum Finding {
         why: String,
     },
     /// Karpenter took a node away: `Underutilized`, `Drifted`, `Empty`, `Expired`, ...
-    Disrupted { node: String, why: String },
+    Disrupted {
+        node: String,
+        why: String,
+        /// `i-0abc… at 03:07 UTC`: EC2 already told its instance ended (filled in by the run).
+        ended: Option<String>,
+    },
 }
 
 /// What happened after `since`, read from `events` (any order). Unknown reasons are ignored.
@@ -92,9 +97,12 @@ pub fn findings(events: &[KubeEvent], since: DateTime<Utc>) -> Vec<Finding> {
                 }
                 entry.1 = unschedulable(&e.message);
             }
-            ("Node" | "NodeClaim", "DisruptionTerminating") => out.push(Finding::Disrupted {
+            // Karpenter records the decision on the Node and on its NodeClaim alike
+            // (`disruption/events`): the Node's is read, named as EC2's instance is.
+            ("Node", "DisruptionTerminating") => out.push(Finding::Disrupted {
                 node: e.name.clone(),
                 why: disruption(&e.message),
+                ended: None,
             }),
             _ => {}
         }
@@ -324,16 +332,16 @@ pub fn render(cluster: &str, found: &[Finding], env: &str) -> Vec<Notification> 
                 )),
         );
     }
-    let disrupted: Vec<(&String, &String)> = found
+    let disrupted: Vec<(&String, &String, &Option<String>)> = found
         .iter()
         .filter_map(|f| match f {
-            Finding::Disrupted { node, why } => Some((node, why)),
+            Finding::Disrupted { node, why, ended } => Some((node, why, ended)),
             _ => None,
         })
         .collect();
     if !disrupted.is_empty() {
         let mut whys: BTreeMap<&str, usize> = BTreeMap::new();
-        for (_, why) in &disrupted {
+        for (_, why, _) in &disrupted {
             *whys.entry(why.as_str()).or_default() += 1;
         }
         let reasons: Vec<String> = whys.iter().map(|(w, n)| format!("{n} {w}")).collect();
@@ -343,15 +351,24 @@ pub fn render(cluster: &str, found: &[Finding], env: &str) -> Vec<Notification> 
             reasons.join(", ")
         );
         let mut body = String::from("Karpenter's disruption decisions:\n\n");
-        for (node, why) in &disrupted {
-            let _ = writeln!(body, "{node}: {why}");
+        for (node, why, ended) in &disrupted {
+            match ended {
+                Some(gone) => {
+                    let _ = writeln!(body, "{node}: {why} (EC2 terminated {gone})");
+                }
+                None => {
+                    let _ = writeln!(body, "{node}: {why}");
+                }
+            }
         }
         let mut n = Notification::new(subject, body.trim_end().to_owned(), Severity::Info)
             .attribute("source", "kubernetes")
             .attribute("cluster", cluster)
             .event_type("KarpenterDisruption")
+            // The instances' EC2 terminations join this thread (nodes::render).
+            .thread(format!("karpenter/{cluster}"))
             .next_step(format!("kubectl --context {cluster} get nodeclaims"));
-        for (node, _) in disrupted.iter().take(5) {
+        for (node, _, _) in disrupted.iter().take(5) {
             n = n.related((*node).clone());
         }
         out.push(n);

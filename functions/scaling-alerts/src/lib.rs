@@ -17,6 +17,7 @@ mod fakes;
 pub mod following;
 pub mod followup;
 pub mod handler;
+pub mod karpenter;
 pub mod kube;
 pub mod kube_events;
 pub mod nodegroups;

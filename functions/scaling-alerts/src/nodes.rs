@@ -2,7 +2,7 @@
 //! instance state changes): which cluster and pool an instance serves, read from its tags, and
 //! whether the event is about a node at all.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 
 use bridgekeeper::notify::{Notification, Severity};
@@ -43,6 +43,9 @@ pub struct NodeInfo {
     pub zone: Option<String>,
     /// `spot` or `capacity-block`; EC2 leaves it out for On-Demand.
     pub lifecycle: Option<String>,
+    /// Its private DNS name: the name of its Kubernetes Node (the kubelet registers under the
+    /// hostname EC2 gives it), which Karpenter's events name.
+    pub node_name: Option<String>,
 }
 
 impl NodeInfo {
@@ -83,6 +86,7 @@ impl NodeInfo {
             instance_type,
             zone,
             lifecycle,
+            node_name: None,
         }
     }
 }
@@ -131,6 +135,8 @@ pub struct NodeEvent {
     pub time: Option<DateTime<Utc>>,
     /// Filled in by the handler from DescribeInstances.
     pub node: Option<NodeInfo>,
+    /// Why Karpenter removed it, when the cluster's Events told that first (`underutilized`).
+    pub karpenter: Option<String>,
 }
 
 /// Why an EC2 event is not sent.
@@ -202,6 +208,23 @@ pub fn render(events: &[&NodeEvent], env: &str) -> Notification {
     let nodes = plural(events.len(), "node", "nodes");
     let place = format!("{} in {cluster}", pool.describe());
     let when = first.time;
+    // Karpenter's reasons, from the cluster's Events, for the nodes that have one.
+    let mut whys: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in events {
+        if let Some(why) = e.karpenter.as_deref() {
+            *whys.entry(why).or_default() += 1;
+        }
+    }
+    let joined = |whys: &BTreeMap<&str, usize>| {
+        if whys.len() == 1 {
+            whys.keys().next().copied().unwrap_or_default().to_owned()
+        } else {
+            whys.iter()
+                .map(|(w, n)| format!("{n} {w}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
     let (subject, lead, severity) = match &first.kind {
         NodeKind::SpotInterruption { action } => (
             format!("[{env}] Spot interruption: {nodes} of {place}"),
@@ -246,6 +269,16 @@ pub fn render(events: &[&NodeEvent], env: &str) -> Notification {
                 Severity::Warning,
             )
         }
+        NodeKind::State(state) if !whys.is_empty() && whys.len() == events.len() => (
+            format!("[{env}] {nodes} {state}: {place} ({})", joined(&whys)),
+            format!(
+                "{nodes} of {place} (cluster {cluster}) {} {state}: Karpenter removed {} ({}).",
+                if events.len() == 1 { "is" } else { "are" },
+                if events.len() == 1 { "it" } else { "them" },
+                joined(&whys)
+            ),
+            Severity::Info,
+        ),
         NodeKind::State(state) => (
             format!("[{env}] {nodes} {state}: {place}"),
             format!(
@@ -286,6 +319,8 @@ pub fn render(events: &[&NodeEvent], env: &str) -> Notification {
         ]
         .into_iter()
         .flatten()
+        .chain(e.karpenter.as_deref().map(|_| "Karpenter:"))
+        .chain(e.karpenter.as_deref())
         .collect::<Vec<_>>()
         .join("  ");
         line(if i == 0 { "Instances:" } else { "" }, &detail);
@@ -314,6 +349,10 @@ pub fn render(events: &[&NodeEvent], env: &str) -> Notification {
     for e in events {
         n = n.related(e.instance_id.clone());
     }
+    if !whys.is_empty() {
+        // Karpenter's decision (the cluster's Events) and the instance's end are one story.
+        n = n.thread(format!("karpenter/{cluster}"));
+    }
     if let NodeKind::Scheduled {
         event: Some(arn), ..
     } = &first.kind
@@ -339,6 +378,7 @@ mod tests {
             instance_id: "i-0123456789abcdef0".into(),
             time: None,
             node,
+            karpenter: None,
         }
     }
 

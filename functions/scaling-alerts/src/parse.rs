@@ -207,6 +207,7 @@ fn health(body: &str) -> Result<Vec<Fact>, String> {
                 instance_id,
                 time: e.time,
                 node: None,
+                karpenter: None,
             })
         })
         .collect();
@@ -339,6 +340,7 @@ fn node(body: &str, detail_type: &str, malformed: Malformed) -> Result<Fact, Str
         instance_id: d.instance_id,
         time: e.time,
         node: None,
+        karpenter: None,
     }))
 }
 

@@ -23,6 +23,7 @@ use crate::config::{Config, Silenced};
 use crate::delivery::{self, Notifiers};
 use crate::domain::{self, Alert, Fact};
 use crate::following;
+use crate::karpenter;
 use crate::nodes;
 use crate::parse::parse;
 
@@ -51,6 +52,7 @@ pub async fn handle_batch<A: AutoScaling, E: Instances, N: Notifier, S: Remember
     let facts =
         following::follow(facts, &origins, &ports.updates, &ports.store, &mut response).await;
     let facts = nodes_only(facts, &origins, config, &ports.ec2, &mut response).await;
+    let facts = karpenter::reasons(facts, &ports.store).await;
 
     let groups = enrich(&facts, &origins, &ports.asg).await;
     let facts = ask_addons(facts, &origins, &ports.updates).await;
@@ -112,6 +114,9 @@ pub async fn handle_batch<A: AutoScaling, E: Instances, N: Notifier, S: Remember
             if let Err(e) = ports.store.remember(&key, &at.to_rfc3339()).await {
                 warn!(key = %key, error = %e, "reported alarm state not remembered");
             }
+        }
+        if sent {
+            karpenter::remember(&ports.store, karpenter::marks(&alert)).await;
         }
     }
 
