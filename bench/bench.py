@@ -15,7 +15,11 @@
 - cold invocation, whole: spawn → the response to the first event, next to bench/peer/handler.py,
   a Python/boto3 baseline making the same calls;
 - fan-out: dns-sync and image-rollout over N = 1, 4, 8 clusters (and zones), each its own kmock,
-  every request held --latency-ms (100) by a proxy, as a ratio to N = 1.
+  every request held --latency-ms (100) by a proxy, as a ratio to N = 1;
+- storm: scaling-alerts' release binary given 1,000 launches and 1,000 terminations in two node
+  groups and 200 Spot warnings for Karpenter nodes (all in moto), in SQS batches of 1,000 (the
+  template's BatchSize): messages sent, AWS calls by operation, time per batch, peak RSS against
+  the 128 MB the function is given.
 
 Prints a table and writes it, with the machine and commit, to bench-results/.
 """
@@ -288,7 +292,7 @@ def main() -> None:
     ap.add_argument("--fanout-runs", type=int, default=5, help="fan-out: timed invocations per N")
     ap.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                     help="a function variable for this run (e.g. CLUSTER_CONCURRENCY=4 to compare)")
-    ap.add_argument("--only", choices=["table", "tls", "cold", "fanout"], help="run one part (while working on it)")
+    ap.add_argument("--only", choices=["table", "tls", "cold", "fanout", "storm"], help="run one part (while working on it)")
     args = ap.parse_args()
     build(args.skip_build)
 
@@ -305,7 +309,8 @@ def main() -> None:
         if args.only in (None, "fanout"):
             print(f"fan-out: {args.latency_ms:.0f} ms per request, N = {', '.join(map(str, FANOUT))} ...", flush=True)
         fan = fanout(args, env, moto_url, seeded["lb"]) if args.only in (None, "fanout") else []
-        report(rows, tls, cold, fan, args)
+        storm = storm_row(env, aws, moto_url) if args.only in (None, "storm") else None
+        report(rows, tls, cold, fan, args, storm)
     finally:
         up.stop(children)
 
@@ -606,7 +611,73 @@ def cost_lines(rows: list) -> list:
     return lines
 
 
-def report(rows: list, tls: list, cold: list, fan: list, args) -> None:
+STORM_MEMORY_MB = 128  # template.yaml: ScalingAlertsFunction's MemorySize
+
+
+def storm_row(env: dict, aws: "CountingProxy", moto_url: str) -> dict:
+    """scaling-alerts under a storm, as Lambda runs it: the release binary, each SQS batch one
+    invocation through the Runtime API, every AWS call through the counting proxy to moto."""
+    import boto3
+
+    kw = dict(endpoint_url=moto_url, region_name=up.REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    asg, ec2 = boto3.client("autoscaling", **kw), boto3.client("ec2", **kw)
+    run_id = uuid.uuid4().hex[:8]
+    asg.create_launch_configuration(LaunchConfigurationName=f"storm-{run_id}", ImageId="ami-12c6146b", InstanceType="m6i.large")
+    groups = []
+    for i in (1, 2):
+        name = f"eks-storm-ng-{i}-{run_id}"
+        tags = [{"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": k, "Value": v, "PropagateAtLaunch": True}
+                for k, v in (("eks:cluster-name", "prod-eks"), ("eks:nodegroup-name", f"ng-{i}"))]
+        asg.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName=f"storm-{run_id}", MinSize=0,
+                                      MaxSize=1000, DesiredCapacity=0, AvailabilityZones=[f"{up.REGION}a"], Tags=tags)
+        groups.append(name)
+    spot = ec2.run_instances(ImageId="ami-12c6146b", InstanceType="m6i.large", MinCount=200, MaxCount=200,
+                             TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                                 {"Key": "karpenter.sh/nodepool", "Value": "default"},
+                                 {"Key": "eks:eks-cluster-name", "Value": "prod-eks"}]}])["Instances"]
+    sample = lambda name: json.loads((ROOT / "events/scaling-alerts" / name).read_text())  # noqa: E731
+    bodies = []
+    for i in range(2000):
+        e = sample("launch-successful.json" if i < 1000 else "terminate-successful.json")
+        e["id"] = str(uuid.uuid4())
+        e["detail"]["AutoScalingGroupName"] = groups[(i // 500) % 2]
+        e["detail"]["EC2InstanceId"] = f"i-{i:017x}"
+        bodies.append(e)
+    for instance in spot:
+        e = sample("spot-interruption.json")
+        e["id"] = str(uuid.uuid4())
+        e["detail"]["instance-id"] = instance["InstanceId"]
+        bodies.append(e)
+    records = [{"messageId": str(uuid.uuid4()), "receiptHandle": "storm", "body": json.dumps(b),
+                "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "",
+                "eventSource": "aws:sqs", "eventSourceARN": f"arn:aws:sqs:{up.REGION}:{up.ACCOUNT}:storm",
+                "awsRegion": up.REGION} for b in bodies]
+    print(f"storm: {len(records)} records in batches of 1,000 ...", flush=True)
+    api = RuntimeApi()
+    proc = spawn(ROOT / "target/lambda-x86_64/scaling-alerts/bootstrap", api, env)
+    aws.take()
+    aws.operations.clear()
+    times, sent, failed = [], 0, 0
+    for start in range(0, len(records), 1000):
+        kind, body, elapsed = api.invoke(json.dumps({"Records": records[start:start + 1000]}).encode(), timeout=120)
+        if kind != "response":
+            raise RuntimeError(f"the storm batch failed: {body[:300]!r}")
+        answer = json.loads(body)
+        sent += answer.get("notifications", 0)
+        failed += len(answer.get("batchItemFailures", []))
+        times.append(elapsed)
+    rss = peak_rss_kb(proc.pid)
+    proc.kill()
+    proc.wait()
+    api.shutdown()
+    calls: dict[str, int] = {}
+    for op in aws.operations:
+        calls[op] = calls.get(op, 0) + 1
+    return {"records": len(records), "batches": len(times), "messages": sent, "failed": failed, "ms": [t * 1000 for t in times],
+            "peak_rss_mb": rss / 1024, "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1]))}
+
+
+def report(rows: list, tls: list, cold: list, fan: list, args, storm: dict | None = None) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
     lines = [
@@ -656,13 +727,23 @@ def report(rows: list, tls: list, cold: list, fan: list, args) -> None:
             lines.append(f"| {r['function']} | {r['n']} | {r['wall_ms']:.0f} | {r['ratio']:.2f}× {verdict(r['ratio'] <= BUDGET_FANOUT_RATIO)} "
                          f"| {r['k8s_calls']:.0f}, {r['aws_calls']:.0f} | {r['peak_k8s_in_flight']}"
                          f"{' (errors: %d)' % r['errors'] if r['errors'] else ''} |")
+    if storm:
+        calls = ", ".join(f"{n} {op}" for op, n in storm["calls"].items())
+        lines += ["", "storm: scaling-alerts given 1,000 launches + 1,000 terminations (two node groups) + 200 Spot "
+                  "warnings (Karpenter nodes) in SQS batches of 1,000, against moto", "",
+                  f"| records | batches | messages ≤12 | ms per batch | peak RSS MB ≤{STORM_MEMORY_MB} | AWS calls |",
+                  "|---|---|---|---|---|---|",
+                  f"| {storm['records']} | {storm['batches']} | {storm['messages']} {verdict(storm['messages'] <= 12)} "
+                  f"| {', '.join(f'{t:.0f}' for t in storm['ms'])} "
+                  f"| {storm['peak_rss_mb']:.1f} {verdict(storm['peak_rss_mb'] <= STORM_MEMORY_MB)} | {calls}"
+                  f"{' (records returned: %d)' % storm['failed'] if storm['failed'] else ''} |"]
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{commit}.md"
     path.write_text(text)
-    (out / "latest.json").write_text(json.dumps({"functions": rows, "trust_store": tls, "cold": cold, "fanout": fan}, indent=2))
+    (out / "latest.json").write_text(json.dumps({"functions": rows, "trust_store": tls, "cold": cold, "fanout": fan, "storm": storm}, indent=2))
     print(f"written to {path.relative_to(ROOT)}")
 
 

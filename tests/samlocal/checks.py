@@ -41,7 +41,14 @@ class World:
             "images": self.images(),
             "mail": [m["Subject"] for m in self.drain(self.seeded["queue"])],
             "failed": [m.get("error_type", "") for m in self.drain(self.seeded["failed"])],
+            "follow_ups": self.delayed(self.seeded["scaling"]),
         }
+
+    def delayed(self, queue: str) -> int:
+        """Messages waiting out their delay: scaling-alerts' follow-ups of node-group updates
+        (15 minutes: never delivered during a run, so the count only grows)."""
+        attrs = self.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+        return int(attrs["Attributes"]["ApproximateNumberOfMessagesDelayed"])
 
     def images(self) -> dict[str, str]:
         out = {}
@@ -78,6 +85,7 @@ class Expect:
     images: dict = field(default_factory=dict)
     mail: list = field(default_factory=list)
     failed: list = field(default_factory=list)
+    follow_ups: int = 0
 
 
 def dig(value, path: str):
@@ -124,6 +132,9 @@ def verify(expect: Expect, answer, logs: str, world: World, before: dict) -> str
     if len(after["mail"]) != len(expect.mail) or not all(
             re.fullmatch(p, s) for p, s in zip(expect.mail, sorted(after["mail"]))):
         problems.append(f"mail {after['mail']}, expected {expect.mail}")
+    if after["follow_ups"] - before["follow_ups"] != expect.follow_ups:
+        problems.append(f"{after['follow_ups'] - before['follow_ups']} node-group update follow-ups queued, "
+                        f"expected {expect.follow_ups}")
     if after["failed"] != expect.failed:
         problems.append(f"failed-invocations records {after['failed']}, expected {expect.failed}")
     return "; ".join(problems) or None
@@ -240,16 +251,19 @@ EXPECT: dict[str, Expect] = {
                                                           mail=[alert("DENIED: node group prod-eks/ng-1 configuration change: AccessDenied")]),
     "scaling-alerts/nodegroup-config-failed.json": Expect("one mail", answer={"notifications": 1},
                                                           mail=[alert("FAILED: node group prod-eks/ng-1 configuration change: InvalidParameterException")]),
-    "scaling-alerts/nodegroup-config-update.json": Expect("one mail", answer={"notifications": 1},
-                                                          mail=[alert("Node group prod-eks/ng-1 resized: desired 8, min 3, max 12")]),
+    "scaling-alerts/nodegroup-config-update.json": Expect("one mail, and the update followed", answer={"notifications": 1},
+                                                          mail=[alert("Node group prod-eks/ng-1 resized: desired 8, min 3, max 12")],
+                                                          follow_ups=1),
     "scaling-alerts/nodegroup-create.json": Expect("one mail", answer={"notifications": 1},
                                                    mail=[alert("Node group prod-eks/ng-spot creation started")]),
     "scaling-alerts/nodegroup-delete.json": Expect("one mail", answer={"notifications": 1},
                                                    mail=[alert("Node group prod-eks/ng-old deletion started")]),
-    "scaling-alerts/nodegroup-labels-update.json": Expect("one mail", answer={"notifications": 1},
-                                                          mail=[alert("Node group prod-eks/ng-1 updated: labels, taints")]),
-    "scaling-alerts/nodegroup-version-update.json": Expect("one mail", answer={"notifications": 1},
-                                                           mail=[alert("Node group prod-eks/ng-1 update to release 1.33.5-20261110 started")]),
+    "scaling-alerts/nodegroup-labels-update.json": Expect("one mail, and the update followed", answer={"notifications": 1},
+                                                          mail=[alert("Node group prod-eks/ng-1 updated: labels, taints")],
+                                                          follow_ups=1),
+    "scaling-alerts/nodegroup-version-update.json": Expect("one mail, and the update followed", answer={"notifications": 1},
+                                                           mail=[alert("Node group prod-eks/ng-1 update to release 1.33.5-20261110 started")],
+                                                           follow_ups=1),
     "scaling-alerts/rebalance-recommendation.json": Expect("not a node of a watched cluster: dropped", answer={"dropped": 1, "notifications": 0}),
     "scaling-alerts/spot-interruption.json": Expect("the same", answer={"dropped": 1, "notifications": 0}),
     "scaling-alerts/sqs-batch.json": Expect(

@@ -77,6 +77,8 @@ def seed(endpoint: str) -> dict[str, str]:
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     failed = sqs.create_queue(QueueName="bridgekeeper-failed-invocations")["QueueUrl"]
+    # scaling-alerts' own queue, where it sends itself a node-group update's follow-ups.
+    scaling = sqs.create_queue(QueueName="bridgekeeper-scaling-events")["QueueUrl"]
     boto3.client("dynamodb", **kw).create_table(
         TableName="bridgekeeper-idempotency", BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
@@ -93,7 +95,7 @@ def seed(endpoint: str) -> dict[str, str]:
     subnets = [x["SubnetId"] for x in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]]
     lb = elb.create_load_balancer(Name="k8s-shop-web", Subnets=subnets[:2], Type="application")["LoadBalancers"][0]["DNSName"]
     seed_ecr(boto3.client("ecr", **kw))
-    return {"topic": topic, "queue": queue, "failed": failed, "zone": zone.split("/")[-1], "lb": lb}
+    return {"topic": topic, "queue": queue, "failed": failed, "scaling": scaling, "zone": zone.split("/")[-1], "lb": lb}
 
 
 def seed_ecr(ecr) -> None:
@@ -149,6 +151,7 @@ def function_env(seeded: dict, aws_url: str, kube_url: str) -> dict[str, str]:
         "ENVIRONMENT": "local",
         "ALERTS_TOPIC_ARN": seeded["topic"],
         "FAILED_QUEUE_URL": seeded["failed"],
+        "FOLLOW_UP_QUEUE_URL": seeded["scaling"],
         "IDEMPOTENCY_TABLE": "bridgekeeper-idempotency",
         "EXPORT_BUCKET": "bridgekeeper-local-exports",
         "EXPORT_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/bridgekeeper-export",
@@ -172,6 +175,7 @@ FUNCTION_VARS = {
     "ImageRolloutFunction": ("CLUSTERS", "ROLLOUT_RULES", "WATCH_TIMEOUT_SECONDS"),
     "DnsSyncFunction": ("CLUSTERS", "ZONE_IDS", "OWNER_ID", "HOST_POLICY"),
     "AccessEntriesFunction": ("ALLOWED_PRINCIPALS",),
+    "ScalingAlertsFunction": ("FOLLOW_UP_QUEUE_URL",),
 }
 
 
