@@ -351,17 +351,7 @@ mod tests {
 
     use super::*;
 
-    fn follow() -> FollowUp {
-        FollowUp {
-            cluster: "prod-eks".into(),
-            nodegroup: "ng-1".into(),
-            update_id: "1a2b3c4d-aaaa-bbbb-cccc-ddddeeeeffff".into(),
-            what: "update to release 1.33.5-20261110".into(),
-            started: None,
-            by: None,
-            round: 0,
-        }
-    }
+    use crate::fakes::version_update as follow;
 
     #[tokio::test]
     async fn a_failed_update_reads_as_eks_error_details_asked_about_by_name() {

@@ -314,3 +314,16 @@ impl crate::kube::ClusterEvents for FakeEvents {
         Ok(self.events.lock().unwrap().clone())
     }
 }
+
+/// The follow-up of the version update `nodegroup-version-update.json` starts.
+pub fn version_update() -> FollowUp {
+    FollowUp {
+        cluster: "prod-eks".into(),
+        nodegroup: "ng-1".into(),
+        update_id: "1a2b3c4d-aaaa-bbbb-cccc-ddddeeeeffff".into(),
+        what: "update to release 1.33.5-20261110".into(),
+        started: "2026-11-22T05:10:00Z".parse().ok(),
+        by: Some("arn:aws:sts::123456789012:assumed-role/PlatformAdmin/jane".into()),
+        round: 0,
+    }
+}

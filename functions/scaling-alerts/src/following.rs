@@ -137,11 +137,17 @@ mod tests {
         Scope::account("123456789012").in_region("eu-west-1")
     }
 
-    /// The follow-up the version update's call sent, as the queue delivers it.
-    fn first_follow_up(p: &TestPorts) -> (FollowUp, String) {
+    /// The version update's call handled; the follow-up it sent, as the queue delivers it.
+    async fn started(p: &TestPorts) -> String {
+        handle_batch(
+            batch(&[sample!("nodegroup-version-update.json")]),
+            &config(&[]),
+            p,
+        )
+        .await
+        .unwrap();
         let (scope, f) = p.updates.later.lock().unwrap()[0].clone();
-        let body = f.body(&scope, "2026-11-22T05:25:00Z".parse().unwrap());
-        (f, body)
+        f.body(&scope, "2026-11-22T05:25:00Z".parse().unwrap())
     }
 
     #[tokio::test]
@@ -180,14 +186,7 @@ mod tests {
     #[tokio::test]
     async fn a_running_update_is_asked_again_and_an_ended_one_is_told_in_its_thread() {
         let mut p = following();
-        handle_batch(
-            batch(&[sample!("nodegroup-version-update.json")]),
-            &config(&[]),
-            &p,
-        )
-        .await
-        .unwrap();
-        let (_, body) = first_follow_up(&p);
+        let body = started(&p).await;
         p.updates.states.insert(
             UPDATE.into(),
             UpdateState {
@@ -236,14 +235,7 @@ mod tests {
     #[tokio::test]
     async fn an_update_eks_no_longer_knows_is_told_once_as_gone() {
         let p = following();
-        handle_batch(
-            batch(&[sample!("nodegroup-version-update.json")]),
-            &config(&[]),
-            &p,
-        )
-        .await
-        .unwrap();
-        let (_, body) = first_follow_up(&p);
+        let body = started(&p).await;
         let r = handle_batch(batch(&[&body]), &config(&[]), &p)
             .await
             .unwrap();
@@ -256,14 +248,7 @@ mod tests {
     #[tokio::test]
     async fn when_eks_cannot_be_asked_the_follow_up_returns_to_the_queue() {
         let mut p = following();
-        handle_batch(
-            batch(&[sample!("nodegroup-version-update.json")]),
-            &config(&[]),
-            &p,
-        )
-        .await
-        .unwrap();
-        let (_, body) = first_follow_up(&p);
+        let body = started(&p).await;
         p.updates.down = true;
         let r = handle_batch(batch(&[&body]), &config(&[]), &p)
             .await

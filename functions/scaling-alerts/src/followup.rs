@@ -288,17 +288,7 @@ pub fn render(e: &Ended, env: &str) -> Notification {
 mod tests {
     use super::*;
 
-    fn follow() -> FollowUp {
-        FollowUp {
-            cluster: "prod-eks".into(),
-            nodegroup: "ng-1".into(),
-            update_id: "1a2b3c4d-aaaa-bbbb-cccc-ddddeeeeffff".into(),
-            what: "update to release 1.33.5-20261110".into(),
-            started: "2026-11-22T05:10:00Z".parse().ok(),
-            by: Some("arn:aws:sts::123456789012:assumed-role/PlatformAdmin/jane".into()),
-            round: 0,
-        }
-    }
+    use crate::fakes::version_update as follow;
 
     fn at(t: &str) -> DateTime<Utc> {
         t.parse().unwrap()

@@ -145,13 +145,9 @@ mod tests {
         kube
     }
 
-    fn terminated() -> String {
-        sample!("instance-stopped.json").replace("\"stopped\"", "\"terminated\"")
-    }
-
-    #[tokio::test]
-    async fn a_termination_told_after_karpenters_decision_says_why_in_its_thread() {
-        let p = ports();
+    /// A cluster run that reads Karpenter's decision to remove the node a minute ago, sharing
+    /// the batch's store; what it told.
+    async fn read_decision(p: &TestPorts) -> bridgekeeper::notify::Notification {
         let chat = Notifiers {
             all: Recorder::default(),
             errors: None,
@@ -168,7 +164,17 @@ mod tests {
         )
         .await;
         assert_eq!(r.clusters[0].notifications, 1, "{r:?}");
-        let told = chat.all.sent().remove(0);
+        chat.all.sent().remove(0)
+    }
+
+    fn terminated() -> String {
+        sample!("instance-stopped.json").replace("\"stopped\"", "\"terminated\"")
+    }
+
+    #[tokio::test]
+    async fn a_termination_told_after_karpenters_decision_says_why_in_its_thread() {
+        let p = ports();
+        let told = read_decision(&p).await;
         assert_eq!(told.chat.thread.as_deref(), Some("karpenter/prod-eks"));
 
         handle_batch(batch(&[&terminated()]), &config(&[]), &p)
@@ -201,22 +207,7 @@ mod tests {
             first.subject,
             "[prod] 1 node terminated: Karpenter NodePool default in prod-eks"
         );
-        let chat = Notifiers {
-            all: Recorder::default(),
-            errors: None,
-            chat: None,
-        };
-        let now = Utc::now();
-        run(
-            &["prod-eks".to_owned()],
-            &decision(now - chrono::Duration::minutes(1)),
-            &chat,
-            &p.store,
-            "prod",
-            now,
-        )
-        .await;
-        let n = chat.all.sent().remove(0);
+        let n = read_decision(&p).await;
         assert!(
             n.body.contains(&format!(
                 "{KARPENTER_NODE_NAME}: underutilized (EC2 terminated {KARPENTER_NODE} at 03:20 UTC)"
