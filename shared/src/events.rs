@@ -15,7 +15,6 @@ pub type EcrImageActionEvent = EventBridgeEvent<EcrImageAction>;
 pub type RdsEvent = EventBridgeEvent<RdsEventDetail>;
 pub type AutoScalingInstanceEvent = EventBridgeEvent<AutoScalingInstanceDetail>;
 pub type AlarmStateChangeEvent = EventBridgeEvent<AlarmStateChange>;
-pub type AlarmContributorStateChangeEvent = EventBridgeEvent<AlarmContributorStateChange>;
 
 pub const SCHEDULED_EVENT: (&str, &str) = ("aws.events", "Scheduled Event");
 /// EventBridge Scheduler sends a Lambda target its schedule's `Input` and no envelope of its own;
@@ -307,23 +306,11 @@ pub struct AlarmStateChange {
     /// `alarmTags` object, with `alarmTagsStatus`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub alarm_tags: BTreeMap<String, String>,
-}
-
-/// `detail` of `CloudWatch Alarm Contributor State Change` (CloudWatch "Alarm events and
-/// EventBridge", Multi Time Series Alarm): the contributor's id and attributes (its `GROUP BY`
-/// values) and its new state; no `previousState`, and a state reason without `reasonData`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AlarmContributorStateChange {
-    pub alarm_name: String,
-    pub alarm_contributor: AlarmContributor,
-    pub state: AlarmState,
+    /// `CloudWatch Alarm Contributor State Change` (a multi-time-series alarm's series; "Alarm
+    /// events and EventBridge", Multi Time Series Alarm) has the same detail with this, and no
+    /// `previousState` or `reasonData`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub configuration: Option<AlarmConfiguration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mute_detail: Option<MuteDetail>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub alarm_tags: BTreeMap<String, String>,
+    pub alarm_contributor: Option<AlarmContributor>,
 }
 
 /// CloudWatch API `AlarmContributor`: an id of at most 1,024 characters, and up to 30 attributes.

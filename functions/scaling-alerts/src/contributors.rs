@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
-use bridgekeeper::events::{AlarmContributorStateChangeEvent, cloudwatch_time};
+use bridgekeeper::events::{AlarmStateChangeEvent, cloudwatch_time};
 use bridgekeeper::notify::{Notification, Severity};
 use chrono::{DateTime, Utc};
 
@@ -33,8 +33,10 @@ pub struct ContributorEvent {
 const LISTED: usize = 15;
 const LABEL_CHARS: usize = 200;
 
-pub fn read(e: AlarmContributorStateChangeEvent) -> ContributorEvent {
+/// The contributor change an event tells; `None` when it names no contributor.
+pub fn read(e: AlarmStateChangeEvent) -> Option<ContributorEvent> {
     let d = e.detail;
+    let contributor = d.alarm_contributor?;
     let query = d.configuration.as_ref().and_then(|c| {
         let watched = c
             .metrics
@@ -42,10 +44,10 @@ pub fn read(e: AlarmContributorStateChangeEvent) -> ContributorEvent {
             .find(|m| m.return_data.unwrap_or(true) && m.expression.is_some())?;
         Some((watched.expression.clone()?, watched.period))
     });
-    ContributorEvent {
+    Some(ContributorEvent {
         alarm: d.alarm_name,
-        id: d.alarm_contributor.id,
-        attributes: d.alarm_contributor.attributes,
+        id: contributor.id,
+        attributes: contributor.attributes,
         state: d.state.value.text(),
         reason: d.state.reason.clone(),
         description: d.configuration.and_then(|c| c.description),
@@ -53,7 +55,7 @@ pub fn read(e: AlarmContributorStateChangeEvent) -> ContributorEvent {
         time: cloudwatch_time(&d.state.timestamp).or(e.time),
         silenced: Silence::muted(d.mute_detail.as_ref()),
         tags: d.alarm_tags,
-    }
+    })
 }
 
 impl ContributorEvent {

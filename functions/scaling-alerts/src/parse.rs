@@ -3,8 +3,8 @@
 use aws_lambda_events::event::sqs::SqsMessage;
 use bridgekeeper::accounts::Scope;
 use bridgekeeper::events::{
-    ALARM_CONTRIBUTOR_STATE_CHANGE, ALARM_STATE_CHANGE, AlarmContributorStateChangeEvent,
-    AlarmStateChangeEvent, AutoScalingInstanceEvent, Envelope, EventBridgeEvent,
+    ALARM_CONTRIBUTOR_STATE_CHANGE, ALARM_STATE_CHANGE, AlarmStateChangeEvent,
+    AutoScalingInstanceEvent, Envelope, EventBridgeEvent,
 };
 use serde::{Deserialize, Serialize};
 
@@ -244,9 +244,10 @@ fn read(body: &str, envelope: &Envelope) -> Result<Fact, String> {
             Ok(Fact::FollowUp(e.detail))
         }
         (source, detail_type, _) if (source, detail_type) == ALARM_CONTRIBUTOR_STATE_CHANGE => {
-            let e: AlarmContributorStateChangeEvent =
-                serde_json::from_str(body).map_err(malformed)?;
-            Ok(Fact::Contributor(crate::contributors::read(e)))
+            let e: AlarmStateChangeEvent = serde_json::from_str(body).map_err(malformed)?;
+            crate::contributors::read(e)
+                .map(Fact::Contributor)
+                .ok_or_else(|| format!("{detail_type} event names no alarmContributor"))
         }
         (
             "aws.ec2",
