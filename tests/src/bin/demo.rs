@@ -205,9 +205,19 @@ async fn scaling_alerts_demo() -> Result<()> {
     let env = TestEnv::in_region("eu-west-1").await;
     let inbox = Inbox::create(&env.sdk).await?;
     node_group(&env.sdk, "eks-prod-ng-1-a2c4e6g8", "prod-eks", "ng-1", 7).await?;
+    // The function's own queue, where it sends itself a node-group update's follow-ups.
+    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
+    let own_queue = sqs
+        .create_queue()
+        .queue_name(bridgekeeper_tests::unique("scaling-events"))
+        .send()
+        .await?
+        .queue_url
+        .unwrap_or_default();
     let config = scaling_alerts::Config::from_env(&Env::from_pairs([
         ("ALERTS_TOPIC_ARN", inbox.topic_arn.as_str()),
         ("ENVIRONMENT", "prod"),
+        ("FOLLOW_UP_QUEUE_URL", own_queue.as_str()),
     ]))?;
     let ports = scaling_alerts::pipeline::Ports {
         asg: scaling_alerts::aws::AutoScalingApi::new(Accounts::single(&env.sdk)),
@@ -282,6 +292,37 @@ async fn scaling_alerts_demo() -> Result<()> {
     println!(
         "   {} events → {} notification, {} dropped (not a node of an EKS cluster)",
         r.events, r.notifications, r.dropped
+    );
+    show_inbox(&inbox).await?;
+
+    println!(
+        "\n   A Metrics Insights alarm's series in ALARM (events/scaling-alerts/alarm-contributor.json),"
+    );
+    println!("   named with its node group and cluster");
+    run("scaling-alerts/alarm-contributor.json").await?;
+    show_inbox(&inbox).await?;
+
+    println!(
+        "\n   A node-group version update (events/scaling-alerts/nodegroup-version-update.json): told as"
+    );
+    println!(
+        "   it starts, and followed: a follow-up waits 15 minutes in the function's own queue, then"
+    );
+    println!("   asks eks:DescribeUpdate (moto has none) and tells how the update ended");
+    run("scaling-alerts/nodegroup-version-update.json").await?;
+    let waiting = sqs
+        .get_queue_attributes()
+        .queue_url(&own_queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await?
+        .attributes
+        .unwrap_or_default()
+        .into_values()
+        .next()
+        .unwrap_or_default();
+    println!(
+        "   follow-ups waiting in the function's queue: {waiting} (this update, and the first batch's resize)"
     );
     show_inbox(&inbox).await?;
     Ok(())
