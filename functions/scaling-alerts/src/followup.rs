@@ -143,7 +143,7 @@ impl FollowUp {
 
     /// The chat thread of the update: its start and its end.
     pub fn thread(&self) -> String {
-        format!("nodegroup-update/{}", self.update_id)
+        crate::nodegroups::update_thread(&self.update_id)
     }
 
     /// The SQS body: an EventBridge-shaped event of the account and region the update is in, so

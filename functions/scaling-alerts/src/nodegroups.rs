@@ -216,10 +216,15 @@ pub fn render(n: &NodegroupEvent, env: &str) -> Notification {
         note = note.attribute("group", g.clone());
     }
     // The update's start and the end its follow-up tells are one chat thread.
-    match crate::followup::FollowUp::of(n) {
-        Some(f) => note.thread(f.thread()),
-        None => note,
+    match (&n.error, &n.update) {
+        (None, Some(update)) => note.thread(update_thread(update)),
+        _ => note,
     }
+}
+
+/// The chat thread of a node-group update: its start, and the end its follow-up tells.
+pub fn update_thread(update: &str) -> String {
+    format!("nodegroup-update/{update}")
 }
 
 #[cfg(test)]
