@@ -269,7 +269,7 @@ impl scaling_alerts::aws::Eks for Fakes {
         true
     }
 
-    async fn describe(
+    async fn describe_update(
         &self,
         _: &bridgekeeper::accounts::Scope,
         _: &scaling_alerts::followup::FollowUp,
@@ -373,7 +373,7 @@ async fn run(
     let alerts = scaling_alerts::pipeline::Ports {
         asg: Fakes,
         ec2: Fakes,
-        updates: Fakes,
+        eks: Fakes,
         notifiers: scaling_alerts::delivery::Notifiers {
             all: Recorder::default(),
             errors: None,

@@ -14,7 +14,7 @@ use bridgekeeper_tests::{
     instance, node_group, repo_root, unique,
 };
 use scaling_alerts::Config;
-use scaling_alerts::aws::{AutoScalingApi, Ec2Api, UpdatesApi};
+use scaling_alerts::aws::{AutoScalingApi, Ec2Api, EksApi};
 use scaling_alerts::batch::record_rejected;
 use scaling_alerts::pipeline::{Ports, handle_batch};
 
@@ -38,13 +38,13 @@ fn batch(region: &str, bodies: &[String]) -> SqsEvent {
     event
 }
 
-type MotoPorts = Ports<AutoScalingApi, Ec2Api, SnsNotifier, DynamoStore, UpdatesApi>;
+type MotoPorts = Ports<AutoScalingApi, Ec2Api, SnsNotifier, DynamoStore, EksApi>;
 
 async fn ports(sdk: &SdkConfig, config: &Config) -> Result<MotoPorts> {
     Ok(Ports {
         asg: AutoScalingApi::new(Accounts::single(sdk)),
         ec2: Ec2Api::new(Accounts::single(sdk)),
-        updates: UpdatesApi::new(Accounts::single(sdk), sdk, config.follow_up_queue.clone()),
+        eks: EksApi::new(Accounts::single(sdk), sdk, config.follow_up_queue.clone()),
         notifiers: config.notifiers(aws_sdk_sns::Client::new(sdk)),
         store: idempotency_store(sdk, "scaling-alerts").await?,
     })
@@ -70,7 +70,7 @@ async fn a_member_accounts_event_is_enriched_with_that_accounts_group() -> Resul
     let ports = Ports {
         asg: AutoScalingApi::new(accounts.clone()),
         ec2: Ec2Api::new(accounts.clone()),
-        updates: UpdatesApi::new(accounts, &env.sdk, None),
+        eks: EksApi::new(accounts, &env.sdk, None),
         notifiers: config.notifiers(aws_sdk_sns::Client::new(&env.sdk)),
         store: idempotency_store(&env.sdk, "scaling-alerts").await?,
     };

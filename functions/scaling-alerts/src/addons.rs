@@ -353,9 +353,7 @@ mod tests {
     #[tokio::test]
     async fn a_degraded_addon_event_is_one_message_from_describe_addon() {
         let mut p = ports();
-        p.updates
-            .addons
-            .insert("prod-eks/vpc-cni".into(), degraded());
+        p.eks.addons.insert("prod-eks/vpc-cni".into(), degraded());
         let sample = sample!("addon-health-degraded.json");
         // Twice in a batch (EventBridge delivers at least once, here under two ids): one message.
         let again = sample.replace("f6a7b8c9-0001", "f6a7b8c9-0002");
@@ -376,7 +374,7 @@ mod tests {
             ("prod-eks", "vpc-cni")
         );
         assert_eq!(
-            *p.updates.addons_described.lock().unwrap(),
+            *p.eks.addons_described.lock().unwrap(),
             ["prod-eks/vpc-cni"]
         );
     }
@@ -384,7 +382,7 @@ mod tests {
     #[tokio::test]
     async fn when_eks_cannot_be_asked_the_addon_message_still_goes_out_saying_so() {
         let mut p = ports();
-        p.updates.down = true;
+        p.eks.down = true;
         let n = {
             let r = handle_batch(
                 batch(&[sample!("addon-health-degraded.json")]),

@@ -177,7 +177,7 @@ pub trait Eks: Send + Sync {
     fn following(&self) -> bool;
     /// `DescribeUpdate`, in the account and region the update is in; `None` when EKS no longer
     /// knows it.
-    fn describe(
+    fn describe_update(
         &self,
         scope: &Scope,
         follow: &FollowUp,
@@ -196,16 +196,16 @@ pub trait Eks: Send + Sync {
     ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-pub struct UpdatesApi {
+pub struct EksApi {
     eks: ScopedClient<aws_sdk_eks::Client>,
     sqs: aws_sdk_sqs::Client,
     queue: Option<String>,
 }
 
-impl UpdatesApi {
+impl EksApi {
     /// `queue`: the function's own queue (`FOLLOW_UP_QUEUE_URL`); `None` follows nothing.
     pub fn new(accounts: Accounts, sdk: &aws_config::SdkConfig, queue: Option<String>) -> Self {
-        UpdatesApi {
+        EksApi {
             eks: ScopedClient::new(&accounts, aws_sdk_eks::Client::new),
             sqs: aws_sdk_sqs::Client::new(sdk),
             queue,
@@ -213,12 +213,12 @@ impl UpdatesApi {
     }
 }
 
-impl Eks for UpdatesApi {
+impl Eks for EksApi {
     fn following(&self) -> bool {
         self.queue.is_some()
     }
 
-    async fn describe(
+    async fn describe_update(
         &self,
         scope: &Scope,
         follow: &FollowUp,

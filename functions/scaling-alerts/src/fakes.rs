@@ -160,12 +160,12 @@ pub fn instances() -> FakeEc2 {
     }
 }
 
-pub type TestPorts = Ports<FakeAsg, FakeEc2, Recorder, Memory, FakeUpdates>;
+pub type TestPorts = Ports<FakeAsg, FakeEc2, Recorder, Memory, FakeEks>;
 
 /// EKS's node-group updates as a test sets them (update id → state; absent: EKS no longer knows
 /// it), and the follow-ups sent to the queue.
 #[derive(Default)]
-pub struct FakeUpdates {
+pub struct FakeEks {
     pub following: bool,
     pub states: HashMap<String, UpdateState>,
     pub described: Mutex<Vec<String>>,
@@ -176,12 +176,12 @@ pub struct FakeUpdates {
     pub down: bool,
 }
 
-impl Eks for FakeUpdates {
+impl Eks for FakeEks {
     fn following(&self) -> bool {
         self.following
     }
 
-    async fn describe(&self, _: &Scope, f: &FollowUp) -> Result<Option<UpdateState>, Error> {
+    async fn describe_update(&self, _: &Scope, f: &FollowUp) -> Result<Option<UpdateState>, Error> {
         self.described.lock().unwrap().push(f.update_id.clone());
         if self.down {
             return Err(
@@ -221,7 +221,7 @@ pub fn with(notifiers: Notifiers<Recorder>) -> TestPorts {
     Ports {
         asg: prod_ng1(),
         ec2: instances(),
-        updates: FakeUpdates::default(),
+        eks: FakeEks::default(),
         notifiers,
         store: Memory::default(),
     }

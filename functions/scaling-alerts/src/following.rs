@@ -1,4 +1,4 @@
-//! The batch's part in following node-group updates: a call that started an update sends its
+//! The batch's part in following node-group eks: a call that started an update sends its
 //! first follow-up (once per update, though the call's event may come twice); a follow-up asks
 //! EKS, then sends the next one or becomes the message that tells how the update ended.
 
@@ -39,13 +39,13 @@ fn begun(scope: &Scope, update: &str) -> String {
 pub async fn follow<U: Eks, S: Remember>(
     facts: Vec<(String, Fact)>,
     origins: &HashMap<String, Scope>,
-    updates: &U,
+    eks: &U,
     store: &S,
     response: &mut Response,
 ) -> Vec<(String, Fact)> {
     let follows = |f: &Fact| match f {
         Fact::FollowUp(_) => true,
-        Fact::Nodegroup(n) => updates.following() && FollowUp::of(n).is_some(),
+        Fact::Nodegroup(n) => eks.following() && FollowUp::of(n).is_some(),
         _ => false,
     };
     if !facts.iter().any(|(_, f)| follows(f)) {
@@ -55,9 +55,9 @@ pub async fn follow<U: Eks, S: Remember>(
         .map(|(record, fact)| async move {
             let scope = &origins[&record];
             match fact {
-                Fact::FollowUp(f) => answer(record, f, scope, updates).await,
-                Fact::Nodegroup(n) if updates.following() => match FollowUp::of(&n) {
-                    Some(f) => match start(&f, scope, updates, store).await {
+                Fact::FollowUp(f) => answer(record, f, scope, eks).await,
+                Fact::Nodegroup(n) if eks.following() => match FollowUp::of(&n) {
+                    Some(f) => match start(&f, scope, eks, store).await {
                         Ok(()) => Done::Keep(record, Box::new(Fact::Nodegroup(n))),
                         Err(e) => Done::Retry(record, e),
                     },
@@ -84,7 +84,7 @@ pub async fn follow<U: Eks, S: Remember>(
 async fn start<U: Eks, S: Remember>(
     f: &FollowUp,
     scope: &Scope,
-    updates: &U,
+    eks: &U,
     store: &S,
 ) -> Result<(), bridgekeeper::Error> {
     let key = begun(scope, &f.update_id);
@@ -92,7 +92,7 @@ async fn start<U: Eks, S: Remember>(
         info!(update = %f.update_id, "update already followed");
         return Ok(());
     }
-    updates.later(scope, f).await?;
+    eks.later(scope, f).await?;
     if let Err(e) = store.remember(&key, &Utc::now().to_rfc3339()).await {
         // A second delivery of the call would start a second chain, whose end repeats this
         // one's: told twice, not lost.
@@ -102,13 +102,13 @@ async fn start<U: Eks, S: Remember>(
     Ok(())
 }
 
-async fn answer<U: Eks>(record: String, f: FollowUp, scope: &Scope, updates: &U) -> Done {
-    let state = match updates.describe(scope, &f).await {
+async fn answer<U: Eks>(record: String, f: FollowUp, scope: &Scope, eks: &U) -> Done {
+    let state = match eks.describe_update(scope, &f).await {
         Ok(state) => state,
         Err(e) => return Done::Retry(record, e),
     };
     match f.next(state, Utc::now()) {
-        Next::Again(next) => match updates.later(scope, &next).await {
+        Next::Again(next) => match eks.later(scope, &next).await {
             Ok(()) => Done::Followed,
             Err(e) => Done::Retry(record, e),
         },
@@ -129,7 +129,7 @@ mod tests {
 
     fn following() -> TestPorts {
         let mut p = ports();
-        p.updates.following = true;
+        p.eks.following = true;
         p
     }
 
@@ -146,7 +146,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let (scope, f) = p.updates.later.lock().unwrap()[0].clone();
+        let (scope, f) = p.eks.later.lock().unwrap()[0].clone();
         f.body(&scope, "2026-11-22T05:25:00Z".parse().unwrap())
     }
 
@@ -160,7 +160,7 @@ mod tests {
                 .unwrap();
             assert!(r.batch_item_failures.is_empty(), "{r:?}");
         }
-        let later = p.updates.later.lock().unwrap().clone();
+        let later = p.eks.later.lock().unwrap().clone();
         assert_eq!(later.len(), 1, "{later:?}");
         let (scope, f) = &later[0];
         assert_eq!(scope, &here());
@@ -187,7 +187,7 @@ mod tests {
     async fn a_running_update_is_asked_again_and_an_ended_one_is_told_in_its_thread() {
         let mut p = following();
         let body = started(&p).await;
-        p.updates.states.insert(
+        p.eks.states.insert(
             UPDATE.into(),
             UpdateState {
                 status: Status::InProgress,
@@ -198,8 +198,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((r.notifications, r.followed), (0, 1), "{r:?}");
-        assert_eq!(p.updates.later.lock().unwrap()[1].1.round, 1);
-        p.updates.states.insert(
+        assert_eq!(p.eks.later.lock().unwrap()[1].1.round, 1);
+        p.eks.states.insert(
             UPDATE.into(),
             UpdateState {
                 status: Status::Failed,
@@ -224,9 +224,9 @@ mod tests {
             end.chat.thread.as_deref(),
             Some(format!("nodegroup-update/{UPDATE}").as_str())
         );
-        assert_eq!(*p.updates.described.lock().unwrap(), [UPDATE, UPDATE]);
+        assert_eq!(*p.eks.described.lock().unwrap(), [UPDATE, UPDATE]);
         assert_eq!(
-            p.updates.later.lock().unwrap().len(),
+            p.eks.later.lock().unwrap().len(),
             2,
             "no follow-up after the end"
         );
@@ -249,7 +249,7 @@ mod tests {
     async fn when_eks_cannot_be_asked_the_follow_up_returns_to_the_queue() {
         let mut p = following();
         let body = started(&p).await;
-        p.updates.down = true;
+        p.eks.down = true;
         let r = handle_batch(batch(&[&body]), &config(&[]), &p)
             .await
             .unwrap();
@@ -276,7 +276,7 @@ mod tests {
             .unwrap();
         assert_eq!(r.rejected.len(), 1, "{r:?}");
         assert!(!r.failures[0].retryable);
-        assert!(p.updates.described.lock().unwrap().is_empty());
+        assert!(p.eks.described.lock().unwrap().is_empty());
         let past = FollowUp {
             cluster: "prod-eks".into(),
             round: MAX_ROUNDS + 1,
@@ -300,7 +300,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(r.notifications, 1);
-        assert!(p.updates.later.lock().unwrap().is_empty());
+        assert!(p.eks.later.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -313,6 +313,6 @@ mod tests {
         )
         .await
         .unwrap();
-        assert!(p.updates.later.lock().unwrap().is_empty());
+        assert!(p.eks.later.lock().unwrap().is_empty());
     }
 }

@@ -2,7 +2,7 @@
 #![recursion_limit = "256"]
 
 use bridgekeeper::wiring::Wiring;
-use scaling_alerts::aws::{AutoScalingApi, Ec2Api, UpdatesApi};
+use scaling_alerts::aws::{AutoScalingApi, Ec2Api, EksApi};
 use scaling_alerts::kube::KubeClusterEvents;
 use scaling_alerts::{Config, FUNCTION, handler, pipeline};
 
@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let ports = pipeline::Ports {
         asg: AutoScalingApi::new(w.accounts.clone()),
         ec2: Ec2Api::new(w.accounts.clone()),
-        updates: UpdatesApi::new(w.accounts.clone(), &w.sdk, config.follow_up_queue.clone()),
+        eks: EksApi::new(w.accounts.clone(), &w.sdk, config.follow_up_queue.clone()),
         notifiers: config.notifiers(aws_sdk_sns::Client::new(&w.sdk)),
         store: w.store.clone(),
     };

@@ -31,8 +31,8 @@ use crate::parse::parse;
 pub struct Ports<A, E, N, S, U> {
     pub asg: A,
     pub ec2: E,
-    /// Node-group updates followed to their end.
-    pub updates: U,
+    /// What it asks EKS (followed node-group updates, add-ons), and the follow-ups it sends itself.
+    pub eks: U,
     pub notifiers: Notifiers<N>,
     /// Handled event ids, and which topics already got a partly delivered alert.
     pub store: S,
@@ -49,13 +49,12 @@ pub async fn handle_batch<A: AutoScaling, E: Instances, N: Notifier, S: Remember
         ..Response::default()
     };
     let (facts, records, origins) = admit(&event, config, &mut response);
-    let facts =
-        following::follow(facts, &origins, &ports.updates, &ports.store, &mut response).await;
+    let facts = following::follow(facts, &origins, &ports.eks, &ports.store, &mut response).await;
     let facts = nodes_only(facts, &origins, config, &ports.ec2, &mut response).await;
     let facts = karpenter::reasons(facts, &ports.store).await;
 
     let groups = enrich(&facts, &origins, &ports.asg).await;
-    let facts = ask_addons(facts, &origins, &ports.updates).await;
+    let facts = ask_addons(facts, &origins, &ports.eks).await;
     let no_groups = HashMap::new();
 
     let parsed = facts.len();

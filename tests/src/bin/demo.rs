@@ -222,7 +222,7 @@ async fn scaling_alerts_demo() -> Result<()> {
     let ports = scaling_alerts::pipeline::Ports {
         asg: scaling_alerts::aws::AutoScalingApi::new(Accounts::single(&env.sdk)),
         ec2: scaling_alerts::aws::Ec2Api::new(Accounts::single(&env.sdk)),
-        updates: scaling_alerts::aws::UpdatesApi::new(
+        eks: scaling_alerts::aws::EksApi::new(
             Accounts::single(&env.sdk),
             &env.sdk,
             config.follow_up_queue.clone(),
@@ -722,7 +722,7 @@ async fn many_accounts_demo() -> Result<()> {
     let ports = scaling_alerts::pipeline::Ports {
         asg: scaling_alerts::aws::AutoScalingApi::new(accounts.clone()),
         ec2: scaling_alerts::aws::Ec2Api::new(accounts.clone()),
-        updates: scaling_alerts::aws::UpdatesApi::new(accounts, &env.sdk, None),
+        eks: scaling_alerts::aws::EksApi::new(accounts, &env.sdk, None),
         notifiers: alerts.notifiers(aws_sdk_sns::Client::new(&env.sdk)),
         store: bridgekeeper_tests::idempotency_store(&env.sdk, "scaling-alerts").await?,
     };

@@ -616,7 +616,7 @@ impl scaling_alerts::aws::Eks for &Storm {
         false
     }
 
-    async fn describe(
+    async fn describe_update(
         &self,
         _: &bridgekeeper::accounts::Scope,
         _: &scaling_alerts::followup::FollowUp,
@@ -741,7 +741,7 @@ fn scaling_storm() -> String {
             let ports = scaling_alerts::pipeline::Ports {
                 asg: &storm,
                 ec2: &storm,
-                updates: &storm,
+                eks: &storm,
                 notifiers: scaling_alerts::delivery::Notifiers {
                     all: &storm,
                     errors: None,
