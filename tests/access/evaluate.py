@@ -84,10 +84,14 @@ class Deployment:
             hub = self.hub
             p = hub.params
             clusters = set()
-            for var in ("DnsSyncClusters", "ImageRolloutClusters"):
+            for var in ("DnsSyncClusters", "ImageRolloutClusters", "ScalingAlertsMemberClusters"):
                 for target in targets(p[var]):
                     if target.get("account") == account and target.get("region", REGION) == region:
                         clusters.add(target["name"])
+            # The README: a member whose clusters the hub's scaling-alerts reads sets
+            # ScalingAlertsClusterEvents=true.
+            events_here = p["ScalingAlertsClusterEvents"] == "true" and any(
+                t["account"] == account and t["region"] == region for t in targets(p["ScalingAlertsMemberClusters"]))
             role = lambda logical: hub.attr(logical, "Arn") if hub.exists(logical) else ""  # noqa: E731
             dns_here = (account in [a for a in p["DnsSyncZoneAccounts"] if a]
                         or any(t.get("account") == account for t in targets(p["DnsSyncClusters"])))
@@ -104,6 +108,7 @@ class Deployment:
                 "ExportBucketName": hub.attr("ExportBucket", "Ref") if region == REGION else "",
                 "ExportKeyId": hub.attr("ExportKey", "Ref") if region == REGION else "",
                 "EksClusters": ",".join(sorted(clusters)),
+                "ScalingAlertsClusterEvents": "true" if events_here else "false",
                 "ZoneIds": ",".join(z for z in p["DnsSyncZoneIds"] if z)
                 if account in p["DnsSyncZoneAccounts"] else "",
             }
@@ -135,10 +140,10 @@ def member_params_from_hub(hub):
 
 def targets(value):
     """CLUSTERS as the functions parse it: alias=name (hub), alias=ARN (its account and region),
-    alias=URL (no AWS call)."""
+    alias=URL (no AWS call); a bare ARN (MEMBER_CLUSTERS) as alias=ARN."""
     out = []
     for item in [i for i in str(value).split(",") if i.strip()]:
-        _, _, target = item.partition("=")
+        target = item.partition("=")[2] if "=" in item else item
         target = target.strip()
         m = re.fullmatch(r"arn:[\w-]+:eks:([\w-]+):(\d{12}):cluster/(.+)", target)
         if m:
@@ -261,6 +266,8 @@ class Requests:
             return [{"account": a, "region": r} for a, r in sorted(seen)]
         if name == "eks_clusters":
             return [dict(hub_here, cluster=c) for c in env.get("EKS_CLUSTERS", "").split(",") if c]
+        if name == "member_event_clusters":
+            return [dict(t, cluster=t["name"]) for t in targets(env.get("MEMBER_CLUSTERS", ""))]
         if name in ("db_instances", "db_clusters"):
             listed = env.get("SOURCE_DB_INSTANCES" if name == "db_instances" else "SOURCE_DB_CLUSTERS", "")
             key, _, value = env.get("SOURCE_TAG", "bridgekeeper:export=true").partition("=")

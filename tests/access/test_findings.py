@@ -65,6 +65,12 @@ PUT_BACK = [
      '                StringLike: { s3:prefix: "rds-exports/${aws:PrincipalAccount}/*" }\n', "",
      "s3:ListBucket on", ("deploy/member/template.yaml",
                           '                Condition:\n                  StringLike: { s3:prefix: !Sub "${ExportPrefix}/${AWS::AccountId}/*" }\n', "")),
+    ("6: a member's scaling-alerts role cannot find the clusters whose Events it reads", "deploy/member/template.yaml",
+     "                - ScalingAlertsEvents\n                - Sid: FindTheClusters\n                  Effect: Allow\n"
+     "                  Action: eks:DescribeCluster",
+     "                - ScalingAlertsEvents\n                - Sid: FindTheClusters\n                  Effect: Allow\n"
+     "                  Action: eks:ListClusters",
+     "eks:DescribeCluster on arn:aws:eks:eu-west-1:222222222222:cluster/staging-eks"),
     ("5: the forwarding role trusts any rule of the account", "deploy/member/template.yaml",
      '              ArnLike: { aws:SourceArn: !Sub "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/${RolePrefix}-forward-*" }\n',
      "", "for a rule not the stack's"),

@@ -98,7 +98,9 @@ fn follow_up_queue(env: &Env) -> Result<Option<String>, ConfigError> {
 
 /// The clusters whose Events a scheduled run reads: `CLUSTERS` (alias=target, as dns-sync and
 /// image-rollout read it; a local run against kmock), else with `CLUSTER_EVENTS=true` the EKS
-/// clusters the stack granted (`EKS_CLUSTERS`, each its own alias).
+/// clusters the stack granted: this account's (`EKS_CLUSTERS`) and member accounts' by ARN
+/// (`MEMBER_CLUSTERS`, read through the member role), each under its cluster name — the name
+/// EC2's tags give its nodes, which the Karpenter join matches on.
 fn kube_clusters(
     env: &Env,
 ) -> Result<Vec<(String, bridgekeeper::cluster_target::ClusterTarget)>, ConfigError> {
@@ -109,17 +111,44 @@ fn kube_clusters(
     if !env.flag("CLUSTER_EVENTS", false)? {
         return Ok(Vec::new());
     }
-    let names = env.list("EKS_CLUSTERS");
-    if names.is_empty() {
-        return Err(ConfigError::new(
-            "CLUSTER_EVENTS",
-            "is true, and EKS_CLUSTERS names no cluster to read",
-        ));
-    }
-    Ok(names
+    let mut out: Vec<(String, ClusterTarget)> = env
+        .list("EKS_CLUSTERS")
         .into_iter()
         .map(|n| (n.clone(), ClusterTarget::eks(n)))
-        .collect())
+        .collect();
+    for arn in env.list("MEMBER_CLUSTERS") {
+        let target: ClusterTarget = arn
+            .parse()
+            .map_err(|why: String| ConfigError::new("MEMBER_CLUSTERS", why))?;
+        let ClusterTarget::Eks { name, .. } = &target else {
+            return Err(ConfigError::new(
+                "MEMBER_CLUSTERS",
+                format!("{arn:?} is not an EKS cluster ARN"),
+            ));
+        };
+        if !arn.starts_with("arn:") {
+            return Err(ConfigError::new(
+                "MEMBER_CLUSTERS",
+                format!("{arn:?} is a name: a member account's cluster is given by its ARN"),
+            ));
+        }
+        if out.iter().any(|(alias, _)| alias == name) {
+            return Err(ConfigError::new(
+                "MEMBER_CLUSTERS",
+                format!(
+                    "two clusters are named {name:?}: messages and the Karpenter join tell clusters apart by name"
+                ),
+            ));
+        }
+        out.push((name.clone(), target));
+    }
+    if out.is_empty() {
+        return Err(ConfigError::new(
+            "CLUSTER_EVENTS",
+            "is true, and neither EKS_CLUSTERS nor MEMBER_CLUSTERS names a cluster to read",
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -147,11 +176,54 @@ mod tests {
             on("")
                 .unwrap_err()
                 .to_string()
-                .contains("EKS_CLUSTERS names no cluster")
+                .contains("neither EKS_CLUSTERS nor MEMBER_CLUSTERS names a cluster")
         );
         let off =
             Config::from_env(&Env::from_pairs([ALERTS, ("CLUSTER_EVENTS", "false")])).unwrap();
         assert!(!off.cluster_events());
+    }
+
+    /// A member account's cluster is read through that account's role (its scope), under its
+    /// name; a name, a URL or a second cluster of the same name is refused at init.
+    #[test]
+    fn member_clusters_are_read_by_arn_in_their_account_under_their_name() {
+        use bridgekeeper::accounts::Scope;
+        use bridgekeeper::cluster_target::ClusterTarget;
+        let with = |members: &'static str| {
+            Config::from_env(&Env::from_pairs([
+                ALERTS,
+                ("CLUSTER_EVENTS", "true"),
+                ("EKS_CLUSTERS", "prod-eks"),
+                ("MEMBER_CLUSTERS", members),
+            ]))
+        };
+        let c = with("arn:aws:eks:eu-central-1:222222222222:cluster/staging-eks").unwrap();
+        assert_eq!(
+            c.kube_clusters[1],
+            (
+                "staging-eks".to_owned(),
+                ClusterTarget::Eks {
+                    name: "staging-eks".into(),
+                    scope: Scope::account("222222222222").in_region("eu-central-1"),
+                }
+            )
+        );
+        for (bad, says) in [
+            (
+                "staging-eks",
+                "a member account's cluster is given by its ARN",
+            ),
+            ("https://10.0.0.1:6443", "is not an EKS cluster ARN"),
+            (
+                "arn:aws:eks:eu-west-1:222222222222:cluster/prod-eks",
+                "two clusters are named",
+            ),
+            ("arn:aws:s3:::bucket", "is not an EKS cluster ARN"),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.var, "MEMBER_CLUSTERS");
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]
