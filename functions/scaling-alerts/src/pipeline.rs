@@ -258,6 +258,7 @@ fn summarize(response: &Response) {
         notifications = response.notifications,
         coalesced = response.coalesced,
         dropped = response.dropped,
+        followed = response.followed,
         failed = response.batch_item_failures.len(),
         "batch done"
     );
