@@ -28,8 +28,9 @@ impl ClusterTarget {
     }
 }
 
-/// EKS cluster names: 1-100 characters, a letter or digit first, then letters, digits, - and _.
-fn is_eks_name(s: &str) -> bool {
+/// EKS names (clusters, node groups, add-ons in ARNs): 1-100 characters, a letter or digit first,
+/// then letters, digits, - and _.
+pub fn is_eks_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 100
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())

@@ -201,6 +201,44 @@ impl Env {
             Some(_) => self.arn(var).map(Some),
         }
     }
+
+    /// An SQS queue URL: `https://sqs.<region>.amazonaws.com/<account>/<queue>` (a stand-in's
+    /// `http://host:port/<account>/<queue>` too), the form SQS's SendMessage takes.
+    pub fn queue_url(&self, var: &str) -> Result<String, ConfigError> {
+        self.optional_queue_url(var)?
+            .ok_or_else(|| ConfigError::missing(var))
+    }
+
+    pub fn optional_queue_url(&self, var: &str) -> Result<Option<String>, ConfigError> {
+        let Some(url) = self.optional(var) else {
+            return Ok(None);
+        };
+        let mut path = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(_, path)| path.trim_end_matches('/').split('/'));
+        let account = path.as_mut().and_then(|p| p.next());
+        let queue = path.as_mut().and_then(|p| p.next());
+        let rest = path.as_mut().and_then(|p| p.next());
+        let ok = account.is_some_and(crate::accounts::is_account_id)
+            && queue.is_some_and(|q| {
+                !q.is_empty()
+                    && q.len() <= 80
+                    && q.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            })
+            && rest.is_none();
+        if !ok {
+            return Err(ConfigError::new(
+                var,
+                format!(
+                    "is {url:?}, expected an SQS queue URL, https://sqs.<region>.amazonaws.com/<account>/<queue>"
+                ),
+            ));
+        }
+        Ok(Some(url))
+    }
 }
 
 /// An ARN, checked for shape: `arn:<partition>:<service>:<region>:<account>:<resource>`.
@@ -291,6 +329,28 @@ mod tests {
             ok.seconds("X", Duration::ZERO).unwrap(),
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn queue_urls_are_sqs_urls_or_refused_by_name() {
+        let url = |v: &'static str| Env::from_pairs([("Q", v)]).optional_queue_url("Q");
+        for good in [
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/bridgekeeper-failed",
+            "http://127.0.0.1:5555/123456789012/queue.fifo",
+        ] {
+            assert_eq!(url(good).unwrap().as_deref(), Some(good));
+        }
+        for bad in [
+            "sqs.eu-west-1.amazonaws.com/123456789012/q",
+            "https://sqs.eu-west-1.amazonaws.com/q",
+            "https://sqs.eu-west-1.amazonaws.com/12345/q",
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/q/x",
+            "arn:aws:sqs:eu-west-1:123456789012:q",
+        ] {
+            assert_eq!(url(bad).unwrap_err().var, "Q", "{bad}");
+        }
+        assert_eq!(url("").unwrap(), None);
+        assert!(Env::default().queue_url("Q").is_err());
     }
 
     #[test]

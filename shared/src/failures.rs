@@ -101,7 +101,7 @@ impl SqsFailureSink {
     ) -> Result<Self, crate::config::ConfigError> {
         Ok(Self::new(
             aws_sdk_sqs::Client::new(sdk),
-            env.required("FAILED_QUEUE_URL")?,
+            env.queue_url("FAILED_QUEUE_URL")?,
         ))
     }
 }

@@ -6,6 +6,7 @@
 
 use std::fmt::Write;
 
+use bridgekeeper::cluster_target::is_eks_name;
 use bridgekeeper::notify::{Notification, Severity};
 use chrono::{DateTime, Utc};
 
@@ -77,15 +78,8 @@ impl AddonRef {
                 return None;
             }
             let mut parts = text[at + m.len()..].split('/');
-            // A whole path segment of EKS's name characters, as the API's patterns allow.
-            let name = |s: Option<&str>| {
-                let s = s?;
-                let ok = !s.is_empty()
-                    && s.len() <= 100
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
-                ok.then(|| s.to_owned())
-            };
+            // A whole path segment that is an EKS name, as the API's patterns allow.
+            let name = |s: Option<&str>| s.filter(|s| is_eks_name(s)).map(str::to_owned);
             let cluster = name(parts.next())?;
             let addon = name(parts.next())?;
             Some(AddonRef { cluster, addon })

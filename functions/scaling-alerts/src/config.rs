@@ -73,27 +73,15 @@ impl Config {
     }
 }
 
-/// An SQS queue URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`, or a stand-in's).
+/// `FOLLOW_UP_QUEUE_URL`, said at init when unset: updates then go unfollowed.
 fn follow_up_queue(env: &Env) -> Result<Option<String>, ConfigError> {
-    let Some(url) = env.optional("FOLLOW_UP_QUEUE_URL") else {
+    let url = env.optional_queue_url("FOLLOW_UP_QUEUE_URL")?;
+    if url.is_none() {
         tracing::info!(
             "FOLLOW_UP_QUEUE_URL is not set: node-group updates are told as they start, not followed to their end"
         );
-        return Ok(None);
-    };
-    let ok = (url.starts_with("https://") || url.starts_with("http://"))
-        && url
-            .trim_end_matches('/')
-            .rsplit('/')
-            .nth(1)
-            .is_some_and(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()));
-    if !ok {
-        return Err(ConfigError::new(
-            "FOLLOW_UP_QUEUE_URL",
-            "must be an SQS queue URL, https://sqs.<region>.amazonaws.com/<account>/<queue>",
-        ));
     }
-    Ok(Some(url))
+    Ok(url)
 }
 
 /// The clusters whose Events a scheduled run reads: `CLUSTERS` (alias=target, as dns-sync and
@@ -261,6 +249,10 @@ mod tests {
             ("ERRORS_TOPIC_ARN", "pager"),
             ("CHAT_TOPIC_ARN", "chat"),
             ("SILENCED_ALARMS", "quiet"),
+            (
+                "FOLLOW_UP_QUEUE_URL",
+                "arn:aws:sqs:eu-west-1:123456789012:scaling",
+            ),
         ] {
             let env = Env::from_pairs([ALERTS, (var, value)]);
             assert_eq!(Config::from_env(&env).unwrap_err().var, var);

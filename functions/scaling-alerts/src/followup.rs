@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use bridgekeeper::accounts::Scope;
+use bridgekeeper::cluster_target::is_eks_name;
 use bridgekeeper::notify::{Notification, Severity};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -110,17 +111,9 @@ impl FollowUp {
     /// A follow-up comes from the queue, where only the function writes; still, it names what
     /// DescribeUpdate is asked about, so its names must be EKS names (the API's patterns).
     pub fn check(&self) -> Result<(), String> {
-        let name = |what: &str, v: &str| {
-            let ok = !v.is_empty()
-                && v.len() <= 100
-                && v.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
-            if ok {
-                Ok(())
-            } else {
-                Err(format!("{what} {v:?} is not an EKS name"))
-            }
+        let name = |what: &str, v: &str| match is_eks_name(v) {
+            true => Ok(()),
+            false => Err(format!("{what} {v:?} is not an EKS name")),
         };
         name("cluster", &self.cluster)?;
         name("node group", &self.nodegroup)?;
