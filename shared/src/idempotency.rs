@@ -68,6 +68,31 @@ pub trait Remember: Send + Sync {
     -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
+/// What the store holds for each of `keys`, `at_once` reads in flight. A key it cannot read
+/// is left out, as one never written is: the caller decides what not knowing means.
+pub async fn recall_all<S: Remember>(
+    store: &S,
+    keys: impl IntoIterator<Item = String>,
+    at_once: usize,
+) -> HashMap<String, String> {
+    use futures::StreamExt;
+    futures::stream::iter(keys)
+        .map(|key| async move {
+            match store.recall(&key).await {
+                Ok(Some(value)) => Some((key, value)),
+                Ok(None) => None,
+                Err(e) => {
+                    warn!(key, error = %e, "not read from the store: taken as unknown");
+                    None
+                }
+            }
+        })
+        .buffer_unordered(at_once.max(1))
+        .filter_map(|x| async move { x })
+        .collect()
+        .await
+}
+
 /// DynamoDB's item limit is 400 KB; a remembered value stays far below it.
 pub const MAX_REMEMBERED: usize = 100_000;
 
@@ -481,6 +506,27 @@ mod tests {
 
     fn event(id: &str) -> Value {
         serde_json::json!({"id": id, "detail-type": "ECR Image Action", "detail": {}})
+    }
+
+    #[tokio::test]
+    async fn recall_all_gives_what_is_kept_and_leaves_out_what_cannot_be_read() {
+        let store = Memory::default();
+        store.remember("a", "1").await.unwrap();
+        store.remember("b", "2").await.unwrap();
+        let keys = ["a", "b", "never"].map(str::to_owned);
+        let got = recall_all(&store, keys.clone(), 2).await;
+        assert_eq!(
+            got,
+            HashMap::from([
+                ("a".to_owned(), "1".to_owned()),
+                ("b".to_owned(), "2".to_owned())
+            ])
+        );
+        let down = Memory {
+            broken: true,
+            ..Memory::default()
+        };
+        assert!(recall_all(&down, keys, 2).await.is_empty());
     }
 
     #[tokio::test]

@@ -109,10 +109,10 @@ async fn one<K: ClusterEvents, N: Notifier, S: Remember>(
             _ => None,
         })
         .collect();
-    let gone = karpenter::endings(cluster, removed, store).await;
+    let gone = karpenter::endings(cluster, &removed, store).await;
     for f in &mut found {
         if let Finding::Disrupted { node, ended, .. } = f {
-            *ended = gone.iter().find(|(n, _)| n == node).map(|(_, g)| g.clone());
+            *ended = gone.get(node).cloned();
         }
     }
     let mut delivered = true;

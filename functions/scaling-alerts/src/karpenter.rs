@@ -4,10 +4,9 @@
 //! store under the node's name, and the side told second names the first: the termination says
 //! why Karpenter removed the node; the decision says the instance is already gone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use bridgekeeper::idempotency::Remember;
-use futures::StreamExt;
+use bridgekeeper::idempotency::{Remember, recall_all};
 use tracing::warn;
 
 use crate::domain::{Alert, Fact};
@@ -53,23 +52,12 @@ pub async fn reasons<S: Remember>(
     if wanted.is_empty() {
         return facts;
     }
-    let known: Vec<(String, String)> = futures::stream::iter(wanted)
-        .map(|key| async move {
-            let why = store.recall(&key).await.ok().flatten();
-            why.map(|w| (key, w))
-        })
-        .buffer_unordered(AT_ONCE)
-        .filter_map(|x| async move { x })
-        .collect()
-        .await;
+    let known = recall_all(store, wanted, AT_ONCE).await;
     for (_, fact) in &mut facts {
         if let Fact::Node(n) = fact
             && let Some(key) = terminated(n).map(|(c, node)| decided(c, node))
         {
-            n.karpenter = known
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, w)| w.clone());
+            n.karpenter = known.get(&key).cloned();
         }
     }
     facts
@@ -103,21 +91,19 @@ pub async fn remember<S: Remember>(store: &S, marks: Vec<(String, String)>) {
     }
 }
 
-/// For the cluster run: of `nodes` Karpenter removed, which instances EC2 already told ended.
+/// For the cluster run: of `nodes` Karpenter removed, which instances EC2 already told ended
+/// (node → `<instance> at <time>`).
 pub async fn endings<S: Remember>(
     cluster: &str,
-    nodes: Vec<String>,
+    nodes: &[String],
     store: &S,
-) -> Vec<(String, String)> {
-    futures::stream::iter(nodes)
-        .map(|node| async move {
-            let seen = store.recall(&ended(cluster, &node)).await.ok().flatten();
-            seen.map(|s| (node, s))
-        })
-        .buffer_unordered(AT_ONCE)
-        .filter_map(|x| async move { x })
+) -> HashMap<String, String> {
+    let keys = nodes.iter().map(|node| ended(cluster, node));
+    let mut seen = recall_all(store, keys, AT_ONCE).await;
+    nodes
+        .iter()
+        .filter_map(|node| Some((node.clone(), seen.remove(&ended(cluster, node))?)))
         .collect()
-        .await
 }
 
 #[cfg(test)]

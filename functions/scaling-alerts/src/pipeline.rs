@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use bridgekeeper::Error;
 use bridgekeeper::accounts::Scope;
-use bridgekeeper::idempotency::Remember;
+use bridgekeeper::idempotency::{Remember, recall_all};
 use bridgekeeper::metrics::Metrics;
 use bridgekeeper::notify::Notifier;
 use chrono::{DateTime, Utc};
@@ -20,6 +20,7 @@ use crate::autoscaling::InstanceAction;
 use crate::aws::{AutoScaling, Eks, Instances};
 use crate::batch::{RecordError, Response};
 use crate::config::{Config, Silenced};
+use crate::contributors::ContributorEvent;
 use crate::delivery::{self, Notifiers};
 use crate::domain::{self, Alert, Fact};
 use crate::following;
@@ -284,21 +285,25 @@ fn qualified(alarm: &str, origin: Option<&Scope>) -> String {
     }
 }
 
+/// Where a contributor's last reported change is kept: under its alarm's key, by its id.
+fn contributor_key(c: &ContributorEvent, origin: Option<&Scope>) -> String {
+    format!("alarm#{}#{}", qualified(&c.alarm, origin), c.id)
+}
+
 /// The store key of a contributor's last reported change, and the time of its latest change in
 /// the alert.
 fn contributor_marks(alert: &Alert, origin: Option<&Scope>) -> Vec<(String, DateTime<Utc>)> {
     let mut latest: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     for c in alert.contributors() {
         if let Some(t) = c.time {
-            let key = format!("alarm#{}#{}", qualified(&c.alarm, origin), c.id);
-            let at = latest.entry(key).or_insert(t);
+            let at = latest.entry(contributor_key(c, origin)).or_insert(t);
             *at = (*at).max(t);
         }
     }
     latest.into_iter().collect()
 }
 
-/// Claims checked at once against the store.
+/// Store reads and EKS calls at once.
 const RECALLS: usize = 16;
 
 /// A multi-time-series alarm's contributor changes as old as (or older than) the one last
@@ -309,40 +314,27 @@ async fn fresh_contributors<S: Remember>(
     origin: Option<&Scope>,
     store: &S,
 ) -> Result<Alert, usize> {
-    if alert.contributors().is_empty() {
+    let keys: BTreeSet<String> = alert
+        .contributors()
+        .into_iter()
+        .map(|c| contributor_key(c, origin))
+        .collect();
+    if keys.is_empty() {
         return Ok(alert);
     }
-    let keys: Vec<Option<String>> = alert
-        .facts
-        .iter()
-        .map(|f| match f {
-            Fact::Contributor(c) => Some(format!("alarm#{}#{}", qualified(&c.alarm, origin), c.id)),
-            _ => None,
-        })
-        .collect();
-    let wanted: BTreeSet<&String> = keys.iter().flatten().collect();
-    let reported: HashMap<&String, DateTime<Utc>> = futures::stream::iter(wanted)
-        .map(|key| async move {
-            let at = match store.recall(key).await {
-                Ok(Some(t)) => DateTime::parse_from_rfc3339(&t)
-                    .ok()
-                    .map(|t| t.with_timezone(&Utc)),
-                _ => None,
-            };
-            (key, at)
-        })
-        .buffer_unordered(RECALLS)
-        .filter_map(|(key, at)| async move { at.map(|at| (key, at)) })
-        .collect()
-        .await;
+    let reported = recall_all(store, keys, RECALLS).await;
     let total = alert.records.len();
     let mut kept = Alert {
         facts: Vec::new(),
         records: Vec::new(),
     };
-    for ((fact, record), key) in alert.facts.into_iter().zip(alert.records).zip(&keys) {
-        let stale = match (&fact, key.as_ref().and_then(|k| reported.get(k))) {
-            (Fact::Contributor(c), Some(reported)) => c.time.is_some_and(|t| t <= *reported),
+    for (fact, record) in alert.facts.into_iter().zip(alert.records) {
+        let stale = match &fact {
+            Fact::Contributor(c) => reported
+                .get(&contributor_key(c, origin))
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .zip(c.time)
+                .is_some_and(|(reported, t)| t <= reported),
             _ => false,
         };
         if !stale {
