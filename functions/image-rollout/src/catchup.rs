@@ -25,7 +25,7 @@ fn version_rule<'r>(
 ) -> Option<&'r Rule> {
     rules
         .iter()
-        .find(|r| r.clusters.iter().any(|c| c == cluster) && r.matches(repository, tag))
+        .find(|r| r.covers(cluster, repository, tag))
         .filter(|r| r.bump.is_some())
 }
 

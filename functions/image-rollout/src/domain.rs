@@ -157,6 +157,11 @@ impl Rule {
     pub fn matches(&self, repository: &str, tag: &str) -> bool {
         self.repository.matches(repository) && self.tag.matches(tag)
     }
+
+    /// It rolls `repository:tag` in `cluster`.
+    pub fn covers(&self, cluster: &str, repository: &str, tag: &str) -> bool {
+        self.clusters.iter().any(|c| c == cluster) && self.matches(repository, tag)
+    }
 }
 
 /// Where to look in one cluster, and how to roll.
@@ -266,9 +271,9 @@ pub fn followed_tags(rules: &[Rule], cluster: &str, workloads: &[Workload]) -> V
                 },
                 (None, None) => "latest".to_owned(),
             };
-            let rolled_here = rules.iter().any(|rule| {
-                rule.clusters.iter().any(|c| c == cluster) && rule.matches(&r.repository, &tag)
-            });
+            let rolled_here = rules
+                .iter()
+                .any(|rule| rule.covers(cluster, &r.repository, &tag));
             let key = (registry, r.repository, tag);
             if rolled_here && !out.contains(&key) {
                 out.push(key);
