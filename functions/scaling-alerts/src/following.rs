@@ -56,13 +56,16 @@ pub async fn follow<U: Eks, S: Remember>(
             let scope = &origins[&record];
             match fact {
                 Fact::FollowUp(f) => answer(record, f, scope, eks).await,
-                Fact::Nodegroup(n) if eks.following() => match FollowUp::of(&n) {
-                    Some(f) => match start(&f, scope, eks, store).await {
+                Fact::Nodegroup(n) => {
+                    let started = match FollowUp::of(&n).filter(|_| eks.following()) {
+                        Some(f) => start(&f, scope, eks, store).await,
+                        None => Ok(()),
+                    };
+                    match started {
                         Ok(()) => Done::Keep(record, Box::new(Fact::Nodegroup(n))),
                         Err(e) => Done::Retry(record, e),
-                    },
-                    None => Done::Keep(record, Box::new(Fact::Nodegroup(n))),
-                },
+                    }
+                }
                 other => Done::Keep(record, Box::new(other)),
             }
         })
