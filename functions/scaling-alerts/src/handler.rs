@@ -67,7 +67,7 @@ pub async fn clusters<A, E, N: Notifier, S: Remember, U, K: ClusterEvents>(
 ) -> Result<ClusterRun, Error> {
     if !config.cluster_events() {
         return Err(Error::invalid_event(
-            "a scheduled run reads the clusters' Events, and CLUSTERS is not set",
+            "a scheduled run reads the clusters' Events, and none is configured (CLUSTER_EVENTS is off, CLUSTERS unset)",
         ));
     }
     let aliases: Vec<String> = config
@@ -231,5 +231,19 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
         assert_eq!(p.notifiers.all.sent().len(), 1);
+    }
+
+    /// A schedule reaching a function that reads no cluster's Events is refused by name, and
+    /// tells nobody anything.
+    #[tokio::test]
+    async fn a_scheduled_run_without_clusters_is_refused_and_sends_nothing() {
+        use bridgekeeper::Classify;
+        let p = ports();
+        let err = clusters(&config(&[]), &p, &FakeEvents::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.diagnostic().error_type, "NonRetryable.InvalidEvent");
+        assert!(err.to_string().contains("CLUSTER_EVENTS is off"), "{err}");
+        assert!(p.notifiers.all.sent().is_empty());
     }
 }
